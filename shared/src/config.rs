@@ -1,0 +1,182 @@
+//! Reading configuration from environment variables, with one-line errors that name the variable.
+//!
+//! Binaries pass `std::env::vars()` in; everything else is pure so it can be tested with a map.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+use chrono_tz::Tz;
+use thiserror::Error;
+
+/// A configuration problem. Its message is the one line an operator sees at start-up; it names the
+/// variable and never repeats a secret's value.
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error("invalid configuration: {variable}: {problem}")]
+pub struct ConfigError {
+    pub variable: String,
+    pub problem: String,
+}
+
+impl ConfigError {
+    pub fn new(variable: &str, problem: impl Into<String>) -> Self {
+        ConfigError {
+            variable: variable.to_string(),
+            problem: problem.into(),
+        }
+    }
+}
+
+/// A snapshot of the process environment (or a test's map).
+#[derive(Debug, Clone, Default)]
+pub struct Env(BTreeMap<String, String>);
+
+impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Env {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        Env(iter.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
+    }
+}
+
+impl Env {
+    /// The process environment. Only binaries call this.
+    pub fn from_process() -> Self {
+        std::env::vars().collect()
+    }
+
+    /// The value, with surrounding white space removed; empty counts as unset.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
+    }
+
+    pub fn required(&self, name: &str) -> Result<&str, ConfigError> {
+        self.get(name).ok_or_else(|| ConfigError::new(name, "is required but not set"))
+    }
+
+    /// Parses the value with `FromStr`, or returns `default` when unset.
+    pub fn parse_or<T: FromStr>(&self, name: &str, default: T) -> Result<T, ConfigError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match self.get(name) {
+            None => Ok(default),
+            Some(raw) => raw
+                .parse()
+                .map_err(|e| ConfigError::new(name, format!("cannot parse {raw:?}: {e}"))),
+        }
+    }
+
+    /// `true`/`false`/`1`/`0`/`yes`/`no` (any case).
+    pub fn bool_or(&self, name: &str, default: bool) -> Result<bool, ConfigError> {
+        match self.get(name).map(str::to_ascii_lowercase).as_deref() {
+            None => Ok(default),
+            Some("true" | "1" | "yes") => Ok(true),
+            Some("false" | "0" | "no") => Ok(false),
+            Some(other) => Err(ConfigError::new(
+                name,
+                format!("expected true or false, got {other:?}"),
+            )),
+        }
+    }
+
+    /// A comma-separated list; blanks dropped. Unset gives `None`.
+    pub fn list(&self, name: &str) -> Option<Vec<String>> {
+        self.get(name).map(|raw| {
+            raw.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect()
+        })
+    }
+
+    /// An IANA time zone (`TIMEZONE`), default `Asia/Ho_Chi_Minh`.
+    pub fn timezone(&self, name: &str) -> Result<Tz, ConfigError> {
+        let raw = self.get(name).unwrap_or("Asia/Ho_Chi_Minh");
+        raw.parse::<Tz>()
+            .map_err(|_| ConfigError::new(name, format!("{raw:?} is not an IANA time zone name")))
+    }
+
+    /// A secret given either as a plain value or as a Secrets Manager ARN, never both.
+    /// Returns which one is set; the caller resolves the ARN.
+    pub fn secret_source(
+        &self,
+        plain: &str,
+        arn: &str,
+    ) -> Result<Option<SecretSource>, ConfigError> {
+        match (self.get(plain), self.get(arn)) {
+            (Some(_), Some(_)) => Err(ConfigError::new(
+                plain,
+                format!("set either {plain} or {arn}, not both"),
+            )),
+            (Some(value), None) => Ok(Some(SecretSource::Plain(value.to_string()))),
+            (None, Some(a)) => Ok(Some(SecretSource::SecretArn(a.to_string()))),
+            (None, None) => Ok(None),
+        }
+    }
+}
+
+/// Where a secret comes from. Debug never shows a plain value.
+#[derive(Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    Plain(String),
+    SecretArn(String),
+}
+
+impl std::fmt::Debug for SecretSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SecretSource::Plain(_) => f.write_str("Plain(<redacted>)"),
+            SecretSource::SecretArn(arn) => f.debug_tuple("SecretArn").field(arn).finish(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Env {
+        pairs.iter().copied().collect()
+    }
+
+    #[test]
+    fn required_names_the_variable() {
+        let err = env(&[("TABLE_NAME", "  ")]).required("TABLE_NAME").unwrap_err();
+        assert_eq!(err.to_string(), "invalid configuration: TABLE_NAME: is required but not set");
+    }
+
+    #[test]
+    fn bool_accepts_common_spellings_and_rejects_others() {
+        let e = env(&[("A", "TRUE"), ("B", "0"), ("C", "maybe")]);
+        assert!(e.bool_or("A", false).unwrap());
+        assert!(!e.bool_or("B", true).unwrap());
+        assert!(e.bool_or("MISSING", true).unwrap());
+        let err = e.bool_or("C", false).unwrap_err();
+        assert_eq!(err.variable, "C");
+    }
+
+    #[test]
+    fn list_splits_and_trims() {
+        let e = env(&[("PLUGINS", " github, ,jira ")]);
+        assert_eq!(e.list("PLUGINS").unwrap(), vec!["github", "jira"]);
+        assert_eq!(e.list("NOPE"), None);
+    }
+
+    #[test]
+    fn timezone_defaults_and_validates() {
+        assert_eq!(env(&[]).timezone("TIMEZONE").unwrap(), chrono_tz::Asia::Ho_Chi_Minh);
+        let err = env(&[("TIMEZONE", "Mars/Base")]).timezone("TIMEZONE").unwrap_err();
+        assert!(err.to_string().contains("TIMEZONE"));
+    }
+
+    #[test]
+    fn secret_source_rejects_both_and_hides_plain_value() {
+        let e = env(&[("METRICS_TOKEN", "s3cret"), ("METRICS_TOKEN_SECRET_ARN", "arn:x")]);
+        let err = e.secret_source("METRICS_TOKEN", "METRICS_TOKEN_SECRET_ARN").unwrap_err();
+        assert!(!err.to_string().contains("s3cret"));
+        let plain = env(&[("METRICS_TOKEN", "s3cret")])
+            .secret_source("METRICS_TOKEN", "METRICS_TOKEN_SECRET_ARN")
+            .unwrap()
+            .unwrap();
+        assert!(!format!("{plain:?}").contains("s3cret"));
+    }
+}

@@ -1,0 +1,81 @@
+//! Errors of the DevLake client. Each keeps method, path and status, never the API key.
+
+use thiserror::Error;
+
+/// What went wrong talking to DevLake.
+#[derive(Debug, Error)]
+pub enum DevLakeError {
+    /// 428: DevLake waits for (or runs) a database migration. Not retried: it lasts minutes.
+    #[error("DevLake is waiting for a database migration (428) on {method} {path}; open <devlake>/proceed-db-migration, then run again")]
+    MigrationPending { method: String, path: String },
+    /// 401/403: the API key is missing, wrong, expired or not allowed on this path.
+    #[error("DevLake refused the credentials ({status}) on {method} {path}: {message}")]
+    Unauthorized {
+        status: u16,
+        method: String,
+        path: String,
+        message: String,
+    },
+    /// Any other non-success status. `message` is a short excerpt of the body.
+    #[error("DevLake answered {status} on {method} {path}: {message}")]
+    Status {
+        status: u16,
+        method: String,
+        path: String,
+        message: String,
+    },
+    /// Connect failure, reset, or timeout.
+    #[error("could not reach DevLake on {method} {path}: {source}")]
+    Transport {
+        method: String,
+        path: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The body was not what devlake-api.md says.
+    #[error("unexpected response from DevLake on {method} {path}: {source} (body starts: {excerpt})")]
+    Decode {
+        method: String,
+        path: String,
+        excerpt: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The client was built with an unusable setting (endpoint URL, header value).
+    #[error("invalid DevLake client setting: {0}")]
+    Config(String),
+}
+
+impl DevLakeError {
+    /// HTTP status, where DevLake answered at all.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            DevLakeError::MigrationPending { .. } => Some(428),
+            DevLakeError::Unauthorized { status, .. } | DevLakeError::Status { status, .. } => {
+                Some(*status)
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether trying the same request again can help (5xx, 429, transport errors).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            DevLakeError::Transport { .. } => true,
+            DevLakeError::Status { status, .. } => *status == 429 || *status >= 500,
+            _ => false,
+        }
+    }
+
+    /// Whether no further call in this run can succeed (migration pending, credentials refused).
+    pub fn is_fatal(&self) -> bool {
+        matches!(
+            self,
+            DevLakeError::MigrationPending { .. } | DevLakeError::Unauthorized { .. } | DevLakeError::Config(_)
+        )
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        self.status() == Some(404)
+    }
+}

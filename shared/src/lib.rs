@@ -1,0 +1,9 @@
+//! devlake-autopilot's core library: the DevLake client, the automation and monitor logic, the
+//! DynamoDB store, CloudWatch emission and Prometheus rendering. Binaries in `functions/` only
+//! read the environment, build clients once and hand events to this crate.
+
+pub mod cloudwatch;
+pub mod config;
+pub mod devlake;
+pub mod store;
+pub mod time_rules;

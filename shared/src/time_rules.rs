@@ -1,0 +1,93 @@
+//! Calendar rules that depend on the operator's time zone.
+
+use chrono::{DateTime, Datelike, Duration, LocalResult, NaiveDate, TimeZone, Utc, Weekday};
+use chrono_tz::Tz;
+
+/// 00:00 local time of the latest Saturday strictly before `now`'s local date, in UTC.
+///
+/// A run on Sat 2026-11-28 18:00 in Asia/Ho_Chi_Minh gives 2026-11-21 00:00 ICT
+/// (`2026-11-20T17:00:00Z`); a run on Sun 2026-11-29 gives `2026-11-27T17:00:00Z`.
+pub fn previous_saturday(now: DateTime<Utc>, tz: Tz) -> DateTime<Utc> {
+    let today = now.with_timezone(&tz).date_naive();
+    // Days back to the last Saturday strictly before today: Sat → 7, Sun → 1, Mon → 2, …
+    let back = match today.weekday() {
+        Weekday::Sat => 7,
+        other => (other.num_days_from_sunday() + 1) as i64,
+    };
+    local_midnight(today - Duration::days(back), tz)
+}
+
+/// The first instant of `date` in `tz`. Where midnight does not exist (a DST jump at 00:00, as in
+/// some zones), the day starts at the first valid instant after the gap.
+pub fn local_midnight(date: NaiveDate, tz: Tz) -> DateTime<Utc> {
+    let mut t = date.and_hms_opt(0, 0, 0).expect("midnight is a valid time");
+    loop {
+        match tz.from_local_datetime(&t) {
+            LocalResult::Single(d) => return d.with_timezone(&Utc),
+            LocalResult::Ambiguous(first, _) => return first.with_timezone(&Utc),
+            LocalResult::None => t += Duration::minutes(15),
+        }
+    }
+}
+
+/// `YYYY-MM-DD HH:MM:SS` in `tz`: the `time_failed` label format of the original system.
+pub fn format_local(t: DateTime<Utc>, tz: Tz) -> String {
+    t.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono_tz::America::New_York;
+    use chrono_tz::Asia::Ho_Chi_Minh;
+
+    fn utc(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn design_examples() {
+        // Sat 2026-11-28 18:00 ICT
+        assert_eq!(previous_saturday(utc("2026-11-28T11:00:00Z"), Ho_Chi_Minh), utc("2026-11-20T17:00:00Z"));
+        // Sun 2026-11-29 18:00 ICT
+        assert_eq!(previous_saturday(utc("2026-11-29T11:00:00Z"), Ho_Chi_Minh), utc("2026-11-27T17:00:00Z"));
+    }
+
+    #[test]
+    fn every_weekday_maps_to_the_saturday_before() {
+        // Sun 2026-11-22 .. Sat 2026-11-28 (noon ICT) → Sat 2026-11-21, except Saturday itself → 11-21 too.
+        for day in 22..=28 {
+            let now = utc(&format!("2026-11-{day:02}T05:00:00Z"));
+            assert_eq!(previous_saturday(now, Ho_Chi_Minh), utc("2026-11-20T17:00:00Z"), "day {day}");
+        }
+        // Sunday 29th moves on to Saturday 28th.
+        assert_eq!(previous_saturday(utc("2026-11-29T05:00:00Z"), Ho_Chi_Minh), utc("2026-11-27T17:00:00Z"));
+    }
+
+    #[test]
+    fn local_midnight_boundary_uses_local_date_not_utc_date() {
+        // 2026-11-28T16:59:59Z is Sat 23:59:59 ICT → previous Saturday is the 21st.
+        assert_eq!(previous_saturday(utc("2026-11-28T16:59:59Z"), Ho_Chi_Minh), utc("2026-11-20T17:00:00Z"));
+        // One second later it is Sun 00:00:00 ICT → the 28th.
+        assert_eq!(previous_saturday(utc("2026-11-28T17:00:00Z"), Ho_Chi_Minh), utc("2026-11-27T17:00:00Z"));
+    }
+
+    #[test]
+    fn dst_transitions_in_new_york() {
+        // Spring forward: Sun 2026-03-08 02:00 EST → 03:00 EDT. Run on Mon 03-09: Saturday 03-07 is still EST.
+        assert_eq!(previous_saturday(utc("2026-03-09T15:00:00Z"), New_York), utc("2026-03-07T05:00:00Z"));
+        // Run the following Sunday 03-15: Saturday 03-14 00:00 EDT = 04:00Z.
+        assert_eq!(previous_saturday(utc("2026-03-15T15:00:00Z"), New_York), utc("2026-03-14T04:00:00Z"));
+        // Fall back: Sun 2026-11-01 02:00 EDT → 01:00 EST. Run on Sun 11-01: Saturday 10-31 00:00 EDT.
+        assert_eq!(previous_saturday(utc("2026-11-01T15:00:00Z"), New_York), utc("2026-10-31T04:00:00Z"));
+        // Run on Mon 11-02: Saturday 10-31 still EDT.
+        assert_eq!(previous_saturday(utc("2026-11-02T15:00:00Z"), New_York), utc("2026-10-31T04:00:00Z"));
+        // Run on Sun 11-08: Saturday 11-07 00:00 EST = 05:00Z.
+        assert_eq!(previous_saturday(utc("2026-11-08T15:00:00Z"), New_York), utc("2026-11-07T05:00:00Z"));
+    }
+
+    #[test]
+    fn time_failed_label_format() {
+        assert_eq!(format_local(utc("2026-11-20T17:00:05Z"), Ho_Chi_Minh), "2026-11-21 00:00:05");
+    }
+}
