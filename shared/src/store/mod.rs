@@ -20,6 +20,9 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+mod dynamo;
+pub use dynamo::{keys, DynamoStore};
+
 /// A job whose runs are recorded for `devlake_*_last_run_*`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
