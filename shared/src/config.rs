@@ -32,7 +32,10 @@ pub struct Env(BTreeMap<String, String>);
 
 impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Env {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
-        Env(iter.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
+        Env(iter
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect())
     }
 }
 
@@ -48,7 +51,8 @@ impl Env {
     }
 
     pub fn required(&self, name: &str) -> Result<&str, ConfigError> {
-        self.get(name).ok_or_else(|| ConfigError::new(name, "is required but not set"))
+        self.get(name)
+            .ok_or_else(|| ConfigError::new(name, "is required but not set"))
     }
 
     /// Parses the value with `FromStr`, or returns `default` when unset.
@@ -140,8 +144,13 @@ mod tests {
 
     #[test]
     fn required_names_the_variable() {
-        let err = env(&[("TABLE_NAME", "  ")]).required("TABLE_NAME").unwrap_err();
-        assert_eq!(err.to_string(), "invalid configuration: TABLE_NAME: is required but not set");
+        let err = env(&[("TABLE_NAME", "  ")])
+            .required("TABLE_NAME")
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid configuration: TABLE_NAME: is required but not set"
+        );
     }
 
     #[test]
@@ -163,15 +172,25 @@ mod tests {
 
     #[test]
     fn timezone_defaults_and_validates() {
-        assert_eq!(env(&[]).timezone("TIMEZONE").unwrap(), chrono_tz::Asia::Ho_Chi_Minh);
-        let err = env(&[("TIMEZONE", "Mars/Base")]).timezone("TIMEZONE").unwrap_err();
+        assert_eq!(
+            env(&[]).timezone("TIMEZONE").unwrap(),
+            chrono_tz::Asia::Ho_Chi_Minh
+        );
+        let err = env(&[("TIMEZONE", "Mars/Base")])
+            .timezone("TIMEZONE")
+            .unwrap_err();
         assert!(err.to_string().contains("TIMEZONE"));
     }
 
     #[test]
     fn secret_source_rejects_both_and_hides_plain_value() {
-        let e = env(&[("METRICS_TOKEN", "s3cret"), ("METRICS_TOKEN_SECRET_ARN", "arn:x")]);
-        let err = e.secret_source("METRICS_TOKEN", "METRICS_TOKEN_SECRET_ARN").unwrap_err();
+        let e = env(&[
+            ("METRICS_TOKEN", "s3cret"),
+            ("METRICS_TOKEN_SECRET_ARN", "arn:x"),
+        ]);
+        let err = e
+            .secret_source("METRICS_TOKEN", "METRICS_TOKEN_SECRET_ARN")
+            .unwrap_err();
         assert!(!err.to_string().contains("s3cret"));
         let plain = env(&[("METRICS_TOKEN", "s3cret")])
             .secret_source("METRICS_TOKEN", "METRICS_TOKEN_SECRET_ARN")

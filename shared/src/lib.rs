@@ -2,8 +2,12 @@
 //! DynamoDB store, CloudWatch emission and Prometheus rendering. Binaries in `functions/` only
 //! read the environment, build clients once and hand events to this crate.
 
+pub mod automation;
 pub mod cloudwatch;
 pub mod config;
 pub mod devlake;
+pub mod metrics_http;
+pub mod render;
+pub mod secrets;
 pub mod store;
 pub mod time_rules;

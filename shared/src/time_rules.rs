@@ -48,9 +48,15 @@ mod tests {
     #[test]
     fn design_examples() {
         // Sat 2026-11-28 18:00 ICT
-        assert_eq!(previous_saturday(utc("2026-11-28T11:00:00Z"), Ho_Chi_Minh), utc("2026-11-20T17:00:00Z"));
+        assert_eq!(
+            previous_saturday(utc("2026-11-28T11:00:00Z"), Ho_Chi_Minh),
+            utc("2026-11-20T17:00:00Z")
+        );
         // Sun 2026-11-29 18:00 ICT
-        assert_eq!(previous_saturday(utc("2026-11-29T11:00:00Z"), Ho_Chi_Minh), utc("2026-11-27T17:00:00Z"));
+        assert_eq!(
+            previous_saturday(utc("2026-11-29T11:00:00Z"), Ho_Chi_Minh),
+            utc("2026-11-27T17:00:00Z")
+        );
     }
 
     #[test]
@@ -58,36 +64,67 @@ mod tests {
         // Sun 2026-11-22 .. Sat 2026-11-28 (noon ICT) → Sat 2026-11-21, except Saturday itself → 11-21 too.
         for day in 22..=28 {
             let now = utc(&format!("2026-11-{day:02}T05:00:00Z"));
-            assert_eq!(previous_saturday(now, Ho_Chi_Minh), utc("2026-11-20T17:00:00Z"), "day {day}");
+            assert_eq!(
+                previous_saturday(now, Ho_Chi_Minh),
+                utc("2026-11-20T17:00:00Z"),
+                "day {day}"
+            );
         }
         // Sunday 29th moves on to Saturday 28th.
-        assert_eq!(previous_saturday(utc("2026-11-29T05:00:00Z"), Ho_Chi_Minh), utc("2026-11-27T17:00:00Z"));
+        assert_eq!(
+            previous_saturday(utc("2026-11-29T05:00:00Z"), Ho_Chi_Minh),
+            utc("2026-11-27T17:00:00Z")
+        );
     }
 
     #[test]
     fn local_midnight_boundary_uses_local_date_not_utc_date() {
         // 2026-11-28T16:59:59Z is Sat 23:59:59 ICT → previous Saturday is the 21st.
-        assert_eq!(previous_saturday(utc("2026-11-28T16:59:59Z"), Ho_Chi_Minh), utc("2026-11-20T17:00:00Z"));
+        assert_eq!(
+            previous_saturday(utc("2026-11-28T16:59:59Z"), Ho_Chi_Minh),
+            utc("2026-11-20T17:00:00Z")
+        );
         // One second later it is Sun 00:00:00 ICT → the 28th.
-        assert_eq!(previous_saturday(utc("2026-11-28T17:00:00Z"), Ho_Chi_Minh), utc("2026-11-27T17:00:00Z"));
+        assert_eq!(
+            previous_saturday(utc("2026-11-28T17:00:00Z"), Ho_Chi_Minh),
+            utc("2026-11-27T17:00:00Z")
+        );
     }
 
     #[test]
     fn dst_transitions_in_new_york() {
         // Spring forward: Sun 2026-03-08 02:00 EST → 03:00 EDT. Run on Mon 03-09: Saturday 03-07 is still EST.
-        assert_eq!(previous_saturday(utc("2026-03-09T15:00:00Z"), New_York), utc("2026-03-07T05:00:00Z"));
+        assert_eq!(
+            previous_saturday(utc("2026-03-09T15:00:00Z"), New_York),
+            utc("2026-03-07T05:00:00Z")
+        );
         // Run the following Sunday 03-15: Saturday 03-14 00:00 EDT = 04:00Z.
-        assert_eq!(previous_saturday(utc("2026-03-15T15:00:00Z"), New_York), utc("2026-03-14T04:00:00Z"));
+        assert_eq!(
+            previous_saturday(utc("2026-03-15T15:00:00Z"), New_York),
+            utc("2026-03-14T04:00:00Z")
+        );
         // Fall back: Sun 2026-11-01 02:00 EDT → 01:00 EST. Run on Sun 11-01: Saturday 10-31 00:00 EDT.
-        assert_eq!(previous_saturday(utc("2026-11-01T15:00:00Z"), New_York), utc("2026-10-31T04:00:00Z"));
+        assert_eq!(
+            previous_saturday(utc("2026-11-01T15:00:00Z"), New_York),
+            utc("2026-10-31T04:00:00Z")
+        );
         // Run on Mon 11-02: Saturday 10-31 still EDT.
-        assert_eq!(previous_saturday(utc("2026-11-02T15:00:00Z"), New_York), utc("2026-10-31T04:00:00Z"));
+        assert_eq!(
+            previous_saturday(utc("2026-11-02T15:00:00Z"), New_York),
+            utc("2026-10-31T04:00:00Z")
+        );
         // Run on Sun 11-08: Saturday 11-07 00:00 EST = 05:00Z.
-        assert_eq!(previous_saturday(utc("2026-11-08T15:00:00Z"), New_York), utc("2026-11-07T05:00:00Z"));
+        assert_eq!(
+            previous_saturday(utc("2026-11-08T15:00:00Z"), New_York),
+            utc("2026-11-07T05:00:00Z")
+        );
     }
 
     #[test]
     fn time_failed_label_format() {
-        assert_eq!(format_local(utc("2026-11-20T17:00:05Z"), Ho_Chi_Minh), "2026-11-21 00:00:05");
+        assert_eq!(
+            format_local(utc("2026-11-20T17:00:05Z"), Ho_Chi_Minh),
+            "2026-11-21 00:00:05"
+        );
     }
 }

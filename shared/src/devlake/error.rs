@@ -33,7 +33,9 @@ pub enum DevLakeError {
         source: reqwest::Error,
     },
     /// The body was not what devlake-api.md says.
-    #[error("unexpected response from DevLake on {method} {path}: {source} (body starts: {excerpt})")]
+    #[error(
+        "unexpected response from DevLake on {method} {path}: {source} (body starts: {excerpt})"
+    )]
     Decode {
         method: String,
         path: String,
@@ -71,7 +73,9 @@ impl DevLakeError {
     pub fn is_fatal(&self) -> bool {
         matches!(
             self,
-            DevLakeError::MigrationPending { .. } | DevLakeError::Unauthorized { .. } | DevLakeError::Config(_)
+            DevLakeError::MigrationPending { .. }
+                | DevLakeError::Unauthorized { .. }
+                | DevLakeError::Config(_)
         )
     }
 

@@ -4,5 +4,8 @@ mod client;
 mod error;
 pub mod models;
 
-pub use client::{CallCounts, ClientConfig, DevLakeClient, TriggerOutcome};
+pub use client::{
+    encode_segment, parse_version, scope_id_path, CallCounts, ClientConfig, DevLakeClient,
+    RetryPolicy, TriggerOutcome, MAX_SCOPES_PAGE_SIZE,
+};
 pub use error::DevLakeError;

@@ -127,7 +127,9 @@ impl Scope {
 
     /// `scopeConfigId`, absent (omitempty) when the scope has none.
     pub fn scope_config_id(&self) -> Option<u64> {
-        self.field("scopeConfigId").and_then(Value::as_u64).filter(|id| *id != 0)
+        self.field("scopeConfigId")
+            .and_then(Value::as_u64)
+            .filter(|id| *id != 0)
     }
 
     pub fn name(&self) -> Option<&str> {

@@ -2,8 +2,20 @@
 //! `serde_dynamo`, plus the key attributes `pk`/`sk` and, on failure events only, `expiresAt`
 //! (epoch seconds, the table's TTL attribute). Readers ignore attributes they do not know.
 
+use std::collections::{HashMap, HashSet};
+
+use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, KeysAndAttributes, Put, PutRequest, ReturnValue,
+    ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update, WriteRequest,
+};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::*;
 
 /// Partition and sort key of every item kind (see the table layout in `store`).
 pub mod keys {
@@ -49,10 +61,602 @@ pub struct DynamoStore {
 
 impl DynamoStore {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        DynamoStore { client, table: table.into() }
+        DynamoStore {
+            client,
+            table: table.into(),
+        }
     }
 
     pub fn table(&self) -> &str {
         &self.table
+    }
+}
+
+/// Most items one `TransactWriteItems` takes; one slot is the project update.
+pub const MAX_EVENTS_PER_COMMIT: usize = 99;
+
+/// Keys per `BatchGetItem` / items per `BatchWriteItem` (DynamoDB limits).
+const BATCH_GET_KEYS: usize = 100;
+const BATCH_WRITE_ITEMS: usize = 25;
+/// Rounds spent re-sending unprocessed keys/items before giving up (DynamoDB returns them when
+/// throttled); each round waits a little longer.
+const UNPROCESSED_ROUNDS: u32 = 8;
+
+/// Attribute holding the optimistic-concurrency revision of PROJECT items (not part of
+/// `ProjectState`; readers ignore it).
+const REVISION: &str = "revision";
+
+type Item = HashMap<String, AttributeValue>;
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+fn key(pk: impl Into<String>, sk: impl Into<String>) -> Item {
+    HashMap::from([(keys::PK.to_string(), s(pk)), (keys::SK.to_string(), s(sk))])
+}
+
+fn number(item: &Item, name: &str) -> Option<u64> {
+    match item.get(name) {
+        Some(AttributeValue::N(v)) => v.parse().ok(),
+        _ => None,
+    }
+}
+
+fn string<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
+    match item.get(name) {
+        Some(AttributeValue::S(v)) => Some(v.as_str()),
+        _ => None,
+    }
+}
+
+/// Error codes DynamoDB uses for throttling and transient server trouble.
+fn is_transient_code(code: &str) -> bool {
+    matches!(
+        code,
+        "ProvisionedThroughputExceededException"
+            | "ThrottlingException"
+            | "RequestLimitExceeded"
+            | "InternalServerError"
+            | "ServiceUnavailable"
+            | "TransactionInProgressException"
+            | "LimitExceededException"
+    )
+}
+
+/// Map an SDK error to a [`StoreError`], deciding whether a retry later can help.
+fn store_error<E>(operation: &str, err: SdkError<E, HttpResponse>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let status = err.raw_response().map(|r| r.status().as_u16());
+    let transient = match &err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        SdkError::ServiceError(service) => {
+            status.is_some_and(|s| s >= 500) || service.err().code().is_some_and(is_transient_code)
+        }
+        _ => false,
+    };
+    let message = match err.as_service_error() {
+        Some(e) => format!(
+            "{}: {}",
+            e.code().unwrap_or("unknown error"),
+            e.message().unwrap_or("no message")
+        ),
+        None => DisplayErrorContext(&err).to_string(),
+    };
+    if transient {
+        StoreError::Unavailable {
+            operation: operation.to_string(),
+            message,
+        }
+    } else {
+        StoreError::Failed {
+            operation: operation.to_string(),
+            message,
+        }
+    }
+}
+
+fn malformed(operation: &str, what: impl std::fmt::Display) -> StoreError {
+    StoreError::Failed {
+        operation: operation.to_string(),
+        message: format!("malformed item: {what}"),
+    }
+}
+
+fn to_item<T: Serialize>(operation: &str, value: &T) -> Result<Item, StoreError> {
+    serde_dynamo::aws_sdk_dynamodb_1::to_item(value).map_err(|e| malformed(operation, e))
+}
+
+fn from_item<T: DeserializeOwned>(operation: &str, item: Item) -> Result<T, StoreError> {
+    serde_dynamo::aws_sdk_dynamodb_1::from_item(item).map_err(|e| malformed(operation, e))
+}
+
+/// Item of a failure event: the event, its keys and its TTL.
+pub(crate) fn failure_item(
+    event: &FailureEvent,
+    retention: chrono::Duration,
+) -> Result<Item, StoreError> {
+    let mut item = to_item("PutItem", event)?;
+    item.insert(
+        keys::PK.into(),
+        s(keys::failure_pk(event.finished_at.date_naive())),
+    );
+    item.insert(
+        keys::SK.into(),
+        s(keys::failure_sk(event.finished_at, event.pipeline_id)),
+    );
+    item.insert(
+        keys::EXPIRES_AT.into(),
+        n(failure_expires_at(event, retention)),
+    );
+    Ok(item)
+}
+
+fn failure_key(event: &FailureEvent) -> Item {
+    key(
+        keys::failure_pk(event.finished_at.date_naive()),
+        keys::failure_sk(event.finished_at, event.pipeline_id),
+    )
+}
+
+/// The cached blueprint → project name mapping.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BlueprintItem {
+    blueprint_id: u64,
+    project_name: String,
+    updated_at: DateTime<Utc>,
+}
+
+impl DynamoStore {
+    /// `BatchGetItem` over any number of keys, re-asking for unprocessed ones.
+    async fn batch_get(
+        &self,
+        keys_: Vec<Item>,
+        projection: Option<&str>,
+        consistent: bool,
+    ) -> Result<Vec<Item>, StoreError> {
+        const OP: &str = "BatchGetItem";
+        let mut found = Vec::new();
+        for chunk in keys_.chunks(BATCH_GET_KEYS) {
+            let mut pending = chunk.to_vec();
+            let mut round = 0;
+            while !pending.is_empty() {
+                let mut ka = KeysAndAttributes::builder()
+                    .set_keys(Some(pending))
+                    .consistent_read(consistent);
+                if let Some(p) = projection {
+                    ka = ka.projection_expression(p);
+                }
+                let ka = ka.build().map_err(|e| malformed(OP, e))?;
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, ka)
+                    .send()
+                    .await
+                    .map_err(|e| store_error(OP, e))?;
+                if let Some(mut responses) = out.responses {
+                    found.extend(responses.remove(&self.table).unwrap_or_default());
+                }
+                pending = out
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.table))
+                    .map(|ka| ka.keys)
+                    .unwrap_or_default();
+                if !pending.is_empty() {
+                    round += 1;
+                    if round > UNPROCESSED_ROUNDS {
+                        return Err(StoreError::Unavailable {
+                            operation: OP.into(),
+                            message: format!("{} key(s) left unprocessed (throttled)", pending.len()),
+                        });
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(50 << round.min(5))).await;
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// `BatchWriteItem` puts, re-sending unprocessed ones.
+    async fn batch_put(&self, items: Vec<Item>) -> Result<(), StoreError> {
+        const OP: &str = "BatchWriteItem";
+        for chunk in items.chunks(BATCH_WRITE_ITEMS) {
+            let mut pending: Vec<WriteRequest> = chunk
+                .iter()
+                .map(|item| {
+                    PutRequest::builder()
+                        .set_item(Some(item.clone()))
+                        .build()
+                        .map(|put| WriteRequest::builder().put_request(put).build())
+                        .map_err(|e| malformed(OP, e))
+                })
+                .collect::<Result<_, _>>()?;
+            let mut round = 0;
+            while !pending.is_empty() {
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, pending)
+                    .send()
+                    .await
+                    .map_err(|e| store_error(OP, e))?;
+                pending = out
+                    .unprocessed_items
+                    .and_then(|mut u| u.remove(&self.table))
+                    .unwrap_or_default();
+                if !pending.is_empty() {
+                    round += 1;
+                    if round > UNPROCESSED_ROUNDS {
+                        return Err(StoreError::Unavailable {
+                            operation: OP.into(),
+                            message: format!("{} item(s) left unprocessed (throttled)", pending.len()),
+                        });
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(50 << round.min(5))).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The update of a project item inside a commit: every attribute of the new state is SET,
+    /// except the counter, which is ADDed so the item's total moves by exactly the events written
+    /// in the same transaction.
+    fn project_update(&self, commit: &ProjectCommit<'_>) -> Result<Update, StoreError> {
+        const OP: &str = "TransactWriteItems";
+        let state = to_item(OP, commit.state)?;
+        let mut names = HashMap::new();
+        let mut values = HashMap::new();
+        let mut sets = Vec::new();
+        let mut attrs: Vec<(String, AttributeValue)> = state
+            .into_iter()
+            .filter(|(k, _)| k != "failuresTotal")
+            .collect();
+        attrs.sort_by(|a, b| a.0.cmp(&b.0));
+        for (i, (name, value)) in attrs.into_iter().enumerate() {
+            names.insert(format!("#a{i}"), name);
+            values.insert(format!(":a{i}"), value);
+            sets.push(format!("#a{i} = :a{i}"));
+        }
+        names.insert("#rev".into(), REVISION.into());
+        names.insert("#total".into(), "failuresTotal".into());
+        values.insert(":added".into(), n(commit.events.len()));
+        let next = commit.expected_revision.map_or(1, |r| r + 1);
+        values.insert(":next".into(), n(next));
+        sets.push("#rev = :next".into());
+        let condition = match commit.expected_revision {
+            None => "attribute_not_exists(pk)".to_string(),
+            Some(r) => {
+                values.insert(":expected".into(), n(r));
+                if r == 0 {
+                    "attribute_not_exists(#rev) OR #rev = :expected".to_string()
+                } else {
+                    "#rev = :expected".to_string()
+                }
+            }
+        };
+        Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(keys::PROJECT_PK, commit.state.project_name.clone())))
+            .update_expression(format!("SET {} ADD #total :added", sets.join(", ")))
+            .condition_expression(condition)
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
+            .build()
+            .map_err(|e| malformed(OP, e))
+    }
+}
+
+#[async_trait::async_trait]
+impl RunLog for DynamoStore {
+    /// The latest run of each job replaces the previous one.
+    async fn record_run(&self, run: &RunRecord) -> Result<(), StoreError> {
+        const OP: &str = "PutItem";
+        let mut item = to_item(OP, run)?;
+        item.extend(key(keys::RUN_PK, run.job.as_str()));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| store_error(OP, e))?;
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl MonitorStore for DynamoStore {
+    async fn load_cursor(&self) -> Result<Option<MonitorCursor>, StoreError> {
+        const OP: &str = "GetItem";
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(keys::MONITOR_PK, keys::CURSOR_SK)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_error(OP, e))?;
+        out.item.map(|item| from_item(OP, item)).transpose()
+    }
+
+    async fn save_cursor(
+        &self,
+        cursor: &MonitorCursor,
+        loaded_revision: Option<u64>,
+    ) -> Result<bool, StoreError> {
+        const OP: &str = "PutItem";
+        let mut saved = cursor.clone();
+        saved.revision = loaded_revision.map_or(1, |r| r + 1);
+        let mut item = to_item(OP, &saved)?;
+        item.extend(key(keys::MONITOR_PK, keys::CURSOR_SK));
+        let mut request = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item));
+        request = match loaded_revision {
+            None => request.condition_expression("attribute_not_exists(pk)"),
+            Some(r) => request
+                .condition_expression("#rev = :expected")
+                .expression_attribute_names("#rev", "revision")
+                .expression_attribute_values(":expected", n(r)),
+        };
+        match request.send().await {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(store_error(OP, e)),
+        }
+    }
+
+    async fn blueprint_projects(&self, ids: &[u64]) -> Result<HashMap<u64, String>, StoreError> {
+        let unique: HashSet<u64> = ids.iter().copied().collect();
+        let keys_ = unique
+            .into_iter()
+            .map(|id| key(keys::BLUEPRINT_PK, keys::blueprint_sk(id)))
+            .collect();
+        let items = self.batch_get(keys_, None, false).await?;
+        items
+            .into_iter()
+            .map(|item| {
+                let b: BlueprintItem = from_item("BatchGetItem", item)?;
+                Ok((b.blueprint_id, b.project_name))
+            })
+            .collect()
+    }
+
+    async fn save_blueprint_projects(
+        &self,
+        entries: &[(u64, String)],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let items = entries
+            .iter()
+            .map(|(id, name)| {
+                let mut item = to_item(
+                    "BatchWriteItem",
+                    &BlueprintItem {
+                        blueprint_id: *id,
+                        project_name: name.clone(),
+                        updated_at: now,
+                    },
+                )?;
+                item.extend(key(keys::BLUEPRINT_PK, keys::blueprint_sk(*id)));
+                Ok(item)
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        self.batch_put(items).await
+    }
+
+    async fn project_states(
+        &self,
+        names: &[String],
+    ) -> Result<HashMap<String, StoredProject>, StoreError> {
+        let unique: HashSet<&String> = names.iter().collect();
+        let keys_ = unique
+            .into_iter()
+            .map(|name| key(keys::PROJECT_PK, name.clone()))
+            .collect();
+        // Strongly consistent: the revision read here guards the next write.
+        let items = self.batch_get(keys_, None, true).await?;
+        items
+            .into_iter()
+            .map(|item| {
+                let revision = Some(number(&item, REVISION).unwrap_or(0));
+                let state: ProjectState = from_item("BatchGetItem", item)?;
+                Ok((state.project_name.clone(), StoredProject { state, revision }))
+            })
+            .collect()
+    }
+
+    async fn recorded_failures(
+        &self,
+        events: &[FailureEvent],
+    ) -> Result<HashSet<String>, StoreError> {
+        let keys_ = events.iter().map(failure_key).collect();
+        let items = self.batch_get(keys_, Some("sk"), true).await?;
+        // The sort key is `<finishedAt>#<pipelineId>`, which is exactly `FailureEvent::key`.
+        Ok(items
+            .iter()
+            .filter_map(|item| string(item, keys::SK).map(String::from))
+            .collect())
+    }
+
+    async fn commit_project(&self, commit: ProjectCommit<'_>) -> Result<CommitOutcome, StoreError> {
+        const OP: &str = "TransactWriteItems";
+        if commit.events.len() > MAX_EVENTS_PER_COMMIT {
+            return Err(StoreError::Failed {
+                operation: OP.into(),
+                message: format!(
+                    "{} events in one commit; at most {MAX_EVENTS_PER_COMMIT} fit a transaction",
+                    commit.events.len()
+                ),
+            });
+        }
+        let mut actions = Vec::with_capacity(commit.events.len() + 1);
+        for event in commit.events {
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(failure_item(event, commit.retention)?))
+                .condition_expression("attribute_not_exists(pk)")
+                .build()
+                .map_err(|e| malformed(OP, e))?;
+            actions.push(TransactWriteItem::builder().put(put).build());
+        }
+        actions.push(
+            TransactWriteItem::builder()
+                .update(self.project_update(&commit)?)
+                .build(),
+        );
+        let err = match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(actions))
+            .send()
+            .await
+        {
+            Ok(_) => return Ok(CommitOutcome::Committed),
+            Err(e) => e,
+        };
+        let Some(canceled) = err
+            .as_service_error()
+            .and_then(|e| match e {
+                aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c) => Some(c),
+                _ => None,
+            })
+        else {
+            return Err(store_error(OP, err));
+        };
+        // One reason per action, in order: the events, then the project update.
+        let reasons = canceled.cancellation_reasons();
+        let code = |i: usize| reasons.get(i).and_then(|r| r.code()).unwrap_or("None");
+        let recorded: Vec<String> = commit
+            .events
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| code(*i) == "ConditionalCheckFailed")
+            .map(|(_, e)| e.key())
+            .collect();
+        if !recorded.is_empty() {
+            return Ok(CommitOutcome::AlreadyRecorded(recorded));
+        }
+        let all: Vec<&str> = (0..=commit.events.len()).map(code).collect();
+        if code(commit.events.len()) == "ConditionalCheckFailed"
+            || all.contains(&"TransactionConflict")
+        {
+            return Ok(CommitOutcome::Conflict);
+        }
+        let transient = all
+            .iter()
+            .any(|c| matches!(*c, "ThrottlingError" | "ProvisionedThroughputExceeded"));
+        let message = format!("transaction canceled: [{}]", all.join(", "));
+        Err(if transient {
+            StoreError::Unavailable {
+                operation: OP.into(),
+                message,
+            }
+        } else {
+            StoreError::Failed {
+                operation: OP.into(),
+                message,
+            }
+        })
+    }
+
+    async fn claim_rerun(
+        &self,
+        pipeline_id: u64,
+        failure_key: &str,
+        max: u32,
+        now: DateTime<Utc>,
+    ) -> Result<RerunClaim, StoreError> {
+        const OP: &str = "UpdateItem";
+        if max == 0 {
+            return Ok(RerunClaim::Exhausted);
+        }
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(keys::RERUN_PK, pipeline_id.to_string())))
+            .update_expression(
+                "SET #count = if_not_exists(#count, :zero) + :one, #last = :key, #pid = :pid, #at = :now",
+            )
+            .condition_expression(
+                "attribute_not_exists(pk) OR (#count < :max AND #last <> :key)",
+            )
+            .expression_attribute_names("#count", "reruns")
+            .expression_attribute_names("#last", "lastFailureKey")
+            .expression_attribute_names("#pid", "pipelineId")
+            .expression_attribute_names("#at", "lastRerunAt")
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":max", n(max))
+            .expression_attribute_values(":key", s(failure_key))
+            .expression_attribute_values(":pid", n(pipeline_id))
+            .expression_attribute_values(
+                ":now",
+                s(now.to_rfc3339_opts(SecondsFormat::Millis, true)),
+            )
+            .return_values(ReturnValue::UpdatedNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(out) => {
+                let attempt = out
+                    .attributes
+                    .as_ref()
+                    .and_then(|a| number(a, "reruns"))
+                    .unwrap_or(1);
+                Ok(RerunClaim::Granted {
+                    attempt: attempt as u32,
+                })
+            }
+            Err(e) => {
+                let Some(failed) = e.as_service_error().and_then(|e| match e {
+                    aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c) => Some(c),
+                    _ => None,
+                }) else {
+                    return Err(store_error(OP, e));
+                };
+                let old = match failed.item() {
+                    Some(item) => item.clone(),
+                    // Older DynamoDB Local builds do not return the item: read it.
+                    None => self
+                        .client
+                        .get_item()
+                        .table_name(&self.table)
+                        .set_key(Some(key(keys::RERUN_PK, pipeline_id.to_string())))
+                        .consistent_read(true)
+                        .send()
+                        .await
+                        .map_err(|e| store_error("GetItem", e))?
+                        .item
+                        .unwrap_or_default(),
+                };
+                Ok(if string(&old, "lastFailureKey") == Some(failure_key) {
+                    RerunClaim::AlreadyDone
+                } else {
+                    RerunClaim::Exhausted
+                })
+            }
+        }
     }
 }

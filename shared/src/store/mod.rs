@@ -16,12 +16,17 @@
 //! Query per day, and the project states with one Query: cost grows with projects and with
 //! failures inside the window, never with history.
 
+use std::collections::{BTreeMap, HashMap, HashSet};
+
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 mod dynamo;
+mod dynamo_read;
+mod memory;
 pub use dynamo::{keys, DynamoStore};
+pub use memory::MemoryStore;
 
 /// A job whose runs are recorded for `devlake_*_last_run_*`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -63,7 +68,8 @@ impl FailureEvent {
     pub fn key(&self) -> String {
         format!(
             "{}#{}",
-            self.finished_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+            self.finished_at
+                .to_rfc3339_opts(SecondsFormat::Millis, true),
             self.pipeline_id
         )
     }
@@ -145,4 +151,118 @@ pub trait RunLog: Send + Sync {
 #[async_trait::async_trait]
 pub trait MetricsSource: Send + Sync {
     async fn snapshot(&self, failures_since: DateTime<Utc>) -> Result<MetricsSnapshot, StoreError>;
+}
+
+/// Where the monitor left off. See `monitor` for why this shape is both complete and cheap.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct MonitorCursor {
+    /// Every pipeline with an id up to this one has been accounted for: either its finished state
+    /// was processed, or it is in `watch`.
+    pub max_pipeline_id: u64,
+    /// The latest `finishedAt` processed so far (DevLake's clock). A finished pipeline at or
+    /// below `max_pipeline_id`, not watched, with a `finishedAt` after this was re-run since.
+    pub watermark: Option<DateTime<Utc>>,
+    /// Pipelines at or below `max_pipeline_id` whose final state has not been processed yet
+    /// (queued, running, resumed, re-run, or not mappable last time). Ascending, no duplicates.
+    pub watch: Vec<u64>,
+    /// Projects currently flagged stuck, with the pipeline that made them so.
+    pub stuck: BTreeMap<String, u64>,
+    /// The run time (`now`) of the run that wrote it.
+    pub updated_at: Option<DateTime<Utc>>,
+    /// Bumped on every save; saves are conditional on it.
+    pub revision: u64,
+}
+
+/// A project's stored state and the revision it was read at (`None`: no item yet).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StoredProject {
+    pub state: ProjectState,
+    pub revision: Option<u64>,
+}
+
+/// One atomic write for one project: the new failure events (each written only if absent) and
+/// the project's new state (written only if still at `expected_revision`). `state.failures_total`
+/// already includes `events`; the store adds `events.len()` to the stored counter.
+#[derive(Debug, Clone, Copy)]
+pub struct ProjectCommit<'a> {
+    pub state: &'a ProjectState,
+    pub expected_revision: Option<u64>,
+    pub events: &'a [FailureEvent],
+    /// How long failure events live (their `expiresAt` is `finishedAt` + this).
+    pub retention: chrono::Duration,
+}
+
+/// What became of a [`ProjectCommit`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommitOutcome {
+    /// Everything written.
+    Committed,
+    /// Nothing written: these events (by [`FailureEvent::key`]) are stored already, by a
+    /// concurrent or earlier run. Re-read the project and retry without them.
+    AlreadyRecorded(Vec<String>),
+    /// Nothing written: the project changed since it was read. Re-read and retry.
+    Conflict,
+}
+
+/// Outcome of asking to re-run a failed pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RerunClaim {
+    /// Granted; this is re-run number `attempt` of the pipeline.
+    Granted { attempt: u32 },
+    /// This failure was already re-run (by this or a concurrent run).
+    AlreadyDone,
+    /// The pipeline has used up `AUTO_RERUN_MAX`.
+    Exhausted,
+}
+
+/// `expiresAt` of a failure event: `finishedAt` + retention, in epoch seconds.
+pub fn failure_expires_at(event: &FailureEvent, retention: chrono::Duration) -> i64 {
+    (event.finished_at + retention).timestamp()
+}
+
+/// What the monitor reads and writes.
+#[async_trait::async_trait]
+pub trait MonitorStore: RunLog {
+    async fn load_cursor(&self) -> Result<Option<MonitorCursor>, StoreError>;
+
+    /// Saves `cursor` with `revision` bumped, only if the stored revision is still
+    /// `loaded_revision` (`None`: only if there is none). `Ok(false)`: a concurrent run saved
+    /// first; nothing written.
+    async fn save_cursor(
+        &self,
+        cursor: &MonitorCursor,
+        loaded_revision: Option<u64>,
+    ) -> Result<bool, StoreError>;
+
+    /// Cached blueprint → project names for those of `ids` that are known.
+    async fn blueprint_projects(&self, ids: &[u64]) -> Result<HashMap<u64, String>, StoreError>;
+
+    async fn save_blueprint_projects(
+        &self,
+        entries: &[(u64, String)],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Stored states of those of `names` that exist.
+    async fn project_states(
+        &self,
+        names: &[String],
+    ) -> Result<HashMap<String, StoredProject>, StoreError>;
+
+    /// Keys ([`FailureEvent::key`]) of those of `events` already stored. Used by dry runs, which
+    /// must report what a real run would record without writing.
+    async fn recorded_failures(&self, events: &[FailureEvent]) -> Result<HashSet<String>, StoreError>;
+
+    async fn commit_project(&self, commit: ProjectCommit<'_>) -> Result<CommitOutcome, StoreError>;
+
+    /// Take one re-run of `pipeline_id` for the failure `failure_key`, if fewer than `max` were
+    /// taken and none for this failure.
+    async fn claim_rerun(
+        &self,
+        pipeline_id: u64,
+        failure_key: &str,
+        max: u32,
+        now: DateTime<Utc>,
+    ) -> Result<RerunClaim, StoreError>;
 }

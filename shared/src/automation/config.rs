@@ -1,0 +1,471 @@
+//! The automation function's configuration, read once at start-up from the environment.
+//!
+//! # Environment variables
+//!
+//! | variable | default | meaning |
+//! | --- | --- | --- |
+//! | `DEVLAKE_ENDPOINT` | required | DevLake base URL, e.g. `http://devlake:8080` or `https://devlake.example.com/api/rest` (API keys only work under `/rest`) |
+//! | `DEVLAKE_API_KEY` | unset | API key sent as `Authorization: Bearer`; for local use |
+//! | `DEVLAKE_API_KEY_SECRET_ARN` | unset | Secrets Manager secret holding the key (instead of `DEVLAKE_API_KEY`) |
+//! | `DEVLAKE_TIMEOUT_MS` | `30000` | timeout of one DevLake request attempt |
+//! | `DEVLAKE_MAX_RETRIES` | `3` | retries of idempotent DevLake requests (GET/PUT/PATCH) on 5xx, 429 and resets; POSTs are never blindly retried |
+//! | `DEVLAKE_CONCURRENCY` | `4` | DevLake requests in flight at once (projects are created this many at a time) |
+//! | `DEVLAKE_PAGE_SIZE` | `500` | rows asked for per page on list endpoints (DevLake's own default is 50) |
+//! | `TABLE_NAME` | unset | DynamoDB table; when set, each scheduled run writes its run record (`devlake_automation_last_run_*`) |
+//! | `CLOUDWATCH_NAMESPACE` | `DevLake/Autopilot` | namespace of the run metrics (`ProjectsCreated`, `ScopesAdded`, `BlueprintsUpdated`, `Triggered`, `Errors`, `RunDurationMs`, `RunSuccess`) |
+//! | `TIMEZONE` | `Asia/Ho_Chi_Minh` | IANA zone of the "previous Saturday" `timeAfter` rule |
+//! | `PLUGINS` | all eight | comma list of plugins to manage (`github`, `gitlab`, `bitbucket`, `azuredevops_go`, `jenkins`, `circleci`, `bamboo`, `jira`) |
+//! | `PROJECT_NAME_TEMPLATE` | `{plugin}/{fullName}` | project name per scope; placeholders `{plugin}`, `{connectionId}`, `{connectionName}`, `{name}`, `{fullName}`, `{scopeId}` (at least one of the last three) |
+//! | `SCOPE_INCLUDE` | `*` | comma list of globs over `{plugin}/{connectionId}/{fullName}`; `*` also matches `/` |
+//! | `SCOPE_EXCLUDE` | empty | comma list of globs; a scope matching one is not managed (exclude wins) |
+//! | `DRY_RUN` | `false` | plan and report every change, make none |
+//! | `TRIGGER_MODE` | `new-and-failed` | `new-and-failed`: trigger projects created in this run, managed projects that never ran (created by an earlier run that hit its trigger cap or deadline) and managed projects whose last pipeline ended `TASK_FAILED`/`TASK_PARTIAL`; `all`: every managed blueprint |
+//! | `TRIGGER_GAP_MS` | `2000` | pause between two triggers (each takes a 2 s table lock in DevLake) |
+//! | `TRIGGER_MAX_PER_RUN` | `100` | triggers per run at most; the rest is reported as skipped and picked up by the next run |
+//! | `BLUEPRINT_CRON` | `0 0 * * *`; `manual` when `TRIGGER_MODE=all` | `cronConfig` of managed blueprints (5-field cron in UTC, `@daily`-style descriptor, or `manual`). In `all` mode this tool is the scheduler, so DevLake's own cron is off by default to avoid collecting twice |
+//! | `MANAGED_LABEL` | `devlake-autopilot` | blueprint label marking what this tool manages; nothing without it is ever changed |
+//! | `SCOPE_CONFIG_NAME` | `devlake-autopilot` | name of the scope config created once per connection |
+//! | `DORA_DEPLOYMENT_PATTERN` | `(deploy\|push-image)` | `deploymentPattern` of new scope configs (SCM and CI plugins) |
+//! | `DORA_PRODUCTION_PATTERN` | `prod(.*)` | `productionPattern` of new scope configs (SCM and CI plugins) |
+//! | `SCOPE_BATCH_SIZE` | `100` | scopes per `PUT .../scopes` |
+//! | `DEADLINE_MARGIN_MS` | `20000` | stop starting new work this long before the Lambda deadline and report what is left |
+
+use std::time::Duration;
+
+use chrono_tz::Tz;
+
+use crate::config::{ConfigError, Env};
+use crate::devlake::models::SUPPORTED_PLUGINS;
+use crate::devlake::ClientConfig;
+
+use super::filter::ScopeFilter;
+use super::naming::NameTemplate;
+
+/// Which blueprints the trigger step starts (`TRIGGER_MODE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TriggerMode {
+    NewAndFailed,
+    All,
+}
+
+impl TriggerMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TriggerMode::NewAndFailed => "new-and-failed",
+            TriggerMode::All => "all",
+        }
+    }
+}
+
+/// `cronConfig` for managed blueprints: a schedule or `manual`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CronSetting {
+    Manual,
+    Schedule(String),
+}
+
+impl CronSetting {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let raw = raw.trim();
+        if raw.eq_ignore_ascii_case("manual") {
+            return Ok(CronSetting::Manual);
+        }
+        validate_cron(raw)?;
+        Ok(CronSetting::Schedule(
+            raw.split_whitespace().collect::<Vec<_>>().join(" "),
+        ))
+    }
+
+    /// The value sent as `cronConfig`.
+    pub fn cron_config(&self) -> &str {
+        match self {
+            CronSetting::Manual => "manual",
+            CronSetting::Schedule(s) => s,
+        }
+    }
+
+    pub fn is_manual(&self) -> bool {
+        matches!(self, CronSetting::Manual)
+    }
+}
+
+/// What the automation needs besides its ports. Built by [`AutomationConfig::from_env`] in the
+/// binary, or directly by tests.
+#[derive(Debug, Clone)]
+pub struct AutomationConfig {
+    pub timezone: Tz,
+    /// Subset of `SUPPORTED_PLUGINS`, in that order.
+    pub plugins: Vec<String>,
+    pub name_template: NameTemplate,
+    pub scope_filter: ScopeFilter,
+    pub dry_run: bool,
+    pub trigger_mode: TriggerMode,
+    pub trigger_gap: Duration,
+    pub trigger_max_per_run: usize,
+    pub cron: CronSetting,
+    pub label: String,
+    pub scope_config_name: String,
+    pub deployment_pattern: String,
+    pub production_pattern: String,
+    pub scope_batch_size: usize,
+    /// Projects created (and blueprints patched) at once.
+    pub concurrency: usize,
+    pub deadline_margin: Duration,
+}
+
+impl Default for AutomationConfig {
+    fn default() -> Self {
+        AutomationConfig {
+            timezone: chrono_tz::Asia::Ho_Chi_Minh,
+            plugins: SUPPORTED_PLUGINS.iter().map(|p| p.to_string()).collect(),
+            name_template: NameTemplate::default(),
+            scope_filter: ScopeFilter::all(),
+            dry_run: false,
+            trigger_mode: TriggerMode::NewAndFailed,
+            trigger_gap: Duration::from_millis(2000),
+            trigger_max_per_run: 100,
+            cron: CronSetting::Schedule("0 0 * * *".to_string()),
+            label: "devlake-autopilot".to_string(),
+            scope_config_name: "devlake-autopilot".to_string(),
+            deployment_pattern: "(deploy|push-image)".to_string(),
+            production_pattern: "prod(.*)".to_string(),
+            scope_batch_size: 100,
+            concurrency: 4,
+            deadline_margin: Duration::from_millis(20_000),
+        }
+    }
+}
+
+impl AutomationConfig {
+    /// Reads and validates every automation setting; the error names the variable.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let d = AutomationConfig::default();
+        let plugins = match env.list("PLUGINS") {
+            None => d.plugins.clone(),
+            Some(list) => parse_plugins(&list).map_err(|p| ConfigError::new("PLUGINS", p))?,
+        };
+        let name_template = match env.get("PROJECT_NAME_TEMPLATE") {
+            None => NameTemplate::default(),
+            Some(raw) => NameTemplate::parse(raw)
+                .map_err(|e| ConfigError::new("PROJECT_NAME_TEMPLATE", e.0))?,
+        };
+        let include = env.list("SCOPE_INCLUDE").unwrap_or_default();
+        let exclude = env.list("SCOPE_EXCLUDE").unwrap_or_default();
+        let scope_filter = ScopeFilter::new(&include, &exclude).map_err(|(inc, msg)| {
+            ConfigError::new(if inc { "SCOPE_INCLUDE" } else { "SCOPE_EXCLUDE" }, msg)
+        })?;
+        let trigger_mode = match env.get("TRIGGER_MODE") {
+            None => TriggerMode::NewAndFailed,
+            Some("new-and-failed") => TriggerMode::NewAndFailed,
+            Some("all") => TriggerMode::All,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "TRIGGER_MODE",
+                    format!("expected new-and-failed or all, got {other:?}"),
+                ))
+            }
+        };
+        let cron = match env.get("BLUEPRINT_CRON") {
+            Some(raw) => {
+                CronSetting::parse(raw).map_err(|e| ConfigError::new("BLUEPRINT_CRON", e))?
+            }
+            None if trigger_mode == TriggerMode::All => CronSetting::Manual,
+            None => d.cron.clone(),
+        };
+        let label = non_empty(env, "MANAGED_LABEL", &d.label)?;
+        let scope_config_name = non_empty(env, "SCOPE_CONFIG_NAME", &d.scope_config_name)?;
+        if scope_config_name.len() > 100 {
+            return Err(ConfigError::new(
+                "SCOPE_CONFIG_NAME",
+                "must be at most 100 characters",
+            ));
+        }
+        let scope_batch_size = env.parse_or::<usize>("SCOPE_BATCH_SIZE", d.scope_batch_size)?;
+        if !(1..=1000).contains(&scope_batch_size) {
+            return Err(ConfigError::new(
+                "SCOPE_BATCH_SIZE",
+                "must be between 1 and 1000",
+            ));
+        }
+        let concurrency = env.parse_or::<usize>("DEVLAKE_CONCURRENCY", d.concurrency)?;
+        if !(1..=64).contains(&concurrency) {
+            return Err(ConfigError::new(
+                "DEVLAKE_CONCURRENCY",
+                "must be between 1 and 64",
+            ));
+        }
+        Ok(AutomationConfig {
+            timezone: env.timezone("TIMEZONE")?,
+            plugins,
+            name_template,
+            scope_filter,
+            dry_run: env.bool_or("DRY_RUN", false)?,
+            trigger_mode,
+            trigger_gap: Duration::from_millis(env.parse_or::<u64>("TRIGGER_GAP_MS", 2000)?),
+            trigger_max_per_run: env
+                .parse_or::<usize>("TRIGGER_MAX_PER_RUN", d.trigger_max_per_run)?,
+            cron,
+            label,
+            scope_config_name,
+            deployment_pattern: env
+                .get("DORA_DEPLOYMENT_PATTERN")
+                .unwrap_or(&d.deployment_pattern)
+                .to_string(),
+            production_pattern: env
+                .get("DORA_PRODUCTION_PATTERN")
+                .unwrap_or(&d.production_pattern)
+                .to_string(),
+            scope_batch_size,
+            concurrency,
+            deadline_margin: Duration::from_millis(
+                env.parse_or::<u64>("DEADLINE_MARGIN_MS", 20_000)?,
+            ),
+        })
+    }
+}
+
+/// The DevLake client settings of `DEVLAKE_*` (the API key is resolved separately, it may live in
+/// Secrets Manager).
+pub fn client_config_from_env(
+    env: &Env,
+    api_key: Option<String>,
+) -> Result<ClientConfig, ConfigError> {
+    let d = ClientConfig::default();
+    let concurrency = env.parse_or::<usize>("DEVLAKE_CONCURRENCY", d.max_concurrency)?;
+    let page_size = env.parse_or::<u32>("DEVLAKE_PAGE_SIZE", d.page_size)?;
+    if page_size == 0 {
+        return Err(ConfigError::new("DEVLAKE_PAGE_SIZE", "must be at least 1"));
+    }
+    Ok(ClientConfig {
+        endpoint: env.required("DEVLAKE_ENDPOINT")?.to_string(),
+        api_key,
+        request_timeout: Duration::from_millis(
+            env.parse_or::<u64>("DEVLAKE_TIMEOUT_MS", d.request_timeout.as_millis() as u64)?,
+        ),
+        max_retries: env.parse_or::<u32>("DEVLAKE_MAX_RETRIES", d.max_retries)?,
+        max_concurrency: concurrency.max(1),
+        page_size,
+        ..d
+    })
+}
+
+fn non_empty(env: &Env, name: &str, default: &str) -> Result<String, ConfigError> {
+    let v = env.get(name).unwrap_or(default);
+    if v.contains(',') {
+        return Err(ConfigError::new(name, "must not contain a comma"));
+    }
+    Ok(v.to_string())
+}
+
+/// Validates a plugin list against `SUPPORTED_PLUGINS`; returns it in the supported order.
+pub fn parse_plugins(list: &[String]) -> Result<Vec<String>, String> {
+    for p in list {
+        if !SUPPORTED_PLUGINS.contains(&p.as_str()) {
+            return Err(format!(
+                "unknown plugin {p:?}; supported: {}",
+                SUPPORTED_PLUGINS.join(", ")
+            ));
+        }
+    }
+    if list.is_empty() {
+        return Err("names no plugin".to_string());
+    }
+    Ok(SUPPORTED_PLUGINS
+        .iter()
+        .filter(|p| list.iter().any(|l| l == *p))
+        .map(|p| p.to_string())
+        .collect())
+}
+
+/// The subset of robfig/cron `ParseStandard` DevLake accepts (devlake-api.md §8): five fields
+/// `min hour dom month dow` or a descriptor. Checked at start-up so a typo fails there, not as
+/// a 400 on every blueprint.
+pub fn validate_cron(spec: &str) -> Result<(), String> {
+    if let Some(desc) = spec.strip_prefix('@') {
+        return match desc {
+            "yearly" | "annually" | "monthly" | "weekly" | "daily" | "midnight" | "hourly" => Ok(()),
+            _ => match desc.strip_prefix("every ") {
+                Some(d) if is_go_duration(d.trim()) => Ok(()),
+                _ => Err(format!("{spec:?} is not a cron descriptor")),
+            },
+        };
+    }
+    let fields: Vec<&str> = spec.split_whitespace().collect();
+    if fields.len() != 5 {
+        return Err(format!(
+            "{spec:?} has {} fields; expected 5 (minute hour day-of-month month day-of-week), a descriptor such as @daily, or manual",
+            fields.len()
+        ));
+    }
+    const MONTHS: [&str; 12] = [
+        "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+    ];
+    const DAYS: [&str; 7] = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
+    let limits: [(u32, u32, &[&str], u32); 5] = [
+        (0, 59, &[], 0),
+        (0, 23, &[], 0),
+        (1, 31, &[], 0),
+        (1, 12, &MONTHS, 1),
+        (0, 6, &DAYS, 0),
+    ];
+    for (field, (lo, hi, names, base)) in fields.iter().zip(limits) {
+        let value = |s: &str| -> Result<u32, String> {
+            s.parse::<u32>()
+                .ok()
+                .or_else(|| {
+                    names
+                        .iter()
+                        .position(|n| n.eq_ignore_ascii_case(s))
+                        .map(|i| i as u32 + base)
+                })
+                .filter(|v| (lo..=hi).contains(v))
+                .ok_or_else(|| format!("{s:?} in {spec:?} is not a value between {lo} and {hi}"))
+        };
+        for part in field.split(',') {
+            let (range, step) = match part.split_once('/') {
+                Some((r, s)) => (r, Some(s)),
+                None => (part, None),
+            };
+            if let Some(step) = step {
+                if step.parse::<u32>().map_or(true, |s| s == 0) {
+                    return Err(format!("bad step {step:?} in {spec:?}"));
+                }
+            }
+            if range == "*" || range == "?" {
+                continue;
+            }
+            match range.split_once('-') {
+                Some((a, b)) => {
+                    if value(a)? > value(b)? {
+                        return Err(format!("range {range:?} in {spec:?} runs backwards"));
+                    }
+                }
+                None => {
+                    value(range)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn is_go_duration(s: &str) -> bool {
+    let mut rest = s;
+    if rest.is_empty() {
+        return false;
+    }
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            return false;
+        }
+        rest = &rest[digits..];
+        let unit = ["ns", "us", "µs", "ms", "h", "m", "s"]
+            .iter()
+            .find(|u| rest.starts_with(**u));
+        match unit {
+            Some(u) => rest = &rest[u.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Env {
+        pairs.iter().copied().collect()
+    }
+
+    #[test]
+    fn defaults_match_the_design() {
+        let c = AutomationConfig::from_env(&env(&[])).unwrap();
+        assert_eq!(c.plugins.len(), 8);
+        assert_eq!(c.name_template.source(), "{plugin}/{fullName}");
+        assert_eq!(c.trigger_mode, TriggerMode::NewAndFailed);
+        assert_eq!(c.cron, CronSetting::Schedule("0 0 * * *".into()));
+        assert_eq!(c.timezone, chrono_tz::Asia::Ho_Chi_Minh);
+        assert!(!c.dry_run);
+        assert_eq!(c.trigger_gap, Duration::from_millis(2000));
+        assert_eq!(c.label, "devlake-autopilot");
+    }
+
+    #[test]
+    fn all_mode_turns_devlakes_cron_off_unless_told_otherwise() {
+        let c = AutomationConfig::from_env(&env(&[("TRIGGER_MODE", "all")])).unwrap();
+        assert_eq!(c.cron, CronSetting::Manual);
+        let c = AutomationConfig::from_env(&env(&[
+            ("TRIGGER_MODE", "all"),
+            ("BLUEPRINT_CRON", "0  3 * * 1-5"),
+        ]))
+        .unwrap();
+        assert_eq!(c.cron, CronSetting::Schedule("0 3 * * 1-5".into()));
+    }
+
+    #[test]
+    fn each_bad_setting_names_its_variable() {
+        for (var, value) in [
+            ("PLUGINS", "github,svn"),
+            ("PROJECT_NAME_TEMPLATE", "{plugin}/{repo}"),
+            ("SCOPE_INCLUDE", "github/[x"),
+            ("SCOPE_EXCLUDE", "a{b"),
+            ("TRIGGER_MODE", "sometimes"),
+            ("TRIGGER_GAP_MS", "-5"),
+            ("TRIGGER_MAX_PER_RUN", "many"),
+            ("BLUEPRINT_CRON", "0 25 * * *"),
+            ("DRY_RUN", "perhaps"),
+            ("TIMEZONE", "Mars/Olympus"),
+            ("SCOPE_BATCH_SIZE", "0"),
+            ("MANAGED_LABEL", "a,b"),
+        ] {
+            let e = AutomationConfig::from_env(&env(&[(var, value)])).unwrap_err();
+            assert_eq!(e.variable, var, "{e}");
+            assert!(e.to_string().starts_with("invalid configuration: "), "{e}");
+        }
+    }
+
+    #[test]
+    fn plugins_keep_the_supported_order() {
+        let c = AutomationConfig::from_env(&env(&[("PLUGINS", "jira, github")])).unwrap();
+        assert_eq!(c.plugins, vec!["github", "jira"]);
+    }
+
+    #[test]
+    fn cron_forms_devlake_accepts() {
+        for ok in [
+            "0 0 * * *",
+            "*/15 2-4 1,15 JAN-mar mon-fri",
+            "@daily",
+            "@every 6h30m",
+            "30 18 * * 0",
+        ] {
+            assert!(validate_cron(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "0 0 * *", "60 0 * * *", "0 0 0 * *", "@sometimes", "@every x", "5-1 * * * *", "*/0 * * * *"] {
+            assert!(validate_cron(bad).is_err(), "{bad}");
+        }
+        assert_eq!(CronSetting::parse("MANUAL").unwrap(), CronSetting::Manual);
+    }
+
+    #[test]
+    fn client_settings() {
+        let e = client_config_from_env(&env(&[]), None).unwrap_err();
+        assert_eq!(e.variable, "DEVLAKE_ENDPOINT");
+        let c = client_config_from_env(
+            &env(&[
+                ("DEVLAKE_ENDPOINT", "http://d:8080"),
+                ("DEVLAKE_TIMEOUT_MS", "1500"),
+                ("DEVLAKE_PAGE_SIZE", "200"),
+            ]),
+            Some("k".into()),
+        )
+        .unwrap();
+        assert_eq!(c.request_timeout, Duration::from_millis(1500));
+        assert_eq!(c.page_size, 200);
+        assert_eq!(c.api_key.as_deref(), Some("k"));
+    }
+}

@@ -1,0 +1,372 @@
+//! The daily automation (issue 3, design.md §1, §3–§5): discover plugins and connections, add new
+//! remote scopes, give each connection the tool's scope config, create one project per scope with
+//! its blueprint wired, roll every managed blueprint's `timeAfter` to the previous Saturday and
+//! trigger collection at a pace DevLake can take.
+//!
+//! Everything here takes `now`, the deadline and its ports (DevLake client, run log, metrics sink)
+//! as parameters; only the binary reads the environment and the clock. A run is idempotent: with
+//! the same `now` and nothing new in the remote tools, a second run makes no write call at all,
+//! and a run stopped by its deadline is simply continued by the next.
+//!
+//! Configuration: see [`config`] for every environment variable.
+
+pub mod blueprints;
+pub mod config;
+mod connection;
+pub mod deadline;
+pub mod filter;
+pub mod naming;
+pub mod payload;
+pub mod projects;
+mod reconcile;
+mod rerun;
+pub mod runtime;
+pub mod scope_configs;
+pub mod summary;
+pub mod sync;
+pub mod trigger;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use futures::TryStreamExt;
+use serde_json::Value;
+use thiserror::Error;
+use tokio::sync::OnceCell;
+
+use crate::cloudwatch::{Datum, MetricsSink};
+use crate::devlake::models::{Project, Version, SUPPORTED_PLUGINS};
+use crate::devlake::{DevLakeClient, DevLakeError};
+use crate::store::{Job, RunLog, RunRecord};
+use crate::time_rules::previous_saturday;
+
+pub use config::{AutomationConfig, CronSetting, TriggerMode};
+pub use deadline::Deadline;
+pub use payload::{PayloadError, Request, Step};
+
+use blueprints::{is_managed, selected};
+use payload::{RerunRequest, RunRequest};
+use summary::{At, Report};
+
+/// The ports a run talks through.
+#[derive(Clone, Copy)]
+pub struct Ports<'a> {
+    pub devlake: &'a DevLakeClient,
+    /// Where scheduled runs record their outcome (`TABLE_NAME`); `None` skips it.
+    pub run_log: Option<&'a dyn RunLog>,
+    /// Where run metrics go; `None` skips them.
+    pub metrics: Option<&'a dyn MetricsSink>,
+}
+
+/// Why a run did not happen, or stopped. Nothing was changed when the payload was refused or
+/// DevLake refused the first call.
+#[derive(Debug, Error)]
+pub enum AutomationError {
+    #[error(transparent)]
+    Payload(#[from] PayloadError),
+    /// DevLake cannot be used at all: migration pending (428), credentials refused, unreachable.
+    #[error("automation run stopped: {source}")]
+    DevLake {
+        #[source]
+        source: DevLakeError,
+    },
+}
+
+impl AutomationError {
+    /// Whether invoking again later can help (DevLake unreachable or overloaded); a bad payload,
+    /// a refused key or a pending migration needs someone first.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            AutomationError::Payload(_) => false,
+            AutomationError::DevLake { source } => source.is_retryable(),
+        }
+    }
+}
+
+/// A DevLake error after which no further call can succeed; unwinds the run.
+#[derive(Debug)]
+pub(crate) struct Fatal(pub DevLakeError);
+
+impl Fatal {
+    /// `Err` for errors that end the run (428, 401/403); `Ok` for those that only fail an item.
+    pub(crate) fn check(e: &DevLakeError) -> Result<(), Fatal> {
+        if e.is_fatal() {
+            Err(Fatal(match e {
+                DevLakeError::MigrationPending { method, path } => DevLakeError::MigrationPending {
+                    method: method.clone(),
+                    path: path.clone(),
+                },
+                DevLakeError::Unauthorized {
+                    status,
+                    method,
+                    path,
+                    message,
+                } => DevLakeError::Unauthorized {
+                    status: *status,
+                    method: method.clone(),
+                    path: path.clone(),
+                    message: message.clone(),
+                },
+                other => DevLakeError::Config(other.to_string()),
+            }))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// What every step of one run shares.
+pub(crate) struct Ctx<'a> {
+    pub config: &'a AutomationConfig,
+    pub devlake: &'a DevLakeClient,
+    pub dry_run: bool,
+    pub deadline: Deadline,
+    version: OnceCell<Version>,
+}
+
+impl Ctx<'_> {
+    /// DevLake's version, asked once and only when a project body needs it (`pluginOption` is a
+    /// string before v1.0).
+    pub(crate) async fn version(&self) -> Result<Version, DevLakeError> {
+        self.version
+            .get_or_try_init(|| self.devlake.version())
+            .await
+            .cloned()
+    }
+}
+
+/// Handles one invocation: parses the payload (refusing a bad one before any call), runs, records
+/// the run and emits metrics, and answers the summary JSON of design.md §4.
+///
+/// `started_at` is the wall clock at invocation; the run's `now` (for `timeAfter`) is the
+/// payload's scheduled time when it has one.
+pub async fn handle(
+    config: &AutomationConfig,
+    ports: Ports<'_>,
+    payload: &Value,
+    started_at: DateTime<Utc>,
+    deadline: Deadline,
+) -> Result<Value, AutomationError> {
+    let request = payload::parse(payload)?;
+    let (dry_run, now, action) = match &request {
+        Request::Run(r) => (r.dry_run.unwrap_or(config.dry_run), r.now.unwrap_or(started_at), "run"),
+        Request::Rerun(r) => (r.dry_run.unwrap_or(config.dry_run), r.now.unwrap_or(started_at), "rerun"),
+    };
+    let clock = tokio::time::Instant::now();
+    let calls_before = ports.devlake.calls();
+    let ctx = Ctx {
+        config,
+        devlake: ports.devlake,
+        dry_run,
+        deadline,
+        version: OnceCell::new(),
+    };
+    let mut report = Report {
+        action,
+        dry_run,
+        now: now.to_rfc3339_opts(SecondsFormat::Secs, true),
+        trigger_mode: config.trigger_mode.as_str().to_string(),
+        ..Default::default()
+    };
+    tracing::info!(action, dry_run, now = %report.now, "automation run starting");
+
+    let outcome = match &request {
+        Request::Run(r) => {
+            report.source = r.source.as_str().to_string();
+            run(&ctx, r, now, &mut report).await
+        }
+        Request::Rerun(r) => {
+            report.source = "manual".to_string();
+            run_rerun(&ctx, r, &mut report).await
+        }
+    };
+
+    let duration_ms = clock.elapsed().as_millis() as u64;
+    let after = ports.devlake.calls();
+    let calls = crate::devlake::CallCounts {
+        reads: after.reads.saturating_sub(calls_before.reads),
+        writes: after.writes.saturating_sub(calls_before.writes),
+    };
+    let summary = report.to_json(calls, duration_ms);
+    let success = outcome.is_ok() && report.is_ok();
+    let totals = report.totals();
+    tracing::info!(
+        action,
+        status = if outcome.is_err() { "failed" } else { summary["status"].as_str().unwrap_or("") },
+        dry_run,
+        scopes_added = totals.scopes_added,
+        scope_configs_created = totals.scope_configs_created,
+        projects_created = totals.projects_created,
+        projects_reconciled = totals.projects_reconciled,
+        projects_conflicting = totals.projects_conflicting,
+        blueprints_updated = totals.blueprints_updated,
+        triggered = totals.triggered,
+        skipped = totals.skipped,
+        errors = totals.errors,
+        devlake_reads = calls.reads,
+        devlake_writes = calls.writes,
+        duration_ms,
+        summary = %summary,
+        "automation run finished"
+    );
+
+    if !dry_run {
+        if let Some(sink) = ports.metrics {
+            let mut datums = vec![
+                Datum::count("Triggered", totals.triggered as f64),
+                Datum::count("Errors", (totals.errors + u64::from(outcome.is_err())) as f64),
+            ];
+            if action == "run" {
+                datums.extend([
+                    Datum::count("ProjectsCreated", totals.projects_created as f64),
+                    Datum::count("ScopesAdded", totals.scopes_added as f64),
+                    Datum::count("BlueprintsUpdated", totals.blueprints_updated as f64),
+                    Datum::millis("RunDurationMs", duration_ms as f64),
+                    Datum::count("RunSuccess", if success { 1.0 } else { 0.0 }),
+                ]);
+            }
+            if let Err(e) = sink.emit(&datums).await {
+                tracing::warn!(error = %e, "could not emit CloudWatch metrics; the run itself is unaffected");
+            }
+        }
+        if let (Some(log), "run") = (ports.run_log, action) {
+            let record = RunRecord {
+                job: Job::Automation,
+                finished_at: started_at + chrono::Duration::milliseconds(duration_ms as i64),
+                success,
+                devlake_up: Some(!matches!(&outcome, Err(Fatal(e)) if e.status().is_none())),
+                duration_ms,
+                summary: match &outcome {
+                    Ok(()) => summary.clone(),
+                    Err(Fatal(e)) => serde_json::json!({"status": "failed", "error": e.to_string(), "partial": summary}),
+                },
+            };
+            if let Err(e) = log.record_run(&record).await {
+                tracing::warn!(error = %e, "could not write the automation run record");
+            }
+        }
+    }
+
+    match outcome {
+        Ok(()) => Ok(summary),
+        Err(Fatal(source)) => Err(AutomationError::DevLake { source }),
+    }
+}
+
+async fn run(ctx: &Ctx<'_>, req: &RunRequest, now: DateTime<Utc>, report: &mut Report) -> Result<(), Fatal> {
+    let cfg = ctx.config;
+    report.steps = Step::ALL.iter().filter(|s| req.runs(**s)).map(|s| s.as_str()).collect();
+    let time_after = req.runs(Step::TimeAfter).then(|| previous_saturday(now, cfg.timezone));
+    report.time_after = time_after.map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true));
+
+    // The first call decides whether DevLake can be used at all (428, credentials, reachable);
+    // nothing has been written yet when it fails.
+    let loaded = ctx.devlake.plugins().await.map_err(Fatal)?;
+    let plugins: Vec<String> = SUPPORTED_PLUGINS
+        .iter()
+        .filter(|p| cfg.plugins.iter().any(|c| c == *p))
+        .filter(|p| loaded.iter().any(|l| l.plugin == **p))
+        .filter(|p| req.plugins.as_ref().is_none_or(|list| list.iter().any(|r| r == *p)))
+        .filter(|p| {
+            req.connections
+                .as_ref()
+                .is_none_or(|list| list.iter().any(|c| c.plugin == **p))
+        })
+        .map(|p| p.to_string())
+        .collect();
+    for p in &cfg.plugins {
+        if !loaded.iter().any(|l| l.plugin == *p) {
+            tracing::info!(plugin = %p, "plugin not loaded in this DevLake; skipped");
+        }
+    }
+
+    let wants_projects = req.runs(Step::Projects) || req.runs(Step::TimeAfter) || req.runs(Step::Trigger);
+    let projects: Option<Vec<Project>> = if wants_projects {
+        match ctx.devlake.projects().try_collect().await {
+            Ok(p) => Some(p),
+            Err(e) => {
+                Fatal::check(&e)?;
+                report.error("projects", &At::default(), &e);
+                None
+            }
+        }
+    } else {
+        None
+    };
+
+    let mut scopes = Vec::new();
+    let per_connection = [Step::Sync, Step::ScopeConfigs, Step::Projects]
+        .iter()
+        .any(|s| req.runs(*s));
+    for plugin in &plugins {
+        report.counts(Some(plugin));
+        if ctx.deadline.passed() {
+            report.remaining.connections.push(format!("{plugin}/*"));
+            continue;
+        }
+        let connections = match ctx.devlake.connections(plugin).await {
+            Ok(c) => c,
+            Err(e) => {
+                Fatal::check(&e)?;
+                report.error("discover", &At::plugin(plugin), &e);
+                continue;
+            }
+        };
+        let connections: Vec<_> = connections
+            .into_iter()
+            .filter(|c| {
+                req.connections.as_ref().is_none_or(|list| {
+                    list.iter().any(|r| r.plugin == *plugin && r.connection_id == c.id)
+                })
+            })
+            .collect();
+        report.counts(Some(plugin)).discovered_connections += connections.len() as u64;
+        for conn in &connections {
+            tracing::info!(plugin = %plugin, connection_id = conn.id, connection = %conn.name, "connection discovered");
+        }
+        if !per_connection {
+            continue;
+        }
+        for conn in &connections {
+            if ctx.deadline.passed() {
+                report.remaining.connections.push(format!("{plugin}/{}", conn.id));
+                continue;
+            }
+            scopes.extend(connection::process(ctx, req, plugin, conn, report).await?);
+        }
+    }
+
+    let Some(projects) = projects else { return Ok(()) };
+    let unfiltered = req.plugins.is_none() && req.connections.is_none();
+    let selected: Vec<&Project> = projects
+        .iter()
+        .filter(|p| is_managed(p, &cfg.label))
+        .filter(|p| {
+            p.blueprint
+                .as_ref()
+                .is_some_and(|bp| selected(bp, &plugins, req.connections.as_deref(), unfiltered))
+        })
+        .collect();
+
+    let created = if req.runs(Step::Projects) || req.runs(Step::TimeAfter) {
+        reconcile::apply(ctx, req, &scopes, &projects, &selected, time_after, report).await?
+    } else {
+        Vec::new()
+    };
+
+    if req.runs(Step::Trigger) {
+        let candidates = trigger::candidates(cfg.trigger_mode, &created, &selected);
+        trigger::run(
+            ctx,
+            candidates,
+            Default::default(),
+            Some(cfg.trigger_max_per_run),
+            report,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+async fn run_rerun(ctx: &Ctx<'_>, req: &RerunRequest, report: &mut Report) -> Result<(), Fatal> {
+    report.steps = vec!["trigger"];
+    rerun::run(ctx, req, report).await
+}

@@ -1,0 +1,559 @@
+//! The invocation payloads of design.md §4, parsed strictly before any DevLake call: unknown
+//! fields and wrong types are refused with the field named exactly as sent.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+use thiserror::Error;
+
+use crate::devlake::models::SUPPORTED_PLUGINS;
+
+/// A payload that cannot be run. Nothing has been called when this is returned.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+#[error("invalid payload: field {field:?}: {problem}")]
+pub struct PayloadError {
+    /// The field as sent (`dryRun`, `bogus`, `connections[1]`), or `(payload)` for the whole.
+    pub field: String,
+    pub problem: String,
+}
+
+fn err(field: &str, problem: impl Into<String>) -> PayloadError {
+    PayloadError {
+        field: field.to_string(),
+        problem: problem.into(),
+    }
+}
+
+/// The steps of a run, in execution order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Step {
+    Discover,
+    Sync,
+    ScopeConfigs,
+    Projects,
+    TimeAfter,
+    Trigger,
+}
+
+impl Step {
+    pub const ALL: [Step; 6] = [
+        Step::Discover,
+        Step::Sync,
+        Step::ScopeConfigs,
+        Step::Projects,
+        Step::TimeAfter,
+        Step::Trigger,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Discover => "discover",
+            Step::Sync => "sync",
+            Step::ScopeConfigs => "scopeConfigs",
+            Step::Projects => "projects",
+            Step::TimeAfter => "timeAfter",
+            Step::Trigger => "trigger",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Step> {
+        Step::ALL.into_iter().find(|step| step.as_str() == s)
+    }
+}
+
+/// Where the invocation came from (reported in the summary).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// EventBridge Scheduler: `{"scheduledTime": "..."}`.
+    Scheduler,
+    /// An EventBridge rule's "Scheduled Event".
+    Rule,
+    /// `{}` or the manual form.
+    Manual,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Scheduler => "scheduler",
+            Source::Rule => "eventbridge-rule",
+            Source::Manual => "manual",
+        }
+    }
+}
+
+/// A `{plugin}/{connectionId}` selector.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConnectionRef {
+    pub plugin: String,
+    pub connection_id: u64,
+}
+
+impl std::fmt::Display for ConnectionRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.plugin, self.connection_id)
+    }
+}
+
+/// A regular run (scheduled or manual).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunRequest {
+    pub source: Source,
+    /// The run's `now`: the scheduled time, the rule event's `time` or the manual `now`.
+    pub now: Option<DateTime<Utc>>,
+    pub dry_run: Option<bool>,
+    pub plugins: Option<Vec<String>>,
+    pub connections: Option<Vec<ConnectionRef>>,
+    /// `None` = every step.
+    pub steps: Option<BTreeSet<Step>>,
+}
+
+impl RunRequest {
+    pub fn runs(&self, step: Step) -> bool {
+        self.steps.as_ref().is_none_or(|s| s.contains(&step))
+    }
+}
+
+/// What a rerun request names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RerunTarget {
+    /// Project names, as given.
+    Projects(Vec<String>),
+    /// Every managed project whose last pipeline failed.
+    Failed,
+}
+
+/// `{"action": "rerun", ...}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RerunRequest {
+    pub target: RerunTarget,
+    pub full_sync: bool,
+    pub dry_run: Option<bool>,
+    pub now: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    Run(RunRequest),
+    Rerun(RerunRequest),
+}
+
+const RULE_FIELDS: [&str; 9] = [
+    "version",
+    "id",
+    "detail-type",
+    "source",
+    "account",
+    "time",
+    "region",
+    "resources",
+    "detail",
+];
+const RUN_FIELDS: [&str; 6] = [
+    "scheduledTime",
+    "now",
+    "dryRun",
+    "plugins",
+    "connections",
+    "steps",
+];
+const RERUN_FIELDS: [&str; 6] = ["action", "projects", "failed", "fullSync", "dryRun", "now"];
+
+/// Parses any accepted payload. `null` counts as `{}` (what `cargo lambda invoke` sends bare).
+pub fn parse(payload: &Value) -> Result<Request, PayloadError> {
+    let empty = Map::new();
+    let obj = match payload {
+        Value::Null => &empty,
+        Value::Object(o) => o,
+        other => {
+            return Err(err(
+                "(payload)",
+                format!("expected a JSON object, got {}", kind(other)),
+            ))
+        }
+    };
+    if obj.contains_key("detail-type") || obj.contains_key("source") {
+        return parse_rule(obj);
+    }
+    match obj.get("action") {
+        None => parse_run(obj),
+        Some(Value::String(a)) if a == "rerun" => parse_rerun(obj),
+        Some(Value::String(a)) => Err(err(
+            "action",
+            format!("unknown action {a:?}; the only action is \"rerun\""),
+        )),
+        Some(other) => Err(err(
+            "action",
+            format!("expected a string, got {}", kind(other)),
+        )),
+    }
+}
+
+fn parse_rule(obj: &Map<String, Value>) -> Result<Request, PayloadError> {
+    reject_unknown(obj, &RULE_FIELDS, "an EventBridge rule event")?;
+    match obj.get("detail-type") {
+        Some(Value::String(s)) if s == "Scheduled Event" => {}
+        Some(Value::String(s)) => {
+            return Err(err(
+                "detail-type",
+                format!("only \"Scheduled Event\" starts a run, got {s:?}"),
+            ))
+        }
+        Some(other) => {
+            return Err(err(
+                "detail-type",
+                format!("expected a string, got {}", kind(other)),
+            ))
+        }
+        None => return Err(err("detail-type", "missing in an EventBridge rule event")),
+    }
+    let now = match obj.get("time") {
+        Some(v) => Some(time(v, "time")?),
+        None => return Err(err("time", "missing in an EventBridge rule event")),
+    };
+    Ok(Request::Run(RunRequest {
+        source: Source::Rule,
+        now,
+        dry_run: None,
+        plugins: None,
+        connections: None,
+        steps: None,
+    }))
+}
+
+fn parse_run(obj: &Map<String, Value>) -> Result<Request, PayloadError> {
+    reject_unknown(obj, &RUN_FIELDS, "a run request")?;
+    let scheduled = obj
+        .get("scheduledTime")
+        .map(|v| time(v, "scheduledTime"))
+        .transpose()?;
+    let manual_now = obj.get("now").map(|v| time(v, "now")).transpose()?;
+    if scheduled.is_some() && manual_now.is_some() {
+        return Err(err(
+            "now",
+            "give either scheduledTime or now, not both",
+        ));
+    }
+    let source = if scheduled.is_some() {
+        Source::Scheduler
+    } else {
+        Source::Manual
+    };
+    let plugins = obj
+        .get("plugins")
+        .map(|v| {
+            strings(v, "plugins")?
+                .into_iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    if SUPPORTED_PLUGINS.contains(&p.as_str()) {
+                        Ok(p)
+                    } else {
+                        Err(err(
+                            &format!("plugins[{i}]"),
+                            format!(
+                                "unknown plugin {p:?}; supported: {}",
+                                SUPPORTED_PLUGINS.join(", ")
+                            ),
+                        ))
+                    }
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .transpose()?;
+    let connections = obj
+        .get("connections")
+        .map(|v| {
+            strings(v, "connections")?
+                .into_iter()
+                .enumerate()
+                .map(|(i, c)| connection_ref(&c, &format!("connections[{i}]")))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .transpose()?;
+    let steps = obj
+        .get("steps")
+        .map(|v| {
+            strings(v, "steps")?
+                .into_iter()
+                .enumerate()
+                .map(|(i, s)| {
+                    Step::parse(&s).ok_or_else(|| {
+                        err(
+                            &format!("steps[{i}]"),
+                            format!(
+                                "unknown step {s:?}; steps are {}",
+                                Step::ALL.map(Step::as_str).join(", ")
+                            ),
+                        )
+                    })
+                })
+                .collect::<Result<BTreeSet<_>, _>>()
+        })
+        .transpose()?;
+    Ok(Request::Run(RunRequest {
+        source,
+        now: scheduled.or(manual_now),
+        dry_run: obj.get("dryRun").map(|v| boolean(v, "dryRun")).transpose()?,
+        plugins,
+        connections,
+        steps,
+    }))
+}
+
+fn parse_rerun(obj: &Map<String, Value>) -> Result<Request, PayloadError> {
+    reject_unknown(obj, &RERUN_FIELDS, "a rerun request")?;
+    let projects = obj
+        .get("projects")
+        .map(|v| {
+            let list = strings(v, "projects")?;
+            if list.is_empty() {
+                return Err(err("projects", "names no project"));
+            }
+            if let Some(i) = list.iter().position(|p| p.trim().is_empty()) {
+                return Err(err(&format!("projects[{i}]"), "is empty"));
+            }
+            Ok(list)
+        })
+        .transpose()?;
+    let failed = obj
+        .get("failed")
+        .map(|v| boolean(v, "failed"))
+        .transpose()?;
+    let target = match (projects, failed) {
+        (Some(_), Some(true)) => {
+            return Err(err(
+                "failed",
+                "give either projects or failed: true, not both",
+            ))
+        }
+        (Some(p), _) => RerunTarget::Projects(p),
+        (None, Some(true)) => RerunTarget::Failed,
+        (None, Some(false)) => {
+            return Err(err(
+                "failed",
+                "false selects nothing; give projects or failed: true",
+            ))
+        }
+        (None, None) => {
+            return Err(err(
+                "projects",
+                "a rerun needs projects: [...] or failed: true",
+            ))
+        }
+    };
+    Ok(Request::Rerun(RerunRequest {
+        target,
+        full_sync: obj
+            .get("fullSync")
+            .map(|v| boolean(v, "fullSync"))
+            .transpose()?
+            .unwrap_or(false),
+        dry_run: obj.get("dryRun").map(|v| boolean(v, "dryRun")).transpose()?,
+        now: obj.get("now").map(|v| time(v, "now")).transpose()?,
+    }))
+}
+
+fn reject_unknown(
+    obj: &Map<String, Value>,
+    known: &[&str],
+    what: &str,
+) -> Result<(), PayloadError> {
+    match obj.keys().find(|k| !known.contains(&k.as_str())) {
+        Some(k) => Err(err(
+            k,
+            format!("unknown field in {what}; accepted: {}", known.join(", ")),
+        )),
+        None => Ok(()),
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn boolean(v: &Value, field: &str) -> Result<bool, PayloadError> {
+    v.as_bool()
+        .ok_or_else(|| err(field, format!("expected true or false, got {}", kind(v))))
+}
+
+fn time(v: &Value, field: &str) -> Result<DateTime<Utc>, PayloadError> {
+    let s = v
+        .as_str()
+        .ok_or_else(|| err(field, format!("expected an RFC 3339 time string, got {}", kind(v))))?;
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| err(field, format!("{s:?} is not an RFC 3339 time: {e}")))
+}
+
+fn strings(v: &Value, field: &str) -> Result<Vec<String>, PayloadError> {
+    let arr = v
+        .as_array()
+        .ok_or_else(|| err(field, format!("expected an array of strings, got {}", kind(v))))?;
+    arr.iter()
+        .enumerate()
+        .map(|(i, item)| {
+            item.as_str().map(str::to_string).ok_or_else(|| {
+                err(
+                    &format!("{field}[{i}]"),
+                    format!("expected a string, got {}", kind(item)),
+                )
+            })
+        })
+        .collect()
+}
+
+fn connection_ref(s: &str, field: &str) -> Result<ConnectionRef, PayloadError> {
+    let bad = || {
+        err(
+            field,
+            format!("{s:?} is not of the form <plugin>/<connectionId>, e.g. \"github/1\""),
+        )
+    };
+    let (plugin, id) = s.split_once('/').ok_or_else(bad)?;
+    let connection_id: u64 = id.parse().map_err(|_| bad())?;
+    if !SUPPORTED_PLUGINS.contains(&plugin) {
+        return Err(err(
+            field,
+            format!(
+                "unknown plugin {plugin:?}; supported: {}",
+                SUPPORTED_PLUGINS.join(", ")
+            ),
+        ));
+    }
+    Ok(ConnectionRef {
+        plugin: plugin.to_string(),
+        connection_id,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn run(v: Value) -> RunRequest {
+        match parse(&v).unwrap() {
+            Request::Run(r) => r,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn field_of(v: Value) -> String {
+        parse(&v).unwrap_err().field
+    }
+
+    #[test]
+    fn scheduler_input_sets_now() {
+        let r = run(json!({"scheduledTime": "2026-11-28T11:00:00Z"}));
+        assert_eq!(r.source, Source::Scheduler);
+        assert_eq!(r.now.unwrap().to_rfc3339(), "2026-11-28T11:00:00+00:00");
+        assert!(r.runs(Step::Trigger));
+    }
+
+    #[test]
+    fn rule_event_uses_its_time() {
+        let r = run(json!({
+            "version": "0", "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
+            "detail-type": "Scheduled Event", "source": "aws.events",
+            "account": "123456789012", "time": "2026-11-28T11:00:00Z", "region": "ap-southeast-1",
+            "resources": ["arn:aws:events:ap-southeast-1:123456789012:rule/daily"], "detail": {}
+        }));
+        assert_eq!(r.source, Source::Rule);
+        assert_eq!(r.now.unwrap().to_rfc3339(), "2026-11-28T11:00:00+00:00");
+        assert_eq!(
+            field_of(json!({"detail-type": "Object Created", "source": "aws.s3", "time": "2026-11-28T11:00:00Z"})),
+            "detail-type"
+        );
+    }
+
+    #[test]
+    fn empty_and_null_are_a_default_run() {
+        for v in [json!({}), Value::Null] {
+            let r = run(v);
+            assert_eq!(r.source, Source::Manual);
+            assert_eq!(r.now, None);
+            assert_eq!(r.dry_run, None);
+            assert!(Step::ALL.iter().all(|s| r.runs(*s)));
+        }
+    }
+
+    #[test]
+    fn manual_form() {
+        let r = run(json!({
+            "dryRun": true, "plugins": ["github"], "connections": ["github/1", "jenkins/12"],
+            "steps": ["discover", "sync", "scopeConfigs", "projects", "timeAfter"],
+            "now": "2026-11-28T18:00:00+07:00"
+        }));
+        assert_eq!(r.dry_run, Some(true));
+        assert_eq!(r.plugins.as_deref(), Some(&["github".to_string()][..]));
+        assert_eq!(
+            r.connections.as_ref().unwrap()[1],
+            ConnectionRef {
+                plugin: "jenkins".into(),
+                connection_id: 12
+            }
+        );
+        assert!(!r.runs(Step::Trigger));
+        assert!(r.runs(Step::TimeAfter));
+        assert_eq!(r.now.unwrap().to_rfc3339(), "2026-11-28T11:00:00+00:00");
+    }
+
+    #[test]
+    fn errors_name_the_field_as_sent() {
+        assert_eq!(field_of(json!({"bogus": 1})), "bogus");
+        assert_eq!(field_of(json!({"dryRun": "yes"})), "dryRun");
+        assert_eq!(field_of(json!({"dry_run": true})), "dry_run");
+        assert_eq!(field_of(json!({"plugins": "github"})), "plugins");
+        assert_eq!(field_of(json!({"plugins": ["github", "svn"]})), "plugins[1]");
+        assert_eq!(field_of(json!({"connections": ["github-1"]})), "connections[0]");
+        assert_eq!(field_of(json!({"connections": ["svn/1"]})), "connections[0]");
+        assert_eq!(field_of(json!({"connections": [1]})), "connections[0]");
+        assert_eq!(field_of(json!({"steps": ["sync", "deploy"]})), "steps[1]");
+        assert_eq!(field_of(json!({"now": "yesterday"})), "now");
+        assert_eq!(field_of(json!({"scheduledTime": 5})), "scheduledTime");
+        assert_eq!(
+            field_of(json!({"scheduledTime": "2026-11-28T11:00:00Z", "now": "2026-11-28T11:00:00Z"})),
+            "now"
+        );
+        assert_eq!(field_of(json!({"action": "delete"})), "action");
+        assert_eq!(field_of(json!([1, 2])), "(payload)");
+        let e = parse(&json!({"dryRun": "yes"})).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid payload: field \"dryRun\": expected true or false, got a string"
+        );
+    }
+
+    #[test]
+    fn rerun_forms() {
+        match parse(&json!({"action": "rerun", "projects": ["github/acme/api"], "fullSync": true})).unwrap() {
+            Request::Rerun(r) => {
+                assert_eq!(r.target, RerunTarget::Projects(vec!["github/acme/api".into()]));
+                assert!(r.full_sync);
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(&json!({"action": "rerun", "failed": true})).unwrap() {
+            Request::Rerun(r) => {
+                assert_eq!(r.target, RerunTarget::Failed);
+                assert!(!r.full_sync);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(field_of(json!({"action": "rerun"})), "projects");
+        assert_eq!(field_of(json!({"action": "rerun", "projects": []})), "projects");
+        assert_eq!(field_of(json!({"action": "rerun", "failed": false})), "failed");
+        assert_eq!(field_of(json!({"action": "rerun", "projects": ["a"], "failed": true})), "failed");
+        assert_eq!(field_of(json!({"action": "rerun", "failed": true, "plugins": ["github"]})), "plugins");
+        assert_eq!(field_of(json!({"action": "rerun", "failed": true, "fullSync": "no"})), "fullSync");
+    }
+}

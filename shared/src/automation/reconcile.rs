@@ -1,0 +1,522 @@
+//! Projects and blueprint updates: creates the missing projects, fixes drifted managed
+//! blueprints and rolls `timeAfter`, a few at a time, each change logged once.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use chrono::{DateTime, Utc};
+use futures::{stream, StreamExt};
+use serde_json::json;
+
+use crate::devlake::models::{
+    Blueprint, BlueprintConnection, BlueprintPatch, Project, ProjectInput, ProjectMetric,
+};
+use crate::devlake::{DevLakeClient, DevLakeError};
+
+use super::blueprints::{is_managed, patch_for, project_description, wiring, Desired};
+use super::payload::{RunRequest, Step};
+use super::projects::{plan, Decision};
+use super::summary::{At, Conflict, Report};
+use super::sync::ManagedScope;
+use super::trigger::Candidate;
+use super::{Ctx, Fatal};
+
+/// One write job of this step.
+enum Job<'a> {
+    Create {
+        scope: &'a ManagedScope,
+        name: String,
+        wiring: BlueprintConnection,
+    },
+    Update {
+        project: &'a Project,
+        blueprint: &'a Blueprint,
+        patch: BlueprintPatch,
+        /// The complete metrics list to send when DORA is missing or off.
+        metrics: Option<Vec<ProjectMetric>>,
+        /// The scope the project belongs to (projects step), for reports.
+        scope: Option<&'a ManagedScope>,
+    },
+}
+
+enum Outcome {
+    Created {
+        blueprint: Blueprint,
+        wired: bool,
+    },
+    /// The project was created but wiring its blueprint failed: the next run adopts it.
+    CreatedUnwired(DevLakeError),
+    Updated,
+    Failed(DevLakeError),
+    NotStarted,
+}
+
+/// Runs the projects and timeAfter steps. Returns the projects created in this run (for the
+/// trigger step).
+pub(crate) async fn apply(
+    ctx: &Ctx<'_>,
+    req: &RunRequest,
+    scopes: &[ManagedScope],
+    projects: &[Project],
+    selected: &[&Project],
+    time_after: Option<DateTime<Utc>>,
+    report: &mut Report,
+) -> Result<Vec<Candidate>, Fatal> {
+    let cfg = ctx.config;
+    let label = cfg.label.as_str();
+    let mut jobs: Vec<Job<'_>> = Vec::new();
+    let mut handled: HashSet<u64> = HashSet::new();
+
+    if req.runs(Step::Projects) {
+        let mut updates = Vec::new();
+        for d in plan(scopes, projects, &cfg.name_template, label) {
+            match d {
+                Decision::Create { scope, name } => jobs.push(Job::Create {
+                    wiring: wiring(&scope.plugin, scope.connection_id, &scope.scope_id),
+                    scope,
+                    name,
+                }),
+                Decision::Existing { scope, project } => {
+                    let Some(bp) = project.blueprint.as_ref() else {
+                        report.error_message(
+                            "projects",
+                            &scope_at(scope).project(&project.name),
+                            "the project has no blueprint; DevLake creates one with every project, so it was removed by hand".into(),
+                            false,
+                        );
+                        continue;
+                    };
+                    handled.insert(bp.id);
+                    let w = wiring(&scope.plugin, scope.connection_id, &scope.scope_id);
+                    let patch = patch_for(
+                        bp,
+                        &Desired {
+                            wiring: Some(&w),
+                            label: Some(label),
+                            cron: Some(&cfg.cron),
+                            time_after,
+                        },
+                    );
+                    let metrics = dora_fix(project);
+                    if patch.is_empty() && metrics.is_none() {
+                        report.counts(Some(&scope.plugin)).projects_unchanged += 1;
+                    } else {
+                        updates.push(Job::Update {
+                            project,
+                            blueprint: bp,
+                            patch,
+                            metrics,
+                            scope: Some(scope),
+                        });
+                    }
+                }
+                Decision::Conflict { scope, name, reason, message } => {
+                    tracing::info!(
+                        plugin = %scope.plugin,
+                        connection_id = scope.connection_id,
+                        scope_id = %scope.scope_id,
+                        project = %name,
+                        reason,
+                        "project name conflict; nothing sent"
+                    );
+                    report.counts(Some(&scope.plugin)).projects_conflicting += 1;
+                    report.conflicts.push(Conflict {
+                        project: name,
+                        plugin: scope.plugin.clone(),
+                        connection_id: scope.connection_id,
+                        scope_id: scope.scope_id.clone(),
+                        full_name: scope.full_name.clone(),
+                        reason: reason.to_string(),
+                        message,
+                    });
+                }
+                Decision::Deferred { scope, name } => {
+                    tracing::info!(
+                        plugin = %scope.plugin,
+                        connection_id = scope.connection_id,
+                        scope_id = %scope.scope_id,
+                        project = %name,
+                        "new project deferred: remote scope listing was incomplete"
+                    );
+                    report.remaining.projects.push(name);
+                }
+            }
+        }
+        jobs.extend(updates);
+    }
+
+    // Every other selected managed blueprint: label and timeAfter only. Unmanaged ones never.
+    for p in selected {
+        let Some(bp) = p.blueprint.as_ref() else { continue };
+        if handled.contains(&bp.id) || !is_managed(p, label) {
+            continue;
+        }
+        let patch = patch_for(
+            bp,
+            &Desired {
+                wiring: None,
+                label: req.runs(Step::Projects).then_some(label),
+                cron: None,
+                time_after,
+            },
+        );
+        if !patch.is_empty() {
+            jobs.push(Job::Update {
+                project: p,
+                blueprint: bp,
+                patch,
+                metrics: None,
+                scope: None,
+            });
+        }
+    }
+
+    let abort = AtomicBool::new(false);
+    let outcomes: Vec<Outcome> = stream::iter(jobs.iter())
+        .map(|job| execute(ctx, job, time_after, &abort))
+        .buffered(cfg.concurrency.max(1))
+        .collect()
+        .await;
+
+    let mut created = Vec::new();
+    let mut fatal = None;
+    for (job, outcome) in jobs.iter().zip(outcomes) {
+        if let Some(e) = record(ctx, job, outcome, report, &mut created) {
+            fatal.get_or_insert(e);
+        }
+    }
+    report.remaining.projects.dedup();
+    match fatal {
+        Some(e) => Err(Fatal(e)),
+        None => Ok(created),
+    }
+}
+
+fn scope_at(s: &ManagedScope) -> At<'_> {
+    At::connection(&s.plugin, s.connection_id).scope(&s.scope_id)
+}
+
+/// The metrics to send if DORA is missing or disabled: the project's list with DORA on.
+fn dora_fix(project: &Project) -> Option<Vec<ProjectMetric>> {
+    if project.metrics.iter().any(|m| m.plugin_name == "dora" && m.enable) {
+        return None;
+    }
+    Some(project.metrics.clone())
+}
+
+/// Adds/enables DORA in `metrics` in the shape this DevLake version takes.
+fn with_dora(mut metrics: Vec<ProjectMetric>, dora: &ProjectMetric) -> Vec<ProjectMetric> {
+    match metrics.iter_mut().find(|m| m.plugin_name == "dora") {
+        Some(m) => m.enable = true,
+        None => metrics.push(dora.clone()),
+    }
+    metrics
+}
+
+async fn execute(
+    ctx: &Ctx<'_>,
+    job: &Job<'_>,
+    time_after: Option<DateTime<Utc>>,
+    abort: &AtomicBool,
+) -> Outcome {
+    if abort.load(Ordering::Relaxed) || ctx.deadline.passed() {
+        return Outcome::NotStarted;
+    }
+    if ctx.dry_run {
+        return match job {
+            Job::Create { .. } => Outcome::Created {
+                blueprint: Blueprint {
+                    id: 0,
+                    name: String::new(),
+                    project_name: String::new(),
+                    mode: "NORMAL".into(),
+                    enable: true,
+                    cron_config: String::new(),
+                    is_manual: false,
+                    labels: vec![],
+                    connections: vec![],
+                    time_after: None,
+                    skip_on_fail: false,
+                    priority: 0,
+                },
+                wired: true,
+            },
+            Job::Update { .. } => Outcome::Updated,
+        };
+    }
+    let outcome = match job {
+        Job::Create { scope, name, wiring } => create(ctx, scope, name, wiring, time_after).await,
+        Job::Update {
+            project,
+            blueprint,
+            patch,
+            metrics,
+            ..
+        } => update(ctx, project, blueprint, patch, metrics.as_ref()).await,
+    };
+    let error = match &outcome {
+        Outcome::Failed(e) | Outcome::CreatedUnwired(e) => Some(e),
+        _ => None,
+    };
+    if error.is_some_and(DevLakeError::is_fatal) {
+        // No point starting more jobs: every one would get the same answer.
+        abort.store(true, Ordering::Relaxed);
+    }
+    outcome
+}
+
+async fn create(
+    ctx: &Ctx<'_>,
+    scope: &ManagedScope,
+    name: &str,
+    wiring: &BlueprintConnection,
+    time_after: Option<DateTime<Utc>>,
+) -> Outcome {
+    let cfg = ctx.config;
+    let version = match ctx.version().await {
+        Ok(v) => v,
+        Err(e) => return Outcome::Failed(e),
+    };
+    let input = ProjectInput {
+        name: name.to_string(),
+        description: project_description(
+            &cfg.label,
+            &scope.plugin,
+            scope.connection_id,
+            &scope.scope_id,
+        ),
+        enable: true,
+        metrics: DevLakeClient::project_input_metrics(&version),
+    };
+    // The client looks the name up after a timed-out or 5xx POST, so a create DevLake committed
+    // is never sent twice.
+    let project = match ctx.devlake.create_project(&input).await {
+        Ok(p) => p,
+        Err(e) => return Outcome::Failed(e),
+    };
+    let blueprint = match project.blueprint {
+        Some(bp) => bp,
+        None => match ctx.devlake.project(name).await {
+            Ok(Some(Project {
+                blueprint: Some(bp),
+                ..
+            })) => bp,
+            Ok(_) => {
+                return Outcome::CreatedUnwired(DevLakeError::Config(format!(
+                    "DevLake created project {name:?} without a blueprint"
+                )))
+            }
+            Err(e) => return Outcome::CreatedUnwired(e),
+        },
+    };
+    tracing::info!(
+        plugin = %scope.plugin,
+        connection_id = scope.connection_id,
+        scope_id = %scope.scope_id,
+        project = %name,
+        blueprint_id = blueprint.id,
+        "project created"
+    );
+    let patch = patch_for(
+        &blueprint,
+        &Desired {
+            wiring: Some(wiring),
+            label: Some(&cfg.label),
+            cron: Some(&cfg.cron),
+            time_after,
+        },
+    );
+    if patch.is_empty() {
+        return Outcome::Created {
+            blueprint,
+            wired: true,
+        };
+    }
+    match ctx.devlake.patch_blueprint(blueprint.id, &patch).await {
+        Ok(bp) => {
+            tracing::info!(
+                plugin = %scope.plugin,
+                connection_id = scope.connection_id,
+                scope_id = %scope.scope_id,
+                project = %name,
+                blueprint_id = bp.id,
+                cron = %cfg.cron.cron_config(),
+                time_after = ?patch.time_after,
+                "blueprint wired"
+            );
+            Outcome::Created {
+                blueprint: bp,
+                wired: true,
+            }
+        }
+        Err(e) => Outcome::CreatedUnwired(e),
+    }
+}
+
+async fn update(
+    ctx: &Ctx<'_>,
+    project: &Project,
+    blueprint: &Blueprint,
+    patch: &BlueprintPatch,
+    metrics: Option<&Vec<ProjectMetric>>,
+) -> Outcome {
+    if let Some(metrics) = metrics {
+        let version = match ctx.version().await {
+            Ok(v) => v,
+            Err(e) => return Outcome::Failed(e),
+        };
+        let body = json!({"metrics": with_dora(metrics.clone(), &ProjectMetric::dora(&version))});
+        if let Err(e) = ctx.devlake.patch_project(&project.name, &body).await {
+            return Outcome::Failed(e);
+        }
+        tracing::info!(project = %project.name, "project metrics: dora enabled");
+    }
+    if !patch.is_empty() {
+        if let Err(e) = ctx.devlake.patch_blueprint(blueprint.id, patch).await {
+            return Outcome::Failed(e);
+        }
+        let plugin = blueprint
+            .connections
+            .first()
+            .map(|c| c.plugin_name.as_str())
+            .unwrap_or("");
+        tracing::info!(
+            plugin,
+            project = %project.name,
+            blueprint_id = blueprint.id,
+            connections = patch.connections.is_some(),
+            labels = patch.labels.is_some(),
+            cron = ?patch.cron_config,
+            time_after = ?patch.time_after,
+            "blueprint updated"
+        );
+    }
+    Outcome::Updated
+}
+
+/// Books one job's outcome; hands back a fatal error (after reporting it) so the run stops.
+fn record(
+    ctx: &Ctx<'_>,
+    job: &Job<'_>,
+    outcome: Outcome,
+    report: &mut Report,
+    created: &mut Vec<Candidate>,
+) -> Option<DevLakeError> {
+    match job {
+        Job::Create { scope, name, wiring } => {
+            let at = scope_at(scope).project(name);
+            let plugin = Some(scope.plugin.as_str());
+            match outcome {
+                Outcome::Created { blueprint, wired } => {
+                    report.counts(plugin).projects_created += 1;
+                    if ctx.dry_run {
+                        report.plan(
+                            "projects",
+                            "createProject",
+                            &at,
+                            None,
+                            json!({
+                                "name": name,
+                                "metrics": [{"pluginName": "dora", "enable": true}],
+                                "blueprint": {
+                                    "connections": [wiring],
+                                    "labels": [ctx.config.label],
+                                    "cronConfig": ctx.config.cron.cron_config(),
+                                    "timeAfter": report.time_after,
+                                }
+                            }),
+                        );
+                    }
+                    created.push(Candidate {
+                        project: name.clone(),
+                        blueprint_id: blueprint.id,
+                        plugin: Some(scope.plugin.clone()),
+                        enabled: blueprint.enable,
+                        wired,
+                        reason: "new",
+                    });
+                }
+                Outcome::CreatedUnwired(e) => {
+                    report.counts(plugin).projects_created += 1;
+                    report.error("projects", &at, &e);
+                    return e.is_fatal().then_some(e);
+                }
+                Outcome::Failed(e) => {
+                    report.error("projects", &at, &e);
+                    return e.is_fatal().then_some(e);
+                }
+                Outcome::NotStarted => report.remaining.projects.push(name.clone()),
+                Outcome::Updated => {}
+            }
+        }
+        Job::Update {
+            project,
+            blueprint,
+            patch,
+            metrics,
+            scope,
+        } => {
+            let plugin = scope
+                .map(|s| s.plugin.as_str())
+                .or_else(|| blueprint.connections.first().map(|c| c.plugin_name.as_str()));
+            let mut at = match scope {
+                Some(s) => scope_at(s),
+                None => At {
+                    plugin,
+                    ..Default::default()
+                },
+            };
+            at = at.project(&project.name);
+            match outcome {
+                Outcome::Updated => {
+                    let reconciled = patch.connections.is_some()
+                        || patch.labels.is_some()
+                        || patch.cron_config.is_some()
+                        || metrics.is_some();
+                    let c = report.counts(plugin);
+                    if scope.is_some() {
+                        if reconciled {
+                            c.projects_reconciled += 1;
+                        } else {
+                            c.projects_unchanged += 1;
+                        }
+                    }
+                    if !patch.is_empty() {
+                        c.blueprints_updated += 1;
+                    }
+                    if patch.time_after.is_some() {
+                        c.time_after_updated += 1;
+                    }
+                    if ctx.dry_run {
+                        if metrics.is_some() {
+                            report.plan("projects", "updateProjectMetrics", &at, None, json!({"enable": "dora"}));
+                        }
+                        if !patch.is_empty() {
+                            let step = if reconciled { "projects" } else { "timeAfter" };
+                            report.plan(
+                                step,
+                                "updateBlueprint",
+                                &at,
+                                Some(blueprint.id),
+                                serde_json::to_value(patch).unwrap_or_default(),
+                            );
+                        }
+                    }
+                }
+                Outcome::Failed(e) | Outcome::CreatedUnwired(e) => {
+                    let step = if patch.connections.is_some() || metrics.is_some() {
+                        "projects"
+                    } else {
+                        "timeAfter"
+                    };
+                    report.error(step, &at, &e);
+                    return e.is_fatal().then_some(e);
+                }
+                Outcome::NotStarted => report.remaining.blueprint_updates += 1,
+                Outcome::Created { .. } => {}
+            }
+        }
+    }
+    None
+}
+

@@ -1,0 +1,133 @@
+//! Start-up of the `devlake-automation` Lambda: configuration read once, clients built once
+//! (DevLake, DynamoDB, CloudWatch), then one [`handle`](super::handle) per event.
+
+use std::time::{Duration, SystemTime};
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::BehaviorVersion;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use thiserror::Error;
+
+use crate::cloudwatch::CloudWatchSink;
+use crate::config::{ConfigError, Env, SecretSource};
+use crate::devlake::{DevLakeClient, DevLakeError};
+use crate::secrets::{resolve_named_secret, SecretError};
+use crate::store::DynamoStore;
+
+use super::config::{client_config_from_env, AutomationConfig};
+use super::{handle, AutomationError, Deadline, Ports};
+
+pub const API_KEY_VAR: &str = "DEVLAKE_API_KEY";
+pub const API_KEY_ARN_VAR: &str = "DEVLAKE_API_KEY_SECRET_ARN";
+
+/// Why the function could not start. One line, naming the variable; never a secret.
+#[derive(Debug, Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("invalid configuration: {API_KEY_VAR}/{API_KEY_ARN_VAR}: {0}")]
+    Secret(#[from] SecretError),
+    #[error("invalid configuration: DEVLAKE_ENDPOINT: {0}")]
+    Client(#[from] DevLakeError),
+}
+
+/// Everything an invocation needs, built once per Lambda instance.
+pub struct Automation {
+    pub config: AutomationConfig,
+    pub devlake: DevLakeClient,
+    pub run_log: Option<DynamoStore>,
+    pub metrics: CloudWatchSink,
+}
+
+impl Automation {
+    pub async fn from_env(env: &Env) -> Result<Self, StartupError> {
+        let config = AutomationConfig::from_env(env)?;
+        // Validate everything that needs no network before touching AWS.
+        let (plain, arn) = match env.secret_source(API_KEY_VAR, API_KEY_ARN_VAR)? {
+            Some(SecretSource::Plain(v)) => (Some(v), None),
+            Some(SecretSource::SecretArn(a)) => (None, Some(a)),
+            None => (None, None),
+        };
+        client_config_from_env(env, None)?;
+
+        let sdk = aws_config::defaults(BehaviorVersion::latest())
+            // The SDK has no timeouts by default; a stuck call must not eat the run's deadline.
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(2))
+                    .operation_attempt_timeout(Duration::from_secs(5))
+                    .operation_timeout(Duration::from_secs(15))
+                    .build(),
+            )
+            .retry_config(RetryConfig::standard().with_max_attempts(3))
+            .load()
+            .await;
+        let api_key = resolve_named_secret(API_KEY_VAR, API_KEY_ARN_VAR, plain, arn, &sdk).await?;
+        let devlake = DevLakeClient::new(client_config_from_env(env, api_key)?)?;
+        let run_log = env
+            .get("TABLE_NAME")
+            .map(|table| DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table));
+        let namespace = env.get("CLOUDWATCH_NAMESPACE").unwrap_or("DevLake/Autopilot");
+        let metrics = CloudWatchSink::new(aws_sdk_cloudwatch::Client::new(&sdk), namespace);
+        tracing::info!(
+            endpoint = %devlake.endpoint(),
+            plugins = %config.plugins.join(","),
+            project_name_template = %config.name_template.source(),
+            trigger_mode = config.trigger_mode.as_str(),
+            cron = %config.cron.cron_config(),
+            dry_run = config.dry_run,
+            table = env.get("TABLE_NAME").unwrap_or(""),
+            namespace,
+            "automation function ready"
+        );
+        Ok(Automation {
+            config,
+            devlake,
+            run_log,
+            metrics,
+        })
+    }
+
+    /// One Lambda event. `now` and `wall` are the binary's clock readings.
+    pub async fn handle_event(
+        &self,
+        payload: &Value,
+        lambda_deadline_ms: u64,
+        now: DateTime<Utc>,
+        wall: SystemTime,
+    ) -> Result<Value, AutomationError> {
+        let deadline = Deadline::from_lambda(lambda_deadline_ms, wall, self.config.deadline_margin);
+        let ports = Ports {
+            devlake: &self.devlake,
+            run_log: self.run_log.as_ref().map(|s| s as &dyn crate::store::RunLog),
+            metrics: Some(&self.metrics),
+        };
+        handle(&self.config, ports, payload, now, deadline).await
+    }
+}
+
+impl AutomationError {
+    /// The Lambda `errorType`: what kind of refusal this was, for alarms and the invoke caller.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            AutomationError::Payload(_) => "InvalidPayload",
+            AutomationError::DevLake { source } => match source {
+                DevLakeError::MigrationPending { .. } => "DevLakeMigrationPending",
+                DevLakeError::Unauthorized { .. } => "DevLakeUnauthorized",
+                DevLakeError::Transport { .. } => "DevLakeUnreachable",
+                _ => "DevLakeError",
+            },
+        }
+    }
+}
+
+impl From<AutomationError> for lambda_runtime::Diagnostic {
+    fn from(e: AutomationError) -> Self {
+        lambda_runtime::Diagnostic {
+            error_type: e.error_type().to_string(),
+            error_message: e.to_string(),
+        }
+    }
+}

@@ -1,0 +1,282 @@
+//! The metrics function's HTTP handling, independent of Lambda: authentication first, then
+//! routing, content negotiation, one store read and rendering (design.md §6).
+//!
+//! Order matters: a request without the right bearer token is answered 401 before its method or
+//! path is looked at and before the store is touched, so an unauthenticated caller learns nothing
+//! (not even which paths exist) and cannot make the function spend DynamoDB reads.
+
+use std::time::Instant;
+
+use chrono::{DateTime, Duration as ChronoDuration, Utc};
+use chrono_tz::Tz;
+use lambda_http::http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use subtle::ConstantTimeEq;
+
+use crate::config::{ConfigError, Env, SecretSource};
+use crate::render::{self, ExpositionFormat};
+use crate::store::MetricsSource;
+
+/// The `http` types the handler speaks, for callers that do not depend on `lambda_http`.
+pub use lambda_http::http;
+
+pub const TOKEN_VAR: &str = "METRICS_TOKEN";
+pub const TOKEN_ARN_VAR: &str = "METRICS_TOKEN_SECRET_ARN";
+/// Upper bound for `FAILURE_WINDOW_DAYS`: each day of the window costs one Query per scrape.
+pub const MAX_WINDOW_DAYS: u32 = 90;
+
+/// The bearer token Prometheus must send. Never printed: `Debug` is redacted and there is no
+/// `Display`.
+#[derive(Clone)]
+pub struct MetricsToken(String);
+
+impl MetricsToken {
+    /// An empty token would let `Authorization: Bearer ` in, so it is refused.
+    pub fn new(token: impl Into<String>) -> Result<Self, ConfigError> {
+        let token = token.into();
+        if token.trim().is_empty() {
+            return Err(ConfigError::new(TOKEN_VAR, "the metrics token is empty"));
+        }
+        Ok(MetricsToken(token))
+    }
+
+    /// Compares in time that depends only on the expected token's length, never on where the
+    /// first differing byte is or on the presented token's content.
+    pub fn matches(&self, presented: &[u8]) -> bool {
+        let expected = self.0.as_bytes();
+        let mut equal = (presented.len() as u64).ct_eq(&(expected.len() as u64));
+        for (i, e) in expected.iter().enumerate() {
+            // Reads past the end of a shorter token compare against 0; the length check above
+            // already failed for it.
+            let p = presented.get(i).copied().unwrap_or(0);
+            equal &= p.ct_eq(e);
+        }
+        equal.into()
+    }
+}
+
+impl std::fmt::Debug for MetricsToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MetricsToken(<redacted>)")
+    }
+}
+
+/// Configuration of the metrics function (design.md §3), read once at cold start.
+#[derive(Debug, Clone)]
+pub struct MetricsSettings {
+    pub table_name: String,
+    pub timezone: Tz,
+    pub failure_window_days: u32,
+    /// Where the token comes from; the binary resolves an ARN once through Secrets Manager.
+    pub token: SecretSource,
+}
+
+impl MetricsSettings {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let table_name = env.required("TABLE_NAME")?.to_string();
+        let timezone = env.timezone("TIMEZONE")?;
+        let failure_window_days: u32 = env.parse_or("FAILURE_WINDOW_DAYS", 7)?;
+        if !(1..=MAX_WINDOW_DAYS).contains(&failure_window_days) {
+            return Err(ConfigError::new(
+                "FAILURE_WINDOW_DAYS",
+                format!("must be between 1 and {MAX_WINDOW_DAYS}, got {failure_window_days}"),
+            ));
+        }
+        let token = env
+            .secret_source(TOKEN_VAR, TOKEN_ARN_VAR)?
+            .ok_or_else(|| {
+                ConfigError::new(TOKEN_VAR, format!("is required (or set {TOKEN_ARN_VAR})"))
+            })?;
+        Ok(MetricsSettings {
+            table_name,
+            timezone,
+            failure_window_days,
+            token,
+        })
+    }
+}
+
+/// Serves the metrics page from a [`MetricsSource`].
+pub struct MetricsService<S> {
+    source: S,
+    token: MetricsToken,
+    timezone: Tz,
+    window: ChronoDuration,
+}
+
+impl<S: MetricsSource> MetricsService<S> {
+    pub fn new(source: S, token: MetricsToken, timezone: Tz, failure_window_days: u32) -> Self {
+        MetricsService {
+            source,
+            token,
+            timezone,
+            window: ChronoDuration::days(i64::from(failure_window_days)),
+        }
+    }
+
+    pub fn source(&self) -> &S {
+        &self.source
+    }
+
+    /// Answers one request. `now` decides the failure window; the body of `req` is never read.
+    pub async fn handle<B>(&self, req: &Request<B>, now: DateTime<Utc>) -> Response<String> {
+        let started = Instant::now();
+        let method = req.method();
+        let path = req.uri().path();
+
+        if !self.authorized(req) {
+            // No detail in the body and nothing about the presented credentials in the log.
+            tracing::info!(%method, path, status = 401, "metrics request without a valid token");
+            return plain(StatusCode::UNAUTHORIZED)
+                .header(header::WWW_AUTHENTICATE, "Bearer")
+                .body("unauthorized\n".to_string())
+                .expect("static response parts are valid");
+        }
+        if !matches!(path, "/" | "" | "/metrics") {
+            tracing::info!(%method, path, status = 404, "unknown metrics path");
+            return simple(StatusCode::NOT_FOUND, "not found\n");
+        }
+        if method != Method::GET {
+            tracing::info!(%method, path, status = 405, "method not allowed");
+            return plain(StatusCode::METHOD_NOT_ALLOWED)
+                .header(header::ALLOW, "GET")
+                .body("method not allowed\n".to_string())
+                .expect("static response parts are valid");
+        }
+
+        let format = ExpositionFormat::negotiate(
+            req.headers()
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok()),
+        );
+        let since = now - self.window;
+        let snapshot = match self.source.snapshot(since).await {
+            Ok(s) => s,
+            Err(error) => {
+                // 503 makes Prometheus mark the target down (up == 0) instead of ingesting a
+                // page that silently lacks series.
+                tracing::error!(%error, retryable = error.is_retryable(), "store read failed; answering 503");
+                return simple(StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n");
+            }
+        };
+
+        let mut body = String::with_capacity(256 + snapshot.failures.len() * 120);
+        let families = render::metric_families(&snapshot, self.timezone);
+        let rendered = render::encode(&families, format, &mut body).and_then(|()| {
+            let duration = render::render_duration_family(started.elapsed());
+            render::encode(&[duration], format, &mut body)
+        });
+        if let Err(error) = rendered {
+            tracing::error!(%error, "rendering failed; answering 500");
+            return simple(StatusCode::INTERNAL_SERVER_ERROR, "render failed\n");
+        }
+        render::finish(format, &mut body);
+
+        tracing::info!(
+            %method,
+            path,
+            status = 200,
+            format = ?format,
+            projects = snapshot.projects.len(),
+            failures = snapshot.failures.len(),
+            bytes = body.len(),
+            elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "metrics rendered"
+        );
+        Response::builder()
+            .status(StatusCode::OK)
+            .header(header::CONTENT_TYPE, format.content_type())
+            .header(header::CACHE_CONTROL, "no-store")
+            .header(header::VARY, "Accept")
+            .body(body)
+            .expect("static response parts are valid")
+    }
+
+    fn authorized<B>(&self, req: &Request<B>) -> bool {
+        let mut valid = false;
+        // Every Authorization header is checked (not just the first) so no header order trick
+        // changes the outcome, and all are compared so timing does not depend on which matched.
+        for value in req.headers().get_all(header::AUTHORIZATION) {
+            if let Some(token) = bearer_token(value) {
+                valid |= self.token.matches(token);
+            }
+        }
+        valid
+    }
+}
+
+/// The credentials of `Bearer <token>` (scheme case-insensitive, RFC 6750).
+fn bearer_token(value: &HeaderValue) -> Option<&[u8]> {
+    let bytes = value.as_bytes();
+    let (scheme, rest) = bytes.split_at(bytes.iter().position(|b| *b == b' ')?);
+    if !scheme.eq_ignore_ascii_case(b"bearer") {
+        return None;
+    }
+    let token = rest.trim_ascii();
+    (!token.is_empty()).then_some(token)
+}
+
+fn plain(status: StatusCode) -> lambda_http::http::response::Builder {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+}
+
+fn simple(status: StatusCode, body: &str) -> Response<String> {
+    plain(status)
+        .body(body.to_string())
+        .expect("static response parts are valid")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_comparison() {
+        let token = MetricsToken::new("s3cret-token").unwrap();
+        assert!(token.matches(b"s3cret-token"));
+        assert!(!token.matches(b"s3cret-tokem"));
+        assert!(!token.matches(b"s3cret-token "));
+        assert!(!token.matches(b"s3cret"));
+        assert!(!token.matches(b""));
+        assert!(!format!("{token:?}").contains("s3cret"));
+        assert!(MetricsToken::new("  ").is_err());
+    }
+
+    #[test]
+    fn bearer_parsing() {
+        let v = |s: &'static str| HeaderValue::from_static(s);
+        assert_eq!(bearer_token(&v("Bearer abc")), Some(&b"abc"[..]));
+        assert_eq!(bearer_token(&v("bearer   abc ")), Some(&b"abc"[..]));
+        assert_eq!(bearer_token(&v("Basic abc")), None);
+        assert_eq!(bearer_token(&v("Bearer")), None);
+        assert_eq!(bearer_token(&v("Bearer ")), None);
+        assert_eq!(bearer_token(&v("Bearerabc")), None);
+    }
+
+    #[test]
+    fn settings_validate_window_and_require_a_token() {
+        let env: Env = [("TABLE_NAME", "t"), ("METRICS_TOKEN", "x")]
+            .into_iter()
+            .collect();
+        let s = MetricsSettings::from_env(&env).unwrap();
+        assert_eq!(s.failure_window_days, 7);
+        assert_eq!(s.timezone, chrono_tz::Asia::Ho_Chi_Minh);
+
+        let env: Env = [("TABLE_NAME", "t")].into_iter().collect();
+        let err = MetricsSettings::from_env(&env).unwrap_err();
+        assert_eq!(err.variable, "METRICS_TOKEN");
+
+        let env: Env = [
+            ("TABLE_NAME", "t"),
+            ("METRICS_TOKEN", "x"),
+            ("FAILURE_WINDOW_DAYS", "0"),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(
+            MetricsSettings::from_env(&env).unwrap_err().variable,
+            "FAILURE_WINDOW_DAYS"
+        );
+    }
+}

@@ -1,0 +1,258 @@
+//! The monitor's configuration, read once at cold start from the environment.
+//!
+//! | variable | default | meaning |
+//! | --- | --- | --- |
+//! | `DEVLAKE_ENDPOINT` | required | DevLake base URL |
+//! | `DEVLAKE_API_KEY` / `DEVLAKE_API_KEY_SECRET_ARN` | unset | API key, plain (local) or in Secrets Manager |
+//! | `DEVLAKE_TIMEOUT_MS` | `10000` | timeout of one DevLake request attempt (the monitor runs every 5 minutes: fail fast) |
+//! | `DEVLAKE_MAX_RETRIES` | `3` | retries of GETs on 5xx, 429 and resets (the re-run POST is never retried) |
+//! | `DEVLAKE_CONCURRENCY` | `4` | DevLake requests in flight at once |
+//! | `DEVLAKE_PAGE_SIZE` | `500` | rows per page of the pipeline listings |
+//! | `TABLE_NAME` | required | the DynamoDB table |
+//! | `CLOUDWATCH_NAMESPACE` | `DevLake/Autopilot` | namespace of the emitted metrics |
+//! | `CLOUDWATCH_PROJECT_DIMENSION` | `false` | also emit `NewFailures` per `ProjectName` (costs one metric per project) |
+//! | `TIMEZONE` | `Asia/Ho_Chi_Minh` | validated for consistency with the other functions |
+//! | `FAILURE_STATUSES` | `TASK_FAILED,TASK_PARTIAL` | finished statuses recorded as failures |
+//! | `FAILURE_RETENTION_DAYS` | `90` | TTL of failure events, counted from their `finishedAt` |
+//! | `INITIAL_LOOKBACK_HOURS` | `24` | first run (or `rescan`): how far back failures are recorded |
+//! | `STUCK_AFTER_HOURS` | `12` | a running pipeline older than this flags its project stuck |
+//! | `AUTO_RERUN_MAX` | `0` | re-runs of one failed pipeline; `0` = off |
+
+use std::time::Duration;
+
+use chrono_tz::Tz;
+
+use crate::config::{ConfigError, Env, SecretSource};
+use crate::devlake::models::status;
+use crate::devlake::ClientConfig;
+
+/// What the monitor's domain logic needs (no endpoints, no secrets).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MonitorSettings {
+    /// Finished statuses recorded as failures.
+    pub failure_statuses: Vec<String>,
+    pub retention: chrono::Duration,
+    pub initial_lookback: chrono::Duration,
+    pub stuck_after: chrono::Duration,
+    /// `0` = never re-run.
+    pub auto_rerun_max: u32,
+    pub project_dimension: bool,
+}
+
+impl Default for MonitorSettings {
+    fn default() -> Self {
+        MonitorSettings {
+            failure_statuses: vec![status::FAILED.to_string(), status::PARTIAL.to_string()],
+            retention: chrono::Duration::days(90),
+            initial_lookback: chrono::Duration::hours(24),
+            stuck_after: chrono::Duration::hours(12),
+            auto_rerun_max: 0,
+            project_dimension: false,
+        }
+    }
+}
+
+impl MonitorSettings {
+    pub fn counts_as_failure(&self, status: &str) -> bool {
+        self.failure_statuses.iter().any(|s| s == status)
+    }
+}
+
+/// Everything the monitor binary reads from the environment.
+#[derive(Debug, Clone)]
+pub struct MonitorConfig {
+    /// The API key is left out: it is resolved from `api_key` (maybe Secrets Manager).
+    pub devlake: ClientConfig,
+    pub api_key: Option<SecretSource>,
+    pub table_name: String,
+    pub namespace: String,
+    pub timezone: Tz,
+    pub settings: MonitorSettings,
+}
+
+fn positive_hours(env: &Env, name: &str, default: i64) -> Result<chrono::Duration, ConfigError> {
+    let hours = env.parse_or::<i64>(name, default)?;
+    if !(1..=24 * 366).contains(&hours) {
+        return Err(ConfigError::new(name, "must be between 1 and 8784 hours"));
+    }
+    Ok(chrono::Duration::hours(hours))
+}
+
+fn failure_statuses(env: &Env) -> Result<Vec<String>, ConfigError> {
+    const NAME: &str = "FAILURE_STATUSES";
+    let Some(list) = env.list(NAME) else {
+        return Ok(MonitorSettings::default().failure_statuses);
+    };
+    if list.is_empty() {
+        return Err(ConfigError::new(NAME, "lists no status"));
+    }
+    let mut out: Vec<String> = Vec::new();
+    for raw in list {
+        let s = raw.to_ascii_uppercase();
+        if !matches!(
+            s.as_str(),
+            status::FAILED | status::PARTIAL | status::CANCELLED
+        ) {
+            return Err(ConfigError::new(
+                NAME,
+                format!("{raw:?} is not one of TASK_FAILED, TASK_PARTIAL, TASK_CANCELLED"),
+            ));
+        }
+        if !out.contains(&s) {
+            out.push(s);
+        }
+    }
+    Ok(out)
+}
+
+/// The DevLake client settings of `DEVLAKE_*`, with the monitor's shorter default timeout.
+fn client_config(env: &Env) -> Result<ClientConfig, ConfigError> {
+    let d = ClientConfig {
+        request_timeout: Duration::from_secs(10),
+        ..ClientConfig::default()
+    };
+    let concurrency = env.parse_or::<usize>("DEVLAKE_CONCURRENCY", d.max_concurrency)?;
+    if !(1..=64).contains(&concurrency) {
+        return Err(ConfigError::new(
+            "DEVLAKE_CONCURRENCY",
+            "must be between 1 and 64",
+        ));
+    }
+    let page_size = env.parse_or::<u32>("DEVLAKE_PAGE_SIZE", d.page_size)?;
+    if !(1..=5000).contains(&page_size) {
+        return Err(ConfigError::new(
+            "DEVLAKE_PAGE_SIZE",
+            "must be between 1 and 5000",
+        ));
+    }
+    let timeout_ms = env.parse_or::<u64>("DEVLAKE_TIMEOUT_MS", d.request_timeout.as_millis() as u64)?;
+    if timeout_ms == 0 {
+        return Err(ConfigError::new("DEVLAKE_TIMEOUT_MS", "must be at least 1"));
+    }
+    Ok(ClientConfig {
+        endpoint: env.required("DEVLAKE_ENDPOINT")?.to_string(),
+        api_key: None,
+        request_timeout: Duration::from_millis(timeout_ms),
+        max_retries: env.parse_or::<u32>("DEVLAKE_MAX_RETRIES", d.max_retries)?,
+        max_concurrency: concurrency,
+        page_size,
+        ..d
+    })
+}
+
+impl MonitorConfig {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let retention_days = env.parse_or::<i64>("FAILURE_RETENTION_DAYS", 90)?;
+        if !(1..=3650).contains(&retention_days) {
+            return Err(ConfigError::new(
+                "FAILURE_RETENTION_DAYS",
+                "must be between 1 and 3650 days",
+            ));
+        }
+        let namespace = env
+            .get("CLOUDWATCH_NAMESPACE")
+            .unwrap_or("DevLake/Autopilot")
+            .to_string();
+        if namespace.starts_with("AWS/") || namespace.len() > 255 {
+            return Err(ConfigError::new(
+                "CLOUDWATCH_NAMESPACE",
+                "must not start with AWS/ and must be at most 255 characters",
+            ));
+        }
+        Ok(MonitorConfig {
+            devlake: client_config(env)?,
+            api_key: env.secret_source("DEVLAKE_API_KEY", "DEVLAKE_API_KEY_SECRET_ARN")?,
+            table_name: env.required("TABLE_NAME")?.to_string(),
+            namespace,
+            timezone: env.timezone("TIMEZONE")?,
+            settings: MonitorSettings {
+                failure_statuses: failure_statuses(env)?,
+                retention: chrono::Duration::days(retention_days),
+                initial_lookback: positive_hours(env, "INITIAL_LOOKBACK_HOURS", 24)?,
+                stuck_after: positive_hours(env, "STUCK_AFTER_HOURS", 12)?,
+                auto_rerun_max: env.parse_or::<u32>("AUTO_RERUN_MAX", 0)?,
+                project_dimension: env.bool_or("CLOUDWATCH_PROJECT_DIMENSION", false)?,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Env {
+        let mut all = vec![
+            ("DEVLAKE_ENDPOINT", "http://devlake:8080"),
+            ("TABLE_NAME", "t"),
+        ];
+        all.extend_from_slice(pairs);
+        all.into_iter().collect()
+    }
+
+    #[test]
+    fn defaults_follow_the_design() {
+        let c = MonitorConfig::from_env(&env(&[])).unwrap();
+        assert_eq!(c.settings, MonitorSettings::default());
+        assert_eq!(c.namespace, "DevLake/Autopilot");
+        assert_eq!(c.table_name, "t");
+        assert_eq!(c.devlake.request_timeout, Duration::from_secs(10));
+        assert!(c.api_key.is_none());
+        assert!(c.settings.counts_as_failure("TASK_PARTIAL"));
+        assert!(!c.settings.counts_as_failure("TASK_COMPLETED"));
+    }
+
+    #[test]
+    fn reads_every_setting() {
+        let c = MonitorConfig::from_env(&env(&[
+            ("FAILURE_STATUSES", "task_failed, TASK_CANCELLED"),
+            ("FAILURE_RETENTION_DAYS", "30"),
+            ("INITIAL_LOOKBACK_HOURS", "6"),
+            ("STUCK_AFTER_HOURS", "2"),
+            ("AUTO_RERUN_MAX", "2"),
+            ("CLOUDWATCH_PROJECT_DIMENSION", "true"),
+            ("CLOUDWATCH_NAMESPACE", "Team/DevLake"),
+            ("DEVLAKE_API_KEY", "k"),
+            ("DEVLAKE_PAGE_SIZE", "200"),
+        ]))
+        .unwrap();
+        assert_eq!(c.settings.failure_statuses, vec!["TASK_FAILED", "TASK_CANCELLED"]);
+        assert_eq!(c.settings.retention, chrono::Duration::days(30));
+        assert_eq!(c.settings.initial_lookback, chrono::Duration::hours(6));
+        assert_eq!(c.settings.stuck_after, chrono::Duration::hours(2));
+        assert_eq!(c.settings.auto_rerun_max, 2);
+        assert!(c.settings.project_dimension);
+        assert_eq!(c.namespace, "Team/DevLake");
+        assert_eq!(c.devlake.page_size, 200);
+        assert!(matches!(c.api_key, Some(SecretSource::Plain(_))));
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        for (name, value) in [
+            ("FAILURE_STATUSES", "TASK_COMPLETED"),
+            ("FAILURE_STATUSES", " , "),
+            ("FAILURE_RETENTION_DAYS", "0"),
+            ("INITIAL_LOOKBACK_HOURS", "-1"),
+            ("STUCK_AFTER_HOURS", "soon"),
+            ("AUTO_RERUN_MAX", "-1"),
+            ("CLOUDWATCH_PROJECT_DIMENSION", "maybe"),
+            ("CLOUDWATCH_NAMESPACE", "AWS/Lambda"),
+            ("DEVLAKE_PAGE_SIZE", "0"),
+            ("DEVLAKE_TIMEOUT_MS", "0"),
+            ("TIMEZONE", "Nowhere/Land"),
+        ] {
+            let err = MonitorConfig::from_env(&env(&[(name, value)])).unwrap_err();
+            assert_eq!(err.variable, name, "{value}: {err}");
+            assert!(!err.to_string().contains('\n'));
+        }
+        let missing: Env = [("DEVLAKE_ENDPOINT", "http://d")].into_iter().collect();
+        assert_eq!(MonitorConfig::from_env(&missing).unwrap_err().variable, "TABLE_NAME");
+        let both = env(&[
+            ("DEVLAKE_API_KEY", "secret-value"),
+            ("DEVLAKE_API_KEY_SECRET_ARN", "arn:aws:secretsmanager:x"),
+        ]);
+        let err = MonitorConfig::from_env(&both).unwrap_err();
+        assert!(!err.to_string().contains("secret-value"));
+    }
+}

@@ -1,0 +1,199 @@
+//! Folding finished pipelines into a project's state: pure, so replays and races can be reasoned
+//! about (and tested) without a table.
+//!
+//! Re-applying a finished pipeline that is already reflected in the state changes nothing: the
+//! "latest" fields only move forward in `finishedAt`, and failures are only counted when their
+//! event is new (the store decides that, atomically with the counter).
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
+
+use crate::devlake::models::{status, Pipeline};
+use crate::store::{FailureEvent, ProjectState};
+
+/// Longest `message` / `errorName` kept in a failure event. DevLake's `errorName` carries the whole
+/// "caused by" chain; the head says what failed, and an item must stay far below 400 KB.
+pub const MAX_MESSAGE_CHARS: usize = 1000;
+
+pub(crate) fn truncate(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_string(),
+    }
+}
+
+/// Wall time of a finished pipeline: `beganAt` → `finishedAt`, else DevLake's `spentSeconds`.
+pub(crate) fn duration_seconds(p: &Pipeline) -> Option<f64> {
+    match (p.began_at, p.finished_at) {
+        (Some(b), Some(f)) if f >= b => Some((f - b).num_milliseconds() as f64 / 1000.0),
+        _ => p.spent_seconds.filter(|s| *s >= 0).map(|s| s as f64),
+    }
+}
+
+/// The failure event of a finished pipeline. `finished_at` is required by the caller.
+pub(crate) fn failure_event(project: &str, p: &Pipeline, finished_at: DateTime<Utc>) -> FailureEvent {
+    FailureEvent {
+        project_name: project.to_string(),
+        blueprint_id: p.blueprint_id,
+        pipeline_id: p.id,
+        status: p.status.clone(),
+        finished_at,
+        began_at: p.began_at,
+        message: truncate(p.message.trim(), MAX_MESSAGE_CHARS),
+        error_name: truncate(p.error_name.trim(), MAX_MESSAGE_CHARS),
+    }
+}
+
+/// Applies one finished pipeline. `is_failure`: it is a counted status AND its event is new.
+pub(crate) fn apply(state: &mut ProjectState, p: &Pipeline, finished: DateTime<Utc>, is_failure: bool) {
+    if state.last_finished_at.is_none_or(|t| finished >= t) {
+        state.last_status = Some(p.status.clone());
+        state.last_finished_at = Some(finished);
+        state.last_duration_seconds = duration_seconds(p);
+        state.blueprint_id = p.blueprint_id;
+    }
+    if is_failure {
+        state.failures_total += 1;
+        if state.last_failure_at.is_none_or(|t| finished > t) {
+            state.last_failure_at = Some(finished);
+        }
+        // A failure older than the last success (seen late) does not extend the streak.
+        if state.last_success_at.is_none_or(|t| finished > t) {
+            state.consecutive_failures += 1;
+        }
+    } else if p.status == status::COMPLETED && state.last_success_at.is_none_or(|t| finished > t) {
+        state.last_success_at = Some(finished);
+        if state.last_failure_at.is_none_or(|t| finished > t) {
+            state.consecutive_failures = 0;
+        }
+    }
+}
+
+/// The outcome of folding a project's new facts into its stored state.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Folded {
+    pub state: ProjectState,
+    /// Failure events to write with the state, in `finishedAt` order.
+    pub events: Vec<FailureEvent>,
+}
+
+/// Folds `facts` (finished pipelines of `project`, sorted by `finishedAt`) into `start`. Failures
+/// whose key is in `recorded` are stored already — by a concurrent run, whose commit also moved
+/// the state — and are skipped entirely. `stuck` is the project's stuck flag as of this run.
+pub(crate) fn fold(
+    start: &ProjectState,
+    project: &str,
+    facts: &[&Pipeline],
+    recorded: &HashSet<String>,
+    stuck: bool,
+    is_counted: impl Fn(&str) -> bool,
+) -> Folded {
+    let mut state = start.clone();
+    state.project_name = project.to_string();
+    let mut events = Vec::new();
+    for p in facts {
+        let Some(finished) = p.finished_at else {
+            continue;
+        };
+        if is_counted(&p.status) {
+            let event = failure_event(project, p, finished);
+            if recorded.contains(&event.key()) {
+                continue;
+            }
+            apply(&mut state, p, finished, true);
+            events.push(event);
+        } else {
+            apply(&mut state, p, finished, false);
+        }
+    }
+    state.stuck = stuck;
+    Folded { state, events }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn t(minute: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 28, 10, minute, 0).unwrap()
+    }
+
+    fn pipeline(id: u64, status: &str, began: u32, finished: u32) -> Pipeline {
+        serde_json::from_value(serde_json::json!({
+            "id": id, "blueprintId": 7, "status": status,
+            "beganAt": t(began), "finishedAt": t(finished),
+            "message": "boom", "errorName": "x".repeat(3000),
+        }))
+        .unwrap()
+    }
+
+    fn counted(s: &str) -> bool {
+        matches!(s, "TASK_FAILED" | "TASK_PARTIAL")
+    }
+
+    #[test]
+    fn failures_then_success_then_failure() {
+        let f1 = pipeline(1, "TASK_FAILED", 0, 5);
+        let f2 = pipeline(2, "TASK_PARTIAL", 6, 10);
+        let ok = pipeline(3, "TASK_COMPLETED", 11, 20);
+        let f3 = pipeline(4, "TASK_FAILED", 21, 22);
+        let folded = fold(
+            &ProjectState::default(),
+            "p",
+            &[&f1, &f2, &ok, &f3],
+            &HashSet::new(),
+            false,
+            counted,
+        );
+        let s = &folded.state;
+        assert_eq!(folded.events.len(), 3);
+        assert_eq!(s.failures_total, 3);
+        assert_eq!(s.consecutive_failures, 1);
+        assert_eq!(s.last_success_at, Some(t(20)));
+        assert_eq!(s.last_failure_at, Some(t(22)));
+        assert_eq!(s.last_status.as_deref(), Some("TASK_FAILED"));
+        assert_eq!(s.last_duration_seconds, Some(60.0));
+        assert_eq!(s.blueprint_id, 7);
+        assert_eq!(folded.events[0].error_name.chars().count(), MAX_MESSAGE_CHARS + 1);
+    }
+
+    #[test]
+    fn replaying_the_same_facts_changes_nothing() {
+        let f1 = pipeline(1, "TASK_FAILED", 0, 5);
+        let ok = pipeline(2, "TASK_COMPLETED", 6, 9);
+        let first = fold(&ProjectState::default(), "p", &[&f1, &ok], &HashSet::new(), false, counted);
+        let recorded: HashSet<String> = first.events.iter().map(FailureEvent::key).collect();
+        let again = fold(&first.state, "p", &[&f1, &ok], &recorded, false, counted);
+        assert!(again.events.is_empty());
+        assert_eq!(again.state, first.state);
+    }
+
+    #[test]
+    fn late_facts_do_not_move_latest_fields_backwards() {
+        let newer_ok = pipeline(5, "TASK_COMPLETED", 30, 40);
+        let base = fold(&ProjectState::default(), "p", &[&newer_ok], &HashSet::new(), false, counted);
+        // A failure that finished before the success, discovered afterwards.
+        let older_failure = pipeline(4, "TASK_FAILED", 0, 10);
+        let cancelled = pipeline(6, "TASK_CANCELLED", 0, 35);
+        let s = fold(&base.state, "p", &[&older_failure, &cancelled], &HashSet::new(), true, counted).state;
+        assert_eq!(s.failures_total, 1);
+        assert_eq!(s.consecutive_failures, 0);
+        assert_eq!(s.last_status.as_deref(), Some("TASK_COMPLETED"));
+        assert_eq!(s.last_finished_at, Some(t(40)));
+        assert_eq!(s.last_failure_at, Some(t(10)));
+        assert!(s.stuck);
+    }
+
+    #[test]
+    fn durations_fall_back_to_spent_seconds() {
+        let mut p = pipeline(1, "TASK_COMPLETED", 0, 1);
+        assert_eq!(duration_seconds(&p), Some(60.0));
+        p.began_at = None;
+        p.spent_seconds = Some(42);
+        assert_eq!(duration_seconds(&p), Some(42.0));
+        p.spent_seconds = None;
+        assert_eq!(duration_seconds(&p), None);
+    }
+}

@@ -1,0 +1,96 @@
+//! The JSON a monitor run answers with (design.md §4) and stores in its run record.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::store::FailureEvent;
+
+/// How many recorded failures a summary lists (the counts are always complete).
+pub const LISTED_FAILURES: usize = 100;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    Ok,
+    /// Finished, but some items failed; each is in `errors`.
+    Partial,
+}
+
+/// Something that went wrong for one project or pipeline without stopping the run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunIssue {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pipeline_id: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blueprint_id: Option<u64>,
+    pub message: String,
+}
+
+/// One failure recorded by the run (or, in a dry run, that would be).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FailureBrief {
+    pub project_name: String,
+    pub blueprint_id: u64,
+    pub pipeline_id: u64,
+    pub status: String,
+    pub finished_at: DateTime<Utc>,
+}
+
+impl From<&FailureEvent> for FailureBrief {
+    fn from(e: &FailureEvent) -> Self {
+        FailureBrief {
+            project_name: e.project_name.clone(),
+            blueprint_id: e.blueprint_id,
+            pipeline_id: e.pipeline_id,
+            status: e.status.clone(),
+            finished_at: e.finished_at,
+        }
+    }
+}
+
+/// Where the cursor stands after the run (what a dry run would save).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CursorBrief {
+    pub max_pipeline_id: u64,
+    pub watching: usize,
+    pub saved: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Summary {
+    pub status: RunStatus,
+    pub dry_run: bool,
+    pub rescan: bool,
+    /// The run's `now` (the scheduled time when the scheduler sent one).
+    pub now: DateTime<Utc>,
+    /// Failure events written by this run (a dry run: that it would write).
+    pub new_failures: u64,
+    /// Failures found already stored (a duplicate delivery or an overlapping run got there
+    /// first); not counted again.
+    pub already_recorded: u64,
+    pub pipelines_inspected: u64,
+    /// Pipelines running longer than `STUCK_AFTER_HOURS`.
+    pub stuck: u64,
+    /// `POST /pipelines/{id}/rerun` sent (a dry run: that would be asked for).
+    pub reruns: u64,
+    /// HTTP requests sent to DevLake, retries included.
+    pub devlake_calls: u64,
+    /// Finished pipelines without a project (ad-hoc, or of a deleted blueprint): not recorded.
+    pub skipped_without_project: u64,
+    pub cursor: CursorBrief,
+    /// The first [`LISTED_FAILURES`] new failures.
+    pub failures: Vec<FailureBrief>,
+    pub rerun_pipeline_ids: Vec<u64>,
+    /// Always empty for the monitor (it creates nothing that could clash); kept for the shared
+    /// summary shape.
+    pub conflicts: Vec<Value>,
+    pub errors: Vec<RunIssue>,
+    pub duration_ms: u64,
+}

@@ -1,0 +1,329 @@
+//! An in-memory store with the same conditional semantics as the DynamoDB adapter, for unit
+//! tests of domain logic. Integration tests use DynamoDB Local instead.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
+
+use super::*;
+
+#[derive(Debug, Default)]
+struct Tables {
+    cursor: Option<MonitorCursor>,
+    /// Key → (event, expiresAt).
+    failures: BTreeMap<String, (FailureEvent, i64)>,
+    projects: BTreeMap<String, (ProjectState, u64)>,
+    runs: HashMap<Job, RunRecord>,
+    blueprints: BTreeMap<u64, String>,
+    /// Pipeline id → (re-runs taken, failure key of the last one).
+    reruns: BTreeMap<u64, (u32, String)>,
+}
+
+/// See the module documentation.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    tables: Mutex<Tables>,
+    unavailable: AtomicBool,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// While set, every operation fails with [`StoreError::Unavailable`].
+    pub fn set_unavailable(&self, unavailable: bool) {
+        self.unavailable.store(unavailable, Ordering::SeqCst);
+    }
+
+    pub fn cursor(&self) -> Option<MonitorCursor> {
+        self.lock().cursor.clone()
+    }
+
+    /// Every stored failure event, ordered by key.
+    pub fn failures(&self) -> Vec<FailureEvent> {
+        self.lock().failures.values().map(|(e, _)| e.clone()).collect()
+    }
+
+    /// The `expiresAt` stored with the event of `key`.
+    pub fn failure_expiry(&self, key: &str) -> Option<i64> {
+        self.lock().failures.get(key).map(|(_, exp)| *exp)
+    }
+
+    pub fn project(&self, name: &str) -> Option<ProjectState> {
+        self.lock().projects.get(name).map(|(s, _)| s.clone())
+    }
+
+    pub fn projects(&self) -> Vec<ProjectState> {
+        self.lock().projects.values().map(|(s, _)| s.clone()).collect()
+    }
+
+    pub fn run(&self, job: Job) -> Option<RunRecord> {
+        self.lock().runs.get(&job).cloned()
+    }
+
+    pub fn blueprints(&self) -> BTreeMap<u64, String> {
+        self.lock().blueprints.clone()
+    }
+
+    /// Re-runs taken for `pipeline_id`.
+    pub fn reruns(&self, pipeline_id: u64) -> u32 {
+        self.lock()
+            .reruns
+            .get(&pipeline_id)
+            .map(|(n, _)| *n)
+            .unwrap_or(0)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Tables> {
+        self.tables.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn check(&self, operation: &str) -> Result<(), StoreError> {
+        if self.unavailable.load(Ordering::SeqCst) {
+            Err(StoreError::Unavailable {
+                operation: operation.to_string(),
+                message: "memory store set unavailable".to_string(),
+            })
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl RunLog for MemoryStore {
+    async fn record_run(&self, run: &RunRecord) -> Result<(), StoreError> {
+        self.check("PutItem")?;
+        self.lock().runs.insert(run.job, run.clone());
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl MonitorStore for MemoryStore {
+    async fn load_cursor(&self) -> Result<Option<MonitorCursor>, StoreError> {
+        self.check("GetItem")?;
+        Ok(self.lock().cursor.clone())
+    }
+
+    async fn save_cursor(
+        &self,
+        cursor: &MonitorCursor,
+        loaded_revision: Option<u64>,
+    ) -> Result<bool, StoreError> {
+        self.check("PutItem")?;
+        let mut tables = self.lock();
+        if tables.cursor.as_ref().map(|c| c.revision) != loaded_revision {
+            return Ok(false);
+        }
+        let mut saved = cursor.clone();
+        saved.revision = loaded_revision.map_or(1, |r| r + 1);
+        tables.cursor = Some(saved);
+        Ok(true)
+    }
+
+    async fn blueprint_projects(&self, ids: &[u64]) -> Result<HashMap<u64, String>, StoreError> {
+        self.check("BatchGetItem")?;
+        let tables = self.lock();
+        Ok(ids
+            .iter()
+            .filter_map(|id| tables.blueprints.get(id).map(|n| (*id, n.clone())))
+            .collect())
+    }
+
+    async fn save_blueprint_projects(
+        &self,
+        entries: &[(u64, String)],
+        _now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.check("BatchWriteItem")?;
+        self.lock().blueprints.extend(entries.iter().cloned());
+        Ok(())
+    }
+
+    async fn project_states(
+        &self,
+        names: &[String],
+    ) -> Result<HashMap<String, StoredProject>, StoreError> {
+        self.check("BatchGetItem")?;
+        let tables = self.lock();
+        Ok(names
+            .iter()
+            .filter_map(|n| {
+                tables.projects.get(n).map(|(s, rev)| {
+                    (
+                        n.clone(),
+                        StoredProject {
+                            state: s.clone(),
+                            revision: Some(*rev),
+                        },
+                    )
+                })
+            })
+            .collect())
+    }
+
+    async fn recorded_failures(
+        &self,
+        events: &[FailureEvent],
+    ) -> Result<HashSet<String>, StoreError> {
+        self.check("BatchGetItem")?;
+        let tables = self.lock();
+        Ok(events
+            .iter()
+            .map(FailureEvent::key)
+            .filter(|k| tables.failures.contains_key(k))
+            .collect())
+    }
+
+    async fn commit_project(&self, commit: ProjectCommit<'_>) -> Result<CommitOutcome, StoreError> {
+        self.check("TransactWriteItems")?;
+        let mut tables = self.lock();
+        let dup: Vec<String> = commit
+            .events
+            .iter()
+            .map(FailureEvent::key)
+            .filter(|k| tables.failures.contains_key(k))
+            .collect();
+        if !dup.is_empty() {
+            return Ok(CommitOutcome::AlreadyRecorded(dup));
+        }
+        let name = &commit.state.project_name;
+        let current = tables.projects.get(name).map(|(_, rev)| *rev);
+        if current != commit.expected_revision {
+            return Ok(CommitOutcome::Conflict);
+        }
+        for event in commit.events {
+            tables.failures.insert(
+                event.key(),
+                (event.clone(), failure_expires_at(event, commit.retention)),
+            );
+        }
+        let previous_total = tables
+            .projects
+            .get(name)
+            .map(|(s, _)| s.failures_total)
+            .unwrap_or(0);
+        let mut state = commit.state.clone();
+        // Mirrors the adapter's `ADD failuresTotal :n`.
+        state.failures_total = previous_total + commit.events.len() as u64;
+        tables
+            .projects
+            .insert(name.clone(), (state, current.map_or(1, |r| r + 1)));
+        Ok(CommitOutcome::Committed)
+    }
+
+    async fn claim_rerun(
+        &self,
+        pipeline_id: u64,
+        failure_key: &str,
+        max: u32,
+        _now: DateTime<Utc>,
+    ) -> Result<RerunClaim, StoreError> {
+        self.check("UpdateItem")?;
+        let mut tables = self.lock();
+        let entry = tables.reruns.get(&pipeline_id).cloned();
+        match entry {
+            Some((_, last)) if last == failure_key => Ok(RerunClaim::AlreadyDone),
+            Some((n, _)) if n >= max => Ok(RerunClaim::Exhausted),
+            _ if max == 0 => Ok(RerunClaim::Exhausted),
+            other => {
+                let attempt = other.map_or(0, |(n, _)| n) + 1;
+                tables
+                    .reruns
+                    .insert(pipeline_id, (attempt, failure_key.to_string()));
+                Ok(RerunClaim::Granted { attempt })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn event(pipeline_id: u64, minute: u32) -> FailureEvent {
+        FailureEvent {
+            project_name: "p".into(),
+            blueprint_id: 1,
+            pipeline_id,
+            status: "TASK_FAILED".into(),
+            finished_at: Utc.with_ymd_and_hms(2026, 11, 28, 10, minute, 0).unwrap(),
+            began_at: None,
+            message: String::new(),
+            error_name: String::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn commit_is_all_or_nothing_and_counts_once() {
+        let store = MemoryStore::new();
+        let state = ProjectState {
+            project_name: "p".into(),
+            failures_total: 1,
+            ..Default::default()
+        };
+        let events = [event(1, 0)];
+        let commit = ProjectCommit {
+            state: &state,
+            expected_revision: None,
+            events: &events,
+            retention: chrono::Duration::days(90),
+        };
+        assert_eq!(store.commit_project(commit).await.unwrap(), CommitOutcome::Committed);
+        // Replaying the same commit (a duplicate delivery) changes nothing.
+        assert_eq!(
+            store.commit_project(commit).await.unwrap(),
+            CommitOutcome::AlreadyRecorded(vec![events[0].key()])
+        );
+        // A stale revision with a new event is refused as a whole.
+        let more = [event(2, 1)];
+        let stale = ProjectCommit {
+            events: &more,
+            ..commit
+        };
+        assert_eq!(store.commit_project(stale).await.unwrap(), CommitOutcome::Conflict);
+        assert_eq!(store.failures().len(), 1);
+        assert_eq!(store.project("p").unwrap().failures_total, 1);
+        assert_eq!(
+            store.failure_expiry(&events[0].key()),
+            Some(events[0].finished_at.timestamp() + 90 * 86_400)
+        );
+    }
+
+    #[tokio::test]
+    async fn cursor_saves_are_conditional() {
+        let store = MemoryStore::new();
+        let cursor = MonitorCursor {
+            max_pipeline_id: 5,
+            ..Default::default()
+        };
+        assert!(store.save_cursor(&cursor, None).await.unwrap());
+        assert!(!store.save_cursor(&cursor, None).await.unwrap());
+        assert_eq!(store.load_cursor().await.unwrap().unwrap().revision, 1);
+        assert!(store.save_cursor(&cursor, Some(1)).await.unwrap());
+        assert_eq!(store.cursor().unwrap().revision, 2);
+    }
+
+    #[tokio::test]
+    async fn reruns_are_claimed_once_per_failure_up_to_max() {
+        let store = MemoryStore::new();
+        let now = Utc::now();
+        assert_eq!(
+            store.claim_rerun(7, "a", 2, now).await.unwrap(),
+            RerunClaim::Granted { attempt: 1 }
+        );
+        assert_eq!(store.claim_rerun(7, "a", 2, now).await.unwrap(), RerunClaim::AlreadyDone);
+        assert_eq!(
+            store.claim_rerun(7, "b", 2, now).await.unwrap(),
+            RerunClaim::Granted { attempt: 2 }
+        );
+        assert_eq!(store.claim_rerun(7, "c", 2, now).await.unwrap(), RerunClaim::Exhausted);
+        store.set_unavailable(true);
+        assert!(store.claim_rerun(8, "a", 2, now).await.unwrap_err().is_retryable());
+    }
+}

@@ -1,0 +1,752 @@
+//! The metrics function: rendering (golden files + promtool), HTTP handling in-process and through
+//! the real function under `cargo lambda watch`, the DynamoDB read path against DynamoDB Local,
+//! and a real Prometheus server scraping it end to end.
+//!
+//! `UPDATE_GOLDEN=1 cargo test --workspace --test metrics` rewrites `tests/golden/*`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+use chrono::{DateTime, Duration as ChronoDuration, Utc};
+use chrono_tz::Tz;
+use devlake_autopilot::metrics_http::{MetricsService, MetricsToken};
+use devlake_autopilot::render::{self, ExpositionFormat};
+use devlake_autopilot::store::{
+    keys, DynamoStore, FailureEvent, Job, MetricsSnapshot, MetricsSource, ProjectState,
+    RunRecord,
+};
+use devlake_testkit::dynamo_calls::DynamoCallCounter;
+use devlake_testkit::stack::{dynamodb_local, free_port, local_sdk_config, repo_root};
+use devlake_autopilot::metrics_http::http::{header, Method, Request, Response, StatusCode};
+use serde::Serialize;
+
+const TZ: Tz = chrono_tz::Asia::Ho_Chi_Minh;
+const TOKEN: &str = "tok-3f9a1c7e5b2d4a60-metrics-secret";
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures
+// ---------------------------------------------------------------------------------------------
+
+fn utc(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+/// Project names an operator can really have (DevLake allows nearly anything), chosen to break
+/// naive escaping: quotes, backslashes, a newline, non-ASCII, slashes.
+const API: &str = "github/acme/api";
+const QUOTED: &str = "gitlab/team \"quoted\"/svc";
+const BACKSLASH: &str = "jira/C:\\path\\proj";
+const NEWLINE: &str = "jenkins/multi\nline";
+const UNICODE: &str = "github/ünïcødé/项目-🚀";
+
+fn failure(project: &str, finished: DateTime<Utc>, pipeline_id: u64) -> FailureEvent {
+    FailureEvent {
+        project_name: project.to_string(),
+        blueprint_id: 7,
+        pipeline_id,
+        status: "TASK_FAILED".to_string(),
+        finished_at: finished,
+        began_at: Some(finished - ChronoDuration::seconds(90)),
+        message: "collector failed: rate limited".to_string(),
+        error_name: "Error".to_string(),
+    }
+}
+
+fn project(name: &str) -> ProjectState {
+    ProjectState {
+        project_name: name.to_string(),
+        blueprint_id: 7,
+        ..Default::default()
+    }
+}
+
+fn run(job: Job, finished: &str, success: bool, up: Option<bool>) -> RunRecord {
+    RunRecord {
+        job,
+        finished_at: utc(finished),
+        success,
+        devlake_up: up,
+        duration_ms: 1234,
+        summary: serde_json::json!({"status": if success { "ok" } else { "partial" }}),
+    }
+}
+
+/// The store state behind the golden files (now = 2026-11-28T11:00:00Z).
+fn golden_snapshot() -> MetricsSnapshot {
+    let api = ProjectState {
+        last_status: Some("TASK_FAILED".into()),
+        last_finished_at: Some(utc("2026-11-28T10:00:00.750Z")),
+        last_success_at: Some(utc("2026-11-26T11:30:00Z")),
+        last_failure_at: Some(utc("2026-11-28T10:00:00.750Z")),
+        last_duration_seconds: Some(312.5),
+        failures_total: 12,
+        consecutive_failures: 3,
+        ..project(API)
+    };
+    let quoted = ProjectState {
+        last_status: Some("TASK_COMPLETED".into()),
+        last_finished_at: Some(utc("2026-11-28T09:00:00Z")),
+        last_success_at: Some(utc("2026-11-28T09:00:00Z")),
+        last_failure_at: Some(utc("2026-11-22T03:04:05Z")),
+        last_duration_seconds: Some(61.0),
+        failures_total: 1,
+        ..project(QUOTED)
+    };
+    // Never finished a pipeline, one running far too long.
+    let backslash = ProjectState {
+        stuck: true,
+        ..project(BACKSLASH)
+    };
+    let newline = ProjectState {
+        last_status: Some("TASK_PARTIAL".into()),
+        last_finished_at: Some(utc("2026-11-27T23:15:00Z")),
+        last_failure_at: Some(utc("2026-11-27T23:15:00Z")),
+        last_duration_seconds: Some(4.25),
+        failures_total: 2,
+        consecutive_failures: 2,
+        ..project(NEWLINE)
+    };
+    let unicode = ProjectState {
+        last_status: Some("TASK_FAILED".into()),
+        last_finished_at: Some(utc("2026-11-21T17:00:00Z")),
+        last_failure_at: Some(utc("2026-11-21T17:00:00Z")),
+        failures_total: 1,
+        consecutive_failures: 1,
+        ..project(UNICODE)
+    };
+    MetricsSnapshot {
+        // Out of name order on purpose: the page must not depend on input order.
+        projects: vec![unicode, newline, api, backslash, quoted],
+        failures: vec![
+            failure(API, utc("2026-11-28T10:00:00.750Z"), 1003),
+            // Same project, same local second as the one above: one series with value 2.
+            failure(API, utc("2026-11-28T10:00:00.250Z"), 1002),
+            // 23:59:59 local on the 27th; one second later is the 28th local.
+            failure(API, utc("2026-11-27T16:59:59Z"), 1001),
+            failure(QUOTED, utc("2026-11-22T03:04:05Z"), 900),
+            failure(NEWLINE, utc("2026-11-27T23:15:00Z"), 950),
+            failure(NEWLINE, utc("2026-11-26T08:00:00Z"), 940),
+            failure(UNICODE, utc("2026-11-21T17:00:00Z"), 800),
+        ],
+        automation: Some(run(Job::Automation, "2026-11-27T11:02:03Z", true, None)),
+        monitor: Some(run(Job::Monitor, "2026-11-28T10:55:00.500Z", false, Some(true))),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Golden files and promtool
+// ---------------------------------------------------------------------------------------------
+
+fn golden_path(name: &str) -> PathBuf {
+    repo_root().join("tests/golden").join(name)
+}
+
+/// Compares `actual` with the golden file, or rewrites it when `UPDATE_GOLDEN=1`.
+fn assert_golden(name: &str, actual: &str) {
+    let path = golden_path(name);
+    if std::env::var("UPDATE_GOLDEN").is_ok_and(|v| v == "1") {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "cannot read {}: {e}; run with UPDATE_GOLDEN=1 to create it",
+            path.display()
+        )
+    });
+    if expected != actual {
+        let first_diff = expected
+            .lines()
+            .zip(actual.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or(expected.lines().count().min(actual.lines().count()));
+        panic!(
+            "{} differs from the rendered page at line {}:\n  golden: {:?}\n  actual: {:?}\n\
+             (UPDATE_GOLDEN=1 rewrites it after a deliberate change)\n--- actual page ---\n{actual}",
+            path.display(),
+            first_diff + 1,
+            expected.lines().nth(first_diff),
+            actual.lines().nth(first_diff),
+        );
+    }
+}
+
+fn promtool() -> PathBuf {
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("promtool"))
+            .find(|p| p.is_file())
+    });
+    on_path
+        .or_else(|| Some(PathBuf::from("/usr/bin/promtool")).filter(|p| p.is_file()))
+        .expect("promtool not found on PATH or in /usr/bin; run `bash infra/local/setup.sh`")
+}
+
+/// `promtool check metrics` on `page`: exit 0 means valid and free of lint warnings (3 would be
+/// warnings only, 1 a parse error); both are failures here.
+fn promtool_check(page: &str) {
+    use std::io::Write;
+    let mut child = Command::new(promtool())
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run promtool");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(page.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "promtool check metrics failed:\nstdout: {}\nstderr: {}\npage:\n{page}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Series identities (`name{labels}`) of a 0.0.4 or OpenMetrics page; panics on a repeat, which
+/// would make Prometheus reject the scrape.
+fn series(page: &str) -> BTreeMap<String, String> {
+    let mut seen = BTreeMap::new();
+    for line in page.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+        let (id, value) = line.rsplit_once(' ').expect("sample line has a value");
+        assert!(
+            seen.insert(id.to_string(), value.to_string()).is_none(),
+            "duplicate series {id}"
+        );
+    }
+    seen
+}
+
+fn golden_page(format: ExpositionFormat) -> String {
+    render::render_page(
+        &golden_snapshot(),
+        TZ,
+        format,
+        Duration::from_micros(12_500),
+    )
+    .unwrap()
+}
+
+#[test]
+fn golden_prometheus_text_page() {
+    let page = golden_page(ExpositionFormat::PrometheusText);
+    assert_golden("metrics.prom", &page);
+}
+
+#[test]
+fn golden_openmetrics_page() {
+    let page = golden_page(ExpositionFormat::OpenMetrics);
+    assert_golden("metrics.openmetrics.txt", &page);
+}
+
+#[test]
+fn rendered_page_passes_promtool_and_has_every_metric() {
+    let page = golden_page(ExpositionFormat::PrometheusText);
+    promtool_check(&page);
+
+    for name in [
+        "devlake_blueprint_failure_total",
+        "devlake_project_pipeline_failures_total",
+        "devlake_project_consecutive_failures",
+        "devlake_project_last_failure_timestamp_seconds",
+        "devlake_project_last_success_timestamp_seconds",
+        "devlake_project_last_pipeline_status",
+        "devlake_project_last_pipeline_duration_seconds",
+        "devlake_project_pipeline_stuck",
+        "devlake_monitor_last_run_timestamp_seconds",
+        "devlake_monitor_last_run_success",
+        "devlake_automation_last_run_timestamp_seconds",
+        "devlake_automation_last_run_success",
+        "devlake_up",
+        "devlake_metrics_render_duration_seconds",
+    ] {
+        assert!(page.contains(&format!("# HELP {name} ")), "HELP of {name}");
+        assert!(page.contains(&format!("# TYPE {name} ")), "TYPE of {name}");
+    }
+
+    let s = series(&page);
+    // The compatibility series: original label names, local time, same-second failures summed.
+    assert_eq!(
+        s["devlake_blueprint_failure_total{project_name=\"github/acme/api\",time_failed=\"2026-11-28 17:00:00\"}"],
+        "2"
+    );
+    assert_eq!(
+        s["devlake_blueprint_failure_total{project_name=\"github/acme/api\",time_failed=\"2026-11-27 23:59:59\"}"],
+        "1"
+    );
+    // Escaping of awkward names, as Prometheus reads them back.
+    assert!(s.contains_key("devlake_project_pipeline_stuck{project_name=\"gitlab/team \\\"quoted\\\"/svc\"}"));
+    assert_eq!(s["devlake_project_pipeline_stuck{project_name=\"jira/C:\\\\path\\\\proj\"}"], "1");
+    assert!(s.contains_key("devlake_project_pipeline_failures_total{project_name=\"jenkins/multi\\nline\"}"));
+    assert!(s.contains_key(
+        "devlake_project_last_pipeline_status{project_name=\"github/ünïcødé/项目-🚀\",status=\"TASK_FAILED\"}"
+    ));
+    // 7 failures, two of them in one second: 6 compatibility series.
+    assert_eq!(
+        s.keys().filter(|k| k.starts_with("devlake_blueprint_failure_total{")).count(),
+        6
+    );
+    // Values that operators alert on.
+    assert_eq!(s["devlake_project_last_success_timestamp_seconds{project_name=\"github/acme/api\"}"], "1795692600");
+    assert_eq!(s["devlake_monitor_last_run_timestamp_seconds"], "1795863300.5");
+    assert_eq!(s["devlake_monitor_last_run_success"], "0");
+    assert_eq!(s["devlake_up"], "1");
+    assert_eq!(s["devlake_project_consecutive_failures{project_name=\"github/acme/api\"}"], "3");
+    // No sample timestamps: every sample line is `series value`.
+    for line in page.lines().filter(|l| !l.starts_with('#')) {
+        let value = line.rsplit_once(' ').unwrap().1;
+        assert!(value.parse::<f64>().is_ok(), "{line}");
+        assert!(!line.ends_with('}'), "{line}");
+    }
+}
+
+#[test]
+fn page_is_deterministic_whatever_the_input_order() {
+    let mut shuffled = golden_snapshot();
+    shuffled.projects.reverse();
+    shuffled.failures.reverse();
+    let a = golden_page(ExpositionFormat::PrometheusText);
+    let b = render::render_page(
+        &shuffled,
+        TZ,
+        ExpositionFormat::PrometheusText,
+        Duration::from_micros(12_500),
+    )
+    .unwrap();
+    assert_eq!(a, b);
+}
+
+#[test]
+fn openmetrics_page_has_the_same_samples_and_family_names_without_total() {
+    let text = golden_page(ExpositionFormat::PrometheusText);
+    let om = golden_page(ExpositionFormat::OpenMetrics);
+    assert!(om.ends_with("# EOF\n"));
+    assert!(om.contains("# TYPE devlake_blueprint_failure counter\n"));
+    assert!(om.contains("# TYPE devlake_project_pipeline_failures counter\n"));
+    assert!(!om.contains("# TYPE devlake_blueprint_failure_total"));
+    assert_eq!(series(&text), series(&om));
+}
+
+// ---------------------------------------------------------------------------------------------
+// DynamoDB Local: seeding per the store contract, and the read path
+// ---------------------------------------------------------------------------------------------
+
+/// An item as the store writes it: `serde_dynamo::to_item` of the type, plus keys, plus an
+/// attribute no reader knows (readers must ignore unknown attributes).
+fn item<T: Serialize>(value: &T, pk: &str, sk: &str) -> HashMap<String, AttributeValue> {
+    let mut item: HashMap<String, AttributeValue> = serde_dynamo::to_item(value).unwrap();
+    item.insert(keys::PK.into(), AttributeValue::S(pk.into()));
+    item.insert(keys::SK.into(), AttributeValue::S(sk.into()));
+    item.insert("writtenBy".into(), AttributeValue::S("metrics-test".into()));
+    item
+}
+
+fn failure_item(event: &FailureEvent) -> HashMap<String, AttributeValue> {
+    let mut it = item(
+        event,
+        &keys::failure_pk(event.finished_at.date_naive()),
+        &keys::failure_sk(event.finished_at, event.pipeline_id),
+    );
+    let expires = event.finished_at + ChronoDuration::days(90);
+    it.insert(
+        keys::EXPIRES_AT.into(),
+        AttributeValue::N(expires.timestamp().to_string()),
+    );
+    it
+}
+
+fn project_item(state: &ProjectState) -> HashMap<String, AttributeValue> {
+    item(state, keys::PROJECT_PK, &state.project_name)
+}
+
+fn run_item(run: &RunRecord) -> HashMap<String, AttributeValue> {
+    item(run, keys::RUN_PK, run.job.as_str())
+}
+
+/// BatchWriteItem in chunks of 25, resubmitting unprocessed items.
+async fn write_items(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    items: Vec<HashMap<String, AttributeValue>>,
+) {
+    for chunk in items.chunks(25) {
+        let mut requests: Vec<WriteRequest> = chunk
+            .iter()
+            .map(|i| {
+                WriteRequest::builder()
+                    .put_request(PutRequest::builder().set_item(Some(i.clone())).build().unwrap())
+                    .build()
+            })
+            .collect();
+        while !requests.is_empty() {
+            let out = client
+                .batch_write_item()
+                .request_items(table, requests)
+                .send()
+                .await
+                .expect("BatchWriteItem");
+            requests = out
+                .unprocessed_items
+                .and_then(|mut u| u.remove(table))
+                .unwrap_or_default();
+        }
+    }
+}
+
+struct Store {
+    store: DynamoStore,
+    calls: DynamoCallCounter,
+    writer: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+/// A fresh table, a store reading it through a counted client, and a plain client for seeding.
+async fn store(prefix: &str) -> Store {
+    let local = dynamodb_local().await;
+    let table = local.create_table(prefix).await;
+    let calls = DynamoCallCounter::default();
+    let store = DynamoStore::new(calls.client(&local_sdk_config(local.endpoint())), &table);
+    Store {
+        store,
+        calls,
+        writer: local.client(),
+        table,
+    }
+}
+
+#[tokio::test]
+async fn reads_exactly_the_failures_inside_the_window() {
+    let s = store("metrics-window").await;
+    let now = utc("2026-11-28T11:00:00Z");
+    let since = now - ChronoDuration::days(7);
+    let inside = [
+        failure(API, since, 1),                                          // boundary: included
+        failure(API, since + ChronoDuration::milliseconds(1), 2),        // first day, after since
+        failure(QUOTED, now - ChronoDuration::hours(1), 3),              // today
+        failure(UNICODE, now + ChronoDuration::hours(14), 4),            // tomorrow's bucket (clock skew)
+        failure(NEWLINE, utc("2026-11-24T00:00:00Z"), 5),                // a middle day
+    ];
+    let outside = [
+        failure(API, since - ChronoDuration::milliseconds(1), 10), // same day bucket, before since
+        failure(API, since - ChronoDuration::days(1), 11),
+        failure(API, utc("2026-09-01T00:00:00Z"), 12),
+    ];
+    write_items(
+        &s.writer,
+        &s.table,
+        inside.iter().chain(outside.iter()).map(failure_item).collect(),
+    )
+    .await;
+    write_items(
+        &s.writer,
+        &s.table,
+        vec![
+            project_item(&ProjectState { failures_total: 4, ..project(API) }),
+            project_item(&project(QUOTED)),
+            run_item(&run(Job::Monitor, "2026-11-28T10:55:00Z", true, Some(true))),
+        ],
+    )
+    .await;
+
+    let snapshot = s
+        .store
+        .metrics_snapshot(since, now + ChronoDuration::days(1))
+        .await
+        .unwrap();
+    let mut got: Vec<u64> = snapshot.failures.iter().map(|f| f.pipeline_id).collect();
+    got.sort();
+    assert_eq!(got, vec![1, 2, 3, 4, 5]);
+    let first = snapshot.failures.iter().find(|f| f.pipeline_id == 2).unwrap();
+    assert_eq!(first.project_name, API);
+    assert_eq!(first.status, "TASK_FAILED");
+    assert_eq!(first.began_at, Some(first.finished_at - ChronoDuration::seconds(90)));
+    assert_eq!(
+        snapshot.projects.iter().map(|p| p.project_name.as_str()).collect::<Vec<_>>(),
+        vec![API, QUOTED]
+    );
+    assert_eq!(snapshot.projects[0].failures_total, 4);
+    assert!(snapshot.automation.is_none());
+    assert_eq!(snapshot.monitor.as_ref().unwrap().devlake_up, Some(true));
+
+    // 8 day buckets (Nov 21 … Nov 28) + tomorrow, 1 project Query, 1 BatchGetItem; no Scan.
+    let calls = s.calls.by_operation();
+    assert_eq!(calls.get("Query"), Some(&10), "{calls:?}");
+    assert_eq!(calls.get("BatchGetItem"), Some(&1), "{calls:?}");
+    assert_eq!(calls.get("Scan"), None);
+}
+
+#[tokio::test]
+async fn calls_per_scrape_do_not_grow_with_history() {
+    let s = store("metrics-history").await;
+    let now = Utc::now();
+    let service = MetricsService::new(s.store.clone(), MetricsToken::new(TOKEN).unwrap(), TZ, 7);
+    write_items(
+        &s.writer,
+        &s.table,
+        (0..50)
+            .map(|i| failure_item(&failure(API, now - ChronoDuration::hours(i * 3), i as u64)))
+            .chain((0..20).map(|i| project_item(&project(&format!("github/acme/p{i}")))))
+            .collect(),
+    )
+    .await;
+
+    let first = service.handle(&get("/metrics", Some(TOKEN)), now).await;
+    assert_eq!(first.status(), StatusCode::OK);
+    let before = s.calls.total();
+    assert_eq!(series_count(first.body(), "devlake_blueprint_failure_total{"), 50);
+
+    // A year of history outside the window.
+    write_items(
+        &s.writer,
+        &s.table,
+        (0..600)
+            .map(|i| {
+                failure_item(&failure(
+                    API,
+                    now - ChronoDuration::days(8) - ChronoDuration::hours(i * 14),
+                    10_000 + i as u64,
+                ))
+            })
+            .collect(),
+    )
+    .await;
+    s.calls.reset();
+    let second = service.handle(&get("/metrics", Some(TOKEN)), now).await;
+    assert_eq!(second.status(), StatusCode::OK);
+    assert_eq!(s.calls.total(), before, "calls per scrape changed with history");
+    assert_eq!(series_count(second.body(), "devlake_blueprint_failure_total{"), 50);
+    assert_eq!(s.calls.by_operation().get("Scan"), None);
+}
+
+#[tokio::test]
+async fn large_days_and_project_lists_are_read_across_pages() {
+    let s = store("metrics-pages").await;
+    let now = utc("2026-11-28T11:00:00Z");
+    let long_message = "x".repeat(600);
+    // ~3,000 items × ~750 bytes in one day bucket: more than DynamoDB's 1 MB per Query page.
+    let events: Vec<FailureEvent> = (0..3_000)
+        .map(|i| FailureEvent {
+            message: long_message.clone(),
+            ..failure(
+                &format!("github/acme/repo-{:04}", i % 1_500),
+                utc("2026-11-27T00:00:00Z") + ChronoDuration::seconds(i),
+                i as u64,
+            )
+        })
+        .collect();
+    write_items(&s.writer, &s.table, events.iter().map(failure_item).collect()).await;
+    // Projects with a padded blueprint summary so the PROJECT partition spans pages as well.
+    let projects: Vec<ProjectState> = (0..1_500)
+        .map(|i| ProjectState {
+            last_status: Some(long_message.clone()),
+            ..project(&format!("github/acme/repo-{i:04}"))
+        })
+        .collect();
+    write_items(&s.writer, &s.table, projects.iter().map(project_item).collect()).await;
+
+    let snapshot = s
+        .store
+        .metrics_snapshot(now - ChronoDuration::days(7), now)
+        .await
+        .unwrap();
+    assert_eq!(snapshot.failures.len(), 3_000);
+    assert_eq!(snapshot.projects.len(), 1_500);
+    let ids: HashSet<u64> = snapshot.failures.iter().map(|f| f.pipeline_id).collect();
+    assert_eq!(ids.len(), 3_000);
+    // Failure queries fetch only what the page renders.
+    assert!(snapshot.failures.iter().all(|f| f.message.is_empty()));
+    // More Queries than buckets + 1 means pages were followed.
+    let queries = s.calls.by_operation()["Query"];
+    assert!(queries > 8 + 1, "expected paginated Queries, got {queries}");
+}
+
+fn series_count(page: &str, prefix: &str) -> usize {
+    page.lines().filter(|l| l.starts_with(prefix)).count()
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP handling in-process (fast), against DynamoDB Local
+// ---------------------------------------------------------------------------------------------
+
+fn request(method: Method, path: &str, auth: Option<&str>) -> Request<()> {
+    let mut b = Request::builder().method(method).uri(path);
+    if let Some(a) = auth {
+        b = b.header(header::AUTHORIZATION, a);
+    }
+    b.body(()).unwrap()
+}
+
+fn get(path: &str, token: Option<&str>) -> Request<()> {
+    request(Method::GET, path, token.map(|t| format!("Bearer {t}")).as_deref())
+}
+
+fn assert_unauthorized(resp: &Response<String>, what: &str) {
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{what}");
+    assert_eq!(
+        resp.headers().get(header::WWW_AUTHENTICATE).map(|v| v.to_str().unwrap()),
+        Some("Bearer"),
+        "{what}"
+    );
+    assert_eq!(resp.body(), "unauthorized\n", "{what}");
+}
+
+/// Every (method, path, Authorization) that must be refused before anything else happens.
+fn unauthenticated_cases() -> Vec<(Method, &'static str, Option<String>)> {
+    let mut cases = Vec::new();
+    let auths: Vec<Option<String>> = vec![
+        None,
+        Some(String::new()),
+        Some("Bearer".into()),
+        Some("Bearer ".into()),
+        Some(format!("Basic {TOKEN}")),
+        Some(format!("Bearer {}", &TOKEN[..TOKEN.len() - 1])),
+        Some(format!("Bearer {TOKEN}x")),
+        Some(format!("Bearer {}", TOKEN.to_uppercase())),
+        Some("Bearer wrong-token".into()),
+        Some(TOKEN.to_string()),
+    ];
+    for (method, path) in [
+        (Method::GET, "/metrics"),
+        (Method::GET, "/"),
+        (Method::POST, "/metrics"),
+        (Method::DELETE, "/"),
+        (Method::HEAD, "/metrics"),
+        (Method::GET, "/nope"),
+        (Method::PUT, "/admin"),
+    ] {
+        for auth in &auths {
+            cases.push((method.clone(), path, auth.clone()));
+        }
+    }
+    cases
+}
+
+#[tokio::test]
+async fn http_auth_routing_and_negotiation_in_process() {
+    let s = store("metrics-http").await;
+    let now = Utc::now();
+    write_items(
+        &s.writer,
+        &s.table,
+        vec![
+            failure_item(&failure(QUOTED, now - ChronoDuration::hours(2), 42)),
+            project_item(&ProjectState { failures_total: 1, ..project(QUOTED) }),
+        ],
+    )
+    .await;
+    let service = MetricsService::new(s.store.clone(), MetricsToken::new(TOKEN).unwrap(), TZ, 7);
+
+    for (method, path, auth) in unauthenticated_cases() {
+        let resp = service.handle(&request(method.clone(), path, auth.as_deref()), now).await;
+        assert_unauthorized(&resp, &format!("{method} {path} {auth:?}"));
+        assert!(!resp.body().contains(TOKEN));
+    }
+    // Valid token, but wrong path or method: refused without reading the store either.
+    let not_found = service.handle(&get("/nope", Some(TOKEN)), now).await;
+    assert_eq!(not_found.status(), StatusCode::NOT_FOUND);
+    let not_found = service.handle(&get("/metrics/extra", Some(TOKEN)), now).await;
+    assert_eq!(not_found.status(), StatusCode::NOT_FOUND);
+    for method in [Method::POST, Method::PUT, Method::DELETE, Method::HEAD, Method::PATCH] {
+        let bearer = format!("Bearer {TOKEN}");
+        let resp = service
+            .handle(&request(method.clone(), "/metrics", Some(&bearer)), now)
+            .await;
+        assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED, "{method}");
+        assert_eq!(resp.headers()[header::ALLOW], "GET");
+    }
+    assert_eq!(s.calls.total(), 0, "store read before authentication/routing");
+
+    // The page, on both paths, with the scheme in any case.
+    let page = service
+        .handle(&request(Method::GET, "/metrics", Some(&format!("bearer {TOKEN}"))), now)
+        .await;
+    assert_eq!(page.status(), StatusCode::OK);
+    assert_eq!(
+        page.headers()[header::CONTENT_TYPE],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    assert!(s.calls.total() > 0);
+    let root = service.handle(&get("/", Some(TOKEN)), now).await;
+    assert_eq!(root.status(), StatusCode::OK);
+    let without_duration = |p: &str| {
+        p.lines()
+            .filter(|l| !l.starts_with(render::RENDER_DURATION))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(without_duration(page.body()), without_duration(root.body()));
+    promtool_check(page.body());
+    let local = render_local(now - ChronoDuration::hours(2));
+    assert!(page.body().contains(&format!(
+        "devlake_blueprint_failure_total{{project_name=\"gitlab/team \\\"quoted\\\"/svc\",time_failed=\"{local}\"}} 1\n"
+    )));
+
+    // OpenMetrics when asked for it, 0.0.4 with its own content type otherwise.
+    let mut om = get("/metrics", Some(TOKEN));
+    om.headers_mut().insert(
+        header::ACCEPT,
+        "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
+            .parse()
+            .unwrap(),
+    );
+    let om = service.handle(&om, now).await;
+    assert_eq!(
+        om.headers()[header::CONTENT_TYPE],
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    assert!(om.body().ends_with("# EOF\n"));
+    let mut old_om = get("/metrics", Some(TOKEN));
+    old_om.headers_mut().insert(
+        header::ACCEPT,
+        "application/openmetrics-text;version=0.0.1".parse().unwrap(),
+    );
+    let old_om = service.handle(&old_om, now).await;
+    assert_eq!(
+        old_om.headers()[header::CONTENT_TYPE],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    assert!(!old_om.body().contains("# EOF"));
+}
+
+fn render_local(t: DateTime<Utc>) -> String {
+    devlake_autopilot::time_rules::format_local(t, TZ)
+}
+
+#[tokio::test]
+async fn store_failure_answers_503_without_a_partial_page() {
+    // Nothing listens on this port: every DynamoDB call fails to connect.
+    let endpoint = format!("http://127.0.0.1:{}", free_port().unwrap());
+    let store = DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&local_sdk_config(&endpoint)),
+        "missing",
+    );
+    let err = store.snapshot(Utc::now()).await.unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    let service = MetricsService::new(store, MetricsToken::new(TOKEN).unwrap(), TZ, 7);
+    let resp = service.handle(&get("/metrics", Some(TOKEN)), Utc::now()).await;
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(resp.body(), "store unavailable\n");
+    assert!(!resp.body().contains("devlake_"));
+    // Authentication still comes first when the store is down.
+    let resp = service.handle(&get("/metrics", None), Utc::now()).await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+
+    // A table that does not exist: not retryable, still 503.
+    let local = dynamodb_local().await;
+    let store = DynamoStore::new(local.client(), "no-such-table");
+    let err = store.snapshot(Utc::now()).await.unwrap_err();
+    assert!(!err.is_retryable(), "{err}");
+    let service = MetricsService::new(store, MetricsToken::new(TOKEN).unwrap(), TZ, 7);
+    let resp = service.handle(&get("/metrics", Some(TOKEN)), Utc::now()).await;
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+}
