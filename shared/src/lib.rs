@@ -7,6 +7,7 @@ pub mod cloudwatch;
 pub mod config;
 pub mod devlake;
 pub mod metrics_http;
+pub mod monitor;
 pub mod render;
 pub mod secrets;
 pub mod store;

@@ -553,3 +553,4 @@ mod tests {
         assert!(page.ends_with("\n# EOF\n"));
     }
 }
+

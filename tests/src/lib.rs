@@ -1,4 +1,5 @@
 pub mod cloudwatch_double;
 pub mod dynamo_calls;
+pub mod lambda_watch;
 pub mod stack;
 pub mod sim;

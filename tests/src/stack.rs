@@ -443,12 +443,14 @@ impl DynamoLocal {
         ))
         .arg("-jar")
         .arg(dir.join("DynamoDBLocal.jar"))
-        .args(["-inMemory", "-port", &port.to_string()])
+        // -sharedDb: without it DynamoDB Local keeps one database per access key and region, and a
+        // function run with other dummy credentials than the test's would see no tables.
+        .args(["-inMemory", "-sharedDb", "-port", &port.to_string()])
         .current_dir(&work_dir)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
-        die_with_parent(&mut cmd);
+        die_with_parent(&mut cmd, libc::SIGKILL);
 
         let exit: Arc<Mutex<Option<String>>> = Arc::default();
         let pid = spawn_supervised(cmd, exit.clone())?;
@@ -521,15 +523,15 @@ pub fn free_port() -> Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
-/// Asks the kernel to SIGKILL the child when the thread that spawned it dies. The spawning thread
+/// Asks the kernel to send `signal` to the child when the thread that spawned it dies. The spawning thread
 /// is a dedicated one that only returns once the child has exited, so in practice: when the test
 /// process dies, however it dies.
-pub(crate) fn die_with_parent(cmd: &mut Command) {
+pub(crate) fn die_with_parent(cmd: &mut Command, signal: libc::c_int) {
     let parent = std::process::id() as libc::pid_t;
     // SAFETY: prctl and getppid are async-signal-safe and allocate nothing.
     unsafe {
         cmd.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, signal) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
             // The parent may have died before prctl took effect.

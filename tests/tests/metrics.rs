@@ -4,7 +4,7 @@
 //!
 //! `UPDATE_GOLDEN=1 cargo test --workspace --test metrics` rewrites `tests/golden/*`.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -466,10 +466,18 @@ async fn reads_exactly_the_failures_inside_the_window() {
     let mut got: Vec<u64> = snapshot.failures.iter().map(|f| f.pipeline_id).collect();
     got.sort();
     assert_eq!(got, vec![1, 2, 3, 4, 5]);
-    let first = snapshot.failures.iter().find(|f| f.pipeline_id == 2).unwrap();
-    assert_eq!(first.project_name, API);
-    assert_eq!(first.status, "TASK_FAILED");
-    assert_eq!(first.began_at, Some(first.finished_at - ChronoDuration::seconds(90)));
+    // What the page renders comes back exactly as written.
+    for written in &inside {
+        let read = snapshot
+            .failures
+            .iter()
+            .find(|f| f.pipeline_id == written.pipeline_id)
+            .unwrap();
+        assert_eq!(
+            (&read.project_name, read.finished_at),
+            (&written.project_name, written.finished_at)
+        );
+    }
     assert_eq!(
         snapshot.projects.iter().map(|p| p.project_name.as_str()).collect::<Vec<_>>(),
         vec![API, QUOTED]
@@ -563,8 +571,9 @@ async fn large_days_and_project_lists_are_read_across_pages() {
     assert_eq!(snapshot.projects.len(), 1_500);
     let ids: HashSet<u64> = snapshot.failures.iter().map(|f| f.pipeline_id).collect();
     assert_eq!(ids.len(), 3_000);
-    // Failure queries fetch only what the page renders.
+    // Failure queries fetch only what the page renders (the long message stays in DynamoDB).
     assert!(snapshot.failures.iter().all(|f| f.message.is_empty()));
+    assert_eq!(snapshot.failures[0].project_name, events[0].project_name);
     // More Queries than buckets + 1 means pages were followed.
     let queries = s.calls.by_operation()["Query"];
     assert!(queries > 8 + 1, "expected paginated Queries, got {queries}");
@@ -749,4 +758,401 @@ async fn store_failure_answers_503_without_a_partial_page() {
     let service = MetricsService::new(store, MetricsToken::new(TOKEN).unwrap(), TZ, 7);
     let resp = service.handle(&get("/metrics", Some(TOKEN)), Utc::now()).await;
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The real function under `cargo lambda watch`, through its function URL
+// ---------------------------------------------------------------------------------------------
+
+use devlake_autopilot::store::{MonitorStore, ProjectCommit, RunLog};
+use devlake_testkit::lambda_watch::LambdaWatch;
+
+const WRONG_TOKEN: &str = "tok-0000-wrong-but-plausible-4b1d";
+const FUNCTION: &str = "devlake-metrics";
+
+/// Failures written the way the monitor writes them: through the store's own commit (failure
+/// events and project state in one transaction) and run log.
+async fn record_like_the_monitor(store: &DynamoStore, now: DateTime<Utc>) -> Vec<FailureEvent> {
+    let events = vec![
+        failure(QUOTED, now - ChronoDuration::hours(3), 501),
+        failure(QUOTED, now - ChronoDuration::hours(1), 502),
+        failure(NEWLINE, now - ChronoDuration::days(2), 601),
+        failure(UNICODE, now - ChronoDuration::minutes(30), 701),
+    ];
+    for name in [QUOTED, NEWLINE, UNICODE] {
+        let mine: Vec<FailureEvent> = events
+            .iter()
+            .filter(|e| e.project_name == name)
+            .cloned()
+            .collect();
+        let last = mine.iter().map(|e| e.finished_at).max();
+        let state = ProjectState {
+            last_status: Some("TASK_FAILED".into()),
+            last_finished_at: last,
+            last_failure_at: last,
+            failures_total: mine.len() as u64,
+            consecutive_failures: mine.len() as u64,
+            ..project(name)
+        };
+        store
+            .commit_project(ProjectCommit {
+                state: &state,
+                expected_revision: None,
+                events: &mine,
+                retention: ChronoDuration::days(90),
+            })
+            .await
+            .expect("commit project");
+    }
+    let monitor = RunRecord {
+        finished_at: now - ChronoDuration::minutes(2),
+        ..run(Job::Monitor, "2026-01-01T00:00:00Z", true, Some(true))
+    };
+    store.record_run(&monitor).await.expect("record run");
+    events
+}
+
+/// The environment the function gets in AWS, pointed at DynamoDB Local.
+fn function_env<'a>(endpoint: &'a str, table: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("TABLE_NAME", table),
+        ("METRICS_TOKEN", TOKEN),
+        ("TIMEZONE", "Asia/Ho_Chi_Minh"),
+        ("FAILURE_WINDOW_DAYS", "7"),
+        ("AWS_ENDPOINT_URL_DYNAMODB", endpoint),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "AKIDLOCAL"),
+        ("AWS_SECRET_ACCESS_KEY", "local-secret"),
+    ]
+}
+
+struct Answer {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    body: String,
+}
+
+async fn send(
+    http: &reqwest::Client,
+    method: &str,
+    url: &str,
+    headers: &[(&str, String)],
+) -> Answer {
+    let mut req = http.request(reqwest::Method::from_bytes(method.as_bytes()).unwrap(), url);
+    for (name, value) in headers {
+        req = req.header(*name, value);
+    }
+    let resp = req.send().await.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    Answer {
+        status: resp.status().as_u16(),
+        headers: resp.headers().clone(),
+        body: resp.text().await.unwrap(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn function_url_auth_method_path_and_formats_under_cargo_lambda_watch() {
+    let s = store("metrics-watch").await;
+    let now = Utc::now();
+    let written = record_like_the_monitor(&s.store, now).await;
+    let endpoint = dynamodb_local().await.endpoint().to_string();
+    let watch = LambdaWatch::start(&function_env(&endpoint, &s.table)).await;
+    let base = watch.function_url(FUNCTION);
+    let http = reqwest::Client::new();
+    let mut bodies = Vec::new();
+
+    // Warm the function up (its first request starts the process).
+    let first = send(&http, "GET", &format!("{base}/metrics"), &[]).await;
+    assert_eq!(first.status, 401, "{}\n{}", first.body, watch.log());
+
+    for (method, path, auth) in unauthenticated_cases() {
+        let headers: Vec<(&str, String)> =
+            auth.iter().map(|a| ("authorization", a.clone())).collect();
+        let a = send(&http, method.as_str(), &format!("{base}{path}"), &headers).await;
+        assert_eq!(a.status, 401, "{method} {path} {auth:?}: {}", a.body);
+        assert_eq!(a.headers["www-authenticate"], "Bearer", "{method} {path}");
+        bodies.push(a.body);
+    }
+
+    let bearer = vec![("authorization", format!("Bearer {TOKEN}"))];
+    for path in ["/nope", "/metrics/x", "/lambda-url/devlake-metrics/metrics"] {
+        let a = send(&http, "GET", &format!("{base}{path}"), &bearer).await;
+        assert_eq!(a.status, 404, "{path}");
+        bodies.push(a.body);
+    }
+    for method in ["POST", "PUT", "DELETE", "PATCH"] {
+        let a = send(&http, method, &format!("{base}/metrics"), &bearer).await;
+        assert_eq!(a.status, 405, "{method}");
+        assert_eq!(a.headers["allow"], "GET", "{method}");
+        bodies.push(a.body);
+    }
+
+    // The function URL's root and /metrics (with and without the trailing slash on the root).
+    let mut pages = Vec::new();
+    for path in ["/metrics", "/", ""] {
+        let a = send(&http, "GET", &format!("{base}{path}"), &bearer).await;
+        assert_eq!(a.status, 200, "{path:?}: {}\n{}", a.body, watch.log());
+        assert_eq!(
+            a.headers["content-type"],
+            "text/plain; version=0.0.4; charset=utf-8",
+            "{path:?}"
+        );
+        pages.push(a.body);
+    }
+    let page = &pages[0];
+    promtool_check(page);
+    let s_ = series(page);
+    for e in &written {
+        let id = format!(
+            "devlake_blueprint_failure_total{{project_name=\"{}\",time_failed=\"{}\"}}",
+            e.project_name
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', "\\n"),
+            render_local(e.finished_at)
+        );
+        assert_eq!(s_.get(&id).map(String::as_str), Some("1"), "{id} in\n{page}");
+    }
+    assert_eq!(
+        s_["devlake_project_pipeline_failures_total{project_name=\"gitlab/team \\\"quoted\\\"/svc\"}"],
+        "2"
+    );
+    assert_eq!(s_["devlake_up"], "1");
+
+    // OpenMetrics on request, with its own content type, intact through the function URL.
+    let om = send(
+        &http,
+        "GET",
+        &format!("{base}/metrics"),
+        &[
+            ("authorization", format!("Bearer {TOKEN}")),
+            ("accept", "application/openmetrics-text; version=1.0.0".to_string()),
+        ],
+    )
+    .await;
+    assert_eq!(om.status, 200);
+    assert_eq!(
+        om.headers["content-type"],
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    assert!(om.body.ends_with("# EOF\n"), "{}", om.body);
+    assert_eq!(series(&om.body), series(page));
+    bodies.extend(pages);
+    bodies.push(om.body);
+
+    // The token never leaves the function: not in any answer, not in anything it logged —
+    // although requests carried it (and near-misses of it) in their headers.
+    let log = watch.log();
+    assert!(log.contains("metrics rendered"), "function log not captured:\n{log}");
+    assert!(!log.contains(TOKEN), "token in the function log");
+    assert!(!log.contains(&TOKEN[..TOKEN.len() - 1]), "token prefix in the log");
+    for body in &bodies {
+        assert!(!body.contains(TOKEN), "token in a response body");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// End to end: a real Prometheus server scraping the function URL
+// ---------------------------------------------------------------------------------------------
+
+/// A `prometheus` server on a free port with its own storage; killed on drop, and by the kernel
+/// if the test process dies first.
+struct Prometheus {
+    child: std::process::Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    fn start(config: &str, dir: tempfile::TempDir) -> Prometheus {
+        use std::os::unix::process::CommandExt;
+        let binary = ["/usr/bin/prometheus"]
+            .iter()
+            .map(PathBuf::from)
+            .chain(std::env::var_os("PATH").into_iter().flat_map(|p| {
+                std::env::split_paths(&p)
+                    .map(|d| d.join("prometheus"))
+                    .collect::<Vec<_>>()
+            }))
+            .find(|p| p.is_file())
+            .expect("prometheus not found; run `bash infra/local/setup.sh`");
+        let config_path = dir.path().join("prometheus.yml");
+        std::fs::write(&config_path, config).unwrap();
+        let port = free_port().unwrap();
+        let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
+        let mut cmd = Command::new(binary);
+        cmd.arg(format!("--config.file={}", config_path.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--log.level=warn")
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        // SAFETY: prctl is async-signal-safe and allocates nothing.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().expect("start prometheus");
+        Prometheus {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            _dir: dir,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("prometheus.log")).unwrap_or_default()
+    }
+
+    /// The instant vector of `query`, as (labels, value) pairs; empty while Prometheus is not up.
+    async fn query(&self, query: &str) -> Vec<(BTreeMap<String, String>, String)> {
+        let resp = reqwest::Client::new()
+            .get(format!("{}/api/v1/query", self.url))
+            .query(&[("query", query)])
+            .send()
+            .await;
+        let Ok(resp) = resp else { return Vec::new() };
+        let Ok(json) = resp.json::<serde_json::Value>().await else {
+            return Vec::new();
+        };
+        json["data"]["result"]
+            .as_array()
+            .map(|results| {
+                results
+                    .iter()
+                    .map(|r| {
+                        let labels = r["metric"]
+                            .as_object()
+                            .unwrap()
+                            .iter()
+                            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+                            .collect();
+                        (labels, r["value"][1].as_str().unwrap().to_string())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_scrapes_the_function_url_end_to_end() {
+    let s = store("metrics-e2e").await;
+    let now = Utc::now();
+    let written = record_like_the_monitor(&s.store, now).await;
+    let endpoint = dynamodb_local().await.endpoint().to_string();
+    let watch = LambdaWatch::start(&function_env(&endpoint, &s.table)).await;
+
+    let dir = tempfile::Builder::new()
+        .prefix("devlake-prometheus-")
+        .tempdir()
+        .unwrap();
+    let good = dir.path().join("token");
+    let bad = dir.path().join("wrong-token");
+    std::fs::write(&good, TOKEN).unwrap();
+    std::fs::write(&bad, WRONG_TOKEN).unwrap();
+    let target = format!("127.0.0.1:{}", watch.port());
+    let path = format!("/lambda-url/{FUNCTION}/metrics");
+    let config = format!(
+        r#"global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+scrape_configs:
+  - job_name: devlake-metrics
+    metrics_path: {path}
+    authorization:
+      type: Bearer
+      credentials_file: {good}
+    static_configs:
+      - targets: ["{target}"]
+  - job_name: devlake-metrics-wrong-token
+    metrics_path: {path}
+    authorization:
+      type: Bearer
+      credentials_file: {bad}
+    static_configs:
+      - targets: ["{target}"]
+"#,
+        good = good.display(),
+        bad = bad.display(),
+    );
+    let prometheus = Prometheus::start(&config, dir);
+
+    let expected: BTreeSet<(String, String)> = written
+        .iter()
+        .map(|e| (e.project_name.clone(), render_local(e.finished_at)))
+        .collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    loop {
+        let up_good = prometheus
+            .query("up{job=\"devlake-metrics\"}")
+            .await
+            .first()
+            .map(|(_, v)| v.clone());
+        let up_bad = prometheus
+            .query("up{job=\"devlake-metrics-wrong-token\"}")
+            .await
+            .first()
+            .map(|(_, v)| v.clone());
+        let failures: BTreeSet<(String, String)> = prometheus
+            .query("devlake_blueprint_failure_total{job=\"devlake-metrics\"} == 1")
+            .await
+            .into_iter()
+            .map(|(l, _)| (l["project_name"].clone(), l["time_failed"].clone()))
+            .collect();
+        if up_good.as_deref() == Some("1") && up_bad.as_deref() == Some("0") && failures == expected
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Prometheus never saw the page: up={up_good:?}, wrong-token up={up_bad:?}, \
+             failures={failures:?} (expected {expected:?})\nprometheus log:\n{}\nwatch log:\n{}",
+            prometheus.log(),
+            watch.log()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    // Per-project series and the function's own health, as Prometheus stored them.
+    let total = prometheus
+        .query("devlake_project_pipeline_failures_total{job=\"devlake-metrics\"}")
+        .await;
+    let quoted = total
+        .iter()
+        .find(|(l, _)| l["project_name"] == QUOTED)
+        .expect("per-project counter of the quoted project");
+    assert_eq!(quoted.1, "2");
+    assert_eq!(
+        prometheus.query("devlake_up{job=\"devlake-metrics\"}").await[0].1,
+        "1"
+    );
+    assert!(!prometheus
+        .query("devlake_metrics_render_duration_seconds{job=\"devlake-metrics\"}")
+        .await
+        .is_empty());
+    // Nothing from the wrong-token job ever got in.
+    assert!(prometheus
+        .query("{job=\"devlake-metrics-wrong-token\", __name__=~\"devlake_.*\"}")
+        .await
+        .is_empty());
+
+    // Prometheus 2.x asks for OpenMetrics first: the page it parsed was the OpenMetrics one.
+    let log = watch.log();
+    assert!(log.contains("OpenMetrics"), "scrapes were not OpenMetrics:\n{log}");
+    assert!(!log.contains(TOKEN) && !log.contains(WRONG_TOKEN), "a token in the function log");
+    drop(prometheus);
 }

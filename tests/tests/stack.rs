@@ -486,3 +486,101 @@ async fn standalone_double_serves_recorded_datums_as_json() {
     assert_eq!(json[0]["dimensions"][0][1], "monitor");
     child.kill().await.unwrap();
 }
+
+// ---- cargo lambda watch ----
+
+use devlake_testkit::lambda_watch::{InvokeError, LambdaWatch};
+use serde_json::json;
+
+fn function_url_event(path: &str, authorization: Option<&str>) -> serde_json::Value {
+    let mut headers = json!({"host": "localhost", "user-agent": "stack-test"});
+    if let Some(auth) = authorization {
+        headers["authorization"] = json!(auth);
+    }
+    json!({
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": headers,
+        "requestContext": {
+            "accountId": "anonymous",
+            "apiId": "local",
+            "domainName": "localhost",
+            "domainPrefix": "localhost",
+            "http": {"method": "GET", "path": path, "protocol": "HTTP/1.1",
+                     "sourceIp": "127.0.0.1", "userAgent": "stack-test"},
+            "requestId": "stack-test-1",
+            "routeKey": "$default",
+            "stage": "$default",
+            "time": "28/Nov/2026:11:00:00 +0000",
+            "timeEpoch": 1_795_863_600_000u64
+        },
+        "isBase64Encoded": false
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lambda_watch_serves_a_real_function_by_invoke_and_function_url() {
+    let local = dynamodb_local().await;
+    let table = local.create_table("stack-watch").await;
+    let token = "stack-test-token-7f3a";
+    let watch = LambdaWatch::start(&[
+        ("TABLE_NAME", table.as_str()),
+        ("METRICS_TOKEN", token),
+        ("AWS_ENDPOINT_URL_DYNAMODB", local.endpoint()),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "local"),
+        ("AWS_SECRET_ACCESS_KEY", "local"),
+    ])
+    .await;
+
+    // Through `cargo lambda invoke` with a function-URL event: unauthenticated → 401.
+    let answer = watch
+        .invoke("devlake-metrics", &function_url_event("/metrics", None))
+        .await
+        .unwrap_or_else(|e| panic!("invoke failed: {e}\n{}", watch.log()));
+    assert_eq!(answer["statusCode"], 401, "{answer}");
+
+    // Through the function URL over HTTP.
+    let http = reqwest::Client::new();
+    let url = format!("{}/metrics", watch.function_url("devlake-metrics"));
+    let resp = http.get(&url).send().await.unwrap();
+    assert_eq!(resp.status(), 401);
+    let resp = http.get(&url).bearer_auth(token).send().await.unwrap();
+    let status = resp.status();
+    let content_type = resp
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string());
+    let body = resp.text().await.unwrap();
+    assert_eq!(status, 200, "{body}\n{}", watch.log());
+    assert!(content_type.unwrap_or_default().starts_with("text/plain"));
+    assert!(body.contains("# TYPE"), "{body}");
+    assert!(!body.contains(token));
+
+    // A payload the function cannot take is a function error, not a hang.
+    let err = watch
+        .invoke("devlake-metrics", &json!({"bogus": true}))
+        .await
+        .expect_err("not an HTTP event");
+    assert!(matches!(err, InvokeError::Function { .. }), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lambda_watch_reports_a_function_that_dies_at_start_up() {
+    // No TABLE_NAME: the function refuses to start, and the invoke must say so instead of hanging.
+    let watch = LambdaWatch::start(&[("METRICS_TOKEN", "x-token"), ("AWS_REGION", "us-east-1")])
+        .await
+        .with_invoke_timeout(std::time::Duration::from_secs(180));
+    let started = std::time::Instant::now();
+    let err = watch
+        .invoke("devlake-metrics", &function_url_event("/metrics", None))
+        .await
+        .expect_err("the function cannot start");
+    match &err {
+        InvokeError::Exited { log } => assert!(log.contains("TABLE_NAME"), "{log}"),
+        other => panic!("expected Exited, got {other}"),
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(170));
+}

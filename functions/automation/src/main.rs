@@ -15,7 +15,12 @@ async fn main() -> anyhow::Result<()> {
     let automation = &automation;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         automation
-            .handle_event(&event.payload, event.context.deadline, chrono::Utc::now(), SystemTime::now())
+            .handle_event(
+                &event.payload,
+                event.context.deadline,
+                chrono::Utc::now(),
+                SystemTime::now(),
+            )
             .await
     }))
     .await

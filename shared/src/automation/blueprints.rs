@@ -5,7 +5,9 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::devlake::models::{Blueprint, BlueprintConnection, BlueprintPatch, BlueprintScope, Project};
+use crate::devlake::models::{
+    Blueprint, BlueprintConnection, BlueprintPatch, BlueprintScope, Project,
+};
 
 use super::config::CronSetting;
 use super::payload::ConnectionRef;
@@ -107,7 +109,12 @@ pub fn description_marker(label: &str) -> String {
 }
 
 /// The description of a project the tool creates.
-pub fn project_description(label: &str, plugin: &str, connection_id: u64, scope_id: &str) -> String {
+pub fn project_description(
+    label: &str,
+    plugin: &str,
+    connection_id: u64,
+    scope_id: &str,
+) -> String {
     format!(
         "{} one project per scope: {plugin} connection {connection_id}, scope {scope_id}",
         description_marker(label)
@@ -126,7 +133,7 @@ pub fn selected(
         return unfiltered;
     }
     bp.connections.iter().any(|c| {
-        plugins.iter().any(|p| *p == c.plugin_name)
+        plugins.contains(&c.plugin_name)
             && connections.is_none_or(|list| {
                 list.iter()
                     .any(|r| r.plugin == c.plugin_name && r.connection_id == c.connection_id)
@@ -174,7 +181,9 @@ mod tests {
     #[test]
     fn drift_is_fixed_in_one_patch_with_complete_lists() {
         let mut b = bp();
-        b.connections[0].scopes.push(BlueprintScope { scope_id: "11".into() });
+        b.connections[0].scopes.push(BlueprintScope {
+            scope_id: "11".into(),
+        });
         b.time_after = None;
         let w = wiring("github", 1, "10");
         let cron = CronSetting::Manual;
@@ -203,7 +212,15 @@ mod tests {
     #[test]
     fn time_after_only_when_different() {
         let b = bp();
-        let only_time = |t| patch_for(&b, &Desired { time_after: Some(t), ..Default::default() });
+        let only_time = |t| {
+            patch_for(
+                &b,
+                &Desired {
+                    time_after: Some(t),
+                    ..Default::default()
+                },
+            )
+        };
         assert!(only_time(sat()).is_empty());
         let later = Utc.with_ymd_and_hms(2026, 11, 27, 17, 0, 0).unwrap();
         assert_eq!(only_time(later).time_after, Some(later));
@@ -214,8 +231,12 @@ mod tests {
     fn exact_wiring_ignores_order_and_repeats() {
         let mut b = bp();
         b.connections[0].scopes = vec![
-            BlueprintScope { scope_id: "10".into() },
-            BlueprintScope { scope_id: "10".into() },
+            BlueprintScope {
+                scope_id: "10".into(),
+            },
+            BlueprintScope {
+                scope_id: "10".into(),
+            },
         ];
         assert!(wired_exactly(&b, &wiring("github", 1, "10")));
         assert!(!wired_exactly(&b, &wiring("github", 2, "10")));
@@ -226,14 +247,19 @@ mod tests {
 
     #[test]
     fn managed_by_label_or_marker() {
-        let mut p: Project = serde_json::from_value(serde_json::json!({"name": "p", "blueprint": null})).unwrap();
+        let mut p: Project =
+            serde_json::from_value(serde_json::json!({"name": "p", "blueprint": null})).unwrap();
         assert!(!is_managed(&p, "devlake-autopilot"));
         p.description = project_description("devlake-autopilot", "github", 1, "10");
         assert!(is_managed(&p, "devlake-autopilot"));
         assert!(!is_managed(&p, "other-tool"));
         let mut b = bp();
         b.labels = vec!["devlake-autopilot".into()];
-        let p = Project { description: String::new(), blueprint: Some(b), ..p };
+        let p = Project {
+            description: String::new(),
+            blueprint: Some(b),
+            ..p
+        };
         assert!(is_managed(&p, "devlake-autopilot"));
     }
 
@@ -243,8 +269,14 @@ mod tests {
         let gh = vec!["github".to_string()];
         assert!(selected(&b, &gh, None, true));
         assert!(!selected(&b, &["jira".to_string()], None, false));
-        let c1 = [ConnectionRef { plugin: "github".into(), connection_id: 1 }];
-        let c2 = [ConnectionRef { plugin: "github".into(), connection_id: 2 }];
+        let c1 = [ConnectionRef {
+            plugin: "github".into(),
+            connection_id: 1,
+        }];
+        let c2 = [ConnectionRef {
+            plugin: "github".into(),
+            connection_id: 2,
+        }];
         assert!(selected(&b, &gh, Some(&c1), false));
         assert!(!selected(&b, &gh, Some(&c2), false));
         let mut empty = bp();

@@ -24,7 +24,7 @@
 //! | `TRIGGER_MAX_PER_RUN` | `100` | triggers per run at most; the rest is reported as skipped and picked up by the next run |
 //! | `BLUEPRINT_CRON` | `0 0 * * *`; `manual` when `TRIGGER_MODE=all` | `cronConfig` of managed blueprints (5-field cron in UTC, `@daily`-style descriptor, or `manual`). In `all` mode this tool is the scheduler, so DevLake's own cron is off by default to avoid collecting twice |
 //! | `MANAGED_LABEL` | `devlake-autopilot` | blueprint label marking what this tool manages; nothing without it is ever changed |
-//! | `SCOPE_CONFIG_NAME` | `devlake-autopilot` | name of the scope config created once per connection |
+//! | `SCOPE_CONFIG_NAME` | `devlake-autopilot` | base name of the scope config created once per connection; the connection id is appended (`devlake-autopilot-3`) because DevLake's scope-config names are unique across a plugin's connections |
 //! | `DORA_DEPLOYMENT_PATTERN` | `(deploy\|push-image)` | `deploymentPattern` of new scope configs (SCM and CI plugins) |
 //! | `DORA_PRODUCTION_PATTERN` | `prod(.*)` | `productionPattern` of new scope configs (SCM and CI plugins) |
 //! | `SCOPE_BATCH_SIZE` | `100` | scopes per `PUT .../scopes` |
@@ -152,7 +152,14 @@ impl AutomationConfig {
         let include = env.list("SCOPE_INCLUDE").unwrap_or_default();
         let exclude = env.list("SCOPE_EXCLUDE").unwrap_or_default();
         let scope_filter = ScopeFilter::new(&include, &exclude).map_err(|(inc, msg)| {
-            ConfigError::new(if inc { "SCOPE_INCLUDE" } else { "SCOPE_EXCLUDE" }, msg)
+            ConfigError::new(
+                if inc {
+                    "SCOPE_INCLUDE"
+                } else {
+                    "SCOPE_EXCLUDE"
+                },
+                msg,
+            )
         })?;
         let trigger_mode = match env.get("TRIGGER_MODE") {
             None => TriggerMode::NewAndFailed,
@@ -174,10 +181,10 @@ impl AutomationConfig {
         };
         let label = non_empty(env, "MANAGED_LABEL", &d.label)?;
         let scope_config_name = non_empty(env, "SCOPE_CONFIG_NAME", &d.scope_config_name)?;
-        if scope_config_name.len() > 100 {
+        if scope_config_name.len() > 80 {
             return Err(ConfigError::new(
                 "SCOPE_CONFIG_NAME",
-                "must be at most 100 characters",
+                "must be at most 80 characters (the connection id is appended)",
             ));
         }
         let scope_batch_size = env.parse_or::<usize>("SCOPE_BATCH_SIZE", d.scope_batch_size)?;
@@ -283,7 +290,9 @@ pub fn parse_plugins(list: &[String]) -> Result<Vec<String>, String> {
 pub fn validate_cron(spec: &str) -> Result<(), String> {
     if let Some(desc) = spec.strip_prefix('@') {
         return match desc {
-            "yearly" | "annually" | "monthly" | "weekly" | "daily" | "midnight" | "hourly" => Ok(()),
+            "yearly" | "annually" | "monthly" | "weekly" | "daily" | "midnight" | "hourly" => {
+                Ok(())
+            }
             _ => match desc.strip_prefix("every ") {
                 Some(d) if is_go_duration(d.trim()) => Ok(()),
                 _ => Err(format!("{spec:?} is not a cron descriptor")),
@@ -445,7 +454,16 @@ mod tests {
         ] {
             assert!(validate_cron(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "0 0 * *", "60 0 * * *", "0 0 0 * *", "@sometimes", "@every x", "5-1 * * * *", "*/0 * * * *"] {
+        for bad in [
+            "",
+            "0 0 * *",
+            "60 0 * * *",
+            "0 0 0 * *",
+            "@sometimes",
+            "@every x",
+            "5-1 * * * *",
+            "*/0 * * * *",
+        ] {
             assert!(validate_cron(bad).is_err(), "{bad}");
         }
         assert_eq!(CronSetting::parse("MANUAL").unwrap(), CronSetting::Manual);

@@ -9,7 +9,7 @@ use serde_json::json;
 use crate::devlake::models::{Connection, RemoteScopeChild, ScopeListItem};
 
 use super::payload::{RunRequest, Step};
-use super::scope_configs::{default_scope_config, find_by_name, find_in_scopes};
+use super::scope_configs::{default_scope_config, find_by_name, find_in_scopes, scope_config_name};
 use super::summary::{At, Report};
 use super::sync::{
     existing_ids, missing_scopes, remote_full_name, remote_scope_id, scope_row, stored_full_name,
@@ -99,12 +99,22 @@ pub(crate) async fn process(
     for batch in rows.chunks(ctx.config.scope_batch_size.max(1)) {
         if ctx.deadline.passed() {
             report.remaining.connections.push(format!("{plugin}/{cid}"));
-            tracing::warn!(plugin, connection_id = cid, "deadline close: scopes left for the next run");
+            tracing::warn!(
+                plugin,
+                connection_id = cid,
+                "deadline close: scopes left for the next run"
+            );
             break;
         }
         let added = if ctx.dry_run {
             for (id, child, row) in batch {
-                report.plan("sync", "addScope", &at.scope(id), None, json!({"fullName": remote_full_name(child), "row": row}));
+                report.plan(
+                    "sync",
+                    "addScope",
+                    &at.scope(id),
+                    None,
+                    json!({"fullName": remote_full_name(child), "row": row}),
+                );
             }
             true
         } else {
@@ -152,9 +162,15 @@ pub(crate) async fn process(
     // Scopes DevLake already had.
     let mut existing_managed = Vec::new();
     for item in &items {
-        let Some(id) = item.scope.scope_id(plugin) else { continue };
+        let Some(id) = item.scope.scope_id(plugin) else {
+            continue;
+        };
         let (name, full_name, seen) = match by_id.get(&id) {
-            Some(child) => (child.name.clone(), remote_full_name(child).to_string(), true),
+            Some(child) => (
+                child.name.clone(),
+                remote_full_name(child).to_string(),
+                true,
+            ),
             None => (
                 item.scope.name().unwrap_or_default().to_string(),
                 stored_full_name(&item.scope),
@@ -183,11 +199,17 @@ pub(crate) async fn process(
             match config {
                 ConfigState::Unknown => break,
                 ConfigState::Planned => {
-                    report.plan("scopeConfigs", "assignScopeConfig", &at, None, json!({"scopeConfig": ctx.config.scope_config_name}));
+                    report.plan("scopeConfigs", "assignScopeConfig", &at, None, json!({"scopeConfig": scope_config_name(&ctx.config.scope_config_name, cid)}));
                     report.counts(Some(plugin)).scope_configs_assigned += 1;
                 }
                 ConfigState::Known(config_id) if ctx.dry_run => {
-                    report.plan("scopeConfigs", "assignScopeConfig", &at, None, json!({"scopeConfigId": config_id}));
+                    report.plan(
+                        "scopeConfigs",
+                        "assignScopeConfig",
+                        &at,
+                        None,
+                        json!({"scopeConfigId": config_id}),
+                    );
                     report.counts(Some(plugin)).scope_configs_assigned += 1;
                 }
                 ConfigState::Known(config_id) => {
@@ -196,7 +218,11 @@ pub(crate) async fn process(
                         break;
                     }
                     let patch = json!({"scopeConfigId": config_id});
-                    match ctx.devlake.patch_scope(plugin, cid, &s.scope_id, &patch).await {
+                    match ctx
+                        .devlake
+                        .patch_scope(plugin, cid, &s.scope_id, &patch)
+                        .await
+                    {
                         Ok(_) => {
                             tracing::info!(plugin, connection_id = cid, scope_id = %s.scope_id, scope_config_id = config_id, "scope config assigned");
                             report.counts(Some(plugin)).scope_configs_assigned += 1;
@@ -225,7 +251,7 @@ async fn ensure_scope_config(
     items: &[ScopeListItem],
     report: &mut Report,
 ) -> Result<ConfigState, Fatal> {
-    let name = &ctx.config.scope_config_name;
+    let name = &scope_config_name(&ctx.config.scope_config_name, cid);
     let at = At::connection(plugin, cid);
     if let Some(id) = find_in_scopes(items, name) {
         return Ok(ConfigState::Known(id));

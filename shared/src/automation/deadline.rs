@@ -24,7 +24,11 @@ impl Deadline {
 
     /// From the Lambda context's deadline (epoch milliseconds), keeping `margin` for the summary,
     /// the run record and the metrics.
+    /// A missing deadline (0: no runtime set one) means none.
     pub fn from_lambda(deadline_epoch_ms: u64, now: SystemTime, margin: Duration) -> Self {
+        if deadline_epoch_ms == 0 {
+            return Deadline::none();
+        }
         let deadline = SystemTime::UNIX_EPOCH + Duration::from_millis(deadline_epoch_ms);
         let left = deadline.duration_since(now).unwrap_or_default();
         Deadline::after(left.saturating_sub(margin))
@@ -53,6 +57,7 @@ mod tests {
         assert!(!d.allows(Duration::from_secs(45)));
         let late = Deadline::from_lambda(1_000_000 + 5_000, now, Duration::from_secs(20));
         assert!(late.passed());
+        assert_eq!(Deadline::from_lambda(0, now, Duration::from_secs(20)), Deadline::none());
         assert!(Deadline::none().allows(Duration::from_secs(1_000_000)));
         assert!(!Deadline::none().passed());
     }

@@ -80,7 +80,11 @@ mod tests {
 
     #[test]
     fn star_crosses_slashes_and_exclude_wins() {
-        let f = ScopeFilter::new(&s(&["github/*", "gitlab/1/team/**"]), &s(&["*/archive-*", "github/1/acme/legacy"])).unwrap();
+        let f = ScopeFilter::new(
+            &s(&["github/*", "gitlab/1/team/**"]),
+            &s(&["*/archive-*", "github/1/acme/legacy"]),
+        )
+        .unwrap();
         assert!(f.matches("github", 1, "acme/api"));
         assert!(f.matches("github", 7, "x/y"));
         assert!(!f.matches("github", 1, "acme/legacy"));

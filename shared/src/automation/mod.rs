@@ -147,8 +147,16 @@ pub async fn handle(
 ) -> Result<Value, AutomationError> {
     let request = payload::parse(payload)?;
     let (dry_run, now, action) = match &request {
-        Request::Run(r) => (r.dry_run.unwrap_or(config.dry_run), r.now.unwrap_or(started_at), "run"),
-        Request::Rerun(r) => (r.dry_run.unwrap_or(config.dry_run), r.now.unwrap_or(started_at), "rerun"),
+        Request::Run(r) => (
+            r.dry_run.unwrap_or(config.dry_run),
+            r.now.unwrap_or(started_at),
+            "run",
+        ),
+        Request::Rerun(r) => (
+            r.dry_run.unwrap_or(config.dry_run),
+            r.now.unwrap_or(started_at),
+            "rerun",
+        ),
     };
     let clock = tokio::time::Instant::now();
     let calls_before = ports.devlake.calls();
@@ -212,7 +220,10 @@ pub async fn handle(
         if let Some(sink) = ports.metrics {
             let mut datums = vec![
                 Datum::count("Triggered", totals.triggered as f64),
-                Datum::count("Errors", (totals.errors + u64::from(outcome.is_err())) as f64),
+                Datum::count(
+                    "Errors",
+                    (totals.errors + u64::from(outcome.is_err())) as f64,
+                ),
             ];
             if action == "run" {
                 datums.extend([
@@ -236,7 +247,9 @@ pub async fn handle(
                 duration_ms,
                 summary: match &outcome {
                     Ok(()) => summary.clone(),
-                    Err(Fatal(e)) => serde_json::json!({"status": "failed", "error": e.to_string(), "partial": summary}),
+                    Err(Fatal(e)) => {
+                        serde_json::json!({"status": "failed", "error": e.to_string(), "partial": summary})
+                    }
                 },
             };
             if let Err(e) = log.record_run(&record).await {
@@ -251,10 +264,21 @@ pub async fn handle(
     }
 }
 
-async fn run(ctx: &Ctx<'_>, req: &RunRequest, now: DateTime<Utc>, report: &mut Report) -> Result<(), Fatal> {
+async fn run(
+    ctx: &Ctx<'_>,
+    req: &RunRequest,
+    now: DateTime<Utc>,
+    report: &mut Report,
+) -> Result<(), Fatal> {
     let cfg = ctx.config;
-    report.steps = Step::ALL.iter().filter(|s| req.runs(**s)).map(|s| s.as_str()).collect();
-    let time_after = req.runs(Step::TimeAfter).then(|| previous_saturday(now, cfg.timezone));
+    report.steps = Step::ALL
+        .iter()
+        .filter(|s| req.runs(**s))
+        .map(|s| s.as_str())
+        .collect();
+    let time_after = req
+        .runs(Step::TimeAfter)
+        .then(|| previous_saturday(now, cfg.timezone));
     report.time_after = time_after.map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true));
 
     // The first call decides whether DevLake can be used at all (428, credentials, reachable);
@@ -264,7 +288,11 @@ async fn run(ctx: &Ctx<'_>, req: &RunRequest, now: DateTime<Utc>, report: &mut R
         .iter()
         .filter(|p| cfg.plugins.iter().any(|c| c == *p))
         .filter(|p| loaded.iter().any(|l| l.plugin == **p))
-        .filter(|p| req.plugins.as_ref().is_none_or(|list| list.iter().any(|r| r == *p)))
+        .filter(|p| {
+            req.plugins
+                .as_ref()
+                .is_none_or(|list| list.iter().any(|r| r == *p))
+        })
         .filter(|p| {
             req.connections
                 .as_ref()
@@ -278,7 +306,8 @@ async fn run(ctx: &Ctx<'_>, req: &RunRequest, now: DateTime<Utc>, report: &mut R
         }
     }
 
-    let wants_projects = req.runs(Step::Projects) || req.runs(Step::TimeAfter) || req.runs(Step::Trigger);
+    let wants_projects =
+        req.runs(Step::Projects) || req.runs(Step::TimeAfter) || req.runs(Step::Trigger);
     let projects: Option<Vec<Project>> = if wants_projects {
         match ctx.devlake.projects().try_collect().await {
             Ok(p) => Some(p),
@@ -292,6 +321,7 @@ async fn run(ctx: &Ctx<'_>, req: &RunRequest, now: DateTime<Utc>, report: &mut R
         None
     };
 
+    let phase = tokio::time::Instant::now();
     let mut scopes = Vec::new();
     let per_connection = [Step::Sync, Step::ScopeConfigs, Step::Projects]
         .iter()
@@ -314,7 +344,8 @@ async fn run(ctx: &Ctx<'_>, req: &RunRequest, now: DateTime<Utc>, report: &mut R
             .into_iter()
             .filter(|c| {
                 req.connections.as_ref().is_none_or(|list| {
-                    list.iter().any(|r| r.plugin == *plugin && r.connection_id == c.id)
+                    list.iter()
+                        .any(|r| r.plugin == *plugin && r.connection_id == c.id)
                 })
             })
             .collect();
@@ -327,14 +358,23 @@ async fn run(ctx: &Ctx<'_>, req: &RunRequest, now: DateTime<Utc>, report: &mut R
         }
         for conn in &connections {
             if ctx.deadline.passed() {
-                report.remaining.connections.push(format!("{plugin}/{}", conn.id));
+                report
+                    .remaining
+                    .connections
+                    .push(format!("{plugin}/{}", conn.id));
                 continue;
             }
             scopes.extend(connection::process(ctx, req, plugin, conn, report).await?);
         }
     }
 
-    let Some(projects) = projects else { return Ok(()) };
+    report
+        .phase_ms
+        .insert("connections", phase.elapsed().as_millis() as u64);
+
+    let Some(projects) = projects else {
+        return Ok(());
+    };
     let unfiltered = req.plugins.is_none() && req.connections.is_none();
     let selected: Vec<&Project> = projects
         .iter()
@@ -346,14 +386,22 @@ async fn run(ctx: &Ctx<'_>, req: &RunRequest, now: DateTime<Utc>, report: &mut R
         })
         .collect();
 
-    let created = if req.runs(Step::Projects) || req.runs(Step::TimeAfter) {
+    let phase = tokio::time::Instant::now();
+    let applied = if req.runs(Step::Projects) || req.runs(Step::TimeAfter) {
         reconcile::apply(ctx, req, &scopes, &projects, &selected, time_after, report).await?
     } else {
-        Vec::new()
+        reconcile::Applied::default()
     };
+    report
+        .phase_ms
+        .insert("projects", phase.elapsed().as_millis() as u64);
 
     if req.runs(Step::Trigger) {
-        let candidates = trigger::candidates(cfg.trigger_mode, &created, &selected);
+        let mut candidates = trigger::candidates(cfg.trigger_mode, &applied.created, &selected);
+        for c in &mut candidates {
+            c.wired |= applied.wired.contains(&c.blueprint_id);
+        }
+        let phase = tokio::time::Instant::now();
         trigger::run(
             ctx,
             candidates,
@@ -362,6 +410,9 @@ async fn run(ctx: &Ctx<'_>, req: &RunRequest, now: DateTime<Utc>, report: &mut R
             report,
         )
         .await?;
+        report
+            .phase_ms
+            .insert("trigger", phase.elapsed().as_millis() as u64);
     }
     Ok(())
 }

@@ -76,9 +76,9 @@ impl NameTemplate {
                         pieces.push(Piece::Text(rest[..at].to_string()));
                     }
                     let after = &rest[at + 1..];
-                    let close = after.find('}').ok_or_else(|| {
-                        TemplateError(format!("unclosed `{{` in {source:?}"))
-                    })?;
+                    let close = after
+                        .find('}')
+                        .ok_or_else(|| TemplateError(format!("unclosed `{{` in {source:?}")))?;
                     let name = &after[..close];
                     if !PLACEHOLDERS.contains(&name) {
                         return Err(TemplateError(format!(

@@ -230,10 +230,7 @@ fn parse_run(obj: &Map<String, Value>) -> Result<Request, PayloadError> {
         .transpose()?;
     let manual_now = obj.get("now").map(|v| time(v, "now")).transpose()?;
     if scheduled.is_some() && manual_now.is_some() {
-        return Err(err(
-            "now",
-            "give either scheduledTime or now, not both",
-        ));
+        return Err(err("now", "give either scheduledTime or now, not both"));
     }
     let source = if scheduled.is_some() {
         Source::Scheduler
@@ -295,7 +292,10 @@ fn parse_run(obj: &Map<String, Value>) -> Result<Request, PayloadError> {
     Ok(Request::Run(RunRequest {
         source,
         now: scheduled.or(manual_now),
-        dry_run: obj.get("dryRun").map(|v| boolean(v, "dryRun")).transpose()?,
+        dry_run: obj
+            .get("dryRun")
+            .map(|v| boolean(v, "dryRun"))
+            .transpose()?,
         plugins,
         connections,
         steps,
@@ -350,7 +350,10 @@ fn parse_rerun(obj: &Map<String, Value>) -> Result<Request, PayloadError> {
             .map(|v| boolean(v, "fullSync"))
             .transpose()?
             .unwrap_or(false),
-        dry_run: obj.get("dryRun").map(|v| boolean(v, "dryRun")).transpose()?,
+        dry_run: obj
+            .get("dryRun")
+            .map(|v| boolean(v, "dryRun"))
+            .transpose()?,
         now: obj.get("now").map(|v| time(v, "now")).transpose()?,
     }))
 }
@@ -386,18 +389,24 @@ fn boolean(v: &Value, field: &str) -> Result<bool, PayloadError> {
 }
 
 fn time(v: &Value, field: &str) -> Result<DateTime<Utc>, PayloadError> {
-    let s = v
-        .as_str()
-        .ok_or_else(|| err(field, format!("expected an RFC 3339 time string, got {}", kind(v))))?;
+    let s = v.as_str().ok_or_else(|| {
+        err(
+            field,
+            format!("expected an RFC 3339 time string, got {}", kind(v)),
+        )
+    })?;
     DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| err(field, format!("{s:?} is not an RFC 3339 time: {e}")))
 }
 
 fn strings(v: &Value, field: &str) -> Result<Vec<String>, PayloadError> {
-    let arr = v
-        .as_array()
-        .ok_or_else(|| err(field, format!("expected an array of strings, got {}", kind(v))))?;
+    let arr = v.as_array().ok_or_else(|| {
+        err(
+            field,
+            format!("expected an array of strings, got {}", kind(v)),
+        )
+    })?;
     arr.iter()
         .enumerate()
         .map(|(i, item)| {
@@ -470,7 +479,9 @@ mod tests {
         assert_eq!(r.source, Source::Rule);
         assert_eq!(r.now.unwrap().to_rfc3339(), "2026-11-28T11:00:00+00:00");
         assert_eq!(
-            field_of(json!({"detail-type": "Object Created", "source": "aws.s3", "time": "2026-11-28T11:00:00Z"})),
+            field_of(
+                json!({"detail-type": "Object Created", "source": "aws.s3", "time": "2026-11-28T11:00:00Z"})
+            ),
             "detail-type"
         );
     }
@@ -513,15 +524,26 @@ mod tests {
         assert_eq!(field_of(json!({"dryRun": "yes"})), "dryRun");
         assert_eq!(field_of(json!({"dry_run": true})), "dry_run");
         assert_eq!(field_of(json!({"plugins": "github"})), "plugins");
-        assert_eq!(field_of(json!({"plugins": ["github", "svn"]})), "plugins[1]");
-        assert_eq!(field_of(json!({"connections": ["github-1"]})), "connections[0]");
-        assert_eq!(field_of(json!({"connections": ["svn/1"]})), "connections[0]");
+        assert_eq!(
+            field_of(json!({"plugins": ["github", "svn"]})),
+            "plugins[1]"
+        );
+        assert_eq!(
+            field_of(json!({"connections": ["github-1"]})),
+            "connections[0]"
+        );
+        assert_eq!(
+            field_of(json!({"connections": ["svn/1"]})),
+            "connections[0]"
+        );
         assert_eq!(field_of(json!({"connections": [1]})), "connections[0]");
         assert_eq!(field_of(json!({"steps": ["sync", "deploy"]})), "steps[1]");
         assert_eq!(field_of(json!({"now": "yesterday"})), "now");
         assert_eq!(field_of(json!({"scheduledTime": 5})), "scheduledTime");
         assert_eq!(
-            field_of(json!({"scheduledTime": "2026-11-28T11:00:00Z", "now": "2026-11-28T11:00:00Z"})),
+            field_of(
+                json!({"scheduledTime": "2026-11-28T11:00:00Z", "now": "2026-11-28T11:00:00Z"})
+            ),
             "now"
         );
         assert_eq!(field_of(json!({"action": "delete"})), "action");
@@ -535,9 +557,14 @@ mod tests {
 
     #[test]
     fn rerun_forms() {
-        match parse(&json!({"action": "rerun", "projects": ["github/acme/api"], "fullSync": true})).unwrap() {
+        match parse(&json!({"action": "rerun", "projects": ["github/acme/api"], "fullSync": true}))
+            .unwrap()
+        {
             Request::Rerun(r) => {
-                assert_eq!(r.target, RerunTarget::Projects(vec!["github/acme/api".into()]));
+                assert_eq!(
+                    r.target,
+                    RerunTarget::Projects(vec!["github/acme/api".into()])
+                );
                 assert!(r.full_sync);
             }
             other => panic!("{other:?}"),
@@ -550,10 +577,25 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(field_of(json!({"action": "rerun"})), "projects");
-        assert_eq!(field_of(json!({"action": "rerun", "projects": []})), "projects");
-        assert_eq!(field_of(json!({"action": "rerun", "failed": false})), "failed");
-        assert_eq!(field_of(json!({"action": "rerun", "projects": ["a"], "failed": true})), "failed");
-        assert_eq!(field_of(json!({"action": "rerun", "failed": true, "plugins": ["github"]})), "plugins");
-        assert_eq!(field_of(json!({"action": "rerun", "failed": true, "fullSync": "no"})), "fullSync");
+        assert_eq!(
+            field_of(json!({"action": "rerun", "projects": []})),
+            "projects"
+        );
+        assert_eq!(
+            field_of(json!({"action": "rerun", "failed": false})),
+            "failed"
+        );
+        assert_eq!(
+            field_of(json!({"action": "rerun", "projects": ["a"], "failed": true})),
+            "failed"
+        );
+        assert_eq!(
+            field_of(json!({"action": "rerun", "failed": true, "plugins": ["github"]})),
+            "plugins"
+        );
+        assert_eq!(
+            field_of(json!({"action": "rerun", "failed": true, "fullSync": "no"})),
+            "fullSync"
+        );
     }
 }

@@ -13,7 +13,10 @@ use super::sync::ManagedScope;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision<'a> {
     /// No project yet: create `name`.
-    Create { scope: &'a ManagedScope, name: String },
+    Create {
+        scope: &'a ManagedScope,
+        name: String,
+    },
     /// The scope's managed project exists (found by name or by its blueprint's wiring).
     Existing {
         scope: &'a ManagedScope,
@@ -27,7 +30,10 @@ pub enum Decision<'a> {
         message: String,
     },
     /// A new project must wait: the names came from an incomplete remote listing.
-    Deferred { scope: &'a ManagedScope, name: String },
+    Deferred {
+        scope: &'a ManagedScope,
+        name: String,
+    },
 }
 
 pub fn render_name(template: &NameTemplate, s: &ManagedScope) -> String {
@@ -66,14 +72,15 @@ pub fn plan<'a>(
     let mut owner: HashMap<(&str, u64, &str), &Project> = HashMap::new();
     let mut claimed: HashSet<&str> = HashSet::new();
     for (s, name) in scopes.iter().zip(&names) {
-        let Some(p) = by_name.get(name.as_str()) else { continue };
+        let Some(p) = by_name.get(name.as_str()) else {
+            continue;
+        };
         if claimed.contains(p.name.as_str()) || !is_managed(p, label) {
             continue;
         }
         let fits = match &p.blueprint {
             Some(bp) => {
-                bp.connections.is_empty()
-                    || references(bp, &s.plugin, s.connection_id, &s.scope_id)
+                bp.connections.is_empty() || references(bp, &s.plugin, s.connection_id, &s.scope_id)
             }
             None => true,
         };
@@ -106,12 +113,24 @@ pub fn plan<'a>(
     let mut out = Vec::with_capacity(scopes.len());
     for (s, name) in scopes.iter().zip(&names) {
         if let Some(p) = owner.get(&key(s)) {
-            out.push(Decision::Existing { scope: s, project: p });
+            out.push(Decision::Existing {
+                scope: s,
+                project: p,
+            });
             continue;
         }
         if let Err(message) = check_project_name(name) {
-            let reason = if name.is_empty() { "emptyName" } else { "nameTooLong" };
-            out.push(Decision::Conflict { scope: s, name: name.clone(), reason, message });
+            let reason = if name.is_empty() {
+                "emptyName"
+            } else {
+                "nameTooLong"
+            };
+            out.push(Decision::Conflict {
+                scope: s,
+                name: name.clone(),
+                reason,
+                message,
+            });
             continue;
         }
         if let Some(first) = first_use.get(name.as_str()) {
@@ -203,7 +222,10 @@ mod tests {
         let scopes = vec![scope("1", "acme/api"), scope("2", "acme/web")];
         let projects = vec![project("github/acme/api", &[LABEL], &["1"])];
         let d = plan(&scopes, &projects, &NameTemplate::default(), LABEL);
-        assert_eq!(kinds(&d), vec!["existing github/acme/api", "create github/acme/web"]);
+        assert_eq!(
+            kinds(&d),
+            vec!["existing github/acme/api", "create github/acme/web"]
+        );
     }
 
     #[test]
@@ -245,7 +267,12 @@ mod tests {
     fn renamed_template_keeps_the_old_project() {
         let scopes = vec![scope("1", "acme/api")];
         let projects = vec![project("old-name-api", &[LABEL], &["1"])];
-        let d = plan(&scopes, &projects, &NameTemplate::parse("{name}").unwrap(), LABEL);
+        let d = plan(
+            &scopes,
+            &projects,
+            &NameTemplate::parse("{name}").unwrap(),
+            LABEL,
+        );
         assert_eq!(kinds(&d), vec!["existing old-name-api"]);
     }
 
@@ -254,8 +281,18 @@ mod tests {
         let long = format!("acme/{}", "x".repeat(120));
         let mut unreliable = scope("4", "acme/new");
         unreliable.names_reliable = false;
-        let scopes = vec![scope("1", &long), scope("2", "a/api"), scope("3", "b/api"), unreliable];
-        let d = plan(&scopes, &[], &NameTemplate::parse("{plugin}-{name}").unwrap(), LABEL);
+        let scopes = vec![
+            scope("1", &long),
+            scope("2", "a/api"),
+            scope("3", "b/api"),
+            unreliable,
+        ];
+        let d = plan(
+            &scopes,
+            &[],
+            &NameTemplate::parse("{plugin}-{name}").unwrap(),
+            LABEL,
+        );
         let k = kinds(&d);
         assert!(k[0].ends_with("nameTooLong"), "{k:?}");
         assert_eq!(k[1], "create github-api");

@@ -51,8 +51,16 @@ enum Outcome {
     NotStarted,
 }
 
-/// Runs the projects and timeAfter steps. Returns the projects created in this run (for the
-/// trigger step).
+/// What the trigger step needs to know from this one.
+#[derive(Debug, Default)]
+pub(crate) struct Applied {
+    /// Projects created in this run, in creation order.
+    pub created: Vec<Candidate>,
+    /// Existing blueprints whose connections this run set (they can run now).
+    pub wired: HashSet<u64>,
+}
+
+/// Runs the projects and timeAfter steps.
 pub(crate) async fn apply(
     ctx: &Ctx<'_>,
     req: &RunRequest,
@@ -61,7 +69,7 @@ pub(crate) async fn apply(
     selected: &[&Project],
     time_after: Option<DateTime<Utc>>,
     report: &mut Report,
-) -> Result<Vec<Candidate>, Fatal> {
+) -> Result<Applied, Fatal> {
     let cfg = ctx.config;
     let label = cfg.label.as_str();
     let mut jobs: Vec<Job<'_>> = Vec::new();
@@ -110,7 +118,12 @@ pub(crate) async fn apply(
                         });
                     }
                 }
-                Decision::Conflict { scope, name, reason, message } => {
+                Decision::Conflict {
+                    scope,
+                    name,
+                    reason,
+                    message,
+                } => {
                     tracing::info!(
                         plugin = %scope.plugin,
                         connection_id = scope.connection_id,
@@ -147,7 +160,9 @@ pub(crate) async fn apply(
 
     // Every other selected managed blueprint: label and timeAfter only. Unmanaged ones never.
     for p in selected {
-        let Some(bp) = p.blueprint.as_ref() else { continue };
+        let Some(bp) = p.blueprint.as_ref() else {
+            continue;
+        };
         if handled.contains(&bp.id) || !is_managed(p, label) {
             continue;
         }
@@ -172,23 +187,27 @@ pub(crate) async fn apply(
     }
 
     let abort = AtomicBool::new(false);
-    let outcomes: Vec<Outcome> = stream::iter(jobs.iter())
+    // Futures are built up front (they do nothing until polled) so the whole run stays `Send`.
+    let pending: Vec<_> = jobs
+        .iter()
         .map(|job| execute(ctx, job, time_after, &abort))
+        .collect();
+    let outcomes: Vec<Outcome> = stream::iter(pending)
         .buffered(cfg.concurrency.max(1))
         .collect()
         .await;
 
-    let mut created = Vec::new();
+    let mut applied = Applied::default();
     let mut fatal = None;
     for (job, outcome) in jobs.iter().zip(outcomes) {
-        if let Some(e) = record(ctx, job, outcome, report, &mut created) {
+        if let Some(e) = record(ctx, job, outcome, report, &mut applied) {
             fatal.get_or_insert(e);
         }
     }
     report.remaining.projects.dedup();
     match fatal {
         Some(e) => Err(Fatal(e)),
-        None => Ok(created),
+        None => Ok(applied),
     }
 }
 
@@ -198,7 +217,11 @@ fn scope_at(s: &ManagedScope) -> At<'_> {
 
 /// The metrics to send if DORA is missing or disabled: the project's list with DORA on.
 fn dora_fix(project: &Project) -> Option<Vec<ProjectMetric>> {
-    if project.metrics.iter().any(|m| m.plugin_name == "dora" && m.enable) {
+    if project
+        .metrics
+        .iter()
+        .any(|m| m.plugin_name == "dora" && m.enable)
+    {
         return None;
     }
     Some(project.metrics.clone())
@@ -245,7 +268,11 @@ async fn execute(
         };
     }
     let outcome = match job {
-        Job::Create { scope, name, wiring } => create(ctx, scope, name, wiring, time_after).await,
+        Job::Create {
+            scope,
+            name,
+            wiring,
+        } => create(ctx, scope, name, wiring, time_after).await,
         Job::Update {
             project,
             blueprint,
@@ -400,10 +427,14 @@ fn record(
     job: &Job<'_>,
     outcome: Outcome,
     report: &mut Report,
-    created: &mut Vec<Candidate>,
+    applied: &mut Applied,
 ) -> Option<DevLakeError> {
     match job {
-        Job::Create { scope, name, wiring } => {
+        Job::Create {
+            scope,
+            name,
+            wiring,
+        } => {
             let at = scope_at(scope).project(name);
             let plugin = Some(scope.plugin.as_str());
             match outcome {
@@ -427,7 +458,7 @@ fn record(
                             }),
                         );
                     }
-                    created.push(Candidate {
+                    applied.created.push(Candidate {
                         project: name.clone(),
                         blueprint_id: blueprint.id,
                         plugin: Some(scope.plugin.clone()),
@@ -456,9 +487,12 @@ fn record(
             metrics,
             scope,
         } => {
-            let plugin = scope
-                .map(|s| s.plugin.as_str())
-                .or_else(|| blueprint.connections.first().map(|c| c.plugin_name.as_str()));
+            let plugin = scope.map(|s| s.plugin.as_str()).or_else(|| {
+                blueprint
+                    .connections
+                    .first()
+                    .map(|c| c.plugin_name.as_str())
+            });
             let mut at = match scope {
                 Some(s) => scope_at(s),
                 None => At {
@@ -469,6 +503,9 @@ fn record(
             at = at.project(&project.name);
             match outcome {
                 Outcome::Updated => {
+                    if patch.connections.is_some() {
+                        applied.wired.insert(blueprint.id);
+                    }
                     let reconciled = patch.connections.is_some()
                         || patch.labels.is_some()
                         || patch.cron_config.is_some()
@@ -489,7 +526,13 @@ fn record(
                     }
                     if ctx.dry_run {
                         if metrics.is_some() {
-                            report.plan("projects", "updateProjectMetrics", &at, None, json!({"enable": "dora"}));
+                            report.plan(
+                                "projects",
+                                "updateProjectMetrics",
+                                &at,
+                                None,
+                                json!({"enable": "dora"}),
+                            );
                         }
                         if !patch.is_empty() {
                             let step = if reconciled { "projects" } else { "timeAfter" };
@@ -519,4 +562,3 @@ fn record(
     }
     None
 }
-

@@ -11,7 +11,11 @@ use super::summary::{At, Report};
 use super::trigger::{self, last_failed, Candidate};
 use super::{Ctx, Fatal};
 
-pub(crate) async fn run(ctx: &Ctx<'_>, req: &RerunRequest, report: &mut Report) -> Result<(), Fatal> {
+pub(crate) async fn run(
+    ctx: &Ctx<'_>,
+    req: &RerunRequest,
+    report: &mut Report,
+) -> Result<(), Fatal> {
     let request = TriggerRequest {
         skip_collectors: false,
         full_sync: req.full_sync,
@@ -27,7 +31,12 @@ pub(crate) async fn run(ctx: &Ctx<'_>, req: &RerunRequest, report: &mut Report) 
                 match ctx.devlake.project(name).await {
                     Ok(Some(p)) => match Candidate::of(&p, "rerun") {
                         Some(c) => candidates.push(c),
-                        None => report.error_message("rerun", &at, "the project has no blueprint".into(), false),
+                        None => report.error_message(
+                            "rerun",
+                            &at,
+                            "the project has no blueprint".into(),
+                            false,
+                        ),
                     },
                     Ok(None) => report.error_message(
                         "rerun",
@@ -57,7 +66,14 @@ pub(crate) async fn run(ctx: &Ctx<'_>, req: &RerunRequest, report: &mut Report) 
                 .filter(|p| is_managed(p, &ctx.config.label) && last_failed(p))
                 .filter_map(|p| Candidate::of(p, "lastFailed"))
                 .collect();
-            trigger::run(ctx, candidates, request, Some(ctx.config.trigger_max_per_run), report).await
+            trigger::run(
+                ctx,
+                candidates,
+                request,
+                Some(ctx.config.trigger_max_per_run),
+                report,
+            )
+            .await
         }
     }
 }

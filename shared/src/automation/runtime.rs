@@ -69,7 +69,9 @@ impl Automation {
         let run_log = env
             .get("TABLE_NAME")
             .map(|table| DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table));
-        let namespace = env.get("CLOUDWATCH_NAMESPACE").unwrap_or("DevLake/Autopilot");
+        let namespace = env
+            .get("CLOUDWATCH_NAMESPACE")
+            .unwrap_or("DevLake/Autopilot");
         let metrics = CloudWatchSink::new(aws_sdk_cloudwatch::Client::new(&sdk), namespace);
         tracing::info!(
             endpoint = %devlake.endpoint(),
@@ -99,9 +101,21 @@ impl Automation {
         wall: SystemTime,
     ) -> Result<Value, AutomationError> {
         let deadline = Deadline::from_lambda(lambda_deadline_ms, wall, self.config.deadline_margin);
+        let budget_ms = (std::time::UNIX_EPOCH + Duration::from_millis(lambda_deadline_ms))
+            .duration_since(wall)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        tracing::info!(
+            lambda_time_left_ms = budget_ms,
+            deadline_margin_ms = self.config.deadline_margin.as_millis() as u64,
+            "invocation received"
+        );
         let ports = Ports {
             devlake: &self.devlake,
-            run_log: self.run_log.as_ref().map(|s| s as &dyn crate::store::RunLog),
+            run_log: self
+                .run_log
+                .as_ref()
+                .map(|s| s as &dyn crate::store::RunLog),
             metrics: Some(&self.metrics),
         };
         handle(&self.config, ports, payload, now, deadline).await

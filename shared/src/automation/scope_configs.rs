@@ -26,10 +26,21 @@ fn entities(plugin: &str) -> &'static [&'static str] {
     }
 }
 
+/// The name of the tool's scope config on one connection. DevLake's unique index on scope-config
+/// names spans every connection of a plugin (a duplicate is a 500), so the connection id is part
+/// of it: `devlake-autopilot-3`.
+pub fn scope_config_name(base: &str, connection_id: u64) -> String {
+    format!("{base}-{connection_id}")
+}
+
 /// The body of the scope config created for a connection of `plugin`. SCM and CI plugins get the
 /// DORA deployment/production patterns; Jira gets nothing forced beyond its entities (issue type
 /// mappings are site-specific and left to the operator).
-pub fn default_scope_config(plugin: &str, connection_id: u64, config: &AutomationConfig) -> ScopeConfig {
+pub fn default_scope_config(
+    plugin: &str,
+    connection_id: u64,
+    config: &AutomationConfig,
+) -> ScopeConfig {
     let mut rest = Map::new();
     if has_dora_patterns(plugin) {
         rest.insert(
@@ -43,7 +54,7 @@ pub fn default_scope_config(plugin: &str, connection_id: u64, config: &Automatio
     }
     ScopeConfig {
         id: 0,
-        name: config.scope_config_name.clone(),
+        name: scope_config_name(&config.scope_config_name, connection_id),
         connection_id,
         entities: entities(plugin).iter().map(|e| e.to_string()).collect(),
         rest,
@@ -74,11 +85,14 @@ mod tests {
     fn scm_and_ci_get_dora_patterns_jira_does_not() {
         let c = AutomationConfig::default();
         let gh = serde_json::to_value(default_scope_config("github", 3, &c)).unwrap();
-        assert_eq!(gh["name"], "devlake-autopilot");
+        assert_eq!(gh["name"], "devlake-autopilot-3");
         assert_eq!(gh["connectionId"], 3);
         assert_eq!(gh["deploymentPattern"], "(deploy|push-image)");
         assert_eq!(gh["productionPattern"], "prod(.*)");
-        assert_eq!(gh["entities"], json!(["CODE", "TICKET", "CODEREVIEW", "CROSS", "CICD"]));
+        assert_eq!(
+            gh["entities"],
+            json!(["CODE", "TICKET", "CODEREVIEW", "CROSS", "CICD"])
+        );
         let jenkins = serde_json::to_value(default_scope_config("jenkins", 1, &c)).unwrap();
         assert_eq!(jenkins["entities"], json!(["CICD", "CROSS"]));
         assert!(jenkins.get("deploymentPattern").is_some());
@@ -101,7 +115,11 @@ mod tests {
             }),
             blueprints: vec![],
         };
-        let items = vec![item(None), item(Some(("team-rules", 4))), item(Some(("devlake-autopilot", 9)))];
+        let items = vec![
+            item(None),
+            item(Some(("team-rules", 4))),
+            item(Some(("devlake-autopilot", 9))),
+        ];
         assert_eq!(find_in_scopes(&items, "devlake-autopilot"), Some(9));
         assert_eq!(find_in_scopes(&items[..2], "devlake-autopilot"), None);
     }

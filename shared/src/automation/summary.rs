@@ -154,6 +154,8 @@ pub struct Report {
     pub planned: Vec<Planned>,
     pub skipped_triggers: Vec<SkippedTrigger>,
     pub remaining: Remaining,
+    /// Wall time per phase (`connections`, `projects`, `trigger`), in milliseconds.
+    pub phase_ms: BTreeMap<&'static str, u64>,
 }
 
 impl Report {
@@ -201,7 +203,14 @@ impl Report {
         });
     }
 
-    pub fn plan(&mut self, step: &str, action: &str, at: &At<'_>, blueprint_id: Option<u64>, detail: Value) {
+    pub fn plan(
+        &mut self,
+        step: &str,
+        action: &str,
+        at: &At<'_>,
+        blueprint_id: Option<u64>,
+        detail: Value,
+    ) {
         tracing::info!(
             step,
             action,
@@ -259,6 +268,7 @@ impl Report {
             "errors": self.errors,
             "skippedTriggers": self.skipped_triggers,
             "devlakeCalls": calls,
+            "phaseMs": self.phase_ms,
             "durationMs": duration_ms,
         });
         if self.dry_run {

@@ -87,7 +87,10 @@ pub fn scope_row(
         let numeric = matches!(plugin, "github" | "gitlab" | "jira");
         let value = if numeric {
             Value::from(child.id.parse::<u64>().map_err(|_| {
-                format!("remote scope id {:?} is not the number {plugin} expects", child.id)
+                format!(
+                    "remote scope id {:?} is not the number {plugin} expects",
+                    child.id
+                )
             })?)
         } else {
             Value::String(child.id.clone())
@@ -192,7 +195,11 @@ mod tests {
         assert_eq!(row["ownerId"], 42);
         assert_eq!(row["scopeConfigId"], 3);
 
-        let bare = child("5", "o/r", json!({"githubId": 5, "HTMLUrl": "https://github.com/o/r"}));
+        let bare = child(
+            "5",
+            "o/r",
+            json!({"githubId": 5, "HTMLUrl": "https://github.com/o/r"}),
+        );
         let row = scope_row("github", 1, &bare, None).unwrap();
         assert_eq!(row["cloneUrl"], "https://github.com/o/r.git");
         assert!(row.get("scopeConfigId").is_none());
@@ -221,9 +228,13 @@ mod tests {
     fn rows_without_usable_data_are_refused() {
         let mut c = child("1", "a/b", json!(null));
         c.data = None;
-        assert!(scope_row("github", 1, &c, None).unwrap_err().contains("no data"));
+        assert!(scope_row("github", 1, &c, None)
+            .unwrap_err()
+            .contains("no data"));
         let c = child("x", "a/b", json!({}));
-        assert!(scope_row("github", 1, &c, None).unwrap_err().contains("not the number"));
+        assert!(scope_row("github", 1, &c, None)
+            .unwrap_err()
+            .contains("not the number"));
     }
 
     #[test]
@@ -245,6 +256,9 @@ mod tests {
         let filter = ScopeFilter::new(&[], &["github/*/acme/archive-*".to_string()]).unwrap();
         let existing: HashSet<String> = ["1".to_string()].into();
         let missing = missing_scopes("github", 1, &filter, &remote, &existing);
-        assert_eq!(missing.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), vec!["2"]);
+        assert_eq!(
+            missing.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
+            vec!["2"]
+        );
     }
 }

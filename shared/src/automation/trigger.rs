@@ -34,7 +34,10 @@ impl Candidate {
             blueprint_id: bp.id,
             plugin: bp.connections.first().map(|c| c.plugin_name.clone()),
             enabled: bp.enable,
-            wired: bp.connections.iter().any(|c| !c.scopes.is_empty() || c.plugin_name == "jenkins"),
+            wired: bp
+                .connections
+                .iter()
+                .any(|c| !c.scopes.is_empty() || c.plugin_name == "jenkins"),
             reason,
         })
     }
@@ -49,12 +52,17 @@ pub fn last_failed(project: &Project) -> bool {
 }
 
 /// Whom to trigger, in order: projects created in this run first, then the selected managed
-/// projects by mode. Each blueprint at most once.
-pub fn candidates(mode: TriggerMode, created: &[Candidate], managed: &[&Project]) -> Vec<Candidate> {
+/// projects by mode. Each project at most once (by name: in a dry run new projects have no
+/// blueprint id yet).
+pub fn candidates(
+    mode: TriggerMode,
+    created: &[Candidate],
+    managed: &[&Project],
+) -> Vec<Candidate> {
     let mut seen = HashSet::new();
     let mut out = Vec::new();
     for c in created {
-        if seen.insert(c.blueprint_id) {
+        if seen.insert(c.project.clone()) {
             out.push(c.clone());
         }
     }
@@ -66,7 +74,7 @@ pub fn candidates(mode: TriggerMode, created: &[Candidate], managed: &[&Project]
             TriggerMode::NewAndFailed => continue,
         };
         if let Some(c) = Candidate::of(p, reason) {
-            if seen.insert(c.blueprint_id) {
+            if seen.insert(c.project.clone()) {
                 out.push(c);
             }
         }
@@ -118,10 +126,17 @@ pub(crate) async fn run(
             skipped(report, &c, reason);
             continue;
         }
-        let gap = if sent > 0 { ctx.config.trigger_gap } else { Default::default() };
+        let gap = if sent > 0 {
+            ctx.config.trigger_gap
+        } else {
+            Default::default()
+        };
         if !ctx.deadline.allows(gap) {
             report.remaining.triggers += (total - i) as u64;
-            tracing::warn!(left = total - i, "deadline close: triggers left for the next run");
+            tracing::warn!(
+                left = total - i,
+                "deadline close: triggers left for the next run"
+            );
             break;
         }
         if ctx.dry_run {
@@ -212,17 +227,26 @@ mod tests {
         let never = project("never", 4, None);
         let created = Candidate::of(&project("new", 5, None), "new").unwrap();
         let managed = vec![&ok, &failed, &partial, &never];
-        let c = candidates(TriggerMode::NewAndFailed, &[created.clone()], &managed);
+        let c = candidates(TriggerMode::NewAndFailed, std::slice::from_ref(&created), &managed);
         let got: Vec<(&str, &str)> = c.iter().map(|c| (c.project.as_str(), c.reason)).collect();
         assert_eq!(
             got,
-            vec![("new", "new"), ("failed", "lastFailed"), ("partial", "lastFailed"), ("never", "neverRan")]
+            vec![
+                ("new", "new"),
+                ("failed", "lastFailed"),
+                ("partial", "lastFailed"),
+                ("never", "neverRan")
+            ]
         );
         let all = candidates(TriggerMode::All, &[], &managed);
         assert_eq!(all.len(), 4);
         assert!(all.iter().all(|c| c.reason == "all"));
         // A created project also listed as managed is triggered once.
-        let again = candidates(TriggerMode::All, &[Candidate::of(&ok, "new").unwrap()], &managed);
+        let again = candidates(
+            TriggerMode::All,
+            &[Candidate::of(&ok, "new").unwrap()],
+            &managed,
+        );
         assert_eq!(again.len(), 4);
     }
 }

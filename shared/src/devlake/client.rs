@@ -134,6 +134,8 @@ struct Inner {
     http: reqwest::Client,
     /// Endpoint without trailing `/`; paths are appended as `/{path}`.
     base: String,
+    /// `base` with any URL password replaced, for Debug and logs.
+    shown: String,
     /// `Bearer <key>`, marked sensitive so reqwest never prints it either.
     auth: Option<HeaderValue>,
     /// Kept only to scrub it from anything DevLake echoes back into an error excerpt.
@@ -150,7 +152,7 @@ struct Inner {
 impl std::fmt::Debug for DevLakeClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DevLakeClient")
-            .field("endpoint", &self.inner.base)
+            .field("endpoint", &self.inner.shown)
             .field("api_key", &self.inner.auth.as_ref().map(|_| "<redacted>"))
             .field("calls", &self.calls())
             .finish_non_exhaustive()
@@ -214,6 +216,15 @@ pub fn scope_id_path(plugin: &str, scope_id: &str) -> String {
     }
 }
 
+/// The URL as text with its password (if any) replaced by `<redacted>`.
+fn redact_url(url: &reqwest::Url) -> String {
+    let mut shown = url.clone();
+    if shown.password().is_some() {
+        let _ = shown.set_password(Some("<redacted>"));
+    }
+    shown.to_string()
+}
+
 /// `base` + `path` with exactly one `/` between them.
 pub fn join_url(base: &str, path: &str) -> String {
     format!(
@@ -252,11 +263,16 @@ pub fn body_excerpt(body: &[u8], api_key: Option<&str>) -> String {
         Ok(envelope) if !envelope.message.trim().is_empty() => envelope.message,
         _ => String::from_utf8_lossy(body).into_owned(),
     };
-    let mut text = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if let Some(key) = api_key.filter(|k| !k.is_empty()) {
-        text = text.replace(key, "<redacted>");
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    truncate_chars(&scrub(&text, api_key), EXCERPT_CHARS)
+}
+
+/// Anything DevLake (or a proxy) echoes back could in theory contain the key; never keep it.
+fn scrub(text: &str, api_key: Option<&str>) -> String {
+    match api_key.filter(|k| !k.is_empty()) {
+        Some(key) => text.replace(key, "<redacted>"),
+        None => text.to_string(),
     }
-    truncate_chars(&text, EXCERPT_CHARS)
 }
 
 fn truncate_chars(text: &str, max: usize) -> String {
@@ -350,20 +366,23 @@ struct Answer {
 impl DevLakeClient {
     pub fn new(config: ClientConfig) -> Result<Self> {
         let endpoint = config.endpoint.trim();
-        let url = reqwest::Url::parse(endpoint).map_err(|e| {
-            DevLakeError::Config(format!("endpoint {endpoint:?} is not a URL: {e}"))
-        })?;
+        // An endpoint may carry nginx basic-auth credentials (`https://user:pass@host/api`):
+        // messages show it only with the password replaced.
+        let url = reqwest::Url::parse(endpoint)
+            .map_err(|e| DevLakeError::Config(format!("the DevLake endpoint is not a URL: {e}")))?;
+        let shown = redact_url(&url);
         if !matches!(url.scheme(), "http" | "https") {
             return Err(DevLakeError::Config(format!(
-                "endpoint {endpoint:?} must be http:// or https://"
+                "endpoint {shown} must be http:// or https://"
             )));
         }
         if url.query().is_some() || url.fragment().is_some() {
             return Err(DevLakeError::Config(format!(
-                "endpoint {endpoint:?} must not carry a query or fragment"
+                "endpoint {shown} must not carry a query or fragment"
             )));
         }
         let base = endpoint.trim_end_matches('/').to_string();
+        let shown = shown.trim_end_matches('/').to_string();
 
         let auth = match config.api_key.as_deref() {
             None => None,
@@ -382,7 +401,7 @@ impl DevLakeClient {
                 value.set_sensitive(true);
                 if !url.path().trim_end_matches('/').ends_with("/rest") {
                     tracing::warn!(
-                        endpoint = %base,
+                        endpoint = %shown,
                         "an API key is configured but the endpoint does not end in /rest; DevLake only checks API keys under /rest/"
                     );
                 }
@@ -410,6 +429,7 @@ impl DevLakeClient {
             inner: Arc::new(Inner {
                 http,
                 base,
+                shown,
                 auth,
                 api_key: config.api_key.map(|k| k.trim().to_string()),
                 request_timeout: config.request_timeout,
@@ -434,9 +454,9 @@ impl DevLakeClient {
         }
     }
 
-    /// The endpoint requests go to (no trailing `/`).
+    /// The endpoint requests go to (no trailing `/`, any URL password redacted).
     pub fn endpoint(&self) -> &str {
-        &self.inner.base
+        &self.inner.shown
     }
 
     /// Rows asked for per page by the streams.
@@ -556,7 +576,8 @@ impl DevLakeClient {
             let body = response.bytes().await.map_err(transport)?;
             Ok(Answer {
                 status,
-                body: body.to_vec(),
+                // Takes over the buffer when it is uniquely owned instead of copying the page.
+                body: Vec::from(body),
             })
         }
         .await;
@@ -587,9 +608,9 @@ impl DevLakeClient {
             method: method.to_string(),
             path: path.to_string(),
             excerpt: truncate_chars(
-                &String::from_utf8_lossy(body).replace(
-                    self.inner.api_key.as_deref().unwrap_or("\u{0}never\u{0}"),
-                    "<redacted>",
+                &scrub(
+                    &String::from_utf8_lossy(body),
+                    self.inner.api_key.as_deref(),
                 ),
                 EXCERPT_CHARS,
             ),
@@ -1374,6 +1395,23 @@ mod tests {
         .unwrap_err();
         assert!(!bad.to_string().contains("break-secret"));
         assert!(bad.is_fatal());
+
+        let with_password = DevLakeClient::new(ClientConfig {
+            endpoint: "https://admin:hunter2-pass@devlake.example.com/api/".into(),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(!format!("{with_password:?}").contains("hunter2-pass"));
+        assert!(with_password.endpoint().starts_with("https://admin:"));
+        assert!(with_password
+            .endpoint()
+            .ends_with("@devlake.example.com/api"));
+        let e = DevLakeClient::new(ClientConfig {
+            endpoint: "ftp://admin:hunter2-pass@x/".into(),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(!e.to_string().contains("hunter2-pass"), "{e}");
 
         for endpoint in ["", "devlake:8080", "ftp://x", "http://x/?a=1"] {
             let e = DevLakeClient::new(ClientConfig {

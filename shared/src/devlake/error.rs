@@ -25,7 +25,10 @@ pub enum DevLakeError {
         message: String,
     },
     /// Connect failure, reset, or timeout.
-    #[error("could not reach DevLake on {method} {path}: {source}")]
+    #[error(
+        "could not reach DevLake on {method} {path}: {}",
+        describe_transport(source)
+    )]
     Transport {
         method: String,
         path: String,
@@ -82,4 +85,22 @@ impl DevLakeError {
     pub fn is_not_found(&self) -> bool {
         self.status() == Some(404)
     }
+}
+
+/// reqwest's own message is only "error sending request"; the cause (timeout, refused, reset)
+/// is further down the source chain, and it is what an operator needs.
+fn describe_transport(error: &reqwest::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    if error.is_timeout() {
+        parts.push("timed out".to_string());
+    }
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = current {
+        let text = e.to_string();
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        current = e.source();
+    }
+    parts.join(": ")
 }

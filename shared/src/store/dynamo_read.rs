@@ -11,7 +11,6 @@ use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkErro
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use chrono::{DateTime, Duration, NaiveDate, SecondsFormat, Utc};
 use futures::{StreamExt, TryStreamExt};
-use serde::Deserialize;
 
 use super::dynamo::keys;
 use super::{
@@ -25,45 +24,22 @@ const DAY_QUERY_CONCURRENCY: usize = 4;
 /// BatchGetItem may leave keys unprocessed under throttling; try them again this many times.
 const UNPROCESSED_RETRIES: usize = 3;
 
-/// Only what the page renders is fetched from failure items: message and errorName can be long
-/// and would multiply the bytes moved per scrape.
-const FAILURE_PROJECTION: &str = "#pn, #bid, #pid, #st, #fin, #beg";
-
-/// The fields of a failure item the metrics page needs (a projection of [`FailureEvent`]).
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct FailureRow {
-    project_name: String,
-    blueprint_id: u64,
-    pipeline_id: u64,
-    status: String,
-    finished_at: DateTime<Utc>,
-    began_at: Option<DateTime<Utc>>,
-}
-
-impl From<FailureRow> for FailureEvent {
-    fn from(r: FailureRow) -> Self {
-        FailureEvent {
-            project_name: r.project_name,
-            blueprint_id: r.blueprint_id,
-            pipeline_id: r.pipeline_id,
-            status: r.status,
-            finished_at: r.finished_at,
-            began_at: r.began_at,
-            // Not read (see FAILURE_PROJECTION); the metrics page never shows them.
-            message: String::new(),
-            error_name: String::new(),
-        }
-    }
-}
+/// Only what the page renders (plus the pipeline id, which identifies the event) is fetched from
+/// failure items: the scrape moves and parses a fraction of each item, which matters at tens of
+/// thousands of failures per window.
+const FAILURE_PROJECTION: &str = "#pn, #fin, #pid";
+const PROJECT_NAME: &str = "projectName";
+const FINISHED_AT: &str = "finishedAt";
+const PIPELINE_ID: &str = "pipelineId";
 
 #[async_trait::async_trait]
 impl MetricsSource for DynamoStore {
-    /// Failure events come back with empty `message` and `error_name` (not read, not rendered).
+    /// Failure events carry `project_name`, `finished_at` and `pipeline_id` only; the other fields
+    /// are left at their defaults (not read, not rendered; see `FAILURE_PROJECTION`).
     async fn snapshot(&self, failures_since: DateTime<Utc>) -> Result<MetricsSnapshot, StoreError> {
         // Up to tomorrow's bucket: a DevLake clock running slightly ahead of ours files a
         // failure there around midnight UTC, and it must show at once, not a few minutes later.
-        let until = Utc::now() + Duration::days(1);
+        let until = Utc::now().max(failures_since) + Duration::days(1);
         self.metrics_snapshot(failures_since, until).await
     }
 }
@@ -157,12 +133,9 @@ impl DynamoStore {
                 .table_name(&self.table)
                 .projection_expression(FAILURE_PROJECTION)
                 .expression_attribute_names("#pk", keys::PK)
-                .expression_attribute_names("#pn", "projectName")
-                .expression_attribute_names("#bid", "blueprintId")
-                .expression_attribute_names("#pid", "pipelineId")
-                .expression_attribute_names("#st", "status")
-                .expression_attribute_names("#fin", "finishedAt")
-                .expression_attribute_names("#beg", "beganAt")
+                .expression_attribute_names("#pn", PROJECT_NAME)
+                .expression_attribute_names("#fin", FINISHED_AT)
+                .expression_attribute_names("#pid", PIPELINE_ID)
                 .expression_attribute_values(":pk", AttributeValue::S(pk.clone()))
                 .set_exclusive_start_key(start_key);
             query = match &sk_from {
@@ -174,7 +147,7 @@ impl DynamoStore {
             };
             let page = query.send().await.map_err(|e| sdk_error(&operation, e))?;
             for item in page.items.unwrap_or_default() {
-                events.push(decode::<FailureRow>(item)?.into());
+                events.push(failure_from_projection(&pk, item)?);
             }
             start_key = page.last_evaluated_key.filter(|k| !k.is_empty());
             if start_key.is_none() {
@@ -237,6 +210,45 @@ impl DynamoStore {
             message: format!("keys still unprocessed after {UNPROCESSED_RETRIES} retries"),
         })
     }
+}
+
+/// Decodes the projection of a failure item directly, without going through `serde_dynamo`'s
+/// intermediate copy of every attribute: the same attribute names and formats as the serde form
+/// of [`FailureEvent`] (camelCase, `finishedAt` an RFC 3339 string, `pipelineId` a number).
+fn failure_from_projection(
+    pk: &str,
+    mut item: HashMap<String, AttributeValue>,
+) -> Result<FailureEvent, StoreError> {
+    let malformed = |what: &str| StoreError::Failed {
+        operation: format!("decode failure item in {pk}"),
+        message: format!("malformed item: {what}"),
+    };
+    let project_name = match item.remove(PROJECT_NAME) {
+        Some(AttributeValue::S(name)) => name,
+        _ => return Err(malformed("projectName is missing or not a string")),
+    };
+    let finished_at = match item.get(FINISHED_AT) {
+        Some(AttributeValue::S(t)) => t
+            .parse::<DateTime<Utc>>()
+            .map_err(|e| malformed(&format!("finishedAt {t:?}: {e}")))?,
+        _ => return Err(malformed("finishedAt is missing or not a string")),
+    };
+    let pipeline_id = match item.get(PIPELINE_ID) {
+        Some(AttributeValue::N(n)) => n
+            .parse::<u64>()
+            .map_err(|e| malformed(&format!("pipelineId {n:?}: {e}")))?,
+        _ => return Err(malformed("pipelineId is missing or not a number")),
+    };
+    Ok(FailureEvent {
+        project_name,
+        pipeline_id,
+        finished_at,
+        blueprint_id: 0,
+        status: String::new(),
+        began_at: None,
+        message: String::new(),
+        error_name: String::new(),
+    })
 }
 
 /// Decodes an item written as `serde_dynamo::to_item` of `T` plus keys; unknown attributes

@@ -25,7 +25,7 @@ use thiserror::Error;
 mod dynamo;
 mod dynamo_read;
 mod memory;
-pub use dynamo::{keys, DynamoStore};
+pub use dynamo::{keys, DynamoStore, MAX_EVENTS_PER_COMMIT};
 pub use memory::MemoryStore;
 
 /// A job whose runs are recorded for `devlake_*_last_run_*`.

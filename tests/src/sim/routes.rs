@@ -112,14 +112,16 @@ pub(crate) fn router(h: SimHandle) -> Router {
             get(get_project).patch(patch_project).delete(delete_project),
         )
         .route("/projects/{name}/check", get(check_project))
-        .route("/blueprints", get(list_blueprints))
+        .route("/blueprints", get(list_blueprints).post(create_blueprint))
         .route(
             "/blueprints/{id}",
-            get(get_blueprint).patch(patch_blueprint),
+            get(get_blueprint)
+                .patch(patch_blueprint)
+                .delete(delete_blueprint),
         )
         .route("/blueprints/{id}/trigger", post(trigger_blueprint))
         .route("/blueprints/{id}/pipelines", get(blueprint_pipelines))
-        .route("/pipelines", get(list_pipelines))
+        .route("/pipelines", get(list_pipelines).post(create_pipeline))
         .route("/pipelines/{id}", get(get_pipeline).delete(cancel_pipeline))
         .route("/pipelines/{id}/rerun", post(rerun_pipeline))
         .route("/pipelines/{id}/tasks", get(pipeline_tasks))
@@ -687,6 +689,20 @@ async fn patch_blueprint(
     h.with_state(|s| Ok(json_response(200, s.patch_blueprint(id, body)?)))
 }
 
+async fn create_blueprint(AxState(h): AxState<SimHandle>, body: Bytes) -> ApiResult<R> {
+    let body = parse_body(&body)?;
+    h.with_state(|s| {
+        let id = s.create_blueprint(body)?;
+        Ok(json_response(201, s.blueprint(id)?))
+    })
+}
+
+async fn delete_blueprint(AxState(h): AxState<SimHandle>, Path(id): Path<String>) -> ApiResult<R> {
+    let id = parse_id(&id, "blueprintID")?;
+    h.with_state(|s| s.delete_blueprint(id))?;
+    Ok(success("success"))
+}
+
 async fn trigger_blueprint(
     AxState(h): AxState<SimHandle>,
     Path(id): Path<String>,
@@ -753,6 +769,16 @@ fn pipelines_page(
 
 async fn list_pipelines(AxState(h): AxState<SimHandle>, Query(q): Q) -> ApiResult<R> {
     pipelines_page(&h, &q, None)
+}
+
+async fn create_pipeline(AxState(h): AxState<SimHandle>, body: Bytes) -> ApiResult<R> {
+    let body = parse_body(&body)?;
+    let (pid, resp) = h.with_state(|s| -> ApiResult<_> {
+        let pid = s.create_adhoc_pipeline(body)?;
+        Ok((pid, json_response(201, s.pipeline(pid)?)))
+    })?;
+    h.schedule_auto_complete(pid);
+    Ok(resp)
 }
 
 async fn get_pipeline(AxState(h): AxState<SimHandle>, Path(id): Path<String>) -> ApiResult<R> {

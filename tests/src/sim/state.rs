@@ -322,6 +322,8 @@ pub(crate) struct State {
     pub projects: BTreeMap<String, Project>,
     pub next_project_seq: u64,
     pub blueprints: BTreeMap<u64, Blueprint>,
+    /// projectName → blueprint id (DevLake finds a project's blueprint by project name).
+    pub blueprint_by_project: HashMap<String, u64>,
     pub next_blueprint_id: u64,
     pub pipelines: BTreeMap<u64, Pipeline>,
     pub pipelines_by_blueprint: HashMap<u64, BTreeSet<u64>>,
@@ -354,6 +356,7 @@ impl State {
             projects: BTreeMap::new(),
             next_project_seq: 1,
             blueprints: BTreeMap::new(),
+            blueprint_by_project: HashMap::new(),
             next_blueprint_id: 1,
             pipelines: BTreeMap::new(),
             pipelines_by_blueprint: HashMap::new(),
@@ -911,7 +914,24 @@ impl State {
     // ---------------------------------------------------------------- projects
 
     pub(crate) fn blueprint_of_project(&self, project: &str) -> Option<&Blueprint> {
-        self.blueprints.values().find(|b| b.project_name == project)
+        self.blueprint_by_project
+            .get(project)
+            .and_then(|id| self.blueprints.get(id))
+    }
+
+    /// Keeps the project → blueprint index in step with a blueprint's `projectName`.
+    fn reindex_blueprint(&mut self, id: u64, old_project: &str, new_project: &str) {
+        if old_project == new_project {
+            return;
+        }
+        if self.blueprint_by_project.get(old_project) == Some(&id) {
+            self.blueprint_by_project.remove(old_project);
+        }
+        if !new_project.is_empty() {
+            self.blueprint_by_project
+                .entry(new_project.to_string())
+                .or_insert(id);
+        }
     }
 
     pub(crate) fn project_json(&self, p: &Project, with_last_pipeline: bool) -> Value {
@@ -1012,7 +1032,9 @@ impl State {
                 bp
             }
         };
+        let project = bp.project_name.clone();
         self.blueprints.insert(id, bp);
+        self.reindex_blueprint(id, "", &project);
         Ok(name)
     }
 
@@ -1070,6 +1092,9 @@ impl State {
         p.updated_at = now();
         if let Some(n) = new_name {
             self.projects.remove(name);
+            if let Some(id) = self.blueprint_by_project.remove(name) {
+                self.blueprint_by_project.insert(n.clone(), id);
+            }
             for bp in self
                 .blueprints
                 .values_mut()
@@ -1095,6 +1120,7 @@ impl State {
                 return Err(ApiError::new(500, "There are unfinished pipelines in the current project. It cannot be deleted at this time."));
             }
             self.blueprints.remove(&bp_id);
+            self.blueprint_by_project.remove(name);
         }
         self.projects.remove(name);
         Ok(())
@@ -1132,8 +1158,90 @@ impl State {
         apply_blueprint_patch(&mut bp, &patch, false)?;
         self.validate_and_plan(&mut bp)?;
         bp.updated_at = now();
+        let old_project = self.blueprints[&id].project_name.clone();
+        let new_project = bp.project_name.clone();
         self.blueprints.insert(id, bp);
+        self.reindex_blueprint(id, &old_project, &new_project);
         Ok(&self.blueprints[&id])
+    }
+
+    /// `POST /blueprints` — validated like PATCH, plan generated for NORMAL mode.
+    pub(crate) fn create_blueprint(&mut self, body: Value) -> ApiResult<u64> {
+        let Value::Object(body) = body else {
+            return Err(ApiError::bad("bad request body format"));
+        };
+        let id = self.next_blueprint_id;
+        let mut bp = self.blank_blueprint(id, now(), String::new());
+        bp.mode = String::new();
+        apply_blueprint_patch(&mut bp, &body, true)?;
+        if bp.mode.is_empty() {
+            return Err(ApiError::bad("mode is required"));
+        }
+        self.validate_and_plan(&mut bp)?;
+        self.next_blueprint_id += 1;
+        let project = bp.project_name.clone();
+        self.blueprints.insert(id, bp);
+        self.reindex_blueprint(id, "", &project);
+        Ok(id)
+    }
+
+    /// `DELETE /blueprints/{id}` — refused while a pipeline of it is unfinished.
+    pub(crate) fn delete_blueprint(&mut self, id: u64) -> ApiResult<()> {
+        let project = self.blueprint(id)?.project_name.clone();
+        if self.has_pending(id) {
+            return Err(ApiError::new(500, "There are unfinished pipelines in the current project. It cannot be deleted at this time."));
+        }
+        self.blueprints.remove(&id);
+        self.reindex_blueprint(id, &project, "");
+        Ok(())
+    }
+
+    /// `POST /pipelines` — an ad-hoc pipeline (blueprintId 0) from a caller-supplied plan.
+    pub(crate) fn create_adhoc_pipeline(&mut self, body: Value) -> ApiResult<u64> {
+        let bad = || ApiError::bad("bad request body format");
+        let name = body
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let plan = body.get("plan").cloned().unwrap_or(Value::Null);
+        let labels = match body.get("labels") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|l| l.as_str().map(str::to_string).ok_or_else(bad))
+                .collect::<ApiResult<_>>()?,
+            Some(_) => return Err(bad()),
+        };
+        let total = count_tasks(&plan);
+        if total == 0 {
+            return Err(ApiError::bad("no task to run"));
+        }
+        let t = now();
+        let p = Pipeline {
+            id: self.next_pipeline_id,
+            created_at: t,
+            updated_at: t,
+            name: Arc::from(name.as_str()),
+            blueprint_id: 0,
+            plan: Shared(Arc::new(plan)),
+            total_tasks: total,
+            finished_tasks: 0,
+            began_at: None,
+            finished_at: None,
+            status: "TASK_CREATED",
+            message: String::new(),
+            error_name: String::new(),
+            spent_seconds: 0,
+            stage: 0,
+            labels,
+            priority: body.get("priority").and_then(Value::as_i64).unwrap_or(0),
+            skip_on_fail: false,
+            time_after: None,
+            skip_collectors: false,
+            full_sync: false,
+        };
+        Ok(self.insert_pipeline(p))
     }
 
     fn validate_and_plan(&self, bp: &mut Blueprint) -> ApiResult<()> {
@@ -1149,9 +1257,9 @@ impl State {
                 )));
             }
             if self
-                .blueprints
-                .values()
-                .any(|o| o.id != bp.id && o.project_name == bp.project_name)
+                .blueprint_by_project
+                .get(&bp.project_name)
+                .is_some_and(|&other| other != bp.id)
             {
                 return Err(invalid(format!(
                     "Each project can only be associated with one blueprint, project [{}] already has one",

@@ -1,0 +1,813 @@
+//! One monitor run: observe DevLake, plan, write per project, re-run, move the cursor, report.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use futures::{StreamExt, TryStreamExt};
+use serde_json::Value;
+
+use crate::automation::Deadline;
+use crate::cloudwatch::{Datum, MetricsSink, Unit};
+use crate::devlake::models::{Blueprint, Pipeline, PipelineQuery};
+use crate::devlake::{DevLakeClient, DevLakeError};
+use crate::store::{
+    CommitOutcome, FailureEvent, Job, MonitorStore, ProjectCommit, RerunClaim,
+    RunRecord, StoreError, StoredProject, MAX_EVENTS_PER_COMMIT,
+};
+
+use super::config::MonitorSettings;
+use super::error::MonitorError;
+use super::payload::{self, Request};
+use super::plan::{self, Basis, Lookups, Observations};
+use super::project::fold;
+use super::summary::{CursorBrief, FailureBrief, RunIssue, RunStatus, Summary, LISTED_FAILURES};
+
+/// Rows asked for on each counted status's first page (the re-run safety net).
+pub const RECENT_FAILURES_PAGE: u32 = 100;
+/// Above this many unknown blueprints, one paged `GET /blueprints` is cheaper than one
+/// `GET /blueprints/{id}` each (first run, rescan).
+pub const BLUEPRINT_LIST_THRESHOLD: usize = 20;
+/// Re-reads of one project before its commit is given up for this run (only under heavy overlap).
+const COMMIT_ATTEMPTS: usize = 8;
+/// Projects written at once.
+const COMMIT_CONCURRENCY: usize = 8;
+/// Concurrent `GET /pipelines/{id}` and `GET /blueprints/{id}` (the client caps it further).
+const LOOKUP_CONCURRENCY: usize = 8;
+
+/// The ports a run talks through, and its settings.
+#[derive(Clone, Copy)]
+pub struct Monitor<'a> {
+    pub settings: &'a MonitorSettings,
+    pub devlake: &'a DevLakeClient,
+    pub store: &'a dyn MonitorStore,
+    pub sink: &'a dyn MetricsSink,
+}
+
+/// A run that stopped: the error, and whether DevLake had answered before it.
+struct Stopped {
+    error: MonitorError,
+    devlake_up: Option<bool>,
+}
+
+impl From<StoreError> for Stopped {
+    fn from(e: StoreError) -> Self {
+        Stopped {
+            error: e.into(),
+            devlake_up: Some(true),
+        }
+    }
+}
+
+impl From<DevLakeError> for Stopped {
+    fn from(e: DevLakeError) -> Self {
+        Stopped {
+            error: e.into(),
+            devlake_up: Some(false),
+        }
+    }
+}
+
+/// The name a blueprint's pipelines are recorded under: its project's; a legacy blueprint
+/// without a project goes by its own name. Empty = not recorded.
+fn project_of(b: &Blueprint) -> String {
+    if !b.project_name.trim().is_empty() {
+        b.project_name.clone()
+    } else {
+        b.name.clone()
+    }
+}
+
+impl Monitor<'_> {
+    /// One invocation: parse the payload (refusing it before any read or write), then run.
+    /// `clock` is the caller's clock reading, the run's `now` unless the payload carries the
+    /// scheduled time.
+    pub async fn handle(
+        &self,
+        payload: &Value,
+        clock: DateTime<Utc>,
+        deadline: Deadline,
+    ) -> Result<Summary, MonitorError> {
+        let request = payload::parse(payload)?;
+        let now = request.scheduled_time.unwrap_or(clock);
+        self.run(now, request, deadline).await
+    }
+
+    /// One run at `now`. Records its own outcome and emits its metrics (not in a dry run).
+    pub async fn run(
+        &self,
+        now: DateTime<Utc>,
+        request: Request,
+        deadline: Deadline,
+    ) -> Result<Summary, MonitorError> {
+        let started = Instant::now();
+        let calls_before = self.devlake.calls().total();
+        let outcome = self.execute(now, request, deadline).await;
+        let duration_ms = started.elapsed().as_millis() as u64;
+        let devlake_calls = self.devlake.calls().total().saturating_sub(calls_before);
+        match outcome {
+            Ok((mut summary, per_project)) => {
+                summary.duration_ms = duration_ms;
+                summary.devlake_calls = devlake_calls;
+                tracing::info!(
+                    status = ?summary.status,
+                    dry_run = summary.dry_run,
+                    new_failures = summary.new_failures,
+                    already_recorded = summary.already_recorded,
+                    pipelines_inspected = summary.pipelines_inspected,
+                    stuck = summary.stuck,
+                    reruns = summary.reruns,
+                    devlake_calls,
+                    errors = summary.errors.len(),
+                    duration_ms,
+                    "monitor run finished"
+                );
+                if !request.dry_run {
+                    let success = summary.status == RunStatus::Ok;
+                    let value = serde_json::to_value(&summary).unwrap_or(Value::Null);
+                    self.record(now, success, Some(true), duration_ms, value).await;
+                    self.emit(self.datums(Some(&summary), &per_project, success, Some(true), duration_ms))
+                        .await;
+                }
+                Ok(summary)
+            }
+            Err(stopped) => {
+                tracing::error!(
+                    error = %stopped.error,
+                    retryable = stopped.error.is_retryable(),
+                    devlake_calls,
+                    duration_ms,
+                    "monitor run failed; cursor not advanced"
+                );
+                if !request.dry_run {
+                    let value = serde_json::json!({
+                        "status": "failed",
+                        "error": stopped.error.to_string(),
+                        "devlakeCalls": devlake_calls,
+                        "durationMs": duration_ms,
+                    });
+                    self.record(now, false, stopped.devlake_up, duration_ms, value).await;
+                    self.emit(self.datums(None, &BTreeMap::new(), false, stopped.devlake_up, duration_ms))
+                        .await;
+                }
+                Err(stopped.error)
+            }
+        }
+    }
+
+    async fn record(
+        &self,
+        now: DateTime<Utc>,
+        success: bool,
+        devlake_up: Option<bool>,
+        duration_ms: u64,
+        summary: Value,
+    ) {
+        let run = RunRecord {
+            job: Job::Monitor,
+            finished_at: now,
+            success,
+            devlake_up,
+            duration_ms,
+            summary,
+        };
+        if let Err(e) = self.store.record_run(&run).await {
+            tracing::warn!(error = %e, "could not record the monitor run");
+        }
+    }
+
+    fn datums(
+        &self,
+        summary: Option<&Summary>,
+        per_project: &BTreeMap<String, u64>,
+        success: bool,
+        devlake_up: Option<bool>,
+        duration_ms: u64,
+    ) -> Vec<Datum> {
+        let flag = |name: &str, on: bool| Datum {
+            name: name.to_string(),
+            value: if on { 1.0 } else { 0.0 },
+            unit: Unit::None,
+            dimensions: Vec::new(),
+        };
+        let mut datums = vec![
+            flag("RunSuccess", success),
+            Datum::millis("RunDuration", duration_ms as f64),
+        ];
+        if let Some(up) = devlake_up {
+            datums.push(flag("DevLakeUp", up));
+        }
+        if let Some(s) = summary {
+            datums.push(Datum::count("NewFailures", s.new_failures as f64));
+            datums.push(Datum::count("PipelinesInspected", s.pipelines_inspected as f64));
+            datums.push(Datum::count("StuckPipelines", s.stuck as f64));
+            datums.push(Datum::count("Reruns", s.reruns as f64));
+            if self.settings.project_dimension {
+                for (project, n) in per_project {
+                    datums.push(
+                        Datum::count("NewFailures", *n as f64).with_dimension("ProjectName", project),
+                    );
+                }
+            }
+        }
+        datums
+    }
+
+    async fn emit(&self, datums: Vec<Datum>) {
+        if let Err(e) = self.sink.emit(&datums).await {
+            tracing::warn!(error = %e, "could not emit CloudWatch metrics; the run is not affected");
+        }
+    }
+
+    async fn execute(
+        &self,
+        now: DateTime<Utc>,
+        request: Request,
+        deadline: Deadline,
+    ) -> Result<(Summary, BTreeMap<String, u64>), Stopped> {
+        let settings = self.settings;
+        let dry_run = request.dry_run;
+        let mut errors: Vec<RunIssue> = Vec::new();
+
+        let loaded = self.store.load_cursor().await.map_err(|e| Stopped {
+            error: e.into(),
+            devlake_up: None,
+        })?;
+        let basis = match (&loaded, request.rescan) {
+            (Some(cursor), false) => Basis::Cursor(cursor),
+            _ => Basis::Lookback {
+                window_start: now - settings.initial_lookback,
+            },
+        };
+
+        let obs = self.observe(basis, deadline).await?;
+        if !obs.listed_complete {
+            errors.push(RunIssue {
+                project: None,
+                pipeline_id: obs.listed.iter().map(|p| p.id).min(),
+                blueprint_id: None,
+                message: "the Lambda deadline came before the pipeline listing reached the cursor; \
+                          the next run continues from the same cursor"
+                    .to_string(),
+            });
+        }
+        let lookups = self
+            .look_up(&plan::lookups_needed(basis, &obs), deadline, &mut errors)
+            .await?;
+        let mut plan = plan::build(basis, loaded.as_ref(), &obs, &lookups, now, settings.stuck_after);
+        drop(obs);
+
+        // Project names of every blueprint involved.
+        let blueprint_ids: BTreeSet<u64> = plan
+            .facts
+            .iter()
+            .chain(plan.stuck.iter())
+            .map(|p| p.blueprint_id)
+            .filter(|id| *id != 0)
+            .collect();
+        let names = self
+            .project_names(&blueprint_ids, request.rescan, dry_run, now, deadline, &mut errors)
+            .await?;
+
+        let mut watch: BTreeSet<u64> = plan.cursor.watch.iter().copied().collect();
+        let mut by_project: BTreeMap<String, Vec<&Pipeline>> = BTreeMap::new();
+        let mut skipped = 0u64;
+        for fact in &plan.facts {
+            match names.get(&fact.blueprint_id).map(String::as_str) {
+                _ if fact.blueprint_id == 0 => skipped += 1,
+                Some("") => skipped += 1,
+                Some(name) => by_project.entry(name.to_string()).or_default().push(fact),
+                // Blueprint not resolved this time: look at the pipeline again next run.
+                None => {
+                    watch.insert(fact.id);
+                }
+            }
+        }
+        if skipped > 0 {
+            tracing::debug!(skipped, "finished pipelines without a project not recorded");
+        }
+
+        // Stuck flags: set for projects with a pipeline running too long, cleared when none is.
+        let mut stuck_now: BTreeMap<String, u64> = BTreeMap::new();
+        for p in &plan.stuck {
+            if let Some(name) = names.get(&p.blueprint_id).filter(|n| !n.is_empty()) {
+                let entry = stuck_now.entry(name.clone()).or_insert(p.id);
+                *entry = (*entry).min(p.id);
+                tracing::warn!(project = %name, pipeline_id = p.id, began_at = ?p.began_at, "pipeline stuck");
+            }
+        }
+        let stuck_before = loaded.as_ref().map(|c| c.stuck.clone()).unwrap_or_default();
+        let mut touched: BTreeSet<String> = by_project.keys().cloned().collect();
+        touched.extend(stuck_now.keys().filter(|p| !stuck_before.contains_key(*p)).cloned());
+        touched.extend(stuck_before.keys().filter(|p| !stuck_now.contains_key(*p)).cloned());
+
+        let touched_list: Vec<String> = touched.iter().cloned().collect();
+        let mut states = if touched_list.is_empty() {
+            HashMap::new()
+        } else {
+            self.store.project_states(&touched_list).await?
+        };
+        let counted = |s: &str| settings.counts_as_failure(s);
+
+        // In a dry run, ask which failures are stored already instead of trying to write them.
+        let recorded_before: HashSet<String> = if dry_run {
+            let candidates: Vec<FailureEvent> = by_project
+                .iter()
+                .flat_map(|(name, facts)| {
+                    facts.iter().filter(|p| counted(&p.status)).filter_map(move |p| {
+                        p.finished_at
+                            .map(|f| super::project::failure_event(name, p, f))
+                    })
+                })
+                .collect();
+            if candidates.is_empty() {
+                HashSet::new()
+            } else {
+                self.store.recorded_failures(&candidates).await?
+            }
+        } else {
+            HashSet::new()
+        };
+
+        let mut new_events: Vec<FailureEvent> = Vec::new();
+        let mut already = 0u64;
+        let mut final_stuck = stuck_now.clone();
+        let no_facts: Vec<&Pipeline> = Vec::new();
+        let jobs: Vec<(&String, &[&Pipeline], bool, StoredProject)> = touched
+            .iter()
+            .map(|name| {
+                let facts = by_project.get(name).unwrap_or(&no_facts).as_slice();
+                (name, facts, stuck_now.contains_key(name), states.remove(name).unwrap_or_default())
+            })
+            .collect();
+        // Projects are independent: commit several at once (each one's commits stay in order).
+        let mut results: Vec<(&String, &[&Pipeline], Result<(Vec<FailureEvent>, u64), StoreError>)> =
+            if dry_run {
+                jobs.into_iter()
+                    .map(|(name, facts, stuck, stored)| {
+                        let folded = fold(&stored.state, name, facts, &recorded_before, stuck, counted);
+                        let known = facts
+                            .iter()
+                            .filter(|p| counted(&p.status))
+                            .filter_map(|p| {
+                                p.finished_at
+                                    .map(|f| super::project::failure_event(name, p, f).key())
+                            })
+                            .filter(|k| recorded_before.contains(k))
+                            .count() as u64;
+                        (name, facts, Ok((folded.events, known)))
+                    })
+                    .collect()
+            } else {
+                futures::stream::iter(jobs.into_iter().map(|(name, facts, stuck, stored)| async move {
+                    (name, facts, self.commit(name, facts, stuck, stored).await)
+                }))
+                .buffer_unordered(COMMIT_CONCURRENCY)
+                .collect()
+                .await
+            };
+        results.sort_by(|a, b| a.0.cmp(b.0));
+        for (name, facts, result) in results {
+            match result {
+                Ok((events, duplicates)) => {
+                    already += duplicates;
+                    new_events.extend(events);
+                }
+                Err(e) if e.is_retryable() => return Err(e.into()),
+                Err(e) => {
+                    tracing::error!(project = %name, error = %e, "project not updated; its pipelines are looked at again next run");
+                    errors.push(RunIssue {
+                        project: Some(name.clone()),
+                        pipeline_id: None,
+                        blueprint_id: None,
+                        message: e.to_string(),
+                    });
+                    watch.extend(facts.iter().map(|p| p.id));
+                    // Keep the stuck map as the stored state has it.
+                    match stuck_before.get(name) {
+                        Some(id) => final_stuck.insert(name.clone(), *id),
+                        None => final_stuck.remove(name),
+                    };
+                }
+            }
+        }
+        for event in &new_events {
+            tracing::info!(
+                project = %event.project_name,
+                pipeline_id = event.pipeline_id,
+                blueprint_id = event.blueprint_id,
+                status = %event.status,
+                finished_at = %event.finished_at,
+                dry_run,
+                "failure recorded"
+            );
+        }
+
+        let rerun_ids = self
+            .auto_rerun(&by_project, &new_events, &plan.unfinished, dry_run, now, deadline, &mut errors)
+            .await?;
+        watch.extend(rerun_ids.iter().copied());
+
+        plan.cursor.watch = watch.into_iter().collect();
+        plan.cursor.stuck = final_stuck;
+        let saved = if dry_run {
+            false
+        } else {
+            let saved = self
+                .store
+                .save_cursor(&plan.cursor, loaded.as_ref().map(|c| c.revision))
+                .await?;
+            if !saved {
+                // Both cursors are complete as of their own run; keeping the other is safe.
+                tracing::info!("a concurrent run saved the cursor first; keeping its cursor");
+            }
+            saved
+        };
+
+        let mut per_project: BTreeMap<String, u64> = BTreeMap::new();
+        for e in &new_events {
+            *per_project.entry(e.project_name.clone()).or_default() += 1;
+        }
+        let summary = Summary {
+            status: if errors.is_empty() {
+                RunStatus::Ok
+            } else {
+                RunStatus::Partial
+            },
+            dry_run,
+            rescan: request.rescan,
+            now,
+            new_failures: new_events.len() as u64,
+            already_recorded: already,
+            pipelines_inspected: plan.inspected as u64,
+            stuck: plan.stuck.len() as u64,
+            reruns: rerun_ids.len() as u64,
+            devlake_calls: 0,
+            skipped_without_project: skipped,
+            cursor: CursorBrief {
+                max_pipeline_id: plan.cursor.max_pipeline_id,
+                watching: plan.cursor.watch.len(),
+                saved,
+            },
+            failures: new_events
+                .iter()
+                .take(LISTED_FAILURES)
+                .map(FailureBrief::from)
+                .collect(),
+            rerun_pipeline_ids: rerun_ids,
+            conflicts: Vec::new(),
+            errors,
+            duration_ms: 0,
+        };
+        Ok((summary, per_project))
+    }
+
+    /// The listings of a run, fetched concurrently: the unfiltered list down to the cursor, the
+    /// pending list, and the first page of each counted status.
+    async fn observe(
+        &self,
+        basis: Basis<'_>,
+        deadline: Deadline,
+    ) -> Result<Observations, DevLakeError> {
+        let listed = self.list_new(basis, deadline);
+        let pending = async {
+            let query = PipelineQuery {
+                pending: true,
+                ..Default::default()
+            };
+            self.devlake.pipelines(&query).try_collect::<Vec<_>>().await
+        };
+        let recent = futures::future::try_join_all(self.settings.failure_statuses.iter().map(
+            |status| async move {
+                let query = PipelineQuery {
+                    status: Some(status.clone()),
+                    ..Default::default()
+                };
+                self.devlake
+                    .pipelines_page(&query, 1, RECENT_FAILURES_PAGE)
+                    .await
+                    .map(|page| page.pipelines)
+            },
+        ));
+        let ((listed, listed_complete), pending, recent) =
+            futures::try_join!(listed, pending, recent)?;
+        Ok(Observations {
+            listed,
+            listed_complete,
+            pending,
+            recent: recent.into_iter().flatten().collect(),
+        })
+    }
+
+    /// `GET /pipelines` newest first until a page reaches the cursor (or, looking back, a page
+    /// holds pipelines created before the window minus `STUCK_AFTER_HOURS`: anything older that
+    /// finished inside the window ran longer than "stuck" and is watched through the pending
+    /// list). The whole last page is kept: its older rows are free evidence for watched ids.
+    async fn list_new(
+        &self,
+        basis: Basis<'_>,
+        deadline: Deadline,
+    ) -> Result<(Vec<Pipeline>, bool), DevLakeError> {
+        let size = self.devlake.page_size();
+        let floor = match basis {
+            Basis::Lookback { window_start } => Some(window_start - self.settings.stuck_after),
+            Basis::Cursor(_) => None,
+        };
+        let mut rows: Vec<Pipeline> = Vec::new();
+        let mut page = 1u32;
+        loop {
+            if page > 1 && deadline.passed() {
+                return Ok((rows, false));
+            }
+            let answer = self
+                .devlake
+                .pipelines_page(&PipelineQuery::default(), page, size)
+                .await?;
+            let n = answer.pipelines.len();
+            let reached = answer.pipelines.iter().any(|p| match (basis, floor) {
+                (Basis::Cursor(c), _) => p.id <= c.max_pipeline_id,
+                (_, Some(floor)) => p.created_at.is_some_and(|t| t < floor),
+                _ => false,
+            });
+            rows.extend(answer.pipelines);
+            if reached || n < size as usize || rows.len() as i64 >= answer.count {
+                return Ok((rows, true));
+            }
+            page += 1;
+        }
+    }
+
+    /// `GET /pipelines/{id}` for watched pipelines no listing showed.
+    async fn look_up(
+        &self,
+        ids: &[u64],
+        deadline: Deadline,
+        errors: &mut Vec<RunIssue>,
+    ) -> Result<Lookups, Stopped> {
+        let mut lookups = Lookups::default();
+        if ids.is_empty() {
+            return Ok(lookups);
+        }
+        let results: Vec<(u64, Option<Result<Pipeline, DevLakeError>>)> =
+            futures::stream::iter(ids.iter().copied())
+                .map(|id| async move {
+                    if deadline.passed() {
+                        (id, None)
+                    } else {
+                        (id, Some(self.devlake.pipeline(id).await))
+                    }
+                })
+                .buffer_unordered(LOOKUP_CONCURRENCY)
+                .collect()
+                .await;
+        for (id, result) in results {
+            match result {
+                Some(Ok(p)) => lookups.found.push(p),
+                Some(Err(e)) if e.is_not_found() => {
+                    tracing::info!(pipeline_id = id, "watched pipeline no longer exists");
+                    lookups.gone.push(id);
+                }
+                Some(Err(e)) if e.is_fatal() => return Err(e.into()),
+                Some(Err(e)) => {
+                    tracing::warn!(pipeline_id = id, error = %e, "watched pipeline not looked up; kept for the next run");
+                    errors.push(RunIssue {
+                        project: None,
+                        pipeline_id: Some(id),
+                        blueprint_id: None,
+                        message: e.to_string(),
+                    });
+                    lookups.unknown.push(id);
+                }
+                None => lookups.unknown.push(id),
+            }
+        }
+        Ok(lookups)
+    }
+
+    /// Blueprint → project names: from the table, and from DevLake for blueprints not seen
+    /// before (then cached). `refresh` (rescan) asks DevLake again for all of them.
+    async fn project_names(
+        &self,
+        ids: &BTreeSet<u64>,
+        refresh: bool,
+        dry_run: bool,
+        now: DateTime<Utc>,
+        deadline: Deadline,
+        errors: &mut Vec<RunIssue>,
+    ) -> Result<HashMap<u64, String>, Stopped> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let wanted: Vec<u64> = ids.iter().copied().collect();
+        let mut names = if refresh {
+            HashMap::new()
+        } else {
+            self.store.blueprint_projects(&wanted).await?
+        };
+        let mut unknown: Vec<u64> = wanted.into_iter().filter(|id| !names.contains_key(id)).collect();
+        if unknown.is_empty() {
+            return Ok(names);
+        }
+        let mut fetched: Vec<(u64, String)> = Vec::new();
+        if unknown.len() > BLUEPRINT_LIST_THRESHOLD {
+            let all: Vec<Blueprint> = self
+                .devlake
+                .blueprints(&Default::default())
+                .try_collect()
+                .await?;
+            tracing::info!(blueprints = all.len(), unknown = unknown.len(), "listed every blueprint to map pipelines to projects");
+            let wanted: HashSet<u64> = unknown.iter().copied().collect();
+            // Cache every blueprint: the next unknown one is then likely known already.
+            fetched.extend(all.iter().map(|b| (b.id, project_of(b))));
+            let listed: HashSet<u64> = all.iter().map(|b| b.id).collect();
+            unknown = wanted.into_iter().filter(|id| !listed.contains(id)).collect();
+            unknown.sort_unstable();
+        }
+        let results: Vec<(u64, Option<Result<Blueprint, DevLakeError>>)> =
+            futures::stream::iter(unknown.iter().copied())
+                .map(|id| async move {
+                    if deadline.passed() {
+                        (id, None)
+                    } else {
+                        (id, Some(self.devlake.blueprint(id).await))
+                    }
+                })
+                .buffer_unordered(LOOKUP_CONCURRENCY)
+                .collect()
+                .await;
+        for (id, result) in results {
+            match result {
+                Some(Ok(b)) => fetched.push((id, project_of(&b))),
+                // Deleted: its pipelines have no project any more (recorded as skipped).
+                Some(Err(e)) if e.is_not_found() => fetched.push((id, String::new())),
+                Some(Err(e)) if e.is_fatal() => return Err(e.into()),
+                Some(Err(e)) => {
+                    tracing::warn!(blueprint_id = id, error = %e, "blueprint not resolved; its pipelines are looked at again next run");
+                    errors.push(RunIssue {
+                        project: None,
+                        pipeline_id: None,
+                        blueprint_id: Some(id),
+                        message: e.to_string(),
+                    });
+                }
+                None => {}
+            }
+        }
+        if !dry_run && !fetched.is_empty() {
+            self.store.save_blueprint_projects(&fetched, now).await?;
+        }
+        names.extend(fetched);
+        Ok(names)
+    }
+
+    /// Writes one project's new failures and state, atomically per transaction, retrying on
+    /// races. Returns the events written and how many were found already stored.
+    async fn commit(
+        &self,
+        name: &str,
+        facts: &[&Pipeline],
+        stuck: bool,
+        mut stored: StoredProject,
+    ) -> Result<(Vec<FailureEvent>, u64), StoreError> {
+        let counted = |s: &str| self.settings.counts_as_failure(s);
+        let mut recorded: HashSet<String> = HashSet::new();
+        let mut written = Vec::new();
+        let mut duplicates = 0u64;
+        // A transaction takes at most MAX_EVENTS_PER_COMMIT events: split the facts so no chunk
+        // holds more failures than that (a first run can find many for one project).
+        let mut chunks: Vec<&[&Pipeline]> = Vec::new();
+        let mut start = 0;
+        let mut failures = 0;
+        for (i, p) in facts.iter().enumerate() {
+            if counted(&p.status) {
+                if failures == MAX_EVENTS_PER_COMMIT {
+                    chunks.push(&facts[start..i]);
+                    start = i;
+                    failures = 0;
+                }
+                failures += 1;
+            }
+        }
+        chunks.push(&facts[start..]);
+
+        for chunk in chunks {
+            let mut attempts = 0;
+            loop {
+                let folded = fold(&stored.state, name, chunk, &recorded, stuck, counted);
+                if folded.events.is_empty() && folded.state == stored.state {
+                    break;
+                }
+                let commit = ProjectCommit {
+                    state: &folded.state,
+                    expected_revision: stored.revision,
+                    events: &folded.events,
+                    retention: self.settings.retention,
+                };
+                match self.store.commit_project(commit).await? {
+                    CommitOutcome::Committed => {
+                        written.extend(folded.events);
+                        stored = StoredProject {
+                            state: folded.state,
+                            revision: Some(stored.revision.map_or(1, |r| r + 1)),
+                        };
+                        break;
+                    }
+                    CommitOutcome::AlreadyRecorded(keys) => {
+                        tracing::info!(project = %name, events = keys.len(), "failures already recorded by another run");
+                        duplicates += keys.len() as u64;
+                        recorded.extend(keys);
+                    }
+                    CommitOutcome::Conflict => {
+                        tracing::debug!(project = %name, "project changed concurrently; re-reading");
+                    }
+                }
+                attempts += 1;
+                if attempts >= COMMIT_ATTEMPTS {
+                    return Err(StoreError::Failed {
+                        operation: "TransactWriteItems".into(),
+                        message: format!(
+                            "project {name:?} kept changing concurrently ({attempts} attempts)"
+                        ),
+                    });
+                }
+                stored = self
+                    .store
+                    .project_states(&[name.to_string()])
+                    .await?
+                    .remove(name)
+                    .unwrap_or_default();
+            }
+        }
+        Ok((written, duplicates))
+    }
+
+    /// Re-runs each project's newest failure when it was recorded by this run, nothing of its
+    /// blueprint is pending, and `AUTO_RERUN_MAX` allows it. The claim in the table comes first,
+    /// so a failure is never re-run twice, even if the POST then fails.
+    #[allow(clippy::too_many_arguments)]
+    async fn auto_rerun(
+        &self,
+        by_project: &BTreeMap<String, Vec<&Pipeline>>,
+        new_events: &[FailureEvent],
+        unfinished: &BTreeMap<u64, Pipeline>,
+        dry_run: bool,
+        now: DateTime<Utc>,
+        deadline: Deadline,
+        errors: &mut Vec<RunIssue>,
+    ) -> Result<Vec<u64>, Stopped> {
+        let max = self.settings.auto_rerun_max;
+        if max == 0 || new_events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let new_keys: HashSet<String> = new_events.iter().map(FailureEvent::key).collect();
+        let busy_blueprints: HashSet<u64> = unfinished.values().map(|p| p.blueprint_id).collect();
+        let mut rerun = Vec::new();
+        for (name, facts) in by_project {
+            let Some(latest) = facts.iter().max_by_key(|p| (p.finished_at, p.id)) else {
+                continue;
+            };
+            let Some(finished) = latest.finished_at else {
+                continue;
+            };
+            let key = super::project::failure_event(name, latest, finished).key();
+            if !new_keys.contains(&key)
+                || busy_blueprints.contains(&latest.blueprint_id)
+                || unfinished.contains_key(&latest.id)
+            {
+                continue;
+            }
+            if dry_run {
+                rerun.push(latest.id);
+                continue;
+            }
+            if deadline.passed() {
+                break;
+            }
+            let issue = |message: String| RunIssue {
+                project: Some(name.clone()),
+                pipeline_id: Some(latest.id),
+                blueprint_id: Some(latest.blueprint_id),
+                message,
+            };
+            match self.store.claim_rerun(latest.id, &key, max, now).await {
+                Ok(RerunClaim::Granted { attempt }) => match self.devlake.rerun_pipeline(latest.id).await {
+                    Ok(_) => {
+                        tracing::info!(project = %name, pipeline_id = latest.id, attempt, max, "pipeline re-run");
+                        rerun.push(latest.id);
+                    }
+                    Err(e) => {
+                        tracing::warn!(project = %name, pipeline_id = latest.id, error = %e, "re-run refused; not tried again for this failure");
+                        errors.push(issue(format!("re-run failed: {e}")));
+                    }
+                },
+                Ok(RerunClaim::AlreadyDone) => {}
+                Ok(RerunClaim::Exhausted) => {
+                    tracing::info!(project = %name, pipeline_id = latest.id, max, "AUTO_RERUN_MAX reached; not re-running");
+                }
+                Err(e) if e.is_retryable() => return Err(e.into()),
+                Err(e) => errors.push(issue(format!("re-run not claimed: {e}"))),
+            }
+        }
+        Ok(rerun)
+    }
+}

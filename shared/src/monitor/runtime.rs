@@ -1,0 +1,115 @@
+//! Start-up of the `devlake-monitor` Lambda: configuration read once, clients built once
+//! (DevLake, DynamoDB, CloudWatch), then one [`Monitor::handle`] per event.
+
+use std::time::{Duration, SystemTime};
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::BehaviorVersion;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use thiserror::Error;
+
+use crate::cloudwatch::CloudWatchSink;
+use crate::config::{ConfigError, Env, SecretSource};
+use crate::devlake::{DevLakeClient, DevLakeError};
+use crate::secrets::{resolve_named_secret, SecretError};
+use crate::store::DynamoStore;
+
+use super::{Deadline, Monitor, MonitorConfig, MonitorError};
+
+const API_KEY_VAR: &str = "DEVLAKE_API_KEY";
+const API_KEY_ARN_VAR: &str = "DEVLAKE_API_KEY_SECRET_ARN";
+
+/// Time kept back from the Lambda deadline for the writes, the run record and the metrics
+/// after the listings stop.
+pub const DEADLINE_MARGIN: Duration = Duration::from_secs(10);
+
+/// Why the function could not start. One line, naming the variable; never a secret.
+#[derive(Debug, Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("invalid configuration: {API_KEY_VAR}/{API_KEY_ARN_VAR}: {0}")]
+    Secret(#[from] SecretError),
+    #[error("invalid configuration: DEVLAKE_ENDPOINT: {0}")]
+    Client(#[from] DevLakeError),
+}
+
+/// Everything an invocation needs, built once per Lambda instance.
+pub struct MonitorFunction {
+    pub config: MonitorConfig,
+    pub devlake: DevLakeClient,
+    pub store: DynamoStore,
+    pub sink: CloudWatchSink,
+}
+
+impl MonitorFunction {
+    pub async fn from_env(env: &Env) -> Result<Self, StartupError> {
+        // Everything that needs no network is validated before touching AWS.
+        let config = MonitorConfig::from_env(env)?;
+        let (plain, arn) = match &config.api_key {
+            Some(SecretSource::Plain(v)) => (Some(v.clone()), None),
+            Some(SecretSource::SecretArn(a)) => (None, Some(a.clone())),
+            None => (None, None),
+        };
+        DevLakeClient::new(config.devlake.clone())?;
+
+        // The SDK has no timeouts by default; a stuck call must not eat the run's deadline.
+        // `load` honours AWS_ENDPOINT_URL_DYNAMODB / _CLOUDWATCH for local stacks.
+        let sdk = aws_config::defaults(BehaviorVersion::latest())
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(2))
+                    .operation_attempt_timeout(Duration::from_secs(5))
+                    .operation_timeout(Duration::from_secs(15))
+                    .build(),
+            )
+            .retry_config(RetryConfig::standard().with_max_attempts(3))
+            .load()
+            .await;
+        let api_key = resolve_named_secret(API_KEY_VAR, API_KEY_ARN_VAR, plain, arn, &sdk).await?;
+        let devlake = DevLakeClient::new(crate::devlake::ClientConfig {
+            api_key,
+            ..config.devlake.clone()
+        })?;
+        let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &config.table_name);
+        let sink = CloudWatchSink::new(aws_sdk_cloudwatch::Client::new(&sdk), &config.namespace);
+        tracing::info!(
+            endpoint = %devlake.endpoint(),
+            table = %config.table_name,
+            namespace = %config.namespace,
+            failure_statuses = %config.settings.failure_statuses.join(","),
+            auto_rerun_max = config.settings.auto_rerun_max,
+            "monitor function ready"
+        );
+        Ok(MonitorFunction {
+            config,
+            devlake,
+            store,
+            sink,
+        })
+    }
+
+    pub fn monitor(&self) -> Monitor<'_> {
+        Monitor {
+            settings: &self.config.settings,
+            devlake: &self.devlake,
+            store: &self.store,
+            sink: &self.sink,
+        }
+    }
+
+    /// One Lambda event. `now` and `wall` are the binary's clock readings.
+    pub async fn handle_event(
+        &self,
+        payload: &Value,
+        lambda_deadline_ms: u64,
+        now: DateTime<Utc>,
+        wall: SystemTime,
+    ) -> Result<Value, MonitorError> {
+        let deadline = Deadline::from_lambda(lambda_deadline_ms, wall, DEADLINE_MARGIN);
+        let summary = self.monitor().handle(payload, now, deadline).await?;
+        Ok(serde_json::to_value(summary).unwrap_or(Value::Null))
+    }
+}

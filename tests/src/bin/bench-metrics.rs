@@ -1,0 +1,415 @@
+//! `bench-metrics`: the metrics function's scrape cost against DynamoDB Local.
+//!
+//! Seeds a table with `--projects` project states and `--failures` failure events inside the
+//! window, then times `--requests` warm scrapes through the real handler (in-process, real
+//! `aws-sdk-dynamodb` client against DynamoDB Local) and prints handler time p50/p95, DynamoDB
+//! requests per scrape (counted on the wire by an SDK interceptor), response size and peak RSS.
+//! It then adds `--old-failures` events outside the window and scrapes again, to show that the
+//! number of calls depends on the window, not on the table's history.
+//!
+//! Run: `eval "$(bash infra/local/setup.sh --env)"; cargo run --bin bench-metrics` (dev build).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context, Result};
+use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+use chrono::{DateTime, Duration as ChronoDuration, Utc};
+use clap::Parser;
+use devlake_autopilot::metrics_http::http::{header, Request, StatusCode};
+use devlake_autopilot::metrics_http::{MetricsService, MetricsToken};
+use devlake_autopilot::store::{keys, DynamoStore, FailureEvent, Job, ProjectState, RunRecord};
+use devlake_testkit::dynamo_calls::DynamoCallCounter;
+use devlake_testkit::stack::{dynamodb_local, local_sdk_config, state_table_definition};
+use futures::{StreamExt, TryStreamExt};
+use serde::Serialize;
+
+#[derive(Parser)]
+#[command(about = "Benchmark the metrics function's scrape against DynamoDB Local")]
+struct Args {
+    #[arg(long, default_value_t = 2_000)]
+    projects: usize,
+    /// Failure events inside the window.
+    #[arg(long, default_value_t = 20_000)]
+    failures: usize,
+    /// Failure events older than the window, added for the second measurement.
+    #[arg(long, default_value_t = 20_000)]
+    old_failures: usize,
+    #[arg(long, default_value_t = 50)]
+    requests: usize,
+    #[arg(long, default_value_t = 7)]
+    window_days: u32,
+    /// Use this DynamoDB (e.g. `http://127.0.0.1:8000`) instead of starting DynamoDB Local.
+    #[arg(long)]
+    endpoint: Option<String>,
+}
+
+const TOKEN: &str = "bench-metrics-token";
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let (endpoint, table) = match &args.endpoint {
+        Some(endpoint) => {
+            let table = format!("bench-metrics-{}", std::process::id());
+            state_table_definition()?
+                .create(&aws_sdk_dynamodb::Client::new(&local_sdk_config(endpoint)), &table)
+                .await?;
+            (endpoint.clone(), table)
+        }
+        None => {
+            let local = dynamodb_local().await;
+            (local.endpoint().to_string(), local.create_table("bench-metrics").await)
+        }
+    };
+    let writer = aws_sdk_dynamodb::Client::new(&local_sdk_config(&endpoint));
+    let now = Utc::now();
+    let window = ChronoDuration::days(i64::from(args.window_days));
+
+    let seed_started = Instant::now();
+    let projects = (0..args.projects).map(|i| project(i, now));
+    write_all(&writer, &table, projects.map(|p| item(&p, keys::PROJECT_PK, &p.project_name)))
+        .await?;
+    for run in [
+        run_record(Job::Monitor, now - ChronoDuration::minutes(3)),
+        run_record(Job::Automation, now - ChronoDuration::hours(17)),
+    ] {
+        let it = item(&run, keys::RUN_PK, run.job.as_str());
+        write_all(&writer, &table, std::iter::once(it)).await?;
+    }
+    // Spread evenly over the window, newest a minute ago.
+    let span_ms = (window - ChronoDuration::minutes(2)).num_milliseconds();
+    let failures = (0..args.failures).map(|i| {
+        let back = span_ms * i as i64 / args.failures.max(1) as i64;
+        failure_item(&failure(
+            i,
+            args.projects,
+            now - ChronoDuration::minutes(1) - ChronoDuration::milliseconds(back),
+        ))
+    });
+    write_all(&writer, &table, failures).await?;
+    println!(
+        "seeded {} projects and {} in-window failures into {table} in {:.1} s",
+        args.projects,
+        args.failures,
+        seed_started.elapsed().as_secs_f64()
+    );
+
+    let calls = DynamoCallCounter::default();
+    let store = DynamoStore::new(calls.client(&local_sdk_config(&endpoint)), &table);
+    let service = MetricsService::new(
+        store,
+        MetricsToken::new(TOKEN)?,
+        chrono_tz::Asia::Ho_Chi_Minh,
+        args.window_days,
+    );
+
+    if std::env::var("BENCH_BREAKDOWN").is_ok() {
+        for _ in 0..5 {
+            let t = Instant::now();
+            let snap = service.source().metrics_snapshot(now - window, Utc::now() + ChronoDuration::days(1)).await?;
+            let read = t.elapsed();
+            let t = Instant::now();
+            let fam = devlake_autopilot::render::metric_families(&snap, chrono_tz::Asia::Ho_Chi_Minh);
+            let build = t.elapsed();
+            let t = Instant::now();
+            let mut out = String::new();
+            devlake_autopilot::render::encode(&fam, devlake_autopilot::render::ExpositionFormat::PrometheusText, &mut out)?;
+            let enc = t.elapsed();
+            let t = Instant::now();
+            let _ = service.source().all_project_states().await?;
+            let proj = t.elapsed();
+            let t = Instant::now();
+            let _ = service.source().failures_between(now - window, Utc::now() + ChronoDuration::days(1)).await?;
+            let fail = t.elapsed();
+            let client = aws_sdk_dynamodb::Client::new(&local_sdk_config(&endpoint));
+            let t = Instant::now();
+            let mut raw_items = Vec::new();
+            let mut sk = None;
+            loop {
+                let page = client.query().table_name(&table).key_condition_expression("pk = :pk")
+                    .expression_attribute_values(":pk", AttributeValue::S("PROJECT".into()))
+                    .set_exclusive_start_key(sk).send().await?;
+                raw_items.extend(page.items.unwrap_or_default());
+                sk = page.last_evaluated_key;
+                if sk.is_none() { break; }
+            }
+            let sdk_proj = t.elapsed();
+            let t = Instant::now();
+            let n = raw_items.into_iter().map(|i| serde_dynamo::from_item::<_, ProjectState>(i).unwrap()).count();
+            let decode_proj = t.elapsed();
+            println!("sdk projects {sdk_proj:?} decode {decode_proj:?} ({n})");
+            println!("read {:?} (projects {:?}, failures {:?}) build {:?} encode {:?}", read, proj, fail, build, enc);
+        }
+    }
+    // Peak RSS from here on belongs to scraping, not to seeding.
+    reset_peak_rss();
+    let first = measure(&service, &calls, args.requests, args.failures).await?;
+    let rss_scrape_kb = peak_rss_kb()?;
+    print_figures("in-window data only", &first);
+
+    let old_started = Instant::now();
+    let old = (0..args.old_failures).map(|i| {
+        // 8 to ~88 days back: outside the window, inside the 90-day retention.
+        let back = ChronoDuration::days(i64::from(args.window_days) + 1)
+            + ChronoDuration::minutes((i as i64 * 80 * 24 * 60) / args.old_failures.max(1) as i64);
+        failure_item(&failure(1_000_000 + i, args.projects, now - back))
+    });
+    write_all(&writer, &table, old).await?;
+    println!(
+        "added {} failures outside the window in {:.1} s",
+        args.old_failures,
+        old_started.elapsed().as_secs_f64()
+    );
+    let second = measure(&service, &calls, args.requests, args.failures).await?;
+    print_figures("plus old failures outside the window", &second);
+
+    println!();
+    println!(
+        "DynamoDB calls per scrape: {} without history, {} with {} old failures ({})",
+        first.calls,
+        second.calls,
+        args.old_failures,
+        if first.calls == second.calls {
+            "independent of history"
+        } else {
+            "CHANGED"
+        }
+    );
+    println!(
+        "peak RSS (VmHWM) while scraping: {:.1} MB; whole process incl. seeding: {:.1} MB",
+        rss_scrape_kb as f64 / 1024.0,
+        peak_rss_kb()? as f64 / 1024.0
+    );
+    ensure!(first.calls == second.calls, "calls per scrape grew with history");
+    Ok(())
+}
+
+struct Figures {
+    p50: Duration,
+    p95: Duration,
+    max: Duration,
+    calls: u64,
+    calls_by_op: String,
+    bytes: usize,
+}
+
+async fn measure(
+    service: &MetricsService<DynamoStore>,
+    calls: &DynamoCallCounter,
+    requests: usize,
+    expected_failures: usize,
+) -> Result<Figures> {
+    let request = || {
+        Request::get("/metrics")
+            .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+            .body(())
+            .expect("valid request")
+    };
+    // Warm-up: connection pool, credentials, allocator.
+    for _ in 0..3 {
+        let r = service.handle(&request(), Utc::now()).await;
+        ensure!(r.status() == StatusCode::OK, "warm-up scrape answered {}", r.status());
+    }
+    let mut times = Vec::with_capacity(requests);
+    let mut bytes = 0;
+    let mut per_scrape = Vec::with_capacity(requests);
+    let mut by_op = String::new();
+    for _ in 0..requests {
+        calls.reset();
+        let started = Instant::now();
+        let response = service.handle(&request(), Utc::now()).await;
+        times.push(started.elapsed());
+        ensure!(response.status() == StatusCode::OK, "scrape answered {}", response.status());
+        bytes = response.body().len();
+        let series = response
+            .body()
+            .lines()
+            .filter(|l| l.starts_with("devlake_blueprint_failure_total{"))
+            .count();
+        // Distinct (project, second) pairs: equal to the events unless two share a second.
+        ensure!(
+            series > 0 && series <= expected_failures,
+            "unexpected series count {series}"
+        );
+        per_scrape.push(calls.total());
+        by_op = format!("{:?}", calls.by_operation());
+    }
+    ensure!(
+        per_scrape.iter().all(|c| *c == per_scrape[0]),
+        "calls per scrape varied: {per_scrape:?}"
+    );
+    times.sort();
+    Ok(Figures {
+        p50: percentile(&times, 50),
+        p95: percentile(&times, 95),
+        max: *times.last().context("no requests")?,
+        calls: per_scrape[0],
+        calls_by_op: by_op,
+        bytes,
+    })
+}
+
+fn print_figures(label: &str, f: &Figures) {
+    println!();
+    println!("== {label}");
+    println!(
+        "handler time: p50 {:.1} ms, p95 {:.1} ms, max {:.1} ms",
+        ms(f.p50),
+        ms(f.p95),
+        ms(f.max)
+    );
+    println!("DynamoDB calls per scrape: {} {}", f.calls, f.calls_by_op);
+    println!(
+        "response size: {} bytes ({:.2} MB)",
+        f.bytes,
+        f.bytes as f64 / 1_048_576.0
+    );
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Nearest-rank percentile of sorted samples.
+fn percentile(sorted: &[Duration], p: usize) -> Duration {
+    let rank = (p * sorted.len()).div_ceil(100).max(1);
+    sorted[rank - 1]
+}
+
+fn project(i: usize, now: DateTime<Utc>) -> ProjectState {
+    let failing = i % 5 == 0;
+    ProjectState {
+        project_name: project_name(i),
+        blueprint_id: i as u64 + 1,
+        last_status: Some(if failing { "TASK_FAILED" } else { "TASK_COMPLETED" }.into()),
+        last_finished_at: Some(now - ChronoDuration::hours(2)),
+        last_success_at: Some(now - ChronoDuration::hours(if failing { 50 } else { 2 })),
+        last_failure_at: Some(now - ChronoDuration::hours(if failing { 2 } else { 70 })),
+        last_duration_seconds: Some(120.0 + i as f64),
+        failures_total: (i % 40) as u64,
+        consecutive_failures: if failing { 2 } else { 0 },
+        stuck: i % 97 == 0,
+    }
+}
+
+fn project_name(i: usize) -> String {
+    let plugin = ["github", "gitlab", "bitbucket", "jira"][i % 4];
+    format!("{plugin}/acme-engineering/service-{i:05}")
+}
+
+fn failure(i: usize, projects: usize, finished: DateTime<Utc>) -> FailureEvent {
+    FailureEvent {
+        project_name: project_name(i % projects.max(1)),
+        blueprint_id: (i % projects.max(1)) as u64 + 1,
+        pipeline_id: 100_000 + i as u64,
+        status: if i % 3 == 0 { "TASK_PARTIAL" } else { "TASK_FAILED" }.into(),
+        finished_at: finished,
+        began_at: Some(finished - ChronoDuration::seconds(300)),
+        message: format!(
+            "subtask collectApiPullRequests ended unexpectedly: Get \"https://api.github.com/repos/\
+             acme-engineering/service-{i:05}/pulls?page=7\": context deadline exceeded (retry 3/3)"
+        ),
+        error_name: "github.collectApiPullRequests".into(),
+    }
+}
+
+fn run_record(job: Job, finished: DateTime<Utc>) -> RunRecord {
+    RunRecord {
+        job,
+        finished_at: finished,
+        success: true,
+        devlake_up: (job == Job::Monitor).then_some(true),
+        duration_ms: 850,
+        summary: serde_json::json!({"status": "ok", "newFailures": 3, "pipelinesInspected": 12}),
+    }
+}
+
+fn item<T: Serialize>(value: &T, pk: &str, sk: &str) -> HashMap<String, AttributeValue> {
+    let mut item: HashMap<String, AttributeValue> =
+        serde_dynamo::to_item(value).expect("serialisable");
+    item.insert(keys::PK.into(), AttributeValue::S(pk.into()));
+    item.insert(keys::SK.into(), AttributeValue::S(sk.into()));
+    item
+}
+
+fn failure_item(event: &FailureEvent) -> HashMap<String, AttributeValue> {
+    let mut it = item(
+        event,
+        &keys::failure_pk(event.finished_at.date_naive()),
+        &keys::failure_sk(event.finished_at, event.pipeline_id),
+    );
+    let expires = event.finished_at + ChronoDuration::days(90);
+    it.insert(
+        keys::EXPIRES_AT.into(),
+        AttributeValue::N(expires.timestamp().to_string()),
+    );
+    it
+}
+
+/// BatchWriteItem, 25 items per call, a few calls in flight; items are generated lazily and
+/// written 1,000 at a time so the seed data never sits in memory as a whole.
+async fn write_all(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    items: impl Iterator<Item = HashMap<String, AttributeValue>>,
+) -> Result<()> {
+    let mut chunks: Vec<Vec<WriteRequest>> = Vec::new();
+    let mut chunk = Vec::with_capacity(25);
+    for it in items {
+        let put = PutRequest::builder().set_item(Some(it)).build()?;
+        chunk.push(WriteRequest::builder().put_request(put).build());
+        if chunk.len() == 25 {
+            chunks.push(std::mem::take(&mut chunk));
+        }
+        if chunks.len() == 40 {
+            write_chunks(client, table, std::mem::take(&mut chunks)).await?;
+        }
+    }
+    if !chunk.is_empty() {
+        chunks.push(chunk);
+    }
+    write_chunks(client, table, chunks).await
+}
+
+async fn write_chunks(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    chunks: Vec<Vec<WriteRequest>>,
+) -> Result<()> {
+    futures::stream::iter(chunks)
+        .map(|mut requests| async move {
+            while !requests.is_empty() {
+                let out = client
+                    .batch_write_item()
+                    .request_items(table, requests)
+                    .send()
+                    .await
+                    .context("BatchWriteItem")?;
+                requests = out
+                    .unprocessed_items
+                    .and_then(|mut u| u.remove(table))
+                    .unwrap_or_default();
+            }
+            Ok::<_, anyhow::Error>(())
+        })
+        .buffer_unordered(4)
+        .try_collect::<()>()
+        .await
+}
+
+/// Resets the kernel's peak-RSS counter for this process (`VmHWM`).
+fn reset_peak_rss() {
+    if let Err(e) = std::fs::write("/proc/self/clear_refs", "5") {
+        eprintln!("cannot reset VmHWM ({e}); peak RSS includes seeding");
+    }
+}
+
+fn peak_rss_kb() -> Result<u64> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmHWM in /proc/self/status")
+}

@@ -1,0 +1,1213 @@
+//! The daily automation against the DevLake simulator over real HTTP (issue 3): a fresh DevLake
+//! wired in one run, idempotent re-runs, new repositories, dry runs, conflicts, faults, 428,
+//! timed-out creates, re-runs, trigger pacing, run records in DynamoDB Local and metrics in the
+//! CloudWatch double.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use devlake_autopilot::automation::{
+    self, AutomationConfig, AutomationError, Deadline, Ports, TriggerMode,
+};
+use devlake_autopilot::devlake::models::{RemoteScopeChild, SUPPORTED_PLUGINS};
+use devlake_autopilot::devlake::{ClientConfig, DevLakeClient, DevLakeError};
+use devlake_testkit::sim::{
+    FaultRule, Fixture, GeneratedSpec, MigrationMode, SimHandle, SimOptions, Simulator,
+};
+use futures::TryStreamExt;
+use serde_json::{json, Value};
+
+/// Saturday 2026-11-28 18:00 in Asia/Ho_Chi_Minh (the default schedule).
+const NOW: &str = "2026-11-28T11:00:00Z";
+/// 00:00 ICT of the Saturday before (design.md §5).
+const PREVIOUS_SATURDAY: &str = "2026-11-20T17:00:00Z";
+const LABEL: &str = "devlake-autopilot";
+
+fn t(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+struct Harness {
+    sim: Simulator,
+    client: DevLakeClient,
+    config: AutomationConfig,
+}
+
+impl Harness {
+    async fn new(fixture: Fixture) -> Harness {
+        Self::with(fixture, SimOptions::default()).await
+    }
+
+    async fn with(fixture: Fixture, opts: SimOptions) -> Harness {
+        let sim = Simulator::start_with(fixture, opts).await;
+        let client = client_for(&sim.url(), Duration::from_secs(5));
+        Harness {
+            sim,
+            client,
+            config: AutomationConfig {
+                trigger_gap: Duration::ZERO,
+                trigger_max_per_run: 1_000,
+                ..AutomationConfig::default()
+            },
+        }
+    }
+
+    fn sim(&self) -> SimHandle {
+        self.sim.handle()
+    }
+
+    async fn run(&self, payload: Value) -> Result<Value, AutomationError> {
+        self.run_until(payload, Deadline::none()).await
+    }
+
+    async fn run_until(
+        &self,
+        payload: Value,
+        deadline: Deadline,
+    ) -> Result<Value, AutomationError> {
+        let ports = Ports {
+            devlake: &self.client,
+            run_log: None,
+            metrics: None,
+        };
+        automation::handle(&self.config, ports, &payload, t(NOW), deadline).await
+    }
+
+    /// Every remote scope of every connection, as DevLake's remote-scopes lists them.
+    async fn remote(&self) -> Vec<(String, u64, RemoteScopeChild)> {
+        let mut out = Vec::new();
+        for plugin in SUPPORTED_PLUGINS {
+            for conn in self.client.connections(plugin).await.unwrap() {
+                let children: Vec<RemoteScopeChild> = self
+                    .client
+                    .remote_scopes(plugin, conn.id)
+                    .try_collect()
+                    .await
+                    .unwrap();
+                out.extend(
+                    children
+                        .into_iter()
+                        .map(|c| (plugin.to_string(), conn.id, c)),
+                );
+            }
+        }
+        out
+    }
+}
+
+fn client_for(url: &str, timeout: Duration) -> DevLakeClient {
+    DevLakeClient::new(ClientConfig {
+        endpoint: url.to_string(),
+        request_timeout: timeout,
+        retry_base_delay: Duration::from_millis(5),
+        retry_max_delay: Duration::from_millis(20),
+        ..ClientConfig::default()
+    })
+    .unwrap()
+}
+
+fn scheduled() -> Value {
+    json!({ "scheduledTime": NOW })
+}
+
+fn writes(sim: &SimHandle) -> u64 {
+    sim.counts().writes
+}
+
+/// A project's blueprint as DevLake serves it.
+fn blueprint(sim: &SimHandle, project: &str) -> Value {
+    sim.blueprint_of_project(project)
+        .unwrap_or_else(|| panic!("project {project} has no blueprint"))
+}
+
+fn labels(bp: &Value) -> Vec<String> {
+    bp["labels"]
+        .as_array()
+        .map(|a| a.iter().map(|l| l.as_str().unwrap().to_string()).collect())
+        .unwrap_or_default()
+}
+
+/// Checks the project of one remote scope the way an operator would in the Config UI.
+fn assert_wired(
+    sim: &SimHandle,
+    plugin: &str,
+    cid: u64,
+    child: &RemoteScopeChild,
+    time_after: &str,
+) {
+    let name = format!("{plugin}/{}", child.full_name);
+    let project = sim
+        .project(&name)
+        .unwrap_or_else(|| panic!("no project {name}"));
+    let dora = project["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m["pluginName"] == "dora" && m["enable"] == true);
+    assert!(dora, "{name}: dora metric missing: {project}");
+    let bp = blueprint(sim, &name);
+    assert_eq!(
+        bp["connections"],
+        json!([{"pluginName": plugin, "connectionId": cid, "scopes": [{"scopeId": child.id}]}]),
+        "{name}: wiring"
+    );
+    assert!(
+        labels(&bp).contains(&LABEL.to_string()),
+        "{name}: label {bp}"
+    );
+    assert_eq!(bp["cronConfig"], "0 0 * * *", "{name}");
+    assert_eq!(bp["isManual"], false, "{name}");
+    assert_eq!(
+        t(bp["timeAfter"].as_str().unwrap()),
+        t(time_after),
+        "{name}: timeAfter"
+    );
+}
+
+#[tokio::test]
+async fn fresh_devlake_is_wired_in_one_run_and_a_second_run_writes_nothing() {
+    let h = Harness::new(Fixture::sample()).await;
+    let sim = h.sim();
+    let unmanaged_before: Vec<Value> = ["legacy-api", "legacy-web", "team-dashboards"]
+        .iter()
+        .map(|p| (sim.project(p).unwrap(), blueprint(&sim, p)))
+        .map(|(p, b)| json!([p, b]))
+        .collect();
+    let remote = h.remote().await;
+    assert!(remote.len() > 90, "sample fixture has ~100 remote scopes");
+    sim.reset_log();
+
+    let summary = h.run(scheduled()).await.unwrap();
+    assert_eq!(summary["status"], "ok", "{summary:#}");
+    assert_eq!(summary["source"], "scheduler");
+    assert_eq!(summary["timeAfter"], PREVIOUS_SATURDAY);
+    assert_eq!(summary["counts"]["errors"], 0);
+    assert_eq!(summary["conflicts"], json!([]));
+
+    // Every remote scope is now a DevLake scope with its own managed project.
+    for (plugin, cid, child) in &remote {
+        assert!(
+            sim.scope(plugin, *cid, &child.id).is_some(),
+            "scope {plugin}/{cid}/{} not added",
+            child.id
+        );
+        assert_wired(&sim, plugin, *cid, child, PREVIOUS_SATURDAY);
+    }
+    let saved_before = 3; // github 500005, 500006 and jenkins deploy/api were already scopes
+    assert_eq!(
+        summary["counts"]["scopesAdded"].as_u64().unwrap(),
+        remote.len() as u64 - saved_before
+    );
+    assert_eq!(
+        summary["counts"]["projectsCreated"].as_u64().unwrap(),
+        remote.len() as u64
+    );
+    // GitHub rows carried htmlUrl/cloneUrl: DevLake never had to call GitHub.
+    assert_eq!(sim.github_api_fill_calls(), 0);
+
+    // Scope configs: one per connection; scopes without one use it, others keep theirs.
+    for plugin in SUPPORTED_PLUGINS {
+        for conn in sim.connections(plugin) {
+            let cid = conn["id"].as_u64().unwrap();
+            let ours: Vec<Value> = sim
+                .scope_configs(plugin, cid)
+                .into_iter()
+                .filter(|c| c["name"] == format!("{LABEL}-{cid}"))
+                .collect();
+            assert_eq!(ours.len(), 1, "{plugin}/{cid}: {ours:?}");
+            let ours_id = ours[0]["id"].as_u64().unwrap();
+            if plugin == "jira" {
+                assert!(ours[0]
+                    .get("deploymentPattern")
+                    .is_none_or(|v| v == "" || v.is_null()));
+            } else {
+                assert_eq!(
+                    ours[0]["deploymentPattern"], "(deploy|push-image)",
+                    "{plugin}"
+                );
+                assert_eq!(ours[0]["productionPattern"], "prod(.*)", "{plugin}");
+            }
+            for scope in sim.scopes(plugin, cid) {
+                let id = scope["scopeConfigId"].as_u64();
+                if plugin == "github"
+                    && cid == 1
+                    && ["500005", "500006"].contains(&scope["githubId"].to_string().as_str())
+                {
+                    assert_ne!(id, Some(ours_id), "a scope with another config keeps it");
+                    assert!(id.is_some());
+                } else {
+                    assert_eq!(id, Some(ours_id), "{plugin}/{cid}: {scope}");
+                }
+            }
+        }
+    }
+
+    // Projects created in this run were triggered, one pipeline each.
+    for (plugin, _, child) in &remote {
+        let bp = blueprint(&sim, &format!("{plugin}/{}", child.full_name));
+        let pipelines = sim.pipelines_of_blueprint(bp["id"].as_u64().unwrap());
+        assert_eq!(pipelines.len(), 1, "{plugin} {}", child.full_name);
+    }
+    assert_eq!(
+        summary["counts"]["triggered"].as_u64().unwrap(),
+        remote.len() as u64
+    );
+
+    // Projects the tool does not manage were not touched.
+    let unmanaged_after: Vec<Value> = ["legacy-api", "legacy-web", "team-dashboards"]
+        .iter()
+        .map(|p| (sim.project(p).unwrap(), blueprint(&sim, p)))
+        .map(|(p, b)| json!([p, b]))
+        .collect();
+    assert_eq!(unmanaged_before, unmanaged_after);
+
+    // Same `now`, nothing new: not a single write.
+    sim.reset_log();
+    let again = h.run(scheduled()).await.unwrap();
+    assert_eq!(again["status"], "ok", "{again:#}");
+    assert_eq!(
+        writes(&sim),
+        0,
+        "{:?}",
+        sim.requests()
+            .iter()
+            .filter(|r| r.method != "GET")
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(again["devlakeCalls"]["writes"], 0);
+    assert_eq!(again["counts"]["projectsCreated"], 0);
+    assert_eq!(
+        again["counts"]["projectsUnchanged"].as_u64().unwrap(),
+        remote.len() as u64
+    );
+}
+
+fn gh_repo(group: &str, name: &str, id: u64) -> Value {
+    devlake_testkit::sim::fixture::scope_data("github", group, name, id)
+}
+
+/// One GitHub connection with `n` repositories and nothing else: small scenarios.
+fn small(n: usize) -> Fixture {
+    Fixture::generated(GeneratedSpec {
+        connections: vec![("github".into(), 1)],
+        repos_per_connection: n,
+        groups_per_connection: 1,
+        ..GeneratedSpec::default()
+    })
+}
+
+fn managed_projects(sim: &SimHandle) -> Vec<String> {
+    sim.projects()
+        .into_iter()
+        .filter(|p| {
+            labels(&blueprint(sim, p["name"].as_str().unwrap())).contains(&LABEL.to_string())
+        })
+        .map(|p| p["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_new_remote_repository_yields_exactly_one_scope_and_one_project() {
+    let h = Harness::new(Fixture::sample()).await;
+    let sim = h.sim();
+    h.run(scheduled()).await.unwrap();
+    let scopes_before = sim.scopes("github", 1).len();
+    let projects_before = sim.projects().len();
+
+    let id = sim
+        .add_remote_scope(
+            "github",
+            1,
+            Some("acme"),
+            gh_repo("acme", "brand-new", 500_999),
+        )
+        .unwrap();
+    sim.reset_log();
+    let summary = h.run(scheduled()).await.unwrap();
+    assert_eq!(summary["status"], "ok", "{summary:#}");
+    assert_eq!(summary["counts"]["scopesAdded"], 1);
+    assert_eq!(summary["counts"]["projectsCreated"], 1);
+    assert_eq!(summary["counts"]["triggered"], 1);
+    assert_eq!(sim.scopes("github", 1).len(), scopes_before + 1);
+    assert_eq!(sim.projects().len(), projects_before + 1);
+    let child = RemoteScopeChild {
+        kind: "scope".into(),
+        parent_id: Some("acme".into()),
+        id: id.clone(),
+        name: "brand-new".into(),
+        full_name: "acme/brand-new".into(),
+        data: None,
+    };
+    assert_wired(&sim, "github", 1, &child, PREVIOUS_SATURDAY);
+    // One PUT of one row, one project, one blueprint PATCH, one trigger.
+    let w: Vec<String> = sim
+        .requests()
+        .into_iter()
+        .filter(|r| r.method != "GET")
+        .map(|r| format!("{} {}", r.method, r.path.split('?').next().unwrap()))
+        .collect();
+    let bp = blueprint(&sim, "github/acme/brand-new")["id"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(
+        w,
+        vec![
+            "PUT /plugins/github/connections/1/scopes".to_string(),
+            "POST /projects".to_string(),
+            format!("PATCH /blueprints/{bp}"),
+            format!("POST /blueprints/{bp}/trigger"),
+        ]
+    );
+    assert_eq!(
+        sim.github_api_fill_calls(),
+        0,
+        "the row carried htmlUrl and cloneUrl"
+    );
+}
+
+#[tokio::test]
+async fn dry_run_writes_nothing_and_plans_every_change() {
+    let h = Harness::new(Fixture::sample()).await;
+    let sim = h.sim();
+    let remote = h.remote().await;
+    sim.reset_log();
+
+    let plan = h.run(json!({"dryRun": true, "now": NOW})).await.unwrap();
+    assert_eq!(writes(&sim), 0);
+    assert_eq!(plan["dryRun"], true);
+    assert_eq!(plan["status"], "ok", "{plan:#}");
+    let planned = plan["planned"].as_array().unwrap();
+    let count = |action: &str| planned.iter().filter(|p| p["action"] == action).count();
+    assert_eq!(count("addScope"), remote.len() - 3);
+    assert_eq!(count("createScopeConfig"), 9);
+    assert_eq!(count("createProject"), remote.len());
+    assert_eq!(count("trigger"), remote.len());
+    // The one pre-saved scope without a config (jenkins deploy/api) would get the tool's.
+    assert_eq!(count("assignScopeConfig"), 1);
+    let create = planned
+        .iter()
+        .find(|p| {
+            p["action"] == "createProject"
+                && p["project"] == "gitlab/acme-group/backend/internal/ledger"
+        })
+        .expect("nested GitLab project planned");
+    assert_eq!(
+        create["detail"]["blueprint"]["timeAfter"],
+        PREVIOUS_SATURDAY
+    );
+    assert_eq!(
+        create["detail"]["blueprint"]["connections"],
+        json!([{"pluginName": "gitlab", "connectionId": 1, "scopes": [{"scopeId": "9110"}]}])
+    );
+
+    // The real run does exactly what the plan said.
+    let real = h.run(scheduled()).await.unwrap();
+    assert!(real.get("planned").is_none());
+    for key in [
+        "scopesAdded",
+        "scopeConfigsCreated",
+        "scopeConfigsAssigned",
+        "projectsCreated",
+        "triggered",
+    ] {
+        assert_eq!(plan["counts"][key], real["counts"][key], "{key}");
+    }
+    // Once everything exists, a dry run with a new `now` plans only the timeAfter roll.
+    sim.finish_all_pending("TASK_COMPLETED", "").unwrap();
+    sim.reset_log();
+    let next_week = h
+        .run(json!({"dryRun": true, "now": "2026-12-05T11:00:00Z"}))
+        .await
+        .unwrap();
+    assert_eq!(writes(&sim), 0);
+    let planned = next_week["planned"].as_array().unwrap();
+    assert_eq!(planned.len(), remote.len(), "{planned:#?}");
+    assert!(planned.iter().all(|p| p["action"] == "updateBlueprint"
+        && p["detail"] == json!({"timeAfter": "2026-11-27T17:00:00Z"})));
+}
+
+#[tokio::test]
+async fn conflicts_and_long_names_are_reported_and_unmanaged_projects_untouched() {
+    let h = Harness::new(Fixture::sample()).await;
+    let sim = h.sim();
+    // Someone created a project under the name the tool would use.
+    sim.create_project("github/acme/api-gateway").unwrap();
+    let squatter_before = (
+        sim.project("github/acme/api-gateway").unwrap(),
+        blueprint(&sim, "github/acme/api-gateway"),
+    );
+    let long = "x".repeat(120);
+    let long_id = sim
+        .add_remote_scope(
+            "github",
+            2,
+            Some("platform"),
+            gh_repo("platform", &long, 10_999),
+        )
+        .unwrap();
+
+    let summary = h.run(scheduled()).await.unwrap();
+    assert_eq!(
+        summary["status"], "ok",
+        "conflicts are reported, not errors: {summary:#}"
+    );
+    let conflicts = summary["conflicts"].as_array().unwrap();
+    assert_eq!(conflicts.len(), 2, "{conflicts:#?}");
+    let held = conflicts
+        .iter()
+        .find(|c| c["project"] == "github/acme/api-gateway")
+        .unwrap();
+    assert_eq!(held["reason"], "heldByUnmanagedProject");
+    assert_eq!(held["scopeId"], "500001");
+    let too_long = conflicts
+        .iter()
+        .find(|c| c["reason"] == "nameTooLong")
+        .unwrap();
+    assert_eq!(too_long["scopeId"], long_id);
+    assert!(too_long["message"].as_str().unwrap().contains("100"));
+    assert_eq!(summary["counts"]["projectsConflicting"], 2);
+
+    // The squatter is exactly as it was; the long name was never sent.
+    assert_eq!(
+        (
+            sim.project("github/acme/api-gateway").unwrap(),
+            blueprint(&sim, "github/acme/api-gateway")
+        ),
+        squatter_before
+    );
+    assert!(sim
+        .projects()
+        .iter()
+        .all(|p| p["name"].as_str().unwrap().len() <= 100));
+    assert!(!sim
+        .requests()
+        .iter()
+        .any(|r| r.method == "POST" && r.path.contains(&long)));
+    // The scope itself was still added.
+    assert!(sim.scope("github", 2, &long_id).is_some());
+
+    // Conflicts do not cause writes on the next run.
+    sim.reset_log();
+    let again = h.run(scheduled()).await.unwrap();
+    assert_eq!(writes(&sim), 0);
+    assert_eq!(again["conflicts"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn failures_mid_run_are_isolated_and_the_next_run_completes() {
+    let h = Harness::new(Fixture::sample()).await;
+    let sim = h.sim();
+    let remote = h.remote().await;
+    // GitLab's scope PUT keeps failing (more 503s than the client retries), two project creates
+    // lose their connection before DevLake handles them, one blueprint PATCH fails 4 times.
+    sim.add_fault_rule(FaultRule::status(
+        "PUT",
+        "/plugins/gitlab/connections/1/scopes",
+        100,
+        503,
+    ));
+    sim.add_fault_rule(FaultRule::reset("POST", "/projects", 2));
+    // Blueprint 50 belongs to a project created in this run (ids 1-3 are the fixture's).
+    sim.add_fault_rule(FaultRule::status("PATCH", "/blueprints/50", 4, 500));
+
+    let first = h.run(scheduled()).await.unwrap();
+    assert_eq!(first["status"], "partial", "{first:#}");
+    let errors = first["errors"].as_array().unwrap();
+    let gitlab: Vec<&Value> = errors.iter().filter(|e| e["plugin"] == "gitlab").collect();
+    assert_eq!(
+        gitlab.len(),
+        14,
+        "one error per GitLab scope that could not be added"
+    );
+    assert!(gitlab
+        .iter()
+        .all(|e| e["connectionId"] == 1 && e["scopeId"].is_string() && e["step"] == "sync"));
+    let project_errors: Vec<&Value> = errors.iter().filter(|e| e["step"] == "projects").collect();
+    assert_eq!(project_errors.len(), 3, "{project_errors:#?}");
+    assert!(project_errors.iter().all(|e| e["project"].is_string()
+        && e["plugin"].is_string()
+        && e["connectionId"].is_u64()));
+    // Everything else went through: e.g. every Jira board and Jenkins job is wired.
+    for (plugin, cid, child) in remote
+        .iter()
+        .filter(|(p, _, _)| p == "jira" || p == "jenkins")
+    {
+        assert_wired(&sim, plugin, *cid, child, PREVIOUS_SATURDAY);
+    }
+
+    sim.clear_faults();
+    let second = h.run(scheduled()).await.unwrap();
+    assert_eq!(second["status"], "ok", "{second:#}");
+    assert_eq!(second["counts"]["scopesAdded"], 14);
+    for (plugin, cid, child) in &remote {
+        assert_wired(&sim, plugin, *cid, child, PREVIOUS_SATURDAY);
+        let bp = blueprint(&sim, &format!("{plugin}/{}", child.full_name));
+        assert_eq!(
+            sim.pipelines_of_blueprint(bp["id"].as_u64().unwrap()).len(),
+            1,
+            "{}",
+            child.full_name
+        );
+    }
+    assert_eq!(sim.projects().len(), remote.len() + 3, "no duplicates");
+
+    sim.reset_log();
+    h.run(scheduled()).await.unwrap();
+    assert_eq!(writes(&sim), 0);
+}
+
+#[tokio::test]
+async fn migration_pending_is_a_function_error_and_changes_nothing() {
+    let h = Harness::with(
+        Fixture::sample(),
+        SimOptions {
+            migration_pending: true,
+            ..SimOptions::default()
+        },
+    )
+    .await;
+    let sim = h.sim();
+    let err = h.run(scheduled()).await.unwrap_err();
+    assert_eq!(err.error_type(), "DevLakeMigrationPending");
+    assert!(matches!(
+        &err,
+        AutomationError::DevLake {
+            source: DevLakeError::MigrationPending { .. }
+        }
+    ));
+    assert!(err.to_string().contains("428"), "{err}");
+    assert!(!err.is_retryable());
+    assert_eq!(writes(&sim), 0);
+    assert_eq!(
+        sim.counts().total,
+        1,
+        "stopped at the first answer, no retries for minutes"
+    );
+
+    // A migration that starts in the middle of a run stops it too.
+    sim.set_migration(MigrationMode::None);
+    sim.add_fault_rule(FaultRule::status("POST", "/projects", 1, 428));
+    let err = h.run(scheduled()).await.unwrap_err();
+    assert_eq!(err.error_type(), "DevLakeMigrationPending");
+    assert!(
+        sim.projects().len() < 20,
+        "the run stopped instead of carrying on"
+    );
+}
+
+#[tokio::test]
+async fn refused_credentials_and_unreachable_devlake_are_function_errors() {
+    let key = "dlk-right-key-123";
+    let h = Harness::with(
+        Fixture::sample(),
+        SimOptions {
+            api_key: Some(key.into()),
+            ..SimOptions::default()
+        },
+    )
+    .await;
+    let wrong = DevLakeClient::new(ClientConfig {
+        endpoint: format!("{}/rest", h.sim.url()),
+        api_key: Some("dlk-wrong-key-456".into()),
+        ..ClientConfig::default()
+    })
+    .unwrap();
+    let ports = Ports {
+        devlake: &wrong,
+        run_log: None,
+        metrics: None,
+    };
+    let err = automation::handle(&h.config, ports, &scheduled(), t(NOW), Deadline::none())
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type(), "DevLakeUnauthorized");
+    assert!(!err.to_string().contains("dlk-wrong-key-456"));
+    assert_eq!(writes(&h.sim()), 0);
+
+    // The right key under /rest works.
+    let right = DevLakeClient::new(ClientConfig {
+        endpoint: format!("{}/rest", h.sim.url()),
+        api_key: Some(key.into()),
+        ..ClientConfig::default()
+    })
+    .unwrap();
+    let ports = Ports {
+        devlake: &right,
+        run_log: None,
+        metrics: None,
+    };
+    let ok = automation::handle(
+        &h.config,
+        ports,
+        &json!({"steps": ["discover"]}),
+        t(NOW),
+        Deadline::none(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(ok["counts"]["discoveredConnections"], 9);
+
+    let port = devlake_testkit::stack::free_port().unwrap();
+    let nowhere = client_for(
+        &format!("http://127.0.0.1:{port}"),
+        Duration::from_millis(500),
+    );
+    let ports = Ports {
+        devlake: &nowhere,
+        run_log: None,
+        metrics: None,
+    };
+    let err = automation::handle(&h.config, ports, &scheduled(), t(NOW), Deadline::none())
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type(), "DevLakeUnreachable");
+    assert!(err.is_retryable());
+}
+
+#[tokio::test]
+async fn a_bad_payload_is_refused_before_any_call() {
+    let h = Harness::new(Fixture::sample()).await;
+    for (payload, field) in [
+        (json!({"dryRun": "yes"}), "dryRun"),
+        (json!({"bogus": true}), "bogus"),
+        (json!({"connections": ["github:1"]}), "connections[0]"),
+        (json!({"action": "rerun"}), "projects"),
+    ] {
+        let err = h.run(payload).await.unwrap_err();
+        assert_eq!(err.error_type(), "InvalidPayload");
+        match &err {
+            AutomationError::Payload(p) => assert_eq!(p.field, field),
+            other => panic!("{other}"),
+        }
+        assert!(err.to_string().contains(&format!("\"{field}\"")), "{err}");
+    }
+    assert_eq!(h.sim().counts().total, 0);
+}
+
+#[tokio::test]
+async fn a_create_that_timed_out_after_devlake_committed_is_not_sent_again() {
+    let mut h = Harness::new(small(4)).await;
+    h.client = client_for(&h.sim.url(), Duration::from_millis(400));
+    let sim = h.sim();
+    sim.add_fault_rule(FaultRule::commit_then_delay("POST", "/projects", 1, 1_500));
+
+    let summary = h.run(scheduled()).await.unwrap();
+    assert_eq!(summary["status"], "ok", "{summary:#}");
+    assert_eq!(summary["counts"]["projectsCreated"], 4);
+    assert_eq!(sim.projects().len(), 4);
+    // Every attempt the client made: 1 scope PUT, 1 scope-config POST, and per project exactly
+    // one POST, one blueprint PATCH and one trigger. A repeated create would show here.
+    assert_eq!(summary["devlakeCalls"]["writes"], 2 + 4 * 3);
+    // The timed-out one was looked up by name and then wired like the others.
+    assert!(sim.count_matching("GET", "/projects/github%2Forg1-0%2F") >= 1);
+    for name in managed_projects(&sim) {
+        let bp = blueprint(&sim, &name);
+        assert_eq!(bp["connections"].as_array().unwrap().len(), 1, "{name}");
+        assert_eq!(
+            sim.pipelines_of_blueprint(bp["id"].as_u64().unwrap()).len(),
+            1
+        );
+    }
+    assert_eq!(managed_projects(&sim).len(), 4);
+}
+
+#[tokio::test]
+async fn rerun_failed_and_named_projects() {
+    let h = Harness::new(Fixture::sample()).await;
+    let sim = h.sim();
+    h.run(scheduled()).await.unwrap();
+    let failing = ["github/acme/billing-service", "jira/OPS kanban"];
+    for name in managed_projects(&sim) {
+        let bp = blueprint(&sim, &name)["id"].as_u64().unwrap();
+        let pid = sim.pipelines_of_blueprint(bp)[0]["id"].as_u64().unwrap();
+        let status = if failing.contains(&name.as_str()) {
+            "TASK_FAILED"
+        } else {
+            "TASK_COMPLETED"
+        };
+        sim.finish_pipeline(pid, status, "boom").unwrap();
+    }
+    // legacy-web's last pipeline is TASK_PARTIAL but it is not managed: never re-run.
+    let legacy_before = sim
+        .pipelines_of_blueprint(blueprint(&sim, "legacy-web")["id"].as_u64().unwrap())
+        .len();
+
+    sim.reset_log();
+    let summary = h
+        .run(json!({"action": "rerun", "failed": true}))
+        .await
+        .unwrap();
+    assert_eq!(summary["status"], "ok", "{summary:#}");
+    assert_eq!(summary["action"], "rerun");
+    assert_eq!(summary["counts"]["triggered"], 2);
+    assert_eq!(writes(&sim), 2);
+    for name in failing {
+        let bp = blueprint(&sim, name)["id"].as_u64().unwrap();
+        let pipelines = sim.pipelines_of_blueprint(bp);
+        assert_eq!(pipelines.len(), 2, "{name}");
+        assert_eq!(pipelines[0]["fullSync"], false);
+    }
+    assert_eq!(
+        sim.pipelines_of_blueprint(blueprint(&sim, "legacy-web")["id"].as_u64().unwrap())
+            .len(),
+        legacy_before
+    );
+
+    // Named projects, with a full sync; an unknown name is reported; a pending one is skipped.
+    let summary = h
+        .run(json!({"action": "rerun", "projects": ["github/acme/api-gateway", "jira/OPS kanban", "no-such-project"], "fullSync": true}))
+        .await
+        .unwrap();
+    assert_eq!(summary["status"], "partial");
+    assert_eq!(summary["counts"]["triggered"], 1);
+    assert_eq!(
+        summary["skippedTriggers"],
+        json!([{"project": "jira/OPS kanban", "blueprintId": blueprint(&sim, "jira/OPS kanban")["id"], "reason": "alreadyRunning"}])
+    );
+    assert_eq!(summary["errors"][0]["project"], "no-such-project");
+    let bp = blueprint(&sim, "github/acme/api-gateway")["id"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(sim.pipelines_of_blueprint(bp)[0]["fullSync"], true);
+}
+
+#[tokio::test]
+async fn triggers_are_paced_capped_and_skip_pending_blueprints() {
+    let mut h = Harness::new(small(5)).await;
+    h.config.trigger_gap = Duration::from_millis(250);
+    h.config.trigger_max_per_run = 3;
+    let sim = h.sim();
+
+    let started = std::time::Instant::now();
+    let first = h.run(scheduled()).await.unwrap();
+    let took = started.elapsed();
+    assert_eq!(first["counts"]["triggered"], 3);
+    assert_eq!(first["counts"]["skipped"], 2);
+    assert!(first["skippedTriggers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|s| s["reason"] == "maxPerRun"));
+    assert!(
+        took >= Duration::from_millis(500),
+        "two gaps between three triggers: {took:?}"
+    );
+    assert_eq!(sim.pending_pipelines().len(), 3);
+
+    // The next run picks up the two that were left; the three pending ones are not touched.
+    let second = h.run(scheduled()).await.unwrap();
+    assert_eq!(second["counts"]["triggered"], 2, "{second:#}");
+    assert_eq!(sim.pending_pipelines().len(), 5);
+    sim.reset_log();
+    h.run(scheduled()).await.unwrap();
+    assert_eq!(writes(&sim), 0);
+
+    // `all`: every managed blueprint, except those with a pending pipeline (read first).
+    h.config.trigger_mode = TriggerMode::All;
+    h.config.trigger_gap = Duration::ZERO;
+    h.config.trigger_max_per_run = 100;
+    let pending = sim.pending_pipelines();
+    sim.finish_pipeline(pending[0], "TASK_COMPLETED", "")
+        .unwrap();
+    sim.finish_pipeline(pending[1], "TASK_FAILED", "x").unwrap();
+    sim.reset_log();
+    let all = h.run(scheduled()).await.unwrap();
+    assert_eq!(all["counts"]["triggered"], 2, "{all:#}");
+    assert_eq!(all["counts"]["skipped"], 3);
+    assert_eq!(sim.count_matching("GET", "/pipelines?pending=1"), 1);
+    assert_eq!(
+        sim.count_matching("POST", "/blueprints/"),
+        2,
+        "no trigger sent to a pending blueprint"
+    );
+}
+
+#[tokio::test]
+async fn a_trigger_refused_as_pending_counts_as_already_running() {
+    let mut h = Harness::new(small(2)).await;
+    h.config.trigger_mode = TriggerMode::All;
+    let sim = h.sim();
+    h.run(
+        json!({"now": NOW, "steps": ["discover", "sync", "scopeConfigs", "projects", "timeAfter"]}),
+    )
+    .await
+    .unwrap();
+    let bps: Vec<u64> = managed_projects(&sim)
+        .iter()
+        .map(|p| blueprint(&sim, p)["id"].as_u64().unwrap())
+        .collect();
+    // DevLake answers the pending list, then (before the trigger lands) one blueprint's own
+    // cron starts a pipeline: the trigger gets the 400 "pending pipelines" answer.
+    sim.add_fault_rule(FaultRule::commit_then_delay("GET", "/pipelines", 1, 400));
+    let run = tokio::spawn({
+        let client = h.client.clone();
+        let config = h.config.clone();
+        async move {
+            let ports = Ports {
+                devlake: &client,
+                run_log: None,
+                metrics: None,
+            };
+            automation::handle(&config, ports, &scheduled(), t(NOW), Deadline::none()).await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    sim.trigger(bps[0]).unwrap();
+    let summary = run.await.unwrap().unwrap();
+    assert_eq!(summary["status"], "ok", "{summary:#}");
+    assert_eq!(summary["counts"]["triggered"], 1);
+    assert_eq!(summary["skippedTriggers"][0]["reason"], "alreadyRunning");
+    assert_eq!(summary["skippedTriggers"][0]["blueprintId"], bps[0]);
+}
+
+#[tokio::test]
+async fn time_after_rolls_weekly_on_managed_blueprints_only() {
+    let h = Harness::new(Fixture::sample()).await;
+    let sim = h.sim();
+    h.run(scheduled()).await.unwrap();
+    sim.finish_all_pending("TASK_COMPLETED", "").unwrap();
+    let managed = managed_projects(&sim);
+    let unmanaged: BTreeMap<&str, Value> = ["legacy-api", "legacy-web", "team-dashboards"]
+        .into_iter()
+        .map(|p| (p, blueprint(&sim, p)))
+        .collect();
+
+    // Sunday 2026-11-29 09:00 ICT: the previous Saturday is now the 28th.
+    sim.reset_log();
+    let sunday = h
+        .run(json!({"scheduledTime": "2026-11-29T02:00:00Z"}))
+        .await
+        .unwrap();
+    assert_eq!(sunday["timeAfter"], "2026-11-27T17:00:00Z");
+    assert_eq!(
+        sunday["counts"]["timeAfterUpdated"].as_u64().unwrap(),
+        managed.len() as u64
+    );
+    assert_eq!(
+        writes(&sim),
+        managed.len() as u64,
+        "one PATCH per managed blueprint, nothing else"
+    );
+    for name in &managed {
+        assert_eq!(
+            t(blueprint(&sim, name)["timeAfter"].as_str().unwrap()),
+            t("2026-11-27T17:00:00Z")
+        );
+    }
+    for (name, before) in &unmanaged {
+        assert_eq!(&blueprint(&sim, name), before, "{name} untouched");
+    }
+    // A retried delivery of the same schedule computes the same Saturday: no writes.
+    sim.reset_log();
+    h.run(json!({"scheduledTime": "2026-11-29T02:00:00Z"}))
+        .await
+        .unwrap();
+    assert_eq!(writes(&sim), 0);
+}
+
+#[tokio::test]
+async fn drifted_managed_blueprints_are_reconciled_not_recreated() {
+    let h = Harness::new(small(3)).await;
+    let sim = h.sim();
+    h.run(scheduled()).await.unwrap();
+    let name = "github/org1-0/repo-00001";
+    let bp = blueprint(&sim, name);
+    let id = bp["id"].as_u64().unwrap();
+    // Someone adds a second scope, drops the label's company and changes the schedule.
+    sim.patch_blueprint(
+        id,
+        json!({
+            "connections": [{"pluginName": "github", "connectionId": 1, "scopes": [{"scopeId": "1000002"}, {"scopeId": "1000001"}]}],
+            "labels": [LABEL, "team-x"],
+            "cronConfig": "0 5 * * *"
+        }),
+    )
+    .unwrap();
+    let projects_before = sim.projects().len();
+    sim.reset_log();
+    let summary = h.run(scheduled()).await.unwrap();
+    assert_eq!(summary["counts"]["projectsReconciled"], 1, "{summary:#}");
+    assert_eq!(summary["counts"]["projectsCreated"], 0);
+    assert_eq!(sim.projects().len(), projects_before);
+    let fixed = blueprint(&sim, name);
+    assert_eq!(
+        fixed["connections"],
+        json!([{"pluginName": "github", "connectionId": 1, "scopes": [{"scopeId": "1000002"}]}])
+    );
+    assert_eq!(fixed["cronConfig"], "0 0 * * *");
+    assert_eq!(
+        labels(&fixed),
+        vec![LABEL.to_string(), "team-x".to_string()],
+        "other labels kept"
+    );
+    assert_eq!(writes(&sim), 1);
+}
+
+#[tokio::test]
+async fn scope_filters_limit_what_is_managed() {
+    let mut h = Harness::new(Fixture::sample()).await;
+    h.config.scope_filter = devlake_autopilot::automation::filter::ScopeFilter::new(
+        &[
+            "github/*".to_string(),
+            "gitlab/1/acme-group/backend/**".to_string(),
+        ],
+        &["github/1/acme-labs/*".to_string()],
+    )
+    .unwrap();
+    let sim = h.sim();
+    let summary = h.run(scheduled()).await.unwrap();
+    assert_eq!(summary["status"], "ok", "{summary:#}");
+    assert!(sim.project("github/acme/api-gateway").is_some());
+    assert!(sim.project("github/acme-labs/llm-evals").is_none());
+    assert!(
+        sim.scope("github", 1, "600004").is_none(),
+        "excluded repos are not added"
+    );
+    assert!(sim
+        .project("gitlab/acme-group/backend/internal/ledger")
+        .is_some());
+    assert!(sim.project("gitlab/acme-group/frontend/web-app").is_none());
+    assert!(sim.project("jira/PAY board").is_none());
+    assert_eq!(summary["plugins"]["jira"]["scopesAdded"], 0);
+}
+
+#[tokio::test]
+async fn manual_selection_of_plugins_connections_and_steps() {
+    let h = Harness::new(Fixture::sample()).await;
+    let sim = h.sim();
+    let summary = h
+        .run(json!({"connections": ["github/2"], "steps": ["discover", "sync"], "now": NOW}))
+        .await
+        .unwrap();
+    assert_eq!(summary["counts"]["discoveredConnections"], 1);
+    assert_eq!(summary["counts"]["scopesAdded"], 8);
+    assert_eq!(sim.scopes("github", 2).len(), 8);
+    assert!(sim.scopes("gitlab", 1).is_empty());
+    assert_eq!(sim.projects().len(), 3, "projects step not requested");
+    // Without the scopeConfigs step no config is created and the new scopes have none.
+    assert!(sim.scope_configs("github", 2).is_empty());
+
+    let summary = h
+        .run(json!({"plugins": ["jira"], "now": NOW}))
+        .await
+        .unwrap();
+    assert_eq!(summary["counts"]["projectsCreated"], 3);
+    assert_eq!(
+        summary["plugins"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect::<Vec<_>>(),
+        vec!["jira"]
+    );
+}
+
+#[tokio::test]
+async fn a_run_stopped_by_its_deadline_reports_what_is_left_and_the_next_run_finishes() {
+    let h = Harness::with(
+        Fixture::sample(),
+        SimOptions {
+            latency: Duration::from_millis(15),
+            ..SimOptions::default()
+        },
+    )
+    .await;
+    let sim = h.sim();
+    let remote = h.remote().await;
+    let first = h
+        .run_until(scheduled(), Deadline::after(Duration::from_millis(400)))
+        .await
+        .unwrap();
+    assert_eq!(first["status"], "partial", "{first:#}");
+    let remaining = &first["remaining"];
+    let left = remaining["connections"].as_array().unwrap().len()
+        + remaining["projects"].as_array().unwrap().len()
+        + remaining["blueprintUpdates"].as_u64().unwrap() as usize
+        + remaining["triggers"].as_u64().unwrap() as usize;
+    assert!(left > 0, "{remaining:#}");
+    assert_eq!(first["errors"], json!([]));
+
+    let second = h.run(scheduled()).await.unwrap();
+    assert_eq!(second["status"], "ok", "{second:#}");
+    for (plugin, cid, child) in &remote {
+        assert_wired(&sim, plugin, *cid, child, PREVIOUS_SATURDAY);
+    }
+}
+
+#[tokio::test]
+async fn old_devlake_gets_the_string_plugin_option() {
+    let h = Harness::with(
+        small(1),
+        SimOptions {
+            version: Some("v0.21.0@e3b9f1c".into()),
+            ..SimOptions::default()
+        },
+    )
+    .await;
+    h.run(scheduled()).await.unwrap();
+    let project = h.sim().project("github/org1-0/repo-00000").unwrap();
+    assert_eq!(
+        project["metrics"],
+        json!([{"pluginName": "dora", "pluginOption": "{}", "enable": true}])
+    );
+}
+
+#[tokio::test]
+async fn run_record_in_dynamodb_and_metrics_in_cloudwatch() {
+    use devlake_autopilot::cloudwatch::CloudWatchSink;
+    use devlake_autopilot::store::{DynamoStore, MetricsSource};
+    use devlake_testkit::cloudwatch_double::CloudWatchDouble;
+    use devlake_testkit::stack::{dynamodb_local, local_sdk_config};
+
+    let h = Harness::new(Fixture::sample()).await;
+    let ddb = dynamodb_local().await;
+    let table = ddb.create_table("automation-run").await;
+    let store = DynamoStore::new(ddb.client(), &table);
+    let cw = CloudWatchDouble::start().await;
+    let sink = CloudWatchSink::new(
+        aws_sdk_cloudwatch::Client::new(&local_sdk_config(cw.url())),
+        "DevLake/Autopilot",
+    );
+    let ports = Ports {
+        devlake: &h.client,
+        run_log: Some(&store),
+        metrics: Some(&sink),
+    };
+    let summary = automation::handle(&h.config, ports, &scheduled(), t(NOW), Deadline::none())
+        .await
+        .unwrap();
+    let created = summary["counts"]["projectsCreated"].as_f64().unwrap();
+
+    let snapshot = store
+        .snapshot(t(NOW) - chrono::Duration::days(7))
+        .await
+        .unwrap();
+    let run = snapshot.automation.expect("automation run record");
+    assert!(run.success);
+    assert!(run.finished_at >= t(NOW));
+    assert_eq!(
+        run.summary["counts"]["projectsCreated"],
+        summary["counts"]["projectsCreated"]
+    );
+
+    let datums = cw.datums();
+    let value = |name: &str| {
+        datums
+            .iter()
+            .find(|d| d.metric_name == name)
+            .unwrap_or_else(|| panic!("{name} not sent: {datums:#?}"))
+            .value
+            .unwrap()
+    };
+    assert!(datums
+        .iter()
+        .all(|d| d.namespace == "DevLake/Autopilot" && d.dimensions.is_empty()));
+    assert_eq!(value("ProjectsCreated"), created);
+    assert_eq!(
+        value("ScopesAdded"),
+        summary["counts"]["scopesAdded"].as_f64().unwrap()
+    );
+    assert_eq!(value("Triggered"), created);
+    assert_eq!(value("Errors"), 0.0);
+    assert_eq!(value("RunSuccess"), 1.0);
+    assert!(value("RunDurationMs") >= 0.0);
+    assert_eq!(cw.requests(), 1, "one batched PutMetricData");
+
+    // CloudWatch failing does not fail the run; a 428 is recorded as a failed run.
+    cw.clear();
+    cw.fail_next(10, 500);
+    h.sim().set_migration(MigrationMode::Pending);
+    let err = automation::handle(&h.config, ports, &scheduled(), t(NOW), Deadline::none())
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type(), "DevLakeMigrationPending");
+    let run = store.snapshot(t(NOW)).await.unwrap().automation.unwrap();
+    assert!(!run.success);
+    assert_eq!(run.summary["status"], "failed");
+
+    h.sim().set_migration(MigrationMode::None);
+    let ok = automation::handle(&h.config, ports, &scheduled(), t(NOW), Deadline::none())
+        .await
+        .unwrap();
+    assert_eq!(ok["status"], "ok", "metrics failing never fails the run");
+    assert!(
+        store
+            .snapshot(t(NOW))
+            .await
+            .unwrap()
+            .automation
+            .unwrap()
+            .success
+    );
+}
+
+/// The real `devlake-automation` binary under `cargo lambda watch`, invoked once with the
+/// EventBridge Scheduler payload: it reads its configuration from the environment, talks to the
+/// simulator, writes its run record to DynamoDB Local and its metrics to the CloudWatch double.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lambda_binary_runs_a_scheduled_invocation() {
+    use devlake_autopilot::store::{DynamoStore, MetricsSource};
+    use devlake_testkit::cloudwatch_double::CloudWatchDouble;
+    use devlake_testkit::lambda_watch::{InvokeError, LambdaWatch};
+    use devlake_testkit::stack::dynamodb_local;
+
+    let sim = Simulator::start(Fixture::sample()).await;
+    let ddb = dynamodb_local().await;
+    let table = ddb.create_table("automation-watch").await;
+    let cw = CloudWatchDouble::start().await;
+    let endpoint = sim.url();
+    let watch = LambdaWatch::start(&[
+        ("DEVLAKE_ENDPOINT", endpoint.as_str()),
+        ("TABLE_NAME", table.as_str()),
+        ("AWS_ENDPOINT_URL_DYNAMODB", ddb.endpoint()),
+        ("AWS_ENDPOINT_URL_CLOUDWATCH", cw.url()),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "local"),
+        ("AWS_SECRET_ACCESS_KEY", "local"),
+        ("CLOUDWATCH_NAMESPACE", "DevLake/AutopilotTest"),
+        ("TRIGGER_GAP_MS", "0"),
+        ("TRIGGER_MAX_PER_RUN", "1000"),
+        ("DEADLINE_MARGIN_MS", "1000"),
+    ])
+    .await;
+
+    let summary = watch
+        .invoke("devlake-automation", &scheduled())
+        .await
+        .unwrap_or_else(|e| panic!("invoke failed: {e}\n{}", watch.log()));
+    assert_eq!(summary["status"], "ok", "{:#}\n{}", summary["remaining"], watch.log());
+    assert_eq!(summary["source"], "scheduler");
+    assert_eq!(summary["timeAfter"], PREVIOUS_SATURDAY);
+    let created = summary["counts"]["projectsCreated"].as_u64().unwrap();
+    assert!(created > 90);
+    assert_eq!(sim.handle().projects().len() as u64, created + 3);
+
+    let store = DynamoStore::new(ddb.client(), &table);
+    let run = store
+        .snapshot(t(NOW))
+        .await
+        .unwrap()
+        .automation
+        .expect("run record written by the function");
+    assert!(run.success);
+    let datums = cw.datums();
+    let projects_created = datums
+        .iter()
+        .find(|d| d.metric_name == "ProjectsCreated")
+        .unwrap_or_else(|| panic!("{datums:#?}\n{}", watch.log()));
+    assert_eq!(projects_created.namespace, "DevLake/AutopilotTest");
+    assert_eq!(projects_created.value, Some(created as f64));
+
+    // A bad payload is a function error naming the field, and nothing is called.
+    sim.handle().reset_log();
+    let err = watch
+        .invoke("devlake-automation", &json!({"dryRun": "yes"}))
+        .await
+        .expect_err("invalid payload");
+    match &err {
+        InvokeError::Function { message } => assert!(message.contains("dryRun"), "{message}"),
+        other => panic!("expected a function error, got {other}"),
+    }
+    assert_eq!(sim.handle().counts().total, 0);
+}

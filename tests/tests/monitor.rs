@@ -1,0 +1,857 @@
+//! The monitor end to end on real parts: the DevLake simulator over HTTP, DynamoDB Local (table
+//! from template.yaml), and the recording CloudWatch double behind the real aws-sdk-cloudwatch
+//! client. Each test has its own simulator and table.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use chrono::{DateTime, Utc};
+use devlake_autopilot::cloudwatch::CloudWatchSink;
+use devlake_autopilot::devlake::{ClientConfig, DevLakeClient};
+use devlake_autopilot::monitor::{
+    Deadline, Monitor, MonitorError, MonitorSettings, RunStatus, Summary,
+};
+use devlake_autopilot::store::{
+    keys, DynamoStore, FailureEvent, MonitorCursor, MonitorStore, ProjectState, RunRecord,
+};
+use devlake_testkit::cloudwatch_double::CloudWatchDouble;
+use devlake_testkit::dynamo_calls::DynamoCallCounter;
+use devlake_testkit::sim::{FaultRule, Fixture, MigrationMode, PipelineSeed, SimHandle, Simulator};
+use devlake_testkit::stack::{dynamodb_local, free_port, local_sdk_config};
+use serde_json::{json, Value};
+
+const NAMESPACE: &str = "Test/DevLakeMonitor";
+
+struct Harness {
+    sim: Simulator,
+    devlake: DevLakeClient,
+    store: DynamoStore,
+    dynamo: aws_sdk_dynamodb::Client,
+    dynamo_calls: DynamoCallCounter,
+    cloudwatch: CloudWatchDouble,
+    sink: CloudWatchSink,
+    settings: MonitorSettings,
+}
+
+fn client_for(sim: &Simulator) -> DevLakeClient {
+    DevLakeClient::new(ClientConfig {
+        endpoint: sim.url().to_string(),
+        request_timeout: Duration::from_secs(10),
+        retry_base_delay: Duration::from_millis(5),
+        retry_max_delay: Duration::from_millis(20),
+        max_retries: 3,
+        ..ClientConfig::default()
+    })
+    .unwrap()
+}
+
+impl Harness {
+    async fn new(prefix: &str) -> Harness {
+        let sim = Simulator::start(Fixture::empty()).await;
+        let local = dynamodb_local().await;
+        let table = local.create_table(prefix).await;
+        let dynamo_calls = DynamoCallCounter::default();
+        let dynamo = dynamo_calls.client(&local_sdk_config(local.endpoint()));
+        let cloudwatch = CloudWatchDouble::start().await;
+        let sink = CloudWatchSink::new(
+            aws_sdk_cloudwatch::Client::new(&local_sdk_config(cloudwatch.url())),
+            NAMESPACE,
+        );
+        Harness {
+            devlake: client_for(&sim),
+            sim,
+            store: DynamoStore::new(dynamo.clone(), table),
+            dynamo,
+            dynamo_calls,
+            cloudwatch,
+            sink,
+            settings: MonitorSettings::default(),
+        }
+    }
+
+    fn sim(&self) -> SimHandle {
+        self.sim.handle()
+    }
+
+    fn monitor(&self) -> Monitor<'_> {
+        Monitor {
+            settings: &self.settings,
+            devlake: &self.devlake,
+            store: &self.store,
+            sink: &self.sink,
+        }
+    }
+
+    async fn run(&self, payload: Value) -> Result<Summary, MonitorError> {
+        self.monitor()
+            .handle(&payload, Utc::now(), Deadline::none())
+            .await
+    }
+
+    async fn ok(&self) -> Summary {
+        let summary = self.run(json!({})).await.expect("monitor run");
+        assert_eq!(summary.status, RunStatus::Ok, "{summary:#?}");
+        summary
+    }
+
+    /// Every failure event in the table, by pipeline then time.
+    async fn failures(&self) -> Vec<(FailureEvent, i64)> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .dynamo
+                .scan()
+                .table_name(self.store.table())
+                .filter_expression("begins_with(pk, :p)")
+                .expression_attribute_values(":p", AttributeValue::S("FAILURE#".into()))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .unwrap();
+            for item in page.items.unwrap_or_default() {
+                let expires = item["expiresAt"].as_n().unwrap().parse().unwrap();
+                let event: FailureEvent = serde_dynamo::from_item(item).unwrap();
+                out.push((event, expires));
+            }
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                break;
+            }
+        }
+        out.sort_by_key(|(e, _)| (e.pipeline_id, e.finished_at));
+        out
+    }
+
+    async fn failure_ids(&self) -> Vec<u64> {
+        self.failures().await.into_iter().map(|(e, _)| e.pipeline_id).collect()
+    }
+
+    async fn item_count(&self) -> usize {
+        self.dynamo
+            .scan()
+            .table_name(self.store.table())
+            .select(aws_sdk_dynamodb::types::Select::Count)
+            .send()
+            .await
+            .unwrap()
+            .count as usize
+    }
+
+    async fn project(&self, name: &str) -> ProjectState {
+        self.store
+            .project_states(&[name.to_string()])
+            .await
+            .unwrap()
+            .remove(name)
+            .unwrap_or_else(|| panic!("no state for {name}"))
+            .state
+    }
+
+    async fn cursor(&self) -> Option<MonitorCursor> {
+        self.store.load_cursor().await.unwrap()
+    }
+
+    async fn monitor_run_record(&self) -> RunRecord {
+        let item = self
+            .dynamo
+            .get_item()
+            .table_name(self.store.table())
+            .key(keys::PK, AttributeValue::S(keys::RUN_PK.into()))
+            .key(keys::SK, AttributeValue::S("monitor".into()))
+            .send()
+            .await
+            .unwrap()
+            .item
+            .expect("monitor run record");
+        serde_dynamo::from_item(item).unwrap()
+    }
+
+    /// The values of CloudWatch datum `name` without dimensions, in emission order.
+    fn metric(&self, name: &str) -> Vec<f64> {
+        self.cloudwatch
+            .datums()
+            .into_iter()
+            .filter(|d| d.metric_name == name && d.dimensions.is_empty())
+            .map(|d| d.value.unwrap())
+            .collect()
+    }
+}
+
+fn ago(minutes: i64) -> DateTime<Utc> {
+    Utc::now() - chrono::Duration::minutes(minutes)
+}
+
+/// A finished pipeline that ran from `created` + 1 min to `finished`.
+fn finished(blueprint_id: u64, status: &str, created_ago: i64, finished_ago: i64) -> PipelineSeed {
+    PipelineSeed {
+        blueprint_id,
+        status: status.into(),
+        created_at: Some(ago(created_ago)),
+        began_at: Some(ago(created_ago - 1)),
+        finished_at: Some(ago(finished_ago)),
+        message: if status == "TASK_COMPLETED" { String::new() } else { format!("{status} in collector") },
+        error_name: if status == "TASK_COMPLETED" { String::new() } else { "boom\n\tcaused by: 502".into() },
+        ..PipelineSeed::default()
+    }
+}
+
+fn running(blueprint_id: u64, created_ago: i64) -> PipelineSeed {
+    PipelineSeed {
+        blueprint_id,
+        status: "TASK_RUNNING".into(),
+        created_at: Some(ago(created_ago)),
+        began_at: Some(ago(created_ago - 1)),
+        ..PipelineSeed::default()
+    }
+}
+
+/// A pipeline created and started just now (what a trigger or DevLake's cron would create).
+fn start_new(sim: &SimHandle, blueprint_id: u64) -> u64 {
+    sim.create_pipeline(running(blueprint_id, 0)).unwrap()
+}
+
+/// Inserts seeds oldest first (ids grow with creation time, as in DevLake).
+fn insert(sim: &SimHandle, mut seeds: Vec<PipelineSeed>) -> Vec<u64> {
+    seeds.sort_by_key(|s| s.created_at);
+    sim.insert_pipelines(seeds).unwrap()
+}
+
+fn projects(sim: &SimHandle, n: usize, prefix: &str) -> Vec<(String, u64)> {
+    (0..n)
+        .map(|i| {
+            let name = format!("github/{prefix}/svc-{i}");
+            let bp = sim.create_project(&name).unwrap();
+            (name, bp)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn records_exactly_the_failures_across_many_blueprints() {
+    let h = Harness::new("mon-mix").await;
+    let sim = h.sim();
+    let ps = projects(&sim, 12, "mix");
+    let mut seeds = Vec::new();
+    for (_, bp) in &ps {
+        // History older than INITIAL_LOOKBACK_HOURS: never recorded (no flood on first deploy).
+        seeds.push(finished(*bp, "TASK_FAILED", 3 * 1440, 3 * 1440 - 10));
+        seeds.push(finished(*bp, "TASK_COMPLETED", 2 * 1440, 2 * 1440 - 10));
+    }
+    for (i, (_, bp)) in ps.iter().enumerate() {
+        match i % 4 {
+            0 => seeds.push(finished(*bp, "TASK_FAILED", 130, 120)),
+            1 => {
+                seeds.push(finished(*bp, "TASK_PARTIAL", 190, 180));
+                seeds.push(finished(*bp, "TASK_COMPLETED", 70, 60));
+            }
+            2 => {
+                seeds.push(finished(*bp, "TASK_COMPLETED", 310, 300));
+                seeds.push(finished(*bp, "TASK_FAILED", 250, 240));
+                seeds.push(finished(*bp, "TASK_FAILED", 130, 120));
+            }
+            _ => {
+                seeds.push(finished(*bp, "TASK_CANCELLED", 130, 120));
+                seeds.push(running(*bp, 30));
+            }
+        }
+    }
+    // Ad-hoc pipelines have no project: not recorded.
+    seeds.push(finished(0, "TASK_FAILED", 50, 40));
+    insert(&sim, seeds);
+
+    let first = h.ok().await;
+    assert_eq!(first.new_failures, 3 + 3 + 6, "{first:#?}");
+    assert_eq!(first.skipped_without_project, 1);
+    assert_eq!(first.stuck, 0);
+    assert!(!first.dry_run);
+    let events = h.failures().await;
+    assert_eq!(events.len(), 12);
+    for (e, expires) in &events {
+        assert!(matches!(e.status.as_str(), "TASK_FAILED" | "TASK_PARTIAL"), "{e:?}");
+        assert!(e.finished_at > ago(24 * 60), "outside the lookback: {e:?}");
+        assert_eq!(*expires, e.finished_at.timestamp() + 90 * 86_400);
+        assert!(e.message.contains("in collector") && e.error_name.contains("caused by"));
+        let (name, _) = ps.iter().find(|(_, bp)| *bp == e.blueprint_id).unwrap();
+        assert_eq!(&e.project_name, name);
+    }
+
+    for (i, (name, _)) in ps.iter().enumerate() {
+        let s = h.project(name).await;
+        match i % 4 {
+            0 => {
+                assert_eq!((s.failures_total, s.consecutive_failures), (1, 1), "{name}");
+                assert_eq!(s.last_status.as_deref(), Some("TASK_FAILED"));
+                assert_eq!(s.last_success_at, None);
+                assert!(s.last_failure_at.is_some());
+                let duration = s.last_duration_seconds.unwrap();
+                assert!((duration - 540.0).abs() < 1.0, "{duration}");
+            }
+            1 => {
+                assert_eq!((s.failures_total, s.consecutive_failures), (1, 0), "{name}");
+                assert_eq!(s.last_status.as_deref(), Some("TASK_COMPLETED"));
+                assert!(s.last_success_at > s.last_failure_at);
+            }
+            2 => {
+                assert_eq!((s.failures_total, s.consecutive_failures), (2, 2), "{name}");
+                assert_eq!(s.last_status.as_deref(), Some("TASK_FAILED"));
+                assert!(s.last_success_at.unwrap() < s.last_failure_at.unwrap());
+            }
+            _ => {
+                assert_eq!((s.failures_total, s.consecutive_failures), (0, 0), "{name}");
+                assert_eq!(s.last_status.as_deref(), Some("TASK_CANCELLED"));
+                assert!(!s.stuck);
+            }
+        }
+    }
+
+    // The running pipelines end, one new pipeline fails: the next run sees exactly those.
+    let running_ids: Vec<u64> = sim.pending_pipelines();
+    assert_eq!(running_ids.len(), 3);
+    sim.finish_pipeline(running_ids[0], "TASK_FAILED", "late failure").unwrap();
+    sim.finish_pipeline(running_ids[1], "TASK_COMPLETED", "").unwrap();
+    sim.finish_pipeline(running_ids[2], "TASK_PARTIAL", "partly").unwrap();
+    let fresh = start_new(&sim, ps[0].1);
+    sim.finish_pipeline(fresh, "TASK_FAILED", "new failure").unwrap();
+
+    let second = h.ok().await;
+    assert_eq!(second.new_failures, 3, "{second:#?}");
+    let mut expected: Vec<u64> = vec![running_ids[0], running_ids[2], fresh];
+    expected.sort();
+    let mut got: Vec<u64> = second.failures.iter().map(|f| f.pipeline_id).collect();
+    got.sort();
+    assert_eq!(got, expected);
+    assert_eq!(h.failures().await.len(), 15);
+    assert_eq!(h.project(&ps[0].0).await.failures_total, 2);
+    assert_eq!(h.project(&ps[0].0).await.consecutive_failures, 2);
+
+    // Nothing new: steady state costs a constant handful of calls and writes no failure.
+    h.dynamo_calls.reset();
+    let third = h.ok().await;
+    assert_eq!(third.new_failures, 0);
+    assert!(third.devlake_calls <= 5, "{third:#?}");
+    let ops = h.dynamo_calls.by_operation();
+    assert!(!ops.contains_key("TransactWriteItems"), "{ops:?}");
+    assert_eq!(h.failures().await.len(), 15);
+
+    // CloudWatch got one run-level series set per run, no per-project dimension by default.
+    assert_eq!(h.metric("NewFailures"), vec![12.0, 3.0, 0.0]);
+    assert_eq!(h.metric("RunSuccess"), vec![1.0, 1.0, 1.0]);
+    assert_eq!(h.metric("DevLakeUp"), vec![1.0, 1.0, 1.0]);
+    assert_eq!(h.metric("RunDuration").len(), 3);
+    assert_eq!(h.metric("PipelinesInspected").len(), 3);
+    assert_eq!(h.metric("StuckPipelines"), vec![0.0, 0.0, 0.0]);
+    let datums = h.cloudwatch.datums();
+    assert!(datums.iter().all(|d| d.namespace == NAMESPACE && d.dimensions.is_empty()));
+
+    let record = h.monitor_run_record().await;
+    assert!(record.success);
+    assert_eq!(record.devlake_up, Some(true));
+    assert_eq!(record.summary["newFailures"], json!(0));
+}
+
+#[tokio::test]
+async fn runs_in_a_row_and_concurrent_runs_count_each_failure_once() {
+    let h = Harness::new("mon-overlap").await;
+    let sim = h.sim();
+    let ps = projects(&sim, 6, "overlap");
+    let seeds = ps
+        .iter()
+        .flat_map(|(_, bp)| [finished(*bp, "TASK_FAILED", 100, 90), finished(*bp, "TASK_PARTIAL", 60, 50)])
+        .collect();
+    insert(&sim, seeds);
+
+    // Two overlapping first runs (EventBridge at-least-once + a manual invoke).
+    let (a, b) = tokio::join!(h.run(json!({})), h.run(json!({})));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.new_failures + b.new_failures, 12, "{a:#?}\n{b:#?}");
+    assert_eq!(h.failures().await.len(), 12);
+    for (name, _) in &ps {
+        assert_eq!(h.project(name).await.failures_total, 2, "{name}");
+    }
+
+    // New failures, then two concurrent steady-state runs and one more in a row.
+    let fresh: Vec<u64> = ps
+        .iter()
+        .take(3)
+        .map(|(_, bp)| {
+            let id = start_new(&sim, *bp);
+            sim.finish_pipeline(id, "TASK_FAILED", "again").unwrap();
+            id
+        })
+        .collect();
+    let (c, d) = tokio::join!(h.run(json!({})), h.run(json!({})));
+    let (c, d) = (c.unwrap(), d.unwrap());
+    assert_eq!(c.new_failures + d.new_failures, 3);
+    let e = h.ok().await;
+    assert_eq!(e.new_failures, 0);
+    assert_eq!(h.failures().await.len(), 15);
+    for (i, (name, _)) in ps.iter().enumerate() {
+        let expected = if i < 3 { 3 } else { 2 };
+        assert_eq!(h.project(name).await.failures_total, expected, "{name}");
+    }
+    let recorded = h.failure_ids().await;
+    assert!(fresh.iter().all(|id| recorded.contains(id)));
+}
+
+#[tokio::test]
+async fn a_rerun_that_fails_again_is_a_second_failure() {
+    let h = Harness::new("mon-rerun").await;
+    let sim = h.sim();
+    let ps = projects(&sim, 2, "rerun");
+    let ids = insert(&sim, vec![finished(ps[0].1, "TASK_FAILED", 30, 20), finished(ps[1].1, "TASK_FAILED", 30, 20)]);
+    assert_eq!(h.ok().await.new_failures, 2);
+
+    // Re-run seen while pending, then failing again.
+    h.devlake.rerun_pipeline(ids[0]).await.unwrap();
+    let pending = h.ok().await;
+    assert_eq!(pending.new_failures, 0);
+    assert!(h.cursor().await.unwrap().watch.contains(&ids[0]));
+    sim.start_pipeline(ids[0]).unwrap();
+    sim.finish_pipeline(ids[0], "TASK_FAILED", "failed again").unwrap();
+    let again = h.ok().await;
+    assert_eq!(again.new_failures, 1);
+    let events: Vec<FailureEvent> = h.failures().await.into_iter().map(|(e, _)| e).filter(|e| e.pipeline_id == ids[0]).collect();
+    assert_eq!(events.len(), 2);
+    assert_ne!(events[0].finished_at, events[1].finished_at);
+    assert_eq!(events[1].message, "failed again");
+    let s = h.project(&ps[0].0).await;
+    assert_eq!((s.failures_total, s.consecutive_failures), (2, 2));
+
+    // Re-run queued, run and failed entirely between two monitor runs: still caught.
+    h.devlake.rerun_pipeline(ids[1]).await.unwrap();
+    sim.start_pipeline(ids[1]).unwrap();
+    sim.finish_pipeline(ids[1], "TASK_FAILED", "quick failure").unwrap();
+    assert_eq!(h.ok().await.new_failures, 1);
+    assert_eq!(h.project(&ps[1].0).await.failures_total, 2);
+
+    // And a re-run that succeeds resets the streak.
+    h.devlake.rerun_pipeline(ids[1]).await.unwrap();
+    sim.start_pipeline(ids[1]).unwrap();
+    sim.finish_pipeline(ids[1], "TASK_COMPLETED", "").unwrap();
+    assert_eq!(h.ok().await.new_failures, 0);
+    let s = h.project(&ps[1].0).await;
+    assert_eq!(s.last_status.as_deref(), Some("TASK_COMPLETED"));
+    assert_eq!((s.failures_total, s.consecutive_failures), (2, 0));
+    assert_eq!(h.failures().await.len(), 4);
+}
+
+#[tokio::test]
+async fn stuck_pipelines_are_flagged_then_cleared() {
+    let h = Harness::new("mon-stuck").await;
+    let sim = h.sim();
+    let ps = projects(&sim, 2, "stuck");
+    let ids = insert(&sim, vec![running(ps[0].1, 13 * 60), running(ps[1].1, 60)]);
+
+    let first = h.ok().await;
+    assert_eq!(first.stuck, 1);
+    assert!(h.project(&ps[0].0).await.stuck);
+    assert_eq!(h.cursor().await.unwrap().stuck, BTreeMap::from([(ps[0].0.clone(), ids[0])]));
+    assert_eq!(h.metric("StuckPipelines"), vec![1.0]);
+    // The other project has no state yet: nothing of it finished or got stuck.
+    assert!(h.store.project_states(&[ps[1].0.clone()]).await.unwrap().is_empty());
+
+    // Still running: stays flagged, nothing rewritten.
+    h.dynamo_calls.reset();
+    assert_eq!(h.ok().await.stuck, 1);
+    assert!(!h.dynamo_calls.by_operation().contains_key("TransactWriteItems"));
+
+    sim.finish_pipeline(ids[0], "TASK_COMPLETED", "").unwrap();
+    let cleared = h.ok().await;
+    assert_eq!(cleared.stuck, 0);
+    let s = h.project(&ps[0].0).await;
+    assert!(!s.stuck);
+    assert_eq!(s.last_status.as_deref(), Some("TASK_COMPLETED"));
+    assert!(s.last_success_at.is_some());
+    assert!(h.cursor().await.unwrap().stuck.is_empty());
+}
+
+#[tokio::test]
+async fn devlake_errors_lose_nothing_and_never_double_count() {
+    let h = Harness::new("mon-faults").await;
+    let sim = h.sim();
+    let ps = projects(&sim, 3, "faults");
+    insert(&sim, ps.iter().map(|(_, bp)| finished(*bp, "TASK_FAILED", 40, 30)).collect());
+    assert_eq!(h.ok().await.new_failures, 3);
+    let cursor = h.cursor().await.unwrap();
+
+    // A new failure appears while DevLake answers 503 to every listing (beyond the retries).
+    let a = start_new(&sim, ps[1].1);
+    sim.finish_pipeline(a, "TASK_FAILED", "x").unwrap();
+    sim.add_fault_rule(FaultRule::status("GET", "/pipelines", 50, 503));
+    let err = h.run(json!({})).await.unwrap_err();
+    assert!(matches!(err, MonitorError::DevLake(_)), "{err}");
+    assert!(err.to_string().contains("503"), "{err}");
+    assert_eq!(h.cursor().await.unwrap(), cursor, "cursor must not move");
+    let record = h.monitor_run_record().await;
+    assert!(!record.success);
+    assert_eq!(record.devlake_up, Some(false));
+    assert_eq!(h.metric("DevLakeUp").last(), Some(&0.0));
+    assert_eq!(h.metric("RunSuccess").last(), Some(&0.0));
+    sim.clear_faults();
+
+    // Connection resets within the client's retry budget: the run just succeeds.
+    sim.add_fault_rule(FaultRule::reset("GET", "/pipelines", 2));
+    assert_eq!(h.ok().await.new_failures, 1);
+    sim.clear_faults();
+
+    // 428 (migration pending): a clear function error, nothing written, cursor kept.
+    let b = start_new(&sim, ps[2].1);
+    sim.finish_pipeline(b, "TASK_PARTIAL", "y").unwrap();
+    let before = h.cursor().await.unwrap();
+    sim.set_migration(MigrationMode::Pending);
+    let err = h.run(json!({})).await.unwrap_err();
+    assert!(err.to_string().contains("428"), "{err}");
+    assert!(err.to_string().contains("migration"), "{err}");
+    assert_eq!(h.cursor().await.unwrap(), before);
+    assert_eq!(h.monitor_run_record().await.devlake_up, Some(false));
+    sim.set_migration(MigrationMode::None);
+
+    // 428 in the middle of a run (the listings answered, the look-up of a blueprint seen for
+    // the first time does not): the run fails before writing anything.
+    let fresh_project = sim.create_project("github/faults/new-one").unwrap();
+    let c = start_new(&sim, fresh_project);
+    sim.finish_pipeline(c, "TASK_FAILED", "z").unwrap();
+    sim.add_fault_rule(FaultRule::status("GET", "/blueprints/", 5, 428));
+    let err = h.run(json!({})).await.unwrap_err();
+    assert!(err.to_string().contains("428"), "{err}");
+    assert_eq!(h.cursor().await.unwrap(), before);
+    assert_eq!(h.failures().await.len(), 4, "a failed run wrote something");
+    sim.clear_faults();
+
+    // 5xx on that blueprint look-up only (all retries): the run finishes partial with what it
+    // could map; the unmapped failure waits for the next run, which records it exactly once.
+    sim.add_fault_rule(FaultRule::status("GET", "/blueprints/", 4, 502));
+    let partial = h.run(json!({})).await.unwrap();
+    assert_eq!(partial.status, RunStatus::Partial, "{partial:#?}");
+    assert_eq!(partial.new_failures, 1, "{partial:#?}");
+    assert_eq!(partial.failures[0].pipeline_id, b);
+    assert!(partial.errors.iter().any(|e| e.blueprint_id == Some(fresh_project)));
+    assert!(h.cursor().await.unwrap().watch.contains(&c));
+    sim.clear_faults();
+    let healed = h.ok().await;
+    assert_eq!(healed.new_failures, 1);
+    assert_eq!(healed.failures[0].pipeline_id, c);
+    assert_eq!(healed.failures[0].project_name, "github/faults/new-one");
+
+    assert_eq!(h.ok().await.new_failures, 0);
+    let ids = h.failure_ids().await;
+    assert_eq!(ids.len(), 6);
+    for id in [a, b, c] {
+        assert_eq!(ids.iter().filter(|i| **i == id).count(), 1, "{id}");
+    }
+    for (i, (name, _)) in ps.iter().enumerate() {
+        assert_eq!(h.project(name).await.failures_total, if i == 0 { 1 } else { 2 }, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn dynamodb_unavailable_fails_the_run_and_keeps_the_cursor() {
+    let h = Harness::new("mon-ddb").await;
+    let sim = h.sim();
+    let ps = projects(&sim, 1, "ddb");
+    insert(&sim, vec![finished(ps[0].1, "TASK_FAILED", 40, 30)]);
+    assert_eq!(h.ok().await.new_failures, 1);
+    let cursor = h.cursor().await.unwrap();
+    let id = start_new(&sim, ps[0].1);
+    sim.finish_pipeline(id, "TASK_FAILED", "while the table was away").unwrap();
+
+    // The same monitor pointed at a closed port.
+    let port = free_port().unwrap();
+    let broken = DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&local_sdk_config(&format!("http://127.0.0.1:{port}"))),
+        h.store.table(),
+    );
+    let monitor = Monitor {
+        store: &broken,
+        ..h.monitor()
+    };
+    let err = monitor.handle(&json!({}), Utc::now(), Deadline::none()).await.unwrap_err();
+    assert!(matches!(err, MonitorError::Store(_)), "{err}");
+    assert!(err.is_retryable());
+    assert!(err.to_string().contains("DynamoDB unavailable"), "{err}");
+    assert_eq!(h.cursor().await.unwrap(), cursor);
+    assert_eq!(h.metric("RunSuccess").last(), Some(&0.0));
+
+    // A table that does not exist: a clear, non-retryable failure.
+    let missing = DynamoStore::new(h.dynamo.clone(), "no-such-table");
+    let monitor = Monitor {
+        store: &missing,
+        ..h.monitor()
+    };
+    let err = monitor.handle(&json!({}), Utc::now(), Deadline::none()).await.unwrap_err();
+    assert!(err.to_string().contains("ResourceNotFound"), "{err}");
+
+    // Back on the real table: the failure is recorded once.
+    let back = h.ok().await;
+    assert_eq!(back.new_failures, 1);
+    assert_eq!(back.failures[0].pipeline_id, id);
+    assert_eq!(h.project(&ps[0].0).await.failures_total, 2);
+    assert_eq!(h.cursor().await.unwrap().revision, cursor.revision + 1);
+}
+
+#[tokio::test]
+async fn auto_rerun_retries_once_per_failure_up_to_the_maximum() {
+    let mut h = Harness::new("mon-autorerun").await;
+    let sim = h.sim();
+    let ps = projects(&sim, 2, "auto");
+    let ids = insert(&sim, vec![finished(ps[0].1, "TASK_FAILED", 40, 30), finished(ps[1].1, "TASK_COMPLETED", 40, 30)]);
+
+    // Off (the default): never re-runs.
+    let off = h.ok().await;
+    assert_eq!((off.new_failures, off.reruns), (1, 0));
+    assert_eq!(sim.count_matching("POST", "/pipelines"), 0);
+
+    h.settings.auto_rerun_max = 1;
+    let fresh = start_new(&sim, ps[1].1);
+    sim.finish_pipeline(fresh, "TASK_FAILED", "flaky").unwrap();
+    let on = h.ok().await;
+    assert_eq!((on.new_failures, on.reruns), (1, 1), "{on:#?}");
+    assert_eq!(on.rerun_pipeline_ids, vec![fresh]);
+    assert_eq!(sim.pipeline(fresh).unwrap()["status"], "TASK_RERUN");
+    assert_eq!(sim.count_matching("POST", &format!("/pipelines/{fresh}/rerun")), 1);
+    // The old failure (recorded before the switch) is not re-run.
+    assert_eq!(sim.count_matching("POST", &format!("/pipelines/{}/rerun", ids[0])), 0);
+
+    // Pending: nothing to do. Failing again: recorded, but AUTO_RERUN_MAX=1 is used up.
+    assert_eq!(h.ok().await.reruns, 0);
+    sim.start_pipeline(fresh).unwrap();
+    sim.finish_pipeline(fresh, "TASK_FAILED", "flaky again").unwrap();
+    let exhausted = h.ok().await;
+    assert_eq!((exhausted.new_failures, exhausted.reruns), (1, 0));
+    assert_eq!(sim.count_matching("POST", "/pipelines"), 1);
+    assert_eq!(h.project(&ps[1].0).await.failures_total, 2);
+
+    // With a higher maximum the second failure is re-run — once, even if runs overlap.
+    h.settings.auto_rerun_max = 3;
+    let other = start_new(&sim, ps[0].1);
+    sim.finish_pipeline(other, "TASK_FAILED", "x").unwrap();
+    let (a, b) = tokio::join!(h.run(json!({})), h.run(json!({})));
+    assert_eq!(a.unwrap().reruns + b.unwrap().reruns, 1);
+    assert_eq!(sim.count_matching("POST", &format!("/pipelines/{other}/rerun")), 1);
+}
+
+#[tokio::test]
+async fn bad_payloads_are_refused_before_anything_is_read_or_written() {
+    let h = Harness::new("mon-payload").await;
+    let sim = h.sim();
+    let ps = projects(&sim, 1, "payload");
+    insert(&sim, vec![finished(ps[0].1, "TASK_FAILED", 40, 30)]);
+    sim.reset_log();
+    h.dynamo_calls.reset();
+    for (payload, field) in [
+        (json!({"bogus": 1}), "`bogus`"),
+        (json!({"dryRun": "yes"}), "`dryRun`"),
+        (json!({"rescan": 1}), "`rescan`"),
+        (json!({"scheduledTime": "soon"}), "`scheduledTime`"),
+        (json!([]), "JSON object"),
+    ] {
+        let err = h.run(payload.clone()).await.unwrap_err();
+        assert!(matches!(err, MonitorError::Payload(_)), "{payload}: {err}");
+        assert!(err.to_string().contains(field), "{payload}: {err}");
+        assert!(!err.is_retryable());
+    }
+    assert_eq!(sim.counts().total, 0, "DevLake was called");
+    assert_eq!(h.dynamo_calls.total(), 0, "DynamoDB was called");
+    assert_eq!(h.cloudwatch.requests(), 0, "CloudWatch was called");
+    assert_eq!(h.item_count().await, 0);
+}
+
+#[tokio::test]
+async fn a_dry_run_reports_what_it_would_record_and_writes_nothing() {
+    let mut h = Harness::new("mon-dry").await;
+    h.settings.auto_rerun_max = 2;
+    let sim = h.sim();
+    let ps = projects(&sim, 3, "dry");
+    insert(&sim, ps.iter().map(|(_, bp)| finished(*bp, "TASK_FAILED", 40, 30)).collect());
+
+    let dry = h.run(json!({"dryRun": true})).await.unwrap();
+    assert!(dry.dry_run);
+    assert_eq!(dry.new_failures, 3);
+    assert_eq!(dry.reruns, 3);
+    assert_eq!(dry.failures.len(), 3);
+    assert!(!dry.cursor.saved);
+    assert_eq!(h.item_count().await, 0, "a dry run wrote to DynamoDB");
+    assert_eq!(sim.counts().writes, 0, "a dry run wrote to DevLake");
+    assert_eq!(h.cloudwatch.requests(), 0);
+
+    // (Re-runs off for the real run: a re-run hides the failed state the last check looks for.)
+    h.settings.auto_rerun_max = 0;
+    let real = h.ok().await;
+    assert_eq!((real.new_failures, real.reruns), (3, 0));
+    // After a real run, a dry run finds everything recorded.
+    let dry_again = h.run(json!({"dryRun": true, "rescan": true})).await.unwrap();
+    assert_eq!(dry_again.new_failures, 0);
+    assert_eq!(dry_again.already_recorded, 3);
+}
+
+#[tokio::test]
+async fn first_run_and_rescan_use_the_lookback_window() {
+    let mut h = Harness::new("mon-lookback").await;
+    h.settings.initial_lookback = chrono::Duration::hours(6);
+    let sim = h.sim();
+    let ps = projects(&sim, 2, "lookback");
+    insert(
+        &sim,
+        vec![
+            finished(ps[0].1, "TASK_FAILED", 8 * 60, 7 * 60),
+            finished(ps[0].1, "TASK_FAILED", 5 * 60, 4 * 60),
+            finished(ps[1].1, "TASK_PARTIAL", 61, 59),
+        ],
+    );
+    let first = h.ok().await;
+    assert_eq!(first.new_failures, 2);
+    assert_eq!(h.project(&ps[0].0).await.failures_total, 1);
+
+    // A rescan looks back again: nothing is counted twice.
+    let rescan = h.run(json!({"rescan": true})).await.unwrap();
+    assert!(rescan.rescan);
+    assert_eq!((rescan.new_failures, rescan.already_recorded), (0, 2));
+    assert_eq!(h.project(&ps[0].0).await.failures_total, 1);
+    assert_eq!(h.failures().await.len(), 2);
+
+    // A scheduler payload sets the run's `now`: with a scheduled time 3 hours later, the rescan
+    // window no longer reaches the 4-hour-old failure, and nothing is double counted either.
+    let later = (Utc::now() + chrono::Duration::hours(3)).to_rfc3339();
+    let s = h.run(json!({"scheduledTime": later, "rescan": true})).await.unwrap();
+    assert_eq!(s.now.to_rfc3339(), DateTime::parse_from_rfc3339(&later).unwrap().to_rfc3339());
+    assert_eq!((s.new_failures, s.already_recorded), (0, 1));
+}
+
+#[tokio::test]
+async fn a_project_with_more_failures_than_one_transaction_holds() {
+    let h = Harness::new("mon-chunks").await;
+    let sim = h.sim();
+    let ps = projects(&sim, 1, "chunks");
+    insert(&sim, (0..150).map(|i| finished(ps[0].1, "TASK_FAILED", 300 - i, 299 - i)).collect());
+    let s = h.ok().await;
+    assert_eq!(s.new_failures, 150);
+    assert_eq!(s.failures.len(), 100, "the summary lists at most 100");
+    let state = h.project(&ps[0].0).await;
+    assert_eq!((state.failures_total, state.consecutive_failures), (150, 150));
+    assert_eq!(h.failures().await.len(), 150);
+}
+
+#[tokio::test]
+async fn blueprints_are_resolved_once_and_cached() {
+    let mut h = Harness::new("mon-blueprints").await;
+    h.settings.project_dimension = true;
+    let sim = h.sim();
+    let ps = projects(&sim, 30, "bp");
+    // Few unknown blueprints: one GET /blueprints/{id} each.
+    insert(&sim, ps.iter().take(3).map(|(_, bp)| finished(*bp, "TASK_FAILED", 40, 30)).collect());
+    h.ok().await;
+    assert_eq!(sim.count_matching("GET", "/blueprints/"), 3);
+    assert_eq!(sim.count_matching("GET", "/blueprints?"), 0);
+
+    // Known blueprint again: no DevLake look-up. 27 new ones: one paged list instead of 27 GETs.
+    sim.reset_log();
+    insert(&sim, ps.iter().map(|(_, bp)| finished(*bp, "TASK_FAILED", 20, 10)).collect());
+    let s = h.ok().await;
+    assert_eq!(s.new_failures, 30);
+    assert_eq!(sim.count_matching("GET", "/blueprints/"), 0);
+    assert_eq!(sim.count_matching("GET", "/blueprints?"), 1);
+    sim.reset_log();
+    let id = start_new(&sim, ps[29].1);
+    sim.finish_pipeline(id, "TASK_FAILED", "x").unwrap();
+    h.ok().await;
+    assert_eq!(sim.count_matching("GET", "/blueprints"), 0);
+
+    // CLOUDWATCH_PROJECT_DIMENSION=true: NewFailures per project as well.
+    let per_project: Vec<_> = h
+        .cloudwatch
+        .datums()
+        .into_iter()
+        .filter(|d| d.metric_name == "NewFailures" && !d.dimensions.is_empty())
+        .collect();
+    assert_eq!(per_project.len(), 3 + 30 + 1);
+    assert!(per_project
+        .iter()
+        .all(|d| d.dimensions.len() == 1 && d.dimensions[0].0 == "ProjectName"));
+}
+
+#[tokio::test]
+async fn cloudwatch_failures_never_fail_a_run() {
+    let h = Harness::new("mon-cwfail").await;
+    let sim = h.sim();
+    let ps = projects(&sim, 1, "cw");
+    insert(&sim, vec![finished(ps[0].1, "TASK_FAILED", 40, 30)]);
+    h.cloudwatch.fail_next(10, 400);
+    let s = h.ok().await;
+    assert_eq!(s.new_failures, 1);
+    assert!(h.cloudwatch.requests() >= 1);
+    assert!(h.monitor_run_record().await.success);
+}
+
+/// The real `devlake-monitor` binary under `cargo lambda watch`: configuration from the
+/// environment, the scheduler payload, DynamoDB Local and the CloudWatch double through the
+/// per-service endpoint variables, and function errors that say why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lambda_binary_records_failures_from_a_scheduled_invocation() {
+    use devlake_testkit::lambda_watch::{InvokeError, LambdaWatch};
+
+    let h = Harness::new("mon-watch").await;
+    let sim = h.sim();
+    let ps = projects(&sim, 2, "watch");
+    insert(&sim, ps.iter().map(|(_, bp)| finished(*bp, "TASK_FAILED", 40, 30)).collect());
+    let endpoint = h.sim.url();
+    let ddb = dynamodb_local().await;
+    let watch = LambdaWatch::start(&[
+        ("DEVLAKE_ENDPOINT", endpoint.as_str()),
+        ("TABLE_NAME", h.store.table()),
+        ("AWS_ENDPOINT_URL_DYNAMODB", ddb.endpoint()),
+        ("AWS_ENDPOINT_URL_CLOUDWATCH", h.cloudwatch.url()),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "local"),
+        ("AWS_SECRET_ACCESS_KEY", "local"),
+        ("CLOUDWATCH_NAMESPACE", NAMESPACE),
+        ("DEVLAKE_MAX_RETRIES", "1"),
+    ])
+    .await;
+
+    let scheduled = json!({"scheduledTime": Utc::now().to_rfc3339()});
+    let summary = watch
+        .invoke("devlake-monitor", &scheduled)
+        .await
+        .unwrap_or_else(|e| panic!("invoke failed: {e}\n{}", watch.log()));
+    assert_eq!(summary["status"], "ok", "{summary:#}");
+    assert_eq!(summary["newFailures"], 2, "{summary:#}\n{:#?}\n{}", sim.pipeline(1), watch.log());
+    assert_eq!(summary["dryRun"], false);
+    for field in ["pipelinesInspected", "stuck", "reruns", "devlakeCalls", "durationMs"] {
+        assert!(summary[field].is_u64(), "{field} in {summary:#}");
+    }
+    assert!(summary["conflicts"].as_array().unwrap().is_empty());
+    assert_eq!(h.failures().await.len(), 2);
+    assert_eq!(h.metric("NewFailures"), vec![2.0], "{}", watch.log());
+
+    // An EventBridge rule's "Scheduled Event" is accepted too; nothing new to record.
+    let rule = json!({
+        "version": "0", "id": "7bf73129", "detail-type": "Scheduled Event", "source": "aws.events",
+        "account": "123456789012", "time": Utc::now().to_rfc3339(), "region": "us-east-1",
+        "resources": ["arn:aws:events:us-east-1:123456789012:rule/monitor"], "detail": {}
+    });
+    let again = watch.invoke("devlake-monitor", &rule).await.unwrap();
+    assert_eq!(again["newFailures"], 0, "{again:#}");
+
+    // A bad payload: a function error naming the field, nothing called.
+    sim.reset_log();
+    match watch.invoke("devlake-monitor", &json!({"bogus": true})).await {
+        Err(InvokeError::Function { message }) => assert!(message.contains("bogus"), "{message}"),
+        other => panic!("expected a function error, got {other:?}"),
+    }
+    assert_eq!(sim.counts().total, 0);
+
+    // DevLake waiting for a migration: a function error that says so, and devlake_up = 0.
+    sim.set_migration(MigrationMode::Pending);
+    match watch.invoke("devlake-monitor", &json!({})).await {
+        Err(InvokeError::Function { message }) => {
+            assert!(message.contains("428") && message.contains("migration"), "{message}")
+        }
+        other => panic!("expected a function error, got {other:?}"),
+    }
+    let record = h.monitor_run_record().await;
+    assert!(!record.success);
+    assert_eq!(record.devlake_up, Some(false));
+    assert!(!watch.log().contains("bogus-secret"));
+}

@@ -1,0 +1,359 @@
+//! The DynamoDB adapter against DynamoDB Local, on a table created from template.yaml:
+//! transactions, conditional writes, TTL on failure events only, counters, run records, and the
+//! read path of the metrics function seeing exactly what the monitor wrote.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use chrono::{DateTime, TimeZone, Utc};
+use devlake_autopilot::store::{
+    keys, CommitOutcome, DynamoStore, FailureEvent, Job, MetricsSource, MonitorCursor,
+    MonitorStore, ProjectCommit, ProjectState, RerunClaim, RunLog, RunRecord, StoreError,
+};
+use devlake_testkit::dynamo_calls::DynamoCallCounter;
+use devlake_testkit::stack::{dynamodb_local, free_port, local_sdk_config};
+
+const RETENTION_DAYS: i64 = 90;
+
+fn retention() -> chrono::Duration {
+    chrono::Duration::days(RETENTION_DAYS)
+}
+
+fn t(day: u32, hour: u32, minute: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, day, hour, minute, 0).unwrap()
+}
+
+async fn store(prefix: &str) -> (DynamoStore, aws_sdk_dynamodb::Client) {
+    let local = dynamodb_local().await;
+    let table = local.create_table(prefix).await;
+    let client = local.client();
+    (DynamoStore::new(client.clone(), table), client)
+}
+
+fn event(project: &str, pipeline_id: u64, finished_at: DateTime<Utc>) -> FailureEvent {
+    FailureEvent {
+        project_name: project.to_string(),
+        blueprint_id: 7,
+        pipeline_id,
+        status: "TASK_FAILED".into(),
+        finished_at,
+        began_at: Some(finished_at - chrono::Duration::minutes(3)),
+        message: "collector failed".into(),
+        error_name: "collector failed\n\tcaused by: 502".into(),
+    }
+}
+
+fn state_after(project: &str, events: &[FailureEvent], total: u64) -> ProjectState {
+    let last = events.iter().map(|e| e.finished_at).max();
+    ProjectState {
+        project_name: project.to_string(),
+        blueprint_id: 7,
+        last_status: Some("TASK_FAILED".into()),
+        last_finished_at: last,
+        last_success_at: None,
+        last_failure_at: last,
+        last_duration_seconds: Some(180.0),
+        failures_total: total,
+        consecutive_failures: total,
+        stuck: false,
+    }
+}
+
+async fn raw_item(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    pk: &str,
+    sk: &str,
+) -> Option<HashMap<String, AttributeValue>> {
+    client
+        .get_item()
+        .table_name(table)
+        .key(keys::PK, AttributeValue::S(pk.into()))
+        .key(keys::SK, AttributeValue::S(sk.into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+}
+
+fn n(item: &HashMap<String, AttributeValue>, name: &str) -> i64 {
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .unwrap_or_else(|| panic!("{name} is not a number in {item:?}"))
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn failure_and_counter_are_written_together_once() {
+    let (store, client) = store("store-commit").await;
+    let e1 = event("github/acme/api", 41, t(28, 10, 0));
+    let state = state_after("github/acme/api", std::slice::from_ref(&e1), 1);
+    let commit = ProjectCommit {
+        state: &state,
+        expected_revision: None,
+        events: std::slice::from_ref(&e1),
+        retention: retention(),
+    };
+    assert_eq!(store.commit_project(commit).await.unwrap(), CommitOutcome::Committed);
+
+    // The failure item: the event's camelCase fields, its keys, and the TTL attribute.
+    let pk = keys::failure_pk(e1.finished_at.date_naive());
+    let sk = keys::failure_sk(e1.finished_at, e1.pipeline_id);
+    assert_eq!(pk, "FAILURE#2026-11-28");
+    assert_eq!(sk, "2026-11-28T10:00:00.000Z#41");
+    assert_eq!(sk, e1.key());
+    let item = raw_item(&client, store.table(), &pk, &sk).await.expect("failure item");
+    assert_eq!(n(&item, "expiresAt"), e1.finished_at.timestamp() + RETENTION_DAYS * 86_400);
+    assert_eq!(item["projectName"].as_s().unwrap(), "github/acme/api");
+    assert_eq!(n(&item, "pipelineId"), 41);
+    assert_eq!(item["status"].as_s().unwrap(), "TASK_FAILED");
+    assert!(item["errorName"].as_s().unwrap().contains("caused by"));
+
+    // The project item: state and counter, no TTL.
+    let project = raw_item(&client, store.table(), keys::PROJECT_PK, "github/acme/api")
+        .await
+        .expect("project item");
+    assert_eq!(n(&project, "failuresTotal"), 1);
+    assert!(!project.contains_key("expiresAt"));
+
+    // The same commit again (a duplicate delivery): refused as a whole, counter unchanged.
+    let outcome = store.commit_project(commit).await.unwrap();
+    assert_eq!(outcome, CommitOutcome::AlreadyRecorded(vec![e1.key()]));
+    let states = store.project_states(&["github/acme/api".into()]).await.unwrap();
+    let stored = &states["github/acme/api"];
+    assert_eq!(stored.state, state);
+    assert_eq!(stored.revision, Some(1));
+
+    // A second failure with a stale revision: nothing written, not even the new event.
+    let e2 = event("github/acme/api", 42, t(28, 11, 0));
+    let state2 = state_after("github/acme/api", &[e1.clone(), e2.clone()], 2);
+    let stale = ProjectCommit {
+        state: &state2,
+        expected_revision: None,
+        events: std::slice::from_ref(&e2),
+        retention: retention(),
+    };
+    assert_eq!(store.commit_project(stale).await.unwrap(), CommitOutcome::Conflict);
+    assert!(store.recorded_failures(&[e1.clone(), e2.clone()]).await.unwrap() == [e1.key()].into());
+
+    // With the right revision it goes through and the counter moves by exactly one.
+    let fresh = ProjectCommit {
+        expected_revision: Some(1),
+        ..stale
+    };
+    assert_eq!(store.commit_project(fresh).await.unwrap(), CommitOutcome::Committed);
+    let project = raw_item(&client, store.table(), keys::PROJECT_PK, "github/acme/api")
+        .await
+        .unwrap();
+    assert_eq!(n(&project, "failuresTotal"), 2);
+    assert_eq!(n(&project, "revision"), 2);
+}
+
+#[tokio::test]
+async fn concurrent_commits_of_the_same_failure_count_once() {
+    let (store, _) = store("store-race").await;
+    let e = event("p", 7, t(28, 9, 30));
+    let state = state_after("p", std::slice::from_ref(&e), 1);
+    let attempts = (0..6).map(|_| {
+        let store = store.clone();
+        let e = e.clone();
+        let state = state.clone();
+        tokio::spawn(async move {
+            store
+                .commit_project(ProjectCommit {
+                    state: &state,
+                    expected_revision: None,
+                    events: std::slice::from_ref(&e),
+                    retention: retention(),
+                })
+                .await
+                .unwrap()
+        })
+    });
+    let outcomes: Vec<CommitOutcome> = futures::future::join_all(attempts)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    let committed = outcomes.iter().filter(|o| **o == CommitOutcome::Committed).count();
+    assert_eq!(committed, 1, "{outcomes:?}");
+    let states = store.project_states(&["p".into()]).await.unwrap();
+    assert_eq!(states["p"].state.failures_total, 1);
+}
+
+#[tokio::test]
+async fn a_transaction_takes_at_most_99_events() {
+    let (store, _) = store("store-limit").await;
+    let events: Vec<FailureEvent> = (0..100).map(|i| event("p", i, t(28, 0, 0) + chrono::Duration::seconds(i as i64))).collect();
+    let state = state_after("p", &events, 100);
+    let err = store
+        .commit_project(ProjectCommit {
+            state: &state,
+            expected_revision: None,
+            events: &events,
+            retention: retention(),
+        })
+        .await
+        .unwrap_err();
+    assert!(!err.is_retryable());
+    let ok = store
+        .commit_project(ProjectCommit {
+            state: &state_after("p", &events[..99], 99),
+            expected_revision: None,
+            events: &events[..99],
+            retention: retention(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(ok, CommitOutcome::Committed);
+    assert_eq!(store.recorded_failures(&events).await.unwrap().len(), 99);
+}
+
+#[tokio::test]
+async fn cursor_saves_are_conditional_on_the_revision() {
+    let (store, client) = store("store-cursor").await;
+    assert_eq!(store.load_cursor().await.unwrap(), None);
+    let cursor = MonitorCursor {
+        max_pipeline_id: 1234,
+        watermark: Some(t(28, 10, 0)),
+        watch: vec![1200, 1233],
+        stuck: [("github/acme/api".to_string(), 1200u64)].into(),
+        updated_at: Some(t(28, 10, 5)),
+        revision: 0,
+    };
+    assert!(store.save_cursor(&cursor, None).await.unwrap());
+    // A second first-save (an overlapping first run) loses.
+    assert!(!store.save_cursor(&cursor, None).await.unwrap());
+    let loaded = store.load_cursor().await.unwrap().unwrap();
+    assert_eq!(loaded, MonitorCursor { revision: 1, ..cursor.clone() });
+    let next = MonitorCursor {
+        max_pipeline_id: 1300,
+        ..loaded.clone()
+    };
+    assert!(store.save_cursor(&next, Some(1)).await.unwrap());
+    assert!(!store.save_cursor(&next, Some(1)).await.unwrap());
+    assert_eq!(store.load_cursor().await.unwrap().unwrap().revision, 2);
+    let item = raw_item(&client, store.table(), keys::MONITOR_PK, keys::CURSOR_SK)
+        .await
+        .unwrap();
+    assert!(!item.contains_key("expiresAt"));
+    assert_eq!(n(&item, "maxPipelineId"), 1300);
+}
+
+#[tokio::test]
+async fn run_records_replace_the_previous_run_of_the_same_job() {
+    let (store, client) = store("store-runs").await;
+    let run = |job, minute, success| RunRecord {
+        job,
+        finished_at: t(28, 10, minute),
+        success,
+        devlake_up: (job == Job::Monitor).then_some(success),
+        duration_ms: 1234,
+        summary: serde_json::json!({"status": "ok", "errors": [], "nested": {"n": 1, "none": null}}),
+    };
+    store.record_run(&run(Job::Monitor, 0, true)).await.unwrap();
+    store.record_run(&run(Job::Automation, 1, true)).await.unwrap();
+    store.record_run(&run(Job::Monitor, 5, false)).await.unwrap();
+    let item = raw_item(&client, store.table(), keys::RUN_PK, "monitor").await.unwrap();
+    assert_eq!(item["success"].as_bool().unwrap(), &false);
+    assert_eq!(item["devlakeUp"].as_bool().unwrap(), &false);
+    assert!(!item.contains_key("expiresAt"));
+    // The metrics function reads them back as written.
+    let snapshot = store.snapshot(t(20, 0, 0)).await.unwrap();
+    assert_eq!(snapshot.monitor, Some(run(Job::Monitor, 5, false)));
+    assert_eq!(snapshot.automation, Some(run(Job::Automation, 1, true)));
+}
+
+#[tokio::test]
+async fn the_metrics_read_path_sees_what_the_monitor_wrote() {
+    let (store, _) = store("store-contract").await;
+    let now = Utc::now();
+    let recent = event("gitlab/group/svc \"quoted\"", 9, now - chrono::Duration::hours(2));
+    let old = event("gitlab/group/svc \"quoted\"", 3, now - chrono::Duration::days(30));
+    let state = state_after(&recent.project_name, &[old.clone(), recent.clone()], 2);
+    store
+        .commit_project(ProjectCommit {
+            state: &state,
+            expected_revision: None,
+            events: &[old.clone(), recent.clone()],
+            retention: retention(),
+        })
+        .await
+        .unwrap();
+    let snapshot = store.snapshot(now - chrono::Duration::days(7)).await.unwrap();
+    assert_eq!(snapshot.projects, vec![state]);
+    assert_eq!(snapshot.failures.len(), 1);
+    let seen = &snapshot.failures[0];
+    assert_eq!(
+        (seen.pipeline_id, seen.finished_at, &seen.project_name),
+        (9, recent.finished_at, &recent.project_name)
+    );
+}
+
+#[tokio::test]
+async fn blueprint_map_round_trips_in_batches() {
+    let (store, _) = store("store-blueprints").await;
+    let entries: Vec<(u64, String)> = (1..=260).map(|i| (i, format!("github/org/repo-{i}"))).collect();
+    store.save_blueprint_projects(&entries, t(28, 0, 0)).await.unwrap();
+    let ids: Vec<u64> = (0..=300).collect();
+    let map = store.blueprint_projects(&ids).await.unwrap();
+    assert_eq!(map.len(), 260);
+    assert_eq!(map[&17], "github/org/repo-17");
+    assert!(!map.contains_key(&0) && !map.contains_key(&261));
+}
+
+#[tokio::test]
+async fn reruns_are_claimed_once_per_failure_and_up_to_the_maximum() {
+    let (store, client) = store("store-rerun").await;
+    let now = t(28, 10, 0);
+    assert_eq!(store.claim_rerun(5, "a#5", 2, now).await.unwrap(), RerunClaim::Granted { attempt: 1 });
+    assert_eq!(store.claim_rerun(5, "a#5", 2, now).await.unwrap(), RerunClaim::AlreadyDone);
+    assert_eq!(store.claim_rerun(5, "b#5", 2, now).await.unwrap(), RerunClaim::Granted { attempt: 2 });
+    assert_eq!(store.claim_rerun(5, "c#5", 2, now).await.unwrap(), RerunClaim::Exhausted);
+    assert_eq!(store.claim_rerun(6, "a#6", 0, now).await.unwrap(), RerunClaim::Exhausted);
+    let item = raw_item(&client, store.table(), keys::RERUN_PK, "5").await.unwrap();
+    assert_eq!(n(&item, "reruns"), 2);
+    assert!(!item.contains_key("expiresAt"));
+}
+
+#[tokio::test]
+async fn an_unreachable_table_is_a_retryable_unavailable_error() {
+    let port = free_port().unwrap();
+    let sdk = local_sdk_config(&format!("http://127.0.0.1:{port}"));
+    let client = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&sdk)
+            .timeout_config(
+                aws_sdk_dynamodb::config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_millis(300))
+                    .build(),
+            )
+            .build(),
+    );
+    let store = DynamoStore::new(client, "nowhere");
+    let err = store.load_cursor().await.unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable { .. }), "{err}");
+    assert!(err.is_retryable());
+    assert!(err.to_string().contains("GetItem"), "{err}");
+}
+
+#[tokio::test]
+async fn a_steady_state_commit_is_one_request() {
+    let local = dynamodb_local().await;
+    let table = local.create_table("store-calls").await;
+    let counter = DynamoCallCounter::default();
+    let store = DynamoStore::new(counter.client(&local_sdk_config(local.endpoint())), table);
+    let e = event("p", 1, t(28, 1, 0));
+    store
+        .commit_project(ProjectCommit {
+            state: &state_after("p", std::slice::from_ref(&e), 1),
+            expected_revision: None,
+            events: std::slice::from_ref(&e),
+            retention: retention(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(counter.by_operation(), [("TransactWriteItems".to_string(), 1)].into());
+}
