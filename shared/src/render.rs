@@ -553,4 +553,3 @@ mod tests {
         assert!(page.ends_with("\n# EOF\n"));
     }
 }
-

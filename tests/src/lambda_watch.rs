@@ -112,6 +112,7 @@ impl LambdaWatch {
             .stdout(log.try_clone().map_err(|e| e.to_string())?)
             .stderr(log)
             .kill_on_drop(true);
+        die_with_parent(build.as_std_mut(), libc::SIGKILL);
         match tokio::time::timeout(START_TIMEOUT, build.status()).await {
             Ok(Ok(status)) if status.success() => {}
             Ok(Ok(status)) => {
@@ -135,7 +136,9 @@ impl LambdaWatch {
         let mut cmd = Command::new("bash");
         cmd.args([
             "-c",
-            r#"trap 'kill -KILL 0' TERM; "$@" & wait $!"#,
+            // Watch runs each function's `cargo run` in a session of its own, so the trap also
+            // kills the process groups of watch's children.
+            r#"trap 'for c in $(pgrep -P $! 2>/dev/null); do kill -KILL -- -$c 2>/dev/null; done; kill -KILL 0' TERM; "$@" & wait $!"#,
             "lambda-watch",
         ])
         .arg(&cargo_lambda)
@@ -225,6 +228,7 @@ impl LambdaWatch {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        die_with_parent(cmd.as_std_mut(), libc::SIGKILL);
         let child = cmd.spawn().map_err(|e| InvokeError::Invoke {
             message: format!("cannot run {}: {e}", self.cargo_lambda.display()),
         })?;
@@ -414,9 +418,59 @@ extern "C" fn kill_groups_at_exit() {
     }
 }
 
+/// Kills the process group `pgid` this module created, and every process descended from its
+/// leader: watch starts each function's `cargo run` in a session of its own, outside the group.
 fn kill_group(pgid: u32) {
-    // SAFETY: signals a process group this process created.
+    let descendants = descendants(pgid);
+    // SAFETY: signals only processes this process started (directly or through watch).
     unsafe {
         libc::kill(-(pgid as libc::pid_t), libc::SIGKILL);
+        for (pid, group) in descendants {
+            if group != pgid {
+                libc::kill(-(group as libc::pid_t), libc::SIGKILL);
+            }
+            libc::kill(pid as libc::pid_t, libc::SIGKILL);
+        }
     }
+}
+
+/// `(pid, pgid)` of every descendant of `root`, read from /proc.
+fn descendants(root: u32) -> Vec<(u32, u32)> {
+    let mut table: Vec<(u32, u32, u32)> = Vec::new(); // pid, ppid, pgid
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for entry in entries.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            // "pid (comm) state ppid pgrp ..."; comm may hold spaces and parentheses.
+            let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+                continue;
+            };
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            if let (Some(ppid), Some(pgrp)) = (
+                fields.get(1).and_then(|f| f.parse().ok()),
+                fields.get(2).and_then(|f| f.parse().ok()),
+            ) {
+                table.push((pid, ppid, pgrp));
+            }
+        }
+    }
+    let mut found: Vec<(u32, u32)> = Vec::new();
+    let mut frontier = vec![root];
+    while let Some(parent) = frontier.pop() {
+        for &(pid, ppid, pgrp) in &table {
+            if ppid == parent && !found.iter().any(|(p, _)| *p == pid) {
+                found.push((pid, pgrp));
+                frontier.push(pid);
+            }
+        }
+    }
+    found
 }

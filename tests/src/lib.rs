@@ -1,3 +1,4 @@
+pub mod bench;
 pub mod cloudwatch_double;
 pub mod dynamo_calls;
 pub mod lambda_watch;

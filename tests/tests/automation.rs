@@ -1001,6 +1001,15 @@ async fn manual_selection_of_plugins_connections_and_steps() {
             .collect::<Vec<_>>(),
         vec!["jira"]
     );
+    // A connection that does not exist is reported, not silently ignored.
+    let summary = h
+        .run(json!({"connections": ["github/7", "jira/1"], "steps": ["discover"], "now": NOW}))
+        .await
+        .unwrap();
+    assert_eq!(summary["status"], "partial");
+    assert_eq!(summary["errors"][0]["plugin"], "github");
+    assert_eq!(summary["errors"][0]["connectionId"], 7);
+    assert_eq!(summary["counts"]["discoveredConnections"], 1);
 }
 
 #[tokio::test]
@@ -1176,7 +1185,13 @@ async fn the_lambda_binary_runs_a_scheduled_invocation() {
         .invoke("devlake-automation", &scheduled())
         .await
         .unwrap_or_else(|e| panic!("invoke failed: {e}\n{}", watch.log()));
-    assert_eq!(summary["status"], "ok", "{:#}\n{}", summary["remaining"], watch.log());
+    assert_eq!(
+        summary["status"],
+        "ok",
+        "{:#}\n{}",
+        summary["remaining"],
+        watch.log()
+    );
     assert_eq!(summary["source"], "scheduler");
     assert_eq!(summary["timeAfter"], PREVIOUS_SATURDAY);
     let created = summary["counts"]["projectsCreated"].as_u64().unwrap();

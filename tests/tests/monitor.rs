@@ -784,6 +784,52 @@ async fn cloudwatch_failures_never_fail_a_run() {
     assert!(h.monitor_run_record().await.success);
 }
 
+#[tokio::test]
+async fn an_expired_deadline_postpones_work_without_losing_any() {
+    let mut h = Harness::new("mon-deadline").await;
+    h.devlake = DevLakeClient::new(ClientConfig {
+        endpoint: h.sim.url(),
+        page_size: 50,
+        ..ClientConfig::default()
+    })
+    .unwrap();
+    let sim = h.sim();
+    let ps = projects(&sim, 3, "deadline");
+    insert(&sim, vec![finished(ps[0].1, "TASK_FAILED", 300, 290)]);
+    assert_eq!(h.ok().await.new_failures, 1);
+    let cursor = h.cursor().await.unwrap();
+
+    // 120 new failures (3 pages), two of the three blueprints never seen, and no time left.
+    insert(
+        &sim,
+        (0..120)
+            .map(|i| finished(ps[(i % 3) as usize].1, "TASK_FAILED", 200 - i, 199 - i))
+            .collect(),
+    );
+    let late = h
+        .monitor()
+        .handle(&json!({}), Utc::now(), Deadline::after(Duration::ZERO))
+        .await
+        .unwrap();
+    assert_eq!(late.status, RunStatus::Partial, "{late:#?}");
+    assert!(late.errors.iter().all(|e| e.message.starts_with("the Lambda deadline came first")));
+    assert_eq!(late.devlake_calls, 4, "one page of each listing, no look-ups");
+    // Seen: the newest page of the listing and the newest 100 failures (the re-run safety net),
+    // i.e. seeds 20..120; mapped: only those of the known blueprint (every third).
+    assert_eq!(late.pipelines_inspected, 100);
+    assert_eq!(late.new_failures, 33, "{late:#?}");
+    let after = h.cursor().await.unwrap();
+    assert_eq!(after.max_pipeline_id, cursor.max_pipeline_id, "the cursor must not skip the gap");
+
+    let rest = h.ok().await;
+    assert_eq!(rest.new_failures, 120 - 33);
+    assert_eq!(rest.already_recorded, 33);
+    assert_eq!(h.failures().await.len(), 121);
+    assert_eq!(h.project(&ps[0].0).await.failures_total, 41);
+    assert_eq!(h.project(&ps[1].0).await.failures_total, 40);
+    assert_eq!(h.project(&ps[2].0).await.failures_total, 40);
+}
+
 /// The real `devlake-monitor` binary under `cargo lambda watch`: configuration from the
 /// environment, the scheduler payload, DynamoDB Local and the CloudWatch double through the
 /// per-service endpoint variables, and function errors that say why.
@@ -807,6 +853,7 @@ async fn the_lambda_binary_records_failures_from_a_scheduled_invocation() {
         ("AWS_SECRET_ACCESS_KEY", "local"),
         ("CLOUDWATCH_NAMESPACE", NAMESPACE),
         ("DEVLAKE_MAX_RETRIES", "1"),
+        ("RUST_LOG", "info,devlake_autopilot::monitor=debug"),
     ])
     .await;
 

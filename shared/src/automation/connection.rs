@@ -39,7 +39,7 @@ pub(crate) async fn process(
     let items: Vec<ScopeListItem> = match ctx.devlake.scopes(plugin, cid).try_collect().await {
         Ok(items) => items,
         Err(e) => {
-            Fatal::check(&e)?;
+            let e = Fatal::pass(e)?;
             report.error("sync", &at, &e);
             return Ok(Vec::new());
         }
@@ -65,7 +65,7 @@ pub(crate) async fn process(
                 Ok(Some(child)) => remote.push(child),
                 Ok(None) => break,
                 Err(e) => {
-                    Fatal::check(&e)?;
+                    let e = Fatal::pass(e)?;
                     report.error("sync", &at, &e);
                     walk_complete = false;
                     break;
@@ -134,7 +134,7 @@ pub(crate) async fn process(
                     true
                 }
                 Err(e) => {
-                    Fatal::check(&e)?;
+                    let e = Fatal::pass(e)?;
                     for (id, _, _) in batch {
                         report.error("sync", &at.scope(id), &e);
                     }
@@ -229,7 +229,7 @@ pub(crate) async fn process(
                             s.has_scope_config = true;
                         }
                         Err(e) => {
-                            Fatal::check(&e)?;
+                            let e = Fatal::pass(e)?;
                             report.error("scopeConfigs", &at, &e);
                         }
                     }
@@ -264,7 +264,7 @@ async fn ensure_scope_config(
         }
         Err(e) => {
             // Creating without knowing whether it exists could hit DevLake's duplicate-name 500.
-            Fatal::check(&e)?;
+            let e = Fatal::pass(e)?;
             report.error("scopeConfigs", &at, &e);
             return Ok(ConfigState::Unknown);
         }
@@ -288,7 +288,7 @@ async fn ensure_scope_config(
             Ok(ConfigState::Known(created.id))
         }
         Err(e) => {
-            Fatal::check(&e)?;
+            let e = Fatal::pass(e)?;
             report.error("scopeConfigs", &at, &e);
             Ok(ConfigState::Unknown)
         }

@@ -24,14 +24,25 @@ impl Deadline {
 
     /// From the Lambda context's deadline (epoch milliseconds), keeping `margin` for the summary,
     /// the run record and the metrics.
-    /// A missing deadline (0: no runtime set one) means none.
+    ///
+    /// Local emulators differ from Lambda here: a missing deadline (0) means none, and a value
+    /// that cannot be an epoch deadline (before 2001) is read as milliseconds from now —
+    /// `cargo lambda watch` 1.9 sends its function timeout (`600000`) in that header.
     pub fn from_lambda(deadline_epoch_ms: u64, now: SystemTime, margin: Duration) -> Self {
-        if deadline_epoch_ms == 0 {
-            return Deadline::none();
-        }
-        let deadline = SystemTime::UNIX_EPOCH + Duration::from_millis(deadline_epoch_ms);
-        let left = deadline.duration_since(now).unwrap_or_default();
+        const YEAR_2001_MS: u64 = 978_307_200_000;
+        let left = match deadline_epoch_ms {
+            0 => return Deadline::none(),
+            ms if ms < YEAR_2001_MS => Duration::from_millis(ms),
+            ms => (SystemTime::UNIX_EPOCH + Duration::from_millis(ms))
+                .duration_since(now)
+                .unwrap_or_default(),
+        };
         Deadline::after(left.saturating_sub(margin))
+    }
+
+    /// Time left, `None` without a deadline.
+    pub fn left(&self) -> Option<Duration> {
+        self.0.map(|d| d.saturating_duration_since(Instant::now()))
     }
 
     pub fn passed(&self) -> bool {
@@ -57,7 +68,16 @@ mod tests {
         assert!(!d.allows(Duration::from_secs(45)));
         let late = Deadline::from_lambda(1_000_000 + 5_000, now, Duration::from_secs(20));
         assert!(late.passed());
-        assert_eq!(Deadline::from_lambda(0, now, Duration::from_secs(20)), Deadline::none());
+        assert_eq!(
+            Deadline::from_lambda(0, now, Duration::from_secs(20)),
+            Deadline::none()
+        );
+        let emulator = Deadline::from_lambda(600_000, now, Duration::from_secs(20));
+        let left = emulator.left().unwrap();
+        assert!(
+            left > Duration::from_secs(570) && left <= Duration::from_secs(580),
+            "{left:?}"
+        );
         assert!(Deadline::none().allows(Duration::from_secs(1_000_000)));
         assert!(!Deadline::none().passed());
     }

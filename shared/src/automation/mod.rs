@@ -86,29 +86,13 @@ impl AutomationError {
 pub(crate) struct Fatal(pub DevLakeError);
 
 impl Fatal {
-    /// `Err` for errors that end the run (428, 401/403); `Ok` for those that only fail an item.
-    pub(crate) fn check(e: &DevLakeError) -> Result<(), Fatal> {
+    /// Hands back an error that only fails its item; unwinds the run with one that ends it
+    /// (428, 401/403).
+    pub(crate) fn pass(e: DevLakeError) -> Result<DevLakeError, Fatal> {
         if e.is_fatal() {
-            Err(Fatal(match e {
-                DevLakeError::MigrationPending { method, path } => DevLakeError::MigrationPending {
-                    method: method.clone(),
-                    path: path.clone(),
-                },
-                DevLakeError::Unauthorized {
-                    status,
-                    method,
-                    path,
-                    message,
-                } => DevLakeError::Unauthorized {
-                    status: *status,
-                    method: method.clone(),
-                    path: path.clone(),
-                    message: message.clone(),
-                },
-                other => DevLakeError::Config(other.to_string()),
-            }))
+            Err(Fatal(e))
         } else {
-            Ok(())
+            Ok(e)
         }
     }
 }
@@ -305,6 +289,31 @@ async fn run(
             tracing::info!(plugin = %p, "plugin not loaded in this DevLake; skipped");
         }
     }
+    // What a manual request names explicitly must exist; say so when it does not.
+    let requested = req
+        .plugins
+        .iter()
+        .flatten()
+        .chain(req.connections.iter().flatten().map(|c| &c.plugin));
+    let mut refused = Vec::new();
+    for p in requested {
+        let problem = if !cfg.plugins.contains(p) {
+            "is not managed here (PLUGINS does not include it)"
+        } else if !loaded.iter().any(|l| l.plugin == *p) {
+            "is not loaded in this DevLake"
+        } else {
+            continue;
+        };
+        if !refused.contains(p) {
+            refused.push(p.clone());
+            report.error_message(
+                "discover",
+                &At::plugin(p),
+                format!("plugin {p} {problem}"),
+                false,
+            );
+        }
+    }
 
     let wants_projects =
         req.runs(Step::Projects) || req.runs(Step::TimeAfter) || req.runs(Step::Trigger);
@@ -312,7 +321,7 @@ async fn run(
         match ctx.devlake.projects().try_collect().await {
             Ok(p) => Some(p),
             Err(e) => {
-                Fatal::check(&e)?;
+                let e = Fatal::pass(e)?;
                 report.error("projects", &At::default(), &e);
                 None
             }
@@ -335,7 +344,7 @@ async fn run(
         let connections = match ctx.devlake.connections(plugin).await {
             Ok(c) => c,
             Err(e) => {
-                Fatal::check(&e)?;
+                let e = Fatal::pass(e)?;
                 report.error("discover", &At::plugin(plugin), &e);
                 continue;
             }
@@ -349,6 +358,21 @@ async fn run(
                 })
             })
             .collect();
+        for r in req
+            .connections
+            .iter()
+            .flatten()
+            .filter(|r| r.plugin == *plugin)
+        {
+            if !connections.iter().any(|c| c.id == r.connection_id) {
+                report.error_message(
+                    "discover",
+                    &At::connection(plugin, r.connection_id),
+                    format!("connection {r} does not exist in DevLake"),
+                    false,
+                );
+            }
+        }
         report.counts(Some(plugin)).discovered_connections += connections.len() as u64;
         for conn in &connections {
             tracing::info!(plugin = %plugin, connection_id = conn.id, connection = %conn.name, "connection discovered");

@@ -45,7 +45,7 @@ pub(crate) async fn run(
                         false,
                     ),
                     Err(e) => {
-                        Fatal::check(&e)?;
+                        let e = Fatal::pass(e)?;
                         report.error("rerun", &at, &e);
                     }
                 }

@@ -101,12 +101,9 @@ impl Automation {
         wall: SystemTime,
     ) -> Result<Value, AutomationError> {
         let deadline = Deadline::from_lambda(lambda_deadline_ms, wall, self.config.deadline_margin);
-        let budget_ms = (std::time::UNIX_EPOCH + Duration::from_millis(lambda_deadline_ms))
-            .duration_since(wall)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
         tracing::info!(
-            lambda_time_left_ms = budget_ms,
+            lambda_deadline_ms,
+            budget_ms = deadline.left().map(|d| d.as_millis() as u64),
             deadline_margin_ms = self.config.deadline_margin.as_millis() as u64,
             "invocation received"
         );

@@ -22,7 +22,8 @@ pub struct Counts {
     pub projects_reconciled: u64,
     pub projects_conflicting: u64,
     pub projects_unchanged: u64,
-    /// Blueprint PATCHes of any kind (wiring, label, cron, `timeAfter`).
+    /// PATCHes of existing managed blueprints (wiring, label, cron, `timeAfter`); wiring a
+    /// project created in this run counts under `projects_created`.
     pub blueprints_updated: u64,
     /// Of those, the ones that moved `timeAfter`.
     pub time_after_updated: u64,

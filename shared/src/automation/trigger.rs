@@ -227,7 +227,11 @@ mod tests {
         let never = project("never", 4, None);
         let created = Candidate::of(&project("new", 5, None), "new").unwrap();
         let managed = vec![&ok, &failed, &partial, &never];
-        let c = candidates(TriggerMode::NewAndFailed, std::slice::from_ref(&created), &managed);
+        let c = candidates(
+            TriggerMode::NewAndFailed,
+            std::slice::from_ref(&created),
+            &managed,
+        );
         let got: Vec<(&str, &str)> = c.iter().map(|c| (c.project.as_str(), c.reason)).collect();
         assert_eq!(
             got,

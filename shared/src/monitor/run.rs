@@ -68,6 +68,16 @@ impl From<DevLakeError> for Stopped {
     }
 }
 
+/// Work left for the next run because the Lambda deadline was near.
+fn deadline_issue(what: String) -> RunIssue {
+    RunIssue {
+        project: None,
+        pipeline_id: None,
+        blueprint_id: None,
+        message: format!("the Lambda deadline came first: {what}"),
+    }
+}
+
 /// The name a blueprint's pipelines are recorded under: its project's; a legacy blueprint
 /// without a project goes by its own name. Empty = not recorded.
 fn project_of(b: &Blueprint) -> String {
@@ -246,8 +256,8 @@ impl Monitor<'_> {
                 project: None,
                 pipeline_id: obs.listed.iter().map(|p| p.id).min(),
                 blueprint_id: None,
-                message: "the Lambda deadline came before the pipeline listing reached the cursor; \
-                          the next run continues from the same cursor"
+                message: "the Lambda deadline came first: the pipeline listing did not reach \
+                          the cursor; the next run starts again from the same cursor"
                     .to_string(),
             });
         }
@@ -560,6 +570,7 @@ impl Monitor<'_> {
                 .buffer_unordered(LOOKUP_CONCURRENCY)
                 .collect()
                 .await;
+        let mut postponed = 0usize;
         for (id, result) in results {
             match result {
                 Some(Ok(p)) => lookups.found.push(p),
@@ -578,8 +589,16 @@ impl Monitor<'_> {
                     });
                     lookups.unknown.push(id);
                 }
-                None => lookups.unknown.push(id),
+                None => {
+                    postponed += 1;
+                    lookups.unknown.push(id);
+                }
             }
+        }
+        if postponed > 0 {
+            errors.push(deadline_issue(format!(
+                "{postponed} watched pipeline(s) not looked up; kept for the next run"
+            )));
         }
         Ok(lookups)
     }
@@ -635,6 +654,7 @@ impl Monitor<'_> {
                 .buffer_unordered(LOOKUP_CONCURRENCY)
                 .collect()
                 .await;
+        let mut postponed = 0usize;
         for (id, result) in results {
             match result {
                 Some(Ok(b)) => fetched.push((id, project_of(&b))),
@@ -650,8 +670,13 @@ impl Monitor<'_> {
                         message: e.to_string(),
                     });
                 }
-                None => {}
+                None => postponed += 1,
             }
+        }
+        if postponed > 0 {
+            errors.push(deadline_issue(format!(
+                "{postponed} blueprint(s) not resolved; their pipelines are looked at again next run"
+            )));
         }
         if !dry_run && !fetched.is_empty() {
             self.store.save_blueprint_projects(&fetched, now).await?;
@@ -781,6 +806,10 @@ impl Monitor<'_> {
                 continue;
             }
             if deadline.passed() {
+                errors.push(deadline_issue(format!(
+                    "re-run of pipeline {} and later ones not requested",
+                    latest.id
+                )));
                 break;
             }
             let issue = |message: String| RunIssue {

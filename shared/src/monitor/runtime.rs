@@ -108,7 +108,13 @@ impl MonitorFunction {
         now: DateTime<Utc>,
         wall: SystemTime,
     ) -> Result<Value, MonitorError> {
-        let deadline = Deadline::from_lambda(lambda_deadline_ms, wall, DEADLINE_MARGIN);
+        let left = (SystemTime::UNIX_EPOCH + Duration::from_millis(lambda_deadline_ms))
+            .duration_since(wall)
+            .unwrap_or_default();
+        // Keep DEADLINE_MARGIN back, but never more than a quarter of a short budget.
+        let margin = DEADLINE_MARGIN.min(left / 4);
+        tracing::debug!(time_left_ms = left.as_millis() as u64, margin_ms = margin.as_millis() as u64, "invocation");
+        let deadline = Deadline::from_lambda(lambda_deadline_ms, wall, margin);
         let summary = self.monitor().handle(payload, now, deadline).await?;
         Ok(serde_json::to_value(summary).unwrap_or(Value::Null))
     }

@@ -18,7 +18,10 @@ use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use clap::Parser;
 use devlake_autopilot::metrics_http::http::{header, Request, StatusCode};
 use devlake_autopilot::metrics_http::{MetricsService, MetricsToken};
-use devlake_autopilot::store::{keys, DynamoStore, FailureEvent, Job, ProjectState, RunRecord};
+use devlake_autopilot::render;
+use devlake_autopilot::store::{
+    keys, DynamoStore, FailureEvent, Job, MetricsSource, ProjectState, RunRecord,
+};
 use devlake_testkit::dynamo_calls::DynamoCallCounter;
 use devlake_testkit::stack::{dynamodb_local, local_sdk_config, state_table_definition};
 use futures::{StreamExt, TryStreamExt};
@@ -53,13 +56,19 @@ async fn main() -> Result<()> {
         Some(endpoint) => {
             let table = format!("bench-metrics-{}", std::process::id());
             state_table_definition()?
-                .create(&aws_sdk_dynamodb::Client::new(&local_sdk_config(endpoint)), &table)
+                .create(
+                    &aws_sdk_dynamodb::Client::new(&local_sdk_config(endpoint)),
+                    &table,
+                )
                 .await?;
             (endpoint.clone(), table)
         }
         None => {
             let local = dynamodb_local().await;
-            (local.endpoint().to_string(), local.create_table("bench-metrics").await)
+            (
+                local.endpoint().to_string(),
+                local.create_table("bench-metrics").await,
+            )
         }
     };
     let writer = aws_sdk_dynamodb::Client::new(&local_sdk_config(&endpoint));
@@ -68,8 +77,12 @@ async fn main() -> Result<()> {
 
     let seed_started = Instant::now();
     let projects = (0..args.projects).map(|i| project(i, now));
-    write_all(&writer, &table, projects.map(|p| item(&p, keys::PROJECT_PK, &p.project_name)))
-        .await?;
+    write_all(
+        &writer,
+        &table,
+        projects.map(|p| item(&p, keys::PROJECT_PK, &p.project_name)),
+    )
+    .await?;
     for run in [
         run_record(Job::Monitor, now - ChronoDuration::minutes(3)),
         run_record(Job::Automation, now - ChronoDuration::hours(17)),
@@ -104,49 +117,12 @@ async fn main() -> Result<()> {
         args.window_days,
     );
 
-    if std::env::var("BENCH_BREAKDOWN").is_ok() {
-        for _ in 0..5 {
-            let t = Instant::now();
-            let snap = service.source().metrics_snapshot(now - window, Utc::now() + ChronoDuration::days(1)).await?;
-            let read = t.elapsed();
-            let t = Instant::now();
-            let fam = devlake_autopilot::render::metric_families(&snap, chrono_tz::Asia::Ho_Chi_Minh);
-            let build = t.elapsed();
-            let t = Instant::now();
-            let mut out = String::new();
-            devlake_autopilot::render::encode(&fam, devlake_autopilot::render::ExpositionFormat::PrometheusText, &mut out)?;
-            let enc = t.elapsed();
-            let t = Instant::now();
-            let _ = service.source().all_project_states().await?;
-            let proj = t.elapsed();
-            let t = Instant::now();
-            let _ = service.source().failures_between(now - window, Utc::now() + ChronoDuration::days(1)).await?;
-            let fail = t.elapsed();
-            let client = aws_sdk_dynamodb::Client::new(&local_sdk_config(&endpoint));
-            let t = Instant::now();
-            let mut raw_items = Vec::new();
-            let mut sk = None;
-            loop {
-                let page = client.query().table_name(&table).key_condition_expression("pk = :pk")
-                    .expression_attribute_values(":pk", AttributeValue::S("PROJECT".into()))
-                    .set_exclusive_start_key(sk).send().await?;
-                raw_items.extend(page.items.unwrap_or_default());
-                sk = page.last_evaluated_key;
-                if sk.is_none() { break; }
-            }
-            let sdk_proj = t.elapsed();
-            let t = Instant::now();
-            let n = raw_items.into_iter().map(|i| serde_dynamo::from_item::<_, ProjectState>(i).unwrap()).count();
-            let decode_proj = t.elapsed();
-            println!("sdk projects {sdk_proj:?} decode {decode_proj:?} ({n})");
-            println!("read {:?} (projects {:?}, failures {:?}) build {:?} encode {:?}", read, proj, fail, build, enc);
-        }
-    }
     // Peak RSS from here on belongs to scraping, not to seeding.
     reset_peak_rss();
     let first = measure(&service, &calls, args.requests, args.failures).await?;
     let rss_scrape_kb = peak_rss_kb()?;
     print_figures("in-window data only", &first);
+    breakdown(&service, window, args.requests).await?;
 
     let old_started = Instant::now();
     let old = (0..args.old_failures).map(|i| {
@@ -181,7 +157,10 @@ async fn main() -> Result<()> {
         rss_scrape_kb as f64 / 1024.0,
         peak_rss_kb()? as f64 / 1024.0
     );
-    ensure!(first.calls == second.calls, "calls per scrape grew with history");
+    ensure!(
+        first.calls == second.calls,
+        "calls per scrape grew with history"
+    );
     Ok(())
 }
 
@@ -209,7 +188,11 @@ async fn measure(
     // Warm-up: connection pool, credentials, allocator.
     for _ in 0..3 {
         let r = service.handle(&request(), Utc::now()).await;
-        ensure!(r.status() == StatusCode::OK, "warm-up scrape answered {}", r.status());
+        ensure!(
+            r.status() == StatusCode::OK,
+            "warm-up scrape answered {}",
+            r.status()
+        );
     }
     let mut times = Vec::with_capacity(requests);
     let mut bytes = 0;
@@ -220,7 +203,11 @@ async fn measure(
         let started = Instant::now();
         let response = service.handle(&request(), Utc::now()).await;
         times.push(started.elapsed());
-        ensure!(response.status() == StatusCode::OK, "scrape answered {}", response.status());
+        ensure!(
+            response.status() == StatusCode::OK,
+            "scrape answered {}",
+            response.status()
+        );
         bytes = response.body().len();
         let series = response
             .body()
@@ -248,6 +235,39 @@ async fn measure(
         calls_by_op: by_op,
         bytes,
     })
+}
+
+/// Where a scrape's time goes: the store read and the rendering, timed apart (p50).
+async fn breakdown(
+    service: &MetricsService<DynamoStore>,
+    window: ChronoDuration,
+    requests: usize,
+) -> Result<()> {
+    let tz = chrono_tz::Asia::Ho_Chi_Minh;
+    let (mut reads, mut renders) = (Vec::new(), Vec::new());
+    for _ in 0..requests.min(20) {
+        let now = Utc::now();
+        let started = Instant::now();
+        let snapshot = service.source().snapshot(now - window).await?;
+        reads.push(started.elapsed());
+        let started = Instant::now();
+        let page = render::render_page(
+            &snapshot,
+            tz,
+            render::ExpositionFormat::PrometheusText,
+            Duration::ZERO,
+        )?;
+        renders.push(started.elapsed());
+        ensure!(!page.is_empty());
+    }
+    reads.sort();
+    renders.sort();
+    println!(
+        "breakdown (p50): store read {:.1} ms, render {:.1} ms",
+        ms(percentile(&reads, 50)),
+        ms(percentile(&renders, 50))
+    );
+    Ok(())
 }
 
 fn print_figures(label: &str, f: &Figures) {
@@ -282,7 +302,14 @@ fn project(i: usize, now: DateTime<Utc>) -> ProjectState {
     ProjectState {
         project_name: project_name(i),
         blueprint_id: i as u64 + 1,
-        last_status: Some(if failing { "TASK_FAILED" } else { "TASK_COMPLETED" }.into()),
+        last_status: Some(
+            if failing {
+                "TASK_FAILED"
+            } else {
+                "TASK_COMPLETED"
+            }
+            .into(),
+        ),
         last_finished_at: Some(now - ChronoDuration::hours(2)),
         last_success_at: Some(now - ChronoDuration::hours(if failing { 50 } else { 2 })),
         last_failure_at: Some(now - ChronoDuration::hours(if failing { 2 } else { 70 })),
@@ -303,7 +330,12 @@ fn failure(i: usize, projects: usize, finished: DateTime<Utc>) -> FailureEvent {
         project_name: project_name(i % projects.max(1)),
         blueprint_id: (i % projects.max(1)) as u64 + 1,
         pipeline_id: 100_000 + i as u64,
-        status: if i % 3 == 0 { "TASK_PARTIAL" } else { "TASK_FAILED" }.into(),
+        status: if i % 3 == 0 {
+            "TASK_PARTIAL"
+        } else {
+            "TASK_FAILED"
+        }
+        .into(),
         finished_at: finished,
         began_at: Some(finished - ChronoDuration::seconds(300)),
         message: format!(
