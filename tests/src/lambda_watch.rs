@@ -213,7 +213,9 @@ impl LambdaWatch {
         function: &str,
         payload: &serde_json::Value,
     ) -> Result<serde_json::Value, InvokeError> {
-        let log_start = read(&self.log_path).len();
+        let log_start = std::fs::metadata(&self.log_path)
+            .map(|m| m.len())
+            .unwrap_or(0) as usize;
         let mut cmd = AsyncCommand::new(&self.cargo_lambda);
         cmd.args(["lambda", "invoke", function])
             .args(["--invoke-address", "127.0.0.1"])
@@ -240,8 +242,9 @@ impl LambdaWatch {
             tokio::select! {
                 out = &mut output => break out,
                 _ = tokio::time::sleep(Duration::from_millis(250)) => {
-                    let log = read(&self.log_path);
-                    let new = log.get(log_start..).unwrap_or("");
+                    let bytes = std::fs::read(&self.log_path).unwrap_or_default();
+                    let new = String::from_utf8_lossy(bytes.get(log_start..).unwrap_or(&[]));
+                    let new = new.as_ref();
                     if new.contains("command exited") {
                         return Err(InvokeError::Exited { log: tail(new, 200) });
                     }
@@ -314,21 +317,41 @@ fn function_error_message(text: &str) -> Option<String> {
             }
         }
     }
-    // Otherwise cargo-lambda's text report: "Error: × <errorType>\n  ╰─▶ <errorMessage>"
-    let lines: Vec<&str> = text
-        .lines()
-        .map(|l| l.trim_start_matches(|c: char| c.is_whitespace() || "×╰─▶│├".contains(c)))
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect();
-    let start = lines.iter().position(|l| l.starts_with("Error:"))?;
-    let message = lines[start..]
-        .iter()
-        .map(|l| l.trim_start_matches("Error:").trim())
-        .filter(|l| !l.is_empty())
+    // Otherwise cargo-lambda's text report:
+    //   Error: <errorType>
+    //
+    //     × <errorMessage, wrapped
+    //     │ over several lines>
+    //
+    //   Was this behavior unexpected? ...
+    let mut lines = text.lines().map(str::trim);
+    let kind = lines
+        .find_map(|l| l.strip_prefix("Error:"))?
+        .trim()
+        .to_string();
+    let mut parts: Vec<String> = Vec::new();
+    for line in lines {
+        if let Some(first) = line.strip_prefix('×') {
+            parts.push(first.trim().to_string());
+        } else if let Some(more) = line.strip_prefix('│') {
+            if parts.is_empty() {
+                break;
+            }
+            parts.push(more.trim().to_string());
+        } else if !parts.is_empty() || !line.is_empty() {
+            break;
+        }
+    }
+    let message = parts
+        .into_iter()
+        .filter(|p| !p.is_empty())
         .collect::<Vec<_>>()
-        .join(": ");
-    Some(message)
+        .join(" ");
+    Some(match (kind.is_empty(), message.is_empty()) {
+        (_, true) => kind,
+        (true, false) => message,
+        (false, false) => format!("{kind}: {message}"),
+    })
 }
 
 fn read(path: &Path) -> String {
@@ -473,4 +496,40 @@ fn descendants(root: u32) -> Vec<(u32, u32)> {
         }
     }
     found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn function_error_from_cargo_lambda_text_report() {
+        let stderr = "Error: lambda_runtime::deserializer::DeserializeError\n\n  × failed to deserialize the incoming data:\n  │ this function expects a JSON payload\n  │ \n\n  Was this behavior unexpected?\n  Start a thread in https://github.com/cargo-lambda/cargo-lambda/discussions\n";
+        assert_eq!(
+            invoke_failure("", stderr),
+            InvokeError::Function {
+                message: "lambda_runtime::deserializer::DeserializeError: failed to deserialize the incoming data: this function expects a JSON payload".into()
+            }
+        );
+    }
+
+    #[test]
+    fn function_error_from_json_error_object() {
+        let stdout =
+            r#"{"errorType":"&str","errorMessage":"invalid payload: unknown field `bogus`"}"#;
+        assert_eq!(
+            invoke_failure(stdout, ""),
+            InvokeError::Function {
+                message: "&str: invalid payload: unknown field `bogus`".into()
+            }
+        );
+    }
+
+    #[test]
+    fn other_failures_are_invoke_errors() {
+        assert!(matches!(
+            invoke_failure("", "connection refused"),
+            InvokeError::Invoke { .. }
+        ));
+    }
 }

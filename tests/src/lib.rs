@@ -2,5 +2,5 @@ pub mod bench;
 pub mod cloudwatch_double;
 pub mod dynamo_calls;
 pub mod lambda_watch;
-pub mod stack;
 pub mod sim;
+pub mod stack;

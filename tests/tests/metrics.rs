@@ -553,7 +553,7 @@ async fn calls_per_scrape_do_not_grow_with_history() {
     assert_eq!(first.status(), StatusCode::OK);
     let before = s.calls.total();
     assert_eq!(
-        series_count(first.body(), "devlake_blueprint_failure_total{"),
+        series_count(&text(&first), "devlake_blueprint_failure_total{"),
         50
     );
 
@@ -581,7 +581,7 @@ async fn calls_per_scrape_do_not_grow_with_history() {
         "calls per scrape changed with history"
     );
     assert_eq!(
-        series_count(second.body(), "devlake_blueprint_failure_total{"),
+        series_count(&text(&second), "devlake_blueprint_failure_total{"),
         50
     );
     assert_eq!(s.calls.by_operation().get("Scan"), None);
@@ -664,7 +664,26 @@ fn get(path: &str, token: Option<&str>) -> Request<()> {
     )
 }
 
-fn assert_unauthorized(resp: &Response<String>, what: &str) {
+/// The body as text, gunzipped when the response says it is compressed.
+fn text(resp: &Response<Vec<u8>>) -> String {
+    let bytes = if resp.headers().get(header::CONTENT_ENCODING).is_some_and(|v| v == "gzip") {
+        gunzip(resp.body())
+    } else {
+        resp.body().clone()
+    };
+    String::from_utf8(bytes).expect("UTF-8 body")
+}
+
+fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(bytes)
+        .read_to_end(&mut out)
+        .expect("valid gzip");
+    out
+}
+
+fn assert_unauthorized(resp: &Response<Vec<u8>>, what: &str) {
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{what}");
     assert_eq!(
         resp.headers()
@@ -673,7 +692,7 @@ fn assert_unauthorized(resp: &Response<String>, what: &str) {
         Some("Bearer"),
         "{what}"
     );
-    assert_eq!(resp.body(), "unauthorized\n", "{what}");
+    assert_eq!(text(resp), "unauthorized\n", "{what}");
 }
 
 /// Every (method, path, Authorization) that must be refused before anything else happens.
@@ -730,7 +749,7 @@ async fn http_auth_routing_and_negotiation_in_process() {
             .handle(&request(method.clone(), path, auth.as_deref()), now)
             .await;
         assert_unauthorized(&resp, &format!("{method} {path} {auth:?}"));
-        assert!(!resp.body().contains(TOKEN));
+        assert!(!text(&resp).contains(TOKEN));
     }
     // Valid token, but wrong path or method: refused without reading the store either.
     let not_found = service.handle(&get("/nope", Some(TOKEN)), now).await;
@@ -780,10 +799,10 @@ async fn http_auth_routing_and_negotiation_in_process() {
             .collect::<Vec<_>>()
             .join("\n")
     };
-    assert_eq!(without_duration(page.body()), without_duration(root.body()));
-    promtool_check(page.body());
+    assert_eq!(without_duration(&text(&page)), without_duration(&text(&root)));
+    promtool_check(&text(&page));
     let local = render_local(now - ChronoDuration::hours(2));
-    assert!(page.body().contains(&format!(
+    assert!(text(&page).contains(&format!(
         "devlake_blueprint_failure_total{{project_name=\"gitlab/team \\\"quoted\\\"/svc\",time_failed=\"{local}\"}} 1\n"
     )));
 
@@ -800,7 +819,7 @@ async fn http_auth_routing_and_negotiation_in_process() {
         om.headers()[header::CONTENT_TYPE],
         "application/openmetrics-text; version=1.0.0; charset=utf-8"
     );
-    assert!(om.body().ends_with("# EOF\n"));
+    assert!(text(&om).ends_with("# EOF\n"));
     let mut old_om = get("/metrics", Some(TOKEN));
     old_om.headers_mut().insert(
         header::ACCEPT,
@@ -813,7 +832,18 @@ async fn http_auth_routing_and_negotiation_in_process() {
         old_om.headers()[header::CONTENT_TYPE],
         "text/plain; version=0.0.4; charset=utf-8"
     );
-    assert!(!old_om.body().contains("# EOF"));
+    assert!(!text(&old_om).contains("# EOF"));
+
+    // Compressed when the client accepts gzip (as Prometheus does), plain otherwise.
+    assert!(page.headers().get(header::CONTENT_ENCODING).is_none());
+    let mut gz = get("/metrics", Some(TOKEN));
+    gz.headers_mut()
+        .insert(header::ACCEPT_ENCODING, "gzip".parse().unwrap());
+    let gz = service.handle(&gz, now).await;
+    assert_eq!(gz.status(), StatusCode::OK);
+    assert_eq!(gz.headers()[header::CONTENT_ENCODING], "gzip");
+    assert!(gz.body().len() < text(&gz).len());
+    assert_eq!(without_duration(&text(&gz)), without_duration(&text(&page)));
 }
 
 fn render_local(t: DateTime<Utc>) -> String {
@@ -835,8 +865,8 @@ async fn store_failure_answers_503_without_a_partial_page() {
         .handle(&get("/metrics", Some(TOKEN)), Utc::now())
         .await;
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(resp.body(), "store unavailable\n");
-    assert!(!resp.body().contains("devlake_"));
+    assert_eq!(text(&resp), "store unavailable\n");
+    assert!(!text(&resp).contains("devlake_"));
     // Authentication still comes first when the store is down.
     let resp = service.handle(&get("/metrics", None), Utc::now()).await;
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
@@ -996,6 +1026,12 @@ async fn function_url_auth_method_path_and_formats_under_cargo_lambda_watch() {
     }
     let page = &pages[0];
     promtool_check(page);
+    // Samples without the self-timing, which differs from scrape to scrape.
+    let timeless = |page: &str| {
+        let mut s = series(page);
+        assert!(s.remove(render::RENDER_DURATION).is_some());
+        s
+    };
     let s_ = series(page);
     for e in &written {
         let id = format!(
@@ -1018,6 +1054,19 @@ async fn function_url_auth_method_path_and_formats_under_cargo_lambda_watch() {
     );
     assert_eq!(s_["devlake_up"], "1");
 
+    // Gzip through the function URL (the body travels base64-encoded inside the Lambda response).
+    let gz = http
+        .get(format!("{base}/metrics"))
+        .bearer_auth(TOKEN)
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gz.status(), 200);
+    assert_eq!(gz.headers()["content-encoding"], "gzip");
+    let unzipped = String::from_utf8(gunzip(&gz.bytes().await.unwrap())).unwrap();
+    assert_eq!(timeless(&unzipped), timeless(page));
+
     // OpenMetrics on request, with its own content type, intact through the function URL.
     let om = send(
         &http,
@@ -1038,12 +1087,6 @@ async fn function_url_auth_method_path_and_formats_under_cargo_lambda_watch() {
         "application/openmetrics-text; version=1.0.0; charset=utf-8"
     );
     assert!(om.body.ends_with("# EOF\n"), "{}", om.body);
-    // Same samples (the self-timing differs from scrape to scrape).
-    let timeless = |page: &str| {
-        let mut s = series(page);
-        assert!(s.remove(render::RENDER_DURATION).is_some());
-        s
-    };
     assert_eq!(timeless(&om.body), timeless(page));
     bodies.extend(pages);
     bodies.push(om.body);

@@ -17,7 +17,9 @@ use devlake_autopilot::store::{
 };
 use devlake_testkit::cloudwatch_double::CloudWatchDouble;
 use devlake_testkit::dynamo_calls::DynamoCallCounter;
-use devlake_testkit::sim::{FaultRule, Fixture, MigrationMode, PipelineSeed, SimHandle, Simulator};
+use devlake_testkit::sim::{
+    FaultRule, Fixture, MigrationMode, PipelineSeed, SimHandle, SimOptions, Simulator,
+};
 use devlake_testkit::stack::{dynamodb_local, free_port, local_sdk_config};
 use serde_json::{json, Value};
 
@@ -48,7 +50,11 @@ fn client_for(sim: &Simulator) -> DevLakeClient {
 
 impl Harness {
     async fn new(prefix: &str) -> Harness {
-        let sim = Simulator::start(Fixture::empty()).await;
+        Self::with_sim(prefix, SimOptions::default()).await
+    }
+
+    async fn with_sim(prefix: &str, options: SimOptions) -> Harness {
+        let sim = Simulator::start_with(Fixture::empty(), options).await;
         let local = dynamodb_local().await;
         let table = local.create_table(prefix).await;
         let dynamo_calls = DynamoCallCounter::default();
@@ -125,7 +131,11 @@ impl Harness {
     }
 
     async fn failure_ids(&self) -> Vec<u64> {
-        self.failures().await.into_iter().map(|(e, _)| e.pipeline_id).collect()
+        self.failures()
+            .await
+            .into_iter()
+            .map(|(e, _)| e.pipeline_id)
+            .collect()
     }
 
     async fn item_count(&self) -> usize {
@@ -191,8 +201,16 @@ fn finished(blueprint_id: u64, status: &str, created_ago: i64, finished_ago: i64
         created_at: Some(ago(created_ago)),
         began_at: Some(ago(created_ago - 1)),
         finished_at: Some(ago(finished_ago)),
-        message: if status == "TASK_COMPLETED" { String::new() } else { format!("{status} in collector") },
-        error_name: if status == "TASK_COMPLETED" { String::new() } else { "boom\n\tcaused by: 502".into() },
+        message: if status == "TASK_COMPLETED" {
+            String::new()
+        } else {
+            format!("{status} in collector")
+        },
+        error_name: if status == "TASK_COMPLETED" {
+            String::new()
+        } else {
+            "boom\n\tcaused by: 502".into()
+        },
         ..PipelineSeed::default()
     }
 }
@@ -269,7 +287,10 @@ async fn records_exactly_the_failures_across_many_blueprints() {
     let events = h.failures().await;
     assert_eq!(events.len(), 12);
     for (e, expires) in &events {
-        assert!(matches!(e.status.as_str(), "TASK_FAILED" | "TASK_PARTIAL"), "{e:?}");
+        assert!(
+            matches!(e.status.as_str(), "TASK_FAILED" | "TASK_PARTIAL"),
+            "{e:?}"
+        );
         assert!(e.finished_at > ago(24 * 60), "outside the lookback: {e:?}");
         assert_eq!(*expires, e.finished_at.timestamp() + 90 * 86_400);
         assert!(e.message.contains("in collector") && e.error_name.contains("caused by"));
@@ -309,11 +330,15 @@ async fn records_exactly_the_failures_across_many_blueprints() {
     // The running pipelines end, one new pipeline fails: the next run sees exactly those.
     let running_ids: Vec<u64> = sim.pending_pipelines();
     assert_eq!(running_ids.len(), 3);
-    sim.finish_pipeline(running_ids[0], "TASK_FAILED", "late failure").unwrap();
-    sim.finish_pipeline(running_ids[1], "TASK_COMPLETED", "").unwrap();
-    sim.finish_pipeline(running_ids[2], "TASK_PARTIAL", "partly").unwrap();
+    sim.finish_pipeline(running_ids[0], "TASK_FAILED", "late failure")
+        .unwrap();
+    sim.finish_pipeline(running_ids[1], "TASK_COMPLETED", "")
+        .unwrap();
+    sim.finish_pipeline(running_ids[2], "TASK_PARTIAL", "partly")
+        .unwrap();
     let fresh = start_new(&sim, ps[0].1);
-    sim.finish_pipeline(fresh, "TASK_FAILED", "new failure").unwrap();
+    sim.finish_pipeline(fresh, "TASK_FAILED", "new failure")
+        .unwrap();
 
     let second = h.ok().await;
     assert_eq!(second.new_failures, 3, "{second:#?}");
@@ -343,7 +368,9 @@ async fn records_exactly_the_failures_across_many_blueprints() {
     assert_eq!(h.metric("PipelinesInspected").len(), 3);
     assert_eq!(h.metric("StuckPipelines"), vec![0.0, 0.0, 0.0]);
     let datums = h.cloudwatch.datums();
-    assert!(datums.iter().all(|d| d.namespace == NAMESPACE && d.dimensions.is_empty()));
+    assert!(datums
+        .iter()
+        .all(|d| d.namespace == NAMESPACE && d.dimensions.is_empty()));
 
     let record = h.monitor_run_record().await;
     assert!(record.success);
@@ -358,7 +385,12 @@ async fn runs_in_a_row_and_concurrent_runs_count_each_failure_once() {
     let ps = projects(&sim, 6, "overlap");
     let seeds = ps
         .iter()
-        .flat_map(|(_, bp)| [finished(*bp, "TASK_FAILED", 100, 90), finished(*bp, "TASK_PARTIAL", 60, 50)])
+        .flat_map(|(_, bp)| {
+            [
+                finished(*bp, "TASK_FAILED", 100, 90),
+                finished(*bp, "TASK_PARTIAL", 60, 50),
+            ]
+        })
         .collect();
     insert(&sim, seeds);
 
@@ -366,6 +398,8 @@ async fn runs_in_a_row_and_concurrent_runs_count_each_failure_once() {
     let (a, b) = tokio::join!(h.run(json!({})), h.run(json!({})));
     let (a, b) = (a.unwrap(), b.unwrap());
     assert_eq!(a.new_failures + b.new_failures, 12, "{a:#?}\n{b:#?}");
+    // Both cursors are complete; the conditional save keeps whichever came first.
+    assert!(a.cursor.saved || b.cursor.saved);
     assert_eq!(h.failures().await.len(), 12);
     for (name, _) in &ps {
         assert_eq!(h.project(name).await.failures_total, 2, "{name}");
@@ -400,7 +434,13 @@ async fn a_rerun_that_fails_again_is_a_second_failure() {
     let h = Harness::new("mon-rerun").await;
     let sim = h.sim();
     let ps = projects(&sim, 2, "rerun");
-    let ids = insert(&sim, vec![finished(ps[0].1, "TASK_FAILED", 30, 20), finished(ps[1].1, "TASK_FAILED", 30, 20)]);
+    let ids = insert(
+        &sim,
+        vec![
+            finished(ps[0].1, "TASK_FAILED", 30, 20),
+            finished(ps[1].1, "TASK_FAILED", 30, 20),
+        ],
+    );
     assert_eq!(h.ok().await.new_failures, 2);
 
     // Re-run seen while pending, then failing again.
@@ -409,10 +449,17 @@ async fn a_rerun_that_fails_again_is_a_second_failure() {
     assert_eq!(pending.new_failures, 0);
     assert!(h.cursor().await.unwrap().watch.contains(&ids[0]));
     sim.start_pipeline(ids[0]).unwrap();
-    sim.finish_pipeline(ids[0], "TASK_FAILED", "failed again").unwrap();
+    sim.finish_pipeline(ids[0], "TASK_FAILED", "failed again")
+        .unwrap();
     let again = h.ok().await;
     assert_eq!(again.new_failures, 1);
-    let events: Vec<FailureEvent> = h.failures().await.into_iter().map(|(e, _)| e).filter(|e| e.pipeline_id == ids[0]).collect();
+    let events: Vec<FailureEvent> = h
+        .failures()
+        .await
+        .into_iter()
+        .map(|(e, _)| e)
+        .filter(|e| e.pipeline_id == ids[0])
+        .collect();
     assert_eq!(events.len(), 2);
     assert_ne!(events[0].finished_at, events[1].finished_at);
     assert_eq!(events[1].message, "failed again");
@@ -422,7 +469,8 @@ async fn a_rerun_that_fails_again_is_a_second_failure() {
     // Re-run queued, run and failed entirely between two monitor runs: still caught.
     h.devlake.rerun_pipeline(ids[1]).await.unwrap();
     sim.start_pipeline(ids[1]).unwrap();
-    sim.finish_pipeline(ids[1], "TASK_FAILED", "quick failure").unwrap();
+    sim.finish_pipeline(ids[1], "TASK_FAILED", "quick failure")
+        .unwrap();
     assert_eq!(h.ok().await.new_failures, 1);
     assert_eq!(h.project(&ps[1].0).await.failures_total, 2);
 
@@ -447,15 +495,26 @@ async fn stuck_pipelines_are_flagged_then_cleared() {
     let first = h.ok().await;
     assert_eq!(first.stuck, 1);
     assert!(h.project(&ps[0].0).await.stuck);
-    assert_eq!(h.cursor().await.unwrap().stuck, BTreeMap::from([(ps[0].0.clone(), ids[0])]));
+    assert_eq!(
+        h.cursor().await.unwrap().stuck,
+        BTreeMap::from([(ps[0].0.clone(), ids[0])])
+    );
     assert_eq!(h.metric("StuckPipelines"), vec![1.0]);
     // The other project has no state yet: nothing of it finished or got stuck.
-    assert!(h.store.project_states(&[ps[1].0.clone()]).await.unwrap().is_empty());
+    assert!(h
+        .store
+        .project_states(&[ps[1].0.clone()])
+        .await
+        .unwrap()
+        .is_empty());
 
     // Still running: stays flagged, nothing rewritten.
     h.dynamo_calls.reset();
     assert_eq!(h.ok().await.stuck, 1);
-    assert!(!h.dynamo_calls.by_operation().contains_key("TransactWriteItems"));
+    assert!(!h
+        .dynamo_calls
+        .by_operation()
+        .contains_key("TransactWriteItems"));
 
     sim.finish_pipeline(ids[0], "TASK_COMPLETED", "").unwrap();
     let cleared = h.ok().await;
@@ -472,7 +531,12 @@ async fn devlake_errors_lose_nothing_and_never_double_count() {
     let h = Harness::new("mon-faults").await;
     let sim = h.sim();
     let ps = projects(&sim, 3, "faults");
-    insert(&sim, ps.iter().map(|(_, bp)| finished(*bp, "TASK_FAILED", 40, 30)).collect());
+    insert(
+        &sim,
+        ps.iter()
+            .map(|(_, bp)| finished(*bp, "TASK_FAILED", 40, 30))
+            .collect(),
+    );
     assert_eq!(h.ok().await.new_failures, 3);
     let cursor = h.cursor().await.unwrap();
 
@@ -527,7 +591,10 @@ async fn devlake_errors_lose_nothing_and_never_double_count() {
     assert_eq!(partial.status, RunStatus::Partial, "{partial:#?}");
     assert_eq!(partial.new_failures, 1, "{partial:#?}");
     assert_eq!(partial.failures[0].pipeline_id, b);
-    assert!(partial.errors.iter().any(|e| e.blueprint_id == Some(fresh_project)));
+    assert!(partial
+        .errors
+        .iter()
+        .any(|e| e.blueprint_id == Some(fresh_project)));
     assert!(h.cursor().await.unwrap().watch.contains(&c));
     sim.clear_faults();
     let healed = h.ok().await;
@@ -542,7 +609,11 @@ async fn devlake_errors_lose_nothing_and_never_double_count() {
         assert_eq!(ids.iter().filter(|i| **i == id).count(), 1, "{id}");
     }
     for (i, (name, _)) in ps.iter().enumerate() {
-        assert_eq!(h.project(name).await.failures_total, if i == 0 { 1 } else { 2 }, "{name}");
+        assert_eq!(
+            h.project(name).await.failures_total,
+            if i == 0 { 1 } else { 2 },
+            "{name}"
+        );
     }
 }
 
@@ -555,7 +626,8 @@ async fn dynamodb_unavailable_fails_the_run_and_keeps_the_cursor() {
     assert_eq!(h.ok().await.new_failures, 1);
     let cursor = h.cursor().await.unwrap();
     let id = start_new(&sim, ps[0].1);
-    sim.finish_pipeline(id, "TASK_FAILED", "while the table was away").unwrap();
+    sim.finish_pipeline(id, "TASK_FAILED", "while the table was away")
+        .unwrap();
 
     // The same monitor pointed at a closed port.
     let port = free_port().unwrap();
@@ -567,7 +639,10 @@ async fn dynamodb_unavailable_fails_the_run_and_keeps_the_cursor() {
         store: &broken,
         ..h.monitor()
     };
-    let err = monitor.handle(&json!({}), Utc::now(), Deadline::none()).await.unwrap_err();
+    let err = monitor
+        .handle(&json!({}), Utc::now(), Deadline::none())
+        .await
+        .unwrap_err();
     assert!(matches!(err, MonitorError::Store(_)), "{err}");
     assert!(err.is_retryable());
     assert!(err.to_string().contains("DynamoDB unavailable"), "{err}");
@@ -580,7 +655,10 @@ async fn dynamodb_unavailable_fails_the_run_and_keeps_the_cursor() {
         store: &missing,
         ..h.monitor()
     };
-    let err = monitor.handle(&json!({}), Utc::now(), Deadline::none()).await.unwrap_err();
+    let err = monitor
+        .handle(&json!({}), Utc::now(), Deadline::none())
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("ResourceNotFound"), "{err}");
 
     // Back on the real table: the failure is recorded once.
@@ -596,7 +674,13 @@ async fn auto_rerun_retries_once_per_failure_up_to_the_maximum() {
     let mut h = Harness::new("mon-autorerun").await;
     let sim = h.sim();
     let ps = projects(&sim, 2, "auto");
-    let ids = insert(&sim, vec![finished(ps[0].1, "TASK_FAILED", 40, 30), finished(ps[1].1, "TASK_COMPLETED", 40, 30)]);
+    let ids = insert(
+        &sim,
+        vec![
+            finished(ps[0].1, "TASK_FAILED", 40, 30),
+            finished(ps[1].1, "TASK_COMPLETED", 40, 30),
+        ],
+    );
 
     // Off (the default): never re-runs.
     let off = h.ok().await;
@@ -610,14 +694,21 @@ async fn auto_rerun_retries_once_per_failure_up_to_the_maximum() {
     assert_eq!((on.new_failures, on.reruns), (1, 1), "{on:#?}");
     assert_eq!(on.rerun_pipeline_ids, vec![fresh]);
     assert_eq!(sim.pipeline(fresh).unwrap()["status"], "TASK_RERUN");
-    assert_eq!(sim.count_matching("POST", &format!("/pipelines/{fresh}/rerun")), 1);
+    assert_eq!(
+        sim.count_matching("POST", &format!("/pipelines/{fresh}/rerun")),
+        1
+    );
     // The old failure (recorded before the switch) is not re-run.
-    assert_eq!(sim.count_matching("POST", &format!("/pipelines/{}/rerun", ids[0])), 0);
+    assert_eq!(
+        sim.count_matching("POST", &format!("/pipelines/{}/rerun", ids[0])),
+        0
+    );
 
     // Pending: nothing to do. Failing again: recorded, but AUTO_RERUN_MAX=1 is used up.
     assert_eq!(h.ok().await.reruns, 0);
     sim.start_pipeline(fresh).unwrap();
-    sim.finish_pipeline(fresh, "TASK_FAILED", "flaky again").unwrap();
+    sim.finish_pipeline(fresh, "TASK_FAILED", "flaky again")
+        .unwrap();
     let exhausted = h.ok().await;
     assert_eq!((exhausted.new_failures, exhausted.reruns), (1, 0));
     assert_eq!(sim.count_matching("POST", "/pipelines"), 1);
@@ -629,7 +720,10 @@ async fn auto_rerun_retries_once_per_failure_up_to_the_maximum() {
     sim.finish_pipeline(other, "TASK_FAILED", "x").unwrap();
     let (a, b) = tokio::join!(h.run(json!({})), h.run(json!({})));
     assert_eq!(a.unwrap().reruns + b.unwrap().reruns, 1);
-    assert_eq!(sim.count_matching("POST", &format!("/pipelines/{other}/rerun")), 1);
+    assert_eq!(
+        sim.count_matching("POST", &format!("/pipelines/{other}/rerun")),
+        1
+    );
 }
 
 #[tokio::test]
@@ -664,7 +758,12 @@ async fn a_dry_run_reports_what_it_would_record_and_writes_nothing() {
     h.settings.auto_rerun_max = 2;
     let sim = h.sim();
     let ps = projects(&sim, 3, "dry");
-    insert(&sim, ps.iter().map(|(_, bp)| finished(*bp, "TASK_FAILED", 40, 30)).collect());
+    insert(
+        &sim,
+        ps.iter()
+            .map(|(_, bp)| finished(*bp, "TASK_FAILED", 40, 30))
+            .collect(),
+    );
 
     let dry = h.run(json!({"dryRun": true})).await.unwrap();
     assert!(dry.dry_run);
@@ -681,7 +780,10 @@ async fn a_dry_run_reports_what_it_would_record_and_writes_nothing() {
     let real = h.ok().await;
     assert_eq!((real.new_failures, real.reruns), (3, 0));
     // After a real run, a dry run finds everything recorded.
-    let dry_again = h.run(json!({"dryRun": true, "rescan": true})).await.unwrap();
+    let dry_again = h
+        .run(json!({"dryRun": true, "rescan": true}))
+        .await
+        .unwrap();
     assert_eq!(dry_again.new_failures, 0);
     assert_eq!(dry_again.already_recorded, 3);
 }
@@ -714,8 +816,14 @@ async fn first_run_and_rescan_use_the_lookback_window() {
     // A scheduler payload sets the run's `now`: with a scheduled time 3 hours later, the rescan
     // window no longer reaches the 4-hour-old failure, and nothing is double counted either.
     let later = (Utc::now() + chrono::Duration::hours(3)).to_rfc3339();
-    let s = h.run(json!({"scheduledTime": later, "rescan": true})).await.unwrap();
-    assert_eq!(s.now.to_rfc3339(), DateTime::parse_from_rfc3339(&later).unwrap().to_rfc3339());
+    let s = h
+        .run(json!({"scheduledTime": later, "rescan": true}))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.now.to_rfc3339(),
+        DateTime::parse_from_rfc3339(&later).unwrap().to_rfc3339()
+    );
     assert_eq!((s.new_failures, s.already_recorded), (0, 1));
 }
 
@@ -724,12 +832,20 @@ async fn a_project_with_more_failures_than_one_transaction_holds() {
     let h = Harness::new("mon-chunks").await;
     let sim = h.sim();
     let ps = projects(&sim, 1, "chunks");
-    insert(&sim, (0..150).map(|i| finished(ps[0].1, "TASK_FAILED", 300 - i, 299 - i)).collect());
+    insert(
+        &sim,
+        (0..150)
+            .map(|i| finished(ps[0].1, "TASK_FAILED", 300 - i, 299 - i))
+            .collect(),
+    );
     let s = h.ok().await;
     assert_eq!(s.new_failures, 150);
     assert_eq!(s.failures.len(), 100, "the summary lists at most 100");
     let state = h.project(&ps[0].0).await;
-    assert_eq!((state.failures_total, state.consecutive_failures), (150, 150));
+    assert_eq!(
+        (state.failures_total, state.consecutive_failures),
+        (150, 150)
+    );
     assert_eq!(h.failures().await.len(), 150);
 }
 
@@ -740,14 +856,25 @@ async fn blueprints_are_resolved_once_and_cached() {
     let sim = h.sim();
     let ps = projects(&sim, 30, "bp");
     // Few unknown blueprints: one GET /blueprints/{id} each.
-    insert(&sim, ps.iter().take(3).map(|(_, bp)| finished(*bp, "TASK_FAILED", 40, 30)).collect());
+    insert(
+        &sim,
+        ps.iter()
+            .take(3)
+            .map(|(_, bp)| finished(*bp, "TASK_FAILED", 40, 30))
+            .collect(),
+    );
     h.ok().await;
     assert_eq!(sim.count_matching("GET", "/blueprints/"), 3);
     assert_eq!(sim.count_matching("GET", "/blueprints?"), 0);
 
     // Known blueprint again: no DevLake look-up. 27 new ones: one paged list instead of 27 GETs.
     sim.reset_log();
-    insert(&sim, ps.iter().map(|(_, bp)| finished(*bp, "TASK_FAILED", 20, 10)).collect());
+    insert(
+        &sim,
+        ps.iter()
+            .map(|(_, bp)| finished(*bp, "TASK_FAILED", 20, 10))
+            .collect(),
+    );
     let s = h.ok().await;
     assert_eq!(s.new_failures, 30);
     assert_eq!(sim.count_matching("GET", "/blueprints/"), 0);
@@ -812,14 +939,23 @@ async fn an_expired_deadline_postpones_work_without_losing_any() {
         .await
         .unwrap();
     assert_eq!(late.status, RunStatus::Partial, "{late:#?}");
-    assert!(late.errors.iter().all(|e| e.message.starts_with("the Lambda deadline came first")));
-    assert_eq!(late.devlake_calls, 4, "one page of each listing, no look-ups");
+    assert!(late
+        .errors
+        .iter()
+        .all(|e| e.message.starts_with("the Lambda deadline came first")));
+    assert_eq!(
+        late.devlake_calls, 4,
+        "one page of each listing, no look-ups"
+    );
     // Seen: the newest page of the listing and the newest 100 failures (the re-run safety net),
     // i.e. seeds 20..120; mapped: only those of the known blueprint (every third).
     assert_eq!(late.pipelines_inspected, 100);
     assert_eq!(late.new_failures, 33, "{late:#?}");
     let after = h.cursor().await.unwrap();
-    assert_eq!(after.max_pipeline_id, cursor.max_pipeline_id, "the cursor must not skip the gap");
+    assert_eq!(
+        after.max_pipeline_id, cursor.max_pipeline_id,
+        "the cursor must not skip the gap"
+    );
 
     let rest = h.ok().await;
     assert_eq!(rest.new_failures, 120 - 33);
@@ -830,6 +966,35 @@ async fn an_expired_deadline_postpones_work_without_losing_any() {
     assert_eq!(h.project(&ps[2].0).await.failures_total, 40);
 }
 
+#[tokio::test]
+async fn a_refused_api_key_is_a_function_error_and_devlake_is_down() {
+    let mut h = Harness::with_sim(
+        "mon-auth",
+        SimOptions {
+            api_key: Some("the-right-key".into()),
+            ..SimOptions::default()
+        },
+    )
+    .await;
+    h.devlake = DevLakeClient::new(ClientConfig {
+        endpoint: format!("{}/rest", h.sim.url()),
+        api_key: Some("a-wrong-key-123".into()),
+        ..ClientConfig::default()
+    })
+    .unwrap();
+    let err = h.run(json!({})).await.unwrap_err();
+    assert!(!err.is_retryable());
+    let message = err.to_string();
+    assert!(
+        message.contains("refused the credentials (403)"),
+        "{message}"
+    );
+    assert!(!message.contains("a-wrong-key-123"));
+    let record = h.monitor_run_record().await;
+    assert_eq!((record.success, record.devlake_up), (false, Some(false)));
+    assert!(h.cursor().await.is_none());
+}
+
 /// The real `devlake-monitor` binary under `cargo lambda watch`: configuration from the
 /// environment, the scheduler payload, DynamoDB Local and the CloudWatch double through the
 /// per-service endpoint variables, and function errors that say why.
@@ -837,14 +1002,29 @@ async fn an_expired_deadline_postpones_work_without_losing_any() {
 async fn the_lambda_binary_records_failures_from_a_scheduled_invocation() {
     use devlake_testkit::lambda_watch::{InvokeError, LambdaWatch};
 
-    let h = Harness::new("mon-watch").await;
+    const KEY: &str = "dlk-watch-secret-7f3a";
+    let h = Harness::with_sim(
+        "mon-watch",
+        SimOptions {
+            api_key: Some(KEY.into()),
+            ..SimOptions::default()
+        },
+    )
+    .await;
     let sim = h.sim();
     let ps = projects(&sim, 2, "watch");
-    insert(&sim, ps.iter().map(|(_, bp)| finished(*bp, "TASK_FAILED", 40, 30)).collect());
-    let endpoint = h.sim.url();
+    insert(
+        &sim,
+        ps.iter()
+            .map(|(_, bp)| finished(*bp, "TASK_FAILED", 40, 30))
+            .collect(),
+    );
+    // The API-key path: DevLake checks keys only under /rest.
+    let endpoint = format!("{}/rest", h.sim.url());
     let ddb = dynamodb_local().await;
     let watch = LambdaWatch::start(&[
         ("DEVLAKE_ENDPOINT", endpoint.as_str()),
+        ("DEVLAKE_API_KEY", KEY),
         ("TABLE_NAME", h.store.table()),
         ("AWS_ENDPOINT_URL_DYNAMODB", ddb.endpoint()),
         ("AWS_ENDPOINT_URL_CLOUDWATCH", h.cloudwatch.url()),
@@ -853,7 +1033,6 @@ async fn the_lambda_binary_records_failures_from_a_scheduled_invocation() {
         ("AWS_SECRET_ACCESS_KEY", "local"),
         ("CLOUDWATCH_NAMESPACE", NAMESPACE),
         ("DEVLAKE_MAX_RETRIES", "1"),
-        ("RUST_LOG", "info,devlake_autopilot::monitor=debug"),
     ])
     .await;
 
@@ -863,9 +1042,21 @@ async fn the_lambda_binary_records_failures_from_a_scheduled_invocation() {
         .await
         .unwrap_or_else(|e| panic!("invoke failed: {e}\n{}", watch.log()));
     assert_eq!(summary["status"], "ok", "{summary:#}");
-    assert_eq!(summary["newFailures"], 2, "{summary:#}\n{:#?}\n{}", sim.pipeline(1), watch.log());
+    assert_eq!(
+        summary["newFailures"],
+        2,
+        "{summary:#}\n{:#?}\n{}",
+        sim.pipeline(1),
+        watch.log()
+    );
     assert_eq!(summary["dryRun"], false);
-    for field in ["pipelinesInspected", "stuck", "reruns", "devlakeCalls", "durationMs"] {
+    for field in [
+        "pipelinesInspected",
+        "stuck",
+        "reruns",
+        "devlakeCalls",
+        "durationMs",
+    ] {
         assert!(summary[field].is_u64(), "{field} in {summary:#}");
     }
     assert!(summary["conflicts"].as_array().unwrap().is_empty());
@@ -883,7 +1074,10 @@ async fn the_lambda_binary_records_failures_from_a_scheduled_invocation() {
 
     // A bad payload: a function error naming the field, nothing called.
     sim.reset_log();
-    match watch.invoke("devlake-monitor", &json!({"bogus": true})).await {
+    match watch
+        .invoke("devlake-monitor", &json!({"bogus": true}))
+        .await
+    {
         Err(InvokeError::Function { message }) => assert!(message.contains("bogus"), "{message}"),
         other => panic!("expected a function error, got {other:?}"),
     }
@@ -893,12 +1087,18 @@ async fn the_lambda_binary_records_failures_from_a_scheduled_invocation() {
     sim.set_migration(MigrationMode::Pending);
     match watch.invoke("devlake-monitor", &json!({})).await {
         Err(InvokeError::Function { message }) => {
-            assert!(message.contains("428") && message.contains("migration"), "{message}")
+            assert!(
+                message.contains("428") && message.contains("migration"),
+                "{message}"
+            )
         }
         other => panic!("expected a function error, got {other:?}"),
     }
     let record = h.monitor_run_record().await;
     assert!(!record.success);
     assert_eq!(record.devlake_up, Some(false));
-    assert!(!watch.log().contains("bogus-secret"));
+    assert!(
+        !watch.log().contains(KEY),
+        "the API key leaked into the logs"
+    );
 }

@@ -21,7 +21,8 @@ fn retention() -> chrono::Duration {
 }
 
 fn t(day: u32, hour: u32, minute: u32) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 11, day, hour, minute, 0).unwrap()
+    Utc.with_ymd_and_hms(2026, 11, day, hour, minute, 0)
+        .unwrap()
 }
 
 async fn store(prefix: &str) -> (DynamoStore, aws_sdk_dynamodb::Client) {
@@ -97,7 +98,10 @@ async fn failure_and_counter_are_written_together_once() {
         events: std::slice::from_ref(&e1),
         retention: retention(),
     };
-    assert_eq!(store.commit_project(commit).await.unwrap(), CommitOutcome::Committed);
+    assert_eq!(
+        store.commit_project(commit).await.unwrap(),
+        CommitOutcome::Committed
+    );
 
     // The failure item: the event's camelCase fields, its keys, and the TTL attribute.
     let pk = keys::failure_pk(e1.finished_at.date_naive());
@@ -105,8 +109,13 @@ async fn failure_and_counter_are_written_together_once() {
     assert_eq!(pk, "FAILURE#2026-11-28");
     assert_eq!(sk, "2026-11-28T10:00:00.000Z#41");
     assert_eq!(sk, e1.key());
-    let item = raw_item(&client, store.table(), &pk, &sk).await.expect("failure item");
-    assert_eq!(n(&item, "expiresAt"), e1.finished_at.timestamp() + RETENTION_DAYS * 86_400);
+    let item = raw_item(&client, store.table(), &pk, &sk)
+        .await
+        .expect("failure item");
+    assert_eq!(
+        n(&item, "expiresAt"),
+        e1.finished_at.timestamp() + RETENTION_DAYS * 86_400
+    );
     assert_eq!(item["projectName"].as_s().unwrap(), "github/acme/api");
     assert_eq!(n(&item, "pipelineId"), 41);
     assert_eq!(item["status"].as_s().unwrap(), "TASK_FAILED");
@@ -122,7 +131,10 @@ async fn failure_and_counter_are_written_together_once() {
     // The same commit again (a duplicate delivery): refused as a whole, counter unchanged.
     let outcome = store.commit_project(commit).await.unwrap();
     assert_eq!(outcome, CommitOutcome::AlreadyRecorded(vec![e1.key()]));
-    let states = store.project_states(&["github/acme/api".into()]).await.unwrap();
+    let states = store
+        .project_states(&["github/acme/api".into()])
+        .await
+        .unwrap();
     let stored = &states["github/acme/api"];
     assert_eq!(stored.state, state);
     assert_eq!(stored.revision, Some(1));
@@ -136,15 +148,27 @@ async fn failure_and_counter_are_written_together_once() {
         events: std::slice::from_ref(&e2),
         retention: retention(),
     };
-    assert_eq!(store.commit_project(stale).await.unwrap(), CommitOutcome::Conflict);
-    assert!(store.recorded_failures(&[e1.clone(), e2.clone()]).await.unwrap() == [e1.key()].into());
+    assert_eq!(
+        store.commit_project(stale).await.unwrap(),
+        CommitOutcome::Conflict
+    );
+    assert!(
+        store
+            .recorded_failures(&[e1.clone(), e2.clone()])
+            .await
+            .unwrap()
+            == [e1.key()].into()
+    );
 
     // With the right revision it goes through and the counter moves by exactly one.
     let fresh = ProjectCommit {
         expected_revision: Some(1),
         ..stale
     };
-    assert_eq!(store.commit_project(fresh).await.unwrap(), CommitOutcome::Committed);
+    assert_eq!(
+        store.commit_project(fresh).await.unwrap(),
+        CommitOutcome::Committed
+    );
     let project = raw_item(&client, store.table(), keys::PROJECT_PK, "github/acme/api")
         .await
         .unwrap();
@@ -178,7 +202,10 @@ async fn concurrent_commits_of_the_same_failure_count_once() {
         .into_iter()
         .map(|r| r.unwrap())
         .collect();
-    let committed = outcomes.iter().filter(|o| **o == CommitOutcome::Committed).count();
+    let committed = outcomes
+        .iter()
+        .filter(|o| **o == CommitOutcome::Committed)
+        .count();
     assert_eq!(committed, 1, "{outcomes:?}");
     let states = store.project_states(&["p".into()]).await.unwrap();
     assert_eq!(states["p"].state.failures_total, 1);
@@ -187,7 +214,9 @@ async fn concurrent_commits_of_the_same_failure_count_once() {
 #[tokio::test]
 async fn a_transaction_takes_at_most_99_events() {
     let (store, _) = store("store-limit").await;
-    let events: Vec<FailureEvent> = (0..100).map(|i| event("p", i, t(28, 0, 0) + chrono::Duration::seconds(i as i64))).collect();
+    let events: Vec<FailureEvent> = (0..100)
+        .map(|i| event("p", i, t(28, 0, 0) + chrono::Duration::seconds(i as i64)))
+        .collect();
     let state = state_after("p", &events, 100);
     let err = store
         .commit_project(ProjectCommit {
@@ -228,7 +257,13 @@ async fn cursor_saves_are_conditional_on_the_revision() {
     // A second first-save (an overlapping first run) loses.
     assert!(!store.save_cursor(&cursor, None).await.unwrap());
     let loaded = store.load_cursor().await.unwrap().unwrap();
-    assert_eq!(loaded, MonitorCursor { revision: 1, ..cursor.clone() });
+    assert_eq!(
+        loaded,
+        MonitorCursor {
+            revision: 1,
+            ..cursor.clone()
+        }
+    );
     let next = MonitorCursor {
         max_pipeline_id: 1300,
         ..loaded.clone()
@@ -255,9 +290,17 @@ async fn run_records_replace_the_previous_run_of_the_same_job() {
         summary: serde_json::json!({"status": "ok", "errors": [], "nested": {"n": 1, "none": null}}),
     };
     store.record_run(&run(Job::Monitor, 0, true)).await.unwrap();
-    store.record_run(&run(Job::Automation, 1, true)).await.unwrap();
-    store.record_run(&run(Job::Monitor, 5, false)).await.unwrap();
-    let item = raw_item(&client, store.table(), keys::RUN_PK, "monitor").await.unwrap();
+    store
+        .record_run(&run(Job::Automation, 1, true))
+        .await
+        .unwrap();
+    store
+        .record_run(&run(Job::Monitor, 5, false))
+        .await
+        .unwrap();
+    let item = raw_item(&client, store.table(), keys::RUN_PK, "monitor")
+        .await
+        .unwrap();
     assert_eq!(item["success"].as_bool().unwrap(), &false);
     assert_eq!(item["devlakeUp"].as_bool().unwrap(), &false);
     assert!(!item.contains_key("expiresAt"));
@@ -271,8 +314,16 @@ async fn run_records_replace_the_previous_run_of_the_same_job() {
 async fn the_metrics_read_path_sees_what_the_monitor_wrote() {
     let (store, _) = store("store-contract").await;
     let now = Utc::now();
-    let recent = event("gitlab/group/svc \"quoted\"", 9, now - chrono::Duration::hours(2));
-    let old = event("gitlab/group/svc \"quoted\"", 3, now - chrono::Duration::days(30));
+    let recent = event(
+        "gitlab/group/svc \"quoted\"",
+        9,
+        now - chrono::Duration::hours(2),
+    );
+    let old = event(
+        "gitlab/group/svc \"quoted\"",
+        3,
+        now - chrono::Duration::days(30),
+    );
     let state = state_after(&recent.project_name, &[old.clone(), recent.clone()], 2);
     store
         .commit_project(ProjectCommit {
@@ -283,7 +334,10 @@ async fn the_metrics_read_path_sees_what_the_monitor_wrote() {
         })
         .await
         .unwrap();
-    let snapshot = store.snapshot(now - chrono::Duration::days(7)).await.unwrap();
+    let snapshot = store
+        .snapshot(now - chrono::Duration::days(7))
+        .await
+        .unwrap();
     assert_eq!(snapshot.projects, vec![state]);
     assert_eq!(snapshot.failures.len(), 1);
     let seen = &snapshot.failures[0];
@@ -296,8 +350,13 @@ async fn the_metrics_read_path_sees_what_the_monitor_wrote() {
 #[tokio::test]
 async fn blueprint_map_round_trips_in_batches() {
     let (store, _) = store("store-blueprints").await;
-    let entries: Vec<(u64, String)> = (1..=260).map(|i| (i, format!("github/org/repo-{i}"))).collect();
-    store.save_blueprint_projects(&entries, t(28, 0, 0)).await.unwrap();
+    let entries: Vec<(u64, String)> = (1..=260)
+        .map(|i| (i, format!("github/org/repo-{i}")))
+        .collect();
+    store
+        .save_blueprint_projects(&entries, t(28, 0, 0))
+        .await
+        .unwrap();
     let ids: Vec<u64> = (0..=300).collect();
     let map = store.blueprint_projects(&ids).await.unwrap();
     assert_eq!(map.len(), 260);
@@ -309,12 +368,29 @@ async fn blueprint_map_round_trips_in_batches() {
 async fn reruns_are_claimed_once_per_failure_and_up_to_the_maximum() {
     let (store, client) = store("store-rerun").await;
     let now = t(28, 10, 0);
-    assert_eq!(store.claim_rerun(5, "a#5", 2, now).await.unwrap(), RerunClaim::Granted { attempt: 1 });
-    assert_eq!(store.claim_rerun(5, "a#5", 2, now).await.unwrap(), RerunClaim::AlreadyDone);
-    assert_eq!(store.claim_rerun(5, "b#5", 2, now).await.unwrap(), RerunClaim::Granted { attempt: 2 });
-    assert_eq!(store.claim_rerun(5, "c#5", 2, now).await.unwrap(), RerunClaim::Exhausted);
-    assert_eq!(store.claim_rerun(6, "a#6", 0, now).await.unwrap(), RerunClaim::Exhausted);
-    let item = raw_item(&client, store.table(), keys::RERUN_PK, "5").await.unwrap();
+    assert_eq!(
+        store.claim_rerun(5, "a#5", 2, now).await.unwrap(),
+        RerunClaim::Granted { attempt: 1 }
+    );
+    assert_eq!(
+        store.claim_rerun(5, "a#5", 2, now).await.unwrap(),
+        RerunClaim::AlreadyDone
+    );
+    assert_eq!(
+        store.claim_rerun(5, "b#5", 2, now).await.unwrap(),
+        RerunClaim::Granted { attempt: 2 }
+    );
+    assert_eq!(
+        store.claim_rerun(5, "c#5", 2, now).await.unwrap(),
+        RerunClaim::Exhausted
+    );
+    assert_eq!(
+        store.claim_rerun(6, "a#6", 0, now).await.unwrap(),
+        RerunClaim::Exhausted
+    );
+    let item = raw_item(&client, store.table(), keys::RERUN_PK, "5")
+        .await
+        .unwrap();
     assert_eq!(n(&item, "reruns"), 2);
     assert!(!item.contains_key("expiresAt"));
 }
@@ -355,5 +431,8 @@ async fn a_steady_state_commit_is_one_request() {
         })
         .await
         .unwrap();
-    assert_eq!(counter.by_operation(), [("TransactWriteItems".to_string(), 1)].into());
+    assert_eq!(
+        counter.by_operation(),
+        [("TransactWriteItems".to_string(), 1)].into()
+    );
 }

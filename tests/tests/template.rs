@@ -761,25 +761,8 @@ const AREAS: [(&str, &[&str]); 3] = [
 #[test]
 fn every_variable_the_template_sets_is_read_by_that_function() {
     let t = template();
-    let root = repo_root();
-    let all_areas: Vec<PathBuf> = AREAS
-        .iter()
-        .flat_map(|(_, paths)| paths.iter().map(|p| root.join(p)))
-        .collect();
-    for (name, own) in AREAS {
-        let own: Vec<PathBuf> = own.iter().map(|p| root.join(p)).collect();
-        let mut code = String::new();
-        for path in &own {
-            collect_rust_sources(path, &[], &mut code);
-        }
-        // Common code: shared/src without the other functions' areas.
-        let others: Vec<PathBuf> = all_areas
-            .iter()
-            .filter(|p| !own.contains(p))
-            .cloned()
-            .collect();
-        collect_rust_sources(&root.join("shared/src"), &others, &mut code);
-
+    for (name, _) in AREAS {
+        let code = function_code(name, true);
         let env = resource(&t, name)["Properties"]["Environment"]["Variables"]
             .as_object()
             .unwrap();
@@ -808,6 +791,38 @@ fn collect_rust_sources(path: &std::path::Path, exclude: &[PathBuf], out: &mut S
     }
 }
 
+/// Non-test source of one function (its area of `shared/` and its binary) plus, when `common`,
+/// the rest of `shared/src`.
+fn function_code(function: &str, common: bool) -> String {
+    let root = repo_root();
+    let all_areas: Vec<PathBuf> = AREAS
+        .iter()
+        .flat_map(|(_, paths)| paths.iter().map(|p| root.join(p)))
+        .collect();
+    let own: Vec<PathBuf> = AREAS
+        .iter()
+        .find(|(name, _)| *name == function)
+        .unwrap_or_else(|| panic!("no code area for {function}"))
+        .1
+        .iter()
+        .map(|p| root.join(p))
+        .collect();
+    let mut code = String::new();
+    for path in &own {
+        collect_rust_sources(path, &[], &mut code);
+    }
+    if common {
+        // Common code: shared/src without the other functions' areas.
+        let others: Vec<PathBuf> = all_areas
+            .iter()
+            .filter(|p| !own.contains(p))
+            .cloned()
+            .collect();
+        collect_rust_sources(&root.join("shared/src"), &others, &mut code);
+    }
+    code
+}
+
 #[test]
 fn alarms_cover_function_errors_monitor_staleness_and_automation_failure() {
     let t = template();
@@ -825,30 +840,53 @@ fn alarms_cover_function_errors_monitor_staleness_and_automation_failure() {
             "{name}: an Errors alarm"
         );
     }
-    let on_run_success = |job: &str| {
-        alarms
-            .iter()
-            .filter(|a| {
-                a["Namespace"] == ref_to("CloudWatchNamespace")
-                    && a["MetricName"] == "RunSuccess"
-                    && a["Dimensions"]
-                        .as_array()
-                        .is_some_and(|d| d.iter().any(|d| d["Value"] == job))
-            })
-            .copied()
-            .collect::<Vec<_>>()
+
+    // Alarms on the jobs' own series must watch a series exactly one job emits: the functions
+    // send run-level datums without dimensions, so a name both emit would mix the two jobs.
+    let custom: Vec<&Value> = alarms
+        .iter()
+        .filter(|a| a["Namespace"] == ref_to("CloudWatchNamespace"))
+        .copied()
+        .collect();
+    let monitor_code = function_code("MonitorFunction", false);
+    let automation_code = function_code("AutomationFunction", false);
+    let emitted_by = |metric: &str| -> Vec<&str> {
+        let literal = format!("\"{metric}\"");
+        [("monitor", &monitor_code), ("automation", &automation_code)]
+            .into_iter()
+            .filter(|(_, code)| code.contains(&literal))
+            .map(|(job, _)| job)
+            .collect()
     };
-    let monitor = on_run_success("monitor");
+    let mut watched: BTreeMap<&str, Vec<&Value>> = BTreeMap::new();
+    for a in &custom {
+        let metric = a["MetricName"].as_str().expect("MetricName");
+        assert!(
+            a.get("Dimensions").is_none(),
+            "{metric}: the run-level series carry no dimensions"
+        );
+        let jobs = emitted_by(metric);
+        assert_eq!(
+            jobs.len(),
+            1,
+            "{metric} must be emitted by exactly one job, found {jobs:?}"
+        );
+        watched.entry(jobs[0]).or_default().push(a);
+    }
+
+    let monitor = watched.get("monitor").cloned().unwrap_or_default();
     assert!(
         monitor.iter().any(|a| a["TreatMissingData"] == "breaching"
+            && a["ComparisonOperator"] == "LessThanThreshold"
+            && a["Statistic"] == "SampleCount"
             && a["Period"].as_i64().unwrap() * a["EvaluationPeriods"].as_i64().unwrap() <= 900),
         "a monitor staleness alarm: no run reported within 15 minutes"
     );
-    let automation = on_run_success("automation");
+    let automation = watched.get("automation").cloned().unwrap_or_default();
     assert!(
-        automation
-            .iter()
-            .any(|a| a["ComparisonOperator"] == "LessThanThreshold" && a["Threshold"] == 1),
+        automation.iter().any(|a| a["MetricName"] == "Errors"
+            && a["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+            && a["Threshold"] == 1),
         "an automation failure alarm"
     );
 

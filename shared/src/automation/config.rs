@@ -18,7 +18,7 @@
 //! | `PROJECT_NAME_TEMPLATE` | `{plugin}/{fullName}` | project name per scope; placeholders `{plugin}`, `{connectionId}`, `{connectionName}`, `{name}`, `{fullName}`, `{scopeId}` (at least one of the last three) |
 //! | `SCOPE_INCLUDE` | `*` | comma list of globs over `{plugin}/{connectionId}/{fullName}`; `*` also matches `/` |
 //! | `SCOPE_EXCLUDE` | empty | comma list of globs; a scope matching one is not managed (exclude wins) |
-//! | `DRY_RUN` | `false` | plan and report every change, make none |
+//! | `DRY_RUN` | `false` | plan and report every change, make none; a payload cannot turn it off |
 //! | `TRIGGER_MODE` | `new-and-failed` | `new-and-failed`: trigger projects created in this run, managed projects that never ran (created by an earlier run that hit its trigger cap or deadline) and managed projects whose last pipeline ended `TASK_FAILED`/`TASK_PARTIAL`; `all`: every managed blueprint |
 //! | `TRIGGER_GAP_MS` | `2000` | pause between two triggers (each takes a 2 s table lock in DevLake) |
 //! | `TRIGGER_MAX_PER_RUN` | `100` | triggers per run at most; the rest is reported as skipped and picked up by the next run |

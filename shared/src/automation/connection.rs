@@ -25,6 +25,31 @@ enum ConfigState {
     Unknown,
 }
 
+/// The connection being worked on.
+struct Conn<'a> {
+    plugin: &'a str,
+    conn: &'a Connection,
+}
+
+impl Conn<'_> {
+    fn at(&self) -> At<'_> {
+        At::connection(self.plugin, self.conn.id)
+    }
+
+    fn managed(&self, scope_id: String, name: String, full_name: String) -> ManagedScope {
+        ManagedScope {
+            plugin: self.plugin.to_string(),
+            connection_id: self.conn.id,
+            connection_name: self.conn.name.clone(),
+            scope_id,
+            name,
+            full_name,
+            names_reliable: true,
+            has_scope_config: false,
+        }
+    }
+}
+
 pub(crate) async fn process(
     ctx: &Ctx<'_>,
     req: &RunRequest,
@@ -32,137 +57,87 @@ pub(crate) async fn process(
     conn: &Connection,
     report: &mut Report,
 ) -> Result<Vec<ManagedScope>, Fatal> {
-    let cid = conn.id;
-    let at = At::connection(plugin, cid);
-    let filter = &ctx.config.scope_filter;
-
-    let items: Vec<ScopeListItem> = match ctx.devlake.scopes(plugin, cid).try_collect().await {
+    let c = Conn { plugin, conn };
+    let items: Vec<ScopeListItem> = match ctx.devlake.scopes(plugin, conn.id).try_collect().await {
         Ok(items) => items,
         Err(e) => {
+            // Without DevLake's own list nothing here can be decided safely.
             let e = Fatal::pass(e)?;
-            report.error("sync", &at, &e);
+            report.error("sync", &c.at(), &e);
             return Ok(Vec::new());
         }
     };
 
     let config = if req.runs(Step::ScopeConfigs) {
-        ensure_scope_config(ctx, plugin, cid, &items, report).await?
+        ensure_scope_config(ctx, plugin, conn.id, &items, report).await?
     } else {
         ConfigState::Unknown
     };
-    let config_id = match config {
-        ConfigState::Known(id) => Some(id),
-        _ => None,
+
+    let (remote, walk_complete) = if req.runs(Step::Sync) {
+        walk_remote(ctx, &c, report).await?
+    } else {
+        (Vec::new(), true)
     };
 
-    // Remote scopes: every group, every page.
-    let mut remote: Vec<RemoteScopeChild> = Vec::new();
-    let mut walk_complete = true;
+    let mut managed = existing_scopes(ctx, &c, &items, &remote, walk_complete);
+    if req.runs(Step::ScopeConfigs) {
+        assign_scope_config(ctx, &c, &config, &mut managed, report).await?;
+    }
     if req.runs(Step::Sync) {
-        let mut stream = ctx.devlake.remote_scopes(plugin, cid);
-        loop {
-            match stream.try_next().await {
-                Ok(Some(child)) => remote.push(child),
-                Ok(None) => break,
-                Err(e) => {
-                    let e = Fatal::pass(e)?;
-                    report.error("sync", &at, &e);
-                    walk_complete = false;
-                    break;
-                }
+        managed.extend(add_missing(ctx, &c, &config, &items, &remote, report).await?);
+    }
+    report.remaining.connections.dedup();
+    Ok(managed)
+}
+
+/// Every remote scope of the connection: all groups, all pages. `false` when the walk broke off
+/// (the error is reported; what was listed so far is still used).
+async fn walk_remote(
+    ctx: &Ctx<'_>,
+    c: &Conn<'_>,
+    report: &mut Report,
+) -> Result<(Vec<RemoteScopeChild>, bool), Fatal> {
+    let mut remote = Vec::new();
+    let mut complete = true;
+    let mut stream = ctx.devlake.remote_scopes(c.plugin, c.conn.id);
+    loop {
+        match stream.try_next().await {
+            Ok(Some(child)) => remote.push(child),
+            Ok(None) => break,
+            Err(e) => {
+                let e = Fatal::pass(e)?;
+                report.error("sync", &c.at(), &e);
+                complete = false;
+                break;
             }
         }
-        report.counts(Some(plugin)).remote_scopes += remote
-            .iter()
-            .filter(|c| c.is_scope() && filter.matches(plugin, cid, remote_full_name(c)))
-            .count() as u64;
     }
+    let filter = &ctx.config.scope_filter;
+    report.counts(Some(c.plugin)).remote_scopes += remote
+        .iter()
+        .filter(|r| r.is_scope() && filter.matches(c.plugin, c.conn.id, remote_full_name(r)))
+        .count() as u64;
+    Ok((remote, complete))
+}
+
+/// The scopes DevLake already has that the filters let the tool manage, named from the remote
+/// listing where it has them.
+fn existing_scopes(
+    ctx: &Ctx<'_>,
+    c: &Conn<'_>,
+    items: &[ScopeListItem],
+    remote: &[RemoteScopeChild],
+    walk_complete: bool,
+) -> Vec<ManagedScope> {
     let by_id: HashMap<String, &RemoteScopeChild> = remote
         .iter()
-        .filter(|c| c.is_scope())
-        .map(|c| (remote_scope_id(plugin, c), c))
+        .filter(|r| r.is_scope())
+        .map(|r| (remote_scope_id(c.plugin, r), r))
         .collect();
-
-    let existing = existing_ids(plugin, &items);
-    let missing = missing_scopes(plugin, cid, filter, &remote, &existing);
-    let mut rows = Vec::with_capacity(missing.len());
-    for child in &missing {
-        let id = remote_scope_id(plugin, child);
-        match scope_row(plugin, cid, child, config_id) {
-            Ok(row) => rows.push((id, *child, row)),
-            Err(message) => report.error_message("sync", &at.scope(&id), message, false),
-        }
-    }
-
-    let mut managed = Vec::new();
-    let has_config_for_new = !matches!(config, ConfigState::Unknown);
-    for batch in rows.chunks(ctx.config.scope_batch_size.max(1)) {
-        if ctx.deadline.passed() {
-            report.remaining.connections.push(format!("{plugin}/{cid}"));
-            tracing::warn!(
-                plugin,
-                connection_id = cid,
-                "deadline close: scopes left for the next run"
-            );
-            break;
-        }
-        let added = if ctx.dry_run {
-            for (id, child, row) in batch {
-                report.plan(
-                    "sync",
-                    "addScope",
-                    &at.scope(id),
-                    None,
-                    json!({"fullName": remote_full_name(child), "row": row}),
-                );
-            }
-            true
-        } else {
-            let body: Vec<_> = batch.iter().map(|(_, _, row)| row.clone()).collect();
-            match ctx.devlake.put_scopes(plugin, cid, &body).await {
-                Ok(_) => {
-                    for (id, child, _) in batch {
-                        tracing::info!(
-                            plugin,
-                            connection_id = cid,
-                            scope_id = %id,
-                            full_name = remote_full_name(child),
-                            scope_config_id = config_id.unwrap_or(0),
-                            "scope added"
-                        );
-                    }
-                    true
-                }
-                Err(e) => {
-                    let e = Fatal::pass(e)?;
-                    for (id, _, _) in batch {
-                        report.error("sync", &at.scope(id), &e);
-                    }
-                    false
-                }
-            }
-        };
-        if added {
-            report.counts(Some(plugin)).scopes_added += batch.len() as u64;
-            for (id, child, _) in batch {
-                managed.push(ManagedScope {
-                    plugin: plugin.to_string(),
-                    connection_id: cid,
-                    connection_name: conn.name.clone(),
-                    scope_id: id.clone(),
-                    name: child.name.clone(),
-                    full_name: remote_full_name(child).to_string(),
-                    names_reliable: true,
-                    has_scope_config: has_config_for_new,
-                });
-            }
-        }
-    }
-
-    // Scopes DevLake already had.
-    let mut existing_managed = Vec::new();
-    for item in &items {
-        let Some(id) = item.scope.scope_id(plugin) else {
+    let mut out = Vec::new();
+    for item in items {
+        let Some(id) = item.scope.scope_id(c.plugin) else {
             continue;
         };
         let (name, full_name, seen) = match by_id.get(&id) {
@@ -177,70 +152,163 @@ pub(crate) async fn process(
                 false,
             ),
         };
-        if !filter.matches(plugin, cid, &full_name) {
+        if !ctx
+            .config
+            .scope_filter
+            .matches(c.plugin, c.conn.id, &full_name)
+        {
             continue;
         }
-        existing_managed.push(ManagedScope {
-            plugin: plugin.to_string(),
-            connection_id: cid,
-            connection_name: conn.name.clone(),
-            scope_id: id,
-            name,
-            full_name,
-            names_reliable: seen || walk_complete,
-            has_scope_config: item.scope.scope_config_id().is_some(),
-        });
+        let mut s = c.managed(id, name, full_name);
+        s.names_reliable = seen || walk_complete;
+        s.has_scope_config = item.scope.scope_config_id().is_some();
+        out.push(s);
     }
+    out
+}
 
-    // Managed scopes without any scope config get the tool's; others keep theirs.
-    if req.runs(Step::ScopeConfigs) {
-        for s in existing_managed.iter_mut().filter(|s| !s.has_scope_config) {
-            let at = at.scope(&s.scope_id);
-            match config {
-                ConfigState::Unknown => break,
-                ConfigState::Planned => {
-                    report.plan("scopeConfigs", "assignScopeConfig", &at, None, json!({"scopeConfig": scope_config_name(&ctx.config.scope_config_name, cid)}));
-                    report.counts(Some(plugin)).scope_configs_assigned += 1;
-                }
-                ConfigState::Known(config_id) if ctx.dry_run => {
-                    report.plan(
-                        "scopeConfigs",
-                        "assignScopeConfig",
-                        &at,
-                        None,
-                        json!({"scopeConfigId": config_id}),
-                    );
-                    report.counts(Some(plugin)).scope_configs_assigned += 1;
-                }
-                ConfigState::Known(config_id) => {
-                    if ctx.deadline.passed() {
-                        report.remaining.connections.push(format!("{plugin}/{cid}"));
-                        break;
-                    }
-                    let patch = json!({"scopeConfigId": config_id});
-                    match ctx
-                        .devlake
-                        .patch_scope(plugin, cid, &s.scope_id, &patch)
-                        .await
-                    {
-                        Ok(_) => {
-                            tracing::info!(plugin, connection_id = cid, scope_id = %s.scope_id, scope_config_id = config_id, "scope config assigned");
-                            report.counts(Some(plugin)).scope_configs_assigned += 1;
-                            s.has_scope_config = true;
-                        }
-                        Err(e) => {
-                            let e = Fatal::pass(e)?;
-                            report.error("scopeConfigs", &at, &e);
-                        }
-                    }
-                }
+/// Managed scopes without any scope config get the tool's; a scope with another keeps it.
+async fn assign_scope_config(
+    ctx: &Ctx<'_>,
+    c: &Conn<'_>,
+    config: &ConfigState,
+    scopes: &mut [ManagedScope],
+    report: &mut Report,
+) -> Result<(), Fatal> {
+    let (plugin, cid) = (c.plugin, c.conn.id);
+    for s in scopes.iter_mut().filter(|s| !s.has_scope_config) {
+        let at = c.at().scope(&s.scope_id);
+        let config_id = match config {
+            ConfigState::Unknown => return Ok(()),
+            ConfigState::Planned => {
+                let name = scope_config_name(&ctx.config.scope_config_name, cid);
+                report.plan(
+                    "scopeConfigs",
+                    "assignScopeConfig",
+                    &at,
+                    None,
+                    json!({"scopeConfig": name}),
+                );
+                report.counts(Some(plugin)).scope_configs_assigned += 1;
+                continue;
+            }
+            ConfigState::Known(id) => *id,
+        };
+        if ctx.dry_run {
+            report.plan(
+                "scopeConfigs",
+                "assignScopeConfig",
+                &at,
+                None,
+                json!({"scopeConfigId": config_id}),
+            );
+            report.counts(Some(plugin)).scope_configs_assigned += 1;
+            continue;
+        }
+        if ctx.deadline.passed() {
+            report.remaining.connections.push(format!("{plugin}/{cid}"));
+            return Ok(());
+        }
+        let patch = json!({"scopeConfigId": config_id});
+        match ctx
+            .devlake
+            .patch_scope(plugin, cid, &s.scope_id, &patch)
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(
+                    plugin,
+                    connection_id = cid,
+                    scope_id = %s.scope_id,
+                    scope_config_id = config_id,
+                    "scope config assigned"
+                );
+                report.counts(Some(plugin)).scope_configs_assigned += 1;
+                s.has_scope_config = true;
+            }
+            Err(e) => {
+                let e = Fatal::pass(e)?;
+                report.error("scopeConfigs", &at, &e);
             }
         }
     }
+    Ok(())
+}
 
-    existing_managed.extend(managed);
-    report.remaining.connections.dedup();
-    Ok(existing_managed)
+/// Adds the remote scopes DevLake does not have yet, in batched PUTs that carry the tool's scope
+/// config. Returns the scopes added (in a dry run: the ones that would be).
+async fn add_missing(
+    ctx: &Ctx<'_>,
+    c: &Conn<'_>,
+    config: &ConfigState,
+    items: &[ScopeListItem],
+    remote: &[RemoteScopeChild],
+    report: &mut Report,
+) -> Result<Vec<ManagedScope>, Fatal> {
+    let (plugin, cid) = (c.plugin, c.conn.id);
+    let config_id = match config {
+        ConfigState::Known(id) => Some(*id),
+        _ => None,
+    };
+    let existing = existing_ids(plugin, items);
+    let missing = missing_scopes(plugin, cid, &ctx.config.scope_filter, remote, &existing);
+    let mut rows = Vec::with_capacity(missing.len());
+    for child in &missing {
+        let id = remote_scope_id(plugin, child);
+        match scope_row(plugin, cid, child, config_id) {
+            Ok(row) => rows.push((id, *child, row)),
+            Err(message) => report.error_message("sync", &c.at().scope(&id), message, false),
+        }
+    }
+
+    let mut added = Vec::new();
+    for batch in rows.chunks(ctx.config.scope_batch_size.max(1)) {
+        if ctx.deadline.passed() {
+            report.remaining.connections.push(format!("{plugin}/{cid}"));
+            tracing::warn!(
+                plugin,
+                connection_id = cid,
+                "deadline close: scopes left for the next run"
+            );
+            break;
+        }
+        if ctx.dry_run {
+            for (id, child, row) in batch {
+                let detail = json!({"fullName": remote_full_name(child), "row": row});
+                report.plan("sync", "addScope", &c.at().scope(id), None, detail);
+            }
+        } else {
+            let body: Vec<_> = batch.iter().map(|(_, _, row)| row.clone()).collect();
+            if let Err(e) = ctx.devlake.put_scopes(plugin, cid, &body).await {
+                let e = Fatal::pass(e)?;
+                for (id, _, _) in batch {
+                    report.error("sync", &c.at().scope(id), &e);
+                }
+                continue;
+            }
+            for (id, child, _) in batch {
+                tracing::info!(
+                    plugin,
+                    connection_id = cid,
+                    scope_id = %id,
+                    full_name = remote_full_name(child),
+                    scope_config_id = config_id.unwrap_or(0),
+                    "scope added"
+                );
+            }
+        }
+        report.counts(Some(plugin)).scopes_added += batch.len() as u64;
+        for (id, child, _) in batch {
+            let mut s = c.managed(
+                id.clone(),
+                child.name.clone(),
+                remote_full_name(child).to_string(),
+            );
+            s.has_scope_config = !matches!(config, ConfigState::Unknown);
+            added.push(s);
+        }
+    }
+    Ok(added)
 }
 
 /// Finds the tool's scope config of the connection, creating it once if it does not exist.

@@ -61,12 +61,14 @@ mod tests {
 
     #[test]
     fn lambda_deadline_minus_margin() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
-        let d = Deadline::from_lambda(1_000_000 + 60_000, now, Duration::from_secs(20));
+        // 2026-11-28T11:00:00Z, as Lambda sends it: epoch milliseconds.
+        let epoch_ms: u64 = 1_795_863_600_000;
+        let now = SystemTime::UNIX_EPOCH + Duration::from_millis(epoch_ms);
+        let d = Deadline::from_lambda(epoch_ms + 60_000, now, Duration::from_secs(20));
         assert!(!d.passed());
         assert!(d.allows(Duration::from_secs(30)));
         assert!(!d.allows(Duration::from_secs(45)));
-        let late = Deadline::from_lambda(1_000_000 + 5_000, now, Duration::from_secs(20));
+        let late = Deadline::from_lambda(epoch_ms + 5_000, now, Duration::from_secs(20));
         assert!(late.passed());
         assert_eq!(
             Deadline::from_lambda(0, now, Duration::from_secs(20)),

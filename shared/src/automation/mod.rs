@@ -131,13 +131,14 @@ pub async fn handle(
 ) -> Result<Value, AutomationError> {
     let request = payload::parse(payload)?;
     let (dry_run, now, action) = match &request {
+        // `DRY_RUN=true` is a safety switch a payload cannot turn off.
         Request::Run(r) => (
-            r.dry_run.unwrap_or(config.dry_run),
+            config.dry_run || r.dry_run.unwrap_or(false),
             r.now.unwrap_or(started_at),
             "run",
         ),
         Request::Rerun(r) => (
-            r.dry_run.unwrap_or(config.dry_run),
+            config.dry_run || r.dry_run.unwrap_or(false),
             r.now.unwrap_or(started_at),
             "rerun",
         ),
@@ -201,39 +202,30 @@ pub async fn handle(
     );
 
     if !dry_run {
-        if let Some(sink) = ports.metrics {
-            let mut datums = vec![
-                Datum::count("Triggered", totals.triggered as f64),
-                Datum::count(
-                    "Errors",
-                    (totals.errors + u64::from(outcome.is_err())) as f64,
-                ),
-            ];
-            if action == "run" {
-                datums.extend([
-                    Datum::count("ProjectsCreated", totals.projects_created as f64),
-                    Datum::count("ScopesAdded", totals.scopes_added as f64),
-                    Datum::count("BlueprintsUpdated", totals.blueprints_updated as f64),
-                    Datum::millis("RunDurationMs", duration_ms as f64),
-                    Datum::count("RunSuccess", if success { 1.0 } else { 0.0 }),
-                ]);
-            }
-            if let Err(e) = sink.emit(&datums).await {
-                tracing::warn!(error = %e, "could not emit CloudWatch metrics; the run itself is unaffected");
-            }
-        }
+        emit_metrics(
+            ports.metrics,
+            action,
+            &totals,
+            duration_ms,
+            success,
+            outcome.is_err(),
+        )
+        .await;
         if let (Some(log), "run") = (ports.run_log, action) {
             let record = RunRecord {
                 job: Job::Automation,
                 finished_at: started_at + chrono::Duration::milliseconds(duration_ms as i64),
                 success,
+                // Whether DevLake answered at all (a transport failure is the only "no").
                 devlake_up: Some(!matches!(&outcome, Err(Fatal(e)) if e.status().is_none())),
                 duration_ms,
                 summary: match &outcome {
                     Ok(()) => summary.clone(),
-                    Err(Fatal(e)) => {
-                        serde_json::json!({"status": "failed", "error": e.to_string(), "partial": summary})
-                    }
+                    Err(Fatal(e)) => serde_json::json!({
+                        "status": "failed",
+                        "error": e.to_string(),
+                        "partial": summary,
+                    }),
                 },
             };
             if let Err(e) = log.record_run(&record).await {
@@ -245,6 +237,35 @@ pub async fn handle(
     match outcome {
         Ok(()) => Ok(summary),
         Err(Fatal(source)) => Err(AutomationError::DevLake { source }),
+    }
+}
+
+/// Run-level CloudWatch series (no per-project dimensions: each combination costs money).
+/// A failure is logged; it never fails the run.
+async fn emit_metrics(
+    sink: Option<&dyn MetricsSink>,
+    action: &str,
+    totals: &summary::Counts,
+    duration_ms: u64,
+    success: bool,
+    stopped: bool,
+) {
+    let Some(sink) = sink else { return };
+    let mut datums = vec![
+        Datum::count("Triggered", totals.triggered as f64),
+        Datum::count("Errors", (totals.errors + u64::from(stopped)) as f64),
+    ];
+    if action == "run" {
+        datums.extend([
+            Datum::count("ProjectsCreated", totals.projects_created as f64),
+            Datum::count("ScopesAdded", totals.scopes_added as f64),
+            Datum::count("BlueprintsUpdated", totals.blueprints_updated as f64),
+            Datum::millis("RunDurationMs", duration_ms as f64),
+            Datum::count("RunSuccess", if success { 1.0 } else { 0.0 }),
+        ]);
+    }
+    if let Err(e) = sink.emit(&datums).await {
+        tracing::warn!(error = %e, "could not emit CloudWatch metrics; the run itself is unaffected");
     }
 }
 

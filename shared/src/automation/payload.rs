@@ -1,5 +1,14 @@
 //! The invocation payloads of design.md §4, parsed strictly before any DevLake call: unknown
 //! fields and wrong types are refused with the field named exactly as sent.
+//!
+//! | payload | meaning |
+//! | --- | --- |
+//! | `{"scheduledTime": "2026-11-28T11:00:00Z"}` | EventBridge Scheduler; the scheduled time is the run's `now`, so a retried delivery computes the same Saturday |
+//! | EventBridge rule "Scheduled Event" | its `time` is `now` |
+//! | `{}` (or `null`) | a full run with `now` = the invocation time |
+//! | `{"dryRun": true, "plugins": ["github"], "connections": ["github/1"], "steps": [...], "now": "..."}` | manual run; every field optional. `dryRun` can turn a dry run on, never off (`DRY_RUN=true` wins). `steps` ⊆ `discover`, `sync`, `scopeConfigs`, `projects`, `timeAfter`, `trigger`; discovery always happens (it only reads) |
+//! | `{"action": "rerun", "projects": ["github/acme/api"], "fullSync": false}` | trigger these projects now (paced, not capped), optionally with a full sync |
+//! | `{"action": "rerun", "failed": true}` | trigger every managed project whose last pipeline failed (paced and capped) |
 
 use std::collections::BTreeSet;
 

@@ -40,14 +40,19 @@ enum Job<'a> {
 }
 
 enum Outcome {
-    Created {
-        blueprint: Blueprint,
-        wired: bool,
-    },
+    /// The project exists with its blueprint wired (`blueprint` as DevLake answered).
+    Created(Blueprint),
+    /// Dry run: the project would be created.
+    WouldCreate,
     /// The project was created but wiring its blueprint failed: the next run adopts it.
     CreatedUnwired(DevLakeError),
+    /// The project was created but DevLake answered without its blueprint (not an HTTP error;
+    /// the next run finds the blueprint through the project list and adopts it).
+    CreatedWithoutBlueprint,
+    /// The update was sent (or, in a dry run, would be).
     Updated,
     Failed(DevLakeError),
+    /// The deadline came (or a fatal error elsewhere): left for the next run.
     NotStarted,
 }
 
@@ -247,23 +252,7 @@ async fn execute(
     }
     if ctx.dry_run {
         return match job {
-            Job::Create { .. } => Outcome::Created {
-                blueprint: Blueprint {
-                    id: 0,
-                    name: String::new(),
-                    project_name: String::new(),
-                    mode: "NORMAL".into(),
-                    enable: true,
-                    cron_config: String::new(),
-                    is_manual: false,
-                    labels: vec![],
-                    connections: vec![],
-                    time_after: None,
-                    skip_on_fail: false,
-                    priority: 0,
-                },
-                wired: true,
-            },
+            Job::Create { .. } => Outcome::WouldCreate,
             Job::Update { .. } => Outcome::Updated,
         };
     }
@@ -328,11 +317,7 @@ async fn create(
                 blueprint: Some(bp),
                 ..
             })) => bp,
-            Ok(_) => {
-                return Outcome::CreatedUnwired(DevLakeError::Config(format!(
-                    "DevLake created project {name:?} without a blueprint"
-                )))
-            }
+            Ok(_) => return Outcome::CreatedWithoutBlueprint,
             Err(e) => return Outcome::CreatedUnwired(e),
         },
     };
@@ -354,10 +339,7 @@ async fn create(
         },
     );
     if patch.is_empty() {
-        return Outcome::Created {
-            blueprint,
-            wired: true,
-        };
+        return Outcome::Created(blueprint);
     }
     match ctx.devlake.patch_blueprint(blueprint.id, &patch).await {
         Ok(bp) => {
@@ -371,10 +353,7 @@ async fn create(
                 time_after = ?patch.time_after,
                 "blueprint wired"
             );
-            Outcome::Created {
-                blueprint: bp,
-                wired: true,
-            }
+            Outcome::Created(bp)
         }
         Err(e) => Outcome::CreatedUnwired(e),
     }
@@ -438,32 +417,41 @@ fn record(
             let at = scope_at(scope).project(name);
             let plugin = Some(scope.plugin.as_str());
             match outcome {
-                Outcome::Created { blueprint, wired } => {
+                Outcome::WouldCreate => {
                     report.counts(plugin).projects_created += 1;
-                    if ctx.dry_run {
-                        report.plan(
-                            "projects",
-                            "createProject",
-                            &at,
-                            None,
-                            json!({
-                                "name": name,
-                                "metrics": [{"pluginName": "dora", "enable": true}],
-                                "blueprint": {
-                                    "connections": [wiring],
-                                    "labels": [ctx.config.label],
-                                    "cronConfig": ctx.config.cron.cron_config(),
-                                    "timeAfter": report.time_after,
-                                }
-                            }),
-                        );
-                    }
+                    report.plan(
+                        "projects",
+                        "createProject",
+                        &at,
+                        None,
+                        json!({
+                            "name": name,
+                            "metrics": [{"pluginName": "dora", "enable": true}],
+                            "blueprint": {
+                                "connections": [wiring],
+                                "labels": [ctx.config.label],
+                                "cronConfig": ctx.config.cron.cron_config(),
+                                "timeAfter": report.time_after,
+                            }
+                        }),
+                    );
+                    applied.created.push(Candidate {
+                        project: name.clone(),
+                        blueprint_id: 0,
+                        plugin: Some(scope.plugin.clone()),
+                        enabled: true,
+                        wired: true,
+                        reason: "new",
+                    });
+                }
+                Outcome::Created(blueprint) => {
+                    report.counts(plugin).projects_created += 1;
                     applied.created.push(Candidate {
                         project: name.clone(),
                         blueprint_id: blueprint.id,
                         plugin: Some(scope.plugin.clone()),
                         enabled: blueprint.enable,
-                        wired,
+                        wired: true,
                         reason: "new",
                     });
                 }
@@ -471,6 +459,17 @@ fn record(
                     report.counts(plugin).projects_created += 1;
                     report.error("projects", &at, &e);
                     return e.is_fatal().then_some(e);
+                }
+                Outcome::CreatedWithoutBlueprint => {
+                    report.counts(plugin).projects_created += 1;
+                    report.error_message(
+                        "projects",
+                        &at,
+                        format!(
+                            "DevLake created project {name:?} but returned no blueprint to wire"
+                        ),
+                        true,
+                    );
                 }
                 Outcome::Failed(e) => {
                     report.error("projects", &at, &e);
@@ -556,7 +555,7 @@ fn record(
                     return e.is_fatal().then_some(e);
                 }
                 Outcome::NotStarted => report.remaining.blueprint_updates += 1,
-                Outcome::Created { .. } => {}
+                Outcome::Created(_) | Outcome::WouldCreate | Outcome::CreatedWithoutBlueprint => {}
             }
         }
     }

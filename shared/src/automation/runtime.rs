@@ -142,3 +142,53 @@ impl From<AutomationError> for lambda_runtime::Diagnostic {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Env {
+        pairs.iter().copied().collect()
+    }
+
+    /// Refused before any AWS or DevLake call, in one line naming the variable, never a secret.
+    #[tokio::test]
+    async fn start_up_refuses_bad_configuration_naming_the_variable() {
+        let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
+            (vec![], "DEVLAKE_ENDPOINT"),
+            (
+                vec![
+                    ("DEVLAKE_ENDPOINT", "http://devlake:8080"),
+                    ("PROJECT_NAME_TEMPLATE", "{plugin}/{repo}"),
+                ],
+                "PROJECT_NAME_TEMPLATE",
+            ),
+            (
+                vec![
+                    ("DEVLAKE_ENDPOINT", "http://devlake:8080"),
+                    ("DEVLAKE_API_KEY", "dlk-secret-value-xyz"),
+                    ("DEVLAKE_API_KEY_SECRET_ARN", "arn:aws:secretsmanager:x"),
+                ],
+                "DEVLAKE_API_KEY",
+            ),
+            (
+                vec![
+                    ("DEVLAKE_ENDPOINT", "http://devlake:8080"),
+                    ("SCOPE_EXCLUDE", "github/[oops"),
+                ],
+                "SCOPE_EXCLUDE",
+            ),
+        ];
+        for (vars, variable) in cases {
+            let err = match Automation::from_env(&env(&vars)).await {
+                Ok(_) => panic!("{variable}: accepted"),
+                Err(e) => e,
+            };
+            let text = err.to_string();
+            assert!(text.starts_with("invalid configuration: "), "{text}");
+            assert!(text.contains(variable), "{text}");
+            assert!(!text.contains("dlk-secret-value-xyz"), "{text}");
+            assert!(!text.contains('\n'), "{text}");
+        }
+    }
+}

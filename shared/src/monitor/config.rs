@@ -125,7 +125,8 @@ fn client_config(env: &Env) -> Result<ClientConfig, ConfigError> {
             "must be between 1 and 5000",
         ));
     }
-    let timeout_ms = env.parse_or::<u64>("DEVLAKE_TIMEOUT_MS", d.request_timeout.as_millis() as u64)?;
+    let timeout_ms =
+        env.parse_or::<u64>("DEVLAKE_TIMEOUT_MS", d.request_timeout.as_millis() as u64)?;
     if timeout_ms == 0 {
         return Err(ConfigError::new("DEVLAKE_TIMEOUT_MS", "must be at least 1"));
     }
@@ -216,7 +217,10 @@ mod tests {
             ("DEVLAKE_PAGE_SIZE", "200"),
         ]))
         .unwrap();
-        assert_eq!(c.settings.failure_statuses, vec!["TASK_FAILED", "TASK_CANCELLED"]);
+        assert_eq!(
+            c.settings.failure_statuses,
+            vec!["TASK_FAILED", "TASK_CANCELLED"]
+        );
         assert_eq!(c.settings.retention, chrono::Duration::days(30));
         assert_eq!(c.settings.initial_lookback, chrono::Duration::hours(6));
         assert_eq!(c.settings.stuck_after, chrono::Duration::hours(2));
@@ -247,7 +251,10 @@ mod tests {
             assert!(!err.to_string().contains('\n'));
         }
         let missing: Env = [("DEVLAKE_ENDPOINT", "http://d")].into_iter().collect();
-        assert_eq!(MonitorConfig::from_env(&missing).unwrap_err().variable, "TABLE_NAME");
+        assert_eq!(
+            MonitorConfig::from_env(&missing).unwrap_err().variable,
+            "TABLE_NAME"
+        );
         let both = env(&[
             ("DEVLAKE_API_KEY", "secret-value"),
             ("DEVLAKE_API_KEY_SECRET_ARN", "arn:aws:secretsmanager:x"),

@@ -35,7 +35,9 @@ impl MonitorError {
     pub fn kind(&self) -> &'static str {
         match self {
             MonitorError::Payload(_) => "InvalidPayload",
-            MonitorError::DevLake(DevLakeError::MigrationPending { .. }) => "DevLakeMigrationPending",
+            MonitorError::DevLake(DevLakeError::MigrationPending { .. }) => {
+                "DevLakeMigrationPending"
+            }
             MonitorError::DevLake(DevLakeError::Unauthorized { .. }) => "DevLakeUnauthorized",
             MonitorError::DevLake(_) => "DevLakeUnavailable",
             MonitorError::Store(StoreError::Unavailable { .. }) => "DynamoDbUnavailable",

@@ -42,10 +42,12 @@
 //! cursor (equally complete) is kept. A run that fails (DevLake down or 428, DynamoDB unavailable)
 //! saves no cursor, and the next run redoes the same work without double counting.
 //!
-//! Known limits, both documented in the README: a re-run of a pipeline older than the 100 most
-//! recent failures of its status that completes entirely between two runs is missed; and a first
-//! run (or `rescan`) only pages back to pipelines created `INITIAL_LOOKBACK_HOURS` +
-//! `STUCK_AFTER_HOURS` ago.
+//! Known limits: a re-run of a pipeline older than the 100 most recent failures of its status
+//! that is queued, runs and completes entirely between two runs is missed (one seen pending is
+//! not); a first run (or `rescan`) pages back only to pipelines created `INITIAL_LOOKBACK_HOURS`
+//! + `STUCK_AFTER_HOURS` ago; and paging is by offset, so a pipeline *deleted* while a
+//! multi-page listing is read can shift one row past the reader (new pipelines only shift rows
+//! down, which re-reads a row, harmlessly).
 //!
 //! # Other decisions
 //!

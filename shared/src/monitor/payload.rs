@@ -25,7 +25,10 @@ pub enum PayloadError {
     #[error("payload must be a JSON object, got {found}")]
     NotAnObject { found: &'static str },
     #[error("unknown field `{field}` (accepted: {accepted})")]
-    UnknownField { field: String, accepted: &'static str },
+    UnknownField {
+        field: String,
+        accepted: &'static str,
+    },
     #[error("wrong type for `{field}`: expected {expected}, got {found}")]
     WrongType {
         field: String,
@@ -182,7 +185,8 @@ mod tests {
         let e = parse(&json!({"detail-type": "Scheduled Event", "time": "2026-11-28T11:05:00Z", "dryRun": true}))
             .unwrap_err();
         assert!(e.to_string().contains("`dryRun`"), "{e}");
-        let e = parse(&json!({"detail-type": "EC2 Instance State-change Notification"})).unwrap_err();
+        let e =
+            parse(&json!({"detail-type": "EC2 Instance State-change Notification"})).unwrap_err();
         assert!(matches!(e, PayloadError::DetailType { .. }));
     }
 

@@ -237,7 +237,14 @@ mod tests {
             recent: vec![p(102, status::FAILED, Some(t(10, 4)))],
         };
         assert!(lookups_needed(Basis::Cursor(&c), &obs).is_empty());
-        let plan = build(Basis::Cursor(&c), Some(&c), &obs, &Lookups::default(), t(10, 5), chrono::Duration::hours(12));
+        let plan = build(
+            Basis::Cursor(&c),
+            Some(&c),
+            &obs,
+            &Lookups::default(),
+            t(10, 5),
+            chrono::Duration::hours(12),
+        );
         assert_eq!(ids(&plan), vec![90, 101, 102]);
         assert_eq!(plan.cursor.max_pipeline_id, 103);
         assert_eq!(plan.cursor.watch, vec![103]);
@@ -256,7 +263,14 @@ mod tests {
             // Pipeline 40 failed long ago, was re-run and failed again at 10:02.
             recent: vec![p(40, status::FAILED, Some(t(10, 2)))],
         };
-        let plan = build(Basis::Cursor(&c), Some(&c), &obs, &Lookups::default(), t(10, 5), chrono::Duration::hours(12));
+        let plan = build(
+            Basis::Cursor(&c),
+            Some(&c),
+            &obs,
+            &Lookups::default(),
+            t(10, 5),
+            chrono::Duration::hours(12),
+        );
         assert_eq!(ids(&plan), vec![40]);
     }
 
@@ -275,7 +289,14 @@ mod tests {
             gone: vec![60],
             unknown: vec![70],
         };
-        let plan = build(Basis::Cursor(&c), Some(&c), &obs, &lookups, t(10, 5), chrono::Duration::hours(12));
+        let plan = build(
+            Basis::Cursor(&c),
+            Some(&c),
+            &obs,
+            &lookups,
+            t(10, 5),
+            chrono::Duration::hours(12),
+        );
         assert_eq!(ids(&plan), vec![5]);
         assert_eq!(plan.cursor.watch, vec![50, 70]);
     }
@@ -284,11 +305,21 @@ mod tests {
     fn a_listing_cut_short_does_not_move_the_cursor() {
         let c = cursor(100, t(10, 0), &[]);
         let obs = Observations {
-            listed: vec![p(900, status::FAILED, Some(t(10, 3))), p(899, status::RUNNING, None)],
+            listed: vec![
+                p(900, status::FAILED, Some(t(10, 3))),
+                p(899, status::RUNNING, None),
+            ],
             listed_complete: false,
             ..Default::default()
         };
-        let plan = build(Basis::Cursor(&c), Some(&c), &obs, &Lookups::default(), t(10, 5), chrono::Duration::hours(12));
+        let plan = build(
+            Basis::Cursor(&c),
+            Some(&c),
+            &obs,
+            &Lookups::default(),
+            t(10, 5),
+            chrono::Duration::hours(12),
+        );
         assert_eq!(plan.cursor.max_pipeline_id, 100);
         assert_eq!(ids(&plan), vec![900]);
         assert_eq!(plan.cursor.watch, vec![899]);
@@ -307,7 +338,9 @@ mod tests {
             ..Default::default()
         };
         let plan = build(
-            Basis::Lookback { window_start: t(9, 0) },
+            Basis::Lookback {
+                window_start: t(9, 0),
+            },
             Some(&old),
             &obs,
             &Lookups::default(),
@@ -328,7 +361,14 @@ mod tests {
             ..Default::default()
         };
         let now = t(0, 0) + chrono::Duration::hours(13);
-        let plan = build(Basis::Lookback { window_start: now }, None, &obs, &Lookups::default(), now, chrono::Duration::hours(12));
+        let plan = build(
+            Basis::Lookback { window_start: now },
+            None,
+            &obs,
+            &Lookups::default(),
+            now,
+            chrono::Duration::hours(12),
+        );
         assert_eq!(plan.stuck.iter().map(|p| p.id).collect::<Vec<_>>(), vec![1]);
         let fresh = build(
             Basis::Lookback { window_start: now },

@@ -32,7 +32,11 @@ pub(crate) fn duration_seconds(p: &Pipeline) -> Option<f64> {
 }
 
 /// The failure event of a finished pipeline. `finished_at` is required by the caller.
-pub(crate) fn failure_event(project: &str, p: &Pipeline, finished_at: DateTime<Utc>) -> FailureEvent {
+pub(crate) fn failure_event(
+    project: &str,
+    p: &Pipeline,
+    finished_at: DateTime<Utc>,
+) -> FailureEvent {
     FailureEvent {
         project_name: project.to_string(),
         blueprint_id: p.blueprint_id,
@@ -46,7 +50,12 @@ pub(crate) fn failure_event(project: &str, p: &Pipeline, finished_at: DateTime<U
 }
 
 /// Applies one finished pipeline. `is_failure`: it is a counted status AND its event is new.
-pub(crate) fn apply(state: &mut ProjectState, p: &Pipeline, finished: DateTime<Utc>, is_failure: bool) {
+pub(crate) fn apply(
+    state: &mut ProjectState,
+    p: &Pipeline,
+    finished: DateTime<Utc>,
+    is_failure: bool,
+) {
     if state.last_finished_at.is_none_or(|t| finished >= t) {
         state.last_status = Some(p.status.clone());
         state.last_finished_at = Some(finished);
@@ -156,14 +165,24 @@ mod tests {
         assert_eq!(s.last_status.as_deref(), Some("TASK_FAILED"));
         assert_eq!(s.last_duration_seconds, Some(60.0));
         assert_eq!(s.blueprint_id, 7);
-        assert_eq!(folded.events[0].error_name.chars().count(), MAX_MESSAGE_CHARS + 1);
+        assert_eq!(
+            folded.events[0].error_name.chars().count(),
+            MAX_MESSAGE_CHARS + 1
+        );
     }
 
     #[test]
     fn replaying_the_same_facts_changes_nothing() {
         let f1 = pipeline(1, "TASK_FAILED", 0, 5);
         let ok = pipeline(2, "TASK_COMPLETED", 6, 9);
-        let first = fold(&ProjectState::default(), "p", &[&f1, &ok], &HashSet::new(), false, counted);
+        let first = fold(
+            &ProjectState::default(),
+            "p",
+            &[&f1, &ok],
+            &HashSet::new(),
+            false,
+            counted,
+        );
         let recorded: HashSet<String> = first.events.iter().map(FailureEvent::key).collect();
         let again = fold(&first.state, "p", &[&f1, &ok], &recorded, false, counted);
         assert!(again.events.is_empty());
@@ -173,11 +192,26 @@ mod tests {
     #[test]
     fn late_facts_do_not_move_latest_fields_backwards() {
         let newer_ok = pipeline(5, "TASK_COMPLETED", 30, 40);
-        let base = fold(&ProjectState::default(), "p", &[&newer_ok], &HashSet::new(), false, counted);
+        let base = fold(
+            &ProjectState::default(),
+            "p",
+            &[&newer_ok],
+            &HashSet::new(),
+            false,
+            counted,
+        );
         // A failure that finished before the success, discovered afterwards.
         let older_failure = pipeline(4, "TASK_FAILED", 0, 10);
         let cancelled = pipeline(6, "TASK_CANCELLED", 0, 35);
-        let s = fold(&base.state, "p", &[&older_failure, &cancelled], &HashSet::new(), true, counted).state;
+        let s = fold(
+            &base.state,
+            "p",
+            &[&older_failure, &cancelled],
+            &HashSet::new(),
+            true,
+            counted,
+        )
+        .state;
         assert_eq!(s.failures_total, 1);
         assert_eq!(s.consecutive_failures, 0);
         assert_eq!(s.last_status.as_deref(), Some("TASK_COMPLETED"));

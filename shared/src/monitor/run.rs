@@ -12,8 +12,8 @@ use crate::cloudwatch::{Datum, MetricsSink, Unit};
 use crate::devlake::models::{Blueprint, Pipeline, PipelineQuery};
 use crate::devlake::{DevLakeClient, DevLakeError};
 use crate::store::{
-    CommitOutcome, FailureEvent, Job, MonitorStore, ProjectCommit, RerunClaim,
-    RunRecord, StoreError, StoredProject, MAX_EVENTS_PER_COMMIT,
+    CommitOutcome, FailureEvent, Job, MonitorStore, ProjectCommit, RerunClaim, RunRecord,
+    StoreError, StoredProject, MAX_EVENTS_PER_COMMIT,
 };
 
 use super::config::MonitorSettings;
@@ -30,6 +30,9 @@ pub const RECENT_FAILURES_PAGE: u32 = 100;
 pub const BLUEPRINT_LIST_THRESHOLD: usize = 20;
 /// Re-reads of one project before its commit is given up for this run (only under heavy overlap).
 const COMMIT_ATTEMPTS: usize = 8;
+/// Events written for one project and failures found already recorded, or why not.
+type CommitResult = Result<(Vec<FailureEvent>, u64), StoreError>;
+
 /// Projects written at once.
 const COMMIT_CONCURRENCY: usize = 8;
 /// Concurrent `GET /pipelines/{id}` and `GET /blueprints/{id}` (the client caps it further).
@@ -135,9 +138,16 @@ impl Monitor<'_> {
                 if !request.dry_run {
                     let success = summary.status == RunStatus::Ok;
                     let value = serde_json::to_value(&summary).unwrap_or(Value::Null);
-                    self.record(now, success, Some(true), duration_ms, value).await;
-                    self.emit(self.datums(Some(&summary), &per_project, success, Some(true), duration_ms))
+                    self.record(now, success, Some(true), duration_ms, value)
                         .await;
+                    self.emit(self.datums(
+                        Some(&summary),
+                        &per_project,
+                        success,
+                        Some(true),
+                        duration_ms,
+                    ))
+                    .await;
                 }
                 Ok(summary)
             }
@@ -156,9 +166,16 @@ impl Monitor<'_> {
                         "devlakeCalls": devlake_calls,
                         "durationMs": duration_ms,
                     });
-                    self.record(now, false, stopped.devlake_up, duration_ms, value).await;
-                    self.emit(self.datums(None, &BTreeMap::new(), false, stopped.devlake_up, duration_ms))
+                    self.record(now, false, stopped.devlake_up, duration_ms, value)
                         .await;
+                    self.emit(self.datums(
+                        None,
+                        &BTreeMap::new(),
+                        false,
+                        stopped.devlake_up,
+                        duration_ms,
+                    ))
+                    .await;
                 }
                 Err(stopped.error)
             }
@@ -209,13 +226,17 @@ impl Monitor<'_> {
         }
         if let Some(s) = summary {
             datums.push(Datum::count("NewFailures", s.new_failures as f64));
-            datums.push(Datum::count("PipelinesInspected", s.pipelines_inspected as f64));
+            datums.push(Datum::count(
+                "PipelinesInspected",
+                s.pipelines_inspected as f64,
+            ));
             datums.push(Datum::count("StuckPipelines", s.stuck as f64));
             datums.push(Datum::count("Reruns", s.reruns as f64));
             if self.settings.project_dimension {
                 for (project, n) in per_project {
                     datums.push(
-                        Datum::count("NewFailures", *n as f64).with_dimension("ProjectName", project),
+                        Datum::count("NewFailures", *n as f64)
+                            .with_dimension("ProjectName", project),
                     );
                 }
             }
@@ -264,7 +285,14 @@ impl Monitor<'_> {
         let lookups = self
             .look_up(&plan::lookups_needed(basis, &obs), deadline, &mut errors)
             .await?;
-        let mut plan = plan::build(basis, loaded.as_ref(), &obs, &lookups, now, settings.stuck_after);
+        let mut plan = plan::build(
+            basis,
+            loaded.as_ref(),
+            &obs,
+            &lookups,
+            now,
+            settings.stuck_after,
+        );
         drop(obs);
 
         // Project names of every blueprint involved.
@@ -276,7 +304,14 @@ impl Monitor<'_> {
             .filter(|id| *id != 0)
             .collect();
         let names = self
-            .project_names(&blueprint_ids, request.rescan, dry_run, now, deadline, &mut errors)
+            .project_names(
+                &blueprint_ids,
+                request.rescan,
+                dry_run,
+                now,
+                deadline,
+                &mut errors,
+            )
             .await?;
 
         let mut watch: BTreeSet<u64> = plan.cursor.watch.iter().copied().collect();
@@ -308,8 +343,18 @@ impl Monitor<'_> {
         }
         let stuck_before = loaded.as_ref().map(|c| c.stuck.clone()).unwrap_or_default();
         let mut touched: BTreeSet<String> = by_project.keys().cloned().collect();
-        touched.extend(stuck_now.keys().filter(|p| !stuck_before.contains_key(*p)).cloned());
-        touched.extend(stuck_before.keys().filter(|p| !stuck_now.contains_key(*p)).cloned());
+        touched.extend(
+            stuck_now
+                .keys()
+                .filter(|p| !stuck_before.contains_key(*p))
+                .cloned(),
+        );
+        touched.extend(
+            stuck_before
+                .keys()
+                .filter(|p| !stuck_now.contains_key(*p))
+                .cloned(),
+        );
 
         let touched_list: Vec<String> = touched.iter().cloned().collect();
         let mut states = if touched_list.is_empty() {
@@ -324,10 +369,13 @@ impl Monitor<'_> {
             let candidates: Vec<FailureEvent> = by_project
                 .iter()
                 .flat_map(|(name, facts)| {
-                    facts.iter().filter(|p| counted(&p.status)).filter_map(move |p| {
-                        p.finished_at
-                            .map(|f| super::project::failure_event(name, p, f))
-                    })
+                    facts
+                        .iter()
+                        .filter(|p| counted(&p.status))
+                        .filter_map(move |p| {
+                            p.finished_at
+                                .map(|f| super::project::failure_event(name, p, f))
+                        })
                 })
                 .collect();
             if candidates.is_empty() {
@@ -347,35 +395,42 @@ impl Monitor<'_> {
             .iter()
             .map(|name| {
                 let facts = by_project.get(name).unwrap_or(&no_facts).as_slice();
-                (name, facts, stuck_now.contains_key(name), states.remove(name).unwrap_or_default())
+                (
+                    name,
+                    facts,
+                    stuck_now.contains_key(name),
+                    states.remove(name).unwrap_or_default(),
+                )
             })
             .collect();
         // Projects are independent: commit several at once (each one's commits stay in order).
-        let mut results: Vec<(&String, &[&Pipeline], Result<(Vec<FailureEvent>, u64), StoreError>)> =
-            if dry_run {
-                jobs.into_iter()
-                    .map(|(name, facts, stuck, stored)| {
-                        let folded = fold(&stored.state, name, facts, &recorded_before, stuck, counted);
-                        let known = facts
-                            .iter()
-                            .filter(|p| counted(&p.status))
-                            .filter_map(|p| {
-                                p.finished_at
-                                    .map(|f| super::project::failure_event(name, p, f).key())
-                            })
-                            .filter(|k| recorded_before.contains(k))
-                            .count() as u64;
-                        (name, facts, Ok((folded.events, known)))
-                    })
-                    .collect()
-            } else {
-                futures::stream::iter(jobs.into_iter().map(|(name, facts, stuck, stored)| async move {
-                    (name, facts, self.commit(name, facts, stuck, stored).await)
-                }))
-                .buffer_unordered(COMMIT_CONCURRENCY)
+        let mut results: Vec<(&String, &[&Pipeline], CommitResult)> = if dry_run {
+            jobs.into_iter()
+                .map(|(name, facts, stuck, stored)| {
+                    let folded = fold(&stored.state, name, facts, &recorded_before, stuck, counted);
+                    let known = facts
+                        .iter()
+                        .filter(|p| counted(&p.status))
+                        .filter_map(|p| {
+                            p.finished_at
+                                .map(|f| super::project::failure_event(name, p, f).key())
+                        })
+                        .filter(|k| recorded_before.contains(k))
+                        .count() as u64;
+                    (name, facts, Ok((folded.events, known)))
+                })
                 .collect()
-                .await
-            };
+        } else {
+            futures::stream::iter(
+                jobs.into_iter()
+                    .map(|(name, facts, stuck, stored)| async move {
+                        (name, facts, self.commit(name, facts, stuck, stored).await)
+                    }),
+            )
+            .buffer_unordered(COMMIT_CONCURRENCY)
+            .collect()
+            .await
+        };
         results.sort_by(|a, b| a.0.cmp(b.0));
         for (name, facts, result) in results {
             match result {
@@ -414,7 +469,15 @@ impl Monitor<'_> {
         }
 
         let rerun_ids = self
-            .auto_rerun(&by_project, &new_events, &plan.unfinished, dry_run, now, deadline, &mut errors)
+            .auto_rerun(
+                &by_project,
+                &new_events,
+                &plan.unfinished,
+                dry_run,
+                now,
+                deadline,
+                &mut errors,
+            )
             .await?;
         watch.extend(rerun_ids.iter().copied());
 
@@ -623,7 +686,10 @@ impl Monitor<'_> {
         } else {
             self.store.blueprint_projects(&wanted).await?
         };
-        let mut unknown: Vec<u64> = wanted.into_iter().filter(|id| !names.contains_key(id)).collect();
+        let mut unknown: Vec<u64> = wanted
+            .into_iter()
+            .filter(|id| !names.contains_key(id))
+            .collect();
         if unknown.is_empty() {
             return Ok(names);
         }
@@ -634,12 +700,19 @@ impl Monitor<'_> {
                 .blueprints(&Default::default())
                 .try_collect()
                 .await?;
-            tracing::info!(blueprints = all.len(), unknown = unknown.len(), "listed every blueprint to map pipelines to projects");
+            tracing::info!(
+                blueprints = all.len(),
+                unknown = unknown.len(),
+                "listed every blueprint to map pipelines to projects"
+            );
             let wanted: HashSet<u64> = unknown.iter().copied().collect();
             // Cache every blueprint: the next unknown one is then likely known already.
             fetched.extend(all.iter().map(|b| (b.id, project_of(b))));
             let listed: HashSet<u64> = all.iter().map(|b| b.id).collect();
-            unknown = wanted.into_iter().filter(|id| !listed.contains(id)).collect();
+            unknown = wanted
+                .into_iter()
+                .filter(|id| !listed.contains(id))
+                .collect();
             unknown.sort_unstable();
         }
         let results: Vec<(u64, Option<Result<Blueprint, DevLakeError>>)> =
@@ -693,7 +766,7 @@ impl Monitor<'_> {
         facts: &[&Pipeline],
         stuck: bool,
         mut stored: StoredProject,
-    ) -> Result<(Vec<FailureEvent>, u64), StoreError> {
+    ) -> CommitResult {
         let counted = |s: &str| self.settings.counts_as_failure(s);
         let mut recorded: HashSet<String> = HashSet::new();
         let mut written = Vec::new();
@@ -819,16 +892,18 @@ impl Monitor<'_> {
                 message,
             };
             match self.store.claim_rerun(latest.id, &key, max, now).await {
-                Ok(RerunClaim::Granted { attempt }) => match self.devlake.rerun_pipeline(latest.id).await {
-                    Ok(_) => {
-                        tracing::info!(project = %name, pipeline_id = latest.id, attempt, max, "pipeline re-run");
-                        rerun.push(latest.id);
+                Ok(RerunClaim::Granted { attempt }) => {
+                    match self.devlake.rerun_pipeline(latest.id).await {
+                        Ok(_) => {
+                            tracing::info!(project = %name, pipeline_id = latest.id, attempt, max, "pipeline re-run");
+                            rerun.push(latest.id);
+                        }
+                        Err(e) => {
+                            tracing::warn!(project = %name, pipeline_id = latest.id, error = %e, "re-run refused; not tried again for this failure");
+                            errors.push(issue(format!("re-run failed: {e}")));
+                        }
                     }
-                    Err(e) => {
-                        tracing::warn!(project = %name, pipeline_id = latest.id, error = %e, "re-run refused; not tried again for this failure");
-                        errors.push(issue(format!("re-run failed: {e}")));
-                    }
-                },
+                }
                 Ok(RerunClaim::AlreadyDone) => {}
                 Ok(RerunClaim::Exhausted) => {
                     tracing::info!(project = %name, pipeline_id = latest.id, max, "AUTO_RERUN_MAX reached; not re-running");
@@ -838,5 +913,129 @@ impl Monitor<'_> {
             }
         }
         Ok(rerun)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Failure paths with the in-memory store and sink. DevLake is a closed local port, so
+    //! every call fails fast with a transport error; the happy paths run against the simulator
+    //! in `tests/tests/monitor.rs`.
+
+    use super::*;
+    use crate::cloudwatch::MemorySink;
+    use crate::devlake::ClientConfig;
+    use crate::store::{MemoryStore, MonitorCursor};
+    use serde_json::json;
+
+    fn unreachable_devlake() -> DevLakeClient {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        DevLakeClient::new(ClientConfig {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            max_retries: 0,
+            ..ClientConfig::default()
+        })
+        .unwrap()
+    }
+
+    fn flags(sink: &MemorySink, name: &str) -> Vec<f64> {
+        sink.named(name).iter().map(|d| d.value).collect()
+    }
+
+    #[tokio::test]
+    async fn a_refused_payload_touches_nothing() {
+        let (store, sink, devlake) = (MemoryStore::new(), MemorySink::new(), unreachable_devlake());
+        let settings = MonitorSettings::default();
+        let monitor = Monitor {
+            settings: &settings,
+            devlake: &devlake,
+            store: &store,
+            sink: &sink,
+        };
+        let err = monitor
+            .handle(&json!({"dryRun": 1}), Utc::now(), Deadline::none())
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), "InvalidPayload");
+        assert!(err.to_string().contains("`dryRun`"));
+        assert_eq!(devlake.calls().total(), 0);
+        assert_eq!(sink.calls(), 0);
+        assert!(store.run(Job::Monitor).is_none() && store.cursor().is_none());
+    }
+
+    #[tokio::test]
+    async fn devlake_down_is_a_function_error_recorded_with_devlake_up_zero() {
+        let (store, sink, devlake) = (MemoryStore::new(), MemorySink::new(), unreachable_devlake());
+        let cursor = MonitorCursor {
+            max_pipeline_id: 9,
+            revision: 4,
+            ..Default::default()
+        };
+        store.save_cursor(&cursor, None).await.unwrap();
+        let settings = MonitorSettings::default();
+        let monitor = Monitor {
+            settings: &settings,
+            devlake: &devlake,
+            store: &store,
+            sink: &sink,
+        };
+        let err = monitor
+            .handle(&json!({}), Utc::now(), Deadline::none())
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), "DevLakeUnavailable");
+        assert!(err.is_retryable());
+        assert!(err.to_string().contains("could not reach DevLake"), "{err}");
+        let run = store.run(Job::Monitor).expect("run recorded");
+        assert!(!run.success);
+        assert_eq!(run.devlake_up, Some(false));
+        assert_eq!(store.cursor().unwrap().max_pipeline_id, 9, "cursor kept");
+        assert_eq!(store.cursor().unwrap().revision, 1);
+        assert_eq!(flags(&sink, "RunSuccess"), vec![0.0]);
+        assert_eq!(flags(&sink, "DevLakeUp"), vec![0.0]);
+        assert!(sink.named("NewFailures").is_empty());
+
+        // A dry run reports the same error but records and emits nothing.
+        let before = sink.calls();
+        let err = monitor
+            .handle(&json!({"dryRun": true}), Utc::now(), Deadline::none())
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), "DevLakeUnavailable");
+        assert_eq!(sink.calls(), before);
+    }
+
+    #[tokio::test]
+    async fn an_unavailable_store_stops_the_run_before_devlake_is_asked() {
+        let (store, devlake) = (MemoryStore::new(), unreachable_devlake());
+        store.set_unavailable(true);
+        // Metrics failing as well changes nothing about the outcome.
+        let sink = MemorySink::failing();
+        let settings = MonitorSettings::default();
+        let monitor = Monitor {
+            settings: &settings,
+            devlake: &devlake,
+            store: &store,
+            sink: &sink,
+        };
+        let err = monitor
+            .handle(&json!({}), Utc::now(), Deadline::none())
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), "DynamoDbUnavailable");
+        assert!(err.is_retryable());
+        assert_eq!(devlake.calls().total(), 0);
+        assert_eq!(
+            sink.calls(),
+            1,
+            "the failure is still reported to CloudWatch"
+        );
+        let diagnostic: lambda_runtime::Diagnostic = err.into();
+        assert_eq!(diagnostic.error_type, "Monitor.DynamoDbUnavailable");
+        assert!(diagnostic.error_message.contains("DynamoDB unavailable"));
     }
 }

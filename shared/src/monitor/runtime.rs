@@ -108,12 +108,15 @@ impl MonitorFunction {
         now: DateTime<Utc>,
         wall: SystemTime,
     ) -> Result<Value, MonitorError> {
-        let left = (SystemTime::UNIX_EPOCH + Duration::from_millis(lambda_deadline_ms))
-            .duration_since(wall)
-            .unwrap_or_default();
-        // Keep DEADLINE_MARGIN back, but never more than a quarter of a short budget.
-        let margin = DEADLINE_MARGIN.min(left / 4);
-        tracing::debug!(time_left_ms = left.as_millis() as u64, margin_ms = margin.as_millis() as u64, "invocation");
+        // Keep DEADLINE_MARGIN back for the writes, but never more than a quarter of a short
+        // budget. (`Deadline::from_lambda` also copes with local emulators' deadline values.)
+        let left = Deadline::from_lambda(lambda_deadline_ms, wall, Duration::ZERO).left();
+        let margin = left.map_or(DEADLINE_MARGIN, |l| DEADLINE_MARGIN.min(l / 4));
+        tracing::debug!(
+            time_left_ms = left.map(|l| l.as_millis() as u64),
+            margin_ms = margin.as_millis() as u64,
+            "invocation"
+        );
         let deadline = Deadline::from_lambda(lambda_deadline_ms, wall, margin);
         let summary = self.monitor().handle(payload, now, deadline).await?;
         Ok(serde_json::to_value(summary).unwrap_or(Value::Null))

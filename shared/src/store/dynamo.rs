@@ -257,7 +257,10 @@ impl DynamoStore {
                     if round > UNPROCESSED_ROUNDS {
                         return Err(StoreError::Unavailable {
                             operation: OP.into(),
-                            message: format!("{} key(s) left unprocessed (throttled)", pending.len()),
+                            message: format!(
+                                "{} key(s) left unprocessed (throttled)",
+                                pending.len()
+                            ),
                         });
                     }
                     tokio::time::sleep(std::time::Duration::from_millis(50 << round.min(5))).await;
@@ -299,7 +302,10 @@ impl DynamoStore {
                     if round > UNPROCESSED_ROUNDS {
                         return Err(StoreError::Unavailable {
                             operation: OP.into(),
-                            message: format!("{} item(s) left unprocessed (throttled)", pending.len()),
+                            message: format!(
+                                "{} item(s) left unprocessed (throttled)",
+                                pending.len()
+                            ),
                         });
                     }
                     tokio::time::sleep(std::time::Duration::from_millis(50 << round.min(5))).await;
@@ -347,7 +353,10 @@ impl DynamoStore {
         };
         Update::builder()
             .table_name(&self.table)
-            .set_key(Some(key(keys::PROJECT_PK, commit.state.project_name.clone())))
+            .set_key(Some(key(
+                keys::PROJECT_PK,
+                commit.state.project_name.clone(),
+            )))
             .update_expression(format!("SET {} ADD #total :added", sets.join(", ")))
             .condition_expression(condition)
             .set_expression_attribute_names(Some(names))
@@ -480,7 +489,10 @@ impl MonitorStore for DynamoStore {
             .map(|item| {
                 let revision = Some(number(&item, REVISION).unwrap_or(0));
                 let state: ProjectState = from_item("BatchGetItem", item)?;
-                Ok((state.project_name.clone(), StoredProject { state, revision }))
+                Ok((
+                    state.project_name.clone(),
+                    StoredProject { state, revision },
+                ))
             })
             .collect()
     }

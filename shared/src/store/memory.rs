@@ -44,7 +44,11 @@ impl MemoryStore {
 
     /// Every stored failure event, ordered by key.
     pub fn failures(&self) -> Vec<FailureEvent> {
-        self.lock().failures.values().map(|(e, _)| e.clone()).collect()
+        self.lock()
+            .failures
+            .values()
+            .map(|(e, _)| e.clone())
+            .collect()
     }
 
     /// The `expiresAt` stored with the event of `key`.
@@ -57,7 +61,11 @@ impl MemoryStore {
     }
 
     pub fn projects(&self) -> Vec<ProjectState> {
-        self.lock().projects.values().map(|(s, _)| s.clone()).collect()
+        self.lock()
+            .projects
+            .values()
+            .map(|(s, _)| s.clone())
+            .collect()
     }
 
     pub fn run(&self, job: Job) -> Option<RunRecord> {
@@ -274,7 +282,10 @@ mod tests {
             events: &events,
             retention: chrono::Duration::days(90),
         };
-        assert_eq!(store.commit_project(commit).await.unwrap(), CommitOutcome::Committed);
+        assert_eq!(
+            store.commit_project(commit).await.unwrap(),
+            CommitOutcome::Committed
+        );
         // Replaying the same commit (a duplicate delivery) changes nothing.
         assert_eq!(
             store.commit_project(commit).await.unwrap(),
@@ -286,7 +297,10 @@ mod tests {
             events: &more,
             ..commit
         };
-        assert_eq!(store.commit_project(stale).await.unwrap(), CommitOutcome::Conflict);
+        assert_eq!(
+            store.commit_project(stale).await.unwrap(),
+            CommitOutcome::Conflict
+        );
         assert_eq!(store.failures().len(), 1);
         assert_eq!(store.project("p").unwrap().failures_total, 1);
         assert_eq!(
@@ -317,13 +331,23 @@ mod tests {
             store.claim_rerun(7, "a", 2, now).await.unwrap(),
             RerunClaim::Granted { attempt: 1 }
         );
-        assert_eq!(store.claim_rerun(7, "a", 2, now).await.unwrap(), RerunClaim::AlreadyDone);
+        assert_eq!(
+            store.claim_rerun(7, "a", 2, now).await.unwrap(),
+            RerunClaim::AlreadyDone
+        );
         assert_eq!(
             store.claim_rerun(7, "b", 2, now).await.unwrap(),
             RerunClaim::Granted { attempt: 2 }
         );
-        assert_eq!(store.claim_rerun(7, "c", 2, now).await.unwrap(), RerunClaim::Exhausted);
+        assert_eq!(
+            store.claim_rerun(7, "c", 2, now).await.unwrap(),
+            RerunClaim::Exhausted
+        );
         store.set_unavailable(true);
-        assert!(store.claim_rerun(8, "a", 2, now).await.unwrap_err().is_retryable());
+        assert!(store
+            .claim_rerun(8, "a", 2, now)
+            .await
+            .unwrap_err()
+            .is_retryable());
     }
 }

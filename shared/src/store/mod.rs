@@ -252,7 +252,10 @@ pub trait MonitorStore: RunLog {
 
     /// Keys ([`FailureEvent::key`]) of those of `events` already stored. Used by dry runs, which
     /// must report what a real run would record without writing.
-    async fn recorded_failures(&self, events: &[FailureEvent]) -> Result<HashSet<String>, StoreError>;
+    async fn recorded_failures(
+        &self,
+        events: &[FailureEvent],
+    ) -> Result<HashSet<String>, StoreError>;
 
     async fn commit_project(&self, commit: ProjectCommit<'_>) -> Result<CommitOutcome, StoreError>;
 

@@ -48,6 +48,8 @@ struct Args {
 }
 
 const TOKEN: &str = "bench-metrics-token";
+const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;\
+     version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
 
 #[tokio::main]
 async fn main() -> Result<()> {
@@ -171,6 +173,7 @@ struct Figures {
     calls: u64,
     calls_by_op: String,
     bytes: usize,
+    plain_bytes: usize,
 }
 
 async fn measure(
@@ -179,9 +182,12 @@ async fn measure(
     requests: usize,
     expected_failures: usize,
 ) -> Result<Figures> {
+    // What Prometheus 2.x sends.
     let request = || {
         Request::get("/metrics")
             .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+            .header(header::ACCEPT, PROMETHEUS_ACCEPT)
+            .header(header::ACCEPT_ENCODING, "gzip")
             .body(())
             .expect("valid request")
     };
@@ -196,6 +202,7 @@ async fn measure(
     }
     let mut times = Vec::with_capacity(requests);
     let mut bytes = 0;
+    let mut plain_bytes = 0;
     let mut per_scrape = Vec::with_capacity(requests);
     let mut by_op = String::new();
     for _ in 0..requests {
@@ -209,8 +216,9 @@ async fn measure(
             response.status()
         );
         bytes = response.body().len();
-        let series = response
-            .body()
+        let page = gunzip(response.body())?;
+        plain_bytes = page.len();
+        let series = page
             .lines()
             .filter(|l| l.starts_with("devlake_blueprint_failure_total{"))
             .count();
@@ -234,6 +242,7 @@ async fn measure(
         calls: per_scrape[0],
         calls_by_op: by_op,
         bytes,
+        plain_bytes,
     })
 }
 
@@ -281,10 +290,21 @@ fn print_figures(label: &str, f: &Figures) {
     );
     println!("DynamoDB calls per scrape: {} {}", f.calls, f.calls_by_op);
     println!(
-        "response size: {} bytes ({:.2} MB)",
+        "response size: {} bytes gzip ({:.2} MB), {} bytes uncompressed ({:.2} MB)",
         f.bytes,
-        f.bytes as f64 / 1_048_576.0
+        f.bytes as f64 / 1_048_576.0,
+        f.plain_bytes,
+        f.plain_bytes as f64 / 1_048_576.0
     );
+}
+
+fn gunzip(bytes: &[u8]) -> Result<String> {
+    use std::io::Read;
+    let mut page = String::new();
+    flate2::read::GzDecoder::new(bytes)
+        .read_to_string(&mut page)
+        .context("response is not gzip")?;
+    Ok(page)
 }
 
 fn ms(d: Duration) -> f64 {
@@ -298,7 +318,7 @@ fn percentile(sorted: &[Duration], p: usize) -> Duration {
 }
 
 fn project(i: usize, now: DateTime<Utc>) -> ProjectState {
-    let failing = i % 5 == 0;
+    let failing = i.is_multiple_of(5);
     ProjectState {
         project_name: project_name(i),
         blueprint_id: i as u64 + 1,
@@ -316,7 +336,7 @@ fn project(i: usize, now: DateTime<Utc>) -> ProjectState {
         last_duration_seconds: Some(120.0 + i as f64),
         failures_total: (i % 40) as u64,
         consecutive_failures: if failing { 2 } else { 0 },
-        stuck: i % 97 == 0,
+        stuck: i.is_multiple_of(97),
     }
 }
 
@@ -330,7 +350,7 @@ fn failure(i: usize, projects: usize, finished: DateTime<Utc>) -> FailureEvent {
         project_name: project_name(i % projects.max(1)),
         blueprint_id: (i % projects.max(1)) as u64 + 1,
         pipeline_id: 100_000 + i as u64,
-        status: if i % 3 == 0 {
+        status: if i.is_multiple_of(3) {
             "TASK_PARTIAL"
         } else {
             "TASK_FAILED"

@@ -171,18 +171,25 @@ async fn per_blueprint(devlake: &str, since: DateTime<Utc>, concurrency: usize) 
     let started = Instant::now();
     let blueprints: Vec<Blueprint> = client.blueprints(&Default::default()).try_collect().await?;
     let listing_calls = client.calls().total();
-    let results: Vec<Result<Vec<Pipeline>>> = futures::stream::iter(blueprints.iter().map(|b| b.id))
-        .map(|id| {
-            let http = http.clone();
-            let url = format!("{devlake}/blueprints/{id}/pipelines?page=1&pageSize=50");
-            async move {
-                let page: PipelinesPage = http.get(&url).send().await?.error_for_status()?.json().await?;
-                Ok(page.pipelines)
-            }
-        })
-        .buffer_unordered(concurrency)
-        .collect()
-        .await;
+    let results: Vec<Result<Vec<Pipeline>>> =
+        futures::stream::iter(blueprints.iter().map(|b| b.id))
+            .map(|id| {
+                let http = http.clone();
+                let url = format!("{devlake}/blueprints/{id}/pipelines?page=1&pageSize=50");
+                async move {
+                    let page: PipelinesPage = http
+                        .get(&url)
+                        .send()
+                        .await?
+                        .error_for_status()?
+                        .json()
+                        .await?;
+                    Ok(page.pipelines)
+                }
+            })
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
     let mut failures = 0u64;
     for pipelines in results {
         failures += pipelines?
@@ -233,7 +240,11 @@ async fn orchestrate(args: &Args) -> Result<()> {
     };
     let sim = Simulator::start_with(Fixture::generated(spec), SimOptions::default()).await;
     let handle = sim.handle();
-    ensure!(handle.pipeline_count() == args.pipelines, "simulator seeded {} pipelines", handle.pipeline_count());
+    ensure!(
+        handle.pipeline_count() == args.pipelines,
+        "simulator seeded {} pipelines",
+        handle.pipeline_count()
+    );
     let local = dynamodb_local().await;
     let table = local.create_table("bench-monitor").await;
     let cloudwatch = CloudWatchDouble::start().await;
@@ -260,7 +271,9 @@ async fn orchestrate(args: &Args) -> Result<()> {
             store: &store,
             sink: &sink,
         };
-        let first = monitor.run(Utc::now(), Request::default(), Deadline::none()).await?;
+        let first = monitor
+            .run(Utc::now(), Request::default(), Deadline::none())
+            .await?;
         eprintln!(
             "first run (lookback 24 h): {} failures recorded, {} DevLake calls, {} ms",
             first.new_failures, first.devlake_calls, first.duration_ms
@@ -276,15 +289,24 @@ async fn orchestrate(args: &Args) -> Result<()> {
             })
             .collect();
         let ids = handle.insert_pipelines(running)?;
-        let second = monitor.run(Utc::now(), Request::default(), Deadline::none()).await?;
-        ensure!(second.cursor.watching >= ids.len(), "running pipelines not watched: {second:?}");
+        let second = monitor
+            .run(Utc::now(), Request::default(), Deadline::none())
+            .await?;
+        ensure!(
+            second.cursor.watching >= ids.len(),
+            "running pipelines not watched: {second:?}"
+        );
         eprintln!(
             "steady run before: {} DevLake calls, watching {} pipelines",
             second.devlake_calls, second.cursor.watching
         );
         let since = Utc::now();
         for (i, id) in ids.iter().enumerate() {
-            let status = if i < args.new_failures { "TASK_FAILED" } else { "TASK_COMPLETED" };
+            let status = if i < args.new_failures {
+                "TASK_FAILED"
+            } else {
+                "TASK_COMPLETED"
+            };
             handle.finish_pipeline(*id, status, "bench failure")?;
         }
         handle.set_latency(Duration::from_millis(args.latency_ms));
@@ -328,7 +350,10 @@ async fn orchestrate(args: &Args) -> Result<()> {
             "{:<34} {:>13} {:>14} {:>11} {:>13} {:>9}",
             "approach", "DevLake calls", "DynamoDB calls", "wall", "peak RSS", "failures"
         );
-        for (name, f) in [("monitor, steady state", &steady), ("per-blueprint polling (original)", &original)] {
+        for (name, f) in [
+            ("monitor, steady state", &steady),
+            ("per-blueprint polling (original)", &original),
+        ] {
             println!(
                 "{:<34} {:>13} {:>14} {:>9.0}ms {:>10.1} MB {:>9}",
                 name,
@@ -339,7 +364,10 @@ async fn orchestrate(args: &Args) -> Result<()> {
                 f.failures_found
             );
         }
-        println!("monitor detail: {} (simulator saw {sim_seen} requests)", steady.detail);
+        println!(
+            "monitor detail: {} (simulator saw {sim_seen} requests)",
+            steady.detail
+        );
         println!("per-blueprint detail: {}", original.detail);
         let targets = [
             ("DevLake calls <= 5", steady.devlake_calls <= 5),
