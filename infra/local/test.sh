@@ -32,7 +32,7 @@ export PATH DYNAMODB_LOCAL_DIR
 step_done
 
 step "cargo fmt --check"
-cargo fmt --all -- --check
+cargo fmt --all -- --check --color never
 step_done
 
 step "cargo clippy"
@@ -93,4 +93,5 @@ fi
 # ---- end of deploy artefacts ---------------------------------------------------------------------
 
 step "cargo test"
-cargo test "${locked[@]}" --workspace --all-targets
+# --no-fail-fast: every test binary runs, and cargo lists all failed targets at the end.
+cargo test "${locked[@]}" --no-fail-fast --workspace --all-targets

@@ -118,6 +118,51 @@ impl Env {
     }
 }
 
+/// The DevLake client settings of `DEVLAKE_*` over `defaults` (each function has its own default
+/// timeout). The API key is left unset: it may live in Secrets Manager and is resolved apart.
+///
+/// | variable | meaning |
+/// | --- | --- |
+/// | `DEVLAKE_ENDPOINT` | base URL (required) |
+/// | `DEVLAKE_TIMEOUT_MS` | timeout of one request attempt |
+/// | `DEVLAKE_MAX_RETRIES` | retries of idempotent requests on 5xx, 429 and resets |
+/// | `DEVLAKE_CONCURRENCY` | requests in flight at once (1–64) |
+/// | `DEVLAKE_PAGE_SIZE` | rows per page of list endpoints (1–5000) |
+pub fn devlake_client_config(
+    env: &Env,
+    defaults: crate::devlake::ClientConfig,
+) -> Result<crate::devlake::ClientConfig, ConfigError> {
+    let d = defaults;
+    let concurrency = env.parse_or::<usize>("DEVLAKE_CONCURRENCY", d.max_concurrency)?;
+    if !(1..=64).contains(&concurrency) {
+        return Err(ConfigError::new(
+            "DEVLAKE_CONCURRENCY",
+            "must be between 1 and 64",
+        ));
+    }
+    let page_size = env.parse_or::<u32>("DEVLAKE_PAGE_SIZE", d.page_size)?;
+    if !(1..=5000).contains(&page_size) {
+        return Err(ConfigError::new(
+            "DEVLAKE_PAGE_SIZE",
+            "must be between 1 and 5000",
+        ));
+    }
+    let timeout_ms =
+        env.parse_or::<u64>("DEVLAKE_TIMEOUT_MS", d.request_timeout.as_millis() as u64)?;
+    if timeout_ms == 0 {
+        return Err(ConfigError::new("DEVLAKE_TIMEOUT_MS", "must be at least 1"));
+    }
+    Ok(crate::devlake::ClientConfig {
+        endpoint: env.required("DEVLAKE_ENDPOINT")?.to_string(),
+        api_key: None,
+        request_timeout: std::time::Duration::from_millis(timeout_ms),
+        max_retries: env.parse_or::<u32>("DEVLAKE_MAX_RETRIES", d.max_retries)?,
+        max_concurrency: concurrency,
+        page_size,
+        ..d
+    })
+}
+
 /// Where a secret comes from. Debug never shows a plain value.
 #[derive(Clone, PartialEq, Eq)]
 pub enum SecretSource {

@@ -5,6 +5,7 @@
 pub mod automation;
 pub mod cloudwatch;
 pub mod config;
+pub mod deadline;
 pub mod devlake;
 pub mod metrics_http;
 pub mod monitor;

@@ -212,7 +212,9 @@ impl<S: MetricsSource> MetricsService<S> {
             elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
             "metrics rendered"
         );
-        response.body(body).expect("static response parts are valid")
+        response
+            .body(body)
+            .expect("static response parts are valid")
     }
 
     fn authorized<B>(&self, req: &Request<B>) -> bool {

@@ -6,6 +6,19 @@
 //! never writes sample timestamps because none are set); OpenMetrics 1.0 is written by
 //! [`encode_openmetrics`] from the same families, because the crate has no OpenMetrics encoder.
 //!
+//! | family | type | labels | notes |
+//! | --- | --- | --- | --- |
+//! | `devlake_blueprint_failure_total` | counter | `project_name`, `time_failed` | compatibility series: failures in the window; two failures of one project in the same local second are one series with value 2 |
+//! | `devlake_project_pipeline_failures_total` | counter | `project_name` | every project |
+//! | `devlake_project_consecutive_failures` | gauge | `project_name` | added: failures since the last success, for "failing N times in a row" alerts |
+//! | `devlake_project_last_failure_timestamp_seconds`, `devlake_project_last_success_timestamp_seconds` | gauge | `project_name` | only for projects that have one |
+//! | `devlake_project_last_pipeline_status` | gauge | `project_name`, `status` | one series (value 1) per project that finished a pipeline |
+//! | `devlake_project_last_pipeline_duration_seconds` | gauge | `project_name` | when known |
+//! | `devlake_project_pipeline_stuck` | gauge | `project_name` | 0/1, every project |
+//! | `devlake_{monitor,automation}_last_run_{timestamp_seconds,success}` | gauge | | once the job has recorded a run |
+//! | `devlake_up` | gauge | | 0 when the latest monitor run did not reach DevLake or none is recorded |
+//! | `devlake_metrics_render_duration_seconds` | gauge | | last on the page: store read and rendering up to that line |
+//!
 //! Families without a sample are left out entirely (no HELP/TYPE lines): the crate's encoder
 //! refuses empty families, and Prometheus treats a missing family and an empty one alike.
 

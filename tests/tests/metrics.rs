@@ -666,7 +666,11 @@ fn get(path: &str, token: Option<&str>) -> Request<()> {
 
 /// The body as text, gunzipped when the response says it is compressed.
 fn text(resp: &Response<Vec<u8>>) -> String {
-    let bytes = if resp.headers().get(header::CONTENT_ENCODING).is_some_and(|v| v == "gzip") {
+    let bytes = if resp
+        .headers()
+        .get(header::CONTENT_ENCODING)
+        .is_some_and(|v| v == "gzip")
+    {
         gunzip(resp.body())
     } else {
         resp.body().clone()
@@ -799,7 +803,10 @@ async fn http_auth_routing_and_negotiation_in_process() {
             .collect::<Vec<_>>()
             .join("\n")
     };
-    assert_eq!(without_duration(&text(&page)), without_duration(&text(&root)));
+    assert_eq!(
+        without_duration(&text(&page)),
+        without_duration(&text(&root))
+    );
     promtool_check(&text(&page));
     let local = render_local(now - ChronoDuration::hours(2));
     assert!(text(&page).contains(&format!(

@@ -587,3 +587,43 @@ async fn lambda_watch_reports_a_function_that_dies_at_start_up() {
     }
     assert!(started.elapsed() < std::time::Duration::from_secs(170));
 }
+
+#[tokio::test]
+async fn create_table_binary_creates_the_template_table() {
+    let local = dynamodb_local().await;
+    let name = format!("stack-bin-{}", std::process::id());
+    let run = || {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_create-table"))
+            .args(["--endpoint", local.endpoint(), "--table", &name])
+            .output()
+    };
+    let out = run().await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&name));
+
+    let desc = local
+        .client()
+        .describe_table()
+        .table_name(&name)
+        .send()
+        .await
+        .unwrap();
+    let keys: Vec<_> = desc
+        .table()
+        .unwrap()
+        .key_schema()
+        .iter()
+        .map(|k| k.attribute_name().to_string())
+        .collect();
+    assert_eq!(keys, ["pk", "sk"]);
+
+    // Running it again says why it failed instead of pretending.
+    let again = run().await.unwrap();
+    assert!(!again.status.success());
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(stderr.contains("ResourceInUseException"), "{stderr}");
+}

@@ -231,28 +231,15 @@ impl AutomationConfig {
     }
 }
 
-/// The DevLake client settings of `DEVLAKE_*` (the API key is resolved separately, it may live in
-/// Secrets Manager).
+/// The DevLake client settings of `DEVLAKE_*` with the given API key (resolved separately, it may
+/// live in Secrets Manager).
 pub fn client_config_from_env(
     env: &Env,
     api_key: Option<String>,
 ) -> Result<ClientConfig, ConfigError> {
-    let d = ClientConfig::default();
-    let concurrency = env.parse_or::<usize>("DEVLAKE_CONCURRENCY", d.max_concurrency)?;
-    let page_size = env.parse_or::<u32>("DEVLAKE_PAGE_SIZE", d.page_size)?;
-    if page_size == 0 {
-        return Err(ConfigError::new("DEVLAKE_PAGE_SIZE", "must be at least 1"));
-    }
     Ok(ClientConfig {
-        endpoint: env.required("DEVLAKE_ENDPOINT")?.to_string(),
         api_key,
-        request_timeout: Duration::from_millis(
-            env.parse_or::<u64>("DEVLAKE_TIMEOUT_MS", d.request_timeout.as_millis() as u64)?,
-        ),
-        max_retries: env.parse_or::<u32>("DEVLAKE_MAX_RETRIES", d.max_retries)?,
-        max_concurrency: concurrency.max(1),
-        page_size,
-        ..d
+        ..crate::config::devlake_client_config(env, ClientConfig::default())?
     })
 }
 

@@ -13,7 +13,6 @@
 pub mod blueprints;
 pub mod config;
 mod connection;
-pub mod deadline;
 pub mod filter;
 pub mod naming;
 pub mod payload;
@@ -38,8 +37,8 @@ use crate::devlake::{DevLakeClient, DevLakeError};
 use crate::store::{Job, RunLog, RunRecord};
 use crate::time_rules::previous_saturday;
 
+pub use crate::deadline::Deadline;
 pub use config::{AutomationConfig, CronSetting, TriggerMode};
-pub use deadline::Deadline;
 pub use payload::{PayloadError, Request, Step};
 
 use blueprints::{is_managed, selected};

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use chrono_tz::Tz;
 
-use crate::config::{ConfigError, Env, SecretSource};
+use crate::config::{devlake_client_config, ConfigError, Env, SecretSource};
 use crate::devlake::models::status;
 use crate::devlake::ClientConfig;
 
@@ -105,40 +105,14 @@ fn failure_statuses(env: &Env) -> Result<Vec<String>, ConfigError> {
     Ok(out)
 }
 
-/// The DevLake client settings of `DEVLAKE_*`, with the monitor's shorter default timeout.
+/// The DevLake client settings, with the monitor's shorter default timeout (it runs every 5
+/// minutes: fail fast).
 fn client_config(env: &Env) -> Result<ClientConfig, ConfigError> {
-    let d = ClientConfig {
+    let defaults = ClientConfig {
         request_timeout: Duration::from_secs(10),
         ..ClientConfig::default()
     };
-    let concurrency = env.parse_or::<usize>("DEVLAKE_CONCURRENCY", d.max_concurrency)?;
-    if !(1..=64).contains(&concurrency) {
-        return Err(ConfigError::new(
-            "DEVLAKE_CONCURRENCY",
-            "must be between 1 and 64",
-        ));
-    }
-    let page_size = env.parse_or::<u32>("DEVLAKE_PAGE_SIZE", d.page_size)?;
-    if !(1..=5000).contains(&page_size) {
-        return Err(ConfigError::new(
-            "DEVLAKE_PAGE_SIZE",
-            "must be between 1 and 5000",
-        ));
-    }
-    let timeout_ms =
-        env.parse_or::<u64>("DEVLAKE_TIMEOUT_MS", d.request_timeout.as_millis() as u64)?;
-    if timeout_ms == 0 {
-        return Err(ConfigError::new("DEVLAKE_TIMEOUT_MS", "must be at least 1"));
-    }
-    Ok(ClientConfig {
-        endpoint: env.required("DEVLAKE_ENDPOINT")?.to_string(),
-        api_key: None,
-        request_timeout: Duration::from_millis(timeout_ms),
-        max_retries: env.parse_or::<u32>("DEVLAKE_MAX_RETRIES", d.max_retries)?,
-        max_concurrency: concurrency,
-        page_size,
-        ..d
-    })
+    devlake_client_config(env, defaults)
 }
 
 impl MonitorConfig {

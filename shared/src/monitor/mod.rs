@@ -30,9 +30,10 @@
 //! processed; unfinished pipelines (and any not processable this time) go to `watch`. Steps 1–3
 //! run concurrently, so the order in which DevLake answers does not matter: a pipeline seen
 //! finished somewhere and unfinished elsewhere is processed *and* kept watched. Steady state is
-//! therefore 4 calls with the default two failure statuses, whatever the number of blueprints;
-//! look-ups grow only with pipelines that finished outside the newest 500 (e.g. a midnight
-//! queue of thousands), and a blueprint lookup happens only for a blueprint never seen before.
+//! therefore 4 calls with the default two failure statuses, whatever the number of blueprints.
+//! What can add calls is real change, not size: look-ups for watched pipelines that finished
+//! outside the newest 500, more pages of step 2 while a queue of thousands is pending (one call
+//! per 500), and one blueprint look-up for a blueprint never seen before.
 //!
 //! Processing is idempotent, so overlap and duplicate deliveries are harmless: a failure event's
 //! key is DevLake data (pipeline id + `finishedAt`), written with `attribute_not_exists(pk)` in
@@ -44,10 +45,11 @@
 //!
 //! Known limits: a re-run of a pipeline older than the 100 most recent failures of its status
 //! that is queued, runs and completes entirely between two runs is missed (one seen pending is
-//! not); a first run (or `rescan`) pages back only to pipelines created `INITIAL_LOOKBACK_HOURS`
-//! + `STUCK_AFTER_HOURS` ago; and paging is by offset, so a pipeline *deleted* while a
-//! multi-page listing is read can shift one row past the reader (new pipelines only shift rows
-//! down, which re-reads a row, harmlessly).
+//! not); a first run (or `rescan`) pages back only to pipelines created up to the sum of
+//! `INITIAL_LOOKBACK_HOURS` and `STUCK_AFTER_HOURS` ago; and paging is by offset, so a pipeline
+//! *deleted* while a multi-page listing is read can shift one row past the reader (new pipelines
+//! only shift rows down, which re-reads a row, harmlessly). The watch list lives in the one
+//! cursor item, which holds some tens of thousands of ids within DynamoDB's 400 KB.
 //!
 //! # Other decisions
 //!
@@ -56,7 +58,7 @@
 //!   (`ProjectName` `""`). A legacy blueprint without a project is recorded under its own name.
 //! * Blueprint → project names are cached in `BLUEPRINT` items and asked from DevLake only for a
 //!   blueprint not seen before (`GET /blueprints/{id}`, or one paged `GET /blueprints` when more
-//!   than [`run::BLUEPRINT_LIST_THRESHOLD`] are unknown); `rescan` refreshes them.
+//!   than [`BLUEPRINT_LIST_THRESHOLD`] are unknown); `rescan` refreshes them.
 //! * Stuck: a `TASK_RUNNING`/`TASK_RESUME` pipeline whose `beganAt` is older than
 //!   `STUCK_AFTER_HOURS` flags its project; the flag is cleared when no pipeline of the project is
 //!   stuck any more (it finished or was cancelled).
@@ -78,6 +80,6 @@ pub use error::MonitorError;
 pub use payload::{PayloadError, Request};
 pub use project::MAX_MESSAGE_CHARS;
 pub use run::{Monitor, BLUEPRINT_LIST_THRESHOLD, RECENT_FAILURES_PAGE};
-pub use summary::{CursorBrief, FailureBrief, RunIssue, RunStatus, Summary};
+pub use summary::{CursorBrief, FailureBrief, RunIssue, RunStatus, Summary, LISTED_FAILURES};
 
-pub use crate::automation::Deadline;
+pub use crate::deadline::Deadline;

@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
 use serde_json::Value;
 
-use crate::automation::Deadline;
 use crate::cloudwatch::{Datum, MetricsSink, Unit};
+use crate::deadline::Deadline;
 use crate::devlake::models::{Blueprint, Pipeline, PipelineQuery};
 use crate::devlake::{DevLakeClient, DevLakeError};
 use crate::store::{
@@ -334,14 +334,24 @@ impl Monitor<'_> {
 
         // Stuck flags: set for projects with a pipeline running too long, cleared when none is.
         let mut stuck_now: BTreeMap<String, u64> = BTreeMap::new();
+        let stuck_before = loaded.as_ref().map(|c| c.stuck.clone()).unwrap_or_default();
         for p in &plan.stuck {
-            if let Some(name) = names.get(&p.blueprint_id).filter(|n| !n.is_empty()) {
-                let entry = stuck_now.entry(name.clone()).or_insert(p.id);
-                *entry = (*entry).min(p.id);
-                tracing::warn!(project = %name, pipeline_id = p.id, began_at = ?p.began_at, "pipeline stuck");
+            match names.get(&p.blueprint_id) {
+                Some(name) if !name.is_empty() => {
+                    let entry = stuck_now.entry(name.clone()).or_insert(p.id);
+                    *entry = (*entry).min(p.id);
+                    tracing::warn!(project = %name, pipeline_id = p.id, began_at = ?p.began_at, "pipeline stuck");
+                }
+                Some(_) => {}
+                // Name not resolved this time: a flag it raised before stays up.
+                None => stuck_now.extend(
+                    stuck_before
+                        .iter()
+                        .filter(|(_, id)| **id == p.id)
+                        .map(|(name, id)| (name.clone(), *id)),
+                ),
             }
         }
-        let stuck_before = loaded.as_ref().map(|c| c.stuck.clone()).unwrap_or_default();
         let mut touched: BTreeSet<String> = by_project.keys().cloned().collect();
         touched.extend(
             stuck_now

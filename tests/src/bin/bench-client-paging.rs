@@ -48,7 +48,11 @@ async fn main() -> Result<()> {
     let started = Instant::now();
     let pipelines = args.pipelines.to_string();
     let sim = ExternalSim::spawn(&["--generate", "monitor-bench", "--gen-pipelines", &pipelines])?;
-    println!("simulator with {} pipelines ready in {:.2?}", args.pipelines, started.elapsed());
+    println!(
+        "simulator with {} pipelines ready in {:.2?}",
+        args.pipelines,
+        started.elapsed()
+    );
     let baseline = proc_status_kb("VmRSS:");
 
     println!(
@@ -99,10 +103,7 @@ async fn main() -> Result<()> {
     }
 
     let peak = proc_status_kb("VmHWM:");
-    println!(
-        "peak RSS (VmHWM) of the client process: {}",
-        mb(peak)
-    );
+    println!("peak RSS (VmHWM) of the client process: {}", mb(peak));
     if let (Some(peak), Some(baseline)) = (peak, baseline) {
         println!(
             "paging added {} over the idle process",

@@ -48,7 +48,8 @@ struct Args {
 }
 
 const TOKEN: &str = "bench-metrics-token";
-const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;\
+const PROMETHEUS_ACCEPT: &str =
+    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;\
      version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
 
 #[tokio::main]

@@ -1,4 +1,5 @@
-//! When a run must stop starting new work (the Lambda deadline minus a margin).
+//! When a run must stop starting new work: the Lambda deadline minus a margin, shared by the
+//! automation and the monitor.
 
 use std::time::{Duration, SystemTime};
 
