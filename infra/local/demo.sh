@@ -30,7 +30,11 @@ WORK=$(mktemp -d /tmp/devlake-autopilot-demo.XXXXXX)
 PIDS=()
 cleanup() {
   trap - EXIT INT TERM
-  for pid in "${PIDS[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do
+    # cargo lambda watch starts each function in a session of its own: stop those first.
+    for child in $(pgrep -P "$pid" 2>/dev/null); do kill -TERM -- "-$child" 2>/dev/null || true; done
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+  done
   sleep 0.5
   for pid in "${PIDS[@]}"; do kill -KILL -- "-$pid" 2>/dev/null || true; done
   rm -rf "$WORK"
@@ -62,7 +66,7 @@ say "Starting DynamoDB Local, the CloudWatch double and the DevLake simulator"
 DDB_PORT=$(free_port)
 mkdir -p "$WORK/ddb"
 # DynamoDB Local writes a metadata file into its working directory: run it from the temp dir.
-setsid bash -c "cd '$WORK/ddb' && exec java -Djava.library.path='$DYNAMODB_LOCAL_DIR/DynamoDBLocal_lib' -jar '$DYNAMODB_LOCAL_DIR/DynamoDBLocal.jar' -inMemory -port $DDB_PORT" >"$WORK/dynamodb.log" 2>&1 &
+setsid bash -c "cd '$WORK/ddb' && exec java -Djava.library.path='$DYNAMODB_LOCAL_DIR/DynamoDBLocal_lib' -jar '$DYNAMODB_LOCAL_DIR/DynamoDBLocal.jar' -inMemory -sharedDb -port $DDB_PORT" >"$WORK/dynamodb.log" 2>&1 &
 PIDS+=($!)
 start cloudwatch target/debug/cloudwatch-double --port 0
 start devlake target/debug/devlake-sim --port 0 --fixture tests/fixtures/sample.json
@@ -92,25 +96,65 @@ AWS_ENDPOINT_URL_DYNAMODB=$DDB_URL
 AWS_ENDPOINT_URL_CLOUDWATCH=$CW_URL
 METRICS_TOKEN=$TOKEN
 TRIGGER_GAP_MS=50
+TRIGGER_MAX_PER_RUN=500
 RUST_LOG=info
 ENV
 
 say "Starting the functions under cargo lambda watch"
 WATCH_PORT=$(free_port)
 start watch cargo lambda watch --invoke-address 127.0.0.1 --invoke-port "$WATCH_PORT" --env-file "$WORK/env"
-wait_for_line "$WORK/watch.log" "Lambda runtime\|listening\|lambda-url" 600 || true
+for ((i = 0; ; i++)); do # ready once its invoke port accepts connections
+  (exec 3<>"/dev/tcp/127.0.0.1/$WATCH_PORT") 2>/dev/null && break
+  if ((i > 1200)); then echo "demo: cargo lambda watch did not start:" >&2; tail -n 20 "$WORK/watch.log" >&2; exit 1; fi
+  sleep 0.5
+done
 invoke() { # function payload
-  timeout 600 cargo lambda invoke "$1" --invoke-address 127.0.0.1 --invoke-port "$WATCH_PORT" --data-ascii "$2"
+  if ! timeout 300 cargo lambda invoke "$1" --invoke-address 127.0.0.1 --invoke-port "$WATCH_PORT" --data-ascii "$2"; then
+    echo "demo: invoking $1 failed; the last lines of cargo lambda watch:" >&2
+    tail -n 30 "$WORK/watch.log" >&2
+    exit 1
+  fi
+}
+CHECKS=0
+check() { # description, then a command that must succeed
+  local what=$1; shift
+  if "$@"; then CHECKS=$((CHECKS + 1)); else echo "demo: CHECK FAILED: $what" >&2; exit 1; fi
 }
 
 say "Automation: discover, sync scopes, scope configs, projects, timeAfter, trigger"
 NOW=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 invoke devlake-automation "{\"scheduledTime\": \"$NOW\"}" >"$WORK/automation.json"
-json 'print(json.dumps({k: v for k, v in d.items() if k not in ("planned",)}, indent=2)[:4000])' <"$WORK/automation.json"
+python3 - "$WORK/automation.json" <<'PY2'
+import json, sys
+d = json.load(open(sys.argv[1]))
+cols = ["discoveredConnections", "scopesAdded", "scopeConfigsCreated", "projectsCreated", "projectsConflicting", "triggered", "skipped", "errors"]
+print(f"status {d['status']}, {d['durationMs']} ms, DevLake calls: {d['devlakeCalls']['reads']} reads, {d['devlakeCalls']['writes']} writes")
+print(f"{'plugin':<16}" + "".join(f"{c[:14]:>15}" for c in cols))
+for plugin, c in sorted(d.get("plugins", {}).items()):
+    print(f"{plugin:<16}" + "".join(f"{c.get(k, 0):>15}" for k in cols))
+print(f"{'total':<16}" + "".join(f"{d['counts'].get(k, 0):>15}" for k in cols))
+for c in d.get("conflicts", [])[:5]:
+    print("conflict:", json.dumps(c))
+for e in d.get("errors", [])[:5]:
+    print("error:", json.dumps(e))
+PY2
+check "the first automation run succeeds and creates projects" \
+  json 'sys.exit(0 if d["status"] == "ok" and d["counts"]["projectsCreated"] > 0 else 1)' <"$WORK/automation.json"
+
+say "Automation again with the same scheduled time (idempotent: no write calls)"
+invoke devlake-automation "{\"scheduledTime\": \"$NOW\"}" >"$WORK/automation2.json"
+python3 - "$WORK/automation2.json" <<'PY2'
+import json, sys
+d = json.load(open(sys.argv[1]))
+c = d["devlakeCalls"]
+print(f"status {d['status']}: {c['reads']} reads, {c['writes']} writes, {d['counts']['triggered']} triggered")
+PY2
+check "a second automation run with the same scheduled time makes no write calls" \
+  json 'sys.exit(0 if d["devlakeCalls"]["writes"] == 0 else 1)' <"$WORK/automation2.json"
 
 say "Making some of the triggered pipelines fail"
 curl -sf "$DEVLAKE_URL/pipelines?pending=1&pageSize=1000" >"$WORK/pending.json"
-python3 - "$DEVLAKE_URL" "$WORK/pending.json" <<'PY'
+python3 - "$DEVLAKE_URL" "$WORK/pending.json" "$WORK/failed-count" <<'PY'
 import json, sys, urllib.request
 base, path = sys.argv[1], sys.argv[2]
 pipelines = json.load(open(path))["pipelines"]
@@ -123,29 +167,53 @@ for i, p in enumerate(sorted(pipelines, key=lambda p: p["id"])):
                                  headers={"content-type": "application/json"})
     urllib.request.urlopen(req).read()
 print(f"{len(pipelines)} pipelines finished, {failed} of them failed")
+open(sys.argv[3], "w").write(str(failed))
 PY
+FAILED=$(cat "$WORK/failed-count")
 
 say "Monitor: record failures once, update per-project state"
 invoke devlake-monitor '{}' >"$WORK/monitor.json"
-json 'print(json.dumps(d, indent=2))' <"$WORK/monitor.json"
+python3 - "$WORK/monitor.json" <<'PY2'
+import json, sys
+d = json.load(open(sys.argv[1]))
+print(f"status {d['status']}: {d['newFailures']} new failures recorded, {d['pipelinesInspected']} pipelines inspected, "
+      f"{d['stuck']} stuck, {d['devlakeCalls']} DevLake calls, {d['durationMs']} ms")
+for f in d.get("failures", [])[:8]:
+    print(f"  {f['status']:<13} pipeline {f['pipelineId']:>4}  {f['projectName']}")
+if d["newFailures"] > 8:
+    print(f"  ... and {d['newFailures'] - 8} more")
+PY2
+check "the monitor records each failed pipeline once" \
+  json "sys.exit(0 if d['newFailures'] == $FAILED else 1)" <"$WORK/monitor.json"
 say "Monitor again (nothing new: no double counting)"
-invoke devlake-monitor '{}' | json 'print("newFailures:", d.get("newFailures"))'
+invoke devlake-monitor '{}' >"$WORK/monitor2.json"
+json 'print("newFailures:", d["newFailures"], " alreadyRecorded:", d.get("alreadyRecorded"))' <"$WORK/monitor2.json"
+check "a second monitor run records nothing new" json 'sys.exit(0 if d["newFailures"] == 0 else 1)' <"$WORK/monitor2.json"
 
 say "Metrics function URL (Prometheus text, bearer token)"
 METRICS_URL="http://127.0.0.1:$WATCH_PORT/lambda-url/devlake-metrics/metrics"
-printf 'without token: HTTP %s\n' "$(curl -s -o /dev/null -w '%{http_code}' "$METRICS_URL")"
+NO_TOKEN=$(curl -s -o /dev/null -w '%{http_code}' "$METRICS_URL")
+printf 'without token: HTTP %s\n' "$NO_TOKEN"
+check "the metrics URL refuses a request without the bearer token" test "$NO_TOKEN" = 401
 curl -sf -H "Authorization: Bearer $TOKEN" "$METRICS_URL" >"$WORK/metrics.prom"
 printf 'with token:    HTTP 200, %s lines\n' "$(wc -l <"$WORK/metrics.prom")"
 grep -E '^devlake_(up|monitor_last_run_success|automation_last_run_success) ' "$WORK/metrics.prom" || true
 grep -E '^devlake_project_pipeline_failures_total' "$WORK/metrics.prom" | head -n 8 || true
 grep -E '^devlake_blueprint_failure_total' "$WORK/metrics.prom" | head -n 4 || true
-promtool check metrics <"$WORK/metrics.prom" && echo "promtool check metrics: OK"
+check "promtool accepts the metrics page" promtool check metrics <"$WORK/metrics.prom"
+echo "promtool check metrics: OK"
+check "the compatibility series counts every failure" test \
+  "$(awk '/^devlake_blueprint_failure_total\{/ { n += $NF } END { print n + 0 }' "$WORK/metrics.prom")" = "$FAILED"
+check "devlake_up is 1" grep -qx 'devlake_up 1' "$WORK/metrics.prom"
 
 say "CloudWatch datums recorded by the double"
 curl -sf "$CW_URL/_recorded" | json '
 from collections import Counter
-c = Counter(x.get("name") or x.get("metricName") for x in (d if isinstance(d, list) else d.get("datums", [])))
+c = Counter(x["metric_name"] for x in (d if isinstance(d, list) else d.get("datums", [])))
 print("\n".join(f"{k}: {v}" for k, v in sorted(c.items())))'
+check "both jobs reported RunSuccess to CloudWatch" \
+  json 'sys.exit(0 if sum(x["metric_name"] == "RunSuccess" for x in d) >= 2 else 1)' < <(curl -sf "$CW_URL/_recorded")
+echo "demo: all $CHECKS checks passed"
 
 if [[ $KEEP == 1 ]]; then
   say "Still running (Ctrl-C to stop)"

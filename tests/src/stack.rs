@@ -428,11 +428,7 @@ impl DynamoLocal {
     async fn spawn_and_wait(dir: &Path) -> Result<DynamoLocal> {
         let port = free_port()?;
         // Kept on disk until exit: DynamoDB Local writes its metadata file here.
-        let work_dir = tempfile::Builder::new()
-            .prefix("devlake-dynamodb-local-")
-            .tempdir()
-            .context("cannot create a temporary directory")?
-            .keep();
+        let work_dir = owned_temp_dir("devlake-dynamodb-local-")?;
         let log_path = work_dir.join("dynamodb-local.log");
         let log = std::fs::File::create(&log_path)?;
 
@@ -515,6 +511,38 @@ pub fn dynamodb_local_dir() -> Result<PathBuf> {
     }
     Ok(dir)
 }
+
+/// A new directory under the system temp dir, marked with this process's id. Directories with
+/// the same prefix whose owner is gone (a test process killed before its exit hook ran) are
+/// removed first, so killed runs do not pile up in /tmp.
+pub(crate) fn owned_temp_dir(prefix: &str) -> Result<PathBuf> {
+    let tmp = std::env::temp_dir();
+    if let Ok(entries) = std::fs::read_dir(&tmp) {
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            if !name.to_string_lossy().starts_with(prefix) {
+                continue;
+            }
+            let owner = std::fs::read_to_string(entry.path().join(OWNER_FILE))
+                .ok()
+                .and_then(|s| s.trim().parse::<u32>().ok());
+            if let Some(pid) = owner {
+                if !Path::new(&format!("/proc/{pid}")).exists() {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+    }
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in(&tmp)
+        .context("cannot create a temporary directory")?
+        .keep();
+    std::fs::write(dir.join(OWNER_FILE), std::process::id().to_string())?;
+    Ok(dir)
+}
+
+const OWNER_FILE: &str = ".owner-pid";
 
 /// A port that was free a moment ago.
 pub fn free_port() -> Result<u16> {
