@@ -1,5 +1,11 @@
 //! CloudWatch metric emission behind a small trait. Per-project detail stays in Prometheus;
 //! CloudWatch gets a handful of run-level series (each dimension combination costs money).
+//!
+//! Both jobs write into one namespace, so every datum a job sends carries the dimension
+//! [`FUNCTION_DIMENSION`] (`automation` / `monitor`). The runtimes set it once on their
+//! [`CloudWatchSink`]; domain code never repeats it. The series both jobs emit are built by
+//! [`Datum::run_success`], [`Datum::run_duration_ms`] and [`Datum::errors`], so their names and
+//! units cannot drift apart.
 
 use std::sync::Mutex;
 
@@ -15,6 +21,9 @@ pub enum Unit {
     Milliseconds,
     None,
 }
+
+/// The dimension that tells the jobs' datums apart in the shared namespace.
+pub const FUNCTION_DIMENSION: &str = "Function";
 
 /// One metric value.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,9 +52,33 @@ impl Datum {
             dimensions: Vec::new(),
         }
     }
+    /// A 1/0 flag (unit None), e.g. `DevLakeUp`.
+    pub fn flag(name: &str, on: bool) -> Self {
+        Datum {
+            name: name.to_string(),
+            value: if on { 1.0 } else { 0.0 },
+            unit: Unit::None,
+            dimensions: Vec::new(),
+        }
+    }
     pub fn with_dimension(mut self, name: &str, value: &str) -> Self {
         self.dimensions.push((name.to_string(), value.to_string()));
         self
+    }
+
+    /// `RunSuccess`: 1 when the run ended `ok`, else 0. Sent by both jobs after every run.
+    pub fn run_success(success: bool) -> Self {
+        Datum::flag("RunSuccess", success)
+    }
+
+    /// `RunDurationMs`: how long the run took. Sent by both jobs after every run.
+    pub fn run_duration_ms(duration_ms: u64) -> Self {
+        Datum::millis("RunDurationMs", duration_ms as f64)
+    }
+
+    /// `Errors`: items that failed in the run, plus one when the run stopped (function error).
+    pub fn errors(count: u64) -> Self {
+        Datum::count("Errors", count as f64)
     }
 }
 
@@ -89,6 +122,8 @@ pub const MAX_DATUMS_PER_CALL: usize = 1000;
 pub struct CloudWatchSink {
     client: aws_sdk_cloudwatch::Client,
     namespace: String,
+    /// Added to every datum sent, ahead of the datum's own dimensions.
+    dimensions: Vec<(String, String)>,
 }
 
 impl CloudWatchSink {
@@ -96,11 +131,43 @@ impl CloudWatchSink {
         CloudWatchSink {
             client,
             namespace: namespace.into(),
+            dimensions: Vec::new(),
         }
+    }
+
+    /// Adds `name=value` to every datum this sink sends (a datum that sets `name` itself keeps
+    /// its own value). The runtimes use it for [`FUNCTION_DIMENSION`].
+    pub fn with_dimension(mut self, name: &str, value: &str) -> Self {
+        self.dimensions.retain(|(n, _)| n != name);
+        self.dimensions.push((name.to_string(), value.to_string()));
+        self
     }
 
     pub fn namespace(&self) -> &str {
         &self.namespace
+    }
+
+    /// The dimensions added to every datum.
+    pub fn dimensions(&self) -> &[(String, String)] {
+        &self.dimensions
+    }
+
+    /// `d` as sent: the sink's dimensions first, then the datum's own.
+    fn metric_datum(&self, d: &Datum) -> MetricDatum {
+        if self.dimensions.is_empty() {
+            return metric_datum(d);
+        }
+        let mut dimensions: Vec<(String, String)> = self
+            .dimensions
+            .iter()
+            .filter(|(name, _)| !d.dimensions.iter().any(|(own, _)| own == name))
+            .cloned()
+            .collect();
+        dimensions.extend(d.dimensions.iter().cloned());
+        metric_datum(&Datum {
+            dimensions,
+            ..d.clone()
+        })
     }
 }
 
@@ -188,7 +255,7 @@ impl MetricsSink for CloudWatchSink {
                 .client
                 .put_metric_data()
                 .namespace(&self.namespace)
-                .set_metric_data(Some(batch.iter().map(|d| metric_datum(d)).collect()))
+                .set_metric_data(Some(batch.iter().map(|d| self.metric_datum(d)).collect()))
                 .send()
                 .await;
             if let Err(e) = result {
@@ -298,6 +365,68 @@ mod tests {
         assert!(err.retryable);
         assert!(failing.datums().is_empty());
         assert_eq!(failing.calls(), 1);
+    }
+
+    fn test_sink() -> CloudWatchSink {
+        let conf = aws_sdk_cloudwatch::Config::builder()
+            .behavior_version(aws_sdk_cloudwatch::config::BehaviorVersion::latest())
+            .build();
+        CloudWatchSink::new(aws_sdk_cloudwatch::Client::from_conf(conf), "Test")
+    }
+
+    fn sent_dimensions(d: &MetricDatum) -> Vec<(&str, &str)> {
+        d.dimensions()
+            .iter()
+            .map(|d| (d.name().unwrap(), d.value().unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn sink_dimensions_go_first_on_every_datum_and_a_datum_keeps_its_own() {
+        let sink = test_sink()
+            .with_dimension(FUNCTION_DIMENSION, "automation")
+            .with_dimension(FUNCTION_DIMENSION, "monitor");
+        assert_eq!(
+            sink.dimensions(),
+            [("Function".to_string(), "monitor".to_string())]
+        );
+        let plain = sink.metric_datum(&Datum::run_success(true));
+        assert_eq!(sent_dimensions(&plain), [("Function", "monitor")]);
+        let per_project = sink.metric_datum(
+            &Datum::count("NewFailures", 2.0).with_dimension("ProjectName", "github/a/b"),
+        );
+        assert_eq!(
+            sent_dimensions(&per_project),
+            [("Function", "monitor"), ("ProjectName", "github/a/b")]
+        );
+        let own = sink.metric_datum(&Datum::count("x", 1.0).with_dimension("Function", "other"));
+        assert_eq!(sent_dimensions(&own), [("Function", "other")]);
+        // Without sink dimensions a datum goes out as it is.
+        assert!(test_sink()
+            .metric_datum(&Datum::count("x", 1.0))
+            .dimensions()
+            .is_empty());
+    }
+
+    #[test]
+    fn shared_run_series_have_one_name_and_unit() {
+        let s = Datum::run_success(false);
+        assert_eq!(
+            (s.name.as_str(), s.value, s.unit),
+            ("RunSuccess", 0.0, Unit::None)
+        );
+        assert_eq!(Datum::run_success(true).value, 1.0);
+        let d = Datum::run_duration_ms(1500);
+        assert_eq!(
+            (d.name.as_str(), d.value, d.unit),
+            ("RunDurationMs", 1500.0, Unit::Milliseconds)
+        );
+        let e = Datum::errors(3);
+        assert_eq!(
+            (e.name.as_str(), e.value, e.unit),
+            ("Errors", 3.0, Unit::Count)
+        );
+        assert!([s, d, e].iter().all(|d| d.dimensions.is_empty()));
     }
 
     #[test]

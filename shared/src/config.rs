@@ -26,6 +26,9 @@ impl ConfigError {
     }
 }
 
+/// The namespace of both jobs' CloudWatch metrics when `CLOUDWATCH_NAMESPACE` is unset.
+pub const DEFAULT_CLOUDWATCH_NAMESPACE: &str = "DevLake/Autopilot";
+
 /// A snapshot of the process environment (or a test's map).
 #[derive(Debug, Clone, Default)]
 pub struct Env(BTreeMap<String, String>);
@@ -97,6 +100,36 @@ impl Env {
         let raw = self.get(name).unwrap_or("Asia/Ho_Chi_Minh");
         raw.parse::<Tz>()
             .map_err(|_| ConfigError::new(name, format!("{raw:?} is not an IANA time zone name")))
+    }
+
+    /// `CLOUDWATCH_NAMESPACE`, default [`DEFAULT_CLOUDWATCH_NAMESPACE`]: 1–255 characters that
+    /// CloudWatch allows in a namespace (ASCII letters and digits, `.` `-` `_` `/` `#` `:` and
+    /// space), not starting with `:` and not starting with `AWS/` (reserved for AWS services).
+    /// Checked at start-up, because CloudWatch would refuse every `PutMetricData` of a run
+    /// otherwise, and a refused datum is only logged.
+    pub fn cloudwatch_namespace(&self) -> Result<String, ConfigError> {
+        const NAME: &str = "CLOUDWATCH_NAMESPACE";
+        let ns = self.get(NAME).unwrap_or(DEFAULT_CLOUDWATCH_NAMESPACE);
+        let allowed = |c: &char| {
+            c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '/' | '#' | ':' | ' ')
+        };
+        let problem = if ns.starts_with("AWS/") {
+            Some(format!(
+                "{ns:?} starts with AWS/, which is reserved for AWS services"
+            ))
+        } else if ns.chars().count() > 255 {
+            Some("must be at most 255 characters".to_string())
+        } else if ns.starts_with(':') {
+            Some(format!("{ns:?} must not start with a colon"))
+        } else {
+            ns.chars().find(|c| !allowed(c)).map(|c| {
+                format!("{ns:?} contains {c:?}; allowed are ASCII letters, digits, space and . - _ / # :")
+            })
+        };
+        match problem {
+            Some(p) => Err(ConfigError::new(NAME, p)),
+            None => Ok(ns.to_string()),
+        }
     }
 
     /// A secret given either as a plain value or as a Secrets Manager ARN, never both.
@@ -225,6 +258,48 @@ mod tests {
             .timezone("TIMEZONE")
             .unwrap_err();
         assert!(err.to_string().contains("TIMEZONE"));
+    }
+
+    #[test]
+    fn cloudwatch_namespace_defaults_and_refuses_what_cloudwatch_refuses() {
+        assert_eq!(
+            env(&[]).cloudwatch_namespace().unwrap(),
+            "DevLake/Autopilot"
+        );
+        assert_eq!(
+            env(&[("CLOUDWATCH_NAMESPACE", "  ")])
+                .cloudwatch_namespace()
+                .unwrap(),
+            "DevLake/Autopilot",
+            "blank counts as unset"
+        );
+        for ok in [
+            "Team/DevLake",
+            " Team/Dev Lake-2_x.y#z:w ",
+            "AWSome/DevLake",
+            "aws/devlake",
+            &"n".repeat(255),
+        ] {
+            let got = env(&[("CLOUDWATCH_NAMESPACE", ok)])
+                .cloudwatch_namespace()
+                .unwrap_or_else(|e| panic!("{ok:?}: {e}"));
+            assert_eq!(got, ok.trim());
+        }
+        for bad in [
+            "AWS/Lambda",
+            "AWS/",
+            ":DevLake",
+            "DevLake/Ä",
+            "Dev\tLake",
+            "Dev$Lake",
+            &"n".repeat(256),
+        ] {
+            let err = env(&[("CLOUDWATCH_NAMESPACE", bad)])
+                .cloudwatch_namespace()
+                .unwrap_err();
+            assert_eq!(err.variable, "CLOUDWATCH_NAMESPACE", "{bad:?}");
+            assert!(!err.to_string().contains('\n'), "{err}");
+        }
     }
 
     #[test]

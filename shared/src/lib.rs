@@ -7,6 +7,7 @@ pub mod cloudwatch;
 pub mod config;
 pub mod deadline;
 pub mod devlake;
+pub mod function_error;
 pub mod metrics_http;
 pub mod monitor;
 pub mod render;

@@ -1064,7 +1064,6 @@ async fn old_devlake_gets_the_string_plugin_option() {
 
 #[tokio::test]
 async fn run_record_in_dynamodb_and_metrics_in_cloudwatch() {
-    use devlake_autopilot::cloudwatch::CloudWatchSink;
     use devlake_autopilot::store::{DynamoStore, MetricsSource};
     use devlake_testkit::cloudwatch_double::CloudWatchDouble;
     use devlake_testkit::stack::{dynamodb_local, local_sdk_config};
@@ -1074,7 +1073,8 @@ async fn run_record_in_dynamodb_and_metrics_in_cloudwatch() {
     let table = ddb.create_table("automation-run").await;
     let store = DynamoStore::new(ddb.client(), &table);
     let cw = CloudWatchDouble::start().await;
-    let sink = CloudWatchSink::new(
+    // The sink the function builds at start-up.
+    let sink = automation::runtime::metrics_sink(
         aws_sdk_cloudwatch::Client::new(&local_sdk_config(cw.url())),
         "DevLake/Autopilot",
     );
@@ -1094,24 +1094,43 @@ async fn run_record_in_dynamodb_and_metrics_in_cloudwatch() {
         .unwrap();
     let run = snapshot.automation.expect("automation run record");
     assert!(run.success);
-    assert!(run.finished_at >= t(NOW));
+    // When the run finished: the invocation's clock (here t(NOW)) plus the run's own duration.
+    let duration_ms = summary["durationMs"].as_i64().unwrap();
+    assert_eq!(run.duration_ms as i64, duration_ms);
+    assert_eq!(
+        run.finished_at,
+        t(NOW) + chrono::Duration::milliseconds(duration_ms)
+    );
     assert_eq!(
         run.summary["counts"]["projectsCreated"],
         summary["counts"]["projectsCreated"]
     );
 
     let datums = cw.datums();
-    let value = |name: &str| {
+    let datum = |name: &str| {
         datums
             .iter()
             .find(|d| d.metric_name == name)
             .unwrap_or_else(|| panic!("{name} not sent: {datums:#?}"))
-            .value
-            .unwrap()
     };
-    assert!(datums
-        .iter()
-        .all(|d| d.namespace == "DevLake/Autopilot" && d.dimensions.is_empty()));
+    let value = |name: &str| datum(name).value.unwrap();
+    // Every datum says which job sent it; the monitor's carry Function=monitor.
+    let function = vec![("Function".to_string(), "automation".to_string())];
+    assert!(
+        datums
+            .iter()
+            .all(|d| d.namespace == "DevLake/Autopilot" && d.dimensions == function),
+        "{datums:#?}"
+    );
+    // The series the monitor sends too, with the same names and units.
+    for (name, unit) in [
+        ("RunSuccess", "None"),
+        ("RunDurationMs", "Milliseconds"),
+        ("Errors", "Count"),
+    ] {
+        assert_eq!(datum(name).unit.as_deref(), Some(unit), "{name}");
+    }
+    assert_eq!(value("RunDurationMs"), duration_ms as f64);
     assert_eq!(value("ProjectsCreated"), created);
     assert_eq!(
         value("ScopesAdded"),
@@ -1134,6 +1153,12 @@ async fn run_record_in_dynamodb_and_metrics_in_cloudwatch() {
     let run = store.snapshot(t(NOW)).await.unwrap().automation.unwrap();
     assert!(!run.success);
     assert_eq!(run.summary["status"], "failed");
+    assert!(
+        err.to_string().starts_with(
+            "automation run stopped: DevLake is waiting for a database migration (428)"
+        ),
+        "{err}"
+    );
 
     h.sim().set_migration(MigrationMode::None);
     let ok = automation::handle(&h.config, ports, &scheduled(), t(NOW), Deadline::none())
@@ -1181,6 +1206,7 @@ async fn the_lambda_binary_runs_a_scheduled_invocation() {
     ])
     .await;
 
+    let invoked = Utc::now();
     let summary = watch
         .invoke("devlake-automation", &scheduled())
         .await
@@ -1206,6 +1232,11 @@ async fn the_lambda_binary_runs_a_scheduled_invocation() {
         .automation
         .expect("run record written by the function");
     assert!(run.success);
+    assert!(
+        run.finished_at >= invoked && run.finished_at <= Utc::now(),
+        "finishedAt {} is when the run finished",
+        run.finished_at
+    );
     let datums = cw.datums();
     let projects_created = datums
         .iter()
@@ -1213,6 +1244,13 @@ async fn the_lambda_binary_runs_a_scheduled_invocation() {
         .unwrap_or_else(|| panic!("{datums:#?}\n{}", watch.log()));
     assert_eq!(projects_created.namespace, "DevLake/AutopilotTest");
     assert_eq!(projects_created.value, Some(created as f64));
+    // The function's sink marks every datum as the automation's.
+    assert!(
+        datums
+            .iter()
+            .all(|d| d.dimensions == [("Function".to_string(), "automation".to_string())]),
+        "{datums:#?}"
+    );
 
     // A bad payload is a function error naming the field, and nothing is called.
     sim.handle().reset_log();
@@ -1221,7 +1259,10 @@ async fn the_lambda_binary_runs_a_scheduled_invocation() {
         .await
         .expect_err("invalid payload");
     match &err {
-        InvokeError::Function { message } => assert!(message.contains("dryRun"), "{message}"),
+        InvokeError::Function { message } => {
+            assert!(message.starts_with("InvalidPayload: "), "{message}");
+            assert!(message.contains("dryRun"), "{message}");
+        }
         other => panic!("expected a function error, got {other}"),
     }
     assert_eq!(sim.handle().counts().total, 0);

@@ -9,6 +9,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 use devlake_autopilot::cloudwatch::CloudWatchSink;
 use devlake_autopilot::devlake::{ClientConfig, DevLakeClient};
+use devlake_autopilot::monitor::runtime::metrics_sink;
 use devlake_autopilot::monitor::{
     Deadline, Monitor, MonitorError, MonitorSettings, RunStatus, Summary,
 };
@@ -60,7 +61,8 @@ impl Harness {
         let dynamo_calls = DynamoCallCounter::default();
         let dynamo = dynamo_calls.client(&local_sdk_config(local.endpoint()));
         let cloudwatch = CloudWatchDouble::start().await;
-        let sink = CloudWatchSink::new(
+        // The sink the function builds at start-up.
+        let sink = metrics_sink(
             aws_sdk_cloudwatch::Client::new(&local_sdk_config(cloudwatch.url())),
             NAMESPACE,
         );
@@ -178,15 +180,21 @@ impl Harness {
         serde_dynamo::from_item(item).unwrap()
     }
 
-    /// The values of CloudWatch datum `name` without dimensions, in emission order.
+    /// The values of the run-level CloudWatch series `name` (dimension `Function=monitor` only),
+    /// in emission order.
     fn metric(&self, name: &str) -> Vec<f64> {
         self.cloudwatch
             .datums()
             .into_iter()
-            .filter(|d| d.metric_name == name && d.dimensions.is_empty())
+            .filter(|d| d.metric_name == name && d.dimensions == function_dimension())
             .map(|d| d.value.unwrap())
             .collect()
     }
+}
+
+/// The dimension the monitor's sink puts on every datum.
+fn function_dimension() -> Vec<(String, String)> {
+    vec![("Function".to_string(), "monitor".to_string())]
 }
 
 fn ago(minutes: i64) -> DateTime<Utc> {
@@ -353,7 +361,9 @@ async fn records_exactly_the_failures_across_many_blueprints() {
 
     // Nothing new: steady state costs a constant handful of calls and writes no failure.
     h.dynamo_calls.reset();
+    let before_third = Utc::now();
     let third = h.ok().await;
+    let after_third = Utc::now();
     assert_eq!(third.new_failures, 0);
     assert!(third.devlake_calls <= 5, "{third:#?}");
     let ops = h.dynamo_calls.by_operation();
@@ -364,18 +374,46 @@ async fn records_exactly_the_failures_across_many_blueprints() {
     assert_eq!(h.metric("NewFailures"), vec![12.0, 3.0, 0.0]);
     assert_eq!(h.metric("RunSuccess"), vec![1.0, 1.0, 1.0]);
     assert_eq!(h.metric("DevLakeUp"), vec![1.0, 1.0, 1.0]);
-    assert_eq!(h.metric("RunDuration").len(), 3);
+    assert_eq!(h.metric("RunDurationMs").len(), 3);
+    assert_eq!(h.metric("Errors"), vec![0.0, 0.0, 0.0]);
     assert_eq!(h.metric("PipelinesInspected").len(), 3);
     assert_eq!(h.metric("StuckPipelines"), vec![0.0, 0.0, 0.0]);
     let datums = h.cloudwatch.datums();
-    assert!(datums
-        .iter()
-        .all(|d| d.namespace == NAMESPACE && d.dimensions.is_empty()));
+    assert!(
+        datums
+            .iter()
+            .all(|d| d.namespace == NAMESPACE && d.dimensions == function_dimension()),
+        "{datums:#?}"
+    );
+    // The series the automation sends too, with the same names and units.
+    for (name, unit) in [
+        ("RunSuccess", "None"),
+        ("RunDurationMs", "Milliseconds"),
+        ("Errors", "Count"),
+        ("DevLakeUp", "None"),
+    ] {
+        assert!(
+            datums
+                .iter()
+                .filter(|d| d.metric_name == name)
+                .all(|d| d.unit.as_deref() == Some(unit)),
+            "{name}"
+        );
+    }
 
     let record = h.monitor_run_record().await;
     assert!(record.success);
     assert_eq!(record.devlake_up, Some(true));
     assert_eq!(record.summary["newFailures"], json!(0));
+    // `finishedAt` is when the run finished (the clock at invocation plus its duration).
+    assert_eq!(record.duration_ms, third.duration_ms);
+    assert!(
+        record.finished_at
+            >= before_third + chrono::Duration::milliseconds(third.duration_ms as i64)
+            && record.finished_at <= after_third,
+        "{} not within the run",
+        record.finished_at
+    );
 }
 
 #[tokio::test]
@@ -546,6 +584,7 @@ async fn devlake_errors_lose_nothing_and_never_double_count() {
     sim.add_fault_rule(FaultRule::status("GET", "/pipelines", 50, 503));
     let err = h.run(json!({})).await.unwrap_err();
     assert!(matches!(err, MonitorError::DevLake(_)), "{err}");
+    assert_eq!(err.error_type(), "DevLakeUnavailable");
     assert!(err.to_string().contains("503"), "{err}");
     assert_eq!(h.cursor().await.unwrap(), cursor, "cursor must not move");
     let record = h.monitor_run_record().await;
@@ -566,6 +605,7 @@ async fn devlake_errors_lose_nothing_and_never_double_count() {
     let before = h.cursor().await.unwrap();
     sim.set_migration(MigrationMode::Pending);
     let err = h.run(json!({})).await.unwrap_err();
+    assert_eq!(err.error_type(), "DevLakeMigrationPending");
     assert!(err.to_string().contains("428"), "{err}");
     assert!(err.to_string().contains("migration"), "{err}");
     assert_eq!(h.cursor().await.unwrap(), before);
@@ -644,6 +684,7 @@ async fn dynamodb_unavailable_fails_the_run_and_keeps_the_cursor() {
         .await
         .unwrap_err();
     assert!(matches!(err, MonitorError::Store(_)), "{err}");
+    assert_eq!(err.error_type(), "DynamoDbUnavailable");
     assert!(err.is_retryable());
     assert!(err.to_string().contains("DynamoDB unavailable"), "{err}");
     assert_eq!(h.cursor().await.unwrap(), cursor);
@@ -660,6 +701,8 @@ async fn dynamodb_unavailable_fails_the_run_and_keeps_the_cursor() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("ResourceNotFound"), "{err}");
+    assert_eq!(err.error_type(), "DynamoDbFailed");
+    assert!(!err.is_retryable());
 
     // Back on the real table: the failure is recorded once.
     let back = h.ok().await;
@@ -890,12 +933,15 @@ async fn blueprints_are_resolved_once_and_cached() {
         .cloudwatch
         .datums()
         .into_iter()
-        .filter(|d| d.metric_name == "NewFailures" && !d.dimensions.is_empty())
+        .filter(|d| d.metric_name == "NewFailures" && d.dimensions != function_dimension())
         .collect();
     assert_eq!(per_project.len(), 3 + 30 + 1);
-    assert!(per_project
-        .iter()
-        .all(|d| d.dimensions.len() == 1 && d.dimensions[0].0 == "ProjectName"));
+    assert!(
+        per_project.iter().all(|d| d.dimensions.len() == 2
+            && d.dimensions[0] == function_dimension()[0]
+            && d.dimensions[1].0 == "ProjectName"),
+        "{per_project:#?}"
+    );
 }
 
 #[tokio::test]
@@ -1078,7 +1124,10 @@ async fn the_lambda_binary_records_failures_from_a_scheduled_invocation() {
         .invoke("devlake-monitor", &json!({"bogus": true}))
         .await
     {
-        Err(InvokeError::Function { message }) => assert!(message.contains("bogus"), "{message}"),
+        Err(InvokeError::Function { message }) => {
+            assert!(message.starts_with("InvalidPayload: "), "{message}");
+            assert!(message.contains("bogus"), "{message}");
+        }
         other => panic!("expected a function error, got {other:?}"),
     }
     assert_eq!(sim.counts().total, 0);
@@ -1088,7 +1137,9 @@ async fn the_lambda_binary_records_failures_from_a_scheduled_invocation() {
     match watch.invoke("devlake-monitor", &json!({})).await {
         Err(InvokeError::Function { message }) => {
             assert!(
-                message.contains("428") && message.contains("migration"),
+                message.starts_with("DevLakeMigrationPending: monitor run stopped: ")
+                    && message.contains("428")
+                    && message.contains("migration"),
                 "{message}"
             )
         }

@@ -1294,9 +1294,15 @@ async fn hundred_thousand_pipelines_seed_and_page_completely() {
     assert_eq!(last_id, ids[0]);
     eprintln!("seeded 100k pipelines in {seeded:?}; paged 200 x 500 in {paged:?}");
     let deep = api.get("/pipelines?pageSize=500&page=201").await;
-    assert_eq!(deep.status, 200, "a page past the end is empty, not an error");
     assert_eq!(
-        serde_json::from_str::<Page>(&deep.text).unwrap().pipelines.len(),
+        deep.status, 200,
+        "a page past the end is empty, not an error"
+    );
+    assert_eq!(
+        serde_json::from_str::<Page>(&deep.text)
+            .unwrap()
+            .pipelines
+            .len(),
         0
     );
     let failed = api.ok("/pipelines?status=TASK_FAILED&pageSize=1").await;

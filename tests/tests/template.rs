@@ -823,8 +823,130 @@ fn function_code(function: &str, common: bool) -> String {
     code
 }
 
-#[test]
-fn alarms_cover_function_errors_monitor_staleness_and_automation_failure() {
+/// One CloudWatch series: metric name and dimensions (name, value) in the order sent.
+type Series = (String, Vec<(String, String)>);
+
+/// Every series the code sends, with its unit, captured by the CloudWatch double from the sinks
+/// the functions build at start-up (`runtime::metrics_sink`): one automation run, one monitor
+/// run that records a failure, and one monitor run that cannot reach DevLake.
+struct Emitted {
+    automation: BTreeMap<Series, String>,
+    monitor: BTreeMap<Series, String>,
+    monitor_failed: BTreeMap<Series, String>,
+}
+
+async fn emitted_series() -> Emitted {
+    use chrono::Utc;
+    use devlake_autopilot::automation::{self, AutomationConfig, Ports};
+    use devlake_autopilot::devlake::{ClientConfig, DevLakeClient};
+    use devlake_autopilot::monitor::{self, Deadline, Monitor, MonitorSettings};
+    use devlake_autopilot::store::DynamoStore;
+    use devlake_testkit::cloudwatch_double::CloudWatchDouble;
+    use devlake_testkit::sim::{Fixture, PipelineSeed, Simulator};
+    use devlake_testkit::stack::{dynamodb_local, free_port, local_sdk_config};
+
+    const NAMESPACE: &str = "Test/TemplateAlarms";
+    let sim = Simulator::start(Fixture::empty()).await;
+    let client = |endpoint: String| {
+        DevLakeClient::new(ClientConfig {
+            endpoint,
+            max_retries: 0,
+            ..ClientConfig::default()
+        })
+        .unwrap()
+    };
+    let devlake = client(sim.url().to_string());
+    let cw_client =
+        |cw: &CloudWatchDouble| aws_sdk_cloudwatch::Client::new(&local_sdk_config(cw.url()));
+    let series = |cw: &CloudWatchDouble| -> BTreeMap<Series, String> {
+        cw.datums()
+            .into_iter()
+            .map(|d| {
+                assert_eq!(d.namespace, NAMESPACE);
+                ((d.metric_name, d.dimensions), d.unit.unwrap_or_default())
+            })
+            .collect()
+    };
+
+    let cw = CloudWatchDouble::start().await;
+    let sink = automation::runtime::metrics_sink(cw_client(&cw), NAMESPACE);
+    let ports = Ports {
+        devlake: &devlake,
+        run_log: None,
+        metrics: Some(&sink),
+    };
+    let now = Utc::now();
+    automation::handle(
+        &AutomationConfig::default(),
+        ports,
+        &json!({"scheduledTime": now.to_rfc3339()}),
+        now,
+        Deadline::none(),
+    )
+    .await
+    .expect("automation run");
+    let automation = series(&cw);
+
+    // A failure to record, so the monitor sends every series of a completed run.
+    let handle = sim.handle();
+    let blueprint = handle.create_project("github/acme/api").unwrap();
+    handle
+        .insert_pipelines([PipelineSeed {
+            blueprint_id: blueprint,
+            status: "TASK_FAILED".into(),
+            created_at: Some(now - chrono::Duration::minutes(30)),
+            began_at: Some(now - chrono::Duration::minutes(29)),
+            finished_at: Some(now - chrono::Duration::minutes(20)),
+            ..PipelineSeed::default()
+        }])
+        .unwrap();
+    let ddb = dynamodb_local().await;
+    let store = DynamoStore::new(ddb.client(), ddb.create_table("template-alarms").await);
+    let settings = MonitorSettings {
+        project_dimension: true,
+        ..MonitorSettings::default()
+    };
+    let cw = CloudWatchDouble::start().await;
+    let sink = monitor::runtime::metrics_sink(cw_client(&cw), NAMESPACE);
+    let summary = Monitor {
+        settings: &settings,
+        devlake: &devlake,
+        store: &store,
+        sink: &sink,
+    }
+    .handle(&json!({}), Utc::now(), Deadline::none())
+    .await
+    .expect("monitor run");
+    assert_eq!(summary.new_failures, 1);
+    let monitor = series(&cw);
+
+    let nowhere = client(format!("http://127.0.0.1:{}", free_port().unwrap()));
+    let cw = CloudWatchDouble::start().await;
+    let sink = monitor::runtime::metrics_sink(cw_client(&cw), NAMESPACE);
+    Monitor {
+        settings: &settings,
+        devlake: &nowhere,
+        store: &store,
+        sink: &sink,
+    }
+    .handle(&json!({}), Utc::now(), Deadline::none())
+    .await
+    .expect_err("DevLake is not there");
+    let monitor_failed = series(&cw);
+
+    Emitted {
+        automation,
+        monitor,
+        monitor_failed,
+    }
+}
+
+fn function_dimension(job: &str) -> (String, String) {
+    ("Function".to_string(), job.to_string())
+}
+
+#[tokio::test]
+async fn alarms_watch_series_the_jobs_send_under_their_function_dimension() {
     let t = template();
     let alarms: Vec<&Value> = resources(&t)
         .values()
@@ -841,52 +963,128 @@ fn alarms_cover_function_errors_monitor_staleness_and_automation_failure() {
         );
     }
 
-    // Alarms on the jobs' own series must watch a series exactly one job emits: the functions
-    // send run-level datums without dimensions, so a name both emit would mix the two jobs.
+    let emitted = emitted_series().await;
+    // Every datum names its job, first; the monitor's per-project series adds ProjectName.
+    for (job, series) in [
+        ("automation", &emitted.automation),
+        ("monitor", &emitted.monitor),
+        ("monitor", &emitted.monitor_failed),
+    ] {
+        assert!(!series.is_empty(), "{job} sent nothing");
+        for (name, dims) in series.keys() {
+            assert_eq!(
+                dims.first(),
+                Some(&function_dimension(job)),
+                "{job}: {name}"
+            );
+            assert!(
+                dims.len() == 1 || (name == "NewFailures" && dims[1].0 == "ProjectName"),
+                "{job}: {name} {dims:?}"
+            );
+        }
+    }
+    assert!(emitted
+        .monitor
+        .keys()
+        .any(|(name, dims)| name == "NewFailures" && dims.len() == 2));
+    // The series both jobs send have one name and one unit.
+    let unit = |series: &BTreeMap<Series, String>, job: &str, name: &str| {
+        series
+            .get(&(name.to_string(), vec![function_dimension(job)]))
+            .unwrap_or_else(|| panic!("{job} does not send {name}: {series:?}"))
+            .clone()
+    };
+    for (name, expected) in [
+        ("RunSuccess", "None"),
+        ("RunDurationMs", "Milliseconds"),
+        ("Errors", "Count"),
+    ] {
+        assert_eq!(unit(&emitted.automation, "automation", name), expected);
+        assert_eq!(unit(&emitted.monitor, "monitor", name), expected);
+        assert_eq!(unit(&emitted.monitor_failed, "monitor", name), expected);
+    }
+
+    // Each alarm on the jobs' own series names a series, with its Function dimension, that the
+    // code sends (a name or dimension the code does not send leaves the alarm without data).
     let custom: Vec<&Value> = alarms
         .iter()
         .filter(|a| a["Namespace"] == ref_to("CloudWatchNamespace"))
         .copied()
         .collect();
-    let monitor_code = function_code("MonitorFunction", false);
-    let automation_code = function_code("AutomationFunction", false);
-    let emitted_by = |metric: &str| -> Vec<&str> {
-        let literal = format!("\"{metric}\"");
-        [("monitor", &monitor_code), ("automation", &automation_code)]
-            .into_iter()
-            .filter(|(_, code)| code.contains(&literal))
-            .map(|(job, _)| job)
-            .collect()
-    };
     let mut watched: BTreeMap<&str, Vec<&Value>> = BTreeMap::new();
     for a in &custom {
         let metric = a["MetricName"].as_str().expect("MetricName");
-        assert!(
-            a.get("Dimensions").is_none(),
-            "{metric}: the run-level series carry no dimensions"
-        );
-        let jobs = emitted_by(metric);
-        assert_eq!(
-            jobs.len(),
-            1,
-            "{metric} must be emitted by exactly one job, found {jobs:?}"
-        );
-        watched.entry(jobs[0]).or_default().push(a);
+        let dims: Vec<(String, String)> = a["Dimensions"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{metric}: an alarm on a job's series names its Function"))
+            .iter()
+            .map(|d| {
+                let value = d["Value"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{metric}: literal dimension value, got {d}"));
+                (d["Name"].as_str().unwrap().to_string(), value.to_string())
+            })
+            .collect();
+        let job: &str = match dims.as_slice() {
+            [(name, job)] if name == "Function" && job == "automation" => "automation",
+            [(name, job)] if name == "Function" && job == "monitor" => "monitor",
+            other => panic!("{metric}: dimensions must be exactly Function, got {other:?}"),
+        };
+        let sent = if job == "automation" {
+            &emitted.automation
+        } else {
+            &emitted.monitor
+        };
+        let unit = sent
+            .get(&(metric.to_string(), dims.clone()))
+            .unwrap_or_else(|| panic!("{metric} {dims:?} is not sent by the {job}: {sent:?}"));
+        if let Some(u) = a.get("Unit") {
+            assert_eq!(
+                u,
+                unit.as_str(),
+                "{metric}: the alarm's Unit must be the one sent"
+            );
+        }
+        watched.entry(job).or_default().push(a);
     }
 
     let monitor = watched.get("monitor").cloned().unwrap_or_default();
-    assert!(
-        monitor.iter().any(|a| a["TreatMissingData"] == "breaching"
-            && a["ComparisonOperator"] == "LessThanThreshold"
-            && a["Statistic"] == "SampleCount"
-            && a["Period"].as_i64().unwrap() * a["EvaluationPeriods"].as_i64().unwrap() <= 900),
+    let stale: Vec<&&Value> = monitor
+        .iter()
+        .filter(|a| {
+            a["TreatMissingData"] == "breaching"
+                && a["ComparisonOperator"] == "LessThanThreshold"
+                && a["Statistic"] == "SampleCount"
+                && a["Period"].as_i64().unwrap() * a["EvaluationPeriods"].as_i64().unwrap() <= 900
+        })
+        .collect();
+    assert_eq!(
+        stale.len(),
+        1,
         "a monitor staleness alarm: no run reported within 15 minutes"
+    );
+    // A run that fails still reports itself, so a failing monitor is not taken for a stale one.
+    let stale_series = (
+        stale[0]["MetricName"].as_str().unwrap().to_string(),
+        vec![function_dimension("monitor")],
+    );
+    assert!(
+        emitted.monitor_failed.contains_key(&stale_series),
+        "{stale_series:?} is sent by failed monitor runs too"
+    );
+    assert!(
+        monitor.iter().any(|a| a["MetricName"] == "DevLakeUp"
+            && a["Statistic"] == "Maximum"
+            && a["ComparisonOperator"] == "LessThanThreshold"
+            && a["Threshold"] == 1),
+        "a DevLake-down alarm"
     );
     let automation = watched.get("automation").cloned().unwrap_or_default();
     assert!(
         automation.iter().any(|a| a["MetricName"] == "Errors"
             && a["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
-            && a["Threshold"] == 1),
+            && a["Threshold"] == 1
+            && a["TreatMissingData"] == "notBreaching"),
         "an automation failure alarm"
     );
 
@@ -897,6 +1095,483 @@ fn alarms_cover_function_errors_monitor_staleness_and_automation_failure() {
             json!({"Fn::If": ["HasAlarmTopic", [ref_to("AlarmTopicArn")], ref_to("AWS::NoValue")]});
         assert_eq!(a["AlarmActions"], expected, "{}", a["AlarmDescription"]);
     }
+}
+
+// ---- What a deployment with given parameter values gives each function ----
+
+/// The parameter values of one deployment: every Default, `DevLakeEndpoint` (the only parameter
+/// without one) and the overrides; with the template's conditions evaluated under them.
+struct Deployment<'a> {
+    t: &'a Value,
+    params: BTreeMap<String, String>,
+}
+
+/// A CloudFormation parameter value as the function sees it (numbers arrive as text).
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+impl<'a> Deployment<'a> {
+    fn new(t: &'a Value, overrides: &[(&str, &str)]) -> Self {
+        let mut params: BTreeMap<String, String> = t["Parameters"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(_, p)| !p["Default"].is_null())
+            .map(|(name, p)| (name.clone(), text(&p["Default"])))
+            .collect();
+        params.insert(
+            "DevLakeEndpoint".into(),
+            "https://devlake.example.com/api/rest".into(),
+        );
+        for (name, value) in overrides {
+            assert!(t["Parameters"].get(*name).is_some(), "no parameter {name}");
+            params.insert(name.to_string(), value.to_string());
+        }
+        Deployment { t, params }
+    }
+
+    fn condition(&self, name: &str) -> bool {
+        let c = self.t["Conditions"]
+            .get(name)
+            .unwrap_or_else(|| panic!("no condition {name}"));
+        self.holds(c)
+    }
+
+    fn holds(&self, c: &Value) -> bool {
+        let args = |f: &str| {
+            c[f].as_array()
+                .unwrap_or_else(|| panic!("{f} takes a list"))
+        };
+        if let Some(name) = c.get("Condition").and_then(Value::as_str) {
+            self.condition(name)
+        } else if c.get("Fn::Equals").is_some() {
+            let a = args("Fn::Equals");
+            self.value(&a[0]) == self.value(&a[1])
+        } else if c.get("Fn::Not").is_some() {
+            !self.holds(&args("Fn::Not")[0])
+        } else if c.get("Fn::And").is_some() {
+            args("Fn::And").iter().all(|c| self.holds(c))
+        } else if c.get("Fn::Or").is_some() {
+            args("Fn::Or").iter().any(|c| self.holds(c))
+        } else {
+            panic!("unsupported condition {c}")
+        }
+    }
+
+    /// Whether the resource (or output) is created in this deployment.
+    fn created(&self, entity: &Value) -> bool {
+        entity["Condition"]
+            .as_str()
+            .is_none_or(|name| self.condition(name))
+    }
+
+    /// The value of an expression; `None` for `AWS::NoValue`. A resource stands for a
+    /// placeholder of its kind (a secret for an ARN), and must be created.
+    fn value(&self, v: &Value) -> Option<String> {
+        if let Some(branches) = v.get("Fn::If").and_then(Value::as_array) {
+            let chosen = if self.condition(branches[0].as_str().unwrap()) {
+                &branches[1]
+            } else {
+                &branches[2]
+            };
+            return self.value(chosen);
+        }
+        if let Some(name) = v.get("Ref").and_then(Value::as_str) {
+            if name == "AWS::NoValue" {
+                return None;
+            }
+            if let Some(p) = self.params.get(name) {
+                return Some(p.clone());
+            }
+            let r = resource(self.t, name);
+            assert!(
+                self.created(r),
+                "{name} is referred to in a deployment that does not create it"
+            );
+            return Some(match r["Type"].as_str().unwrap() {
+                "AWS::SecretsManager::Secret" => {
+                    format!("arn:aws:secretsmanager:us-east-1:123456789012:secret:{name}")
+                }
+                _ => format!("stack-{name}"),
+            });
+        }
+        match v {
+            Value::Object(_) | Value::Array(_) => panic!("unsupported expression {v}"),
+            other => Some(text(other)),
+        }
+    }
+
+    /// The environment the function gets.
+    fn env(&self, function: &str) -> devlake_autopilot::config::Env {
+        resource(self.t, function)["Properties"]["Environment"]["Variables"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter_map(|(k, v)| self.value(v).map(|v| (k.clone(), v)))
+            .collect()
+    }
+
+    fn env_var(&self, function: &str, var: &str) -> Option<String> {
+        let v = &resource(self.t, function)["Properties"]["Environment"]["Variables"][var];
+        if v.is_null() {
+            None
+        } else {
+            self.value(v)
+        }
+    }
+}
+
+/// What the function checks at start-up before any network call; `Err` is the one line it
+/// would stop with.
+fn start_up(function: &str, env: &devlake_autopilot::config::Env) -> Result<(), String> {
+    use devlake_autopilot::automation::runtime::Automation;
+    use devlake_autopilot::metrics_http::MetricsSettings;
+    use devlake_autopilot::monitor::runtime::MonitorFunction;
+    match function {
+        "AutomationFunction" => Automation::check_env(env).map_err(|e| e.to_string()),
+        "MonitorFunction" => MonitorFunction::check_env(env)
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+        "MetricsFunction" => MetricsSettings::from_env(env)
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+        other => panic!("no function {other}"),
+    }
+}
+
+/// Parameters whose value reaches the function's environment (directly or through `Fn::If`).
+fn parameters_of(t: &Value, function: &str) -> BTreeSet<String> {
+    fn walk(v: &Value, t: &Value, out: &mut BTreeSet<String>) {
+        match v {
+            Value::Object(map) => {
+                if let Some(name) = map.get("Ref").and_then(Value::as_str) {
+                    if t["Parameters"].get(name).is_some() {
+                        out.insert(name.to_string());
+                    }
+                }
+                if let Some(Value::Array(branches)) = map.get("Fn::If") {
+                    for b in &branches[1..] {
+                        walk(b, t, out);
+                    }
+                    return;
+                }
+                map.values().for_each(|v| walk(v, t, out));
+            }
+            Value::Array(items) => items.iter().for_each(|v| walk(v, t, out)),
+            _ => {}
+        }
+    }
+    let mut out = BTreeSet::new();
+    walk(
+        &resource(t, function)["Properties"]["Environment"]["Variables"],
+        t,
+        &mut out,
+    );
+    out
+}
+
+#[test]
+fn a_deployment_with_the_defaults_passes_every_functions_start_up_checks() {
+    let t = template();
+    for overrides in [
+        vec![],
+        vec![("DevLakeApiKey", "dlk-0123456789")],
+        vec![(
+            "DevLakeApiKeySecretArn",
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:devlake-key",
+        )],
+        vec![(
+            "MetricsTokenSecretArn",
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:metrics-token",
+        )],
+    ] {
+        let d = Deployment::new(&t, &overrides);
+        for (name, _, _) in FUNCTIONS {
+            if let Err(e) = start_up(name, &d.env(name)) {
+                panic!("{name} with {overrides:?} would not start: {e}");
+            }
+        }
+    }
+}
+
+/// A DevLake without an API key: no secret, no key variable, no permission to read one, for both
+/// an empty answer (`sam deploy`, the console) and "none" (`sam deploy --guided` re-asks on an
+/// empty answer for a NoEcho parameter).
+#[test]
+fn a_devlake_without_an_api_key_deploys_without_a_secret() {
+    let t = template();
+    let key_param = &t["Parameters"]["DevLakeApiKey"];
+    assert_eq!(key_param["NoEcho"], true);
+    assert_eq!(key_param["Default"], "");
+    let secret = resource(&t, "DevLakeApiKeySecret");
+    let output = &t["Outputs"]["DevLakeApiKeySecretArn"];
+    for no_key in ["", "none"] {
+        let d = Deployment::new(&t, &[("DevLakeApiKey", no_key)]);
+        assert!(!d.created(secret), "{no_key:?}: a secret was created");
+        assert!(!d.created(output), "{no_key:?}: the output names no secret");
+        for function in ["AutomationFunction", "MonitorFunction"] {
+            for var in ["DEVLAKE_API_KEY", "DEVLAKE_API_KEY_SECRET_ARN"] {
+                assert_eq!(
+                    d.env_var(function, var),
+                    None,
+                    "{no_key:?}: {function} {var}"
+                );
+            }
+            // The role's conditional statements, as deployed.
+            let role = resource(&t, function)["Properties"]["Role"]["Fn::GetAtt"][0]
+                .as_str()
+                .unwrap();
+            for policy in resource(&t, role)["Properties"]["Policies"]
+                .as_array()
+                .unwrap()
+            {
+                for statement in policy["PolicyDocument"]["Statement"].as_array().unwrap() {
+                    let deployed = match statement.get("Fn::If").and_then(Value::as_array) {
+                        Some(b) if d.condition(b[0].as_str().unwrap()) => &b[1],
+                        Some(b) => &b[2],
+                        None => statement,
+                    };
+                    assert!(
+                        !deployed
+                            .to_string()
+                            .contains("secretsmanager:GetSecretValue"),
+                        "{no_key:?}: {function} may read a secret: {deployed}"
+                    );
+                }
+            }
+            assert_eq!(start_up(function, &d.env(function)), Ok(()), "{no_key:?}");
+        }
+    }
+
+    // With a key the stack keeps it in a secret the two jobs read; an existing secret wins.
+    let d = Deployment::new(&t, &[("DevLakeApiKey", "dlk-0123456789")]);
+    assert!(d.created(secret));
+    let created = d.env_var("MonitorFunction", "DEVLAKE_API_KEY_SECRET_ARN");
+    assert!(created.is_some_and(|arn| arn.ends_with(":DevLakeApiKeySecret")));
+    let existing = "arn:aws:secretsmanager:us-east-1:123456789012:secret:devlake-key";
+    let d = Deployment::new(
+        &t,
+        &[
+            ("DevLakeApiKey", "dlk-0123456789"),
+            ("DevLakeApiKeySecretArn", existing),
+        ],
+    );
+    assert!(!d.created(secret));
+    assert_eq!(
+        d.env_var("AutomationFunction", "DEVLAKE_API_KEY_SECRET_ARN")
+            .as_deref(),
+        Some(existing)
+    );
+}
+
+/// Every value the template lets through for a number or a choice reaches a function that
+/// starts with it (a value the template allows must never stop a function at start-up).
+#[test]
+fn numeric_and_choice_parameters_allow_only_what_the_functions_accept() {
+    let t = template();
+    let mut checked = BTreeSet::new();
+    for (function, _, _) in FUNCTIONS {
+        for name in parameters_of(&t, function) {
+            let p = &t["Parameters"][&name];
+            let mut values: Vec<String> = Vec::new();
+            if p["Type"] == "Number" {
+                let (min, max) = (&p["MinValue"], &p["MaxValue"]);
+                assert!(
+                    min.is_i64() && max.is_i64(),
+                    "{name}: a number reaching {function} needs MinValue and MaxValue"
+                );
+                values.extend([text(min), text(max), text(&p["Default"])]);
+            }
+            if let Some(allowed) = p["AllowedValues"].as_array() {
+                values.extend(allowed.iter().map(text));
+            }
+            for value in values {
+                let d = Deployment::new(&t, &[(name.as_str(), value.as_str())]);
+                if let Err(e) = start_up(function, &d.env(function)) {
+                    panic!(
+                        "{name}={value} is allowed by the template but {function} refuses it: {e}"
+                    );
+                }
+                checked.insert(name.clone());
+            }
+        }
+    }
+    for name in [
+        "TriggerGapMs",
+        "TriggerMaxPerRun",
+        "TriggerMode",
+        "DryRun",
+        "StuckAfterHours",
+        "AutoRerunMax",
+        "InitialLookbackHours",
+        "FailureRetentionDays",
+        "CloudWatchProjectDimension",
+        "FailureWindowDays",
+    ] {
+        assert!(checked.contains(name), "{name} was not checked");
+    }
+
+    // Where the code has a range, the template offers exactly that range.
+    let pinned = [
+        ("InitialLookbackHours", "MonitorFunction", 1, 8784),
+        ("StuckAfterHours", "MonitorFunction", 1, 8784),
+        ("FailureRetentionDays", "MonitorFunction", 1, 3650),
+        ("FailureWindowDays", "MetricsFunction", 1, 90),
+    ];
+    for (name, function, min, max) in pinned {
+        let p = &t["Parameters"][name];
+        assert_eq!(
+            (p["MinValue"].as_i64(), p["MaxValue"].as_i64()),
+            (Some(min), Some(max)),
+            "{name}"
+        );
+        for outside in [min - 1, max + 1] {
+            let d = Deployment::new(&t, &[(name, &outside.to_string())]);
+            let err = start_up(function, &d.env(function)).expect_err(&format!(
+                "{name}={outside} is outside what {function} accepts"
+            ));
+            assert!(err.starts_with("invalid configuration: "), "{err}");
+        }
+    }
+}
+
+/// Text parameters with an `AllowedPattern`: every sample the pattern lets through starts the
+/// functions that read it. (`DevLakeEndpoint` is left to the client, which parses the URL.)
+#[test]
+fn patterns_let_through_only_values_the_functions_accept() {
+    let t = template();
+    let samples: BTreeMap<&str, Vec<String>> = BTreeMap::from([
+        (
+            "CloudWatchNamespace",
+            [
+                "DevLake/Autopilot",
+                "AWS/Lambda",
+                "AWS/",
+                "AWS",
+                "AWS:x",
+                "AWSome/DevLake",
+                "AW",
+                "A",
+                "aws/lowercase",
+                "/leading/slash",
+                ":colon",
+                " leading-space",
+                "trailing-space ",
+                "Team Dev#1:a.b-c_d",
+                "Ä",
+                "a\tb",
+                "a$b",
+                "",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .chain(["n".repeat(255), "n".repeat(256)])
+            .collect(),
+        ),
+        (
+            "Plugins",
+            [
+                "",
+                "github",
+                "github,jira",
+                " gitlab , bamboo ",
+                "azuredevops_go,circleci,jenkins,bitbucket",
+                "github,",
+                ",github",
+                "github,,jira",
+                "GitHub",
+                "svn",
+                "github;jira",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        ),
+        (
+            "FailureStatuses",
+            [
+                "TASK_FAILED,TASK_PARTIAL",
+                "TASK_CANCELLED",
+                "TASK_FAILED , TASK_CANCELLED",
+                "task_failed",
+                "TASK_COMPLETED",
+                "TASK_FAILED,",
+                "",
+                " , ",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        ),
+    ]);
+    for (function, _, _) in FUNCTIONS {
+        for name in parameters_of(&t, function) {
+            let p = &t["Parameters"][&name];
+            let Some(pattern) = p["AllowedPattern"].as_str() else {
+                continue;
+            };
+            let re = regex_lite::Regex::new(pattern)
+                .unwrap_or_else(|e| panic!("{name}: AllowedPattern {pattern:?}: {e}"));
+            // CloudFormation checks the pattern against the whole value.
+            let allowed = |v: &str| {
+                re.find(v)
+                    .is_some_and(|m| m.start() == 0 && m.end() == v.len())
+                    && p["MaxLength"]
+                        .as_u64()
+                        .is_none_or(|max| v.len() as u64 <= max)
+            };
+            if !p["Default"].is_null() {
+                assert!(
+                    allowed(&text(&p["Default"])),
+                    "{name}: the default fails its pattern"
+                );
+            }
+            if name == "DevLakeEndpoint" {
+                continue;
+            }
+            let Some(values) = samples.get(name.as_str()) else {
+                // Secret ARNs: the functions take any non-empty text.
+                assert!(
+                    name.ends_with("SecretArn"),
+                    "{name}: add samples for its pattern"
+                );
+                continue;
+            };
+            for value in values.iter().filter(|v| allowed(v)) {
+                let d = Deployment::new(&t, &[(name.as_str(), value.as_str())]);
+                if let Err(e) = start_up(function, &d.env(function)) {
+                    panic!("{name}={value:?} is allowed by the template but {function} refuses it: {e}");
+                }
+            }
+        }
+    }
+
+    // What the pattern must keep out, and what it must let in.
+    let ns = &t["Parameters"]["CloudWatchNamespace"];
+    let re = regex_lite::Regex::new(ns["AllowedPattern"].as_str().expect("a pattern")).unwrap();
+    for refused in ["AWS/Lambda", "AWS/", ":x", " x", "Ä", ""] {
+        assert!(
+            !re.is_match(refused),
+            "{refused:?} passes the namespace pattern"
+        );
+    }
+    for accepted in [
+        "DevLake/Autopilot",
+        "AWSome/DevLake",
+        "AWS",
+        "A",
+        "Team Dev#1:a.b-c_d",
+    ] {
+        assert!(
+            re.is_match(accepted),
+            "{accepted:?} fails the namespace pattern"
+        );
+    }
+    assert_eq!(ns["MaxLength"], 255);
 }
 
 /// `[package.metadata.lambda.deploy]` of a function crate, as `key = value` text pairs.

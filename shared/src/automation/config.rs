@@ -12,7 +12,7 @@
 //! | `DEVLAKE_CONCURRENCY` | `4` | DevLake requests in flight at once (projects are created this many at a time) |
 //! | `DEVLAKE_PAGE_SIZE` | `500` | rows asked for per page on list endpoints (DevLake's own default is 50) |
 //! | `TABLE_NAME` | unset | DynamoDB table; when set, each scheduled run writes its run record (`devlake_automation_last_run_*`) |
-//! | `CLOUDWATCH_NAMESPACE` | `DevLake/Autopilot` | namespace of the run metrics (`ProjectsCreated`, `ScopesAdded`, `BlueprintsUpdated`, `Triggered`, `Errors`, `RunDurationMs`, `RunSuccess`) |
+//! | `CLOUDWATCH_NAMESPACE` | `DevLake/Autopilot` | namespace of the run metrics (`ProjectsCreated`, `ScopesAdded`, `BlueprintsUpdated`, `Triggered`, `Errors`, `RunDurationMs`, `RunSuccess`), each with `Function=automation`; checked at start-up by [`Env::cloudwatch_namespace`] |
 //! | `TIMEZONE` | `Asia/Ho_Chi_Minh` | IANA zone of the "previous Saturday" `timeAfter` rule |
 //! | `PLUGINS` | all eight | comma list of plugins to manage (`github`, `gitlab`, `bitbucket`, `azuredevops_go`, `jenkins`, `circleci`, `bamboo`, `jira`) |
 //! | `PROJECT_NAME_TEMPLATE` | `{plugin}/{fullName}` | project name per scope; placeholders `{plugin}`, `{connectionId}`, `{connectionName}`, `{name}`, `{fullName}`, `{scopeId}` (at least one of the last three) |

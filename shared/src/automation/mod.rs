@@ -213,6 +213,9 @@ pub async fn handle(
         if let (Some(log), "run") = (ports.run_log, action) {
             let record = RunRecord {
                 job: Job::Automation,
+                // When the run finished (`devlake_automation_last_run_timestamp_seconds`): the
+                // invocation's clock reading plus the run's own duration, never the scheduled
+                // `now`, which a late or replayed delivery would date back.
                 finished_at: started_at + chrono::Duration::milliseconds(duration_ms as i64),
                 success,
                 // Whether DevLake answered at all (a transport failure is the only "no").
@@ -239,8 +242,9 @@ pub async fn handle(
     }
 }
 
-/// Run-level CloudWatch series (no per-project dimensions: each combination costs money).
-/// A failure is logged; it never fails the run.
+/// Run-level CloudWatch series (no per-project dimensions: each combination costs money; the
+/// sink adds `Function=automation`). `RunSuccess`, `RunDurationMs` and `Errors` are the series
+/// the monitor sends too. A failure is logged; it never fails the run.
 async fn emit_metrics(
     sink: Option<&dyn MetricsSink>,
     action: &str,
@@ -252,15 +256,17 @@ async fn emit_metrics(
     let Some(sink) = sink else { return };
     let mut datums = vec![
         Datum::count("Triggered", totals.triggered as f64),
-        Datum::count("Errors", (totals.errors + u64::from(stopped)) as f64),
+        Datum::errors(totals.errors + u64::from(stopped)),
     ];
+    // A `rerun` is someone's manual request, answered in full to them; the run-level health
+    // series follow the daily runs.
     if action == "run" {
         datums.extend([
             Datum::count("ProjectsCreated", totals.projects_created as f64),
             Datum::count("ScopesAdded", totals.scopes_added as f64),
             Datum::count("BlueprintsUpdated", totals.blueprints_updated as f64),
-            Datum::millis("RunDurationMs", duration_ms as f64),
-            Datum::count("RunSuccess", if success { 1.0 } else { 0.0 }),
+            Datum::run_duration_ms(duration_ms),
+            Datum::run_success(success),
         ]);
     }
     if let Err(e) = sink.emit(&datums).await {

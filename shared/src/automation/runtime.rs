@@ -10,9 +10,10 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use thiserror::Error;
 
-use crate::cloudwatch::CloudWatchSink;
+use crate::cloudwatch::{CloudWatchSink, FUNCTION_DIMENSION};
 use crate::config::{ConfigError, Env, SecretSource};
 use crate::devlake::{DevLakeClient, DevLakeError};
+use crate::function_error::{self, ErrorType};
 use crate::secrets::{resolve_named_secret, SecretError};
 use crate::store::DynamoStore;
 
@@ -21,6 +22,15 @@ use super::{handle, AutomationError, Deadline, Ports};
 
 pub const API_KEY_VAR: &str = "DEVLAKE_API_KEY";
 pub const API_KEY_ARN_VAR: &str = "DEVLAKE_API_KEY_SECRET_ARN";
+
+/// The `Function` dimension value on every CloudWatch datum of this job.
+pub const FUNCTION: &str = "automation";
+
+/// The job's CloudWatch sink: every datum it sends carries `Function=automation`, so the series
+/// it shares with the monitor (`RunSuccess`, `RunDurationMs`, `Errors`) stay apart.
+pub fn metrics_sink(client: aws_sdk_cloudwatch::Client, namespace: &str) -> CloudWatchSink {
+    CloudWatchSink::new(client, namespace).with_dimension(FUNCTION_DIMENSION, FUNCTION)
+}
 
 /// Why the function could not start. One line, naming the variable; never a secret.
 #[derive(Debug, Error)]
@@ -41,16 +51,47 @@ pub struct Automation {
     pub metrics: CloudWatchSink,
 }
 
-impl Automation {
-    pub async fn from_env(env: &Env) -> Result<Self, StartupError> {
+/// The settings start-up can check without a network call.
+struct Checked {
+    config: AutomationConfig,
+    api_key: Option<SecretSource>,
+    namespace: String,
+}
+
+impl Checked {
+    fn from_env(env: &Env) -> Result<Self, StartupError> {
         let config = AutomationConfig::from_env(env)?;
+        let api_key = env.secret_source(API_KEY_VAR, API_KEY_ARN_VAR)?;
+        // Builds no connection; refuses an endpoint that is not an http(s) URL.
+        DevLakeClient::new(client_config_from_env(env, None)?)?;
+        let namespace = env.cloudwatch_namespace()?;
+        Ok(Checked {
+            config,
+            api_key,
+            namespace,
+        })
+    }
+}
+
+impl Automation {
+    /// Everything [`from_env`](Self::from_env) checks before its first network call, with the
+    /// same error: whether this environment lets the function start (up to reading the secret).
+    pub fn check_env(env: &Env) -> Result<(), StartupError> {
+        Checked::from_env(env).map(|_| ())
+    }
+
+    pub async fn from_env(env: &Env) -> Result<Self, StartupError> {
         // Validate everything that needs no network before touching AWS.
-        let (plain, arn) = match env.secret_source(API_KEY_VAR, API_KEY_ARN_VAR)? {
+        let Checked {
+            config,
+            api_key,
+            namespace,
+        } = Checked::from_env(env)?;
+        let (plain, arn) = match api_key {
             Some(SecretSource::Plain(v)) => (Some(v), None),
             Some(SecretSource::SecretArn(a)) => (None, Some(a)),
             None => (None, None),
         };
-        client_config_from_env(env, None)?;
 
         let sdk = aws_config::defaults(BehaviorVersion::latest())
             // The SDK has no timeouts by default; a stuck call must not eat the run's deadline.
@@ -69,10 +110,7 @@ impl Automation {
         let run_log = env
             .get("TABLE_NAME")
             .map(|table| DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table));
-        let namespace = env
-            .get("CLOUDWATCH_NAMESPACE")
-            .unwrap_or("DevLake/Autopilot");
-        let metrics = CloudWatchSink::new(aws_sdk_cloudwatch::Client::new(&sdk), namespace);
+        let metrics = metrics_sink(aws_sdk_cloudwatch::Client::new(&sdk), &namespace);
         tracing::info!(
             endpoint = %devlake.endpoint(),
             plugins = %config.plugins.join(","),
@@ -81,7 +119,7 @@ impl Automation {
             cron = %config.cron.cron_config(),
             dry_run = config.dry_run,
             table = env.get("TABLE_NAME").unwrap_or(""),
-            namespace,
+            namespace = %namespace,
             "automation function ready"
         );
         Ok(Automation {
@@ -120,26 +158,23 @@ impl Automation {
 }
 
 impl AutomationError {
-    /// The Lambda `errorType`: what kind of refusal this was, for alarms and the invoke caller.
-    pub fn error_type(&self) -> &'static str {
+    /// The Lambda `errorType` (the scheme of [`crate::function_error`], shared with the monitor).
+    pub fn kind(&self) -> ErrorType {
         match self {
-            AutomationError::Payload(_) => "InvalidPayload",
-            AutomationError::DevLake { source } => match source {
-                DevLakeError::MigrationPending { .. } => "DevLakeMigrationPending",
-                DevLakeError::Unauthorized { .. } => "DevLakeUnauthorized",
-                DevLakeError::Transport { .. } => "DevLakeUnreachable",
-                _ => "DevLakeError",
-            },
+            AutomationError::Payload(_) => ErrorType::InvalidPayload,
+            AutomationError::DevLake { source } => ErrorType::of_devlake(source),
         }
+    }
+
+    /// [`kind`](Self::kind) as Lambda reports it.
+    pub fn error_type(&self) -> &'static str {
+        self.kind().as_str()
     }
 }
 
 impl From<AutomationError> for lambda_runtime::Diagnostic {
     fn from(e: AutomationError) -> Self {
-        lambda_runtime::Diagnostic {
-            error_type: e.error_type().to_string(),
-            error_message: e.to_string(),
-        }
+        function_error::diagnostic(e.kind(), &e)
     }
 }
 
@@ -177,6 +212,13 @@ mod tests {
                     ("SCOPE_EXCLUDE", "github/[oops"),
                 ],
                 "SCOPE_EXCLUDE",
+            ),
+            (
+                vec![
+                    ("DEVLAKE_ENDPOINT", "http://devlake:8080"),
+                    ("CLOUDWATCH_NAMESPACE", "AWS/Lambda"),
+                ],
+                "CLOUDWATCH_NAMESPACE",
             ),
         ];
         for (vars, variable) in cases {

@@ -9,8 +9,8 @@
 //! | `DEVLAKE_CONCURRENCY` | `4` | DevLake requests in flight at once |
 //! | `DEVLAKE_PAGE_SIZE` | `500` | rows per page of the pipeline listings |
 //! | `TABLE_NAME` | required | the DynamoDB table |
-//! | `CLOUDWATCH_NAMESPACE` | `DevLake/Autopilot` | namespace of the emitted metrics |
-//! | `CLOUDWATCH_PROJECT_DIMENSION` | `false` | also emit `NewFailures` per `ProjectName` (costs one metric per project) |
+//! | `CLOUDWATCH_NAMESPACE` | `DevLake/Autopilot` | namespace of the emitted metrics (see [`Env::cloudwatch_namespace`]); every datum carries `Function=monitor` |
+//! | `CLOUDWATCH_PROJECT_DIMENSION` | `false` | also emit `NewFailures` per `ProjectName` (dimensions `Function`, `ProjectName`; costs one metric per project) |
 //! | `TIMEZONE` | `Asia/Ho_Chi_Minh` | validated for consistency with the other functions |
 //! | `FAILURE_STATUSES` | `TASK_FAILED,TASK_PARTIAL` | finished statuses recorded as failures |
 //! | `FAILURE_RETENTION_DAYS` | `90` | TTL of failure events, counted from their `finishedAt` |
@@ -124,16 +124,7 @@ impl MonitorConfig {
                 "must be between 1 and 3650 days",
             ));
         }
-        let namespace = env
-            .get("CLOUDWATCH_NAMESPACE")
-            .unwrap_or("DevLake/Autopilot")
-            .to_string();
-        if namespace.starts_with("AWS/") || namespace.len() > 255 {
-            return Err(ConfigError::new(
-                "CLOUDWATCH_NAMESPACE",
-                "must not start with AWS/ and must be at most 255 characters",
-            ));
-        }
+        let namespace = env.cloudwatch_namespace()?;
         Ok(MonitorConfig {
             devlake: client_config(env)?,
             api_key: env.secret_source("DEVLAKE_API_KEY", "DEVLAKE_API_KEY_SECRET_ARN")?,

@@ -4,6 +4,7 @@
 use thiserror::Error;
 
 use crate::devlake::DevLakeError;
+use crate::function_error::{self, ErrorType};
 use crate::store::StoreError;
 
 use super::payload::PayloadError;
@@ -14,10 +15,10 @@ pub enum MonitorError {
     #[error("invalid payload: {0}")]
     Payload(#[from] PayloadError),
     /// DevLake unreachable, failing, refusing the key, or waiting for a migration (428).
-    #[error(transparent)]
+    #[error("monitor run stopped: {0}")]
     DevLake(#[from] DevLakeError),
     /// The table could not be read or written; the cursor was not advanced.
-    #[error(transparent)]
+    #[error("monitor run stopped: {0}")]
     Store(#[from] StoreError),
 }
 
@@ -31,26 +32,24 @@ impl MonitorError {
         }
     }
 
-    /// A stable name for the Lambda error type.
-    pub fn kind(&self) -> &'static str {
+    /// The Lambda `errorType` (the scheme of [`crate::function_error`], shared with the
+    /// automation).
+    pub fn kind(&self) -> ErrorType {
         match self {
-            MonitorError::Payload(_) => "InvalidPayload",
-            MonitorError::DevLake(DevLakeError::MigrationPending { .. }) => {
-                "DevLakeMigrationPending"
-            }
-            MonitorError::DevLake(DevLakeError::Unauthorized { .. }) => "DevLakeUnauthorized",
-            MonitorError::DevLake(_) => "DevLakeUnavailable",
-            MonitorError::Store(StoreError::Unavailable { .. }) => "DynamoDbUnavailable",
-            MonitorError::Store(_) => "DynamoDbFailed",
+            MonitorError::Payload(_) => ErrorType::InvalidPayload,
+            MonitorError::DevLake(e) => ErrorType::of_devlake(e),
+            MonitorError::Store(e) => ErrorType::of_store(e),
         }
+    }
+
+    /// [`kind`](Self::kind) as Lambda reports it.
+    pub fn error_type(&self) -> &'static str {
+        self.kind().as_str()
     }
 }
 
 impl From<MonitorError> for lambda_runtime::Diagnostic {
     fn from(e: MonitorError) -> Self {
-        lambda_runtime::Diagnostic {
-            error_type: format!("Monitor.{}", e.kind()),
-            error_message: e.to_string(),
-        }
+        function_error::diagnostic(e.kind(), &e)
     }
 }

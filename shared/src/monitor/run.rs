@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
 use serde_json::Value;
 
-use crate::cloudwatch::{Datum, MetricsSink, Unit};
+use crate::cloudwatch::{Datum, MetricsSink};
 use crate::deadline::Deadline;
 use crate::devlake::models::{Blueprint, Pipeline, PipelineQuery};
 use crate::devlake::{DevLakeClient, DevLakeError};
@@ -103,13 +103,29 @@ impl Monitor<'_> {
     ) -> Result<Summary, MonitorError> {
         let request = payload::parse(payload)?;
         let now = request.scheduled_time.unwrap_or(clock);
-        self.run(now, request, deadline).await
+        self.run_started(now, clock, request, deadline).await
     }
 
-    /// One run at `now`. Records its own outcome and emits its metrics (not in a dry run).
+    /// One run at `now`, started at `now` (no scheduled time apart from the clock). Records its
+    /// own outcome and emits its metrics (not in a dry run).
     pub async fn run(
         &self,
         now: DateTime<Utc>,
+        request: Request,
+        deadline: Deadline,
+    ) -> Result<Summary, MonitorError> {
+        self.run_started(now, now, request, deadline).await
+    }
+
+    /// One run at `now` (the scheduled time, for the look-back and stuck rules), started at
+    /// `started_at` by the caller's clock. The run record's `finishedAt` is `started_at` plus the
+    /// run's own duration: `devlake_monitor_last_run_timestamp_seconds` says when the last run
+    /// finished, not when it was scheduled (a late or replayed delivery would look older), and
+    /// no clock is read here.
+    async fn run_started(
+        &self,
+        now: DateTime<Utc>,
+        started_at: DateTime<Utc>,
         request: Request,
         deadline: Deadline,
     ) -> Result<Summary, MonitorError> {
@@ -117,6 +133,7 @@ impl Monitor<'_> {
         let calls_before = self.devlake.calls().total();
         let outcome = self.execute(now, request, deadline).await;
         let duration_ms = started.elapsed().as_millis() as u64;
+        let finished_at = started_at + chrono::Duration::milliseconds(duration_ms as i64);
         let devlake_calls = self.devlake.calls().total().saturating_sub(calls_before);
         match outcome {
             Ok((mut summary, per_project)) => {
@@ -138,7 +155,7 @@ impl Monitor<'_> {
                 if !request.dry_run {
                     let success = summary.status == RunStatus::Ok;
                     let value = serde_json::to_value(&summary).unwrap_or(Value::Null);
-                    self.record(now, success, Some(true), duration_ms, value)
+                    self.record(finished_at, success, Some(true), duration_ms, value)
                         .await;
                     self.emit(self.datums(
                         Some(&summary),
@@ -166,7 +183,7 @@ impl Monitor<'_> {
                         "devlakeCalls": devlake_calls,
                         "durationMs": duration_ms,
                     });
-                    self.record(now, false, stopped.devlake_up, duration_ms, value)
+                    self.record(finished_at, false, stopped.devlake_up, duration_ms, value)
                         .await;
                     self.emit(self.datums(
                         None,
@@ -184,7 +201,7 @@ impl Monitor<'_> {
 
     async fn record(
         &self,
-        now: DateTime<Utc>,
+        finished_at: DateTime<Utc>,
         success: bool,
         devlake_up: Option<bool>,
         duration_ms: u64,
@@ -192,7 +209,7 @@ impl Monitor<'_> {
     ) {
         let run = RunRecord {
             job: Job::Monitor,
-            finished_at: now,
+            finished_at,
             success,
             devlake_up,
             duration_ms,
@@ -203,6 +220,9 @@ impl Monitor<'_> {
         }
     }
 
+    /// The run's CloudWatch datums. `RunSuccess`, `RunDurationMs` and `Errors` are the series
+    /// the automation sends too (the sink adds `Function=monitor`); a failed run sends those and
+    /// `DevLakeUp` only.
     fn datums(
         &self,
         summary: Option<&Summary>,
@@ -211,18 +231,14 @@ impl Monitor<'_> {
         devlake_up: Option<bool>,
         duration_ms: u64,
     ) -> Vec<Datum> {
-        let flag = |name: &str, on: bool| Datum {
-            name: name.to_string(),
-            value: if on { 1.0 } else { 0.0 },
-            unit: Unit::None,
-            dimensions: Vec::new(),
-        };
         let mut datums = vec![
-            flag("RunSuccess", success),
-            Datum::millis("RunDuration", duration_ms as f64),
+            Datum::run_success(success),
+            Datum::run_duration_ms(duration_ms),
+            // A stopped run counts as one error, as in the automation.
+            Datum::errors(summary.map_or(1, |s| s.errors.len() as u64)),
         ];
         if let Some(up) = devlake_up {
-            datums.push(flag("DevLakeUp", up));
+            datums.push(Datum::flag("DevLakeUp", up));
         }
         if let Some(s) = summary {
             datums.push(Datum::count("NewFailures", s.new_failures as f64));
@@ -970,7 +986,7 @@ mod tests {
             .handle(&json!({"dryRun": 1}), Utc::now(), Deadline::none())
             .await
             .unwrap_err();
-        assert_eq!(err.kind(), "InvalidPayload");
+        assert_eq!(err.error_type(), "InvalidPayload");
         assert!(err.to_string().contains("`dryRun`"));
         assert_eq!(devlake.calls().total(), 0);
         assert_eq!(sink.calls(), 0);
@@ -993,21 +1009,47 @@ mod tests {
             store: &store,
             sink: &sink,
         };
+        // Delivered late: the scheduled time is ten minutes before the invocation's clock.
+        let clock = Utc::now();
+        let scheduled = clock - chrono::Duration::minutes(10);
         let err = monitor
-            .handle(&json!({}), Utc::now(), Deadline::none())
+            .handle(
+                &json!({ "scheduledTime": scheduled.to_rfc3339() }),
+                clock,
+                Deadline::none(),
+            )
             .await
             .unwrap_err();
-        assert_eq!(err.kind(), "DevLakeUnavailable");
+        assert_eq!(err.error_type(), "DevLakeUnreachable");
         assert!(err.is_retryable());
         assert!(err.to_string().contains("could not reach DevLake"), "{err}");
         let run = store.run(Job::Monitor).expect("run recorded");
         assert!(!run.success);
         assert_eq!(run.devlake_up, Some(false));
+        // When it finished by the invocation's clock, not when it was scheduled.
+        assert_eq!(
+            run.finished_at,
+            clock + chrono::Duration::milliseconds(run.duration_ms as i64)
+        );
         assert_eq!(store.cursor().unwrap().max_pipeline_id, 9, "cursor kept");
         assert_eq!(store.cursor().unwrap().revision, 1);
         assert_eq!(flags(&sink, "RunSuccess"), vec![0.0]);
         assert_eq!(flags(&sink, "DevLakeUp"), vec![0.0]);
+        assert_eq!(
+            flags(&sink, "Errors"),
+            vec![1.0],
+            "a stopped run is one error"
+        );
+        assert_eq!(flags(&sink, "RunDurationMs"), vec![run.duration_ms as f64]);
         assert!(sink.named("NewFailures").is_empty());
+        // Domain code adds no dimension; the runtime's sink adds `Function`.
+        assert!(sink.datums().iter().all(|d| d.dimensions.is_empty()));
+        let diagnostic: lambda_runtime::Diagnostic = err.into();
+        assert_eq!(diagnostic.error_type, "DevLakeUnreachable");
+        assert!(diagnostic
+            .error_message
+            .starts_with("monitor run stopped: could not reach DevLake"));
+        assert!(!diagnostic.error_message.contains('\n'));
 
         // A dry run reports the same error but records and emits nothing.
         let before = sink.calls();
@@ -1015,7 +1057,7 @@ mod tests {
             .handle(&json!({"dryRun": true}), Utc::now(), Deadline::none())
             .await
             .unwrap_err();
-        assert_eq!(err.kind(), "DevLakeUnavailable");
+        assert_eq!(err.error_type(), "DevLakeUnreachable");
         assert_eq!(sink.calls(), before);
     }
 
@@ -1036,7 +1078,7 @@ mod tests {
             .handle(&json!({}), Utc::now(), Deadline::none())
             .await
             .unwrap_err();
-        assert_eq!(err.kind(), "DynamoDbUnavailable");
+        assert_eq!(err.error_type(), "DynamoDbUnavailable");
         assert!(err.is_retryable());
         assert_eq!(devlake.calls().total(), 0);
         assert_eq!(
@@ -1045,7 +1087,7 @@ mod tests {
             "the failure is still reported to CloudWatch"
         );
         let diagnostic: lambda_runtime::Diagnostic = err.into();
-        assert_eq!(diagnostic.error_type, "Monitor.DynamoDbUnavailable");
+        assert_eq!(diagnostic.error_type, "DynamoDbUnavailable");
         assert!(diagnostic.error_message.contains("DynamoDB unavailable"));
     }
 }

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use thiserror::Error;
 
-use crate::cloudwatch::CloudWatchSink;
+use crate::cloudwatch::{CloudWatchSink, FUNCTION_DIMENSION};
 use crate::config::{ConfigError, Env, SecretSource};
 use crate::devlake::{DevLakeClient, DevLakeError};
 use crate::secrets::{resolve_named_secret, SecretError};
@@ -20,6 +20,16 @@ use super::{Deadline, Monitor, MonitorConfig, MonitorError};
 
 const API_KEY_VAR: &str = "DEVLAKE_API_KEY";
 const API_KEY_ARN_VAR: &str = "DEVLAKE_API_KEY_SECRET_ARN";
+
+/// The `Function` dimension value on every CloudWatch datum of this job.
+pub const FUNCTION: &str = "monitor";
+
+/// The job's CloudWatch sink: every datum it sends carries `Function=monitor` (per-project
+/// `NewFailures` then has `Function` and `ProjectName`), so the series it shares with the
+/// automation (`RunSuccess`, `RunDurationMs`, `Errors`) stay apart.
+pub fn metrics_sink(client: aws_sdk_cloudwatch::Client, namespace: &str) -> CloudWatchSink {
+    CloudWatchSink::new(client, namespace).with_dimension(FUNCTION_DIMENSION, FUNCTION)
+}
 
 /// Time kept back from the Lambda deadline for the writes, the run record and the metrics
 /// after the listings stop.
@@ -45,15 +55,23 @@ pub struct MonitorFunction {
 }
 
 impl MonitorFunction {
+    /// Everything [`from_env`](Self::from_env) checks before its first network call, with the
+    /// same error: whether this environment lets the function start (up to reading the secret).
+    pub fn check_env(env: &Env) -> Result<MonitorConfig, StartupError> {
+        let config = MonitorConfig::from_env(env)?;
+        // Builds no connection; refuses an endpoint that is not an http(s) URL.
+        DevLakeClient::new(config.devlake.clone())?;
+        Ok(config)
+    }
+
     pub async fn from_env(env: &Env) -> Result<Self, StartupError> {
         // Everything that needs no network is validated before touching AWS.
-        let config = MonitorConfig::from_env(env)?;
+        let config = Self::check_env(env)?;
         let (plain, arn) = match &config.api_key {
             Some(SecretSource::Plain(v)) => (Some(v.clone()), None),
             Some(SecretSource::SecretArn(a)) => (None, Some(a.clone())),
             None => (None, None),
         };
-        DevLakeClient::new(config.devlake.clone())?;
 
         // The SDK has no timeouts by default; a stuck call must not eat the run's deadline.
         // `load` honours AWS_ENDPOINT_URL_DYNAMODB / _CLOUDWATCH for local stacks.
@@ -74,7 +92,7 @@ impl MonitorFunction {
             ..config.devlake.clone()
         })?;
         let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &config.table_name);
-        let sink = CloudWatchSink::new(aws_sdk_cloudwatch::Client::new(&sdk), &config.namespace);
+        let sink = metrics_sink(aws_sdk_cloudwatch::Client::new(&sdk), &config.namespace);
         tracing::info!(
             endpoint = %devlake.endpoint(),
             table = %config.table_name,

@@ -105,6 +105,8 @@ pub struct ProjectState {
 #[serde(rename_all = "camelCase")]
 pub struct RunRecord {
     pub job: Job,
+    /// When the run finished: the invocation's clock reading plus the run's own duration (never
+    /// its scheduled time). Rendered as `devlake_{job}_last_run_timestamp_seconds`.
     pub finished_at: DateTime<Utc>,
     pub success: bool,
     /// Monitor only: whether DevLake answered.

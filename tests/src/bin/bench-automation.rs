@@ -3,8 +3,8 @@
 //! and prints wall time and DevLake call counts of each run.
 //!
 //! ```text
-//! cargo run -p devlake-testkit --bin bench-automation            # defaults below
-//! cargo run -p devlake-testkit --bin bench-automation -- --trigger-gap-ms 2000 --trigger-max 100
+//! cargo run --profile perf --bin bench-automation            # defaults below
+//! cargo run --profile perf --bin bench-automation -- --trigger-gap-ms 2000 --trigger-max 100
 //! ```
 //!
 //! The first run creates 2,000 scopes, configs, projects and blueprints and triggers them one at

@@ -7,7 +7,7 @@
 //! It then adds `--old-failures` events outside the window and scrapes again, to show that the
 //! number of calls depends on the window, not on the table's history.
 //!
-//! Run: `eval "$(bash infra/local/setup.sh --env)"; cargo run --bin bench-metrics` (dev build).
+//! Run: `eval "$(bash infra/local/setup.sh --env)"; cargo run --profile perf --bin bench-metrics` (figures in the README are from the `perf` profile).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

@@ -15,7 +15,7 @@
 //!   the last run. It only reads DevLake; recording what it finds would add the same DynamoDB
 //!   writes as the monitor's.
 //!
-//! Run: `eval "$(bash infra/local/setup.sh --env)"; cargo run --bin bench-monitor` (dev build).
+//! Run: `eval "$(bash infra/local/setup.sh --env)"; cargo run --profile perf --bin bench-monitor` (or a dev build, `cargo run --bin bench-monitor`).
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -343,8 +343,12 @@ async fn orchestrate(args: &Args) -> Result<()> {
 
         println!();
         println!(
-            "bench-monitor: {} blueprints, {} historical pipelines, {} ms DevLake latency, {} new failures (dev build)",
-            args.blueprints, args.pipelines, args.latency_ms, args.new_failures
+            "bench-monitor: {} blueprints, {} historical pipelines, {} ms DevLake latency, {} new failures ({} build)",
+            args.blueprints,
+            args.pipelines,
+            args.latency_ms,
+            args.new_failures,
+            if cfg!(debug_assertions) { "dev" } else { "optimised" }
         );
         println!(
             "{:<34} {:>13} {:>14} {:>11} {:>13} {:>9}",
