@@ -12,5 +12,6 @@ pub mod metrics_http;
 pub mod monitor;
 pub mod render;
 pub mod secrets;
+pub mod startup;
 pub mod store;
 pub mod time_rules;

@@ -5,16 +5,13 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 
-use aws_config::retry::RetryConfig;
-use aws_config::timeout::TimeoutConfig;
-use aws_config::BehaviorVersion;
 use devlake_autopilot::config::{Env, SecretSource};
 use devlake_autopilot::metrics_http::{
     MetricsService, MetricsSettings, MetricsToken, TOKEN_ARN_VAR, TOKEN_VAR,
 };
 use devlake_autopilot::secrets::resolve_named_secret;
+use devlake_autopilot::startup::{load_sdk_config, SdkTimeouts};
 use devlake_autopilot::store::DynamoStore;
 use lambda_http::{service_fn, Body, Request};
 
@@ -23,19 +20,7 @@ async fn main() -> anyhow::Result<()> {
     lambda_runtime::tracing::init_default_subscriber();
 
     let settings = MetricsSettings::from_env(&Env::from_process())?;
-    let sdk = aws_config::defaults(BehaviorVersion::latest())
-        // The SDK has no timeouts by default. A scrape times out after 10 s in Prometheus'
-        // default config; a stuck DynamoDB call must fail well before that (→ 503).
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(1))
-                .operation_attempt_timeout(Duration::from_secs(2))
-                .operation_timeout(Duration::from_secs(5))
-                .build(),
-        )
-        .retry_config(RetryConfig::standard().with_max_attempts(2))
-        .load()
-        .await;
+    let sdk = load_sdk_config(SdkTimeouts::SCRAPE).await;
 
     let (plain, arn) = match settings.token.clone() {
         SecretSource::Plain(value) => (Some(value), None),

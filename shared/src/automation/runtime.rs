@@ -1,27 +1,21 @@
 //! Start-up of the `devlake-automation` Lambda: configuration read once, clients built once
 //! (DevLake, DynamoDB, CloudWatch), then one [`handle`](super::handle) per event.
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use aws_config::retry::RetryConfig;
-use aws_config::timeout::TimeoutConfig;
-use aws_config::BehaviorVersion;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use thiserror::Error;
 
 use crate::cloudwatch::{CloudWatchSink, FUNCTION_DIMENSION};
-use crate::config::{ConfigError, Env, SecretSource};
-use crate::devlake::{DevLakeClient, DevLakeError};
+use crate::config::{Env, SecretSource};
+use crate::devlake::DevLakeClient;
 use crate::function_error::{self, ErrorType};
-use crate::secrets::{resolve_named_secret, SecretError};
+use crate::startup::{devlake_client, load_sdk_config, SdkTimeouts};
+pub use crate::startup::{StartupError, API_KEY_ARN_VAR, API_KEY_VAR};
 use crate::store::DynamoStore;
 
 use super::config::{client_config_from_env, AutomationConfig};
 use super::{handle, AutomationError, Deadline, Ports};
-
-pub const API_KEY_VAR: &str = "DEVLAKE_API_KEY";
-pub const API_KEY_ARN_VAR: &str = "DEVLAKE_API_KEY_SECRET_ARN";
 
 /// The `Function` dimension value on every CloudWatch datum of this job.
 pub const FUNCTION: &str = "automation";
@@ -30,17 +24,6 @@ pub const FUNCTION: &str = "automation";
 /// it shares with the monitor (`RunSuccess`, `RunDurationMs`, `Errors`) stay apart.
 pub fn metrics_sink(client: aws_sdk_cloudwatch::Client, namespace: &str) -> CloudWatchSink {
     CloudWatchSink::new(client, namespace).with_dimension(FUNCTION_DIMENSION, FUNCTION)
-}
-
-/// Why the function could not start. One line, naming the variable; never a secret.
-#[derive(Debug, Error)]
-pub enum StartupError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error("invalid configuration: {API_KEY_VAR}/{API_KEY_ARN_VAR}: {0}")]
-    Secret(#[from] SecretError),
-    #[error("invalid configuration: DEVLAKE_ENDPOINT: {0}")]
-    Client(#[from] DevLakeError),
 }
 
 /// Everything an invocation needs, built once per Lambda instance.
@@ -87,26 +70,8 @@ impl Automation {
             api_key,
             namespace,
         } = Checked::from_env(env)?;
-        let (plain, arn) = match api_key {
-            Some(SecretSource::Plain(v)) => (Some(v), None),
-            Some(SecretSource::SecretArn(a)) => (None, Some(a)),
-            None => (None, None),
-        };
-
-        let sdk = aws_config::defaults(BehaviorVersion::latest())
-            // The SDK has no timeouts by default; a stuck call must not eat the run's deadline.
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(2))
-                    .operation_attempt_timeout(Duration::from_secs(5))
-                    .operation_timeout(Duration::from_secs(15))
-                    .build(),
-            )
-            .retry_config(RetryConfig::standard().with_max_attempts(3))
-            .load()
-            .await;
-        let api_key = resolve_named_secret(API_KEY_VAR, API_KEY_ARN_VAR, plain, arn, &sdk).await?;
-        let devlake = DevLakeClient::new(client_config_from_env(env, api_key)?)?;
+        let sdk = load_sdk_config(SdkTimeouts::JOB).await;
+        let devlake = devlake_client(client_config_from_env(env, None)?, api_key, &sdk).await?;
         let run_log = env
             .get("TABLE_NAME")
             .map(|table| DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table));

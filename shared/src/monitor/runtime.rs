@@ -3,23 +3,17 @@
 
 use std::time::{Duration, SystemTime};
 
-use aws_config::retry::RetryConfig;
-use aws_config::timeout::TimeoutConfig;
-use aws_config::BehaviorVersion;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use thiserror::Error;
 
 use crate::cloudwatch::{CloudWatchSink, FUNCTION_DIMENSION};
-use crate::config::{ConfigError, Env, SecretSource};
-use crate::devlake::{DevLakeClient, DevLakeError};
-use crate::secrets::{resolve_named_secret, SecretError};
+use crate::config::Env;
+use crate::devlake::DevLakeClient;
+pub use crate::startup::StartupError;
+use crate::startup::{devlake_client, load_sdk_config, SdkTimeouts};
 use crate::store::DynamoStore;
 
 use super::{Deadline, Monitor, MonitorConfig, MonitorError};
-
-const API_KEY_VAR: &str = "DEVLAKE_API_KEY";
-const API_KEY_ARN_VAR: &str = "DEVLAKE_API_KEY_SECRET_ARN";
 
 /// The `Function` dimension value on every CloudWatch datum of this job.
 pub const FUNCTION: &str = "monitor";
@@ -34,17 +28,6 @@ pub fn metrics_sink(client: aws_sdk_cloudwatch::Client, namespace: &str) -> Clou
 /// Time kept back from the Lambda deadline for the writes, the run record and the metrics
 /// after the listings stop.
 pub const DEADLINE_MARGIN: Duration = Duration::from_secs(10);
-
-/// Why the function could not start. One line, naming the variable; never a secret.
-#[derive(Debug, Error)]
-pub enum StartupError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error("invalid configuration: {API_KEY_VAR}/{API_KEY_ARN_VAR}: {0}")]
-    Secret(#[from] SecretError),
-    #[error("invalid configuration: DEVLAKE_ENDPOINT: {0}")]
-    Client(#[from] DevLakeError),
-}
 
 /// Everything an invocation needs, built once per Lambda instance.
 pub struct MonitorFunction {
@@ -67,30 +50,8 @@ impl MonitorFunction {
     pub async fn from_env(env: &Env) -> Result<Self, StartupError> {
         // Everything that needs no network is validated before touching AWS.
         let config = Self::check_env(env)?;
-        let (plain, arn) = match &config.api_key {
-            Some(SecretSource::Plain(v)) => (Some(v.clone()), None),
-            Some(SecretSource::SecretArn(a)) => (None, Some(a.clone())),
-            None => (None, None),
-        };
-
-        // The SDK has no timeouts by default; a stuck call must not eat the run's deadline.
-        // `load` honours AWS_ENDPOINT_URL_DYNAMODB / _CLOUDWATCH for local stacks.
-        let sdk = aws_config::defaults(BehaviorVersion::latest())
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(2))
-                    .operation_attempt_timeout(Duration::from_secs(5))
-                    .operation_timeout(Duration::from_secs(15))
-                    .build(),
-            )
-            .retry_config(RetryConfig::standard().with_max_attempts(3))
-            .load()
-            .await;
-        let api_key = resolve_named_secret(API_KEY_VAR, API_KEY_ARN_VAR, plain, arn, &sdk).await?;
-        let devlake = DevLakeClient::new(crate::devlake::ClientConfig {
-            api_key,
-            ..config.devlake.clone()
-        })?;
+        let sdk = load_sdk_config(SdkTimeouts::JOB).await;
+        let devlake = devlake_client(config.devlake.clone(), config.api_key.clone(), &sdk).await?;
         let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &config.table_name);
         let sink = metrics_sink(aws_sdk_cloudwatch::Client::new(&sdk), &config.namespace);
         tracing::info!(
