@@ -61,6 +61,8 @@ json() { python3 -c "import json,sys; d=json.load(sys.stdin); $1"; }
 
 say "Building (dev profile)"
 cargo build --workspace --bins --quiet
+# Honours CARGO_TARGET_DIR and .cargo/config.toml, like cargo itself.
+BIN="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/debug"
 
 say "Starting DynamoDB Local, the CloudWatch double and the DevLake simulator"
 DDB_PORT=$(free_port)
@@ -68,8 +70,8 @@ mkdir -p "$WORK/ddb"
 # DynamoDB Local writes a metadata file into its working directory: run it from the temp dir.
 setsid bash -c "cd '$WORK/ddb' && exec java -Djava.library.path='$DYNAMODB_LOCAL_DIR/DynamoDBLocal_lib' -jar '$DYNAMODB_LOCAL_DIR/DynamoDBLocal.jar' -inMemory -sharedDb -port $DDB_PORT" >"$WORK/dynamodb.log" 2>&1 &
 PIDS+=($!)
-start cloudwatch target/debug/cloudwatch-double --port 0
-start devlake target/debug/devlake-sim --port 0 --fixture tests/fixtures/sample.json
+start cloudwatch "$BIN"/cloudwatch-double --port 0
+start devlake "$BIN"/devlake-sim --port 0 --fixture tests/fixtures/sample.json
 wait_for_line "$WORK/cloudwatch.log" "listening on" 30
 wait_for_line "$WORK/devlake.log" "listening on" 30
 CW_URL=$(grep -o 'http://127.0.0.1:[0-9]*' "$WORK/cloudwatch.log" | head -n1)
@@ -77,7 +79,7 @@ DEVLAKE_URL=$(grep -o 'http://127.0.0.1:[0-9]*' "$WORK/devlake.log" | head -n1)
 DDB_URL="http://127.0.0.1:$DDB_PORT"
 TABLE=devlake-autopilot-demo
 for i in $(seq 1 60); do
-  target/debug/create-table --endpoint "$DDB_URL" --table "$TABLE" >"$WORK/create-table.log" 2>&1 && break
+  "$BIN"/create-table --endpoint "$DDB_URL" --table "$TABLE" >"$WORK/create-table.log" 2>&1 && break
   [[ $i == 60 ]] && { cat "$WORK/create-table.log" >&2; exit 1; }
   sleep 0.5
 done
