@@ -21,8 +21,10 @@ pub use lambda_http::http;
 
 pub const TOKEN_VAR: &str = "METRICS_TOKEN";
 pub const TOKEN_ARN_VAR: &str = "METRICS_TOKEN_SECRET_ARN";
-/// Upper bound for `FAILURE_WINDOW_DAYS`: each day of the window costs one Query per scrape.
+/// Upper bound for `FAILURE_WINDOW_DAYS`: the failures come from the projects' recent-failures
+/// lists, which reach back `RECENT_FAILURES_DAYS`.
 pub const MAX_WINDOW_DAYS: u32 = 90;
+const _: () = assert!(MAX_WINDOW_DAYS as i64 <= crate::store::RECENT_FAILURES_DAYS);
 
 /// The bearer token Prometheus must send. Never printed: `Debug` is redacted and there is no
 /// `Display`.

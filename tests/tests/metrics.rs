@@ -17,6 +17,7 @@ use devlake_autopilot::metrics_http::{MetricsService, MetricsToken};
 use devlake_autopilot::render::{self, ExpositionFormat};
 use devlake_autopilot::store::{
     keys, DynamoStore, FailureEvent, Job, MetricsSnapshot, MetricsSource, ProjectState, RunRecord,
+    RECENT_FAILURES_DAYS,
 };
 use devlake_testkit::dynamo_calls::DynamoCallCounter;
 use devlake_testkit::stack::{dynamodb_local, free_port, local_sdk_config, repo_root};
@@ -394,6 +395,12 @@ fn project_item(state: &ProjectState) -> HashMap<String, AttributeValue> {
     item(state, keys::PROJECT_PK, &state.project_name)
 }
 
+/// `state` with `events` in its recent-failures list, as the monitor's commit leaves it.
+fn with_failures(mut state: ProjectState, events: &[FailureEvent]) -> ProjectState {
+    state.add_recent_failures(events);
+    state
+}
+
 fn run_item(run: &RunRecord) -> HashMap<String, AttributeValue> {
     item(run, keys::RUN_PK, run.job.as_str())
 }
@@ -471,35 +478,35 @@ async fn reads_exactly_the_failures_inside_the_window() {
         failure(API, since - ChronoDuration::days(1), 11),
         failure(API, utc("2026-09-01T00:00:00Z"), 12),
     ];
-    write_items(
-        &s.writer,
-        &s.table,
-        inside
-            .iter()
-            .chain(outside.iter())
-            .map(failure_item)
-            .collect(),
-    )
-    .await;
+    let all: Vec<FailureEvent> = inside.iter().chain(outside.iter()).cloned().collect();
+    // The failure items stay what operators read; the page reads the projects' lists.
+    write_items(&s.writer, &s.table, all.iter().map(failure_item).collect()).await;
+    let of = |name: &str| -> Vec<FailureEvent> {
+        all.iter()
+            .filter(|f| f.project_name == name)
+            .cloned()
+            .collect()
+    };
     write_items(
         &s.writer,
         &s.table,
         vec![
-            project_item(&ProjectState {
-                failures_total: 4,
-                ..project(API)
-            }),
-            project_item(&project(QUOTED)),
+            project_item(&with_failures(
+                ProjectState {
+                    failures_total: 4,
+                    ..project(API)
+                },
+                &of(API),
+            )),
+            project_item(&with_failures(project(QUOTED), &of(QUOTED))),
+            project_item(&with_failures(project(UNICODE), &of(UNICODE))),
+            project_item(&with_failures(project(NEWLINE), &of(NEWLINE))),
             run_item(&run(Job::Monitor, "2026-11-28T10:55:00Z", true, Some(true))),
         ],
     )
     .await;
 
-    let snapshot = s
-        .store
-        .metrics_snapshot(since, now + ChronoDuration::days(1))
-        .await
-        .unwrap();
+    let snapshot = s.store.metrics_snapshot(since).await.unwrap();
     let mut got: Vec<u64> = snapshot.failures.iter().map(|f| f.pipeline_id).collect();
     got.sort();
     assert_eq!(got, vec![1, 2, 3, 4, 5]);
@@ -515,21 +522,24 @@ async fn reads_exactly_the_failures_inside_the_window() {
             (&written.project_name, written.finished_at)
         );
     }
+    let mut names = vec![API, QUOTED, UNICODE, NEWLINE];
+    names.sort();
     assert_eq!(
         snapshot
             .projects
             .iter()
             .map(|p| p.project_name.as_str())
             .collect::<Vec<_>>(),
-        vec![API, QUOTED]
+        names
     );
-    assert_eq!(snapshot.projects[0].failures_total, 4);
+    let api = snapshot.projects.iter().find(|p| p.project_name == API);
+    assert_eq!(api.unwrap().failures_total, 4);
     assert!(snapshot.automation.is_none());
     assert_eq!(snapshot.monitor.as_ref().unwrap().devlake_up, Some(true));
 
-    // 8 day buckets (Nov 21 … Nov 28) + tomorrow, 1 project Query, 1 BatchGetItem; no Scan.
+    // One project Query (the failure buckets are not read), one BatchGetItem; no Scan.
     let calls = s.calls.by_operation();
-    assert_eq!(calls.get("Query"), Some(&10), "{calls:?}");
+    assert_eq!(calls.get("Query"), Some(&1), "{calls:?}");
     assert_eq!(calls.get("BatchGetItem"), Some(&1), "{calls:?}");
     assert_eq!(calls.get("Scan"), None);
 }
@@ -539,11 +549,18 @@ async fn calls_per_scrape_do_not_grow_with_history() {
     let s = store("metrics-history").await;
     let now = Utc::now();
     let service = MetricsService::new(s.store.clone(), MetricsToken::new(TOKEN).unwrap(), TZ, 7);
+    let recent: Vec<FailureEvent> = (0..50)
+        .map(|i| failure(API, now - ChronoDuration::hours(i * 3), i as u64))
+        .collect();
+    let mut api = project(API);
+    api.remember_failures(&recent, now);
     write_items(
         &s.writer,
         &s.table,
-        (0..50)
-            .map(|i| failure_item(&failure(API, now - ChronoDuration::hours(i * 3), i as u64)))
+        recent
+            .iter()
+            .map(failure_item)
+            .chain(std::iter::once(project_item(&api)))
             .chain((0..20).map(|i| project_item(&project(&format!("github/acme/p{i}")))))
             .collect(),
     )
@@ -557,18 +574,31 @@ async fn calls_per_scrape_do_not_grow_with_history() {
         50
     );
 
-    // A year of history outside the window.
+    // A year of history outside the window, recorded the way the monitor records it: the
+    // failure items stay, the project's list keeps only the last RECENT_FAILURES_DAYS.
+    let history: Vec<FailureEvent> = (0..600)
+        .map(|i| {
+            failure(
+                API,
+                now - ChronoDuration::days(8) - ChronoDuration::hours(i * 14),
+                10_000 + i as u64,
+            )
+        })
+        .collect();
+    api.remember_failures(&history, now);
+    let kept = history
+        .iter()
+        .filter(|f| f.finished_at >= now - ChronoDuration::days(RECENT_FAILURES_DAYS))
+        .count();
+    assert!(kept < 200, "{kept}");
+    assert_eq!(api.recent_failures.len(), 50 + kept);
     write_items(
         &s.writer,
         &s.table,
-        (0..600)
-            .map(|i| {
-                failure_item(&failure(
-                    API,
-                    now - ChronoDuration::days(8) - ChronoDuration::hours(i * 14),
-                    10_000 + i as u64,
-                ))
-            })
+        history
+            .iter()
+            .map(failure_item)
+            .chain(std::iter::once(project_item(&api)))
             .collect(),
     )
     .await;
@@ -592,28 +622,32 @@ async fn large_days_and_project_lists_are_read_across_pages() {
     let s = store("metrics-pages").await;
     let now = utc("2026-11-28T11:00:00Z");
     let long_message = "x".repeat(600);
-    // ~3,000 items × ~750 bytes in one day bucket: more than DynamoDB's 1 MB per Query page.
     let events: Vec<FailureEvent> = (0..3_000)
-        .map(|i| FailureEvent {
-            message: long_message.clone(),
-            ..failure(
+        .map(|i| {
+            failure(
                 &format!("github/acme/repo-{:04}", i % 1_500),
                 utc("2026-11-27T00:00:00Z") + ChronoDuration::seconds(i),
                 i as u64,
             )
         })
         .collect();
-    write_items(
-        &s.writer,
-        &s.table,
-        events.iter().map(failure_item).collect(),
-    )
-    .await;
-    // Projects with a padded blueprint summary so the PROJECT partition spans pages as well.
+    // 1,500 projects × ~750 bytes (a padded status plus two recent failures): more than
+    // DynamoDB's 1 MB per Query page, so the PROJECT partition spans pages.
     let projects: Vec<ProjectState> = (0..1_500)
-        .map(|i| ProjectState {
-            last_status: Some(long_message.clone()),
-            ..project(&format!("github/acme/repo-{i:04}"))
+        .map(|i| {
+            let name = format!("github/acme/repo-{i:04}");
+            let mine: Vec<FailureEvent> = events
+                .iter()
+                .filter(|e| e.project_name == name)
+                .cloned()
+                .collect();
+            with_failures(
+                ProjectState {
+                    last_status: Some(long_message.clone()),
+                    ..project(&name)
+                },
+                &mine,
+            )
         })
         .collect();
     write_items(
@@ -625,19 +659,23 @@ async fn large_days_and_project_lists_are_read_across_pages() {
 
     let snapshot = s
         .store
-        .metrics_snapshot(now - ChronoDuration::days(7), now)
+        .metrics_snapshot(now - ChronoDuration::days(7))
         .await
         .unwrap();
     assert_eq!(snapshot.failures.len(), 3_000);
     assert_eq!(snapshot.projects.len(), 1_500);
     let ids: HashSet<u64> = snapshot.failures.iter().map(|f| f.pipeline_id).collect();
     assert_eq!(ids.len(), 3_000);
-    // Failure queries fetch only what the page renders (the long message stays in DynamoDB).
-    assert!(snapshot.failures.iter().all(|f| f.message.is_empty()));
-    assert_eq!(snapshot.failures[0].project_name, events[0].project_name);
-    // More Queries than buckets + 1 means pages were followed.
+    for f in &snapshot.failures {
+        let written = &events[f.pipeline_id as usize];
+        assert_eq!(
+            (&f.project_name, f.finished_at),
+            (&written.project_name, written.finished_at)
+        );
+    }
+    // More than one Query means the PROJECT pages were followed.
     let queries = s.calls.by_operation()["Query"];
-    assert!(queries > 8 + 1, "expected paginated Queries, got {queries}");
+    assert!(queries > 1, "expected paginated Queries, got {queries}");
 }
 
 fn series_count(page: &str, prefix: &str) -> usize {
@@ -739,10 +777,13 @@ async fn http_auth_routing_and_negotiation_in_process() {
         &s.table,
         vec![
             failure_item(&failure(QUOTED, now - ChronoDuration::hours(2), 42)),
-            project_item(&ProjectState {
-                failures_total: 1,
-                ..project(QUOTED)
-            }),
+            project_item(&with_failures(
+                ProjectState {
+                    failures_total: 1,
+                    ..project(QUOTED)
+                },
+                &[failure(QUOTED, now - ChronoDuration::hours(2), 42)],
+            )),
         ],
     )
     .await;

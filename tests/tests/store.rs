@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, SubsecRound, TimeZone, Utc};
 use devlake_autopilot::store::{
     keys, CommitOutcome, DynamoStore, FailureEvent, Job, MetricsSource, MonitorCursor,
     MonitorStore, ProjectCommit, ProjectState, RerunClaim, RunLog, RunRecord, StoreError,
@@ -58,6 +58,12 @@ fn state_after(project: &str, events: &[FailureEvent], total: u64) -> ProjectSta
         failures_total: total,
         consecutive_failures: total,
         stuck: false,
+        // What the monitor writes: the keys of the events, oldest first.
+        recent_failures: {
+            let mut keys: Vec<String> = events.iter().map(FailureEvent::key).collect();
+            keys.sort();
+            keys
+        },
     }
 }
 
@@ -313,7 +319,8 @@ async fn run_records_replace_the_previous_run_of_the_same_job() {
 #[tokio::test]
 async fn the_metrics_read_path_sees_what_the_monitor_wrote() {
     let (store, _) = store("store-contract").await;
-    let now = Utc::now();
+    // DevLake stamps whole seconds; the recent-failures list keeps milliseconds (the key's).
+    let now = Utc::now().trunc_subsecs(0);
     let recent = event(
         "gitlab/group/svc \"quoted\"",
         9,
@@ -345,6 +352,60 @@ async fn the_metrics_read_path_sees_what_the_monitor_wrote() {
         (seen.pipeline_id, seen.finished_at, &seen.project_name),
         (9, recent.finished_at, &recent.project_name)
     );
+}
+
+#[tokio::test]
+async fn the_recent_failures_list_holds_every_committed_event() {
+    let (store, client) = store("store-recent").await;
+    // An item written before the list existed reads as an empty list.
+    client
+        .put_item()
+        .table_name(store.table())
+        .item(keys::PK, AttributeValue::S(keys::PROJECT_PK.into()))
+        .item(keys::SK, AttributeValue::S("legacy".into()))
+        .item("projectName", AttributeValue::S("legacy".into()))
+        .item("blueprintId", AttributeValue::N("3".into()))
+        .item("failuresTotal", AttributeValue::N("4".into()))
+        .item("consecutiveFailures", AttributeValue::N("0".into()))
+        .item("stuck", AttributeValue::Bool(false))
+        .item("revision", AttributeValue::N("1".into()))
+        .send()
+        .await
+        .unwrap();
+    let legacy = store.project_states(&["legacy".into()]).await.unwrap();
+    assert_eq!(legacy["legacy"].state.failures_total, 4);
+    assert!(legacy["legacy"].state.recent_failures.is_empty());
+
+    // The store merges the commit's events into the list even when the caller's state lacks
+    // them, in the same transaction; a later commit adds to what is there.
+    let e1 = event("p", 1, t(28, 9, 0));
+    let e2 = event("p", 2, t(28, 8, 0));
+    let bare = ProjectState {
+        recent_failures: Vec::new(),
+        ..state_after("p", std::slice::from_ref(&e1), 1)
+    };
+    for (events, revision) in [(&e1, None), (&e2, Some(1))] {
+        let stored = store.project_states(&["p".into()]).await.unwrap();
+        let state = ProjectState {
+            recent_failures: stored
+                .get("p")
+                .map(|s| s.state.recent_failures.clone())
+                .unwrap_or_default(),
+            ..bare.clone()
+        };
+        let outcome = store
+            .commit_project(ProjectCommit {
+                state: &state,
+                expected_revision: revision,
+                events: std::slice::from_ref(events),
+                retention: retention(),
+            })
+            .await
+            .unwrap();
+        assert_eq!(outcome, CommitOutcome::Committed);
+    }
+    let stored = store.project_states(&["p".into()]).await.unwrap();
+    assert_eq!(stored["p"].state.recent_failures, vec![e2.key(), e1.key()]);
 }
 
 #[tokio::test]

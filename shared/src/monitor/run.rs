@@ -450,7 +450,11 @@ impl Monitor<'_> {
             futures::stream::iter(
                 jobs.into_iter()
                     .map(|(name, facts, stuck, stored)| async move {
-                        (name, facts, self.commit(name, facts, stuck, stored).await)
+                        (
+                            name,
+                            facts,
+                            self.commit(name, facts, stuck, stored, now).await,
+                        )
                     }),
             )
             .buffer_unordered(COMMIT_CONCURRENCY)
@@ -792,6 +796,7 @@ impl Monitor<'_> {
         facts: &[&Pipeline],
         stuck: bool,
         mut stored: StoredProject,
+        now: DateTime<Utc>,
     ) -> CommitResult {
         let counted = |s: &str| self.settings.counts_as_failure(s);
         let mut recorded: HashSet<String> = HashSet::new();
@@ -817,10 +822,13 @@ impl Monitor<'_> {
         for chunk in chunks {
             let mut attempts = 0;
             loop {
-                let folded = fold(&stored.state, name, chunk, &recorded, stuck, counted);
+                let mut folded = fold(&stored.state, name, chunk, &recorded, stuck, counted);
                 if folded.events.is_empty() && folded.state == stored.state {
                     break;
                 }
+                // In the same conditional write as the events: the metrics page reads its
+                // failure window from this list, so it must never miss a committed event.
+                folded.state.remember_failures(&folded.events, now);
                 let commit = ProjectCommit {
                     state: &folded.state,
                     expected_revision: stored.revision,

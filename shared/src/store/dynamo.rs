@@ -320,7 +320,11 @@ impl DynamoStore {
     /// in the same transaction.
     fn project_update(&self, commit: &ProjectCommit<'_>) -> Result<Update, StoreError> {
         const OP: &str = "TransactWriteItems";
-        let state = to_item(OP, commit.state)?;
+        // The metrics page reads failures from this list: it must hold every event this
+        // transaction writes, whatever the caller put in the state.
+        let mut merged = commit.state.clone();
+        merged.add_recent_failures(commit.events);
+        let state = to_item(OP, &merged)?;
         let mut names = HashMap::new();
         let mut values = HashMap::new();
         let mut sets = Vec::new();

@@ -1,62 +1,47 @@
 //! The metrics function's read path: everything the page shows, without a Scan.
 //!
-//! Per scrape: one paginated Query of `pk = PROJECT`, one BatchGetItem for the two run records,
-//! and one Query per UTC day bucket `FAILURE#<day>` from the window start to tomorrow (the first
-//! day bounded by `sk >= <since>`). The number of calls depends on the window length and on how
-//! many pages the projects and in-window failures fill, never on how much history the table holds.
+//! Per scrape: one paginated Query of `pk = PROJECT` and one BatchGetItem for the two run
+//! records. The failures in the window come from each project's `recentFailures` list (written
+//! with the failure events, in the same transaction), not from the `FAILURE#<day>` items: the
+//! number of calls and the bytes read depend on the number of projects and their recent failures
+//! (pruned to `RECENT_FAILURES_DAYS`, capped at `RECENT_FAILURES_MAX`), never on history.
 
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
-use chrono::{DateTime, Duration, NaiveDate, SecondsFormat, Utc};
-use futures::{StreamExt, TryStreamExt};
+use chrono::{DateTime, Utc};
 
 use super::dynamo::keys;
 use super::{
-    DynamoStore, FailureEvent, Job, MetricsSnapshot, MetricsSource, ProjectState, RunRecord,
-    StoreError,
+    DynamoStore, Job, MetricsSnapshot, MetricsSource, ProjectState, RunRecord, StoreError,
 };
 
-/// Day buckets read at once. A 7-day window is 9 Queries; a few in flight hide round trips
-/// without holding many 1 MB pages in memory at the same time.
-const DAY_QUERY_CONCURRENCY: usize = 4;
 /// BatchGetItem may leave keys unprocessed under throttling; try them again this many times.
 const UNPROCESSED_RETRIES: usize = 3;
-
-/// Only what the page renders (plus the pipeline id, which identifies the event) is fetched from
-/// failure items: the scrape moves and parses a fraction of each item, which matters at tens of
-/// thousands of failures per window.
-const FAILURE_PROJECTION: &str = "#pn, #fin, #pid";
-const PROJECT_NAME: &str = "projectName";
-const FINISHED_AT: &str = "finishedAt";
-const PIPELINE_ID: &str = "pipelineId";
 
 #[async_trait::async_trait]
 impl MetricsSource for DynamoStore {
     /// Failure events carry `project_name`, `finished_at` and `pipeline_id` only; the other fields
-    /// are left at their defaults (not read, not rendered; see `FAILURE_PROJECTION`).
+    /// are left at their defaults (not stored in the project's list, not rendered).
     async fn snapshot(&self, failures_since: DateTime<Utc>) -> Result<MetricsSnapshot, StoreError> {
-        // Up to tomorrow's bucket: a DevLake clock running slightly ahead of ours files a
-        // failure there around midnight UTC, and it must show at once, not a few minutes later.
-        let until = Utc::now().max(failures_since) + Duration::days(1);
-        self.metrics_snapshot(failures_since, until).await
+        self.metrics_snapshot(failures_since).await
     }
 }
 
 impl DynamoStore {
-    /// The snapshot with failures whose day bucket lies between `since` and `until` (inclusive)
-    /// and that finished at or after `since`.
+    /// The snapshot with the recent failures that finished at or after `since` (a failure
+    /// stamped ahead of our clock by DevLake shows at once), oldest first per project.
     pub async fn metrics_snapshot(
         &self,
         since: DateTime<Utc>,
-        until: DateTime<Utc>,
     ) -> Result<MetricsSnapshot, StoreError> {
-        let (projects, (automation, monitor), failures) = futures::try_join!(
-            self.all_project_states(),
-            self.latest_runs(),
-            self.failures_between(since, until),
-        )?;
+        let (projects, (automation, monitor)) =
+            futures::try_join!(self.all_project_states(), self.latest_runs())?;
+        let mut failures = Vec::new();
+        for project in &projects {
+            failures.extend(project.recent_failures_since(since)?);
+        }
         Ok(MetricsSnapshot {
             projects,
             failures,
@@ -87,71 +72,6 @@ impl DynamoStore {
             start_key = page.last_evaluated_key.filter(|k| !k.is_empty());
             if start_key.is_none() {
                 return Ok(states);
-            }
-        }
-    }
-
-    /// Failure events that finished in `[since, …]`, reading the day buckets of `since` through
-    /// `until`, oldest first.
-    pub async fn failures_between(
-        &self,
-        since: DateTime<Utc>,
-        until: DateTime<Utc>,
-    ) -> Result<Vec<FailureEvent>, StoreError> {
-        let first = since.date_naive();
-        let last = until.date_naive();
-        let since_sk = since.to_rfc3339_opts(SecondsFormat::Millis, true);
-        let days = first.iter_days().take_while(move |d| *d <= last);
-        let per_day: Vec<Vec<FailureEvent>> = futures::stream::iter(days)
-            .map(|day| {
-                let lower = (day == first).then(|| since_sk.clone());
-                self.failures_on_day(day, lower)
-            })
-            .buffered(DAY_QUERY_CONCURRENCY)
-            .try_collect()
-            .await?;
-        Ok(per_day
-            .into_iter()
-            .flatten()
-            .filter(|f| f.finished_at >= since)
-            .collect())
-    }
-
-    async fn failures_on_day(
-        &self,
-        day: NaiveDate,
-        sk_from: Option<String>,
-    ) -> Result<Vec<FailureEvent>, StoreError> {
-        let pk = keys::failure_pk(day);
-        let operation = format!("Query {pk}");
-        let mut events = Vec::new();
-        let mut start_key = None;
-        loop {
-            let mut query = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .projection_expression(FAILURE_PROJECTION)
-                .expression_attribute_names("#pk", keys::PK)
-                .expression_attribute_names("#pn", PROJECT_NAME)
-                .expression_attribute_names("#fin", FINISHED_AT)
-                .expression_attribute_names("#pid", PIPELINE_ID)
-                .expression_attribute_values(":pk", AttributeValue::S(pk.clone()))
-                .set_exclusive_start_key(start_key);
-            query = match &sk_from {
-                Some(from) => query
-                    .key_condition_expression("#pk = :pk AND #sk >= :from")
-                    .expression_attribute_names("#sk", keys::SK)
-                    .expression_attribute_values(":from", AttributeValue::S(from.clone())),
-                None => query.key_condition_expression("#pk = :pk"),
-            };
-            let page = query.send().await.map_err(|e| sdk_error(&operation, e))?;
-            for item in page.items.unwrap_or_default() {
-                events.push(failure_from_projection(&pk, item)?);
-            }
-            start_key = page.last_evaluated_key.filter(|k| !k.is_empty());
-            if start_key.is_none() {
-                return Ok(events);
             }
         }
     }
@@ -210,45 +130,6 @@ impl DynamoStore {
             message: format!("keys still unprocessed after {UNPROCESSED_RETRIES} retries"),
         })
     }
-}
-
-/// Decodes the projection of a failure item directly, without going through `serde_dynamo`'s
-/// intermediate copy of every attribute: the same attribute names and formats as the serde form
-/// of [`FailureEvent`] (camelCase, `finishedAt` an RFC 3339 string, `pipelineId` a number).
-fn failure_from_projection(
-    pk: &str,
-    mut item: HashMap<String, AttributeValue>,
-) -> Result<FailureEvent, StoreError> {
-    let malformed = |what: &str| StoreError::Failed {
-        operation: format!("decode failure item in {pk}"),
-        message: format!("malformed item: {what}"),
-    };
-    let project_name = match item.remove(PROJECT_NAME) {
-        Some(AttributeValue::S(name)) => name,
-        _ => return Err(malformed("projectName is missing or not a string")),
-    };
-    let finished_at = match item.get(FINISHED_AT) {
-        Some(AttributeValue::S(t)) => t
-            .parse::<DateTime<Utc>>()
-            .map_err(|e| malformed(&format!("finishedAt {t:?}: {e}")))?,
-        _ => return Err(malformed("finishedAt is missing or not a string")),
-    };
-    let pipeline_id = match item.get(PIPELINE_ID) {
-        Some(AttributeValue::N(n)) => n
-            .parse::<u64>()
-            .map_err(|e| malformed(&format!("pipelineId {n:?}: {e}")))?,
-        _ => return Err(malformed("pipelineId is missing or not a number")),
-    };
-    Ok(FailureEvent {
-        project_name,
-        pipeline_id,
-        finished_at,
-        blueprint_id: 0,
-        status: String::new(),
-        began_at: None,
-        message: String::new(),
-        error_name: String::new(),
-    })
 }
 
 /// Decodes an item written as `serde_dynamo::to_item` of `T` plus keys; unknown attributes

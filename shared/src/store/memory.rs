@@ -216,8 +216,9 @@ impl MonitorStore for MemoryStore {
             .map(|(s, _)| s.failures_total)
             .unwrap_or(0);
         let mut state = commit.state.clone();
-        // Mirrors the adapter's `ADD failuresTotal :n`.
+        // Mirrors the adapter's `ADD failuresTotal :n` and its merge of the recent failures.
         state.failures_total = previous_total + commit.events.len() as u64;
+        state.add_recent_failures(commit.events);
         tables
             .projects
             .insert(name.clone(), (state, current.map_or(1, |r| r + 1)));

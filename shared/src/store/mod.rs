@@ -6,15 +6,19 @@
 //! | item | pk | sk | TTL |
 //! | --- | --- | --- | --- |
 //! | failure event | `FAILURE#<YYYY-MM-DD of finishedAt, UTC>` | `<finishedAt RFC3339>#<pipelineId>` | yes |
-//! | per-project state and counters | `PROJECT` | `<project name>` | no |
+//! | per-project state, counters and recent failures | `PROJECT` | `<project name>` | no |
 //! | monitor cursor | `MONITOR` | `CURSOR` | no |
 //! | last run of a job | `RUN` | `automation` / `monitor` | no |
 //! | blueprint → project map | `BLUEPRINT` | `<blueprint id, 20 digits>` | no |
 //! | auto-rerun tracking | `RERUN` | `<pipelineId>` | no |
 //!
-//! Failure events are bucketed by day so the metrics function reads the failure window with one
-//! Query per day, and the project states with one Query: cost grows with projects and with
-//! failures inside the window, never with history.
+//! Failure events are bucketed by day (an operator reads a day with one Query) and are the
+//! idempotency record of the monitor. The metrics function does not read them: each PROJECT item
+//! also carries `recentFailures`, the keys of the project's failures of the last
+//! [`RECENT_FAILURES_DAYS`] (at most [`RECENT_FAILURES_MAX`]), written in the same transaction as
+//! the failure events. One paginated Query of `pk = PROJECT` thus gives the metrics page both the
+//! project states and the failures in its window: cost grows with projects and recent failures,
+//! never with history.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -80,6 +84,15 @@ impl FailureEvent {
     }
 }
 
+/// How far back `ProjectState::recent_failures` reaches: the longest `FAILURE_WINDOW_DAYS` the
+/// metrics function accepts, so any window it serves is covered.
+pub const RECENT_FAILURES_DAYS: i64 = 90;
+
+/// At most this many recent failures are kept per project, newest first. An entry is a ~30-byte
+/// string (~32 bytes stored), so the list stays under ~64 KB of the 400 KB item limit; past
+/// the cap, the compatibility series of that project shows its newest failures only.
+pub const RECENT_FAILURES_MAX: usize = 2_000;
+
 /// What the metrics page shows per project; kept current by the monitor.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -98,6 +111,91 @@ pub struct ProjectState {
     pub consecutive_failures: u64,
     /// A pipeline of this project has run longer than `STUCK_AFTER_HOURS`.
     pub stuck: bool,
+    /// Keys ([`FailureEvent::key`], `<finishedAt RFC3339 millis>#<pipelineId>`) of the
+    /// project's failures of the last [`RECENT_FAILURES_DAYS`], oldest first, at most
+    /// [`RECENT_FAILURES_MAX`]. The metrics page reads its failure window from here instead of
+    /// the failure items, at the key's millisecond precision (DevLake stamps whole seconds).
+    /// Absent in items written before it existed. Stored as one space-separated string
+    /// attribute, not a list: a list of 20,000 strings across the PROJECT partition costs
+    /// DynamoDB and the SDK one typed value each to encode and parse on every scrape.
+    #[serde(default, with = "space_separated")]
+    pub recent_failures: Vec<String>,
+}
+
+/// `Vec<String>` of space-free keys as one space-separated string (empty list: empty string).
+mod space_separated {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(keys: &[String], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&keys.join(" "))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<String>, D::Error> {
+        let joined = String::deserialize(deserializer)?;
+        Ok(joined.split_ascii_whitespace().map(str::to_owned).collect())
+    }
+}
+
+impl ProjectState {
+    /// Adds `events` to `recent_failures` and drops failures that finished before
+    /// `now - RECENT_FAILURES_DAYS`. The monitor calls this with its run's `now`; the stores
+    /// also merge a commit's events themselves ([`Self::add_recent_failures`]), so the list
+    /// never misses a committed event whoever builds the state.
+    pub fn remember_failures(&mut self, events: &[FailureEvent], now: DateTime<Utc>) {
+        self.add_recent_failures(events);
+        let oldest = (now - chrono::Duration::days(RECENT_FAILURES_DAYS))
+            .to_rfc3339_opts(SecondsFormat::Millis, true);
+        self.recent_failures.retain(|k| *k >= oldest);
+    }
+
+    /// Adds `events` to `recent_failures`, dropping duplicates and the oldest past
+    /// `RECENT_FAILURES_MAX`. The keys sort chronologically (fixed-width UTC timestamps), so
+    /// sorting them orders by `finishedAt`. Idempotent.
+    pub fn add_recent_failures(&mut self, events: &[FailureEvent]) {
+        let list = &mut self.recent_failures;
+        list.extend(events.iter().map(FailureEvent::key));
+        list.sort_unstable();
+        list.dedup();
+        if list.len() > RECENT_FAILURES_MAX {
+            list.drain(..list.len() - RECENT_FAILURES_MAX);
+        }
+    }
+
+    /// The recent failures that finished at or after `since`, as the metrics page needs them
+    /// (project name, `finishedAt`, pipeline id; other fields at their defaults). An entry that
+    /// does not parse is an error: the list is written only by [`Self::remember_failures`].
+    pub fn recent_failures_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<FailureEvent>, StoreError> {
+        let from = since.to_rfc3339_opts(SecondsFormat::Millis, true);
+        let start = self.recent_failures.partition_point(|k| *k < from);
+        self.recent_failures[start..]
+            .iter()
+            .map(|key| self.parse_recent(key))
+            .filter(|f| f.as_ref().map_or(true, |f| f.finished_at >= since))
+            .collect()
+    }
+
+    fn parse_recent(&self, key: &str) -> Result<FailureEvent, StoreError> {
+        let malformed = || StoreError::Failed {
+            operation: format!("decode recentFailures of PROJECT/{}", self.project_name),
+            message: format!("malformed entry {key:?}"),
+        };
+        let (at, id) = key.split_once('#').ok_or_else(malformed)?;
+        Ok(FailureEvent {
+            project_name: self.project_name.clone(),
+            blueprint_id: 0,
+            pipeline_id: id.parse().map_err(|_| malformed())?,
+            status: String::new(),
+            finished_at: at.parse().map_err(|_| malformed())?,
+            began_at: None,
+            message: String::new(),
+            error_name: String::new(),
+        })
+    }
 }
 
 /// The outcome of one run of a job.
@@ -185,7 +283,8 @@ pub struct StoredProject {
 
 /// One atomic write for one project: the new failure events (each written only if absent) and
 /// the project's new state (written only if still at `expected_revision`). `state.failures_total`
-/// already includes `events`; the store adds `events.len()` to the stored counter.
+/// already includes `events`; the store adds `events.len()` to the stored counter, and merges
+/// `events` into the written `recent_failures` (see [`ProjectState::add_recent_failures`]).
 #[derive(Debug, Clone, Copy)]
 pub struct ProjectCommit<'a> {
     pub state: &'a ProjectState,
@@ -270,4 +369,70 @@ pub trait MonitorStore: RunLog {
         max: u32,
         now: DateTime<Utc>,
     ) -> Result<RerunClaim, StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn failure(pipeline_id: u64, finished_at: DateTime<Utc>) -> FailureEvent {
+        FailureEvent {
+            project_name: "p".into(),
+            blueprint_id: 1,
+            pipeline_id,
+            status: "TASK_FAILED".into(),
+            finished_at,
+            began_at: None,
+            message: "m".into(),
+            error_name: "e".into(),
+        }
+    }
+
+    #[test]
+    fn recent_failures_are_merged_pruned_and_capped() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 28, 12, 0, 0).unwrap();
+        let day = chrono::Duration::days(1);
+        let mut state = ProjectState {
+            project_name: "p".into(),
+            ..Default::default()
+        };
+        let old = failure(1, now - day * (RECENT_FAILURES_DAYS as i32) - day);
+        let a = failure(2, now - day * 3);
+        let b = failure(3, now - day);
+        state.remember_failures(&[b.clone(), old, a.clone()], now);
+        state.remember_failures(std::slice::from_ref(&b), now);
+        assert_eq!(state.recent_failures, vec![a.key(), b.key()]);
+
+        let since = state.recent_failures_since(now - day * 2).unwrap();
+        assert_eq!(since.len(), 1);
+        assert_eq!(
+            (
+                since[0].pipeline_id,
+                since[0].finished_at,
+                since[0].project_name.as_str()
+            ),
+            (3, b.finished_at, "p")
+        );
+
+        let many: Vec<FailureEvent> = (0..RECENT_FAILURES_MAX as u64 + 10)
+            .map(|i| failure(100 + i, now - chrono::Duration::seconds(30 * i as i64)))
+            .collect();
+        state.remember_failures(&many, now);
+        assert_eq!(state.recent_failures.len(), RECENT_FAILURES_MAX);
+        assert_eq!(state.recent_failures.last(), Some(&many[0].key()));
+        assert!(!state.recent_failures.contains(&b.key()));
+    }
+
+    #[test]
+    fn a_malformed_entry_is_an_error() {
+        let state = ProjectState {
+            project_name: "p".into(),
+            recent_failures: vec!["2026-11-28T10:00:00.000Z#x".into()],
+            ..Default::default()
+        };
+        assert!(state
+            .recent_failures_since(DateTime::<Utc>::MIN_UTC)
+            .is_err());
+    }
 }

@@ -1,7 +1,8 @@
 //! `bench-metrics`: the metrics function's scrape cost against DynamoDB Local.
 //!
 //! Seeds a table with `--projects` project states and `--failures` failure events inside the
-//! window, then times `--requests` warm scrapes through the real handler (in-process, real
+//! window, written the way the monitor writes them (the store's own `commit_project`: failure
+//! items plus the project's state and recent-failures list in one transaction), then times `--requests` warm scrapes through the real handler (in-process, real
 //! `aws-sdk-dynamodb` client against DynamoDB Local) and prints handler time p50/p95, DynamoDB
 //! requests per scrape (counted on the wire by an SDK interceptor), response size and peak RSS.
 //! It then adds `--old-failures` events outside the window and scrapes again, to show that the
@@ -20,7 +21,8 @@ use devlake_autopilot::metrics_http::http::{header, Request, StatusCode};
 use devlake_autopilot::metrics_http::{MetricsService, MetricsToken};
 use devlake_autopilot::render;
 use devlake_autopilot::store::{
-    keys, DynamoStore, FailureEvent, Job, MetricsSource, ProjectState, RunRecord,
+    keys, CommitOutcome, DynamoStore, FailureEvent, Job, MetricsSource, MonitorStore,
+    ProjectCommit, ProjectState, RunRecord, MAX_EVENTS_PER_COMMIT,
 };
 use devlake_testkit::dynamo_calls::DynamoCallCounter;
 use devlake_testkit::stack::{dynamodb_local, local_sdk_config, state_table_definition};
@@ -79,13 +81,7 @@ async fn main() -> Result<()> {
     let window = ChronoDuration::days(i64::from(args.window_days));
 
     let seed_started = Instant::now();
-    let projects = (0..args.projects).map(|i| project(i, now));
-    write_all(
-        &writer,
-        &table,
-        projects.map(|p| item(&p, keys::PROJECT_PK, &p.project_name)),
-    )
-    .await?;
+    let seeder = DynamoStore::new(writer.clone(), &table);
     for run in [
         run_record(Job::Monitor, now - ChronoDuration::minutes(3)),
         run_record(Job::Automation, now - ChronoDuration::hours(17)),
@@ -97,13 +93,16 @@ async fn main() -> Result<()> {
     let span_ms = (window - ChronoDuration::minutes(2)).num_milliseconds();
     let failures = (0..args.failures).map(|i| {
         let back = span_ms * i as i64 / args.failures.max(1) as i64;
-        failure_item(&failure(
+        failure(
             i,
             args.projects,
             now - ChronoDuration::minutes(1) - ChronoDuration::milliseconds(back),
-        ))
+        )
     });
-    write_all(&writer, &table, failures).await?;
+    let projects: Vec<StoredState> = (0..args.projects)
+        .map(|i| (project(i, now), None))
+        .collect();
+    let projects = commit_all(&seeder, projects, failures, args.projects, now).await?;
     println!(
         "seeded {} projects and {} in-window failures into {table} in {:.1} s",
         args.projects,
@@ -132,9 +131,9 @@ async fn main() -> Result<()> {
         // 8 to ~88 days back: outside the window, inside the 90-day retention.
         let back = ChronoDuration::days(i64::from(args.window_days) + 1)
             + ChronoDuration::minutes((i as i64 * 80 * 24 * 60) / args.old_failures.max(1) as i64);
-        failure_item(&failure(1_000_000 + i, args.projects, now - back))
+        failure(1_000_000 + i, args.projects, now - back)
     });
-    write_all(&writer, &table, old).await?;
+    commit_all(&seeder, projects, old, args.projects, now).await?;
     println!(
         "added {} failures outside the window in {:.1} s",
         args.old_failures,
@@ -338,6 +337,7 @@ fn project(i: usize, now: DateTime<Utc>) -> ProjectState {
         failures_total: (i % 40) as u64,
         consecutive_failures: if failing { 2 } else { 0 },
         stuck: i.is_multiple_of(97),
+        recent_failures: Vec::new(),
     }
 }
 
@@ -386,18 +386,66 @@ fn item<T: Serialize>(value: &T, pk: &str, sk: &str) -> HashMap<String, Attribut
     item
 }
 
-fn failure_item(event: &FailureEvent) -> HashMap<String, AttributeValue> {
-    let mut it = item(
-        event,
-        &keys::failure_pk(event.finished_at.date_naive()),
-        &keys::failure_sk(event.finished_at, event.pipeline_id),
+/// A project's state and the revision it is stored at (`None`: not stored yet).
+type StoredState = (ProjectState, Option<u64>);
+
+/// Commits `events` (of project `i % projects` for event `i`) through the store's own
+/// `commit_project`, as the monitor does: per project, transactions of at most
+/// `MAX_EVENTS_PER_COMMIT` events with the state and its recent-failures list, conditional on
+/// the revision. A few projects in flight; returns the states as stored.
+async fn commit_all(
+    store: &DynamoStore,
+    states: Vec<StoredState>,
+    events: impl Iterator<Item = FailureEvent>,
+    projects: usize,
+    now: DateTime<Utc>,
+) -> Result<Vec<StoredState>> {
+    let mut per_project: Vec<Vec<FailureEvent>> = vec![Vec::new(); projects];
+    for (i, event) in events.enumerate() {
+        per_project[i % projects.max(1)].push(event);
+    }
+    futures::stream::iter(states.into_iter().zip(per_project))
+        .map(|((mut state, mut revision), mut events)| async move {
+            events.sort_by_key(|e| e.finished_at);
+            for chunk in events.chunks(MAX_EVENTS_PER_COMMIT) {
+                state.failures_total += chunk.len() as u64;
+                state.remember_failures(chunk, now);
+                commit(store, &state, revision, chunk).await?;
+                revision = Some(revision.map_or(1, |r| r + 1));
+            }
+            if revision.is_none() {
+                // No failures: the state alone, as the monitor writes a project without any.
+                commit(store, &state, None, &[]).await?;
+                revision = Some(1);
+            }
+            Ok::<_, anyhow::Error>((state, revision))
+        })
+        .buffered(8)
+        .try_collect()
+        .await
+}
+
+async fn commit(
+    store: &DynamoStore,
+    state: &ProjectState,
+    expected_revision: Option<u64>,
+    events: &[FailureEvent],
+) -> Result<()> {
+    let outcome = store
+        .commit_project(ProjectCommit {
+            state,
+            expected_revision,
+            events,
+            retention: ChronoDuration::days(90),
+        })
+        .await
+        .context("commit_project")?;
+    ensure!(
+        outcome == CommitOutcome::Committed,
+        "seeding {}: {outcome:?}",
+        state.project_name
     );
-    let expires = event.finished_at + ChronoDuration::days(90);
-    it.insert(
-        keys::EXPIRES_AT.into(),
-        AttributeValue::N(expires.timestamp().to_string()),
-    );
-    it
+    Ok(())
 }
 
 /// BatchWriteItem, 25 items per call, a few calls in flight; items are generated lazily and
