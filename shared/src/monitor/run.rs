@@ -651,18 +651,7 @@ impl Monitor<'_> {
         if ids.is_empty() {
             return Ok(lookups);
         }
-        let results: Vec<(u64, Option<Result<Pipeline, DevLakeError>>)> =
-            futures::stream::iter(ids.iter().copied())
-                .map(|id| async move {
-                    if deadline.passed() {
-                        (id, None)
-                    } else {
-                        (id, Some(self.devlake.pipeline(id).await))
-                    }
-                })
-                .buffer_unordered(LOOKUP_CONCURRENCY)
-                .collect()
-                .await;
+        let results = fetch_each(ids, deadline, |id| self.devlake.pipeline(id)).await;
         let mut postponed = 0usize;
         for (id, result) in results {
             match result {
@@ -745,18 +734,7 @@ impl Monitor<'_> {
                 .collect();
             unknown.sort_unstable();
         }
-        let results: Vec<(u64, Option<Result<Blueprint, DevLakeError>>)> =
-            futures::stream::iter(unknown.iter().copied())
-                .map(|id| async move {
-                    if deadline.passed() {
-                        (id, None)
-                    } else {
-                        (id, Some(self.devlake.blueprint(id).await))
-                    }
-                })
-                .buffer_unordered(LOOKUP_CONCURRENCY)
-                .collect()
-                .await;
+        let results = fetch_each(&unknown, deadline, |id| self.devlake.blueprint(id)).await;
         let mut postponed = 0usize;
         for (id, result) in results {
             match result {
@@ -948,6 +926,32 @@ impl Monitor<'_> {
         }
         Ok(rerun)
     }
+}
+
+/// `fetch` for each id, `LOOKUP_CONCURRENCY` at a time. Ids whose turn comes after the deadline
+/// get `None` (looked at again next run).
+async fn fetch_each<T, F, Fut>(
+    ids: &[u64],
+    deadline: Deadline,
+    fetch: F,
+) -> Vec<(u64, Option<Result<T, DevLakeError>>)>
+where
+    F: Fn(u64) -> Fut,
+    Fut: std::future::Future<Output = Result<T, DevLakeError>>,
+{
+    futures::stream::iter(ids.iter().copied())
+        .map(|id| {
+            let call = (!deadline.passed()).then(|| fetch(id));
+            async move {
+                match call {
+                    Some(call) => (id, Some(call.await)),
+                    None => (id, None),
+                }
+            }
+        })
+        .buffer_unordered(LOOKUP_CONCURRENCY)
+        .collect()
+        .await
 }
 
 #[cfg(test)]
