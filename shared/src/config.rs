@@ -26,6 +26,9 @@ impl ConfigError {
     }
 }
 
+/// The longest `FAILURE_WINDOW_DAYS`: as far back as a project's recent-failures list may reach.
+pub const MAX_FAILURE_WINDOW_DAYS: u32 = crate::store::RECENT_FAILURES_DAYS as u32;
+
 /// The namespace of both jobs' CloudWatch metrics when `CLOUDWATCH_NAMESPACE` is unset.
 pub const DEFAULT_CLOUDWATCH_NAMESPACE: &str = "DevLake/Autopilot";
 
@@ -130,6 +133,21 @@ impl Env {
             Some(p) => Err(ConfigError::new(NAME, p)),
             None => Ok(ns.to_string()),
         }
+    }
+
+    /// `FAILURE_WINDOW_DAYS` (default 7, 1 to [`MAX_FAILURE_WINDOW_DAYS`]): the metrics page's
+    /// failure window and how long the monitor keeps failures in each project's recent list.
+    /// Read by both functions; the template gives both the same value.
+    pub fn failure_window_days(&self) -> Result<u32, ConfigError> {
+        const NAME: &str = "FAILURE_WINDOW_DAYS";
+        let days: u32 = self.parse_or(NAME, 7)?;
+        if !(1..=MAX_FAILURE_WINDOW_DAYS).contains(&days) {
+            return Err(ConfigError::new(
+                NAME,
+                format!("must be between 1 and {MAX_FAILURE_WINDOW_DAYS}, got {days}"),
+            ));
+        }
+        Ok(days)
     }
 
     /// A secret given either as a plain value or as a Secrets Manager ARN, never both.

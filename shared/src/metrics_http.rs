@@ -21,11 +21,6 @@ pub use lambda_http::http;
 
 pub const TOKEN_VAR: &str = "METRICS_TOKEN";
 pub const TOKEN_ARN_VAR: &str = "METRICS_TOKEN_SECRET_ARN";
-/// Upper bound for `FAILURE_WINDOW_DAYS`: the failures come from the projects' recent-failures
-/// lists, which reach back `RECENT_FAILURES_DAYS`.
-pub const MAX_WINDOW_DAYS: u32 = 90;
-const _: () = assert!(MAX_WINDOW_DAYS as i64 <= crate::store::RECENT_FAILURES_DAYS);
-
 /// The bearer token Prometheus must send. Never printed: `Debug` is redacted and there is no
 /// `Display`.
 #[derive(Clone)]
@@ -79,13 +74,7 @@ impl MetricsSettings {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let table_name = env.required("TABLE_NAME")?.to_string();
         let timezone = env.timezone("TIMEZONE")?;
-        let failure_window_days: u32 = env.parse_or("FAILURE_WINDOW_DAYS", 7)?;
-        if !(1..=MAX_WINDOW_DAYS).contains(&failure_window_days) {
-            return Err(ConfigError::new(
-                "FAILURE_WINDOW_DAYS",
-                format!("must be between 1 and {MAX_WINDOW_DAYS}, got {failure_window_days}"),
-            ));
-        }
+        let failure_window_days = env.failure_window_days()?;
         let token = env
             .secret_source(TOKEN_VAR, TOKEN_ARN_VAR)?
             .ok_or_else(|| {
@@ -167,17 +156,8 @@ impl<S: MetricsSource> MetricsService<S> {
             }
         };
 
-        let mut body = String::with_capacity(256 + snapshot.failures.len() * 120);
-        let families = render::metric_families(&snapshot, self.timezone);
-        let rendered = render::encode(&families, format, &mut body).and_then(|()| {
-            let duration = render::render_duration_family(started.elapsed());
-            render::encode(&[duration], format, &mut body)
-        });
-        if let Err(error) = rendered {
-            tracing::error!(%error, "rendering failed; answering 500");
-            return simple(StatusCode::INTERNAL_SERVER_ERROR, "render failed\n");
-        }
-        render::finish(format, &mut body);
+        let body =
+            render::render_page_timed(&snapshot, self.timezone, format, || started.elapsed());
         let rendered_bytes = body.len();
 
         let mut response = Response::builder()

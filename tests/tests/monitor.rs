@@ -98,7 +98,16 @@ impl Harness {
     }
 
     async fn ok(&self) -> Summary {
-        let summary = self.run(json!({})).await.expect("monitor run");
+        self.ok_at(Utc::now()).await
+    }
+
+    /// A run whose clock reads `clock`.
+    async fn ok_at(&self, clock: DateTime<Utc>) -> Summary {
+        let summary = self
+            .monitor()
+            .handle(&json!({}), clock, Deadline::none())
+            .await
+            .expect("monitor run");
         assert_eq!(summary.status, RunStatus::Ok, "{summary:#?}");
         summary
     }
@@ -1152,4 +1161,70 @@ async fn the_lambda_binary_records_failures_from_a_scheduled_invocation() {
         !watch.log().contains(KEY),
         "the API key leaked into the logs"
     );
+}
+
+#[tokio::test]
+async fn a_project_that_stops_failing_leaves_the_failure_window_at_the_daily_expiry() {
+    let mut h = Harness::new("mon-expiry").await;
+    h.settings.failure_window = chrono::Duration::days(1);
+    let sim = h.sim();
+    let ps = projects(&sim, 2, "expiry");
+    let (quiet, busy) = (&ps[0], &ps[1]);
+    insert(
+        &sim,
+        vec![
+            finished(quiet.1, "TASK_FAILED", 130, 120),
+            finished(busy.1, "TASK_FAILED", 130, 120),
+        ],
+    );
+    let t0 = Utc::now();
+
+    // The first run ever makes the day's pass; nothing has aged out yet.
+    let first = h.ok_at(t0).await;
+    assert_eq!(first.new_failures, 2);
+    let expiry = first.expiry.expect("first run of the day");
+    assert_eq!((expiry.projects_read, expiry.projects_rewritten), (2, 0));
+
+    // A day and more later only `busy` fails again; its commit prunes its own list.
+    insert(
+        &sim,
+        vec![finished(busy.1, "TASK_FAILED", -29 * 60 + 10, -29 * 60)],
+    );
+    let next_day = t0 + chrono::Duration::hours(30);
+    let second = h.ok_at(next_day).await;
+    assert_eq!(second.new_failures, 1);
+    let expiry = second.expiry.expect("first run of a new UTC day");
+    assert_eq!(
+        (
+            expiry.projects_read,
+            expiry.projects_rewritten,
+            expiry.failures_expired,
+            expiry.projects_left
+        ),
+        (2, 1, 1, 0),
+        "{expiry:?}"
+    );
+    let quiet_state = h.project(&quiet.0).await;
+    assert!(quiet_state.recent_failures.is_empty(), "{quiet_state:?}");
+    assert_eq!(quiet_state.failures_total, 1, "the counter is history");
+    assert_eq!(h.project(&busy.0).await.recent_failures.len(), 1);
+    // The failure items themselves stay until their TTL.
+    assert_eq!(h.failures().await.len(), 3);
+
+    // What the metrics page reads now: busy's new failure only.
+    let page = h
+        .store
+        .metrics_snapshot(next_day - h.settings.failure_window)
+        .await
+        .unwrap();
+    let shown: Vec<&str> = page
+        .failures
+        .iter()
+        .map(|f| f.project_name.as_str())
+        .collect();
+    assert_eq!(shown, [busy.0.as_str()]);
+
+    // Later the same day: no second pass.
+    let third = h.ok_at(next_day + chrono::Duration::minutes(5)).await;
+    assert_eq!(third.expiry, None);
 }

@@ -127,12 +127,22 @@ async fn failure_and_counter_are_written_together_once() {
     assert_eq!(item["status"].as_s().unwrap(), "TASK_FAILED");
     assert!(item["errorName"].as_s().unwrap().contains("caused by"));
 
-    // The project item: state and counter, no TTL.
+    // The project item: counter, revision and the rest of the state as one JSON attribute
+    // (what the metrics page reads per scrape), no TTL.
     let project = raw_item(&client, store.table(), keys::PROJECT_PK, "github/acme/api")
         .await
         .expect("project item");
     assert_eq!(n(&project, "failuresTotal"), 1);
     assert!(!project.contains_key("expiresAt"));
+    let packed: serde_json::Value =
+        serde_json::from_str(project["state"].as_s().expect("state is a string")).unwrap();
+    assert_eq!(packed["projectName"], "github/acme/api");
+    assert_eq!(packed["lastStatus"], "TASK_FAILED");
+    assert_eq!(packed["recentFailures"], e1.key());
+    assert!(packed.get("failuresTotal").is_none(), "{packed}");
+    let mut names: Vec<&str> = project.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["failuresTotal", "pk", "revision", "sk", "state"]);
 
     // The same commit again (a duplicate delivery): refused as a whole, counter unchanged.
     let outcome = store.commit_project(commit).await.unwrap();
@@ -406,6 +416,39 @@ async fn the_recent_failures_list_holds_every_committed_event() {
     }
     let stored = store.project_states(&["p".into()]).await.unwrap();
     assert_eq!(stored["p"].state.recent_failures, vec![e2.key(), e1.key()]);
+
+    // The legacy item's next commit rewrites it packed: its per-field attributes go, the
+    // counter moves on from where it was, and both readers see the new state.
+    let e3 = event("legacy", 3, t(28, 10, 0));
+    let next = ProjectState {
+        failures_total: 5,
+        ..state_after("legacy", std::slice::from_ref(&e3), 1)
+    };
+    let outcome = store
+        .commit_project(ProjectCommit {
+            state: &next,
+            expected_revision: Some(1),
+            events: std::slice::from_ref(&e3),
+            retention: retention(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(outcome, CommitOutcome::Committed);
+    let item = raw_item(&client, store.table(), keys::PROJECT_PK, "legacy")
+        .await
+        .unwrap();
+    let mut names: Vec<&str> = item.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["failuresTotal", "pk", "revision", "sk", "state"]);
+    assert_eq!(n(&item, "failuresTotal"), 5);
+    let rewritten = &store.project_states(&["legacy".into()]).await.unwrap()["legacy"];
+    assert_eq!(rewritten.revision, Some(2));
+    assert_eq!(rewritten.state, next);
+    let listed = store.all_project_states().await.unwrap();
+    assert_eq!(
+        listed.iter().find(|p| p.state.project_name == "legacy"),
+        Some(rewritten)
+    );
 }
 
 #[tokio::test]

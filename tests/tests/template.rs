@@ -695,6 +695,7 @@ fn functions_get_their_configuration_and_build_switches_stay_out_of_it() {
                 "STUCK_AFTER_HOURS",
                 "AUTO_RERUN_MAX",
                 "FAILURE_RETENTION_DAYS",
+                "FAILURE_WINDOW_DAYS",
                 "INITIAL_LOOKBACK_HOURS",
             ],
         ),
@@ -733,6 +734,13 @@ fn functions_get_their_configuration_and_build_switches_stay_out_of_it() {
             }
         }
     }
+    // The monitor keeps the recent-failures lists exactly as long as the page's window: one
+    // parameter feeds both, so they cannot drift apart.
+    let window = |name: &str| {
+        resource(&t, name)["Properties"]["Environment"]["Variables"]["FAILURE_WINDOW_DAYS"].clone()
+    };
+    assert_eq!(window("MonitorFunction"), ref_to("FailureWindowDays"));
+    assert_eq!(window("MetricsFunction"), ref_to("FailureWindowDays"));
 }
 
 /// Source of each function's own code: its binary and its area of `shared/`. Everything else in

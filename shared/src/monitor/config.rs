@@ -14,6 +14,7 @@
 //! | `TIMEZONE` | `Asia/Ho_Chi_Minh` | validated for consistency with the other functions |
 //! | `FAILURE_STATUSES` | `TASK_FAILED,TASK_PARTIAL` | finished statuses recorded as failures |
 //! | `FAILURE_RETENTION_DAYS` | `90` | TTL of failure events, counted from their `finishedAt` |
+//! | `FAILURE_WINDOW_DAYS` | `7` | how long a failure stays in its project's recent list, which the metrics page reads; give both functions the same value (1–90) |
 //! | `INITIAL_LOOKBACK_HOURS` | `24` | first run (or `rescan`): how far back failures are recorded |
 //! | `STUCK_AFTER_HOURS` | `12` | a running pipeline older than this flags its project stuck |
 //! | `AUTO_RERUN_MAX` | `0` | re-runs of one failed pipeline; `0` = off |
@@ -32,6 +33,8 @@ pub struct MonitorSettings {
     /// Finished statuses recorded as failures.
     pub failure_statuses: Vec<String>,
     pub retention: chrono::Duration,
+    /// How long failures stay in each project's recent list: the metrics page's window.
+    pub failure_window: chrono::Duration,
     pub initial_lookback: chrono::Duration,
     pub stuck_after: chrono::Duration,
     /// `0` = never re-run.
@@ -44,6 +47,7 @@ impl Default for MonitorSettings {
         MonitorSettings {
             failure_statuses: vec![status::FAILED.to_string(), status::PARTIAL.to_string()],
             retention: chrono::Duration::days(90),
+            failure_window: chrono::Duration::days(7),
             initial_lookback: chrono::Duration::hours(24),
             stuck_after: chrono::Duration::hours(12),
             auto_rerun_max: 0,
@@ -134,6 +138,7 @@ impl MonitorConfig {
             settings: MonitorSettings {
                 failure_statuses: failure_statuses(env)?,
                 retention: chrono::Duration::days(retention_days),
+                failure_window: chrono::Duration::days(i64::from(env.failure_window_days()?)),
                 initial_lookback: positive_hours(env, "INITIAL_LOOKBACK_HOURS", 24)?,
                 stuck_after: positive_hours(env, "STUCK_AFTER_HOURS", 12)?,
                 auto_rerun_max: env.parse_or::<u32>("AUTO_RERUN_MAX", 0)?,
@@ -173,6 +178,7 @@ mod tests {
         let c = MonitorConfig::from_env(&env(&[
             ("FAILURE_STATUSES", "task_failed, TASK_CANCELLED"),
             ("FAILURE_RETENTION_DAYS", "30"),
+            ("FAILURE_WINDOW_DAYS", "14"),
             ("INITIAL_LOOKBACK_HOURS", "6"),
             ("STUCK_AFTER_HOURS", "2"),
             ("AUTO_RERUN_MAX", "2"),
@@ -187,6 +193,7 @@ mod tests {
             vec!["TASK_FAILED", "TASK_CANCELLED"]
         );
         assert_eq!(c.settings.retention, chrono::Duration::days(30));
+        assert_eq!(c.settings.failure_window, chrono::Duration::days(14));
         assert_eq!(c.settings.initial_lookback, chrono::Duration::hours(6));
         assert_eq!(c.settings.stuck_after, chrono::Duration::hours(2));
         assert_eq!(c.settings.auto_rerun_max, 2);
@@ -202,6 +209,7 @@ mod tests {
             ("FAILURE_STATUSES", "TASK_COMPLETED"),
             ("FAILURE_STATUSES", " , "),
             ("FAILURE_RETENTION_DAYS", "0"),
+            ("FAILURE_WINDOW_DAYS", "91"),
             ("INITIAL_LOOKBACK_HOURS", "-1"),
             ("STUCK_AFTER_HOURS", "soon"),
             ("AUTO_RERUN_MAX", "-1"),

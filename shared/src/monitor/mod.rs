@@ -68,6 +68,7 @@
 
 pub mod config;
 mod error;
+pub mod expiry;
 pub mod payload;
 mod plan;
 mod project;

@@ -18,6 +18,7 @@ use crate::store::{
 
 use super::config::MonitorSettings;
 use super::error::MonitorError;
+use super::expiry;
 use super::payload::{self, Request};
 use super::plan::{self, Basis, Lookups, Observations};
 use super::project::fold;
@@ -527,6 +528,43 @@ impl Monitor<'_> {
             saved
         };
 
+        // Housekeeping after the cursor is safe: it can never hold the run's progress back.
+        let previous_run = loaded.as_ref().and_then(|c| c.updated_at);
+        let expiry = if dry_run || !expiry::due(previous_run, now) {
+            None
+        } else {
+            match expiry::expire_recent_failures(
+                self.store,
+                now,
+                settings.failure_window,
+                settings.retention,
+                deadline,
+            )
+            .await
+            {
+                Ok(done) => {
+                    tracing::info!(
+                        projects_read = done.projects_read,
+                        projects_rewritten = done.projects_rewritten,
+                        failures_expired = done.failures_expired,
+                        projects_left = done.projects_left,
+                        "daily expiry of the recent-failures lists"
+                    );
+                    Some(done)
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "daily expiry of the recent-failures lists failed; tomorrow's first run tries again");
+                    errors.push(RunIssue {
+                        project: None,
+                        pipeline_id: None,
+                        blueprint_id: None,
+                        message: format!("expiring the recent-failures lists: {e}"),
+                    });
+                    None
+                }
+            }
+        };
+
         let mut per_project: BTreeMap<String, u64> = BTreeMap::new();
         for e in &new_events {
             *per_project.entry(e.project_name.clone()).or_default() += 1;
@@ -558,6 +596,7 @@ impl Monitor<'_> {
                 .map(FailureBrief::from)
                 .collect(),
             rerun_pipeline_ids: rerun_ids,
+            expiry,
             conflicts: Vec::new(),
             errors,
             duration_ms: 0,
@@ -806,7 +845,9 @@ impl Monitor<'_> {
                 }
                 // In the same conditional write as the events: the metrics page reads its
                 // failure window from this list, so it must never miss a committed event.
-                folded.state.remember_failures(&folded.events, now);
+                folded
+                    .state
+                    .remember_failures(&folded.events, now, self.settings.failure_window);
                 let commit = ProjectCommit {
                     state: &folded.state,
                     expected_revision: stored.revision,

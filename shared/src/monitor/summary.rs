@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
 
+use super::expiry::Expiry;
 use crate::store::FailureEvent;
 
 /// How many recorded failures a summary lists (the counts are always complete).
@@ -88,6 +89,9 @@ pub struct Summary {
     /// The first [`LISTED_FAILURES`] new failures.
     pub failures: Vec<FailureBrief>,
     pub rerun_pipeline_ids: Vec<u64>,
+    /// The day's expiry of the recent-failures lists, on the first run of each UTC day.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expiry: Option<Expiry>,
     /// Always empty for the monitor (it creates nothing that could clash); kept for the shared
     /// summary shape.
     pub conflicts: Vec<Value>,

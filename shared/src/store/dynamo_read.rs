@@ -4,7 +4,8 @@
 //! records. The failures in the window come from each project's `recentFailures` list (written
 //! with the failure events, in the same transaction), not from the `FAILURE#<day>` items: the
 //! number of calls and the bytes read depend on the number of projects and their recent failures
-//! (pruned to `RECENT_FAILURES_DAYS`, capped at `RECENT_FAILURES_MAX`), never on history.
+//! (kept to the monitor's `FAILURE_WINDOW_DAYS`, capped at `RECENT_FAILURES_MAX`), never on
+//! history.
 
 use std::collections::HashMap;
 
@@ -12,9 +13,10 @@ use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkErro
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use chrono::{DateTime, Utc};
 
-use super::dynamo::keys;
+use super::dynamo::{decode_project, keys};
 use super::{
     DynamoStore, Job, MetricsSnapshot, MetricsSource, ProjectState, RunRecord, StoreError,
+    StoredProject,
 };
 
 /// BatchGetItem may leave keys unprocessed under throttling; try them again this many times.
@@ -38,6 +40,7 @@ impl DynamoStore {
     ) -> Result<MetricsSnapshot, StoreError> {
         let (projects, (automation, monitor)) =
             futures::try_join!(self.all_project_states(), self.latest_runs())?;
+        let projects: Vec<ProjectState> = projects.into_iter().map(|p| p.state).collect();
         let mut failures = Vec::new();
         for project in &projects {
             failures.extend(project.recent_failures_since(since)?);
@@ -50,8 +53,8 @@ impl DynamoStore {
         })
     }
 
-    /// Every per-project state item, in project-name order.
-    pub async fn all_project_states(&self) -> Result<Vec<ProjectState>, StoreError> {
+    /// Every per-project item, in project-name order.
+    pub async fn all_project_states(&self) -> Result<Vec<StoredProject>, StoreError> {
         let mut states = Vec::new();
         let mut start_key = None;
         loop {
@@ -67,7 +70,7 @@ impl DynamoStore {
                 .await
                 .map_err(|e| sdk_error("Query PROJECT", e))?;
             for item in page.items.unwrap_or_default() {
-                states.push(decode::<ProjectState>(item)?);
+                states.push(decode_project("Query PROJECT", item)?);
             }
             start_key = page.last_evaluated_key.filter(|k| !k.is_empty());
             if start_key.is_none() {

@@ -174,6 +174,20 @@ impl MonitorStore for MemoryStore {
             .collect())
     }
 
+    async fn all_projects(&self) -> Result<Vec<StoredProject>, StoreError> {
+        self.check("Query")?;
+        let tables = self.lock();
+        // Keyed by name: already in name order.
+        Ok(tables
+            .projects
+            .values()
+            .map(|(state, revision)| StoredProject {
+                state: state.clone(),
+                revision: Some(*revision),
+            })
+            .collect())
+    }
+
     async fn recorded_failures(
         &self,
         events: &[FailureEvent],

@@ -15,10 +15,11 @@
 //! Failure events are bucketed by day (an operator reads a day with one Query) and are the
 //! idempotency record of the monitor. The metrics function does not read them: each PROJECT item
 //! also carries `recentFailures`, the keys of the project's failures of the last
-//! [`RECENT_FAILURES_DAYS`] (at most [`RECENT_FAILURES_MAX`]), written in the same transaction as
-//! the failure events. One paginated Query of `pk = PROJECT` thus gives the metrics page both the
-//! project states and the failures in its window: cost grows with projects and recent failures,
-//! never with history.
+//! `FAILURE_WINDOW_DAYS` (at most [`RECENT_FAILURES_MAX`]), written in the same transaction as
+//! the failure events and expired by the monitor (at each commit of the project, and for every
+//! project on its first run of each UTC day). One paginated Query of `pk = PROJECT` thus gives the
+//! metrics page both the project states and the failures in its window: cost grows with projects
+//! and failures of the window (plus at most a day), never with history.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -29,7 +30,7 @@ use thiserror::Error;
 mod dynamo;
 mod dynamo_read;
 mod memory;
-pub use dynamo::{keys, DynamoStore, MAX_EVENTS_PER_COMMIT};
+pub use dynamo::{keys, project_item, DynamoStore, MAX_EVENTS_PER_COMMIT};
 pub use memory::MemoryStore;
 
 /// A job whose runs are recorded for `devlake_*_last_run_*`.
@@ -84,8 +85,9 @@ impl FailureEvent {
     }
 }
 
-/// How far back `ProjectState::recent_failures` reaches: the longest `FAILURE_WINDOW_DAYS` the
-/// metrics function accepts, so any window it serves is covered.
+/// The longest `FAILURE_WINDOW_DAYS` either function accepts. The monitor keeps each project's
+/// `recent_failures` to its own `FAILURE_WINDOW_DAYS` (at each commit, and for every project
+/// once a day), so the list, and the bytes every scrape reads, follow the window, not history.
 pub const RECENT_FAILURES_DAYS: i64 = 90;
 
 /// At most this many recent failures are kept per project, newest first. An entry is a ~30-byte
@@ -105,14 +107,16 @@ pub struct ProjectState {
     pub last_success_at: Option<DateTime<Utc>>,
     pub last_failure_at: Option<DateTime<Utc>>,
     pub last_duration_seconds: Option<f64>,
-    /// Monotonic: failures ever recorded for the project.
+    /// Monotonic: failures ever recorded for the project. Defaults to 0 when absent because the
+    /// DynamoDB adapter stores it apart from the rest of the state.
+    #[serde(default)]
     pub failures_total: u64,
     /// Failures since the last success.
     pub consecutive_failures: u64,
     /// A pipeline of this project has run longer than `STUCK_AFTER_HOURS`.
     pub stuck: bool,
     /// Keys ([`FailureEvent::key`], `<finishedAt RFC3339 millis>#<pipelineId>`) of the
-    /// project's failures of the last [`RECENT_FAILURES_DAYS`], oldest first, at most
+    /// project's failures of the monitor's `FAILURE_WINDOW_DAYS`, oldest first, at most
     /// [`RECENT_FAILURES_MAX`]. The metrics page reads its failure window from here instead of
     /// the failure items, at the key's millisecond precision (DevLake stamps whole seconds).
     /// Absent in items written before it existed. Stored as one space-separated string
@@ -140,14 +144,27 @@ mod space_separated {
 
 impl ProjectState {
     /// Adds `events` to `recent_failures` and drops failures that finished before
-    /// `now - RECENT_FAILURES_DAYS`. The monitor calls this with its run's `now`; the stores
-    /// also merge a commit's events themselves ([`Self::add_recent_failures`]), so the list
-    /// never misses a committed event whoever builds the state.
-    pub fn remember_failures(&mut self, events: &[FailureEvent], now: DateTime<Utc>) {
+    /// `now - window`. The monitor calls this with its run's `now` and `FAILURE_WINDOW_DAYS`;
+    /// the stores also merge a commit's events themselves ([`Self::add_recent_failures`]), so
+    /// the list never misses a committed event whoever builds the state.
+    pub fn remember_failures(
+        &mut self,
+        events: &[FailureEvent],
+        now: DateTime<Utc>,
+        window: chrono::Duration,
+    ) {
         self.add_recent_failures(events);
-        let oldest = (now - chrono::Duration::days(RECENT_FAILURES_DAYS))
-            .to_rfc3339_opts(SecondsFormat::Millis, true);
-        self.recent_failures.retain(|k| *k >= oldest);
+        self.expire_recent_failures(now - window);
+    }
+
+    /// Drops the recent failures that finished before `before`; returns how many went. No
+    /// scrape from `before + window` on needs them.
+    pub fn expire_recent_failures(&mut self, before: DateTime<Utc>) -> usize {
+        let oldest = before.to_rfc3339_opts(SecondsFormat::Millis, true);
+        // Sorted oldest first: the expired ones are a prefix.
+        let expired = self.recent_failures.partition_point(|k| *k < oldest);
+        self.recent_failures.drain(..expired);
+        expired
     }
 
     /// Adds `events` to `recent_failures`, dropping duplicates and the oldest past
@@ -351,6 +368,10 @@ pub trait MonitorStore: RunLog {
         names: &[String],
     ) -> Result<HashMap<String, StoredProject>, StoreError>;
 
+    /// Every stored project, in name order (one paginated Query in DynamoDB, the same read as
+    /// a scrape's): the monitor's daily expiry of recent failures walks them.
+    async fn all_projects(&self) -> Result<Vec<StoredProject>, StoreError>;
+
     /// Keys ([`FailureEvent::key`]) of those of `events` already stored. Used by dry runs, which
     /// must report what a real run would record without writing.
     async fn recorded_failures(
@@ -397,12 +418,21 @@ mod tests {
             project_name: "p".into(),
             ..Default::default()
         };
-        let old = failure(1, now - day * (RECENT_FAILURES_DAYS as i32) - day);
+        let window = day * 7;
+        let old = failure(1, now - window - chrono::Duration::milliseconds(1));
         let a = failure(2, now - day * 3);
         let b = failure(3, now - day);
-        state.remember_failures(&[b.clone(), old, a.clone()], now);
-        state.remember_failures(std::slice::from_ref(&b), now);
+        state.remember_failures(&[b.clone(), old, a.clone()], now, window);
+        state.remember_failures(std::slice::from_ref(&b), now, window);
         assert_eq!(state.recent_failures, vec![a.key(), b.key()]);
+        // A failure exactly at the window's start is still inside it.
+        let edge = failure(4, now - window);
+        state.remember_failures(std::slice::from_ref(&edge), now, window);
+        assert_eq!(state.recent_failures, vec![edge.key(), a.key(), b.key()]);
+        // A day later the edge failure has aged out; `a` (3 days back) stays.
+        assert_eq!(state.expire_recent_failures(now + day - window), 1);
+        assert_eq!(state.recent_failures, vec![a.key(), b.key()]);
+        assert_eq!(state.expire_recent_failures(now + day - window), 0);
 
         let since = state.recent_failures_since(now - day * 2).unwrap();
         assert_eq!(since.len(), 1);
@@ -418,7 +448,7 @@ mod tests {
         let many: Vec<FailureEvent> = (0..RECENT_FAILURES_MAX as u64 + 10)
             .map(|i| failure(100 + i, now - chrono::Duration::seconds(30 * i as i64)))
             .collect();
-        state.remember_failures(&many, now);
+        state.remember_failures(&many, now, window);
         assert_eq!(state.recent_failures.len(), RECENT_FAILURES_MAX);
         assert_eq!(state.recent_failures.last(), Some(&many[0].key()));
         assert!(!state.recent_failures.contains(&b.key()));

@@ -5,8 +5,9 @@
 //! items plus the project's state and recent-failures list in one transaction), then times `--requests` warm scrapes through the real handler (in-process, real
 //! `aws-sdk-dynamodb` client against DynamoDB Local) and prints handler time p50/p95, DynamoDB
 //! requests per scrape (counted on the wire by an SDK interceptor), response size and peak RSS.
-//! It then adds `--old-failures` events outside the window and scrapes again, to show that the
-//! number of calls depends on the window, not on the table's history.
+//! It then adds `--old-failures` events outside the window, runs the monitor's daily expiry of the
+//! recent-failures lists, and scrapes again, to show that the number of calls depends on the
+//! window, not on the table's history.
 //!
 //! Run: `eval "$(bash infra/local/setup.sh --env)"; cargo run --profile perf --bin bench-metrics` (figures in the README are from the `perf` profile).
 
@@ -17,8 +18,10 @@ use anyhow::{ensure, Context, Result};
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use clap::Parser;
+use devlake_autopilot::deadline::Deadline;
 use devlake_autopilot::metrics_http::http::{header, Request, StatusCode};
 use devlake_autopilot::metrics_http::{MetricsService, MetricsToken};
+use devlake_autopilot::monitor::expiry::expire_recent_failures;
 use devlake_autopilot::render;
 use devlake_autopilot::store::{
     keys, CommitOutcome, DynamoStore, FailureEvent, Job, MetricsSource, MonitorStore,
@@ -102,7 +105,7 @@ async fn main() -> Result<()> {
     let projects: Vec<StoredState> = (0..args.projects)
         .map(|i| (project(i, now), None))
         .collect();
-    let projects = commit_all(&seeder, projects, failures, args.projects, now).await?;
+    let projects = commit_all(&seeder, projects, failures, args.projects, window).await?;
     println!(
         "seeded {} projects and {} in-window failures into {table} in {:.1} s",
         args.projects,
@@ -133,11 +136,33 @@ async fn main() -> Result<()> {
             + ChronoDuration::minutes((i as i64 * 80 * 24 * 60) / args.old_failures.max(1) as i64);
         failure(1_000_000 + i, args.projects, now - back)
     });
-    commit_all(&seeder, projects, old, args.projects, now).await?;
+    commit_all(&seeder, projects, old, args.projects, window).await?;
     println!(
         "added {} failures outside the window in {:.1} s",
         args.old_failures,
         old_started.elapsed().as_secs_f64()
+    );
+    // Each old failure was recorded when it was recent, and left its project's list a window
+    // later: at that project's next commit or, for a project that stopped failing, at the
+    // monitor's daily expiry. The seeding above commits them late, so run the expiry as the
+    // monitor's first run of the day does; what a scrape would read without it comes first.
+    calls.reset();
+    service.source().snapshot(now - window).await?;
+    println!(
+        "before the monitor's daily expiry: {} DynamoDB calls per scrape",
+        calls.total()
+    );
+    let expiry = expire_recent_failures(
+        &seeder,
+        now,
+        window,
+        ChronoDuration::days(90),
+        Deadline::none(),
+    )
+    .await?;
+    println!(
+        "daily expiry: {} projects read, {} rewritten, {} failure keys expired",
+        expiry.projects_read, expiry.projects_rewritten, expiry.failures_expired
     );
     let second = measure(&service, &calls, args.requests, args.failures).await?;
     print_figures("plus old failures outside the window", &second);
@@ -265,7 +290,7 @@ async fn breakdown(
             tz,
             render::ExpositionFormat::PrometheusText,
             Duration::ZERO,
-        )?;
+        );
         renders.push(started.elapsed());
         ensure!(!page.is_empty());
     }
@@ -398,7 +423,7 @@ async fn commit_all(
     states: Vec<StoredState>,
     events: impl Iterator<Item = FailureEvent>,
     projects: usize,
-    now: DateTime<Utc>,
+    window: ChronoDuration,
 ) -> Result<Vec<StoredState>> {
     let mut per_project: Vec<Vec<FailureEvent>> = vec![Vec::new(); projects];
     for (i, event) in events.enumerate() {
@@ -409,7 +434,13 @@ async fn commit_all(
             events.sort_by_key(|e| e.finished_at);
             for chunk in events.chunks(MAX_EVENTS_PER_COMMIT) {
                 state.failures_total += chunk.len() as u64;
-                state.remember_failures(chunk, now);
+                // Recorded by a monitor run just after the newest of them finished.
+                let recorded_at = chunk
+                    .iter()
+                    .map(|e| e.finished_at)
+                    .max()
+                    .unwrap_or_default();
+                state.remember_failures(chunk, recorded_at, window);
                 commit(store, &state, revision, chunk).await?;
                 revision = Some(revision.map_or(1, |r| r + 1));
             }
