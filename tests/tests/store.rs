@@ -540,3 +540,92 @@ async fn a_steady_state_commit_is_one_request() {
         [("TransactWriteItems".to_string(), 1)].into()
     );
 }
+
+/// Writes `states` as project items, 25 per BatchWriteItem.
+async fn put_projects(client: &aws_sdk_dynamodb::Client, table: &str, states: &[ProjectState]) {
+    use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+    for chunk in states.chunks(25) {
+        let mut requests: Vec<WriteRequest> = chunk
+            .iter()
+            .map(|s| {
+                let put = PutRequest::builder()
+                    .set_item(Some(devlake_autopilot::store::project_item(s, 1).unwrap()))
+                    .build()
+                    .unwrap();
+                WriteRequest::builder().put_request(put).build()
+            })
+            .collect();
+        while !requests.is_empty() {
+            let out = client
+                .batch_write_item()
+                .request_items(table, requests)
+                .send()
+                .await
+                .unwrap();
+            requests = out
+                .unprocessed_items
+                .and_then(|mut u| u.remove(table))
+                .unwrap_or_default();
+        }
+    }
+}
+
+#[tokio::test]
+async fn project_reads_split_into_concurrent_ranges_still_see_every_project_once() {
+    let local = dynamodb_local().await;
+    let table = local.create_table("store-ranges").await;
+    let client = local.client();
+    let counter = DynamoCallCounter::default();
+    let store = DynamoStore::new(counter.client(&local_sdk_config(local.endpoint())), &table);
+    let project = |name: String| ProjectState {
+        project_name: name,
+        last_status: Some("TASK_COMPLETED".into()),
+        ..Default::default()
+    };
+    let mut names: Vec<String> = (0..2_500)
+        .map(|i| format!("github/org/repo-{i:05}"))
+        .collect();
+    let states: Vec<ProjectState> = names.iter().cloned().map(project).collect();
+    put_projects(&client, &table, &states).await;
+    let read = |store: DynamoStore| async move {
+        store
+            .all_project_states()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|p| p.state.project_name)
+            .collect::<Vec<_>>()
+    };
+
+    // The first read pages one Query; it learns where to split the next ones.
+    assert_eq!(read(store.clone()).await, names);
+    counter.reset();
+    // Three ranges now (before repo-01000, repo-01000 up to repo-02000, the rest), in parallel.
+    assert_eq!(read(store.clone()).await, names);
+    assert_eq!(counter.by_operation(), [("Query".to_string(), 3)].into());
+
+    // Projects added at, before, between and after the split points, and one removed: each
+    // read still sees exactly the table.
+    let added = [
+        "a-first",
+        "github/org/repo-00999z",
+        "github/org/repo-01000-",
+        "github/org/repo-02000a",
+        "zz-last",
+    ];
+    let more: Vec<ProjectState> = added.iter().map(|n| project(n.to_string())).collect();
+    put_projects(&client, &table, &more).await;
+    client
+        .delete_item()
+        .table_name(&table)
+        .key(keys::PK, AttributeValue::S(keys::PROJECT_PK.into()))
+        .key(keys::SK, AttributeValue::S("github/org/repo-02000".into()))
+        .send()
+        .await
+        .unwrap();
+    names.extend(added.iter().map(|n| n.to_string()));
+    names.retain(|n| n != "github/org/repo-02000");
+    names.sort();
+    assert_eq!(read(store.clone()).await, names);
+    assert_eq!(read(store).await, names);
+}

@@ -4,9 +4,9 @@
 //! scrape of the metrics page reads every project item. A commit prunes its project's list, but a
 //! project that stops failing is never committed to again: without this pass its old failures
 //! would stay in the list, and the bytes (and DynamoDB pages) of every scrape would grow with
-//! history. So on its first run of each UTC day the monitor reads every project (the same
-//! paginated Query as one scrape) and rewrites those holding failures older than the window,
-//! conditional on the revision it read. A project changed meanwhile is left alone: whoever
+//! history. So on its first run of each UTC day the monitor reads every project (the same read
+//! as one scrape) and rewrites those holding failures older than the window, conditional on the
+//! revision it read. A project changed meanwhile is left alone: whoever
 //! changed it committed, and commits prune.
 //!
 //! Between two passes a list can hold at most a day of failures past the window; the page never

@@ -59,6 +59,9 @@ pub mod keys {
 pub struct DynamoStore {
     pub(crate) client: Client,
     pub(crate) table: String,
+    /// Where the last full read of the PROJECT partition would split it into ranges of about
+    /// equal size (see `all_project_states`); empty until then. Shared by clones.
+    pub(crate) project_splits: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl DynamoStore {
@@ -66,6 +69,7 @@ impl DynamoStore {
         DynamoStore {
             client,
             table: table.into(),
+            project_splits: Default::default(),
         }
     }
 

@@ -1,11 +1,11 @@
 //! The metrics function's read path: everything the page shows, without a Scan.
 //!
-//! Per scrape: one paginated Query of `pk = PROJECT` and one BatchGetItem for the two run
-//! records. The failures in the window come from each project's `recentFailures` list (written
-//! with the failure events, in the same transaction), not from the `FAILURE#<day>` items: the
-//! number of calls and the bytes read depend on the number of projects and their recent failures
-//! (kept to the monitor's `FAILURE_WINDOW_DAYS`, capped at `RECENT_FAILURES_MAX`), never on
-//! history.
+//! Per scrape: the `pk = PROJECT` partition, read as concurrent Queries over ranges of project
+//! names, and one BatchGetItem for the two run records. The failures in the window come from
+//! each project's `recentFailures` list (written with the failure events, in the same
+//! transaction), not from the `FAILURE#<day>` items: the number of calls and the bytes read
+//! depend on the number of projects and their recent failures (kept to the monitor's
+//! `FAILURE_WINDOW_DAYS`, capped at `RECENT_FAILURES_MAX`), never on history.
 
 use std::collections::HashMap;
 
@@ -18,6 +18,13 @@ use super::{
     DynamoStore, Job, MetricsSnapshot, MetricsSource, ProjectState, RunRecord, StoreError,
     StoredProject,
 };
+
+/// Project items per concurrent Query of [`DynamoStore::all_project_states`]: about half of
+/// DynamoDB's 1 MB page for typical items, so a range is usually one page.
+const PROJECTS_PER_SEGMENT: usize = 1_000;
+/// At most this many Queries at once; past `MAX_SEGMENTS × PROJECTS_PER_SEGMENT` projects the
+/// ranges grow and page in sequence.
+const MAX_SEGMENTS: usize = 8;
 
 /// BatchGetItem may leave keys unprocessed under throttling; try them again this many times.
 const UNPROCESSED_RETRIES: usize = 3;
@@ -54,23 +61,90 @@ impl DynamoStore {
     }
 
     /// Every per-project item, in project-name order.
+    ///
+    /// Read as concurrent Queries over ranges of project names, split where the previous read of
+    /// this store found every [`PROJECTS_PER_SEGMENT`]th name, instead of one Query paged in
+    /// sequence: the pages of one Query can only be asked for one after the other. The split
+    /// points only balance the work; the ranges always cover every name, so a project added or
+    /// removed since is read all the same.
     pub async fn all_project_states(&self) -> Result<Vec<StoredProject>, StoreError> {
+        let splits = self
+            .project_splits
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default();
+        let mut bounds: Vec<(Option<&str>, Option<&str>)> = Vec::with_capacity(splits.len() + 1);
+        let mut lower = None;
+        for split in &splits {
+            bounds.push((lower, Some(split.as_str())));
+            lower = Some(split.as_str());
+        }
+        bounds.push((lower, None));
+        let segments = futures::future::try_join_all(
+            bounds
+                .into_iter()
+                .map(|(from, until)| self.project_range(from, until)),
+        )
+        .await?;
+        let states: Vec<StoredProject> = segments.into_iter().flatten().collect();
+        let next: Vec<String> = states
+            .iter()
+            .skip(PROJECTS_PER_SEGMENT)
+            .step_by(PROJECTS_PER_SEGMENT)
+            .take(MAX_SEGMENTS - 1)
+            .map(|p| p.state.project_name.clone())
+            .collect();
+        if let Ok(mut splits) = self.project_splits.lock() {
+            *splits = next;
+        }
+        Ok(states)
+    }
+
+    /// The project items with a name at or after `from` and before `until`, all pages.
+    async fn project_range(
+        &self,
+        from: Option<&str>,
+        until: Option<&str>,
+    ) -> Result<Vec<StoredProject>, StoreError> {
+        // A key condition takes one sort-key comparison: a middle range is read with BETWEEN
+        // (inclusive) and its upper bound, the next range's first name, dropped here.
+        let condition = match (from, until) {
+            (None, None) => "#pk = :pk",
+            (Some(_), None) => "#pk = :pk AND #sk >= :from",
+            (None, Some(_)) => "#pk = :pk AND #sk < :until",
+            (Some(_), Some(_)) => "#pk = :pk AND #sk BETWEEN :from AND :until",
+        };
         let mut states = Vec::new();
         let mut start_key = None;
         loop {
-            let page = self
+            let mut query = self
                 .client
                 .query()
                 .table_name(&self.table)
-                .key_condition_expression("#pk = :pk")
+                .key_condition_expression(condition)
                 .expression_attribute_names("#pk", keys::PK)
                 .expression_attribute_values(":pk", AttributeValue::S(keys::PROJECT_PK.into()))
-                .set_exclusive_start_key(start_key)
+                .set_exclusive_start_key(start_key);
+            if from.is_some() || until.is_some() {
+                query = query.expression_attribute_names("#sk", keys::SK);
+            }
+            if let Some(from) = from {
+                query = query.expression_attribute_values(":from", AttributeValue::S(from.into()));
+            }
+            if let Some(until) = until {
+                query =
+                    query.expression_attribute_values(":until", AttributeValue::S(until.into()));
+            }
+            let page = query
                 .send()
                 .await
                 .map_err(|e| sdk_error("Query PROJECT", e))?;
             for item in page.items.unwrap_or_default() {
-                states.push(decode_project("Query PROJECT", item)?);
+                let stored = decode_project("Query PROJECT", item)?;
+                if until.is_some_and(|u| stored.state.project_name == u) {
+                    continue;
+                }
+                states.push(stored);
             }
             start_key = page.last_evaluated_key.filter(|k| !k.is_empty());
             if start_key.is_none() {

@@ -17,7 +17,7 @@
 //! also carries `recentFailures`, the keys of the project's failures of the last
 //! `FAILURE_WINDOW_DAYS` (at most [`RECENT_FAILURES_MAX`]), written in the same transaction as
 //! the failure events and expired by the monitor (at each commit of the project, and for every
-//! project on its first run of each UTC day). One paginated Query of `pk = PROJECT` thus gives the
+//! project on its first run of each UTC day). One read of the `pk = PROJECT` partition thus gives the
 //! metrics page both the project states and the failures in its window: cost grows with projects
 //! and failures of the window (plus at most a day), never with history.
 
@@ -368,7 +368,7 @@ pub trait MonitorStore: RunLog {
         names: &[String],
     ) -> Result<HashMap<String, StoredProject>, StoreError>;
 
-    /// Every stored project, in name order (one paginated Query in DynamoDB, the same read as
+    /// Every stored project, in name order (the `PROJECT` partition in DynamoDB, the same read as
     /// a scrape's): the monitor's daily expiry of recent failures walks them.
     async fn all_projects(&self) -> Result<Vec<StoredProject>, StoreError>;
 
