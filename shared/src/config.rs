@@ -26,8 +26,10 @@ impl ConfigError {
     }
 }
 
-/// The longest `FAILURE_WINDOW_DAYS`: as far back as a project's recent-failures list may reach.
-pub const MAX_FAILURE_WINDOW_DAYS: u32 = crate::store::RECENT_FAILURES_DAYS as u32;
+/// The longest `FAILURE_WINDOW_DAYS` either function accepts. The monitor keeps each project's
+/// recent-failures list to its own `FAILURE_WINDOW_DAYS` (at each commit, and for every project
+/// once a day), so the list, and the bytes every scrape reads, follow the window, not history.
+pub const MAX_FAILURE_WINDOW_DAYS: u32 = 90;
 
 /// The namespace of both jobs' CloudWatch metrics when `CLOUDWATCH_NAMESPACE` is unset.
 pub const DEFAULT_CLOUDWATCH_NAMESPACE: &str = "DevLake/Autopilot";

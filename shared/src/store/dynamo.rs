@@ -208,17 +208,17 @@ fn packed_project_state(operation: &str, state: &ProjectState) -> Result<String,
 }
 
 /// The attributes a PROJECT item had before the state was packed (one per field, counter
-/// excepted), removed by the next commit so no stale copy outlives the packed one.
-fn unpacked_project_attributes() -> Vec<String> {
-    match serde_json::to_value(ProjectState::default()) {
+/// excepted), removed by the next commit so no stale copy outlives the packed one. Derived once
+/// from the state's own field names, so it cannot drift from them.
+static UNPACKED_PROJECT_ATTRIBUTES: std::sync::LazyLock<Vec<String>> =
+    std::sync::LazyLock::new(|| match serde_json::to_value(ProjectState::default()) {
         Ok(serde_json::Value::Object(fields)) => fields
             .into_iter()
             .map(|(name, _)| name)
             .filter(|name| name != FAILURES_TOTAL)
             .collect(),
         _ => Vec::new(),
-    }
-}
+    });
 
 /// A whole PROJECT item as a commit leaves it (keys, packed state, counter, revision), for
 /// seeding a table in tests and benchmarks without going through the monitor.
@@ -405,8 +405,8 @@ impl DynamoStore {
         values.insert(":next".into(), n(next));
         let sets = ["#state = :state", "#rev = :next"];
         let mut removes = Vec::new();
-        for (i, name) in unpacked_project_attributes().into_iter().enumerate() {
-            names.insert(format!("#u{i}"), name);
+        for (i, name) in UNPACKED_PROJECT_ATTRIBUTES.iter().enumerate() {
+            names.insert(format!("#u{i}"), name.clone());
             removes.push(format!("#u{i}"));
         }
         let condition = match commit.expected_revision {

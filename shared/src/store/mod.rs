@@ -85,11 +85,6 @@ impl FailureEvent {
     }
 }
 
-/// The longest `FAILURE_WINDOW_DAYS` either function accepts. The monitor keeps each project's
-/// `recent_failures` to its own `FAILURE_WINDOW_DAYS` (at each commit, and for every project
-/// once a day), so the list, and the bytes every scrape reads, follow the window, not history.
-pub const RECENT_FAILURES_DAYS: i64 = 90;
-
 /// At most this many recent failures are kept per project, newest first. An entry is a ~30-byte
 /// string (~32 bytes stored), so the list stays under ~64 KB of the 400 KB item limit; past
 /// the cap, the compatibility series of that project shows its newest failures only.
