@@ -478,6 +478,10 @@ fn every_iam_statement_is_scoped() {
                     resource, "*",
                     "{owner}: a partial wildcard resource ({resource}) is not scoped"
                 );
+                // The VPC variant's Describe calls have no resource-level permissions at all.
+                if actions == ["ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets"] {
+                    continue;
+                }
                 assert_eq!(
                     actions,
                     ["cloudwatch:PutMetricData"],
@@ -1629,5 +1633,244 @@ fn cargo_lambda_deploy_metadata_matches_the_template() {
             Some("true"),
             "{code_uri}"
         );
+    }
+}
+
+// ---- Private network: the VPC variant and the default one ----
+
+/// The value an expression takes in this deployment when it is a whole property (object, list or
+/// scalar) chosen by `Fn::If`; `None` for `AWS::NoValue`.
+fn chosen<'a>(d: &Deployment<'a>, v: &'a Value) -> Option<&'a Value> {
+    if let Some(branches) = v.get("Fn::If").and_then(Value::as_array) {
+        let branch = if d.condition(branches[0].as_str().unwrap()) {
+            &branches[1]
+        } else {
+            &branches[2]
+        };
+        return chosen(d, branch);
+    }
+    if v.is_null() || v == &ref_to("AWS::NoValue") {
+        return None;
+    }
+    Some(v)
+}
+
+/// The statements of a function's role as deployed (conditional statements resolved).
+fn deployed_statements<'a>(d: &Deployment<'a>, function: &str) -> Vec<&'a Value> {
+    let role = resource(d.t, function)["Properties"]["Role"]["Fn::GetAtt"][0]
+        .as_str()
+        .unwrap();
+    resource(d.t, role)["Properties"]["Policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["PolicyDocument"]["Statement"].as_array().unwrap())
+        .filter_map(|s| chosen(d, s))
+        .collect()
+}
+
+/// Actions of `service` in a function's deployed role.
+fn deployed_actions(d: &Deployment<'_>, function: &str, service: &str) -> BTreeSet<String> {
+    deployed_statements(d, function)
+        .into_iter()
+        .flat_map(|s| strings(&s["Action"]))
+        .filter(|a| a.starts_with(&format!("{service}:")))
+        .map(str::to_string)
+        .collect()
+}
+
+const SUBNETS: &str = "subnet-0123456789abcdef0,subnet-0fedcba9876543210";
+const SECURITY_GROUPS: &str = "sg-0123456789abcdef0";
+
+fn vpc_overrides() -> [(&'static str, &'static str); 2] {
+    [
+        ("VpcSubnetIds", SUBNETS),
+        ("VpcSecurityGroupIds", SECURITY_GROUPS),
+    ]
+}
+
+#[test]
+fn only_the_jobs_that_call_devlake_join_a_vpc_and_only_when_one_is_given() {
+    let t = template();
+    for name in ["VpcSubnetIds", "VpcSecurityGroupIds"] {
+        assert_eq!(t["Parameters"][name]["Default"], "", "{name}: optional");
+    }
+
+    // Default: no function is in a VPC.
+    let d = Deployment::new(&t, &[]);
+    assert!(!d.condition("UseVpc"));
+    for (name, _, _) in FUNCTIONS {
+        let vpc = &resource(&t, name)["Properties"]["VpcConfig"];
+        assert_eq!(chosen(&d, vpc), None, "{name} is in a VPC by default");
+    }
+
+    // Both lists given: the automation and the monitor use them; metrics only reads DynamoDB and
+    // has no VpcConfig in any variant.
+    let d = Deployment::new(&t, &vpc_overrides());
+    assert!(d.condition("UseVpc"));
+    for name in ["AutomationFunction", "MonitorFunction"] {
+        let vpc = chosen(&d, &resource(&t, name)["Properties"]["VpcConfig"])
+            .unwrap_or_else(|| panic!("{name} has no VpcConfig with subnets given"));
+        assert_eq!(
+            vpc["SubnetIds"],
+            json!({"Fn::Split": [",", ref_to("VpcSubnetIds")]}),
+            "{name}"
+        );
+        assert_eq!(
+            vpc["SecurityGroupIds"],
+            json!({"Fn::Split": [",", ref_to("VpcSecurityGroupIds")]}),
+            "{name}"
+        );
+    }
+    assert!(
+        resource(&t, "MetricsFunction")["Properties"]
+            .get("VpcConfig")
+            .is_none(),
+        "the metrics function stays outside the VPC"
+    );
+
+    // One list without the other is refused by the template's rule, before anything is created.
+    let rule = &t["Rules"]["VpcSubnetsAndSecurityGroupsTogether"]["Assertions"][0]["Assert"];
+    for (subnets, groups, accepted) in [
+        ("", "", true),
+        (SUBNETS, SECURITY_GROUPS, true),
+        (SUBNETS, "", false),
+        ("", SECURITY_GROUPS, false),
+    ] {
+        let d = Deployment::new(
+            &t,
+            &[("VpcSubnetIds", subnets), ("VpcSecurityGroupIds", groups)],
+        );
+        assert_eq!(d.holds(rule), accepted, "{subnets:?} / {groups:?}");
+    }
+
+    // The patterns take comma lists of IDs, nothing with spaces or other kinds of ID.
+    for (name, good, bad) in [
+        (
+            "VpcSubnetIds",
+            ["", "subnet-0123abcd", SUBNETS],
+            ["subnet-0123abcd, subnet-4567ef01", "sg-0123abcd", "subnet-"],
+        ),
+        (
+            "VpcSecurityGroupIds",
+            ["", "sg-0123abcd", "sg-0123abcd,sg-4567ef01"],
+            ["sg-0123abcd,", "subnet-0123abcd", " sg-0123abcd"],
+        ),
+    ] {
+        let re = regex_lite::Regex::new(t["Parameters"][name]["AllowedPattern"].as_str().unwrap())
+            .unwrap();
+        let whole = |v: &str| {
+            re.find(v)
+                .is_some_and(|m| m.start() == 0 && m.end() == v.len())
+        };
+        for v in good {
+            assert!(whole(v), "{name}: {v:?} is refused");
+        }
+        for v in bad {
+            assert!(!whole(v), "{name}: {v:?} is accepted");
+        }
+    }
+}
+
+#[test]
+fn network_interface_permissions_exist_only_in_the_vpc_variant_and_are_scoped() {
+    let t = template();
+    let default = Deployment::new(&t, &[]);
+    let vpc = Deployment::new(&t, &vpc_overrides());
+    for (name, _, _) in FUNCTIONS {
+        assert_eq!(
+            deployed_actions(&default, name, "ec2"),
+            BTreeSet::new(),
+            "{name}: EC2 permissions without a VPC"
+        );
+    }
+    assert_eq!(
+        deployed_actions(&vpc, "MetricsFunction", "ec2"),
+        BTreeSet::new(),
+        "metrics is never in the VPC"
+    );
+    let needed: BTreeSet<String> = [
+        "ec2:CreateNetworkInterface",
+        "ec2:DeleteNetworkInterface",
+        "ec2:DescribeNetworkInterfaces",
+        "ec2:DescribeSubnets",
+        "ec2:AssignPrivateIpAddresses",
+        "ec2:UnassignPrivateIpAddresses",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+
+    for name in ["AutomationFunction", "MonitorFunction"] {
+        assert_eq!(deployed_actions(&vpc, name, "ec2"), needed, "{name}");
+        let ec2: Vec<&Value> = deployed_statements(&vpc, name)
+            .into_iter()
+            .filter(|s| strings(&s["Action"]).iter().any(|a| a.starts_with("ec2:")))
+            .collect();
+        // Creating an interface is authorised on the interface, the subnet and the security
+        // groups: each is limited to this account and region, and the subnets and groups to the
+        // ones given.
+        let account_scoped = |s: &Value, kind: &str| {
+            let arn = s["Resource"]["Fn::Sub"].as_str().unwrap_or_default();
+            arn == format!(
+                "arn:${{AWS::Partition}}:ec2:${{AWS::Region}}:${{AWS::AccountId}}:{kind}/*"
+            )
+        };
+        let create: Vec<&&Value> = ec2
+            .iter()
+            .filter(|s| strings(&s["Action"]).contains(&"ec2:CreateNetworkInterface"))
+            .collect();
+        for (kind, key, param) in [
+            ("subnet", "ec2:SubnetID", "VpcSubnetIds"),
+            (
+                "security-group",
+                "ec2:SecurityGroupID",
+                "VpcSecurityGroupIds",
+            ),
+        ] {
+            let s = create
+                .iter()
+                .find(|s| account_scoped(s, kind))
+                .unwrap_or_else(|| {
+                    panic!("{name}: no ec2:CreateNetworkInterface on this account's {kind}s")
+                });
+            assert_eq!(
+                s["Condition"]["StringEquals"][key],
+                json!({"Fn::Split": [",", ref_to(param)]}),
+                "{name}: {kind} limited to {param}"
+            );
+        }
+        for s in &ec2 {
+            let actions = strings(&s["Action"]);
+            if s["Resource"] == "*" {
+                assert!(
+                    actions.iter().all(|a| a.starts_with("ec2:Describe")),
+                    "{name}: only Describe calls on every resource: {actions:?}"
+                );
+            } else {
+                assert!(
+                    ["network-interface", "subnet", "security-group"]
+                        .iter()
+                        .any(|kind| account_scoped(s, kind)),
+                    "{name}: {actions:?} on {}",
+                    s["Resource"]
+                );
+            }
+        }
+    }
+
+    // Every EC2 statement of the template sits behind the VPC condition.
+    for (name, r) in resources(&t) {
+        if r["Type"] != "AWS::IAM::Role" {
+            continue;
+        }
+        for policy in r["Properties"]["Policies"].as_array().unwrap() {
+            for s in policy["PolicyDocument"]["Statement"].as_array().unwrap() {
+                if s.to_string().contains("\"ec2:") {
+                    assert_eq!(s["Fn::If"][0], "UseVpc", "{name}: {s}");
+                    assert_eq!(s["Fn::If"][2], ref_to("AWS::NoValue"), "{name}");
+                }
+            }
+        }
     }
 }
