@@ -5,6 +5,7 @@
 //! path is looked at and before the store is touched, so an unauthenticated caller learns nothing
 //! (not even which paths exist) and cannot make the function spend DynamoDB reads.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
@@ -95,6 +96,8 @@ pub struct MetricsService<S> {
     token: MetricsToken,
     timezone: Tz,
     window: ChronoDuration,
+    /// Requests answered 401 since this instance started (see [`Self::log_refusal`]).
+    refused: AtomicU64,
 }
 
 impl<S: MetricsSource> MetricsService<S> {
@@ -104,6 +107,7 @@ impl<S: MetricsSource> MetricsService<S> {
             token,
             timezone,
             window: ChronoDuration::days(i64::from(failure_window_days)),
+            refused: AtomicU64::new(0),
         }
     }
 
@@ -121,8 +125,7 @@ impl<S: MetricsSource> MetricsService<S> {
         let path = req.uri().path();
 
         if !self.authorized(req) {
-            // No detail in the body and nothing about the presented credentials in the log.
-            tracing::info!(%method, path, status = 401, "metrics request without a valid token");
+            self.log_refusal(method, path);
             return plain(StatusCode::UNAUTHORIZED)
                 .header(header::WWW_AUTHENTICATE, "Bearer")
                 .body(b"unauthorized\n".to_vec())
@@ -197,6 +200,29 @@ impl<S: MetricsSource> MetricsService<S> {
         response
             .body(body)
             .expect("static response parts are valid")
+    }
+
+    /// Logs a request refused for want of a valid token, with nothing about the credentials it
+    /// presented. Anyone who finds the URL can send such requests, so one INFO line each would let
+    /// a stranger fill the log group and its bill: each refusal is a DEBUG line, and only the
+    /// 1st, 2nd, 4th, 8th, … refusal of an instance is an INFO line carrying the running count,
+    /// so a flood of a million requests leaves about twenty INFO lines.
+    fn log_refusal(&self, method: &Method, path: &str) {
+        let refused = self
+            .refused
+            .fetch_add(1, Ordering::Relaxed)
+            .saturating_add(1);
+        if refused.is_power_of_two() {
+            tracing::info!(
+                %method,
+                path,
+                status = 401,
+                refused,
+                "metrics requests without a valid token refused by this instance so far"
+            );
+        } else {
+            tracing::debug!(%method, path, status = 401, refused, "metrics request without a valid token");
+        }
     }
 
     fn authorized<B>(&self, req: &Request<B>) -> bool {

@@ -766,6 +766,78 @@ fn unauthenticated_cases() -> Vec<(Method, &'static str, Option<String>)> {
     cases
 }
 
+/// A store that must never be read: requests without a valid token are refused before it.
+struct UnreadStore;
+
+#[async_trait::async_trait]
+impl MetricsSource for UnreadStore {
+    async fn snapshot(
+        &self,
+        _: DateTime<Utc>,
+    ) -> Result<MetricsSnapshot, devlake_autopilot::store::StoreError> {
+        panic!("the store was read for a request without a valid token")
+    }
+}
+
+/// Anyone who knows the function URL can send requests without the token: a flood of them must
+/// not become a flood of INFO lines (CloudWatch Logs bills by the byte). Each is a DEBUG line,
+/// INFO lines grow with the logarithm of the count and tell it, and the token never appears.
+#[tokio::test]
+async fn refused_requests_do_not_write_an_info_line_each() {
+    use devlake_testkit::log_capture::Capture;
+
+    let capture = Capture::default();
+    let _guard = tracing::subscriber::set_default(capture.clone());
+    let service = MetricsService::new(UnreadStore, MetricsToken::new(TOKEN).unwrap(), TZ, 7);
+    let now = Utc::now();
+    let cases = unauthenticated_cases();
+    let sent = 1000;
+    for (method, path, auth) in cases.iter().cycle().take(sent) {
+        let resp = service
+            .handle(&request(method.clone(), path, auth.as_deref()), now)
+            .await;
+        assert_unauthorized(&resp, &format!("{method} {path} {auth:?}"));
+    }
+
+    let log = capture.text();
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains("status=401")).collect();
+    let info: Vec<&str> = lines
+        .iter()
+        .copied()
+        .filter(|l| l.starts_with("INFO "))
+        .collect();
+    let debug = lines.iter().filter(|l| l.starts_with("DEBUG ")).count();
+    assert_eq!(info.len() + debug, sent, "one line per refusal:\n{log}");
+    assert!(
+        !info.is_empty() && info.len() <= 11,
+        "{} INFO lines for {sent} refusals:\n{}",
+        info.len(),
+        info.join("\n")
+    );
+    // The INFO lines carry the running count, so the size of a flood is still visible.
+    let counts: Vec<u64> = info
+        .iter()
+        .map(|l| {
+            let field = l
+                .split_whitespace()
+                .find_map(|f| f.strip_prefix("refused="))
+                .unwrap_or_else(|| panic!("no count in {l}"));
+            field.parse().unwrap()
+        })
+        .collect();
+    assert_eq!(counts[0], 1, "the first refusal is always visible");
+    assert!(counts.windows(2).all(|w| w[0] < w[1]), "{counts:?}");
+    assert!(
+        *counts.last().unwrap() * 2 > sent as u64,
+        "the last INFO line understates the flood: {counts:?}"
+    );
+    assert!(!log.contains(TOKEN), "token in the log");
+    assert!(
+        !log.contains(&TOKEN[..TOKEN.len() - 1]),
+        "token prefix in the log"
+    );
+}
+
 #[tokio::test]
 async fn http_auth_routing_and_negotiation_in_process() {
     let s = store("metrics-http").await;

@@ -1874,3 +1874,40 @@ fn network_interface_permissions_exist_only_in_the_vpc_variant_and_are_scoped() 
         }
     }
 }
+
+// ---- Concurrency ----
+
+#[test]
+fn the_metrics_url_has_a_concurrency_ceiling_and_the_jobs_never_overlap() {
+    let t = template();
+    let reserved = |name: &str| &resource(&t, name)["Properties"]["ReservedConcurrentExecutions"];
+    // One run of each job at a time: a second invoke is throttled, not run alongside.
+    assert_eq!(reserved("AutomationFunction"), &json!(1));
+    assert_eq!(reserved("MonitorFunction"), &json!(1));
+
+    // The public URL is capped by a small reservation by default, so a flood cannot take the
+    // account's concurrency from other functions; 0 means no reservation at all (Lambda's own 0
+    // would stop the function).
+    let p = &t["Parameters"]["MetricsReservedConcurrency"];
+    let default = p["Default"].as_i64().expect("a numeric default");
+    assert!(
+        (1..=10).contains(&default),
+        "default reservation {default}: enough for Prometheus, small for any account"
+    );
+    assert_eq!(p["MinValue"], 0);
+    for (value, expected) in [
+        ("0", None),
+        ("1", Some(ref_to("MetricsReservedConcurrency"))),
+        (
+            &default.to_string(),
+            Some(ref_to("MetricsReservedConcurrency")),
+        ),
+    ] {
+        let d = Deployment::new(&t, &[("MetricsReservedConcurrency", value)]);
+        assert_eq!(
+            chosen(&d, reserved("MetricsFunction")).cloned(),
+            expected,
+            "MetricsReservedConcurrency={value}"
+        );
+    }
+}
