@@ -1660,6 +1660,11 @@ fn deployed_statements<'a>(d: &Deployment<'a>, function: &str) -> Vec<&'a Value>
     let role = resource(d.t, function)["Properties"]["Role"]["Fn::GetAtt"][0]
         .as_str()
         .unwrap();
+    deployed_role_statements(d, role)
+}
+
+/// The statements of a role as deployed.
+fn deployed_role_statements<'a>(d: &Deployment<'a>, role: &str) -> Vec<&'a Value> {
     resource(d.t, role)["Properties"]["Policies"]
         .as_array()
         .unwrap()
@@ -1910,4 +1915,271 @@ fn the_metrics_url_has_a_concurrency_ceiling_and_the_jobs_never_overlap() {
             "MetricsReservedConcurrency={value}"
         );
     }
+}
+
+// ---- Customer-managed encryption key ----
+
+const KEY: &str = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+
+/// Every place the stack stores data, with the property naming its key.
+fn encrypted_properties(t: &Value) -> Vec<(String, &Value)> {
+    let mut out = vec![(
+        "StateTable.SSESpecification".to_string(),
+        &resource(t, "StateTable")["Properties"]["SSESpecification"],
+    )];
+    for (name, r) in resources(t) {
+        let key = match r["Type"].as_str().unwrap() {
+            "AWS::Logs::LogGroup" | "AWS::SecretsManager::Secret" => "KmsKeyId",
+            "AWS::SQS::Queue" => "KmsMasterKeyId",
+            "AWS::Serverless::Function" => "KmsKeyArn",
+            _ => continue,
+        };
+        out.push((format!("{name}.{key}"), &r["Properties"][key]));
+    }
+    out
+}
+
+#[test]
+fn a_customer_managed_key_encrypts_what_the_stack_stores_only_when_one_is_given() {
+    let t = template();
+    let p = &t["Parameters"]["KmsKeyArn"];
+    assert_eq!(p["Default"], "");
+    let re = regex_lite::Regex::new(p["AllowedPattern"].as_str().unwrap()).unwrap();
+    let whole = |v: &str| {
+        re.find(v)
+            .is_some_and(|m| m.start() == 0 && m.end() == v.len())
+    };
+    for ok in [
+        "",
+        KEY,
+        "arn:aws-us-gov:kms:us-gov-west-1:123456789012:key/mrk-1234abcd12ab34cd56ef1234567890ab",
+    ] {
+        assert!(whole(ok), "{ok:?} is refused");
+    }
+    // Logs and Lambda take only key ARNs, and IAM names the key by its ARN.
+    for refused in [
+        "alias/devlake",
+        "arn:aws:kms:us-east-1:123456789012:alias/devlake",
+        "1234abcd-12ab-34cd-56ef-1234567890ab",
+        "arn:aws:secretsmanager:us-east-1:123456789012:secret:x",
+    ] {
+        assert!(!whole(refused), "{refused:?} is accepted");
+    }
+
+    let places = encrypted_properties(&t);
+    assert_eq!(
+        places.len(),
+        1 + 3 + 2 + 1 + 3,
+        "table, log groups, secrets, queue, functions: {:?}",
+        places.iter().map(|p| &p.0).collect::<Vec<_>>()
+    );
+
+    // Without a key: AWS owned or managed keys everywhere, no KMS permission for the stack's key.
+    let d = Deployment::new(&t, &[("DevLakeApiKey", "dlk-0123456789")]);
+    for (place, v) in &places {
+        assert_eq!(chosen(&d, v), None, "{place} names a key by default");
+    }
+    let queue = &resource(&t, "FailedInvocationsQueue")["Properties"];
+    assert_eq!(
+        chosen(&d, &queue["SqsManagedSseEnabled"]),
+        Some(&json!(true)),
+        "the queue keeps SQS-managed encryption without a key"
+    );
+    for role in [
+        "AutomationRole",
+        "MonitorRole",
+        "MetricsRole",
+        "SchedulesRole",
+    ] {
+        let kms: Vec<&Value> = deployed_role_statements(&d, role)
+            .into_iter()
+            .filter(|s| s.to_string().contains("\"kms:"))
+            .collect();
+        assert!(
+            kms.is_empty(),
+            "{role}: KMS permissions without a key: {kms:?}"
+        );
+    }
+
+    // With a key: every place names it, and the queue drops SQS-managed encryption (the two
+    // cannot be combined).
+    let d = Deployment::new(
+        &t,
+        &[("KmsKeyArn", KEY), ("DevLakeApiKey", "dlk-0123456789")],
+    );
+    for (place, v) in &places {
+        let v = chosen(&d, v).unwrap_or_else(|| panic!("{place}: no key with KmsKeyArn given"));
+        let key = if place.starts_with("StateTable") {
+            assert_eq!(v["SSEEnabled"], true);
+            assert_eq!(v["SSEType"], "KMS");
+            &v["KMSMasterKeyId"]
+        } else {
+            v
+        };
+        assert_eq!(key, &ref_to("KmsKeyArn"), "{place}");
+    }
+    assert_eq!(chosen(&d, &queue["SqsManagedSseEnabled"]), None);
+}
+
+/// What each role may do with the stack's key: only through the service holding the data, or
+/// for its own function's environment, and only when a key is given.
+#[test]
+fn roles_get_the_key_permissions_their_data_needs() {
+    let t = template();
+    let d = Deployment::new(
+        &t,
+        &[("KmsKeyArn", KEY), ("DevLakeApiKey", "dlk-0123456789")],
+    );
+    let via = |s: &Value| {
+        s["Condition"]["StringEquals"]["kms:ViaService"]["Fn::Sub"]
+            .as_str()
+            .map(|v| v.split('.').next().unwrap().to_string())
+    };
+    // (role, function name suffix, table actions, sends to the queue, its secret is created)
+    let read = ["kms:Decrypt", "kms:DescribeKey"];
+    let write = [
+        "kms:Decrypt",
+        "kms:DescribeKey",
+        "kms:Encrypt",
+        "kms:GenerateDataKey",
+        "kms:ReEncryptFrom",
+        "kms:ReEncryptTo",
+    ];
+    for (function, suffix, table, sends) in [
+        ("AutomationFunction", "automation", &write[..], true),
+        ("MonitorFunction", "monitor", &write[..], true),
+        ("MetricsFunction", "metrics", &read[..], false),
+    ] {
+        let kms: Vec<&Value> = deployed_statements(&d, function)
+            .into_iter()
+            .filter(|s| strings(&s["Action"]).iter().any(|a| a.starts_with("kms:")))
+            .collect();
+        let by = |service: &str| -> BTreeSet<&str> {
+            kms.iter()
+                .filter(|s| via(s).as_deref() == Some(service))
+                .flat_map(|s| strings(&s["Action"]))
+                .collect()
+        };
+        assert_eq!(
+            by("dynamodb"),
+            table.iter().copied().collect(),
+            "{function}"
+        );
+        assert_eq!(
+            by("secretsmanager"),
+            BTreeSet::from(["kms:Decrypt"]),
+            "{function}"
+        );
+        let queue = if sends {
+            BTreeSet::from(["kms:Decrypt", "kms:GenerateDataKey"])
+        } else {
+            BTreeSet::new()
+        };
+        assert_eq!(
+            by("sqs"),
+            queue,
+            "{function}: failed runs go to the encrypted queue"
+        );
+
+        // Environment variables: Decrypt only in the context of this function.
+        let env: Vec<&&Value> = kms.iter().filter(|s| via(s).is_none()).collect();
+        assert_eq!(env.len(), 1, "{function}: {env:?}");
+        assert_eq!(strings(&env[0]["Action"]), ["kms:Decrypt"]);
+        let context = env[0]["Condition"]["StringEquals"]
+            ["kms:EncryptionContext:aws:lambda:FunctionArn"]["Fn::Sub"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{function}: environment key use is not tied to it"));
+        assert!(
+            context.ends_with(&format!(":function:${{FunctionNamePrefix}}-{suffix}")),
+            "{function}: {context}"
+        );
+        for s in &kms {
+            assert_eq!(s["Resource"], ref_to("KmsKeyArn"), "{function}: {s}");
+        }
+    }
+
+    // The schedules send undeliverable events to the same queue.
+    let schedules: BTreeSet<&str> = deployed_role_statements(&d, "SchedulesRole")
+        .into_iter()
+        .filter(|s| via(s).as_deref() == Some("sqs"))
+        .flat_map(|s| strings(&s["Action"]))
+        .collect();
+    assert_eq!(
+        schedules,
+        BTreeSet::from(["kms:Decrypt", "kms:GenerateDataKey"])
+    );
+
+    // An existing secret keeps its own key (SecretsKmsKeyArn): the stack's key is not granted
+    // for Secrets Manager then.
+    let d = Deployment::new(
+        &t,
+        &[
+            ("KmsKeyArn", KEY),
+            (
+                "DevLakeApiKeySecretArn",
+                "arn:aws:secretsmanager:us-east-1:123456789012:secret:devlake-key",
+            ),
+            (
+                "MetricsTokenSecretArn",
+                "arn:aws:secretsmanager:us-east-1:123456789012:secret:metrics-token",
+            ),
+        ],
+    );
+    for (function, _, _) in FUNCTIONS {
+        for s in deployed_statements(&d, function) {
+            if s["Resource"] == ref_to("KmsKeyArn") {
+                assert_ne!(via(s).as_deref(), Some("secretsmanager"), "{function}: {s}");
+            }
+        }
+    }
+}
+
+#[test]
+fn both_schedules_use_the_stacks_own_role_which_can_only_invoke_the_two_jobs() {
+    let t = template();
+    for (function, event) in [
+        ("AutomationFunction", "Daily"),
+        ("MonitorFunction", "Every5Minutes"),
+    ] {
+        let props = &resource(&t, function)["Properties"]["Events"][event]["Properties"];
+        assert_eq!(
+            props["RoleArn"],
+            get_att("SchedulesRole", "Arn"),
+            "{function}"
+        );
+    }
+    let role = resource(&t, "SchedulesRole");
+    let trust = &role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0];
+    assert_eq!(trust["Principal"]["Service"], "scheduler.amazonaws.com");
+    assert_eq!(
+        trust["Condition"]["StringEquals"]["aws:SourceAccount"],
+        ref_to("AWS::AccountId"),
+        "only schedules of this account"
+    );
+    let d = Deployment::new(&t, &[]);
+    let mut granted: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for s in deployed_role_statements(&d, "SchedulesRole") {
+        for action in strings(&s["Action"]) {
+            granted
+                .entry(action.to_string())
+                .or_default()
+                .extend(alternatives(&s["Resource"]).into_iter().cloned());
+        }
+    }
+    assert_eq!(
+        granted,
+        BTreeMap::from([
+            (
+                "lambda:InvokeFunction".to_string(),
+                vec![
+                    get_att("AutomationFunction", "Arn"),
+                    get_att("MonitorFunction", "Arn")
+                ]
+            ),
+            (
+                "sqs:SendMessage".to_string(),
+                vec![get_att("FailedInvocationsQueue", "Arn")]
+            ),
+        ])
+    );
 }
