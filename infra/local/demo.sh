@@ -8,7 +8,9 @@
 # It starts DynamoDB Local (table created from template.yaml), the CloudWatch recording double, the
 # DevLake simulator seeded with tests/fixtures/sample.json, and the three functions under
 # `cargo lambda watch`; runs the automation, fails some of the pipelines it triggered, runs the
-# monitor, and scrapes the metrics function URL with its bearer token.
+# monitor, and scrapes the metrics function URL with its bearer token. The functions reach DynamoDB
+# Local and the CloudWatch double through the recording proxy (aws-recorder), and at the end every
+# AWS call they made is checked against their execution roles in template.yaml.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -17,7 +19,7 @@ KEEP=0
 for arg in "$@"; do
   case "$arg" in
     --keep) KEEP=1 ;;
-    -h | --help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "demo: unknown option $arg (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -83,9 +85,15 @@ for i in $(seq 1 60); do
   [[ $i == 60 ]] && { cat "$WORK/create-table.log" >&2; exit 1; }
   sleep 0.5
 done
+# Every AWS call of the functions goes through the recorder, attributed to the function being
+# invoked (named before each invocation), and is checked against its role at the end.
+start recorder "$BIN"/aws-recorder serve --port 0 --dynamodb "$DDB_URL" --cloudwatch "$CW_URL"
+wait_for_line "$WORK/recorder.log" "listening on" 30
+REC_URL=$(grep -o 'http://127.0.0.1:[0-9]*' "$WORK/recorder.log" | head -n1)
 echo "DynamoDB Local  $DDB_URL (table $TABLE)"
 echo "CloudWatch      $CW_URL"
 echo "DevLake         $DEVLAKE_URL"
+echo "AWS recorder    $REC_URL"
 
 TOKEN="demo-$(python3 -c 'import secrets; print(secrets.token_hex(12))')"
 cat >"$WORK/env" <<ENV
@@ -94,8 +102,8 @@ TABLE_NAME=$TABLE
 AWS_REGION=us-east-1
 AWS_ACCESS_KEY_ID=local
 AWS_SECRET_ACCESS_KEY=local
-AWS_ENDPOINT_URL_DYNAMODB=$DDB_URL
-AWS_ENDPOINT_URL_CLOUDWATCH=$CW_URL
+AWS_ENDPOINT_URL_DYNAMODB=$REC_URL
+AWS_ENDPOINT_URL_CLOUDWATCH=$REC_URL
 METRICS_TOKEN=$TOKEN
 TRIGGER_GAP_MS=50
 TRIGGER_MAX_PER_RUN=500
@@ -110,7 +118,11 @@ for ((i = 0; ; i++)); do # ready once its invoke port accepts connections
   if ((i > 1200)); then echo "demo: cargo lambda watch did not start:" >&2; tail -n 20 "$WORK/watch.log" >&2; exit 1; fi
   sleep 0.5
 done
+attribute() { # function binary name: the recorder attributes the next calls to it
+  curl -sf -X PUT --data "$1" "$REC_URL/_recorder/function" >/dev/null
+}
 invoke() { # function payload
+  attribute "$1"
   if ! timeout 300 cargo lambda invoke "$1" --invoke-address 127.0.0.1 --invoke-port "$WATCH_PORT" --data-ascii "$2"; then
     echo "demo: invoking $1 failed; the last lines of cargo lambda watch:" >&2
     tail -n 30 "$WORK/watch.log" >&2
@@ -194,6 +206,7 @@ check "a second monitor run records nothing new" json 'sys.exit(0 if d["newFailu
 
 say "Metrics function URL (Prometheus text, bearer token)"
 METRICS_URL="http://127.0.0.1:$WATCH_PORT/lambda-url/devlake-metrics/metrics"
+attribute devlake-metrics
 NO_TOKEN=$(curl -s -o /dev/null -w '%{http_code}' "$METRICS_URL")
 printf 'without token: HTTP %s\n' "$NO_TOKEN"
 check "the metrics URL refuses a request without the bearer token" test "$NO_TOKEN" = 401
@@ -215,6 +228,10 @@ c = Counter(x["metric_name"] for x in (d if isinstance(d, list) else d.get("datu
 print("\n".join(f"{k}: {v}" for k, v in sorted(c.items())))'
 check "both jobs reported RunSuccess to CloudWatch" \
   json 'sys.exit(0 if sum(x["metric_name"] == "RunSuccess" for x in d) >= 2 else 1)' < <(curl -sf "$CW_URL/_recorded")
+
+say "IAM: every AWS call checked against the function's role in template.yaml"
+check "every AWS call the functions made is allowed by their roles" \
+  "$BIN"/aws-recorder check --url "$REC_URL" --table "$TABLE"
 echo "demo: all $CHECKS checks passed"
 
 if [[ $KEEP == 1 ]]; then

@@ -344,7 +344,8 @@ fn handle(
     parse_put_metric_data(&value)
 }
 
-fn decode_body(headers: &HeaderMap, body: &[u8]) -> Result<Vec<u8>> {
+/// The request body without its `Content-Encoding` (the SDK gzips large PutMetricData bodies).
+pub(crate) fn decode_body(headers: &HeaderMap, body: &[u8]) -> Result<Vec<u8>> {
     match headers
         .get("content-encoding")
         .and_then(|v| v.to_str().ok())

@@ -1,7 +1,10 @@
+pub mod aws_recorder;
 pub mod bench;
 pub mod cloudwatch_double;
 pub mod dynamo_calls;
+pub mod iam_policy;
 pub mod lambda_watch;
 pub mod log_capture;
+pub mod secrets_double;
 pub mod sim;
 pub mod stack;

@@ -154,14 +154,19 @@ where
     }
 }
 
+/// Parses a CloudFormation template; short-form tags (`!Ref`, `!If`, …) stay tagged values.
+pub fn load_template(path: &Path) -> Result<Value> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_norway::from_str(&text)
+        .with_context(|| format!("cannot parse {} as YAML", path.display()))
+}
+
 /// Reads `template.yaml` and returns the table definition of `resource`. CloudFormation's
 /// short-form tags (`!Ref`, `!GetAtt`, `!Sub`, …) parse as tagged values; a tag inside one of the
 /// properties used here is an error (it cannot be evaluated locally).
 pub fn table_definition_from_template(path: &Path, resource: &str) -> Result<TableDefinition> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let doc: Value = serde_norway::from_str(&text)
-        .with_context(|| format!("cannot parse {} as YAML", path.display()))?;
+    let doc = load_template(path)?;
     let res = doc
         .get("Resources")
         .and_then(|r| r.get(resource))

@@ -3,6 +3,7 @@
 
 use std::time::SystemTime;
 
+use aws_config::SdkConfig;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
@@ -65,12 +66,20 @@ impl Automation {
 
     pub async fn from_env(env: &Env) -> Result<Self, StartupError> {
         // Validate everything that needs no network before touching AWS.
+        Checked::from_env(env)?;
+        let sdk = load_sdk_config(SdkTimeouts::JOB).await;
+        Self::from_env_with_sdk(env, &sdk).await
+    }
+
+    /// [`from_env`](Self::from_env) with a given AWS configuration (tests point every service
+    /// of the function at one recording endpoint).
+    pub async fn from_env_with_sdk(env: &Env, sdk: &SdkConfig) -> Result<Self, StartupError> {
         let Checked {
             config,
             api_key,
             namespace,
         } = Checked::from_env(env)?;
-        let sdk = load_sdk_config(SdkTimeouts::JOB).await;
+        let sdk = sdk.clone();
         let devlake = devlake_client(client_config_from_env(env, None)?, api_key, &sdk).await?;
         let run_log = env
             .get("TABLE_NAME")

@@ -3,6 +3,7 @@
 
 use std::time::{Duration, SystemTime};
 
+use aws_config::SdkConfig;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
@@ -49,8 +50,16 @@ impl MonitorFunction {
 
     pub async fn from_env(env: &Env) -> Result<Self, StartupError> {
         // Everything that needs no network is validated before touching AWS.
-        let config = Self::check_env(env)?;
+        Self::check_env(env)?;
         let sdk = load_sdk_config(SdkTimeouts::JOB).await;
+        Self::from_env_with_sdk(env, &sdk).await
+    }
+
+    /// [`from_env`](Self::from_env) with a given AWS configuration (tests point every service
+    /// of the function at one recording endpoint).
+    pub async fn from_env_with_sdk(env: &Env, sdk: &SdkConfig) -> Result<Self, StartupError> {
+        let config = Self::check_env(env)?;
+        let sdk = sdk.clone();
         let devlake = devlake_client(config.devlake.clone(), config.api_key.clone(), &sdk).await?;
         let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &config.table_name);
         let sink = metrics_sink(aws_sdk_cloudwatch::Client::new(&sdk), &config.namespace);

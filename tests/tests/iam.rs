@@ -1,0 +1,329 @@
+//! IAM conformance: every AWS call each function makes, on every code path that touches AWS, is
+//! allowed by that function's execution role in `template.yaml`, and every action a role grants
+//! is needed by some call (or used by the Lambda platform, see `iam_policy::PLATFORM_ACTIONS`).
+//!
+//! DynamoDB Local and the doubles enforce no IAM, so the functions run here against them through
+//! the recording proxy (`aws_recorder`), one endpoint per function, with the clients their
+//! start-up code builds; afterwards each recorded call is authorised against the role the way
+//! IAM does (`iam_policy`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use chrono::{DateTime, Utc};
+use devlake_autopilot::automation::runtime::Automation;
+use devlake_autopilot::config::{Env, SecretSource};
+use devlake_autopilot::metrics_http::{
+    http, MetricsService, MetricsSettings, MetricsToken, TOKEN_ARN_VAR, TOKEN_VAR,
+};
+use devlake_autopilot::monitor::runtime::MonitorFunction;
+use devlake_autopilot::monitor::{Deadline, RunStatus, Summary};
+use devlake_autopilot::secrets::resolve_named_secret;
+use devlake_autopilot::store::DynamoStore;
+use devlake_testkit::aws_recorder::{AwsRecorder, Upstreams};
+use devlake_testkit::cloudwatch_double::CloudWatchDouble;
+use devlake_testkit::iam_policy::{check_template, Deployment};
+use devlake_testkit::secrets_double::{SecretsManagerDouble, StoredSecret};
+use devlake_testkit::sim::{Fixture, SimOptions, Simulator};
+use devlake_testkit::stack::{dynamodb_local, local_sdk_config, repo_root};
+use serde_json::{json, Value};
+
+const REGION: &str = "us-east-1";
+const ACCOUNT: &str = "123456789012";
+const NAMESPACE: &str = "DevLake/IamTest";
+const API_KEY: &str = "dlk-iam-conformance-key-51c2";
+const API_KEY_ARN: &str =
+    "arn:aws:secretsmanager:us-east-1:123456789012:secret:devlake/api-key-Q1w2E3";
+const TOKEN: &str = "iam-conformance-metrics-token-9d4e";
+const TOKEN_ARN: &str =
+    "arn:aws:secretsmanager:us-east-1:123456789012:secret:devlake/metrics-token-R4t5Y6";
+/// The customer-managed key both secrets are encrypted with (Secrets Manager decrypts with the
+/// caller's permissions, so the roles need kms:Decrypt through Secrets Manager).
+const KMS_KEY_ARN: &str =
+    "arn:aws:kms:us-east-1:123456789012:key/0f1e2d3c-4b5a-6978-8695-a4b3c2d1e0f9";
+
+const FUNCTIONS: [&str; 3] = ["AutomationFunction", "MonitorFunction", "MetricsFunction"];
+
+fn env(pairs: &[(&str, &str)]) -> Env {
+    pairs.iter().copied().collect()
+}
+
+/// The Lambda deadline of an invocation starting now, in epoch milliseconds.
+fn lambda_deadline(budget: Duration) -> u64 {
+    (SystemTime::now() + budget)
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+async fn monitor_run(
+    function: &MonitorFunction,
+    payload: Value,
+    clock: DateTime<Utc>,
+    what: &str,
+) -> Summary {
+    let summary = function
+        .monitor()
+        .handle(&payload, clock, Deadline::none())
+        .await
+        .unwrap_or_else(|e| panic!("monitor {what}: {e}"));
+    assert_eq!(
+        summary.status,
+        RunStatus::Ok,
+        "monitor {what}: {summary:#?}"
+    );
+    summary
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_aws_call_is_allowed_by_the_function_role_and_every_grant_is_used() {
+    let sim = Simulator::start_with(
+        Fixture::sample(),
+        SimOptions {
+            api_key: Some(API_KEY.into()),
+            ..SimOptions::default()
+        },
+    )
+    .await;
+    let devlake = sim.handle();
+    // DevLake checks API keys only under /rest: the key read from Secrets Manager must work.
+    let endpoint = format!("{}/rest", sim.url());
+    let ddb = dynamodb_local().await;
+    let table = ddb.create_table("iam").await;
+    let cloudwatch = CloudWatchDouble::start().await;
+    let secrets = SecretsManagerDouble::start(vec![
+        StoredSecret::string(API_KEY_ARN, "devlake/api-key", API_KEY),
+        StoredSecret::string(TOKEN_ARN, "devlake/metrics-token", TOKEN),
+    ])
+    .await;
+    let recorder = AwsRecorder::new(Upstreams {
+        dynamodb: Some(ddb.endpoint().to_string()),
+        cloudwatch: Some(cloudwatch.url().to_string()),
+        secretsmanager: Some(secrets.url().to_string()),
+    })
+    .unwrap();
+    let sdk_of = |function: &'static str| {
+        let recorder = &recorder;
+        async move { local_sdk_config(&recorder.endpoint(function).await) }
+    };
+
+    // --- Automation: start-up (API key by ARN), a scheduled run, a dry run, a rerun action.
+    let automation = Automation::from_env_with_sdk(
+        &env(&[
+            ("DEVLAKE_ENDPOINT", &endpoint),
+            ("DEVLAKE_API_KEY_SECRET_ARN", API_KEY_ARN),
+            ("TABLE_NAME", &table),
+            ("CLOUDWATCH_NAMESPACE", NAMESPACE),
+            ("TRIGGER_GAP_MS", "0"),
+            ("TRIGGER_MAX_PER_RUN", "1000"),
+        ]),
+        &sdk_of("AutomationFunction").await,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("automation start-up: {e}"));
+    let invoke = |payload: Value| {
+        let automation = &automation;
+        async move {
+            automation
+                .handle_event(
+                    &payload,
+                    lambda_deadline(Duration::from_secs(900)),
+                    Utc::now(),
+                    SystemTime::now(),
+                )
+                .await
+                .unwrap_or_else(|e| panic!("automation {payload}: {e}"))
+        }
+    };
+    let scheduled = invoke(json!({"scheduledTime": Utc::now().to_rfc3339()})).await;
+    assert_eq!(scheduled["status"], "ok", "{scheduled:#}");
+    assert!(scheduled["counts"]["triggered"].as_u64().unwrap() > 2);
+    let dry = invoke(json!({"dryRun": true})).await;
+    assert_eq!(dry["status"], "ok", "{dry:#}");
+
+    // Two of the triggered pipelines fail, the rest complete; the rerun action re-triggers the
+    // failed projects, and those fail again.
+    let triggered = devlake.pending_pipelines();
+    for (i, id) in triggered.iter().enumerate() {
+        let status = if i < 2 {
+            "TASK_FAILED"
+        } else {
+            "TASK_COMPLETED"
+        };
+        devlake
+            .finish_pipeline(*id, status, "collector failed")
+            .unwrap();
+    }
+    let rerun = invoke(json!({"action": "rerun", "failed": true})).await;
+    assert_eq!(rerun["counts"]["triggered"], 2, "{rerun:#}");
+    devlake
+        .finish_all_pending("TASK_FAILED", "failed again")
+        .unwrap();
+
+    // --- Monitor: start-up, first run (with the day's expiry pass), auto-rerun claims, a
+    // normal run, a rescan, a dry run, and the first run of a later UTC day that expires
+    // failures out of the projects' recent lists.
+    let monitor = MonitorFunction::from_env_with_sdk(
+        &env(&[
+            ("DEVLAKE_ENDPOINT", &endpoint),
+            ("DEVLAKE_API_KEY_SECRET_ARN", API_KEY_ARN),
+            ("TABLE_NAME", &table),
+            ("CLOUDWATCH_NAMESPACE", NAMESPACE),
+            ("AUTO_RERUN_MAX", "1"),
+            ("FAILURE_WINDOW_DAYS", "7"),
+        ]),
+        &sdk_of("MonitorFunction").await,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("monitor start-up: {e}"));
+    let t0 = Utc::now();
+    let first = monitor_run(&monitor, json!({}), t0, "first run").await;
+    assert_eq!(first.new_failures, 4, "{first:#?}");
+    assert!(
+        first.expiry.is_some(),
+        "the first run makes the day's expiry pass"
+    );
+    assert_eq!(first.reruns, 2, "auto-rerun claims: {first:#?}");
+
+    // The re-runs fail: recorded again, and their claims are refused (AUTO_RERUN_MAX=1).
+    for id in &first.rerun_pipeline_ids {
+        devlake.start_pipeline(*id).unwrap();
+        devlake
+            .finish_pipeline(*id, "TASK_FAILED", "still failing")
+            .unwrap();
+    }
+    let normal = monitor_run(
+        &monitor,
+        json!({}),
+        t0 + chrono::Duration::seconds(1),
+        "normal run",
+    )
+    .await;
+    assert_eq!(normal.new_failures, 2, "{normal:#?}");
+    assert_eq!(normal.reruns, 0, "{normal:#?}");
+    monitor_run(
+        &monitor,
+        json!({"rescan": true}),
+        t0 + chrono::Duration::seconds(2),
+        "rescan",
+    )
+    .await;
+    let dry = monitor_run(
+        &monitor,
+        json!({"dryRun": true}),
+        t0 + chrono::Duration::seconds(3),
+        "dry run",
+    )
+    .await;
+    assert!(dry.dry_run);
+    let later = t0 + chrono::Duration::days(8);
+    let next_day = monitor_run(&monitor, json!({}), later, "first run of a later day").await;
+    let expiry = next_day.expiry.expect("the first run of a UTC day expires");
+    assert!(expiry.projects_rewritten >= 2, "{expiry:?}");
+
+    // --- Metrics: start-up (token by ARN) and a scrape.
+    let metrics_sdk = sdk_of("MetricsFunction").await;
+    let settings = MetricsSettings::from_env(&env(&[
+        ("TABLE_NAME", &table),
+        ("METRICS_TOKEN_SECRET_ARN", TOKEN_ARN),
+    ]))
+    .unwrap();
+    let SecretSource::SecretArn(arn) = settings.token.clone() else {
+        panic!("the token comes from Secrets Manager here");
+    };
+    let token = resolve_named_secret(TOKEN_VAR, TOKEN_ARN_VAR, None, Some(arn), &metrics_sdk)
+        .await
+        .unwrap()
+        .expect("a token");
+    let service = MetricsService::new(
+        DynamoStore::new(
+            aws_sdk_dynamodb::Client::new(&metrics_sdk),
+            &settings.table_name,
+        ),
+        MetricsToken::new(token).unwrap(),
+        settings.timezone,
+        settings.failure_window_days,
+    );
+    let request = http::Request::builder()
+        .uri("/metrics")
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .body(())
+        .unwrap();
+    let page = service.handle(&request, t0).await;
+    assert_eq!(page.status(), 200);
+
+    // --- Every call against the roles.
+    let calls = recorder.calls();
+    let by_function: BTreeMap<&str, BTreeSet<String>> = FUNCTIONS
+        .iter()
+        .map(|f| {
+            let ops = calls
+                .iter()
+                .filter(|c| c.function == *f)
+                .map(|c| format!("{}:{}", c.service.iam_prefix(), c.operation))
+                .collect();
+            (*f, ops)
+        })
+        .collect();
+    eprintln!("AWS operations per function: {by_function:#?}");
+    // The recorder saw each function's own calls, on the paths this test drives.
+    for (function, expected) in [
+        (
+            "AutomationFunction",
+            &[
+                "dynamodb:PutItem",
+                "cloudwatch:PutMetricData",
+                "secretsmanager:GetSecretValue",
+            ][..],
+        ),
+        (
+            "MonitorFunction",
+            &[
+                "dynamodb:Query",
+                "dynamodb:TransactWriteItems",
+                "dynamodb:UpdateItem",
+            ][..],
+        ),
+        (
+            "MetricsFunction",
+            &[
+                "dynamodb:Query",
+                "dynamodb:BatchGetItem",
+                "secretsmanager:GetSecretValue",
+            ][..],
+        ),
+    ] {
+        for op in expected {
+            assert!(
+                by_function[function].contains(*op),
+                "{function} made no {op}: {by_function:#?}"
+            );
+        }
+    }
+
+    let deployment = Deployment::new(REGION, ACCOUNT, "devlake-autopilot")
+        .parameter("DevLakeApiKeySecretArn", API_KEY_ARN)
+        .parameter("MetricsTokenSecretArn", TOKEN_ARN)
+        .parameter("SecretsKmsKeyArn", KMS_KEY_ARN)
+        .parameter("CloudWatchNamespace", NAMESPACE)
+        .physical("StateTable", &table)
+        .secret_key(API_KEY_ARN, KMS_KEY_ARN)
+        .secret_key(TOKEN_ARN, KMS_KEY_ARN);
+    let report = check_template(
+        &repo_root().join("template.yaml"),
+        &deployment,
+        &FUNCTIONS,
+        &calls,
+    )
+    .unwrap();
+    assert!(
+        report.denied.is_empty(),
+        "calls the roles in template.yaml do not allow:\n{}",
+        report.denied.join("\n")
+    );
+    assert!(
+        report.unexercised.is_empty(),
+        "granted actions no call needed:\n{}",
+        report.unexercised.join("\n")
+    );
+}
