@@ -192,6 +192,7 @@ fn is_plain_http(endpoint: &str) -> bool {
 /// | --- | --- |
 /// | `DEVLAKE_ENDPOINT` | base URL (required); `https://` unless `ALLOW_INSECURE_HTTP` |
 /// | `ALLOW_INSECURE_HTTP` | `true` lets an `http://` endpoint through (default `false`) |
+/// | `DEVLAKE_CA_BUNDLE` | PEM text or a PEM file's path: CAs trusted besides the system's |
 /// | `DEVLAKE_TIMEOUT_MS` | timeout of one request attempt |
 /// | `DEVLAKE_MAX_RETRIES` | retries of idempotent requests on 5xx, 429 and resets |
 /// | `DEVLAKE_CONCURRENCY` | requests in flight at once (1–64) |
@@ -238,6 +239,13 @@ pub fn devlake_client_config(
         max_retries: env.parse_or::<u32>("DEVLAKE_MAX_RETRIES", d.max_retries)?,
         max_concurrency: concurrency,
         page_size,
+        ca_bundle: env
+            .get(crate::devlake::CA_BUNDLE_VAR)
+            .map(|value| {
+                crate::devlake::CaBundle::from_setting(value)
+                    .map_err(|problem| ConfigError::new(crate::devlake::CA_BUNDLE_VAR, problem))
+            })
+            .transpose()?,
         ..d
     })
 }

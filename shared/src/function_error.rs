@@ -67,7 +67,9 @@ impl ErrorType {
             DevLakeError::Status { .. } | DevLakeError::Decode { .. } => {
                 ErrorType::DevLakeUnexpectedResponse
             }
-            DevLakeError::Config(_) => ErrorType::InvalidConfiguration,
+            DevLakeError::Config(_) | DevLakeError::UntrustedCertificate { .. } => {
+                ErrorType::InvalidConfiguration
+            }
         }
     }
 

@@ -676,6 +676,7 @@ fn functions_get_their_configuration_and_build_switches_stay_out_of_it() {
             &[
                 "DEVLAKE_ENDPOINT",
                 "ALLOW_INSECURE_HTTP",
+                "DEVLAKE_CA_BUNDLE",
                 "TABLE_NAME",
                 "TIMEZONE",
                 "PLUGINS",
@@ -692,6 +693,7 @@ fn functions_get_their_configuration_and_build_switches_stay_out_of_it() {
             &[
                 "DEVLAKE_ENDPOINT",
                 "ALLOW_INSECURE_HTTP",
+                "DEVLAKE_CA_BUNDLE",
                 "TABLE_NAME",
                 "TIMEZONE",
                 "STUCK_AFTER_HOURS",
@@ -730,6 +732,7 @@ fn functions_get_their_configuration_and_build_switches_stay_out_of_it() {
             ("STUCK_AFTER_HOURS", json!(12)),
             ("DRY_RUN", json!("false")),
             ("ALLOW_INSECURE_HTTP", json!("false")),
+            ("DEVLAKE_CA_BUNDLE", json!("")),
         ];
         for (var, default) in defaults {
             if let Some(value) = env.get(var) {
@@ -1323,7 +1326,10 @@ fn an_http_endpoint_starts_the_jobs_only_with_allow_insecure_http() {
         .iter()
         .filter_map(Value::as_str)
         .collect();
-    assert_eq!(order[..2], ["DevLakeEndpoint", "AllowInsecureHttp"]);
+    assert_eq!(
+        order[..3],
+        ["DevLakeEndpoint", "AllowInsecureHttp", "DevLakeCaBundle"]
+    );
     let http = "http://devlake.internal:8080";
     for function in ["AutomationFunction", "MonitorFunction"] {
         assert_eq!(

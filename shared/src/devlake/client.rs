@@ -25,6 +25,7 @@ use tokio::sync::Semaphore;
 
 use super::error::DevLakeError;
 use super::models::*;
+use super::tls::{is_unknown_issuer, CaBundle};
 
 type Result<T> = std::result::Result<T, DevLakeError>;
 
@@ -64,6 +65,8 @@ pub struct ClientConfig {
     pub max_requests_per_second: Option<u32>,
     /// Rows asked for per page on list endpoints (DevLake's default of 50 is small).
     pub page_size: u32,
+    /// CA certificates trusted for DevLake besides the system's roots (`DEVLAKE_CA_BUNDLE`).
+    pub ca_bundle: Option<CaBundle>,
 }
 
 impl Default for ClientConfig {
@@ -79,6 +82,7 @@ impl Default for ClientConfig {
             max_concurrency: 4,
             max_requests_per_second: None,
             page_size: 500,
+            ca_bundle: None,
         }
     }
 }
@@ -96,6 +100,7 @@ impl std::fmt::Debug for ClientConfig {
             .field("max_concurrency", &self.max_concurrency)
             .field("max_requests_per_second", &self.max_requests_per_second)
             .field("page_size", &self.page_size)
+            .field("ca_bundle", &self.ca_bundle)
             .finish()
     }
 }
@@ -140,6 +145,8 @@ struct Inner {
     auth: Option<HeaderValue>,
     /// Kept only to scrub it from anything DevLake echoes back into an error excerpt.
     api_key: Option<String>,
+    /// Where the extra trust roots came from, for the untrusted-certificate error.
+    ca_bundle: Option<String>,
     request_timeout: Duration,
     retry: RetryPolicy,
     page_size: u32,
@@ -409,9 +416,21 @@ impl DevLakeClient {
             }
         };
 
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
-            .user_agent(concat!("devlake-autopilot/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!("devlake-autopilot/", env!("CARGO_PKG_VERSION")));
+        if let Some(bundle) = &config.ca_bundle {
+            // Added to the system's roots, not instead of them: a DevLake with a public
+            // certificate keeps working when a bundle is set.
+            let roots = bundle
+                .roots()
+                .iter()
+                .map(|der| reqwest::Certificate::from_der(der))
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| DevLakeError::Config(format!("DEVLAKE_CA_BUNDLE: {e}")))?;
+            builder = builder.tls_certs_merge(roots);
+        }
+        let http = builder
             .build()
             .map_err(|e| DevLakeError::Config(format!("HTTP client: {e}")))?;
 
@@ -432,6 +451,7 @@ impl DevLakeClient {
                 shown,
                 auth,
                 api_key: config.api_key.map(|k| k.trim().to_string()),
+                ca_bundle: config.ca_bundle.map(|b| b.origin().to_string()),
                 request_timeout: config.request_timeout,
                 retry: RetryPolicy {
                     max_retries: config.max_retries,
@@ -564,11 +584,23 @@ impl DevLakeClient {
         }
 
         let started = Instant::now();
-        let transport = |source: reqwest::Error| DevLakeError::Transport {
-            method: method.to_string(),
-            path: shown.to_string(),
+        let transport = |source: reqwest::Error| {
             // The path is already in the error; the URL would only repeat the endpoint.
-            source: source.without_url(),
+            let source = source.without_url();
+            if is_unknown_issuer(&source) {
+                DevLakeError::UntrustedCertificate {
+                    method: method.to_string(),
+                    path: shown.to_string(),
+                    bundle: inner.ca_bundle.clone(),
+                    source,
+                }
+            } else {
+                DevLakeError::Transport {
+                    method: method.to_string(),
+                    path: shown.to_string(),
+                    source,
+                }
+            }
         };
         let result = async {
             let response = request.send().await.map_err(transport)?;

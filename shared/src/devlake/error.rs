@@ -35,6 +35,20 @@ pub enum DevLakeError {
         #[source]
         source: reqwest::Error,
     },
+    /// DevLake's TLS certificate was issued by a CA that is neither a system root nor in
+    /// `DEVLAKE_CA_BUNDLE`. Not retried: only a setting can fix it.
+    #[error(
+        "DevLake's TLS certificate is not issued by a trusted CA on {method} {path}: {}",
+        untrusted_hint(bundle.as_deref())
+    )]
+    UntrustedCertificate {
+        method: String,
+        path: String,
+        /// Where the extra roots came from, when `DEVLAKE_CA_BUNDLE` is set.
+        bundle: Option<String>,
+        #[source]
+        source: reqwest::Error,
+    },
     /// The body was not what devlake-api.md says.
     #[error(
         "unexpected response from DevLake on {method} {path}: {source} (body starts: {excerpt})"
@@ -78,12 +92,22 @@ impl DevLakeError {
             self,
             DevLakeError::MigrationPending { .. }
                 | DevLakeError::Unauthorized { .. }
+                | DevLakeError::UntrustedCertificate { .. }
                 | DevLakeError::Config(_)
         )
     }
 
     pub fn is_not_found(&self) -> bool {
         self.status() == Some(404)
+    }
+}
+
+fn untrusted_hint(bundle: Option<&str>) -> String {
+    match bundle {
+        None => "set DEVLAKE_CA_BUNDLE to the PEM of the CA that issued it".to_string(),
+        Some(origin) => format!(
+            "DEVLAKE_CA_BUNDLE ({origin}) does not hold the CA that issued it; add that CA's PEM"
+        ),
     }
 }
 

@@ -4,6 +4,7 @@
 //! | --- | --- | --- |
 //! | `DEVLAKE_ENDPOINT` | required | DevLake base URL; `http://` only with `ALLOW_INSECURE_HTTP` |
 //! | `ALLOW_INSECURE_HTTP` | `false` | `true` accepts an `http://` endpoint (the API key then travels in clear) |
+//! | `DEVLAKE_CA_BUNDLE` | unset | PEM text or a PEM file's path: CAs trusted for DevLake besides the system's roots |
 //! | `DEVLAKE_API_KEY` / `DEVLAKE_API_KEY_SECRET_ARN` | unset | API key, plain (local) or in Secrets Manager |
 //! | `DEVLAKE_TIMEOUT_MS` | `10000` | timeout of one DevLake request attempt (the monitor runs every 5 minutes: fail fast) |
 //! | `DEVLAKE_MAX_RETRIES` | `3` | retries of GETs on 5xx, 429 and resets (the re-run POST is never retried) |
