@@ -49,6 +49,23 @@ pub enum DevLakeError {
         #[source]
         source: reqwest::Error,
     },
+    /// DevLake (or a proxy in front of it) answered 3xx. Redirects are not followed: the API
+    /// key would go wherever the answer points.
+    #[error("DevLake answered {status} on {method} {path} → Location {location}: set DEVLAKE_ENDPOINT to the final URL")]
+    Redirect {
+        status: u16,
+        method: String,
+        path: String,
+        /// The `Location` header, any URL password redacted.
+        location: String,
+    },
+    /// The body was larger than the client reads.
+    #[error("DevLake's answer to {method} {path} is larger than {} MiB; a smaller DEVLAKE_PAGE_SIZE makes list pages smaller", limit / (1024 * 1024))]
+    BodyTooLarge {
+        method: String,
+        path: String,
+        limit: usize,
+    },
     /// The body was not what devlake-api.md says.
     #[error(
         "unexpected response from DevLake on {method} {path}: {source} (body starts: {excerpt})"
@@ -70,9 +87,9 @@ impl DevLakeError {
     pub fn status(&self) -> Option<u16> {
         match self {
             DevLakeError::MigrationPending { .. } => Some(428),
-            DevLakeError::Unauthorized { status, .. } | DevLakeError::Status { status, .. } => {
-                Some(*status)
-            }
+            DevLakeError::Unauthorized { status, .. }
+            | DevLakeError::Status { status, .. }
+            | DevLakeError::Redirect { status, .. } => Some(*status),
             _ => None,
         }
     }
@@ -93,6 +110,7 @@ impl DevLakeError {
             DevLakeError::MigrationPending { .. }
                 | DevLakeError::Unauthorized { .. }
                 | DevLakeError::UntrustedCertificate { .. }
+                | DevLakeError::Redirect { .. }
                 | DevLakeError::Config(_)
         )
     }

@@ -304,8 +304,21 @@ async fn dispatch(
         h.record(&method, &logged_path, 0);
         return Err(ConnectionReset);
     }
-    let resp = if let Some(status) = decision.status {
-        routes::error_response(status, "simulated fault", serde_json::Value::Null)
+    let resp = if let Some((status, location)) = &decision.redirect {
+        routes::redirect_response(*status, location)
+    } else if let Some(bytes) = decision.large_body {
+        routes::padded_response(bytes)
+    } else if let Some(status) = decision.status {
+        let mut resp = routes::error_response(status, "simulated fault", serde_json::Value::Null);
+        if let Some(value) = decision
+            .retry_after
+            .as_deref()
+            .and_then(|v| axum::http::HeaderValue::from_str(v).ok())
+        {
+            resp.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, value);
+        }
+        resp
     } else if let Some(resp) = migration_gate(&h, &path) {
         resp
     } else if let Some(resp) = under_rest.then(|| api_key_check(&h, &req)).flatten() {
