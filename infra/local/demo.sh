@@ -98,6 +98,8 @@ echo "AWS recorder    $REC_URL"
 TOKEN="demo-$(python3 -c 'import secrets; print(secrets.token_hex(12))')"
 cat >"$WORK/env" <<ENV
 DEVLAKE_ENDPOINT=$DEVLAKE_URL
+# The simulator serves plain HTTP on loopback; a real DevLake is reached over https://.
+ALLOW_INSECURE_HTTP=true
 TABLE_NAME=$TABLE
 AWS_REGION=us-east-1
 AWS_ACCESS_KEY_ID=local

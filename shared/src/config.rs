@@ -171,12 +171,28 @@ impl Env {
     }
 }
 
+/// The DevLake base URL.
+pub const ENDPOINT_VAR: &str = "DEVLAKE_ENDPOINT";
+
+/// Lets an `http://` [`ENDPOINT_VAR`] through; off by default.
+pub const ALLOW_INSECURE_HTTP_VAR: &str = "ALLOW_INSECURE_HTTP";
+
+/// Whether the endpoint is plain HTTP (the scheme is case-insensitive). Anything else that is
+/// not `https://` is left to the client, which refuses it as not an http(s) URL.
+fn is_plain_http(endpoint: &str) -> bool {
+    endpoint
+        .get(..7)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("http://"))
+}
+
 /// The DevLake client settings of `DEVLAKE_*` over `defaults` (each function has its own default
 /// timeout). The API key is left unset: it may live in Secrets Manager and is resolved apart.
 ///
 /// | variable | meaning |
 /// | --- | --- |
-/// | `DEVLAKE_ENDPOINT` | base URL (required) |
+/// | `DEVLAKE_ENDPOINT` | base URL (required); `https://` unless `ALLOW_INSECURE_HTTP` |
+/// | `ALLOW_INSECURE_HTTP` | `true` lets an `http://` endpoint through (default `false`) |
+/// | `DEVLAKE_CA_BUNDLE` | PEM text or a PEM file's path: CAs trusted besides the system's |
 /// | `DEVLAKE_TIMEOUT_MS` | timeout of one request attempt |
 /// | `DEVLAKE_MAX_RETRIES` | retries of idempotent requests on 5xx, 429 and resets |
 /// | `DEVLAKE_CONCURRENCY` | requests in flight at once (1–64) |
@@ -205,13 +221,31 @@ pub fn devlake_client_config(
     if timeout_ms == 0 {
         return Err(ConfigError::new("DEVLAKE_TIMEOUT_MS", "must be at least 1"));
     }
+    let endpoint = env.required(ENDPOINT_VAR)?;
+    let allow_insecure_http = env.bool_or(ALLOW_INSECURE_HTTP_VAR, false)?;
+    if is_plain_http(endpoint) && !allow_insecure_http {
+        return Err(ConfigError::new(
+            ENDPOINT_VAR,
+            format!(
+                "is http://, which would send the DevLake API key (an admin credential) in clear; \
+                 use https:// or set {ALLOW_INSECURE_HTTP_VAR}=true"
+            ),
+        ));
+    }
     Ok(crate::devlake::ClientConfig {
-        endpoint: env.required("DEVLAKE_ENDPOINT")?.to_string(),
+        endpoint: endpoint.to_string(),
         api_key: None,
         request_timeout: std::time::Duration::from_millis(timeout_ms),
         max_retries: env.parse_or::<u32>("DEVLAKE_MAX_RETRIES", d.max_retries)?,
         max_concurrency: concurrency,
         page_size,
+        ca_bundle: env
+            .get(crate::devlake::CA_BUNDLE_VAR)
+            .map(|value| {
+                crate::devlake::CaBundle::from_setting(value)
+                    .map_err(|problem| ConfigError::new(crate::devlake::CA_BUNDLE_VAR, problem))
+            })
+            .transpose()?,
         ..d
     })
 }
@@ -320,6 +354,45 @@ mod tests {
             assert_eq!(err.variable, "CLOUDWATCH_NAMESPACE", "{bad:?}");
             assert!(!err.to_string().contains('\n'), "{err}");
         }
+    }
+
+    #[test]
+    fn plain_http_needs_the_explicit_opt_in() {
+        let defaults = crate::devlake::ClientConfig::default;
+        let err = devlake_client_config(
+            &env(&[("DEVLAKE_ENDPOINT", "HTTP://devlake:8080")]),
+            defaults(),
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert_eq!(err.variable, "DEVLAKE_ENDPOINT");
+        assert!(text.contains("ALLOW_INSECURE_HTTP=true"), "{text}");
+        assert!(!text.contains('\n'), "{text}");
+
+        for (endpoint, allow) in [
+            ("http://devlake:8080", "true"),
+            ("https://devlake.example.com/api/rest", "false"),
+            ("https://devlake.example.com/api/rest", ""),
+        ] {
+            let c = devlake_client_config(
+                &env(&[
+                    ("DEVLAKE_ENDPOINT", endpoint),
+                    ("ALLOW_INSECURE_HTTP", allow),
+                ]),
+                defaults(),
+            )
+            .unwrap_or_else(|e| panic!("{endpoint} {allow}: {e}"));
+            assert_eq!(c.endpoint, endpoint);
+        }
+        let err = devlake_client_config(
+            &env(&[
+                ("DEVLAKE_ENDPOINT", "http://devlake:8080"),
+                ("ALLOW_INSECURE_HTTP", "sometimes"),
+            ]),
+            defaults(),
+        )
+        .unwrap_err();
+        assert_eq!(err.variable, "ALLOW_INSECURE_HTTP");
     }
 
     #[test]

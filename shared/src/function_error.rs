@@ -67,7 +67,10 @@ impl ErrorType {
             DevLakeError::Status { .. } | DevLakeError::Decode { .. } => {
                 ErrorType::DevLakeUnexpectedResponse
             }
-            DevLakeError::Config(_) => ErrorType::InvalidConfiguration,
+            DevLakeError::Config(_)
+            | DevLakeError::UntrustedCertificate { .. }
+            | DevLakeError::Redirect { .. } => ErrorType::InvalidConfiguration,
+            DevLakeError::BodyTooLarge { .. } => ErrorType::DevLakeUnexpectedResponse,
         }
     }
 

@@ -1193,6 +1193,8 @@ async fn the_lambda_binary_runs_a_scheduled_invocation() {
     let endpoint = sim.url();
     let watch = LambdaWatch::start(&[
         ("DEVLAKE_ENDPOINT", endpoint.as_str()),
+        // The simulator serves plain HTTP.
+        ("ALLOW_INSECURE_HTTP", "true"),
         ("TABLE_NAME", table.as_str()),
         ("AWS_ENDPOINT_URL_DYNAMODB", ddb.endpoint()),
         ("AWS_ENDPOINT_URL_CLOUDWATCH", cw.url()),

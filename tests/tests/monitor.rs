@@ -1079,6 +1079,8 @@ async fn the_lambda_binary_records_failures_from_a_scheduled_invocation() {
     let ddb = dynamodb_local().await;
     let watch = LambdaWatch::start(&[
         ("DEVLAKE_ENDPOINT", endpoint.as_str()),
+        // The simulator serves plain HTTP.
+        ("ALLOW_INSECURE_HTTP", "true"),
         ("DEVLAKE_API_KEY", KEY),
         ("TABLE_NAME", h.store.table()),
         ("AWS_ENDPOINT_URL_DYNAMODB", ddb.endpoint()),

@@ -682,6 +682,8 @@ fn functions_get_their_configuration_and_build_switches_stay_out_of_it() {
             "AutomationFunction",
             &[
                 "DEVLAKE_ENDPOINT",
+                "ALLOW_INSECURE_HTTP",
+                "DEVLAKE_CA_BUNDLE",
                 "TABLE_NAME",
                 "TIMEZONE",
                 "PLUGINS",
@@ -697,6 +699,8 @@ fn functions_get_their_configuration_and_build_switches_stay_out_of_it() {
             "MonitorFunction",
             &[
                 "DEVLAKE_ENDPOINT",
+                "ALLOW_INSECURE_HTTP",
+                "DEVLAKE_CA_BUNDLE",
                 "TABLE_NAME",
                 "TIMEZONE",
                 "STUCK_AFTER_HOURS",
@@ -734,6 +738,8 @@ fn functions_get_their_configuration_and_build_switches_stay_out_of_it() {
             ("INITIAL_LOOKBACK_HOURS", json!(24)),
             ("STUCK_AFTER_HOURS", json!(12)),
             ("DRY_RUN", json!("false")),
+            ("ALLOW_INSECURE_HTTP", json!("false")),
+            ("DEVLAKE_CA_BUNDLE", json!("")),
         ];
         for (var, default) in defaults {
             if let Some(value) = env.get(var) {
@@ -1310,6 +1316,45 @@ fn a_deployment_with_the_defaults_passes_every_functions_start_up_checks() {
                 panic!("{name} with {overrides:?} would not start: {e}");
             }
         }
+    }
+}
+
+/// An http:// endpoint deploys (the template cannot tie a pattern to another parameter) but
+/// neither job starts with it unless AllowInsecureHttp is true; https:// starts either way.
+#[test]
+fn an_http_endpoint_starts_the_jobs_only_with_allow_insecure_http() {
+    let t = template();
+    let flag = &t["Parameters"]["AllowInsecureHttp"];
+    assert_eq!(flag["Default"], "false");
+    let order: Vec<&str> = t["Metadata"]["AWS::CloudFormation::Interface"]["ParameterGroups"][0]
+        ["Parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(
+        order[..3],
+        ["DevLakeEndpoint", "AllowInsecureHttp", "DevLakeCaBundle"]
+    );
+    let http = "http://devlake.internal:8080";
+    for function in ["AutomationFunction", "MonitorFunction"] {
+        assert_eq!(
+            resource(&t, function)["Properties"]["Environment"]["Variables"]["ALLOW_INSECURE_HTTP"],
+            ref_to("AllowInsecureHttp"),
+            "{function}"
+        );
+        let refused = Deployment::new(&t, &[("DevLakeEndpoint", http)]);
+        let err = start_up(function, &refused.env(function)).expect_err(function);
+        assert!(err.contains("DEVLAKE_ENDPOINT"), "{err}");
+        assert!(err.contains("ALLOW_INSECURE_HTTP"), "{err}");
+        let allowed = Deployment::new(
+            &t,
+            &[("DevLakeEndpoint", http), ("AllowInsecureHttp", "true")],
+        );
+        assert_eq!(start_up(function, &allowed.env(function)), Ok(()));
+        let https = Deployment::new(&t, &[("AllowInsecureHttp", "true")]);
+        assert_eq!(start_up(function, &https.env(function)), Ok(()));
     }
 }
 

@@ -4,7 +4,9 @@
 //!
 //! | variable | default | meaning |
 //! | --- | --- | --- |
-//! | `DEVLAKE_ENDPOINT` | required | DevLake base URL, e.g. `http://devlake:8080` or `https://devlake.example.com/api/rest` (API keys only work under `/rest`) |
+//! | `DEVLAKE_ENDPOINT` | required | DevLake base URL, e.g. `https://devlake.example.com/api/rest` (API keys only work under `/rest`); `http://` only with `ALLOW_INSECURE_HTTP` |
+//! | `ALLOW_INSECURE_HTTP` | `false` | `true` accepts an `http://` endpoint, over which the API key (an admin credential) travels in clear |
+//! | `DEVLAKE_CA_BUNDLE` | unset | PEM text, or the path of a PEM file, with CA certificates trusted for DevLake in addition to the system's roots |
 //! | `DEVLAKE_API_KEY` | unset | API key sent as `Authorization: Bearer`; for local use |
 //! | `DEVLAKE_API_KEY_SECRET_ARN` | unset | Secrets Manager secret holding the key (instead of `DEVLAKE_API_KEY`) |
 //! | `DEVLAKE_TIMEOUT_MS` | `30000` | timeout of one DevLake request attempt |
@@ -462,7 +464,7 @@ mod tests {
         assert_eq!(e.variable, "DEVLAKE_ENDPOINT");
         let c = client_config_from_env(
             &env(&[
-                ("DEVLAKE_ENDPOINT", "http://d:8080"),
+                ("DEVLAKE_ENDPOINT", "https://d:8080"),
                 ("DEVLAKE_TIMEOUT_MS", "1500"),
                 ("DEVLAKE_PAGE_SIZE", "200"),
             ]),

@@ -144,9 +144,11 @@ pub async fn handle(
     };
     let clock = tokio::time::Instant::now();
     let calls_before = ports.devlake.calls();
+    // The run's DevLake calls start no retry wait that would end past the deadline.
+    let devlake = ports.devlake.with_deadline(deadline);
     let ctx = Ctx {
         config,
-        devlake: ports.devlake,
+        devlake: &devlake,
         dry_run,
         deadline,
         version: OnceCell::new(),

@@ -166,15 +166,19 @@ mod tests {
         let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
             (vec![], "DEVLAKE_ENDPOINT"),
             (
+                vec![("DEVLAKE_ENDPOINT", "http://devlake:8080")],
+                "ALLOW_INSECURE_HTTP",
+            ),
+            (
                 vec![
-                    ("DEVLAKE_ENDPOINT", "http://devlake:8080"),
+                    ("DEVLAKE_ENDPOINT", "https://devlake:8080"),
                     ("PROJECT_NAME_TEMPLATE", "{plugin}/{repo}"),
                 ],
                 "PROJECT_NAME_TEMPLATE",
             ),
             (
                 vec![
-                    ("DEVLAKE_ENDPOINT", "http://devlake:8080"),
+                    ("DEVLAKE_ENDPOINT", "https://devlake:8080"),
                     ("DEVLAKE_API_KEY", "dlk-secret-value-xyz"),
                     ("DEVLAKE_API_KEY_SECRET_ARN", "arn:aws:secretsmanager:x"),
                 ],
@@ -182,14 +186,14 @@ mod tests {
             ),
             (
                 vec![
-                    ("DEVLAKE_ENDPOINT", "http://devlake:8080"),
+                    ("DEVLAKE_ENDPOINT", "https://devlake:8080"),
                     ("SCOPE_EXCLUDE", "github/[oops"),
                 ],
                 "SCOPE_EXCLUDE",
             ),
             (
                 vec![
-                    ("DEVLAKE_ENDPOINT", "http://devlake:8080"),
+                    ("DEVLAKE_ENDPOINT", "https://devlake:8080"),
                     ("CLOUDWATCH_NAMESPACE", "AWS/Lambda"),
                 ],
                 "CLOUDWATCH_NAMESPACE",

@@ -25,6 +25,8 @@ use tokio::sync::Semaphore;
 
 use super::error::DevLakeError;
 use super::models::*;
+use super::tls::{is_unknown_issuer, CaBundle};
+use crate::deadline::Deadline;
 
 type Result<T> = std::result::Result<T, DevLakeError>;
 
@@ -33,6 +35,16 @@ pub const MAX_SCOPES_PAGE_SIZE: u32 = 1000;
 
 /// How much of a response body an error keeps.
 const EXCERPT_CHARS: usize = 200;
+
+/// The default cap of one response body. DevLake's largest answers are list pages: 5,000
+/// pipelines (the most `DEVLAKE_PAGE_SIZE` allows) at 1–2 KB each are about 10 MB, so 64 MiB
+/// leaves room for large task options while a broken proxy or endpoint cannot exhaust the
+/// function's memory.
+pub const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+
+/// The longest `Retry-After` the client waits for when the run has no deadline; with one, the
+/// wait must also end before it.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 /// RFC 3986 unreserved characters stay literal; everything else is percent-encoded, so a value
 /// such as `github/acme/api` stays ONE path segment (`github%2Facme%2Fapi`).
@@ -64,6 +76,12 @@ pub struct ClientConfig {
     pub max_requests_per_second: Option<u32>,
     /// Rows asked for per page on list endpoints (DevLake's default of 50 is small).
     pub page_size: u32,
+    /// CA certificates trusted for DevLake besides the system's roots (`DEVLAKE_CA_BUNDLE`).
+    pub ca_bundle: Option<CaBundle>,
+    /// Largest response body read; a larger one is an error.
+    pub max_response_bytes: usize,
+    /// Longest `Retry-After` honoured on 429/503 (the run's deadline may allow less).
+    pub max_retry_after: Duration,
 }
 
 impl Default for ClientConfig {
@@ -79,6 +97,9 @@ impl Default for ClientConfig {
             max_concurrency: 4,
             max_requests_per_second: None,
             page_size: 500,
+            ca_bundle: None,
+            max_response_bytes: MAX_RESPONSE_BYTES,
+            max_retry_after: MAX_RETRY_AFTER,
         }
     }
 }
@@ -96,6 +117,9 @@ impl std::fmt::Debug for ClientConfig {
             .field("max_concurrency", &self.max_concurrency)
             .field("max_requests_per_second", &self.max_requests_per_second)
             .field("page_size", &self.page_size)
+            .field("ca_bundle", &self.ca_bundle)
+            .field("max_response_bytes", &self.max_response_bytes)
+            .field("max_retry_after", &self.max_retry_after)
             .finish()
     }
 }
@@ -128,6 +152,8 @@ pub enum TriggerOutcome {
 #[derive(Clone)]
 pub struct DevLakeClient {
     inner: Arc<Inner>,
+    /// The run's deadline: no retry wait (backoff or `Retry-After`) is started past it.
+    deadline: Deadline,
 }
 
 struct Inner {
@@ -140,6 +166,10 @@ struct Inner {
     auth: Option<HeaderValue>,
     /// Kept only to scrub it from anything DevLake echoes back into an error excerpt.
     api_key: Option<String>,
+    /// Where the extra trust roots came from, for the untrusted-certificate error.
+    ca_bundle: Option<String>,
+    max_response_bytes: usize,
+    max_retry_after: Duration,
     request_timeout: Duration,
     retry: RetryPolicy,
     page_size: u32,
@@ -361,6 +391,35 @@ impl ProjectMetric {
 struct Answer {
     status: StatusCode,
     body: Vec<u8>,
+    /// `Location` of a 3xx answer.
+    location: Option<String>,
+    /// `Retry-After` of a 429/503 answer, as sent.
+    retry_after: Option<String>,
+}
+
+/// How long `Retry-After` asks to wait: delay-seconds or an HTTP-date (RFC 9110), from `now`.
+/// A date in the past means no wait; anything unparsable is ignored (`None`).
+pub fn parse_retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    // IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT") is an RFC 2822 date.
+    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    Some(
+        (at.with_timezone(&chrono::Utc) - now)
+            .to_std()
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+/// The URL as text with any password replaced; unparsable text is kept as sent (it carries no
+/// URL credentials then).
+fn redact_location(location: &str) -> String {
+    match reqwest::Url::parse(location) {
+        Ok(url) => redact_url(&url),
+        Err(_) => location.to_string(),
+    }
 }
 
 impl DevLakeClient {
@@ -409,9 +468,24 @@ impl DevLakeClient {
             }
         };
 
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             .user_agent(concat!("devlake-autopilot/", env!("CARGO_PKG_VERSION")))
+            // A redirect is answered as an error naming the new location: following it would
+            // send the API key to wherever DevLake (or a proxy in front of it) points.
+            .redirect(reqwest::redirect::Policy::none());
+        if let Some(bundle) = &config.ca_bundle {
+            // Added to the system's roots, not instead of them: a DevLake with a public
+            // certificate keeps working when a bundle is set.
+            let roots = bundle
+                .roots()
+                .iter()
+                .map(|der| reqwest::Certificate::from_der(der))
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| DevLakeError::Config(format!("DEVLAKE_CA_BUNDLE: {e}")))?;
+            builder = builder.tls_certs_merge(roots);
+        }
+        let http = builder
             .build()
             .map_err(|e| DevLakeError::Config(format!("HTTP client: {e}")))?;
 
@@ -426,12 +500,16 @@ impl DevLakeClient {
             .map(|rps| RateLimiter::direct(Quota::per_second(rps)));
 
         Ok(DevLakeClient {
+            deadline: Deadline::none(),
             inner: Arc::new(Inner {
                 http,
                 base,
                 shown,
                 auth,
                 api_key: config.api_key.map(|k| k.trim().to_string()),
+                ca_bundle: config.ca_bundle.map(|b| b.origin().to_string()),
+                max_response_bytes: config.max_response_bytes.max(1),
+                max_retry_after: config.max_retry_after,
                 request_timeout: config.request_timeout,
                 retry: RetryPolicy {
                     max_retries: config.max_retries,
@@ -445,6 +523,15 @@ impl DevLakeClient {
                 writes: AtomicU64::new(0),
             }),
         })
+    }
+
+    /// The same client (pool, limits, counters) for one run: a retry whose wait would end
+    /// after `deadline` is not started, the error is returned at once.
+    pub fn with_deadline(&self, deadline: Deadline) -> DevLakeClient {
+        DevLakeClient {
+            inner: Arc::clone(&self.inner),
+            deadline,
+        }
     }
 
     pub fn calls(&self) -> CallCounts {
@@ -492,8 +579,21 @@ impl DevLakeClient {
             let outcome = self
                 .attempt(&method, &url, &shown, body.as_ref(), attempt)
                 .await;
+            let mut retry_after = None;
             let error = match outcome {
                 Ok(answer) if answer.status.is_success() => return Ok(answer),
+                Ok(answer) if answer.status.is_redirection() => {
+                    return Err(DevLakeError::Redirect {
+                        status: answer.status.as_u16(),
+                        method: method.to_string(),
+                        path: shown,
+                        location: answer
+                            .location
+                            .as_deref()
+                            .map(redact_location)
+                            .unwrap_or_else(|| "(no Location header)".to_string()),
+                    })
+                }
                 Ok(answer)
                     if allow_not_found
                         && answer.status == StatusCode::NOT_FOUND
@@ -501,19 +601,44 @@ impl DevLakeClient {
                 {
                     return Ok(answer)
                 }
-                Ok(answer) => classify_status(
-                    answer.status.as_u16(),
-                    method.as_str(),
-                    &shown,
-                    &answer.body,
-                    inner.api_key.as_deref(),
-                ),
+                Ok(answer) => {
+                    if matches!(answer.status.as_u16(), 429 | 503) {
+                        retry_after = answer
+                            .retry_after
+                            .as_deref()
+                            .and_then(|v| parse_retry_after(v, chrono::Utc::now()));
+                    }
+                    classify_status(
+                        answer.status.as_u16(),
+                        method.as_str(),
+                        &shown,
+                        &answer.body,
+                        inner.api_key.as_deref(),
+                    )
+                }
                 Err(e) => e,
             };
             if attempt > retries || !error.is_retryable() {
                 return Err(error);
             }
-            let delay = inner.retry.delay(attempt - 1, random_u64());
+            // DevLake (or the proxy in front of it) said when to come back: wait that long if
+            // the cap and the run's deadline allow, else give up now rather than retry early.
+            let delay = match retry_after {
+                Some(wait) if wait > inner.max_retry_after || !self.deadline.allows(wait) => {
+                    tracing::debug!(
+                        method = %method,
+                        path = %shown,
+                        retry_after_ms = wait.as_millis() as u64,
+                        "Retry-After does not fit before the deadline; not retrying"
+                    );
+                    return Err(error);
+                }
+                Some(wait) => wait,
+                None => inner.retry.delay(attempt - 1, random_u64()),
+            };
+            if !self.deadline.allows(delay) {
+                return Err(error);
+            }
             tracing::debug!(
                 method = %method,
                 path = %shown,
@@ -564,20 +689,60 @@ impl DevLakeClient {
         }
 
         let started = Instant::now();
-        let transport = |source: reqwest::Error| DevLakeError::Transport {
+        let transport = |source: reqwest::Error| {
+            // The path is already in the error; the URL would only repeat the endpoint.
+            let source = source.without_url();
+            if is_unknown_issuer(&source) {
+                DevLakeError::UntrustedCertificate {
+                    method: method.to_string(),
+                    path: shown.to_string(),
+                    bundle: inner.ca_bundle.clone(),
+                    source,
+                }
+            } else {
+                DevLakeError::Transport {
+                    method: method.to_string(),
+                    path: shown.to_string(),
+                    source,
+                }
+            }
+        };
+        let limit = inner.max_response_bytes;
+        let too_large = || DevLakeError::BodyTooLarge {
             method: method.to_string(),
             path: shown.to_string(),
-            // The path is already in the error; the URL would only repeat the endpoint.
-            source: source.without_url(),
+            limit,
         };
         let result = async {
-            let response = request.send().await.map_err(transport)?;
+            let mut response = request.send().await.map_err(transport)?;
             let status = response.status();
-            let body = response.bytes().await.map_err(transport)?;
+            let header = |name| {
+                response
+                    .headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string)
+            };
+            let location = header(reqwest::header::LOCATION);
+            let retry_after = header(reqwest::header::RETRY_AFTER);
+            // Refused before reading when the length is announced, counted while reading when
+            // it is not (chunked), so memory never holds more than the cap.
+            if response.content_length().is_some_and(|n| n > limit as u64) {
+                return Err(too_large());
+            }
+            let mut body: Vec<u8> =
+                Vec::with_capacity(response.content_length().unwrap_or(0) as usize);
+            while let Some(chunk) = response.chunk().await.map_err(transport)? {
+                if body.len() + chunk.len() > limit {
+                    return Err(too_large());
+                }
+                body.extend_from_slice(&chunk);
+            }
             Ok(Answer {
                 status,
-                // Takes over the buffer when it is uniquely owned instead of copying the page.
-                body: Vec::from(body),
+                body,
+                location,
+                retry_after,
             })
         }
         .await;
@@ -1316,6 +1481,28 @@ mod tests {
             e.to_string(),
             "DevLake answered 404 on GET /nope: 404 page not found"
         );
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates() {
+        let now: chrono::DateTime<chrono::Utc> = "2026-11-28T11:00:00Z".parse().unwrap();
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(parse_retry_after(" 0 ", now), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("Sat, 28 Nov 2026 11:00:30 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            parse_retry_after("Sat, 28 Nov 2026 10:59:00 GMT", now),
+            Some(Duration::ZERO),
+            "a date in the past asks for no wait"
+        );
+        for ignored in ["", "-5", "soon", "1.5"] {
+            assert_eq!(parse_retry_after(ignored, now), None, "{ignored:?}");
+        }
     }
 
     #[test]

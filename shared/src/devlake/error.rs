@@ -35,6 +35,37 @@ pub enum DevLakeError {
         #[source]
         source: reqwest::Error,
     },
+    /// DevLake's TLS certificate was issued by a CA that is neither a system root nor in
+    /// `DEVLAKE_CA_BUNDLE`. Not retried: only a setting can fix it.
+    #[error(
+        "DevLake's TLS certificate is not issued by a trusted CA on {method} {path}: {}",
+        untrusted_hint(bundle.as_deref())
+    )]
+    UntrustedCertificate {
+        method: String,
+        path: String,
+        /// Where the extra roots came from, when `DEVLAKE_CA_BUNDLE` is set.
+        bundle: Option<String>,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// DevLake (or a proxy in front of it) answered 3xx. Redirects are not followed: the API
+    /// key would go wherever the answer points.
+    #[error("DevLake answered {status} on {method} {path} → Location {location}: set DEVLAKE_ENDPOINT to the final URL")]
+    Redirect {
+        status: u16,
+        method: String,
+        path: String,
+        /// The `Location` header, any URL password redacted.
+        location: String,
+    },
+    /// The body was larger than the client reads.
+    #[error("DevLake's answer to {method} {path} is larger than {} MiB; a smaller DEVLAKE_PAGE_SIZE makes list pages smaller", limit / (1024 * 1024))]
+    BodyTooLarge {
+        method: String,
+        path: String,
+        limit: usize,
+    },
     /// The body was not what devlake-api.md says.
     #[error(
         "unexpected response from DevLake on {method} {path}: {source} (body starts: {excerpt})"
@@ -56,9 +87,9 @@ impl DevLakeError {
     pub fn status(&self) -> Option<u16> {
         match self {
             DevLakeError::MigrationPending { .. } => Some(428),
-            DevLakeError::Unauthorized { status, .. } | DevLakeError::Status { status, .. } => {
-                Some(*status)
-            }
+            DevLakeError::Unauthorized { status, .. }
+            | DevLakeError::Status { status, .. }
+            | DevLakeError::Redirect { status, .. } => Some(*status),
             _ => None,
         }
     }
@@ -78,12 +109,23 @@ impl DevLakeError {
             self,
             DevLakeError::MigrationPending { .. }
                 | DevLakeError::Unauthorized { .. }
+                | DevLakeError::UntrustedCertificate { .. }
+                | DevLakeError::Redirect { .. }
                 | DevLakeError::Config(_)
         )
     }
 
     pub fn is_not_found(&self) -> bool {
         self.status() == Some(404)
+    }
+}
+
+fn untrusted_hint(bundle: Option<&str>) -> String {
+    match bundle {
+        None => "set DEVLAKE_CA_BUNDLE to the PEM of the CA that issued it".to_string(),
+        Some(origin) => format!(
+            "DEVLAKE_CA_BUNDLE ({origin}) does not hold the CA that issued it; add that CA's PEM"
+        ),
     }
 }
 

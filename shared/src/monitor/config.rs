@@ -2,7 +2,9 @@
 //!
 //! | variable | default | meaning |
 //! | --- | --- | --- |
-//! | `DEVLAKE_ENDPOINT` | required | DevLake base URL |
+//! | `DEVLAKE_ENDPOINT` | required | DevLake base URL; `http://` only with `ALLOW_INSECURE_HTTP` |
+//! | `ALLOW_INSECURE_HTTP` | `false` | `true` accepts an `http://` endpoint (the API key then travels in clear) |
+//! | `DEVLAKE_CA_BUNDLE` | unset | PEM text or a PEM file's path: CAs trusted for DevLake besides the system's roots |
 //! | `DEVLAKE_API_KEY` / `DEVLAKE_API_KEY_SECRET_ARN` | unset | API key, plain (local) or in Secrets Manager |
 //! | `DEVLAKE_TIMEOUT_MS` | `10000` | timeout of one DevLake request attempt (the monitor runs every 5 minutes: fail fast) |
 //! | `DEVLAKE_MAX_RETRIES` | `3` | retries of GETs on 5xx, 429 and resets (the re-run POST is never retried) |
@@ -154,7 +156,7 @@ mod tests {
 
     fn env(pairs: &[(&str, &str)]) -> Env {
         let mut all = vec![
-            ("DEVLAKE_ENDPOINT", "http://devlake:8080"),
+            ("DEVLAKE_ENDPOINT", "https://devlake:8080"),
             ("TABLE_NAME", "t"),
         ];
         all.extend_from_slice(pairs);
@@ -223,7 +225,7 @@ mod tests {
             assert_eq!(err.variable, name, "{value}: {err}");
             assert!(!err.to_string().contains('\n'));
         }
-        let missing: Env = [("DEVLAKE_ENDPOINT", "http://d")].into_iter().collect();
+        let missing: Env = [("DEVLAKE_ENDPOINT", "https://d")].into_iter().collect();
         assert_eq!(
             MonitorConfig::from_env(&missing).unwrap_err().variable,
             "TABLE_NAME"

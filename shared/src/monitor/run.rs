@@ -132,7 +132,13 @@ impl Monitor<'_> {
     ) -> Result<Summary, MonitorError> {
         let started = Instant::now();
         let calls_before = self.devlake.calls().total();
-        let outcome = self.execute(now, request, deadline).await;
+        // The run's DevLake calls start no retry wait that would end past the deadline.
+        let devlake = self.devlake.with_deadline(deadline);
+        let bounded = Monitor {
+            devlake: &devlake,
+            ..*self
+        };
+        let outcome = bounded.execute(now, request, deadline).await;
         let duration_ms = started.elapsed().as_millis() as u64;
         let finished_at = started_at + chrono::Duration::milliseconds(duration_ms as i64);
         let devlake_calls = self.devlake.calls().total().saturating_sub(calls_before);

@@ -1,14 +1,14 @@
 //! Standalone DevLake simulator for the local demo and shell scripts.
 //!
-//! `devlake-sim --port N --fixture FILE [--api-key KEY] [--latency-ms N]`
-//! prints `devlake-sim listening on http://127.0.0.1:PORT` once ready; control it via `/_sim/...`.
+//! `devlake-sim --port N --fixture FILE [--api-key KEY] [--latency-ms N] [--tls-cert PEM --tls-key PEM]`
+//! prints `devlake-sim listening on http://127.0.0.1:PORT` (`https://` with TLS) once ready; control it via `/_sim/...`.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use devlake_testkit::sim::{AutoComplete, Fixture, GeneratedSpec, SimOptions, Simulator};
+use devlake_testkit::sim::{AutoComplete, Fixture, GeneratedSpec, SimOptions, SimTls, Simulator};
 
 #[derive(Parser)]
 #[command(name = "devlake-sim", about = "A stateful fake Apache DevLake server")]
@@ -47,6 +47,12 @@ struct Args {
     /// With --generate: override the number of historical pipelines.
     #[arg(long)]
     gen_pipelines: Option<usize>,
+    /// Serve HTTPS with this PEM certificate chain (leaf first); needs --tls-key.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -73,7 +79,17 @@ async fn main() -> anyhow::Result<()> {
         }
         (None, None) => Fixture::sample(),
     };
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(SimTls {
+            cert_chain_pem: std::fs::read_to_string(cert)
+                .with_context(|| format!("reading {}", cert.display()))?,
+            key_pem: std::fs::read_to_string(key)
+                .with_context(|| format!("reading {}", key.display()))?,
+        }),
+        _ => None,
+    };
     let opts = SimOptions {
+        tls,
         api_key: args.api_key,
         latency: Duration::from_millis(args.latency_ms),
         port: args.port,

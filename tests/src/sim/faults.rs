@@ -83,7 +83,13 @@ impl FaultRule {
     }
 }
 
-/// JSON: `{"status":503}`, `"reset"`, `{"delayResponseMs":3000}`, `{"delayRequestMs":500}`.
+/// JSON: `{"status":503}`, `"reset"`, `{"delayResponseMs":3000}`, `{"delayRequestMs":500}`,
+/// `{"redirect":{"status":301,"location":"https://…"}}`,
+/// `{"statusRetryAfter":{"status":503,"retryAfter":"2"}}`, `{"largeBody":70000000}`.
+///
+/// DevLake itself never redirects, sends `Retry-After` or pads an answer; the last three stand for
+/// what sits in front of it (a reverse proxy moving http to https or to a new path, a load
+/// balancer or maintenance page throttling, a misrouted endpoint answering something huge).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub enum FaultAction {
@@ -95,6 +101,16 @@ pub enum FaultAction {
     DelayResponseMs(u64),
     /// Delay before handling.
     DelayRequestMs(u64),
+    /// Answer a redirect to `location` without handling the request.
+    Redirect { status: u16, location: String },
+    /// Answer `status` with this `Retry-After` header, without handling the request.
+    StatusRetryAfter {
+        status: u16,
+        #[serde(rename = "retryAfter")]
+        retry_after: String,
+    },
+    /// Answer 200 with a JSON body of this many bytes, without handling the request.
+    LargeBody(u64),
 }
 
 /// What the front layer should do with one request.
@@ -104,6 +120,12 @@ pub(crate) struct Decision {
     pub delay_after: Duration,
     pub status: Option<u16>,
     pub reset: bool,
+    /// Status and `Location` of a redirect answer.
+    pub redirect: Option<(u16, String)>,
+    /// `Retry-After` sent with `status`.
+    pub retry_after: Option<String>,
+    /// Size of a 200 answer sent instead of handling the request.
+    pub large_body: Option<u64>,
 }
 
 pub(crate) struct FaultState {
@@ -146,15 +168,28 @@ impl FaultState {
             if let Some(t) = rule.times.as_mut() {
                 *t -= 1;
             }
-            match rule.action {
-                FaultAction::Status(s) => d.status = Some(s),
+            match &rule.action {
+                FaultAction::Status(s) => d.status = Some(*s),
                 FaultAction::Reset => d.reset = true,
-                FaultAction::DelayResponseMs(ms) => d.delay_after += Duration::from_millis(ms),
-                FaultAction::DelayRequestMs(ms) => d.delay_before += Duration::from_millis(ms),
+                FaultAction::DelayResponseMs(ms) => d.delay_after += Duration::from_millis(*ms),
+                FaultAction::DelayRequestMs(ms) => d.delay_before += Duration::from_millis(*ms),
+                FaultAction::Redirect { status, location } => {
+                    d.redirect = Some((*status, location.clone()))
+                }
+                FaultAction::StatusRetryAfter {
+                    status,
+                    retry_after,
+                } => {
+                    d.status = Some(*status);
+                    d.retry_after = Some(retry_after.clone());
+                }
+                FaultAction::LargeBody(bytes) => d.large_body = Some(*bytes),
             }
             self.faults.rules.retain(|r| r.times != Some(0));
         }
         if d.status.is_none()
+            && d.redirect.is_none()
+            && d.large_body.is_none()
             && !d.reset
             && self.faults.error_rate > 0.0
             && self.next_f64() < self.faults.error_rate
@@ -280,5 +315,17 @@ mod tests {
         assert_eq!(f.rules[0].action, FaultAction::DelayResponseMs(100));
         assert_eq!(f.rules[1].action, FaultAction::Reset);
         assert_eq!(f.rules[1].times, None);
+        let f: Faults = serde_json::from_str(
+            r#"{"rules":[{"pathPrefix":"/a","action":{"redirect":{"status":301,"location":"https://x/"}}},{"pathPrefix":"/b","action":{"statusRetryAfter":{"status":503,"retryAfter":"2"}}},{"pathPrefix":"/c","action":{"largeBody":100}}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            f.rules[1].action,
+            FaultAction::StatusRetryAfter {
+                status: 503,
+                retry_after: "2".into()
+            }
+        );
+        assert_eq!(f.rules[2].action, FaultAction::LargeBody(100));
     }
 }

@@ -82,6 +82,35 @@ pub struct SimOptions {
     /// Maximum number of request records kept (older ones are dropped; counts stay exact).
     /// 0 = default (100,000).
     pub request_log_capacity: usize,
+    /// Serve HTTPS with this certificate instead of plain HTTP.
+    pub tls: Option<SimTls>,
+}
+
+/// The simulator's HTTPS identity: a PEM certificate chain (leaf first) and its PEM private key.
+#[derive(Clone)]
+pub struct SimTls {
+    pub cert_chain_pem: String,
+    pub key_pem: String,
+}
+
+impl SimTls {
+    fn acceptor(&self) -> Result<tokio_rustls::TlsAcceptor, SimError> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let chain = CertificateDer::pem_slice_iter(self.cert_chain_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| SimError::new(format!("TLS certificate chain: {e}")))?;
+        let key = PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes())
+            .map_err(|e| SimError::new(format!("TLS private key: {e}")))?;
+        // The provider is named rather than taken from the process default, which is unset
+        // when more than one rustls provider is compiled in.
+        let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .and_then(|b| b.with_no_client_auth().with_single_cert(chain, key))
+            .map_err(|e| SimError::new(format!("TLS configuration: {e}")))?;
+        Ok(tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config)))
+    }
 }
 
 impl fmt::Debug for SimOptions {
@@ -96,6 +125,7 @@ impl fmt::Debug for SimOptions {
             .field("seed", &self.seed)
             .field("port", &self.port)
             .field("request_log_capacity", &self.request_log_capacity)
+            .field("tls", &self.tls.is_some())
             .finish()
     }
 }
@@ -115,6 +145,7 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// A running simulator. Serves until dropped.
 pub struct Simulator {
     addr: SocketAddr,
+    https: bool,
     handle: SimHandle,
     _shutdown: watch::Sender<()>,
     task: tokio::task::JoinHandle<()>,
@@ -136,6 +167,7 @@ impl Simulator {
 
     pub async fn try_start_with(fixture: Fixture, opts: SimOptions) -> Result<Simulator, SimError> {
         let handle = SimHandle::build(fixture, &opts)?;
+        let acceptor = opts.tls.as_ref().map(SimTls::acceptor).transpose()?;
         let listener = TcpListener::bind(("127.0.0.1", opts.port))
             .await
             .map_err(|e| SimError::new(format!("bind 127.0.0.1:{}: {e}", opts.port)))?;
@@ -143,18 +175,21 @@ impl Simulator {
             .local_addr()
             .map_err(|e| SimError::new(format!("local_addr: {e}")))?;
         let (tx, rx) = watch::channel(());
-        let task = tokio::spawn(serve(listener, handle.clone(), rx));
+        let https = acceptor.is_some();
+        let task = tokio::spawn(serve(listener, acceptor, handle.clone(), rx));
         Ok(Simulator {
             addr,
+            https,
             handle,
             _shutdown: tx,
             task,
         })
     }
 
-    /// `http://127.0.0.1:PORT` (no trailing slash).
+    /// `http://127.0.0.1:PORT`, or `https://…` when serving TLS (no trailing slash).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -173,7 +208,12 @@ impl Drop for Simulator {
     }
 }
 
-async fn serve(listener: TcpListener, handle: SimHandle, shutdown: watch::Receiver<()>) {
+async fn serve(
+    listener: TcpListener,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    handle: SimHandle,
+    shutdown: watch::Receiver<()>,
+) {
     let api = routes::router(handle.clone());
     let control = control::router(handle.clone());
     loop {
@@ -184,20 +224,33 @@ async fn serve(listener: TcpListener, handle: SimHandle, shutdown: watch::Receiv
         };
         let Ok((stream, _)) = accepted else { continue };
         let _ = stream.set_nodelay(true);
-        let (h, api, control, mut stop) = (
+        let (h, api, control, mut stop, acceptor) = (
             handle.clone(),
             api.clone(),
             control.clone(),
             shutdown.clone(),
+            acceptor.clone(),
         );
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req| {
                 dispatch(h.clone(), api.clone(), control.clone(), req)
             });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), svc);
+            let http1 = hyper::server::conn::http1::Builder::new();
+            let served = async {
+                match acceptor {
+                    None => {
+                        let _ = http1.serve_connection(TokioIo::new(stream), svc).await;
+                    }
+                    // A client that refuses the certificate ends the handshake; nothing to serve.
+                    Some(acceptor) => {
+                        if let Ok(tls) = acceptor.accept(stream).await {
+                            let _ = http1.serve_connection(TokioIo::new(tls), svc).await;
+                        }
+                    }
+                }
+            };
             tokio::select! {
-                _ = conn => {}
+                _ = served => {}
                 _ = stop.changed() => {}
             }
         });
@@ -251,8 +304,21 @@ async fn dispatch(
         h.record(&method, &logged_path, 0);
         return Err(ConnectionReset);
     }
-    let resp = if let Some(status) = decision.status {
-        routes::error_response(status, "simulated fault", serde_json::Value::Null)
+    let resp = if let Some((status, location)) = &decision.redirect {
+        routes::redirect_response(*status, location)
+    } else if let Some(bytes) = decision.large_body {
+        routes::padded_response(bytes)
+    } else if let Some(status) = decision.status {
+        let mut resp = routes::error_response(status, "simulated fault", serde_json::Value::Null);
+        if let Some(value) = decision
+            .retry_after
+            .as_deref()
+            .and_then(|v| axum::http::HeaderValue::from_str(v).ok())
+        {
+            resp.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, value);
+        }
+        resp
     } else if let Some(resp) = migration_gate(&h, &path) {
         resp
     } else if let Some(resp) = under_rest.then(|| api_key_check(&h, &req)).flatten() {

@@ -44,6 +44,26 @@ fn bytes_response(status: u16, body: Vec<u8>) -> R {
         .expect("valid response")
 }
 
+/// A redirect as a reverse proxy sends it (nginx: a short HTML body).
+pub(crate) fn redirect_response(status: u16, location: &str) -> R {
+    Response::builder()
+        .status(StatusCode::from_u16(status).unwrap_or(StatusCode::MOVED_PERMANENTLY))
+        .header(header::LOCATION, location)
+        .header(header::CONTENT_TYPE, "text/html")
+        .body(Body::from("<html><body>moved</body></html>"))
+        .expect("valid response")
+}
+
+/// A 200 JSON object of exactly `bytes` bytes (at least the 10 of `{"pad":""}`).
+pub(crate) fn padded_response(bytes: u64) -> R {
+    let pad = (bytes as usize).saturating_sub(10);
+    let mut body = Vec::with_capacity(pad + 10);
+    body.extend_from_slice(br#"{"pad":""#);
+    body.resize(body.len() + pad, b'x');
+    body.extend_from_slice(br#""}"#);
+    bytes_response(200, body)
+}
+
 /// DevLake's error envelope; `message` gets the ` (<status>)` suffix like DevLake's errors.
 pub(crate) fn error_response(status: u16, message: &str, data: Value) -> R {
     json_response(
