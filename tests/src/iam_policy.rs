@@ -375,6 +375,17 @@ pub struct Statement {
 }
 
 impl Statement {
+    /// A KMS grant limited by `kms:ViaService` is exercised by that service (DynamoDB for an
+    /// encrypted table, SQS for an encrypted queue) with the function's credentials whenever the
+    /// function calls the service; no call of the function's own names the KMS action.
+    pub fn is_used_by_service_on_behalf(&self, action: &str) -> bool {
+        action.to_ascii_lowercase().starts_with("kms:")
+            && self
+                .conditions
+                .iter()
+                .any(|c| c.key.eq_ignore_ascii_case("kms:ViaService"))
+    }
+
     fn matches(&self, access: &Access) -> bool {
         let action_ok = if self.not_actions.is_empty() {
             self.actions.iter().any(|a| glob(a, &access.action, true))
@@ -1318,7 +1329,10 @@ pub fn check(
                 continue;
             }
             for action in &statement.actions {
-                if used.contains(&(i, action.clone())) || platform_use(action).is_some() {
+                if used.contains(&(i, action.clone()))
+                    || platform_use(action).is_some()
+                    || statement.is_used_by_service_on_behalf(action)
+                {
                     continue;
                 }
                 report.unexercised.push(format!(

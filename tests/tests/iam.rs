@@ -111,6 +111,7 @@ async fn every_aws_call_is_allowed_by_the_function_role_and_every_grant_is_used(
     let automation = Automation::from_env_with_sdk(
         &env(&[
             ("DEVLAKE_ENDPOINT", &endpoint),
+            ("ALLOW_INSECURE_HTTP", "true"),
             ("DEVLAKE_API_KEY_SECRET_ARN", API_KEY_ARN),
             ("TABLE_NAME", &table),
             ("CLOUDWATCH_NAMESPACE", NAMESPACE),
@@ -166,6 +167,7 @@ async fn every_aws_call_is_allowed_by_the_function_role_and_every_grant_is_used(
     let monitor = MonitorFunction::from_env_with_sdk(
         &env(&[
             ("DEVLAKE_ENDPOINT", &endpoint),
+            ("ALLOW_INSECURE_HTTP", "true"),
             ("DEVLAKE_API_KEY_SECRET_ARN", API_KEY_ARN),
             ("TABLE_NAME", &table),
             ("CLOUDWATCH_NAMESPACE", NAMESPACE),
