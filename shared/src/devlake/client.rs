@@ -1,12 +1,11 @@
 //! The typed DevLake client: the one place that knows HTTP, auth, paging, retries and limits.
 //!
-//! Every request goes through [`DevLakeClient::execute`], which applies the concurrency cap and
-//! the rate limit per attempt, counts the attempt, logs it (never the key) and retries only
+//! Every request goes through [`DevLakeClient::execute`], which applies the concurrency cap per
+//! attempt, counts the attempt, logs it (never the key) and retries only
 //! idempotent methods. List endpoints are exposed both page by page and as lazy streams that fetch
 //! the next page only when the consumer asks for more rows.
 
 use std::collections::HashSet;
-use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,7 +13,6 @@ use std::time::{Duration, Instant};
 use async_stream::try_stream;
 use futures::stream::{BoxStream, StreamExt};
 use futures::Future;
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};
@@ -60,8 +58,6 @@ pub struct ClientConfig {
     pub retry_max_delay: Duration,
     /// Requests in flight at once.
     pub max_concurrency: usize,
-    /// Client-side rate limit; `None` = unlimited.
-    pub max_requests_per_second: Option<u32>,
     /// Rows asked for per page on list endpoints (DevLake's default of 50 is small).
     pub page_size: u32,
 }
@@ -77,7 +73,6 @@ impl Default for ClientConfig {
             retry_base_delay: Duration::from_millis(200),
             retry_max_delay: Duration::from_secs(5),
             max_concurrency: 4,
-            max_requests_per_second: None,
             page_size: 500,
         }
     }
@@ -94,7 +89,6 @@ impl std::fmt::Debug for ClientConfig {
             .field("retry_base_delay", &self.retry_base_delay)
             .field("retry_max_delay", &self.retry_max_delay)
             .field("max_concurrency", &self.max_concurrency)
-            .field("max_requests_per_second", &self.max_requests_per_second)
             .field("page_size", &self.page_size)
             .finish()
     }
@@ -144,7 +138,6 @@ struct Inner {
     retry: RetryPolicy,
     page_size: u32,
     permits: Semaphore,
-    limiter: Option<DefaultDirectRateLimiter>,
     reads: AtomicU64,
     writes: AtomicU64,
 }
@@ -415,16 +408,6 @@ impl DevLakeClient {
             .build()
             .map_err(|e| DevLakeError::Config(format!("HTTP client: {e}")))?;
 
-        let limiter = config
-            .max_requests_per_second
-            .map(|rps| {
-                NonZeroU32::new(rps).ok_or_else(|| {
-                    DevLakeError::Config("max_requests_per_second must be at least 1".into())
-                })
-            })
-            .transpose()?
-            .map(|rps| RateLimiter::direct(Quota::per_second(rps)));
-
         Ok(DevLakeClient {
             inner: Arc::new(Inner {
                 http,
@@ -440,7 +423,6 @@ impl DevLakeClient {
                 },
                 page_size: config.page_size.max(1),
                 permits: Semaphore::new(config.max_concurrency.max(1)),
-                limiter,
                 reads: AtomicU64::new(0),
                 writes: AtomicU64::new(0),
             }),
@@ -541,9 +523,6 @@ impl DevLakeClient {
             .acquire()
             .await
             .expect("the client never closes its semaphore");
-        if let Some(limiter) = &inner.limiter {
-            limiter.until_ready().await;
-        }
         if *method == Method::GET {
             inner.reads.fetch_add(1, Ordering::Relaxed);
         } else {
