@@ -1,0 +1,212 @@
+#!/usr/bin/env python3
+"""Checks that the documentation holds together, without network access:
+
+* every relative link in README.md and docs/*.md points at a file or directory of the
+  repository, and every `#anchor` at a heading of the target page (GitHub's heading slugs);
+* every alert rule in infra/prometheus/rules.yml has a `runbook_url` annotation made of
+  RUNBOOK_BASE and the anchor of a section of docs/operations.md named after the alert;
+* every CloudWatch alarm in template.yaml has its own section in docs/operations.md.
+
+Usage: check_docs.py [REPOSITORY_ROOT]   (default: the repository this file is in)
+       check_docs.py --self-test          (runs it on a small made-up repository)
+Exit status 1 with one line per problem when anything is wrong.
+"""
+
+import os
+import re
+import sys
+import unicodedata
+
+# The base every runbook_url starts with. A placeholder host: operators replace it with the
+# address their copy of the repository is browsable at (docs/operations.md, "Runbook links").
+RUNBOOK_BASE = "https://git.example.com/devlake-autopilot/blob/main/docs/operations.md"
+
+# Pages other branches add to docs/. Links to them are reported as pending rather than broken
+# until they exist; once every one is present this set should be emptied.
+PENDING_PAGES = {
+    "docs/private-network.md",
+    "docs/tls-and-secrets.md",
+    "docs/iam.md",
+    "docs/cost.md",
+}
+
+FENCE = re.compile(r"^\s*(```|~~~)")
+HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
+# [text](target) and ![alt](target); the target ends at the first space or closing parenthesis.
+LINK = re.compile(r"!?\[(?:[^\]\\]|\\.)*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+INLINE_CODE = re.compile(r"`+[^`]*`+")
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor for a heading: inline markup dropped, lower case, punctuation other than
+    `-` and `_` removed, spaces turned into `-`."""
+    text = re.sub(r"!?\[([^\]]*)\]\([^)]*\)", r"\1", heading)  # links keep their text
+    text = text.replace("`", "")
+    text = re.sub(r"<[^>]+>", "", text)  # inline HTML
+    text = text.strip().lower()
+    out = []
+    for ch in text:
+        if ch in "-_ " or ch.isalnum():
+            out.append("-" if ch == " " else ch)
+        elif unicodedata.category(ch).startswith(("L", "N", "M")):
+            out.append(ch)
+    return "".join(out)
+
+
+def markdown_lines(path):
+    """The lines of a Markdown file outside fenced code blocks, with their numbers."""
+    inside = False
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if FENCE.match(line):
+                inside = not inside
+                continue
+            if not inside:
+                yield number, line.rstrip("\n")
+
+
+def anchors(path):
+    seen = {}
+    result = set()
+    for _, line in markdown_lines(path):
+        m = HEADING.match(line)
+        if not m:
+            continue
+        base = slug(m.group(2))
+        n = seen.get(base, 0)
+        seen[base] = n + 1
+        result.add(base if n == 0 else f"{base}-{n}")
+    return result
+
+
+def check_links(root, files, problems, pending):
+    cache = {}
+
+    def anchors_of(path):
+        if path not in cache:
+            cache[path] = anchors(path)
+        return cache[path]
+
+    for rel in files:
+        path = os.path.join(root, rel)
+        for number, line in markdown_lines(path):
+            for target in LINK.findall(INLINE_CODE.sub("", line)):
+                if re.match(r"^[a-z][a-z0-9+.-]*:", target, re.I):
+                    continue  # http:, https:, mailto: — not checked (no network)
+                where = f"{rel}:{number}"
+                file_part, _, anchor = target.partition("#")
+                if file_part:
+                    dest = os.path.normpath(os.path.join(os.path.dirname(path), file_part))
+                    dest_rel = os.path.relpath(dest, root)
+                    if dest_rel.startswith(".."):
+                        problems.append(f"{where}: link leaves the repository: {target}")
+                        continue
+                    if not os.path.exists(dest):
+                        if dest_rel in PENDING_PAGES:
+                            pending.add(dest_rel)
+                        else:
+                            problems.append(f"{where}: no such file: {target}")
+                        continue
+                else:
+                    dest = path
+                if anchor:
+                    if not dest.endswith(".md") or os.path.isdir(dest):
+                        problems.append(f"{where}: anchor on a page that has no headings: {target}")
+                    elif anchor not in anchors_of(dest):
+                        problems.append(f"{where}: no heading for #{anchor} in {os.path.relpath(dest, root)}")
+
+
+def check_runbooks(root, problems):
+    operations = os.path.join(root, "docs", "operations.md")
+    sections = anchors(operations)
+    rules_path = os.path.join(root, "infra", "prometheus", "rules.yml")
+    with open(rules_path, encoding="utf-8") as f:
+        text = f.read()
+    # Split the file into one chunk per rule; each chunk starts at its `- alert:` line.
+    chunks = re.split(r"(?m)^\s*- alert:\s*", text)[1:]
+    if not chunks:
+        problems.append("infra/prometheus/rules.yml: no alert rules found")
+    for chunk in chunks:
+        alert = chunk.split()[0]
+        m = re.search(r"(?m)^\s*runbook_url:\s*\"?([^\"\s]+)\"?\s*$", chunk)
+        if not m:
+            problems.append(f"infra/prometheus/rules.yml: {alert} has no runbook_url annotation")
+            continue
+        url = m.group(1)
+        expected = f"{RUNBOOK_BASE}#{slug(alert)}"
+        if url != expected:
+            problems.append(f"infra/prometheus/rules.yml: {alert}: runbook_url is {url}, expected {expected}")
+        if slug(alert) not in sections:
+            problems.append(f"docs/operations.md: no section for the alert {alert}")
+
+    with open(os.path.join(root, "template.yaml"), encoding="utf-8") as f:
+        template = f.read()
+    alarms = re.findall(r"(?m)^  ([A-Za-z0-9]+):\n    Type: AWS::CloudWatch::Alarm\s*$", template)
+    if not alarms:
+        problems.append("template.yaml: no CloudWatch alarms found")
+    for alarm in alarms:
+        if slug(alarm) not in sections:
+            problems.append(f"docs/operations.md: no section for the CloudWatch alarm {alarm}")
+
+
+def self_test():
+    """The checker must catch what it claims to: run it on a small made-up repository."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as root:
+        os.makedirs(os.path.join(root, "docs"))
+        os.makedirs(os.path.join(root, "infra", "prometheus"))
+
+        def write(rel, text):
+            with open(os.path.join(root, rel), "w", encoding="utf-8") as f:
+                f.write(text)
+
+        write("README.md", "# T\n\n[ok](docs/operations.md#devlakedown) [gone](docs/nope.md) "
+              "[bad anchor](docs/operations.md#nowhere) `[code](x.md)`\n"
+              "```\n[fenced](y.md)\n```\n")
+        write("docs/operations.md", "# Ops\n\n## `DevLakeDown`\n\n## A run ended \"partial\"\n\n"
+              "[self](#a-run-ended-partial) [up](../README.md#t)\n")
+        write("infra/prometheus/rules.yml",
+              f"      - alert: DevLakeDown\n        annotations:\n          runbook_url: \"{RUNBOOK_BASE}#devlakedown\"\n"
+              "      - alert: DevLakeMonitorStale\n        annotations:\n          summary: x\n")
+        write("template.yaml", "Resources:\n  DevLakeDownAlarm:\n    Type: AWS::CloudWatch::Alarm\n")
+        problems, pending = [], set()
+        check_links(root, ["README.md", "docs/operations.md"], problems, pending)
+        check_runbooks(root, problems)
+    expected = [
+        "README.md:3: no such file: docs/nope.md",
+        "README.md:3: no heading for #nowhere in docs/operations.md",
+        "infra/prometheus/rules.yml: DevLakeMonitorStale has no runbook_url annotation",
+        "docs/operations.md: no section for the CloudWatch alarm DevLakeDownAlarm",
+    ]
+    if problems != expected:
+        print("self-test FAILED: expected", expected, "got", problems)
+        return 1
+    print("self-test ok")
+    return 0
+
+
+def main():
+    if sys.argv[1:] == ["--self-test"]:
+        return self_test()
+    root = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "..", ".."))
+    files = ["README.md"] + sorted(
+        os.path.join("docs", name) for name in os.listdir(os.path.join(root, "docs")) if name.endswith(".md")
+    )
+    problems = []
+    pending = set()
+    check_links(root, files, problems, pending)
+    check_runbooks(root, problems)
+    for page in sorted(pending):
+        print(f"note: {page} is linked but not here yet (expected from another branch)")
+    for p in problems:
+        print(p)
+    if problems:
+        print(f"FAILED: {len(problems)} documentation problem(s)", file=sys.stderr)
+        return 1
+    print(f"documentation ok: {len(files)} pages, links, anchors, runbook URLs and alarm sections")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
