@@ -28,6 +28,7 @@ SERVED = {
     "devlake_monitor_last_run_success",
     "devlake_automation_last_run_timestamp_seconds",
     "devlake_automation_last_run_success",
+    "devlake_automation_managed_projects",
     "devlake_project_last_pipeline_duration_seconds",
     "devlake_project_pipeline_stuck",
     "devlake_up",

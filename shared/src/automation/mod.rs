@@ -445,6 +445,17 @@ async fn run(
     report
         .phase_ms
         .insert("projects", phase.elapsed().as_millis() as u64);
+    // The listing is complete and unfiltered, so this counts every managed project, plus the
+    // ones this run created (or would create, in a dry run). The metrics page shows it as
+    // `devlake_automation_managed_projects`: the monitor's per-project series cover every
+    // project it saw fail or succeed, managed or not.
+    report.managed_projects = Some(
+        projects
+            .iter()
+            .filter(|p| is_managed(p, &cfg.label))
+            .count() as u64
+            + report.totals().projects_created,
+    );
 
     if req.runs(Step::Trigger) {
         let mut candidates = trigger::candidates(cfg.trigger_mode, &applied.created, &selected);
