@@ -18,7 +18,7 @@ TOOLS_DIR="${AUTOPILOT_TOOLS_DIR:-$HOME/.cache/devlake-autopilot/tools}"
 VENV="$TOOLS_DIR/venv"
 DDB_DIR="$TOOLS_DIR/dynamodb-local"
 
-# Versions the project is tested with (design.md §9). Bump deliberately: cfn-lint rules and
+# Versions the project is tested with. Bump deliberately: cfn-lint rules and
 # cargo-lambda's build flags change between releases.
 PY_TOOLS=(cargo-lambda==1.9.2 ziglang==0.17.1 cfn-lint==1.58.0 aws-sam-cli==1.170.0)
 PY_BINARIES=(cargo-lambda cfn-lint sam)

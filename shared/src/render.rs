@@ -1,4 +1,4 @@
-//! Prometheus exposition of a [`MetricsSnapshot`] (design.md §6).
+//! Prometheus exposition of a [`MetricsSnapshot`] (docs/metrics.md).
 //!
 //! The page is written straight into one `String`, family by family in a fixed order, with the
 //! series of each family sorted by label values, so the same store state always gives the same

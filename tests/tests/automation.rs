@@ -1,4 +1,4 @@
-//! The daily automation against the DevLake simulator over real HTTP (issue 3): a fresh DevLake
+//! The daily automation against the DevLake simulator over real HTTP: a fresh DevLake
 //! wired in one run, idempotent re-runs, new repositories, dry runs, conflicts, faults, 428,
 //! timed-out creates, re-runs, trigger pacing, run records in DynamoDB Local and metrics in the
 //! CloudWatch double.
@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 
 /// Saturday 2026-11-28 18:00 in Asia/Ho_Chi_Minh (the default schedule).
 const NOW: &str = "2026-11-28T11:00:00Z";
-/// 00:00 ICT of the Saturday before (design.md §5).
+/// 00:00 ICT of the Saturday before (docs/architecture.md).
 const PREVIOUS_SATURDAY: &str = "2026-11-20T17:00:00Z";
 const LABEL: &str = "devlake-autopilot";
 

@@ -261,7 +261,7 @@ mod devlake {
         assert_eq!((calls.reads, calls.writes), (seen.reads, seen.writes));
     }
 
-    /// The scope id as devlake-api.md §4.3 defines it, written independently of the models.
+    /// The scope id as DevLake defines it, written independently of the models.
     fn doc_scope_id(plugin: &str, data: &Value) -> String {
         let field = match plugin {
             "github" => "githubId",
@@ -591,7 +591,7 @@ mod devlake {
                 "{plugin}"
             );
         }
-        // Plugin-specific spellings survive the round trip (devlake-api.md §4.3).
+        // Plugin-specific spellings survive the round trip (docs/devlake-api.md).
         let gh = h.scope("github", 1, "500001").unwrap();
         assert_eq!(gh["HTMLUrl"], json!("https://github.com/acme/api-gateway"));
         let ado = h

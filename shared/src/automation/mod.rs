@@ -1,4 +1,4 @@
-//! The daily automation (issue 3, design.md §1, §3–§5): discover plugins and connections, add new
+//! The daily automation (docs/architecture.md): discover plugins and connections, add new
 //! remote scopes, give each connection the tool's scope config, create one project per scope with
 //! its blueprint wired, roll every managed blueprint's `timeAfter` to the previous Saturday and
 //! trigger collection at a pace DevLake can take.
@@ -117,7 +117,7 @@ impl Ctx<'_> {
 }
 
 /// Handles one invocation: parses the payload (refusing a bad one before any call), runs, records
-/// the run and emits metrics, and answers the summary JSON of design.md §4.
+/// the run and emits metrics, and answers the summary JSON (docs/operations.md).
 ///
 /// `started_at` is the wall clock at invocation; the run's `now` (for `timeAfter`) is the
 /// payload's scheduled time when it has one.

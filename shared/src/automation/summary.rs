@@ -1,4 +1,4 @@
-//! The JSON answer of a run (design.md §4) and the bookkeeping that builds it.
+//! The JSON answer of a run (docs/operations.md) and the bookkeeping that builds it.
 
 use std::collections::BTreeMap;
 

@@ -26,7 +26,7 @@ use super::models::*;
 
 type Result<T> = std::result::Result<T, DevLakeError>;
 
-/// DevLake refuses `pageSize` above this on the scopes list (devlake-api.md §4.3).
+/// DevLake refuses `pageSize` above this on the scopes list (docs/devlake-api.md, Pagination).
 pub const MAX_SCOPES_PAGE_SIZE: u32 = 1000;
 
 /// How much of a response body an error keeps.
@@ -1118,7 +1118,7 @@ pub fn blueprint_query(
     q
 }
 
-/// Query of `GET /pipelines`: `blueprint_id` is snake_case, `pageSize` camelCase (devlake-api.md §7.1).
+/// Query of `GET /pipelines`: `blueprint_id` is snake_case, `pageSize` camelCase.
 pub fn pipeline_query(
     query: &PipelineQuery,
     page: u32,
