@@ -5,7 +5,10 @@
   repository, and every `#anchor` at a heading of the target page (GitHub's heading slugs);
 * every alert rule in infra/prometheus/rules.yml has a `runbook_url` annotation made of
   RUNBOOK_BASE and the anchor of a section of docs/operations.md named after the alert;
-* every CloudWatch alarm in template.yaml has its own section in docs/operations.md.
+* every CloudWatch alarm in template.yaml has its own section in docs/operations.md;
+* no tracked file points at documents outside the repository: the design and API documents the
+  project was first written from (by file name or section sign) or tracker issue numbers. Facts
+  live in docs/ (docs/devlake-api.md is this repository's own page and may be named).
 
 Usage: check_docs.py [REPOSITORY_ROOT]   (default: the repository this file is in)
        check_docs.py --self-test          (runs it on a small made-up repository)
@@ -14,6 +17,7 @@ Exit status 1 with one line per problem when anything is wrong.
 
 import os
 import re
+import subprocess
 import sys
 import unicodedata
 
@@ -173,17 +177,64 @@ def self_test():
         problems, pending = [], set()
         check_links(root, ["README.md", "docs/operations.md"], problems, pending)
         check_runbooks(root, problems)
+        write("src.rs", "// see design.md\n// docs/devlake-api.md is ours\n// per issue 7\n// (\u00a7 4)\n"
+              "// the shared devlake-api.md\n")
+        check_references(root, ["src.rs", "docs/operations.md"], problems)
     expected = [
         "README.md:3: no such file: docs/nope.md",
         "README.md:3: no heading for #nowhere in docs/operations.md",
         "infra/prometheus/rules.yml: DevLakeMonitorStale has no runbook_url annotation",
         "docs/operations.md: no section for the CloudWatch alarm DevLakeDownAlarm",
+        "src.rs:1: points at the external design document: 'design.md'",
+        "src.rs:3: points at a tracker issue number: 'issue 7'",
+        "src.rs:4: points at a section number of an external document: '\u00a7'",
+        "src.rs:5: points at the external API document (name docs/devlake-api.md): 'devlake-api.md'",
     ]
     if problems != expected:
         print("self-test FAILED: expected", expected, "got", problems)
         return 1
     print("self-test ok")
     return 0
+
+
+# References to documents that are not in the repository. `docs/devlake-api.md` and a relative
+# Markdown link to it from inside docs/ are this repository's own page.
+FOREIGN = [
+    (re.compile(r"design\.md"), "the external design document"),
+    (re.compile(r"(?<!docs/)(?<!\]\()devlake-api\.md"), "the external API document (name docs/devlake-api.md)"),
+    (re.compile("\u00a7"), "a section number of an external document"),
+    (re.compile(r"\bissues? #?[0-9]+\b", re.I), "a tracker issue number"),
+]
+# Files that may hold the patterns: this checker, and files that are not project text.
+NOT_TEXT = {"infra/local/check_docs.py", "Cargo.lock", "LICENSE"}
+
+
+def tracked_files(root):
+    try:
+        out = subprocess.run(["git", "ls-files", "-z"], cwd=root, capture_output=True, check=True)
+        return [f for f in out.stdout.decode().split("\0") if f]
+    except (OSError, subprocess.CalledProcessError):
+        files = []
+        for d, subdirs, names in os.walk(root):
+            subdirs[:] = [s for s in subdirs if s not in (".git", "target", ".aws-sam")]
+            files += [os.path.relpath(os.path.join(d, n), root) for n in names]
+        return files
+
+
+def check_references(root, files, problems):
+    for rel in sorted(files):
+        if rel in NOT_TEXT:
+            continue
+        try:
+            with open(os.path.join(root, rel), encoding="utf-8") as f:
+                lines = f.read().split("\n")
+        except (UnicodeDecodeError, FileNotFoundError, IsADirectoryError):
+            continue
+        for number, line in enumerate(lines, 1):
+            for pattern, what in FOREIGN:
+                m = pattern.search(line)
+                if m:
+                    problems.append(f"{rel}:{number}: points at {what}: {m.group(0)!r}")
 
 
 def main():
@@ -197,6 +248,7 @@ def main():
     pending = set()
     check_links(root, files, problems, pending)
     check_runbooks(root, problems)
+    check_references(root, tracked_files(root), problems)
     for page in sorted(pending):
         print(f"note: {page} is linked but not here yet (expected from another branch)")
     for p in problems:
@@ -204,7 +256,8 @@ def main():
     if problems:
         print(f"FAILED: {len(problems)} documentation problem(s)", file=sys.stderr)
         return 1
-    print(f"documentation ok: {len(files)} pages, links, anchors, runbook URLs and alarm sections")
+    print(f"documentation ok: {len(files)} pages, links, anchors, runbook URLs, alarm sections, "
+          "no references outside the repository")
     return 0
 
 

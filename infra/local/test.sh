@@ -43,7 +43,7 @@ step "cargo machete (no unused dependencies)"
 cargo machete
 step_done
 
-step "documentation: links, anchors, runbook URLs, alarm sections (infra/local/check_docs.py)"
+step "documentation: links, anchors, runbook URLs, alarm sections, no outside references"
 python3 infra/local/check_docs.py --self-test
 python3 infra/local/check_docs.py
 step_done
