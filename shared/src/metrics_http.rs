@@ -1,5 +1,5 @@
 //! The metrics function's HTTP handling, independent of Lambda: authentication first, then
-//! routing, content negotiation, one store read and rendering (design.md §6).
+//! routing, content negotiation, one store read and rendering (docs/metrics.md).
 //!
 //! Order matters: a request without the right bearer token is answered 401 before its method or
 //! path is looked at and before the store is touched, so an unauthenticated caller learns nothing
@@ -61,7 +61,7 @@ impl std::fmt::Debug for MetricsToken {
     }
 }
 
-/// Configuration of the metrics function (design.md §3), read once at cold start.
+/// Configuration of the metrics function (docs/configuration.md), read once at cold start.
 #[derive(Debug, Clone)]
 pub struct MetricsSettings {
     pub table_name: String,

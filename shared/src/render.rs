@@ -1,4 +1,4 @@
-//! Prometheus exposition of a [`MetricsSnapshot`] (design.md §6).
+//! Prometheus exposition of a [`MetricsSnapshot`] (docs/metrics.md).
 //!
 //! The page is written straight into one `String`, family by family in a fixed order, with the
 //! series of each family sorted by label values, so the same store state always gives the same
@@ -21,6 +21,7 @@
 //! | `devlake_project_last_pipeline_duration_seconds` | gauge | `project_name` | when known |
 //! | `devlake_project_pipeline_stuck` | gauge | `project_name` | 0/1, every project |
 //! | `devlake_{monitor,automation}_last_run_{timestamp_seconds,success}` | gauge | | once the job has recorded a run |
+//! | `devlake_automation_managed_projects` | gauge | | managed projects counted by the latest automation run that listed them |
 //! | `devlake_up` | gauge | | 0 when the latest monitor run did not reach DevLake or none is recorded |
 //! | `devlake_metrics_render_duration_seconds` | gauge | | last on the page: store read and rendering up to that line |
 //!
@@ -229,6 +230,14 @@ fn write_families(page: &mut Page, snapshot: &MetricsSnapshot, timezone: Tz) {
     );
     write_run(page, snapshot.monitor.as_ref(), "monitor");
     write_run(page, snapshot.automation.as_ref(), "automation");
+    if let Some(n) = snapshot.automation.as_ref().and_then(managed_projects) {
+        page.family(
+            "devlake_automation_managed_projects",
+            "Projects the automation manages, as counted by its latest run.",
+            Kind::Gauge,
+        )
+        .sample(&[], Value::Int(n));
+    }
     let up = snapshot
         .monitor
         .as_ref()
@@ -308,6 +317,15 @@ fn write_run(page: &mut Page, run: Option<&RunRecord>, job: &str) {
         Kind::Gauge,
     )
     .sample(&[], Value::from(run.success));
+}
+
+/// `managedProjects` of the automation's run summary; a run that stopped keeps its summary
+/// under `partial`.
+fn managed_projects(run: &RunRecord) -> Option<u64> {
+    let s = &run.summary;
+    s.get("managedProjects")
+        .or_else(|| s.get("partial").and_then(|p| p.get("managedProjects")))
+        .and_then(serde_json::Value::as_u64)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

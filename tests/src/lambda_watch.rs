@@ -1,7 +1,7 @@
 //! Runs the workspace's functions under `cargo lambda watch` (the Lambda runtime emulator) so tests
 //! exercise the real binaries: their start-up configuration, the runtime API, function URLs.
 //!
-//! Facts this is built around (design.md §9): watch serves every binary of the workspace and
+//! Facts this is built around (docs/development.md): watch serves every binary of the workspace and
 //! builds one with `cargo run --bin <fn>` on its first invocation; a function that dies at start-up
 //! makes `cargo lambda invoke` wait forever, so every invoke has a timeout and the watch log is
 //! read for `command exited`; functions inherit watch's environment and `--env-file`.

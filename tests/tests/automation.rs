@@ -1,4 +1,4 @@
-//! The daily automation against the DevLake simulator over real HTTP (issue 3): a fresh DevLake
+//! The daily automation against the DevLake simulator over real HTTP: a fresh DevLake
 //! wired in one run, idempotent re-runs, new repositories, dry runs, conflicts, faults, 428,
 //! timed-out creates, re-runs, trigger pacing, run records in DynamoDB Local and metrics in the
 //! CloudWatch double.
@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 
 /// Saturday 2026-11-28 18:00 in Asia/Ho_Chi_Minh (the default schedule).
 const NOW: &str = "2026-11-28T11:00:00Z";
-/// 00:00 ICT of the Saturday before (design.md §5).
+/// 00:00 ICT of the Saturday before (docs/architecture.md).
 const PREVIOUS_SATURDAY: &str = "2026-11-20T17:00:00Z";
 const LABEL: &str = "devlake-autopilot";
 
@@ -203,6 +203,8 @@ async fn fresh_devlake_is_wired_in_one_run_and_a_second_run_writes_nothing() {
         summary["counts"]["projectsCreated"].as_u64().unwrap(),
         remote.len() as u64
     );
+    // One managed project per scope; the three projects someone else made are not counted.
+    assert_eq!(summary["managedProjects"], remote.len() as u64);
     // GitHub rows carried htmlUrl/cloneUrl: DevLake never had to call GitHub.
     assert_eq!(sim.github_api_fill_calls(), 0);
 
@@ -281,6 +283,7 @@ async fn fresh_devlake_is_wired_in_one_run_and_a_second_run_writes_nothing() {
         again["counts"]["projectsUnchanged"].as_u64().unwrap(),
         remote.len() as u64
     );
+    assert_eq!(again["managedProjects"], remote.len() as u64);
 }
 
 fn gh_repo(group: &str, name: &str, id: u64) -> Value {
@@ -985,6 +988,10 @@ async fn manual_selection_of_plugins_connections_and_steps() {
     assert_eq!(sim.scopes("github", 2).len(), 8);
     assert!(sim.scopes("gitlab", 1).is_empty());
     assert_eq!(sim.projects().len(), 3, "projects step not requested");
+    assert!(
+        summary.get("managedProjects").is_none(),
+        "no project listing, no count: {summary:#}"
+    );
     // Without the scopeConfigs step no config is created and the new scopes have none.
     assert!(sim.scope_configs("github", 2).is_empty());
 
@@ -993,6 +1000,7 @@ async fn manual_selection_of_plugins_connections_and_steps() {
         .await
         .unwrap();
     assert_eq!(summary["counts"]["projectsCreated"], 3);
+    assert_eq!(summary["managedProjects"], 3);
     assert_eq!(
         summary["plugins"]
             .as_object()

@@ -1,5 +1,5 @@
 //! The DevLake simulator's own behaviour, over real HTTP with plain reqwest (not the project's
-//! client), checked against shared/devlake-api.md.
+//! client), checked against DevLake's behaviour (docs/devlake-api.md).
 
 use std::time::{Duration, Instant};
 

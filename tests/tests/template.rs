@@ -1,4 +1,4 @@
-//! The deployment contract of `template.yaml` (design.md §2, §3, §7; issue 6): the three Rust
+//! The deployment contract of `template.yaml` (docs/deploying.md, docs/iam.md): the three Rust
 //! functions built by cargo-lambda, the schedules, the metrics URL, the table, the secrets and
 //! least-privilege IAM. The tools' own checks (cfn-lint, `sam validate --lint`, `sam build`) run
 //! in `infra/local/test.sh`; this file checks what those tools cannot know we promised.
@@ -723,9 +723,9 @@ fn functions_get_their_configuration_and_build_switches_stay_out_of_it() {
         assert_eq!(env["TABLE_NAME"], ref_to("StateTable"), "{name}");
         assert!(
             env.get("AWS_LC_SYS_NO_JITTER_ENTROPY").is_none(),
-            "{name}: AWS_LC_SYS_NO_JITTER_ENTROPY is a build-time switch (design.md §8)"
+            "{name}: AWS_LC_SYS_NO_JITTER_ENTROPY is a build-time switch (docs/deploying.md)"
         );
-        // Defaults of the parameters behind §3 variables match the documented defaults.
+        // Defaults of the parameters behind the documented variables match the documented defaults.
         let defaults = [
             ("TIMEZONE", json!("Asia/Ho_Chi_Minh")),
             ("PROJECT_NAME_TEMPLATE", json!("{plugin}/{fullName}")),
@@ -1644,7 +1644,7 @@ fn cargo_lambda_deploy_metadata(code_uri: &str) -> BTreeMap<String, String> {
             section = Some(line.to_string());
             assert_ne!(
                 line, "[package.metadata.lambda.env]",
-                "{code_uri}: Cargo metadata env overrides the env file and the environment (design.md §9)"
+                "{code_uri}: Cargo metadata env overrides the env file and the environment"
             );
             continue;
         }

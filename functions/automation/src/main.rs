@@ -1,4 +1,4 @@
-//! `devlake-automation`: the daily DevLake automation (issue 3). Reads the configuration and
+//! `devlake-automation`: the daily DevLake automation. Reads the configuration and
 //! builds its clients once; each event goes to `devlake_autopilot::automation`.
 
 use std::time::SystemTime;

@@ -1,4 +1,4 @@
-//! `devlake-monitor`: the 5-minute failure monitor (issue 4). Reads the configuration and builds
+//! `devlake-monitor`: the 5-minute failure monitor. Reads the configuration and builds
 //! its clients once; each event goes to `devlake_autopilot::monitor`.
 
 use std::time::SystemTime;

@@ -273,7 +273,7 @@ pub fn parse_plugins(list: &[String]) -> Result<Vec<String>, String> {
         .collect())
 }
 
-/// The subset of robfig/cron `ParseStandard` DevLake accepts (devlake-api.md §8): five fields
+/// The subset of robfig/cron `ParseStandard` DevLake accepts (docs/devlake-api.md): five fields
 /// `min hour dom month dow` or a descriptor. Checked at start-up so a typo fails there, not as
 /// a 400 on every blueprint.
 pub fn validate_cron(spec: &str) -> Result<(), String> {

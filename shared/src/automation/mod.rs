@@ -1,4 +1,4 @@
-//! The daily automation (issue 3, design.md §1, §3–§5): discover plugins and connections, add new
+//! The daily automation (docs/architecture.md): discover plugins and connections, add new
 //! remote scopes, give each connection the tool's scope config, create one project per scope with
 //! its blueprint wired, roll every managed blueprint's `timeAfter` to the previous Saturday and
 //! trigger collection at a pace DevLake can take.
@@ -117,7 +117,7 @@ impl Ctx<'_> {
 }
 
 /// Handles one invocation: parses the payload (refusing a bad one before any call), runs, records
-/// the run and emits metrics, and answers the summary JSON of design.md §4.
+/// the run and emits metrics, and answers the summary JSON (docs/operations.md).
 ///
 /// `started_at` is the wall clock at invocation; the run's `now` (for `timeAfter`) is the
 /// payload's scheduled time when it has one.
@@ -447,6 +447,17 @@ async fn run(
     report
         .phase_ms
         .insert("projects", phase.elapsed().as_millis() as u64);
+    // The listing is complete and unfiltered, so this counts every managed project, plus the
+    // ones this run created (or would create, in a dry run). The metrics page shows it as
+    // `devlake_automation_managed_projects`: the monitor's per-project series cover every
+    // project it saw fail or succeed, managed or not.
+    report.managed_projects = Some(
+        projects
+            .iter()
+            .filter(|p| is_managed(p, &cfg.label))
+            .count() as u64
+            + report.totals().projects_created,
+    );
 
     if req.runs(Step::Trigger) {
         let mut candidates = trigger::candidates(cfg.trigger_mode, &applied.created, &selected);

@@ -1,4 +1,4 @@
-//! The invocation payloads of design.md §4, parsed strictly before any DevLake call: unknown
+//! The automation's invocation payloads, parsed strictly before any DevLake call: unknown
 //! fields and wrong types are refused with the field named exactly as sent.
 //!
 //! | payload | meaning |

@@ -1,4 +1,4 @@
-//! The JSON answer of a run (design.md §4) and the bookkeeping that builds it.
+//! The JSON answer of a run (docs/operations.md) and the bookkeeping that builds it.
 
 use std::collections::BTreeMap;
 
@@ -157,6 +157,9 @@ pub struct Report {
     pub remaining: Remaining,
     /// Wall time per phase (`connections`, `projects`, `trigger`), in milliseconds.
     pub phase_ms: BTreeMap<&'static str, u64>,
+    /// Managed projects in DevLake after the run (all of them, whatever the payload selected);
+    /// `None` when the run did not list projects.
+    pub managed_projects: Option<u64>,
 }
 
 impl Report {
@@ -277,6 +280,9 @@ impl Report {
         }
         if !self.remaining.is_empty() {
             out["remaining"] = serde_json::to_value(&self.remaining).unwrap_or(Value::Null);
+        }
+        if let Some(n) = self.managed_projects {
+            out["managedProjects"] = n.into();
         }
         out
     }

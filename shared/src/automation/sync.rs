@@ -16,7 +16,7 @@ pub struct ManagedScope {
     pub connection_name: String,
     pub scope_id: String,
     pub name: String,
-    /// The remote child's `fullName` (design.md §5); for a scope not seen remotely, the stored
+    /// `{fullName}`: the remote child's `fullName`; for a scope not seen remotely, the stored
     /// `fullName`/`pathWithNamespace`, else its name.
     pub full_name: String,
     /// Whether the names can be trusted for naming a *new* project: they come from this run's

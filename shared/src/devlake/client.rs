@@ -1,12 +1,11 @@
 //! The typed DevLake client: the one place that knows HTTP, auth, paging, retries and limits.
 //!
-//! Every request goes through [`DevLakeClient::execute`], which applies the concurrency cap and
-//! the rate limit per attempt, counts the attempt, logs it (never the key) and retries only
+//! Every request goes through [`DevLakeClient::execute`], which applies the concurrency cap per
+//! attempt, counts the attempt, logs it (never the key) and retries only
 //! idempotent methods. List endpoints are exposed both page by page and as lazy streams that fetch
 //! the next page only when the consumer asks for more rows.
 
 use std::collections::HashSet;
-use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,7 +13,6 @@ use std::time::{Duration, Instant};
 use async_stream::try_stream;
 use futures::stream::{BoxStream, StreamExt};
 use futures::Future;
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};
@@ -30,7 +28,7 @@ use crate::deadline::Deadline;
 
 type Result<T> = std::result::Result<T, DevLakeError>;
 
-/// DevLake refuses `pageSize` above this on the scopes list (devlake-api.md §4.3).
+/// DevLake refuses `pageSize` above this on the scopes list (docs/devlake-api.md, Pagination).
 pub const MAX_SCOPES_PAGE_SIZE: u32 = 1000;
 
 /// How much of a response body an error keeps.
@@ -72,8 +70,6 @@ pub struct ClientConfig {
     pub retry_max_delay: Duration,
     /// Requests in flight at once.
     pub max_concurrency: usize,
-    /// Client-side rate limit; `None` = unlimited.
-    pub max_requests_per_second: Option<u32>,
     /// Rows asked for per page on list endpoints (DevLake's default of 50 is small).
     pub page_size: u32,
     /// CA certificates trusted for DevLake besides the system's roots (`DEVLAKE_CA_BUNDLE`).
@@ -95,7 +91,6 @@ impl Default for ClientConfig {
             retry_base_delay: Duration::from_millis(200),
             retry_max_delay: Duration::from_secs(5),
             max_concurrency: 4,
-            max_requests_per_second: None,
             page_size: 500,
             ca_bundle: None,
             max_response_bytes: MAX_RESPONSE_BYTES,
@@ -115,7 +110,6 @@ impl std::fmt::Debug for ClientConfig {
             .field("retry_base_delay", &self.retry_base_delay)
             .field("retry_max_delay", &self.retry_max_delay)
             .field("max_concurrency", &self.max_concurrency)
-            .field("max_requests_per_second", &self.max_requests_per_second)
             .field("page_size", &self.page_size)
             .field("ca_bundle", &self.ca_bundle)
             .field("max_response_bytes", &self.max_response_bytes)
@@ -174,7 +168,6 @@ struct Inner {
     retry: RetryPolicy,
     page_size: u32,
     permits: Semaphore,
-    limiter: Option<DefaultDirectRateLimiter>,
     reads: AtomicU64,
     writes: AtomicU64,
 }
@@ -489,16 +482,6 @@ impl DevLakeClient {
             .build()
             .map_err(|e| DevLakeError::Config(format!("HTTP client: {e}")))?;
 
-        let limiter = config
-            .max_requests_per_second
-            .map(|rps| {
-                NonZeroU32::new(rps).ok_or_else(|| {
-                    DevLakeError::Config("max_requests_per_second must be at least 1".into())
-                })
-            })
-            .transpose()?
-            .map(|rps| RateLimiter::direct(Quota::per_second(rps)));
-
         Ok(DevLakeClient {
             deadline: Deadline::none(),
             inner: Arc::new(Inner {
@@ -518,7 +501,6 @@ impl DevLakeClient {
                 },
                 page_size: config.page_size.max(1),
                 permits: Semaphore::new(config.max_concurrency.max(1)),
-                limiter,
                 reads: AtomicU64::new(0),
                 writes: AtomicU64::new(0),
             }),
@@ -666,9 +648,6 @@ impl DevLakeClient {
             .acquire()
             .await
             .expect("the client never closes its semaphore");
-        if let Some(limiter) = &inner.limiter {
-            limiter.until_ready().await;
-        }
         if *method == Method::GET {
             inner.reads.fetch_add(1, Ordering::Relaxed);
         } else {
@@ -1304,7 +1283,7 @@ pub fn blueprint_query(
     q
 }
 
-/// Query of `GET /pipelines`: `blueprint_id` is snake_case, `pageSize` camelCase (devlake-api.md §7.1).
+/// Query of `GET /pipelines`: `blueprint_id` is snake_case, `pageSize` camelCase.
 pub fn pipeline_query(
     query: &PipelineQuery,
     page: u32,

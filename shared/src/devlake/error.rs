@@ -66,7 +66,7 @@ pub enum DevLakeError {
         path: String,
         limit: usize,
     },
-    /// The body was not what devlake-api.md says.
+    /// The body was not shaped as DevLake's API answers (docs/devlake-api.md).
     #[error(
         "unexpected response from DevLake on {method} {path}: {source} (body starts: {excerpt})"
     )]

@@ -1,4 +1,4 @@
-//! DevLake REST API payloads, with the exact JSON field names of `devlake-api.md`.
+//! DevLake REST API payloads, with DevLake's exact JSON field names (docs/devlake-api.md).
 //!
 //! Everything the tool only passes through (scope rows, scope-config bodies, plans) stays a
 //! `serde_json::Value` so plugin-specific fields round-trip unchanged. Unknown fields are ignored
@@ -20,7 +20,7 @@ pub const SUPPORTED_PLUGINS: [&str; 8] = [
     "jira",
 ];
 
-/// The JSON field that holds a scope's id in each plugin's scope object (devlake-api.md §4.3).
+/// The JSON field that holds a scope's id in each plugin's scope object (docs/devlake-api.md).
 pub fn scope_id_field(plugin: &str) -> Option<&'static str> {
     Some(match plugin {
         "github" => "githubId",
@@ -66,7 +66,7 @@ pub struct Version {
     pub version: String,
 }
 
-/// A child of `GET .../remote-scopes` (devlake-api.md §4.2).
+/// A child of `GET .../remote-scopes`.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct RemoteScopeChild {
@@ -164,7 +164,7 @@ pub struct ScopesPage {
     pub scopes: Vec<ScopeListItem>,
 }
 
-/// A scope config (devlake-api.md §4.4). Plugin-specific fields are kept in `rest`.
+/// A scope config. Plugin-specific fields are kept in `rest`.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ScopeConfig {
@@ -241,7 +241,7 @@ pub struct BlueprintConnection {
     pub scopes: Vec<BlueprintScope>,
 }
 
-/// A blueprint (devlake-api.md §6). `plan` and friends are not needed by the tool and dropped.
+/// A blueprint. `plan` and friends are not needed by the tool and dropped.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Blueprint {
@@ -321,7 +321,7 @@ pub struct TriggerRequest {
     pub full_sync: bool,
 }
 
-/// Pipeline and task statuses (devlake-api.md §7.2).
+/// Pipeline and task statuses (docs/devlake-api.md, Pipelines).
 pub mod status {
     pub const CREATED: &str = "TASK_CREATED";
     pub const RERUN: &str = "TASK_RERUN";
@@ -338,7 +338,7 @@ pub mod status {
     }
 }
 
-/// A pipeline (devlake-api.md §7.1).
+/// A pipeline.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Pipeline {

@@ -1,4 +1,4 @@
-//! The 5-minute monitor (issue 4, design.md §1, §4–§7): record every failed pipeline once, keep
+//! The 5-minute monitor (docs/architecture.md): record every failed pipeline once, keep
 //! per-project state, flag stuck pipelines, optionally re-run failures, emit CloudWatch metrics.
 //!
 //! # Finding what changed with a constant number of DevLake calls

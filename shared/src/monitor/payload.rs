@@ -1,4 +1,4 @@
-//! The monitor's invocation payloads (design.md §4): the EventBridge Scheduler input
+//! The monitor's invocation payloads (docs/operations.md): the EventBridge Scheduler input
 //! `{"scheduledTime": "..."}`, an EventBridge rule's "Scheduled Event", `{}`, and the manual forms
 //! `{"dryRun": true}` / `{"rescan": true}`. Anything else is refused before any work starts, with
 //! the offending field named exactly as sent.

@@ -1,4 +1,4 @@
-//! The JSON a monitor run answers with (design.md §4) and stores in its run record.
+//! The JSON a monitor run answers with (docs/operations.md) and stores in its run record.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;

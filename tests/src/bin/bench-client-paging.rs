@@ -15,7 +15,7 @@ use devlake_autopilot::devlake::{ClientConfig, DevLakeClient};
 use devlake_testkit::bench::{proc_status_kb, ExternalSim};
 use futures::StreamExt;
 
-/// Peak RSS must stay below this (issue 2).
+/// Peak RSS must stay below this: the client's memory must not grow with the rows paged.
 const RSS_BUDGET_KB: u64 = 64 * 1024;
 
 #[derive(Parser)]

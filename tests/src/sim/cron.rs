@@ -1,4 +1,4 @@
-//! Validation of `cronConfig` the way robfig/cron v3 `ParseStandard` accepts it (devlake-api.md §8):
+//! Validation of `cronConfig` the way robfig/cron v3 `ParseStandard` accepts it:
 //! five fields `min hour dom month dow`, or a descriptor such as `@daily` / `@every 6h`.
 
 pub(crate) fn validate(spec: &str) -> Result<(), String> {

@@ -21,7 +21,7 @@ pub struct Faults {
     pub error_rate: f64,
     /// Status used for `error_rate` failures (default 500).
     pub error_status: Option<u16>,
-    /// The 428 migration gate (devlake-api.md §7.3).
+    /// The 428 migration gate (docs/devlake-api.md).
     pub migration: MigrationMode,
     /// Deterministic faults, checked in order; the first matching rule with uses left fires.
     pub rules: Vec<FaultRule>,

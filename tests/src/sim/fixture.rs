@@ -15,7 +15,7 @@
 //!     "connection": {"id": 1, "name": "github-acme", "endpoint": "https://api.github.com/", ...},
 //!     "remote": [                          // the tool's side: what remote-scopes lists
 //!       {"type": "group", "id": "acme", "name": "acme", "fullName": "acme", "children": [
-//!          {"type": "scope", "data": { <scope object shaped per plugin, devlake-api.md §4.3> }},
+//!          {"type": "scope", "data": { <scope object shaped per plugin, docs/devlake-api.md> }},
 //!          {"type": "group", "id": "...", "name": "...", "children": [...]}   // nested groups
 //!       ]},
 //!       {"type": "scope", "data": {...}}    // top-level scope (e.g. Jira boards)
@@ -311,7 +311,7 @@ fn default_endpoint(plugin: &str) -> &'static str {
     }
 }
 
-/// A plugin-shaped scope object (devlake-api.md §4.3) for generated scenarios.
+/// A plugin-shaped scope object (docs/devlake-api.md) for generated scenarios.
 pub fn scope_data(plugin: &str, group: &str, name: &str, n: u64) -> Value {
     let zero = "0001-01-01T00:00:00Z";
     let common = json!({"connectionId": 0, "createdAt": zero, "updatedAt": zero,

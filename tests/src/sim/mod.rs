@@ -1,4 +1,4 @@
-//! A stateful fake Apache DevLake server over real HTTP, faithful to `shared/devlake-api.md`.
+//! A stateful fake Apache DevLake server over real HTTP, faithful to DevLake's Go source.
 //!
 //! ```no_run
 //! # async fn demo() {
@@ -13,7 +13,7 @@
 //! The same control surface is exposed over HTTP under `/_sim/...` (see [`control`]) for the
 //! standalone `devlake-sim` binary. Control routes are never logged, faulted or authenticated.
 //!
-//! State is written from the API document (as `serde_json::Value` and the simulator's own
+//! State is written from DevLake's source (as `serde_json::Value` and the simulator's own
 //! structs), deliberately independent of the client's models, so a wrong field name in the
 //! client is caught by tests against the simulator.
 
@@ -362,7 +362,7 @@ fn migration_gate(h: &SimHandle, path: &str) -> Option<Response<Body>> {
     ))
 }
 
-/// devlake-api.md §1.2: `/rest/*` needs `Authorization: Bearer <key>` when a key is configured.
+/// DevLake's key check: `/rest/*` needs `Authorization: Bearer <key>` when a key is configured.
 fn api_key_check(h: &SimHandle, req: &Request<Body>) -> Option<Response<Body>> {
     let key = h.inner.api_key.as_ref()?;
     let fail = |status: u16, message: &str| {

@@ -1,5 +1,5 @@
-//! Per-plugin knowledge taken from devlake-api.md §4.3 (scope id fields, field spellings).
-//! Written from the API document, deliberately not from the client's models.
+//! Per-plugin knowledge taken from DevLake's plugin models (scope id fields, field spellings).
+//! Written from DevLake's source, deliberately not from the client's models.
 
 use serde_json::{Map, Value};
 

@@ -1,4 +1,4 @@
-//! The DevLake REST routes (devlake-api.md §4–§7), served at `/` (and `/rest/` via the front
+//! The DevLake REST routes (docs/devlake-api.md), served at `/` (and `/rest/` via the front
 //! layer in `mod.rs`).
 
 use std::collections::HashMap;

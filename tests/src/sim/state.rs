@@ -1,4 +1,4 @@
-//! The simulator's in-memory DevLake database and the business rules of devlake-api.md.
+//! The simulator's in-memory DevLake database and DevLake's business rules (docs/devlake-api.md).
 //!
 //! Everything here is synchronous and runs under one mutex; HTTP handlers and the in-process
 //! [`SimHandle`](super::SimHandle) both go through these methods so they enforce the same rules.
@@ -96,7 +96,7 @@ impl ScopeTable {
     }
 }
 
-/// One entry of a remote-scope listing (devlake-api.md §4.2).
+/// One entry of a remote-scope listing.
 #[derive(Debug, Clone)]
 pub(crate) struct RemoteEntry {
     pub is_group: bool,
@@ -259,7 +259,7 @@ pub(crate) fn status_const(s: &str) -> Option<&'static str> {
     .find(|c| c.eq_ignore_ascii_case(s))
 }
 
-/// Filters of `GET /pipelines` (devlake-api.md §7.1).
+/// Filters of `GET /pipelines` (docs/devlake-api.md, Pipelines).
 #[derive(Debug, Default, Clone)]
 pub(crate) struct PipelineFilter {
     pub status: Option<String>,
@@ -967,7 +967,7 @@ impl State {
             .ok_or_else(|| ApiError::not_found(format!("could not find project [{name}] in DB")))
     }
 
-    /// `POST /projects` — creates the project and its default blueprint (§5).
+    /// `POST /projects` — creates the project and its default blueprint.
     pub(crate) fn create_project(&mut self, body: Value, at: DateTime<Utc>) -> ApiResult<String> {
         let Value::Object(body) = body else {
             return Err(ApiError::bad("bad request body format"));

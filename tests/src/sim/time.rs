@@ -1,4 +1,4 @@
-//! Time formatting and parsing the way DevLake's Go backend does it (devlake-api.md §8).
+//! Time formatting and parsing the way DevLake's Go backend does it (docs/devlake-api.md).
 
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
 
