@@ -283,7 +283,10 @@ async fn forward(State(state): State<Endpoint>, request: Request) -> Response<Bo
                 .request(parts.method.clone(), format!("{base}{path}"))
                 .body(body);
             for (name, value) in &parts.headers {
-                if !matches!(name.as_str(), "host" | "content-length" | "connection") {
+                if !matches!(
+                    name.as_str(),
+                    "host" | "content-length" | "connection" | "transfer-encoding"
+                ) {
                     out = out.header(name, value);
                 }
             }

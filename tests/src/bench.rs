@@ -82,3 +82,23 @@ fn sim_binary() -> Result<PathBuf> {
     }
     Ok(exe)
 }
+
+/// `MemorySize` of `function` (a logical id) in `template.yaml`: Lambda bills duration times this.
+pub fn function_memory_mb(function: &str) -> Result<u64> {
+    let template = crate::stack::load_template(&crate::stack::repo_root().join("template.yaml"))?;
+    let memory = template
+        .get("Resources")
+        .and_then(|r| r.get(function))
+        .and_then(|f| f.get("Properties"))
+        .and_then(|p| p.get("MemorySize"))
+        .or_else(|| {
+            template
+                .get("Globals")
+                .and_then(|g| g.get("Function"))
+                .and_then(|f| f.get("MemorySize"))
+        })
+        .with_context(|| format!("{function} has no MemorySize in template.yaml"))?;
+    memory
+        .as_u64()
+        .with_context(|| format!("{function}: MemorySize is not a number"))
+}

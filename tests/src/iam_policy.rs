@@ -78,6 +78,12 @@ pub const PLATFORM_ACTIONS: &[(&str, &str)] = &[
         "kms:Decrypt",
         "Lambda (environment variables) and Secrets Manager (secrets) decrypt with a customer key",
     ),
+    // Lambda writing failed invocations to a queue encrypted with a customer-managed key asks
+    // KMS for a data key with the function's role.
+    (
+        "kms:GenerateDataKey",
+        "Lambda sends to a queue encrypted with a customer key",
+    ),
     // Active tracing: the Lambda runtime sends the segments.
     ("xray:PutTraceSegments", "Lambda sends X-Ray traces"),
     ("xray:PutTelemetryRecords", "Lambda sends X-Ray traces"),
@@ -1253,20 +1259,11 @@ fn key_text(k: &Value) -> String {
     }
 }
 
-/// A denied request or a grant nothing used, for one function.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Finding {
-    Denied(String),
-    Unexercised(String),
-}
-
 /// The result of checking the recorded calls against the roles.
 #[derive(Debug, Default)]
 pub struct Report {
     pub denied: Vec<String>,
     pub unexercised: Vec<String>,
-    /// `(function, action, resource)` of every authorisation that passed, for the summary.
-    pub allowed: BTreeSet<(String, String, String)>,
 }
 
 impl Report {
@@ -1302,11 +1299,6 @@ pub fn check(
             for access in needed {
                 match role.decide(&access) {
                     Decision::Allowed(statements) => {
-                        report.allowed.insert((
-                            access.function.clone(),
-                            access.action.clone(),
-                            access.resource.clone(),
-                        ));
                         for i in statements {
                             for pattern in &role.statements[i].actions {
                                 if glob(pattern, &access.action, true) {

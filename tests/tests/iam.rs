@@ -253,6 +253,14 @@ async fn every_aws_call_is_allowed_by_the_function_role_and_every_grant_is_used(
         .unwrap();
     let page = service.handle(&request, t0).await;
     assert_eq!(page.status(), 200);
+    // The stores total the capacity DynamoDB reports (what docs/cost.md is computed from): the
+    // scrape only read, the monitor wrote.
+    let scraped = service.source().consumed_capacity();
+    assert!(
+        scraped.read_units > 0.0 && scraped.write_units == 0.0,
+        "{scraped:?}"
+    );
+    assert!(monitor.store.consumed_capacity().write_units > 0.0);
 
     // --- Every call against the roles.
     let calls = recorder.calls();

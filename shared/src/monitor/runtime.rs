@@ -106,7 +106,16 @@ impl MonitorFunction {
             "invocation"
         );
         let deadline = Deadline::from_lambda(lambda_deadline_ms, wall, margin);
-        let summary = self.monitor().handle(payload, now, deadline).await?;
+        let before = self.store.consumed_capacity();
+        let result = self.monitor().handle(payload, now, deadline).await;
+        // What the run cost in DynamoDB request units (on-demand billing), failed runs included.
+        let used = self.store.consumed_capacity().since(before);
+        tracing::info!(
+            dynamodb_read_units = used.read_units,
+            dynamodb_write_units = used.write_units,
+            "DynamoDB capacity consumed by the run"
+        );
+        let summary = result?;
         Ok(serde_json::to_value(summary).unwrap_or(Value::Null))
     }
 }

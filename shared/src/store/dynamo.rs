@@ -9,8 +9,8 @@ use std::collections::{HashMap, HashSet};
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{
-    AttributeValue, KeysAndAttributes, Put, PutRequest, ReturnValue,
-    ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update, WriteRequest,
+    AttributeValue, ConsumedCapacity, KeysAndAttributes, Put, PutRequest, ReturnConsumedCapacity,
+    ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update, WriteRequest,
 };
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
@@ -62,6 +62,35 @@ pub struct DynamoStore {
     /// Where the last full read of the PROJECT partition would split it into ranges of about
     /// equal size (see `all_project_states`); empty until then. Shared by clones.
     pub(crate) project_splits: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// Capacity DynamoDB reported for this store's requests. Shared by clones.
+    pub(crate) capacity: std::sync::Arc<std::sync::Mutex<CapacityUsed>>,
+}
+
+/// DynamoDB capacity units consumed, as DynamoDB reports them for each request
+/// (`ReturnConsumedCapacity: TOTAL`). An on-demand table bills these as read and write request
+/// units, so the cost of a run or a scrape is measured rather than estimated from item sizes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CapacityUsed {
+    pub read_units: f64,
+    pub write_units: f64,
+}
+
+impl CapacityUsed {
+    /// What was consumed between `earlier` and `self` (two readings of one store).
+    pub fn since(&self, earlier: CapacityUsed) -> CapacityUsed {
+        CapacityUsed {
+            read_units: self.read_units - earlier.read_units,
+            write_units: self.write_units - earlier.write_units,
+        }
+    }
+}
+
+/// Whether a request reads or writes, for capacity DynamoDB reports without the split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    Read,
+    Write,
 }
 
 impl DynamoStore {
@@ -70,11 +99,43 @@ impl DynamoStore {
             client,
             table: table.into(),
             project_splits: Default::default(),
+            capacity: Default::default(),
         }
     }
 
     pub fn table(&self) -> &str {
         &self.table
+    }
+
+    /// Capacity units consumed by this store (and its clones) so far.
+    pub fn consumed_capacity(&self) -> CapacityUsed {
+        self.capacity.lock().map(|c| *c).unwrap_or_default()
+    }
+
+    /// Adds what DynamoDB reported for one request.
+    pub(crate) fn note_capacity<'a>(
+        &self,
+        access: Access,
+        reported: impl IntoIterator<Item = &'a ConsumedCapacity>,
+    ) {
+        let Ok(mut total) = self.capacity.lock() else {
+            return;
+        };
+        for c in reported {
+            match (c.read_capacity_units, c.write_capacity_units) {
+                (None, None) => {
+                    let units = c.capacity_units.unwrap_or(0.0);
+                    match access {
+                        Access::Read => total.read_units += units,
+                        Access::Write => total.write_units += units,
+                    }
+                }
+                (read, write) => {
+                    total.read_units += read.unwrap_or(0.0);
+                    total.write_units += write.unwrap_or(0.0);
+                }
+            }
+        }
     }
 }
 
@@ -309,9 +370,11 @@ impl DynamoStore {
                     .client
                     .batch_get_item()
                     .request_items(&self.table, ka)
+                    .return_consumed_capacity(ReturnConsumedCapacity::Total)
                     .send()
                     .await
                     .map_err(|e| store_error(OP, e))?;
+                self.note_capacity(Access::Read, out.consumed_capacity());
                 if let Some(mut responses) = out.responses {
                     found.extend(responses.remove(&self.table).unwrap_or_default());
                 }
@@ -358,9 +421,11 @@ impl DynamoStore {
                     .client
                     .batch_write_item()
                     .request_items(&self.table, pending)
+                    .return_consumed_capacity(ReturnConsumedCapacity::Total)
                     .send()
                     .await
                     .map_err(|e| store_error(OP, e))?;
+                self.note_capacity(Access::Write, out.consumed_capacity());
                 pending = out
                     .unprocessed_items
                     .and_then(|mut u| u.remove(&self.table))
@@ -446,13 +511,16 @@ impl RunLog for DynamoStore {
         const OP: &str = "PutItem";
         let mut item = to_item(OP, run)?;
         item.extend(key(keys::RUN_PK, run.job.as_str()));
-        self.client
+        let out = self
+            .client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await
             .map_err(|e| store_error(OP, e))?;
+        self.note_capacity(Access::Write, out.consumed_capacity());
         Ok(())
     }
 }
@@ -467,9 +535,11 @@ impl MonitorStore for DynamoStore {
             .table_name(&self.table)
             .set_key(Some(key(keys::MONITOR_PK, keys::CURSOR_SK)))
             .consistent_read(true)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await
             .map_err(|e| store_error(OP, e))?;
+        self.note_capacity(Access::Read, out.consumed_capacity());
         out.item.map(|item| from_item(OP, item)).transpose()
     }
 
@@ -487,7 +557,8 @@ impl MonitorStore for DynamoStore {
             .client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(item));
+            .set_item(Some(item))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total);
         request = match loaded_revision {
             None => request.condition_expression("attribute_not_exists(pk)"),
             Some(r) => request
@@ -496,7 +567,10 @@ impl MonitorStore for DynamoStore {
                 .expression_attribute_values(":expected", n(r)),
         };
         match request.send().await {
-            Ok(_) => Ok(true),
+            Ok(out) => {
+                self.note_capacity(Access::Write, out.consumed_capacity());
+                Ok(true)
+            }
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
@@ -613,10 +687,14 @@ impl MonitorStore for DynamoStore {
             .client
             .transact_write_items()
             .set_transact_items(Some(actions))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await
         {
-            Ok(_) => return Ok(CommitOutcome::Committed),
+            Ok(out) => {
+                self.note_capacity(Access::Write, out.consumed_capacity());
+                return Ok(CommitOutcome::Committed);
+            }
             Err(e) => e,
         };
         let Some(canceled) = err
@@ -701,10 +779,12 @@ impl MonitorStore for DynamoStore {
             )
             .return_values(ReturnValue::UpdatedNew)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await;
         match result {
             Ok(out) => {
+                self.note_capacity(Access::Write, out.consumed_capacity());
                 let attempt = out
                     .attributes
                     .as_ref()

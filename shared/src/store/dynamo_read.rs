@@ -10,10 +10,10 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ReturnConsumedCapacity};
 use chrono::{DateTime, Utc};
 
-use super::dynamo::{decode_project, keys};
+use super::dynamo::{decode_project, keys, Access};
 use super::{
     DynamoStore, Job, MetricsSnapshot, MetricsSource, ProjectState, RunRecord, StoreError,
     StoredProject,
@@ -124,7 +124,8 @@ impl DynamoStore {
                 .key_condition_expression(condition)
                 .expression_attribute_names("#pk", keys::PK)
                 .expression_attribute_values(":pk", AttributeValue::S(keys::PROJECT_PK.into()))
-                .set_exclusive_start_key(start_key);
+                .set_exclusive_start_key(start_key)
+                .return_consumed_capacity(ReturnConsumedCapacity::Total);
             if from.is_some() || until.is_some() {
                 query = query.expression_attribute_names("#sk", keys::SK);
             }
@@ -139,6 +140,7 @@ impl DynamoStore {
                 .send()
                 .await
                 .map_err(|e| sdk_error("Query PROJECT", e))?;
+            self.note_capacity(Access::Read, page.consumed_capacity());
             for item in page.items.unwrap_or_default() {
                 let stored = decode_project("Query PROJECT", item)?;
                 if until.is_some_and(|u| stored.state.project_name == u) {
@@ -175,9 +177,11 @@ impl DynamoStore {
                 .client
                 .batch_get_item()
                 .request_items(&self.table, request)
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
                 .send()
                 .await
                 .map_err(|e| sdk_error("BatchGetItem RUN", e))?;
+            self.note_capacity(Access::Read, output.consumed_capacity());
             let items = output
                 .responses
                 .and_then(|mut r| r.remove(&self.table))

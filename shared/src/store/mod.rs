@@ -30,7 +30,7 @@ use thiserror::Error;
 mod dynamo;
 mod dynamo_read;
 mod memory;
-pub use dynamo::{keys, project_item, DynamoStore, MAX_EVENTS_PER_COMMIT};
+pub use dynamo::{keys, project_item, CapacityUsed, DynamoStore, MAX_EVENTS_PER_COMMIT};
 pub use memory::MemoryStore;
 
 /// A job whose runs are recorded for `devlake_*_last_run_*`.

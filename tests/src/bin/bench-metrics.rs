@@ -27,6 +27,7 @@ use devlake_autopilot::store::{
     keys, CommitOutcome, DynamoStore, FailureEvent, Job, MetricsSource, MonitorStore,
     ProjectCommit, ProjectState, RunRecord, MAX_EVENTS_PER_COMMIT,
 };
+use devlake_testkit::bench::function_memory_mb;
 use devlake_testkit::dynamo_calls::DynamoCallCounter;
 use devlake_testkit::stack::{dynamodb_local, local_sdk_config, state_table_definition};
 use futures::{StreamExt, TryStreamExt};
@@ -192,6 +193,8 @@ async fn main() -> Result<()> {
 }
 
 struct Figures {
+    /// DynamoDB read request units one scrape consumed, as DynamoDB reported them.
+    read_units: f64,
     p50: Duration,
     p95: Duration,
     max: Duration,
@@ -230,11 +233,20 @@ async fn measure(
     let mut plain_bytes = 0;
     let mut per_scrape = Vec::with_capacity(requests);
     let mut by_op = String::new();
+    let mut units = Vec::with_capacity(requests);
     for _ in 0..requests {
         calls.reset();
+        let before = service.source().consumed_capacity();
         let started = Instant::now();
         let response = service.handle(&request(), Utc::now()).await;
         times.push(started.elapsed());
+        units.push(
+            service
+                .source()
+                .consumed_capacity()
+                .since(before)
+                .read_units,
+        );
         ensure!(
             response.status() == StatusCode::OK,
             "scrape answered {}",
@@ -259,8 +271,13 @@ async fn measure(
         per_scrape.iter().all(|c| *c == per_scrape[0]),
         "calls per scrape varied: {per_scrape:?}"
     );
+    ensure!(
+        units.iter().all(|u| *u == units[0]),
+        "read units per scrape varied: {units:?}"
+    );
     times.sort();
     Ok(Figures {
+        read_units: units[0],
         p50: percentile(&times, 50),
         p95: percentile(&times, 95),
         max: *times.last().context("no requests")?,
@@ -314,6 +331,13 @@ fn print_figures(label: &str, f: &Figures) {
         ms(f.max)
     );
     println!("DynamoDB calls per scrape: {} {}", f.calls, f.calls_by_op);
+    let memory_mb = function_memory_mb("MetricsFunction").unwrap_or(0);
+    println!(
+        "cost inputs per scrape: {} DynamoDB read request units; Lambda {:.4} GB-s at p50 ({} MB)",
+        f.read_units,
+        memory_mb as f64 / 1024.0 * f.p50.as_secs_f64(),
+        memory_mb
+    );
     println!(
         "response size: {} bytes gzip ({:.2} MB), {} bytes uncompressed ({:.2} MB)",
         f.bytes,

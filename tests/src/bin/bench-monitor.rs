@@ -28,6 +28,7 @@ use devlake_autopilot::devlake::models::{Blueprint, Pipeline, PipelinesPage};
 use devlake_autopilot::devlake::{ClientConfig, DevLakeClient};
 use devlake_autopilot::monitor::{Deadline, Monitor, MonitorSettings, Request};
 use devlake_autopilot::store::DynamoStore;
+use devlake_testkit::bench::function_memory_mb;
 use devlake_testkit::cloudwatch_double::CloudWatchDouble;
 use devlake_testkit::dynamo_calls::DynamoCallCounter;
 use devlake_testkit::sim::{Fixture, GeneratedSpec, PipelineSeed, SimOptions, Simulator};
@@ -83,6 +84,11 @@ enum Measure {
 struct Figures {
     devlake_calls: u64,
     dynamodb_calls: u64,
+    /// DynamoDB request units the run consumed, as DynamoDB reported them.
+    #[serde(default)]
+    read_units: f64,
+    #[serde(default)]
+    write_units: f64,
     wall_ms: f64,
     peak_rss_kb: u64,
     failures_found: u64,
@@ -157,6 +163,8 @@ async fn steady(devlake: &str, dynamodb: &str, table: &str, cloudwatch: &str) ->
     Ok(Figures {
         devlake_calls: summary.devlake_calls,
         dynamodb_calls: counter.total(),
+        read_units: store.consumed_capacity().read_units,
+        write_units: store.consumed_capacity().write_units,
         wall_ms: wall.as_secs_f64() * 1000.0,
         peak_rss_kb: vm_hwm_kb(),
         failures_found: summary.new_failures,
@@ -202,6 +210,8 @@ async fn per_blueprint(devlake: &str, since: DateTime<Utc>, concurrency: usize) 
     Ok(Figures {
         devlake_calls: listing_calls + blueprints.len() as u64,
         dynamodb_calls: 0,
+        read_units: 0.0,
+        write_units: 0.0,
         wall_ms: wall.as_secs_f64() * 1000.0,
         peak_rss_kb: vm_hwm_kb(),
         failures_found: failures,
@@ -373,6 +383,14 @@ async fn orchestrate(args: &Args) -> Result<()> {
             steady.detail
         );
         println!("per-blueprint detail: {}", original.detail);
+        let memory_mb = function_memory_mb("MonitorFunction").unwrap_or(0);
+        println!(
+            "cost inputs per steady run: {} DynamoDB read and {} write request units; Lambda {:.4} GB-s ({} MB, wall time)",
+            steady.read_units,
+            steady.write_units,
+            memory_mb as f64 / 1024.0 * steady.wall_ms / 1000.0,
+            memory_mb
+        );
         let targets = [
             ("DevLake calls <= 5", steady.devlake_calls <= 5),
             ("wall < 1 s", steady.wall_ms < 1000.0),
