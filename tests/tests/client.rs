@@ -2,73 +2,20 @@
 //! against a Secrets Manager endpoint over real HTTP with the real aws-sdk-secretsmanager client.
 
 mod secrets {
-    use std::collections::HashMap;
-    use std::net::SocketAddr;
-
     use aws_sdk_dynamodb::config::{Credentials, SharedCredentialsProvider};
-    use axum::http::{HeaderMap, StatusCode};
-    use axum::response::IntoResponse;
-    use axum::routing::post;
     use devlake_autopilot::secrets::{resolve_named_secret, resolve_secret, SecretError};
-    use serde_json::{json, Value};
+    use devlake_testkit::secrets_manager::LocalSecretsManager;
 
     const ARN: &str = "arn:aws:secretsmanager:us-east-1:123456789012:secret:devlake-key-AbCdEf";
     const BINARY_ARN: &str = "arn:aws:secretsmanager:us-east-1:123456789012:secret:binary-XyZ";
     const VALUE: &str = "dlk_live_4f9a-very-secret";
 
-    /// A Secrets Manager endpoint speaking the real wire protocol (awsJson1.1,
-    /// `X-Amz-Target: secretsmanager.GetSecretValue`) for two secrets.
-    async fn secrets_manager() -> (String, tokio::task::JoinHandle<()>) {
-        let secrets: HashMap<&'static str, Value> = HashMap::from([
-            (
-                ARN,
-                json!({"ARN": ARN, "Name": "devlake-key", "SecretString": VALUE, "VersionId": "v1"}),
-            ),
-            (
-                BINARY_ARN,
-                json!({"ARN": BINARY_ARN, "Name": "binary", "SecretBinary": "AAEC", "VersionId": "v1"}),
-            ),
-        ]);
-        let app = axum::Router::new().route(
-            "/",
-            post(move |headers: HeaderMap, body: String| {
-                let secrets = secrets.clone();
-                async move {
-                    let target = headers
-                        .get("x-amz-target")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or_default();
-                    let json_type = [("content-type", "application/x-amz-json-1.1")];
-                    if target != "secretsmanager.GetSecretValue" {
-                        let err = json!({"__type": "UnknownOperationException"});
-                        return (StatusCode::BAD_REQUEST, json_type, err.to_string())
-                            .into_response();
-                    }
-                    let request: Value = serde_json::from_str(&body).unwrap_or_default();
-                    let id = request["SecretId"].as_str().unwrap_or_default();
-                    match secrets.get(id) {
-                        Some(secret) => {
-                            (StatusCode::OK, json_type, secret.to_string()).into_response()
-                        }
-                        None => {
-                            let err = json!({
-                                "__type": "ResourceNotFoundException",
-                                "message": "Secrets Manager can't find the specified secret."
-                            });
-                            (StatusCode::BAD_REQUEST, json_type, err.to_string()).into_response()
-                        }
-                    }
-                }
-            }),
-        );
-        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-            .await
-            .unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
-        });
-        (url, task)
+    /// The shared local Secrets Manager with two secrets; the URL and a guard keeping it up.
+    async fn secrets_manager() -> (String, LocalSecretsManager) {
+        let sm = LocalSecretsManager::start().await;
+        sm.set_string(ARN, VALUE);
+        sm.set_binary(BINARY_ARN);
+        (sm.url().to_string(), sm)
     }
 
     fn sdk(endpoint: &str) -> aws_config::SdkConfig {
@@ -90,7 +37,7 @@ mod secrets {
             .await
             .unwrap();
         assert_eq!(value.as_deref(), Some(VALUE));
-        server.abort();
+        drop(server);
     }
 
     #[tokio::test]
@@ -127,7 +74,7 @@ mod secrets {
             "both METRICS_TOKEN and METRICS_TOKEN_SECRET_ARN are set; set only one of them"
         );
         assert!(!format!("{err:?}").contains(VALUE));
-        server.abort();
+        drop(server);
     }
 
     #[tokio::test]
