@@ -90,10 +90,56 @@ impl MetricsSettings {
     }
 }
 
+/// The token the page expects: fixed (`METRICS_TOKEN`), or the secret
+/// `METRICS_TOKEN_SECRET_ARN`, read again once older than
+/// [`SECRET_TTL`](crate::secrets::SECRET_TTL) so a rotated token is accepted within that time.
+/// A refused token never triggers a read: unauthenticated callers cannot make the function call
+/// Secrets Manager.
+pub enum ExpectedToken {
+    Fixed(MetricsToken),
+    Rotating(std::sync::Arc<crate::secrets::RotatingSecret>),
+}
+
+impl From<MetricsToken> for ExpectedToken {
+    fn from(token: MetricsToken) -> Self {
+        ExpectedToken::Fixed(token)
+    }
+}
+
+impl ExpectedToken {
+    /// From where the settings say the token lives; the secret is read now, and an unreadable
+    /// or empty one stops start-up.
+    pub async fn resolve(
+        source: SecretSource,
+        sdk: &aws_config::SdkConfig,
+    ) -> Result<Self, crate::startup::StartupError> {
+        match source {
+            SecretSource::Plain(value) => Ok(ExpectedToken::Fixed(MetricsToken::new(value)?)),
+            SecretSource::SecretArn(arn) => {
+                let secret =
+                    crate::secrets::RotatingSecret::load(&arn, sdk, crate::secrets::SECRET_TTL)
+                        .await
+                        .map_err(|e| ConfigError::new(TOKEN_ARN_VAR, e.to_string()))?;
+                MetricsToken::new(secret.current().await)?;
+                Ok(ExpectedToken::Rotating(std::sync::Arc::new(secret)))
+            }
+        }
+    }
+
+    /// The token to compare with now; `None` when the secret became empty (a rotation gone
+    /// wrong), which matches nothing.
+    async fn current(&self) -> Option<MetricsToken> {
+        match self {
+            ExpectedToken::Fixed(token) => Some(token.clone()),
+            ExpectedToken::Rotating(secret) => MetricsToken::new(secret.current().await).ok(),
+        }
+    }
+}
+
 /// Serves the metrics page from a [`MetricsSource`].
 pub struct MetricsService<S> {
     source: S,
-    token: MetricsToken,
+    token: ExpectedToken,
     timezone: Tz,
     window: ChronoDuration,
     /// Requests answered 401 since this instance started (see [`Self::log_refusal`]).
@@ -101,10 +147,15 @@ pub struct MetricsService<S> {
 }
 
 impl<S: MetricsSource> MetricsService<S> {
-    pub fn new(source: S, token: MetricsToken, timezone: Tz, failure_window_days: u32) -> Self {
+    pub fn new(
+        source: S,
+        token: impl Into<ExpectedToken>,
+        timezone: Tz,
+        failure_window_days: u32,
+    ) -> Self {
         MetricsService {
             source,
-            token,
+            token: token.into(),
             timezone,
             window: ChronoDuration::days(i64::from(failure_window_days)),
             refused: AtomicU64::new(0),
@@ -124,7 +175,7 @@ impl<S: MetricsSource> MetricsService<S> {
         let method = req.method();
         let path = req.uri().path();
 
-        if !self.authorized(req) {
+        if !self.authorized(req).await {
             self.log_refusal(method, path);
             return plain(StatusCode::UNAUTHORIZED)
                 .header(header::WWW_AUTHENTICATE, "Bearer")
@@ -225,13 +276,16 @@ impl<S: MetricsSource> MetricsService<S> {
         }
     }
 
-    fn authorized<B>(&self, req: &Request<B>) -> bool {
+    async fn authorized<B>(&self, req: &Request<B>) -> bool {
+        let Some(expected) = self.token.current().await else {
+            return false;
+        };
         let mut valid = false;
         // Every Authorization header is checked (not just the first) so no header order trick
         // changes the outcome, and all are compared so timing does not depend on which matched.
         for value in req.headers().get_all(header::AUTHORIZATION) {
             if let Some(token) = bearer_token(value) {
-                valid |= self.token.matches(token);
+                valid |= expected.matches(token);
             }
         }
         valid

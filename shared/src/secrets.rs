@@ -1,6 +1,12 @@
 //! Secrets (the DevLake API key, the metrics token) given either as a plain value — for local
-//! use — or as an AWS Secrets Manager ARN read once at start-up. The value is never logged and
-//! never part of an error.
+//! use — or as an AWS Secrets Manager ARN, read at start-up and again after [`SECRET_TTL`] (see
+//! [`RotatingSecret`]) so a rotated secret is picked up without a redeploy. The value is never
+//! logged and never part of an error.
+
+use std::time::Duration;
+
+use tokio::sync::Mutex;
+use tokio::time::Instant;
 
 use aws_sdk_secretsmanager::error::{DisplayErrorContext, SdkError};
 use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError;
@@ -71,8 +77,119 @@ pub async fn resolve_named_secret(
     }
 }
 
+/// How long a secret read from Secrets Manager is used before it is read again. A warm Lambda
+/// instance lives for hours; with this TTL a rotated API key or metrics token is in use within
+/// five minutes at the cost of one `GetSecretValue` per instance every five minutes.
+pub const SECRET_TTL: Duration = Duration::from_secs(300);
+
+/// After a failed re-read the old value stays in use, and the next attempt waits this long, so a
+/// Secrets Manager outage costs one call per half minute, not one per request.
+pub const RETRY_FAILED_READ: Duration = Duration::from_secs(30);
+
+/// A Secrets Manager secret read at start-up and re-read once it is older than its TTL, or on
+/// demand after DevLake refused it. Debug shows the ARN only.
+pub struct RotatingSecret {
+    arn: String,
+    client: aws_sdk_secretsmanager::Client,
+    ttl: Duration,
+    cached: Mutex<Cached>,
+}
+
+struct Cached {
+    value: String,
+    /// When `value` should be read again.
+    stale_at: Instant,
+}
+
+impl std::fmt::Debug for RotatingSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RotatingSecret")
+            .field("arn", &self.arn)
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RotatingSecret {
+    /// Reads the secret once; an error here stops start-up like any unreadable secret.
+    pub async fn load(
+        arn: &str,
+        sdk: &aws_config::SdkConfig,
+        ttl: Duration,
+    ) -> Result<Self, SecretError> {
+        let client = aws_sdk_secretsmanager::Client::new(sdk);
+        let arn = arn.trim().to_string();
+        let value = fetch_with(&client, &arn).await?;
+        Ok(RotatingSecret {
+            arn,
+            client,
+            ttl,
+            cached: Mutex::new(Cached {
+                value,
+                stale_at: Instant::now() + ttl,
+            }),
+        })
+    }
+
+    pub fn arn(&self) -> &str {
+        &self.arn
+    }
+
+    /// The value to use now: the cached one, read again first when older than the TTL.
+    pub async fn current(&self) -> String {
+        let mut cached = self.cached.lock().await;
+        if Instant::now() >= cached.stale_at {
+            self.reread(&mut cached).await;
+        }
+        cached.value.clone()
+    }
+
+    /// The value after `rejected` was refused: read again at once, unless another caller already
+    /// replaced `rejected` (many requests refused together cause one read).
+    pub async fn after_rejection(&self, rejected: &str) -> String {
+        let mut cached = self.cached.lock().await;
+        if cached.value == rejected {
+            self.reread(&mut cached).await;
+        }
+        cached.value.clone()
+    }
+
+    async fn reread(&self, cached: &mut Cached) {
+        match fetch_with(&self.client, &self.arn).await {
+            Ok(value) => {
+                if value != cached.value {
+                    tracing::info!(arn = %self.arn, "secret changed in Secrets Manager; using the new value");
+                }
+                cached.value = value;
+                cached.stale_at = Instant::now() + self.ttl;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "could not read the secret again; keeping the current value");
+                cached.stale_at = Instant::now() + RETRY_FAILED_READ.min(self.ttl);
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::devlake::ApiKeySource for RotatingSecret {
+    async fn current(&self) -> String {
+        RotatingSecret::current(self).await
+    }
+
+    async fn after_rejection(&self, rejected: &str) -> String {
+        RotatingSecret::after_rejection(self, rejected).await
+    }
+}
+
 async fn fetch(arn: &str, sdk: &aws_config::SdkConfig) -> Result<String, SecretError> {
-    let client = aws_sdk_secretsmanager::Client::new(sdk);
+    fetch_with(&aws_sdk_secretsmanager::Client::new(sdk), arn).await
+}
+
+async fn fetch_with(
+    client: &aws_sdk_secretsmanager::Client,
+    arn: &str,
+) -> Result<String, SecretError> {
     let output = client
         .get_secret_value()
         .secret_id(arn)

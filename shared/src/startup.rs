@@ -1,6 +1,7 @@
 //! Cold-start pieces the functions share: the AWS SDK configuration with explicit timeouts, the
-//! DevLake client with its API key (plain, or read once from Secrets Manager), and the one-line
-//! start-up error.
+//! DevLake client with its API key (plain, or from Secrets Manager: read at start-up, again after
+//! [`SECRET_TTL`](crate::secrets::SECRET_TTL) and at once after DevLake refuses it), and the
+//! one-line start-up error.
 
 use std::time::Duration;
 
@@ -11,7 +12,7 @@ use thiserror::Error;
 
 use crate::config::{ConfigError, SecretSource};
 use crate::devlake::{ClientConfig, DevLakeClient, DevLakeError};
-use crate::secrets::{resolve_named_secret, SecretError};
+use crate::secrets::{RotatingSecret, SecretError, SECRET_TTL};
 
 pub const API_KEY_VAR: &str = "DEVLAKE_API_KEY";
 pub const API_KEY_ARN_VAR: &str = "DEVLAKE_API_KEY_SECRET_ARN";
@@ -72,18 +73,28 @@ pub async fn load_sdk_config(limits: SdkTimeouts) -> SdkConfig {
         .await
 }
 
-/// Resolves the DevLake API key (`DEVLAKE_API_KEY` or `DEVLAKE_API_KEY_SECRET_ARN`) and builds
-/// the client with it.
+/// Builds the DevLake client with its API key: `DEVLAKE_API_KEY` as given, or the secret
+/// `DEVLAKE_API_KEY_SECRET_ARN` read now (an unreadable secret stops start-up) and kept fresh
+/// by [`RotatingSecret`].
 pub async fn devlake_client(
     config: ClientConfig,
     api_key: Option<SecretSource>,
     sdk: &SdkConfig,
 ) -> Result<DevLakeClient, StartupError> {
-    let (plain, arn) = match api_key {
-        Some(SecretSource::Plain(v)) => (Some(v), None),
-        Some(SecretSource::SecretArn(a)) => (None, Some(a)),
-        None => (None, None),
+    let config = match api_key {
+        None => config,
+        Some(SecretSource::Plain(key)) => ClientConfig {
+            api_key: Some(key),
+            ..config
+        },
+        Some(SecretSource::SecretArn(arn)) => {
+            let secret = RotatingSecret::load(&arn, sdk, SECRET_TTL).await?;
+            ClientConfig {
+                api_key: None,
+                api_key_source: Some(std::sync::Arc::new(secret)),
+                ..config
+            }
+        }
     };
-    let api_key = resolve_named_secret(API_KEY_VAR, API_KEY_ARN_VAR, plain, arn, sdk).await?;
-    Ok(DevLakeClient::new(ClientConfig { api_key, ..config })?)
+    Ok(DevLakeClient::new(config)?)
 }

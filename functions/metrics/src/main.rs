@@ -1,16 +1,14 @@
 //! `devlake-metrics`: the Prometheus page behind a Lambda function URL.
 //!
-//! Cold start reads the configuration, resolves the bearer token (plain or Secrets Manager, once)
+//! Cold start reads the configuration, resolves the bearer token (plain, or Secrets Manager: read
+//! again every few minutes so a rotated token is accepted)
 //! and builds the DynamoDB client; each request is handed to `metrics_http::MetricsService`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use devlake_autopilot::config::{Env, SecretSource};
-use devlake_autopilot::metrics_http::{
-    MetricsService, MetricsSettings, MetricsToken, TOKEN_ARN_VAR, TOKEN_VAR,
-};
-use devlake_autopilot::secrets::resolve_named_secret;
+use devlake_autopilot::config::Env;
+use devlake_autopilot::metrics_http::{ExpectedToken, MetricsService, MetricsSettings};
 use devlake_autopilot::startup::{load_sdk_config, SdkTimeouts};
 use devlake_autopilot::store::DynamoStore;
 use lambda_http::{service_fn, Body, Request};
@@ -22,14 +20,7 @@ async fn main() -> anyhow::Result<()> {
     let settings = MetricsSettings::from_env(&Env::from_process())?;
     let sdk = load_sdk_config(SdkTimeouts::SCRAPE).await;
 
-    let (plain, arn) = match settings.token.clone() {
-        SecretSource::Plain(value) => (Some(value), None),
-        SecretSource::SecretArn(arn) => (None, Some(arn)),
-    };
-    let token = resolve_named_secret(TOKEN_VAR, TOKEN_ARN_VAR, plain, arn, &sdk)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("invalid configuration: {TOKEN_VAR}: is required"))?;
-    let token = MetricsToken::new(token)?;
+    let token = ExpectedToken::resolve(settings.token.clone(), &sdk).await?;
 
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &settings.table_name);
     tracing::info!(

@@ -52,6 +52,16 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
+/// Where a client gets an API key that can change while the function runs (a Secrets Manager
+/// secret that is rotated). Implementations cache: `current` is called for every request.
+#[async_trait::async_trait]
+pub trait ApiKeySource: Send + Sync {
+    /// The key to send now.
+    async fn current(&self) -> String;
+    /// The key to try after DevLake refused `rejected` (401/403): read again from its source.
+    async fn after_rejection(&self, rejected: &str) -> String;
+}
+
 /// How to reach DevLake and how hard to push it.
 #[derive(Clone)]
 pub struct ClientConfig {
@@ -59,6 +69,9 @@ pub struct ClientConfig {
     pub endpoint: String,
     /// Sent as `Authorization: Bearer`. Never printed (Debug is redacted).
     pub api_key: Option<String>,
+    /// A key that can change (rotation); used instead of `api_key` when set. After a 401/403
+    /// the request is tried once more with the key read again.
+    pub api_key_source: Option<Arc<dyn ApiKeySource>>,
     pub connect_timeout: Duration,
     /// Per attempt.
     pub request_timeout: Duration,
@@ -85,6 +98,7 @@ impl Default for ClientConfig {
         ClientConfig {
             endpoint: String::new(),
             api_key: None,
+            api_key_source: None,
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
             max_retries: 3,
@@ -104,6 +118,10 @@ impl std::fmt::Debug for ClientConfig {
         f.debug_struct("ClientConfig")
             .field("endpoint", &self.endpoint)
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field(
+                "api_key_source",
+                &self.api_key_source.as_ref().map(|_| "<rotating>"),
+            )
             .field("connect_timeout", &self.connect_timeout)
             .field("request_timeout", &self.request_timeout)
             .field("max_retries", &self.max_retries)
@@ -160,6 +178,8 @@ struct Inner {
     auth: Option<HeaderValue>,
     /// Kept only to scrub it from anything DevLake echoes back into an error excerpt.
     api_key: Option<String>,
+    /// A rotating key, read for every request instead of `auth`.
+    key_source: Option<Arc<dyn ApiKeySource>>,
     /// Where the extra trust roots came from, for the untrusted-certificate error.
     ca_bundle: Option<String>,
     max_response_bytes: usize,
@@ -237,6 +257,18 @@ pub fn scope_id_path(plugin: &str, scope_id: &str) -> String {
     } else {
         encode_segment(scope_id)
     }
+}
+
+/// `Authorization: Bearer <key>`, marked sensitive so reqwest never prints it. The error never
+/// echoes the value: it is the secret.
+fn bearer(key: &str) -> Result<HeaderValue> {
+    let mut value = HeaderValue::from_str(&format!("Bearer {}", key.trim())).map_err(|_| {
+        DevLakeError::Config(
+            "the DevLake API key contains characters not allowed in an HTTP header".into(),
+        )
+    })?;
+    value.set_sensitive(true);
+    Ok(value)
 }
 
 /// The URL as text with its password (if any) replaced by `<redacted>`.
@@ -384,6 +416,8 @@ impl ProjectMetric {
 struct Answer {
     status: StatusCode,
     body: Vec<u8>,
+    /// The API key the request carried, to scrub from anything echoed back.
+    key: Option<String>,
     /// `Location` of a 3xx answer.
     location: Option<String>,
     /// `Retry-After` of a 429/503 answer, as sent.
@@ -436,6 +470,12 @@ impl DevLakeClient {
         let base = endpoint.trim_end_matches('/').to_string();
         let shown = shown.trim_end_matches('/').to_string();
 
+        if config.api_key_source.is_some() && !url.path().trim_end_matches('/').ends_with("/rest") {
+            tracing::warn!(
+                endpoint = %shown,
+                "an API key is configured but the endpoint does not end in /rest; DevLake only checks API keys under /rest/"
+            );
+        }
         let auth = match config.api_key.as_deref() {
             None => None,
             Some(key) if key.trim().is_empty() => {
@@ -490,6 +530,7 @@ impl DevLakeClient {
                 shown,
                 auth,
                 api_key: config.api_key.map(|k| k.trim().to_string()),
+                key_source: config.api_key_source,
                 ca_bundle: config.ca_bundle.map(|b| b.origin().to_string()),
                 max_response_bytes: config.max_response_bytes.max(1),
                 max_retry_after: config.max_retry_after,
@@ -556,10 +597,23 @@ impl DevLakeClient {
             0
         };
         let mut attempt: u32 = 0;
+        // Whether the one retry with a re-read key after a 401/403 was spent.
+        let mut key_reread = false;
         loop {
             attempt += 1;
+            let key = match &inner.key_source {
+                Some(source) => Some(source.current().await),
+                None => inner.api_key.clone(),
+            };
             let outcome = self
-                .attempt(&method, &url, &shown, body.as_ref(), attempt)
+                .attempt(
+                    &method,
+                    &url,
+                    &shown,
+                    body.as_ref(),
+                    attempt,
+                    key.as_deref(),
+                )
                 .await;
             let mut retry_after = None;
             let error = match outcome {
@@ -595,12 +649,27 @@ impl DevLakeClient {
                         method.as_str(),
                         &shown,
                         &answer.body,
-                        inner.api_key.as_deref(),
+                        key.as_deref(),
                     )
                 }
                 Err(e) => e,
             };
-            if attempt > retries || !error.is_retryable() {
+            // A rotated key: DevLake refused the one we had, so read it again and try once more.
+            // Safe for a POST too: DevLake checks the key before the handler runs.
+            if let (DevLakeError::Unauthorized { .. }, Some(source), Some(used), false) =
+                (&error, &inner.key_source, key.as_deref(), key_reread)
+            {
+                key_reread = true;
+                if source.after_rejection(used).await != used {
+                    tracing::info!(
+                        method = %method,
+                        path = %shown,
+                        "DevLake refused the API key; trying once more with the key read again"
+                    );
+                    continue;
+                }
+            }
+            if attempt > retries + u32::from(key_reread) || !error.is_retryable() {
                 return Err(error);
             }
             // DevLake (or the proxy in front of it) said when to come back: wait that long if
@@ -641,6 +710,7 @@ impl DevLakeClient {
         shown: &str,
         body: Option<&Vec<u8>>,
         attempt: u32,
+        key: Option<&str>,
     ) -> Result<Answer> {
         let inner = &*self.inner;
         let _permit = inner
@@ -658,8 +728,12 @@ impl DevLakeClient {
             .http
             .request(method.clone(), url)
             .timeout(inner.request_timeout);
-        if let Some(auth) = &inner.auth {
-            request = request.header(AUTHORIZATION, auth.clone());
+        let auth = match (&inner.key_source, key) {
+            (Some(_), Some(key)) => Some(bearer(key)?),
+            _ => inner.auth.clone(),
+        };
+        if let Some(auth) = auth {
+            request = request.header(AUTHORIZATION, auth);
         }
         if let Some(body) = body {
             request = request
@@ -720,6 +794,7 @@ impl DevLakeClient {
             Ok(Answer {
                 status,
                 body,
+                key: key.map(str::to_string),
                 location,
                 retry_after,
             })
@@ -747,15 +822,18 @@ impl DevLakeClient {
         result
     }
 
-    fn decode<T: DeserializeOwned>(&self, method: &Method, path: &str, body: &[u8]) -> Result<T> {
+    fn decode<T: DeserializeOwned>(
+        &self,
+        method: &Method,
+        path: &str,
+        answer: &Answer,
+    ) -> Result<T> {
+        let body = &answer.body;
         serde_json::from_slice(body).map_err(|source| DevLakeError::Decode {
             method: method.to_string(),
             path: path.to_string(),
             excerpt: truncate_chars(
-                &scrub(
-                    &String::from_utf8_lossy(body),
-                    self.inner.api_key.as_deref(),
-                ),
+                &scrub(&String::from_utf8_lossy(body), answer.key.as_deref()),
                 EXCERPT_CHARS,
             ),
             source,
@@ -781,7 +859,7 @@ impl DevLakeClient {
         query: &[(&str, String)],
     ) -> Result<T> {
         let answer = self.execute(Method::GET, path, query, None, false).await?;
-        self.decode(&Method::GET, &path_with_query(path, query), &answer.body)
+        self.decode(&Method::GET, &path_with_query(path, query), &answer)
     }
 
     /// GET that answers `None` on DevLake's JSON 404.
@@ -790,7 +868,7 @@ impl DevLakeClient {
         if answer.status == StatusCode::NOT_FOUND {
             return Ok(None);
         }
-        self.decode(&Method::GET, path, &answer.body).map(Some)
+        self.decode(&Method::GET, path, &answer).map(Some)
     }
 
     async fn send_json<B: Serialize + ?Sized, T: DeserializeOwned>(
@@ -803,7 +881,7 @@ impl DevLakeClient {
         let answer = self
             .execute(method.clone(), path, &[], Some(bytes), false)
             .await?;
-        self.decode(&method, path, &answer.body)
+        self.decode(&method, path, &answer)
     }
 
     /// A lazy listing: fetches page `n+1` only after the consumer took every row of page `n`
@@ -1244,7 +1322,7 @@ impl DevLakeClient {
         let answer = self
             .execute(Method::POST, &path, &[], Some(b"{}".to_vec()), false)
             .await?;
-        let tasks: Option<Vec<Task>> = self.decode(&Method::POST, &path, &answer.body)?;
+        let tasks: Option<Vec<Task>> = self.decode(&Method::POST, &path, &answer)?;
         Ok(tasks.unwrap_or_default())
     }
 }

@@ -6,8 +6,8 @@ pub mod models;
 mod tls;
 
 pub use client::{
-    encode_segment, parse_retry_after, parse_version, scope_id_path, CallCounts, ClientConfig,
-    DevLakeClient, RetryPolicy, TriggerOutcome, MAX_RESPONSE_BYTES, MAX_RETRY_AFTER,
+    encode_segment, parse_retry_after, parse_version, scope_id_path, ApiKeySource, CallCounts,
+    ClientConfig, DevLakeClient, RetryPolicy, TriggerOutcome, MAX_RESPONSE_BYTES, MAX_RETRY_AFTER,
     MAX_SCOPES_PAGE_SIZE,
 };
 pub use error::DevLakeError;

@@ -101,7 +101,7 @@ impl SimHandle {
                 state: Mutex::new(state),
                 faults: Mutex::new(FaultState::new(faults, opts.seed.wrapping_add(0x9E37_79B9))),
                 log: Mutex::new(RequestLog::new(capacity)),
-                api_key: opts.api_key.clone(),
+                api_key: Mutex::new(opts.api_key.clone()),
                 auto_complete: Mutex::new(auto),
             }),
         })
@@ -152,6 +152,11 @@ impl SimHandle {
     /// DevLake call the GitHub API).
     pub fn github_api_fill_calls(&self) -> u64 {
         self.with_state(|s| s.github_api_fill_calls)
+    }
+
+    /// Changes the key `/rest/*` requires (`None`: open), as rotating the key in DevLake does.
+    pub fn set_api_key(&self, key: Option<String>) {
+        *lock(&self.inner.api_key) = key;
     }
 
     // ------------------------------------------------------------------ faults

@@ -134,7 +134,8 @@ pub(crate) struct Inner {
     pub(crate) state: Mutex<State>,
     pub(crate) faults: Mutex<FaultState>,
     pub(crate) log: Mutex<RequestLog>,
-    pub(crate) api_key: Option<String>,
+    /// Changeable at run time, like a key rotated in DevLake.
+    pub(crate) api_key: Mutex<Option<String>>,
     pub(crate) auto_complete: Mutex<Option<AutoComplete>>,
 }
 
@@ -364,7 +365,7 @@ fn migration_gate(h: &SimHandle, path: &str) -> Option<Response<Body>> {
 
 /// DevLake's key check: `/rest/*` needs `Authorization: Bearer <key>` when a key is configured.
 fn api_key_check(h: &SimHandle, req: &Request<Body>) -> Option<Response<Body>> {
-    let key = h.inner.api_key.as_ref()?;
+    let key = lock(&h.inner.api_key).clone()?;
     let fail = |status: u16, message: &str| {
         Some(routes::json_response(
             status,
@@ -383,7 +384,7 @@ fn api_key_check(h: &SimHandle, req: &Request<Body>) -> Option<Response<Body>> {
     else {
         return fail(401, "token is not present or malformed");
     };
-    if token != key {
+    if token != key.as_str() {
         return fail(403, "api key is invalid");
     }
     None
