@@ -128,7 +128,7 @@ pub async fn handle(
     started_at: DateTime<Utc>,
     deadline: Deadline,
 ) -> Result<Value, AutomationError> {
-    let request = payload::parse(payload)?;
+    let request = payload::parse(payload, started_at)?;
     let (dry_run, now, action) = match &request {
         // `DRY_RUN=true` is a safety switch a payload cannot turn off.
         Request::Run(r) => (
