@@ -61,6 +61,10 @@ pub struct Ports<'a> {
 pub enum AutomationError {
     #[error(transparent)]
     Payload(#[from] PayloadError),
+    /// Settings that cannot work together, found once an invocation tells the function its
+    /// timeout. Nothing was called.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     /// DevLake cannot be used at all: migration pending (428), credentials refused, unreachable.
     #[error("automation run stopped: {source}")]
     DevLake {
@@ -74,7 +78,7 @@ impl AutomationError {
     /// a refused key or a pending migration needs someone first.
     pub fn is_retryable(&self) -> bool {
         match self {
-            AutomationError::Payload(_) => false,
+            AutomationError::Payload(_) | AutomationError::Config(_) => false,
             AutomationError::DevLake { source } => source.is_retryable(),
         }
     }

@@ -129,7 +129,7 @@ impl MonitorConfig {
             ));
         }
         let namespace = env.cloudwatch_namespace()?;
-        Ok(MonitorConfig {
+        let config = MonitorConfig {
             devlake: client_config(env)?,
             api_key: env.secret_source("DEVLAKE_API_KEY", "DEVLAKE_API_KEY_SECRET_ARN")?,
             table_name: env.required("TABLE_NAME")?.to_string(),
@@ -144,7 +144,42 @@ impl MonitorConfig {
                 auto_rerun_max: env.parse_or::<u32>("AUTO_RERUN_MAX", 0)?,
                 project_dimension: env.bool_or("CLOUDWATCH_PROJECT_DIMENSION", false)?,
             },
-        })
+        };
+        config.settings.check_retention()?;
+        Ok(config)
+    }
+}
+
+impl MonitorSettings {
+    /// Failure items live `FAILURE_RETENTION_DAYS` from their `finishedAt`, so they must outlive
+    /// everything that looks back at them: the metrics page's window, and the look-back of a first
+    /// run or `rescan`, which would otherwise record again (and count twice) a failure whose item
+    /// has already expired.
+    pub fn check_retention(&self) -> Result<(), ConfigError> {
+        let days = self.retention.num_days();
+        if self.retention < self.failure_window {
+            return Err(ConfigError::new(
+                "FAILURE_RETENTION_DAYS",
+                format!(
+                    "{days} days is shorter than FAILURE_WINDOW_DAYS ({}): failures would expire \
+                     while the metrics page still shows them; keep FAILURE_RETENTION_DAYS >= \
+                     FAILURE_WINDOW_DAYS",
+                    self.failure_window.num_days()
+                ),
+            ));
+        }
+        if self.retention < self.initial_lookback {
+            return Err(ConfigError::new(
+                "FAILURE_RETENTION_DAYS",
+                format!(
+                    "{days} days is shorter than INITIAL_LOOKBACK_HOURS ({} hours): a first run or \
+                     rescan would record again failures whose items already expired, counting \
+                     them twice; keep FAILURE_RETENTION_DAYS x 24 >= INITIAL_LOOKBACK_HOURS",
+                    self.initial_lookback.num_hours()
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -234,5 +269,39 @@ mod tests {
         ]);
         let err = MonitorConfig::from_env(&both).unwrap_err();
         assert!(!err.to_string().contains("secret-value"));
+    }
+
+    #[test]
+    fn retention_must_cover_the_window_and_the_look_back() {
+        let err = MonitorConfig::from_env(&env(&[
+            ("FAILURE_RETENTION_DAYS", "5"),
+            ("FAILURE_WINDOW_DAYS", "7"),
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("invalid configuration: FAILURE_RETENTION_DAYS: 5 days is shorter than FAILURE_WINDOW_DAYS (7)"),
+            "{err}"
+        );
+        let err = MonitorConfig::from_env(&env(&[
+            ("FAILURE_RETENTION_DAYS", "2"),
+            ("FAILURE_WINDOW_DAYS", "1"),
+            ("INITIAL_LOOKBACK_HOURS", "49"),
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("FAILURE_RETENTION_DAYS")
+                && err.contains("INITIAL_LOOKBACK_HOURS (49 hours)"),
+            "{err}"
+        );
+        assert!(!err.contains('\n'));
+        // Equal is enough.
+        MonitorConfig::from_env(&env(&[
+            ("FAILURE_RETENTION_DAYS", "2"),
+            ("FAILURE_WINDOW_DAYS", "2"),
+            ("INITIAL_LOOKBACK_HOURS", "48"),
+        ]))
+        .unwrap();
     }
 }

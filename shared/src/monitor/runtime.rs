@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::cloudwatch::{CloudWatchSink, FUNCTION_DIMENSION};
-use crate::config::Env;
+use crate::config::{check_devlake_fits_timeout, Env};
 use crate::devlake::DevLakeClient;
 pub use crate::startup::StartupError;
 use crate::startup::{devlake_client, load_sdk_config, SdkTimeouts};
@@ -96,6 +96,16 @@ impl MonitorFunction {
             margin_ms = margin.as_millis() as u64,
             "invocation"
         );
+        // The time left as the invocation starts is the function's timeout (Lambda exposes it no
+        // other way): one DevLake request, retries included, must fit in it with the margin.
+        if let Some(timeout) = left {
+            check_devlake_fits_timeout(
+                &self.config.devlake,
+                margin,
+                "the monitor's deadline margin",
+                timeout,
+            )?;
+        }
         let deadline = Deadline::from_lambda(lambda_deadline_ms, wall, margin);
         let summary = self.monitor().handle(payload, now, deadline).await?;
         Ok(serde_json::to_value(summary).unwrap_or(Value::Null))
