@@ -181,7 +181,21 @@ pub async fn handle(
         reads: after.reads.saturating_sub(calls_before.reads),
         writes: after.writes.saturating_sub(calls_before.writes),
     };
-    let summary = report.to_json(calls, duration_ms);
+    // The answer is complete up to Lambda's response limit; the closing log line and the run
+    // record carry a copy whose lists keep their first entries (with the totals under
+    // `truncated`), so neither outgrows its limit at any number of projects.
+    let summary = crate::limits::bounded(
+        &report.to_json(calls, duration_ms),
+        summary::SUMMARY_LISTS,
+        None,
+        crate::limits::RESPONSE_SUMMARY_MAX_BYTES,
+    );
+    let recorded = crate::limits::bounded(
+        &summary,
+        summary::SUMMARY_LISTS,
+        Some(crate::limits::RECORD_LIST_LIMIT),
+        crate::limits::RECORD_SUMMARY_MAX_BYTES,
+    );
     let success = outcome.is_ok() && report.is_ok();
     let totals = report.totals();
     tracing::info!(
@@ -200,7 +214,7 @@ pub async fn handle(
         devlake_reads = calls.reads,
         devlake_writes = calls.writes,
         duration_ms,
-        summary = %summary,
+        summary = %recorded,
         "automation run finished"
     );
 
@@ -226,11 +240,11 @@ pub async fn handle(
                 devlake_up: Some(!matches!(&outcome, Err(Fatal(e)) if e.status().is_none())),
                 duration_ms,
                 summary: match &outcome {
-                    Ok(()) => summary.clone(),
+                    Ok(()) => recorded,
                     Err(Fatal(e)) => serde_json::json!({
                         "status": "failed",
                         "error": e.to_string(),
-                        "partial": summary,
+                        "partial": recorded,
                     }),
                 },
             };

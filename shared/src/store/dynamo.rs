@@ -444,6 +444,29 @@ impl RunLog for DynamoStore {
     /// The latest run of each job replaces the previous one.
     async fn record_run(&self, run: &RunRecord) -> Result<(), StoreError> {
         const OP: &str = "PutItem";
+        // A record is one item, and DynamoDB refuses an item over 400 KB: the jobs bound their
+        // summaries, and this keeps any summary that still outgrows the limit from losing the
+        // whole record (timestamp, success, devlake_up), which the metrics page needs.
+        let oversized;
+        let run = match crate::limits::json_len(&run.summary) {
+            n if n > crate::limits::RECORD_ITEM_SUMMARY_MAX_BYTES => {
+                tracing::warn!(
+                    job = run.job.as_str(),
+                    summary_bytes = n,
+                    "run summary too large for its record; stored without its lists"
+                );
+                oversized = RunRecord {
+                    summary: serde_json::json!({
+                        "status": run.summary.get("status").cloned().unwrap_or_default(),
+                        "counts": run.summary.get("counts").cloned().unwrap_or_default(),
+                        "truncated": {"summaryBytes": n},
+                    }),
+                    ..run.clone()
+                };
+                &oversized
+            }
+            _ => run,
+        };
         let mut item = to_item(OP, run)?;
         item.extend(key(keys::RUN_PK, run.job.as_str()));
         self.client
