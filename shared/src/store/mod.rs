@@ -191,6 +191,27 @@ impl ProjectState {
             .collect()
     }
 
+    /// [`Self::recent_failures_since`] that skips (and logs) entries that do not parse instead
+    /// of failing: the metrics page shows the rest. Returns the failures and how many entries
+    /// were skipped.
+    pub fn recent_failures_since_lenient(&self, since: DateTime<Utc>) -> (Vec<FailureEvent>, u64) {
+        let from = since.to_rfc3339_opts(SecondsFormat::Millis, true);
+        let start = self.recent_failures.partition_point(|k| *k < from);
+        let mut skipped = 0;
+        let mut out = Vec::new();
+        for key in &self.recent_failures[start..] {
+            match self.parse_recent(key) {
+                Ok(f) if f.finished_at >= since => out.push(f),
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(%error, "skipping a recent failure that does not decode");
+                    skipped += 1;
+                }
+            }
+        }
+        (out, skipped)
+    }
+
     fn parse_recent(&self, key: &str) -> Result<FailureEvent, StoreError> {
         let malformed = || StoreError::Failed {
             operation: format!("decode recentFailures of PROJECT/{}", self.project_name),
@@ -234,6 +255,9 @@ pub struct MetricsSnapshot {
     pub failures: Vec<FailureEvent>,
     pub automation: Option<RunRecord>,
     pub monitor: Option<RunRecord>,
+    /// Stored items (or recent-failure entries) this read skipped because they did not decode;
+    /// each is logged. One bad item never blanks the page.
+    pub decode_errors: u64,
 }
 
 /// A store operation failed.
@@ -459,5 +483,18 @@ mod tests {
         assert!(state
             .recent_failures_since(DateTime::<Utc>::MIN_UTC)
             .is_err());
+        // The metrics page's read skips it and keeps the good ones.
+        let state = ProjectState {
+            recent_failures: vec![
+                "2026-11-28T10:00:00.000Z#x".into(),
+                "2026-11-28T11:00:00.000Z#7".into(),
+                "not-a-key".into(),
+            ],
+            ..state
+        };
+        let (ok, skipped) = state.recent_failures_since_lenient(DateTime::<Utc>::MIN_UTC);
+        assert_eq!(skipped, 2);
+        assert_eq!(ok.len(), 1);
+        assert_eq!(ok[0].pipeline_id, 7);
     }
 }
