@@ -192,3 +192,82 @@ async fn at_ten_thousand_projects_the_run_record_and_log_lines_stay_bounded() {
         started.elapsed()
     );
 }
+
+/// CloudWatch refuses a whole PutMetricData call for one dimension value it does not accept
+/// (the double enforces the same rules): one odd project name must cost at most its own datum.
+#[tokio::test]
+async fn one_odd_project_name_never_costs_the_whole_metrics_batch() {
+    use aws_sdk_cloudwatch::types::{Dimension, MetricDatum};
+    use devlake_autopilot::cloudwatch::{Datum, MetricsSink};
+    use devlake_autopilot::monitor::runtime::metrics_sink;
+    use devlake_testkit::cloudwatch_double::CloudWatchDouble;
+    use devlake_testkit::stack::local_sdk_config;
+
+    let cw = CloudWatchDouble::start().await;
+    let client = aws_sdk_cloudwatch::Client::new(&local_sdk_config(cw.url()));
+
+    // As CloudWatch does, the double refuses the whole call for one bad value.
+    let datum = |project: &str| {
+        MetricDatum::builder()
+            .metric_name("NewFailures")
+            .value(1.0)
+            .dimensions(
+                Dimension::builder()
+                    .name("ProjectName")
+                    .value(project)
+                    .build(),
+            )
+            .build()
+    };
+    let refused = client
+        .put_metric_data()
+        .namespace("DevLake/Autopilot")
+        .metric_data(datum("github/acme/api"))
+        .metric_data(datum("jira/Équipe"))
+        .send()
+        .await;
+    assert!(refused.is_err(), "the double must refuse a non-ASCII value");
+    assert!(cw.datums().is_empty());
+
+    // The function's sink sends the batch with the odd name escaped and an empty one dropped.
+    let sink = metrics_sink(client, "DevLake/Autopilot");
+    sink.emit(&[
+        Datum::run_success(true),
+        Datum::count("NewFailures", 2.0).with_dimension("ProjectName", "github/acme/api"),
+        Datum::count("NewFailures", 1.0).with_dimension("ProjectName", "jira/Équipe\nQA"),
+        Datum::count("NewFailures", 1.0).with_dimension("ProjectName", "   "),
+        Datum::count("NewFailures", 1.0).with_dimension("ProjectName", &"x".repeat(1025)),
+    ])
+    .await
+    .expect("the batch is accepted");
+    assert_eq!(cw.requests(), 2, "the refused call above and one batch");
+    let sent: Vec<(String, Vec<(String, String)>)> = cw
+        .datums()
+        .into_iter()
+        .map(|d| (d.metric_name, d.dimensions))
+        .collect();
+    let function = ("Function".to_string(), "monitor".to_string());
+    assert_eq!(
+        sent,
+        vec![
+            ("RunSuccess".to_string(), vec![function.clone()]),
+            (
+                "NewFailures".to_string(),
+                vec![
+                    function.clone(),
+                    ("ProjectName".to_string(), "github/acme/api".to_string())
+                ]
+            ),
+            (
+                "NewFailures".to_string(),
+                vec![
+                    function,
+                    (
+                        "ProjectName".to_string(),
+                        "jira/\\u{c9}quipe\\u{a}QA".to_string()
+                    )
+                ]
+            ),
+        ]
+    );
+}
