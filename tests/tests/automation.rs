@@ -780,6 +780,102 @@ async fn a_payload_time_out_of_bounds_is_refused_and_nothing_is_written() {
     assert_eq!(h.sim().counts().writes, 0);
 }
 
+/// Two runs at once (an overlapping manual run, a duplicate scheduler delivery): the run lease
+/// in DynamoDB lets exactly one act; the other is refused before any DevLake call.
+#[tokio::test]
+async fn two_concurrent_runs_never_both_act() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use devlake_autopilot::store::{keys, DynamoStore, MetricsSource};
+    use devlake_testkit::stack::dynamodb_local;
+
+    let h = Harness::new(Fixture::sample()).await;
+    let sim = h.sim();
+    // Slow enough that the two runs overlap for their whole length.
+    sim.set_latency(Duration::from_millis(20));
+    let ddb = dynamodb_local().await;
+    let table = ddb.create_table("automation-lease").await;
+    let store = DynamoStore::new(ddb.client(), &table);
+    let ports = Ports {
+        devlake: &h.client,
+        run_log: Some(&store),
+        metrics: None,
+    };
+    let payload = scheduled();
+    let (a, b) = tokio::join!(
+        automation::handle(&h.config, ports, &payload, t(NOW), Deadline::none()),
+        automation::handle(&h.config, ports, &payload, t(NOW), Deadline::none()),
+    );
+    let (done, refused) = match (a, b) {
+        (Ok(done), Err(refused)) | (Err(refused), Ok(done)) => (done, refused),
+        (a, b) => panic!("expected one run and one refusal, got {a:?} and {b:?}"),
+    };
+    assert_eq!(refused.error_type(), "RunInProgress");
+    assert!(
+        refused
+            .to_string()
+            .starts_with("automation run refused: another run ("),
+        "{refused}"
+    );
+    assert!(refused.is_retryable());
+    // Only the run that acted created anything: one project per remote scope, once each.
+    let created = done["counts"]["projectsCreated"].as_u64().unwrap();
+    assert!(created > 90);
+    assert_eq!(sim.count_matching("POST", "/projects"), created as usize);
+    assert_eq!(sim.projects().len() as u64, created + 3);
+    let record = store.snapshot(t(NOW)).await.unwrap().automation.unwrap();
+    assert_eq!(record.summary["counts"]["projectsCreated"], created);
+
+    // The lease was released: the next run goes ahead (and, with nothing new, writes nothing).
+    sim.finish_all_pending("TASK_COMPLETED", "").unwrap();
+    sim.reset_log();
+    automation::handle(&h.config, ports, &scheduled(), t(NOW), Deadline::none())
+        .await
+        .unwrap();
+    assert_eq!(writes(&sim), 0);
+
+    // A lease left by a run killed at its timeout lapses by itself.
+    let lease = |until: DateTime<Utc>| {
+        ddb.client()
+            .put_item()
+            .table_name(&table)
+            .item(keys::PK, AttributeValue::S(keys::LEASE_PK.into()))
+            .item(keys::SK, AttributeValue::S("automation".into()))
+            .item("holder", AttributeValue::S("killed-run".into()))
+            .item(
+                "acquiredAt",
+                AttributeValue::S("2026-11-28T10:40:00Z".into()),
+            )
+            .item(
+                "leaseUntil",
+                AttributeValue::N(until.timestamp_millis().to_string()),
+            )
+            .send()
+    };
+    lease(t(NOW) + chrono::Duration::minutes(5)).await.unwrap();
+    sim.reset_log();
+    let err = automation::handle(&h.config, ports, &scheduled(), t(NOW), Deadline::none())
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type(), "RunInProgress");
+    assert!(err.to_string().contains("(killed-run)"), "{err}");
+    assert_eq!(sim.counts().total, 0, "a refused run calls nothing");
+    lease(t(NOW) - chrono::Duration::seconds(1)).await.unwrap();
+    automation::handle(&h.config, ports, &scheduled(), t(NOW), Deadline::none())
+        .await
+        .expect("a lapsed lease is taken over");
+    // A dry run writes nothing and needs no lease.
+    lease(t(NOW) + chrono::Duration::minutes(5)).await.unwrap();
+    automation::handle(
+        &h.config,
+        ports,
+        &json!({"dryRun": true}),
+        t(NOW),
+        Deadline::none(),
+    )
+    .await
+    .expect("dry runs are not refused");
+}
+
 #[tokio::test]
 async fn a_create_that_timed_out_after_devlake_committed_is_not_sent_again() {
     let mut h = Harness::new(small(4)).await;

@@ -34,7 +34,7 @@ use tokio::sync::OnceCell;
 use crate::cloudwatch::{Datum, MetricsSink};
 use crate::devlake::models::{Project, Version, SUPPORTED_PLUGINS};
 use crate::devlake::{DevLakeClient, DevLakeError};
-use crate::store::{Job, RunLog, RunRecord};
+use crate::store::{Job, LeaseHolder, RunLog, RunRecord};
 use crate::time_rules::previous_saturday;
 
 pub use crate::deadline::Deadline;
@@ -71,6 +71,22 @@ pub enum AutomationError {
         #[source]
         source: DevLakeError,
     },
+    /// Another run holds the run lease (an overlapping manual run or a duplicate scheduler
+    /// delivery). Nothing was called or written.
+    #[error(
+        "automation run refused: another run ({}) holds the run lease since {} until {}; nothing was done",
+        held.holder,
+        held.acquired_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+        held.until.to_rfc3339_opts(SecondsFormat::Secs, true)
+    )]
+    RunInProgress { held: LeaseHolder },
+    /// The run lease could not be taken (DynamoDB failing): without it two runs could act at
+    /// once, so nothing was called or written.
+    #[error("automation run stopped: could not take the run lease: {source}")]
+    Lease {
+        #[source]
+        source: crate::store::StoreError,
+    },
 }
 
 impl AutomationError {
@@ -80,6 +96,8 @@ impl AutomationError {
         match self {
             AutomationError::Payload(_) | AutomationError::Config(_) => false,
             AutomationError::DevLake { source } => source.is_retryable(),
+            AutomationError::RunInProgress { .. } => true,
+            AutomationError::Lease { source } => source.is_retryable(),
         }
     }
 }
@@ -145,6 +163,36 @@ pub async fn handle(
             r.now.unwrap_or(started_at),
             "rerun",
         ),
+    };
+    // A run that writes holds the job's run lease from here to its end, so an overlapping
+    // manual run or a duplicate scheduler delivery cannot act at the same time. Without a table
+    // (no `TABLE_NAME`) there is no lease.
+    let lease = match ports.run_log.filter(|_| !dry_run) {
+        Some(log) => {
+            let holder = run_id(started_at);
+            // Until the Lambda timeout (the deadline plus its margin), and a minute more.
+            let until = started_at
+                + chrono::Duration::from_std(
+                    deadline.left().unwrap_or(DEFAULT_LEASE) + config.deadline_margin,
+                )
+                .unwrap_or(chrono::Duration::minutes(15))
+                + chrono::Duration::minutes(1);
+            match log
+                .acquire_lease(Job::Automation, &holder, started_at, until)
+                .await
+            {
+                Ok(Ok(())) => {
+                    tracing::info!(run_id = %holder, lease_until = %until, "run lease taken");
+                    Some((log, holder))
+                }
+                Ok(Err(held)) => {
+                    tracing::warn!(holder = %held.holder, until = %held.until, "another automation run holds the run lease; refusing");
+                    return Err(AutomationError::RunInProgress { held });
+                }
+                Err(source) => return Err(AutomationError::Lease { source }),
+            }
+        }
+        None => None,
     };
     let clock = tokio::time::Instant::now();
     let calls_before = ports.devlake.calls();
@@ -254,10 +302,30 @@ pub async fn handle(
         }
     }
 
+    if let Some((log, holder)) = lease {
+        let ended = started_at + chrono::Duration::milliseconds(duration_ms as i64);
+        if let Err(e) = log.release_lease(Job::Automation, &holder, ended).await {
+            // It lapses by itself at its `until`.
+            tracing::warn!(error = %e, "could not release the run lease");
+        }
+    }
+
     match outcome {
         Ok(()) => Ok(summary),
         Err(Fatal(source)) => Err(AutomationError::DevLake { source }),
     }
+}
+
+/// How long a lease lasts when the run has no deadline (a local run without one).
+const DEFAULT_LEASE: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// A run's id for its lease: the start time and 64 random bits.
+fn run_id(started_at: DateTime<Utc>) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    format!("{}-{random:016x}", started_at.timestamp_millis())
 }
 
 /// Run-level CloudWatch series (no per-project dimensions: each combination costs money; the

@@ -144,6 +144,8 @@ impl AutomationError {
         match self {
             AutomationError::Payload(_) => ErrorType::InvalidPayload,
             AutomationError::Config(_) => ErrorType::InvalidConfiguration,
+            AutomationError::RunInProgress { .. } => ErrorType::RunInProgress,
+            AutomationError::Lease { source } => ErrorType::of_store(source),
             AutomationError::DevLake { source } => ErrorType::of_devlake(source),
         }
     }

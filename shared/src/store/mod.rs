@@ -277,10 +277,44 @@ impl StoreError {
     }
 }
 
-/// Run records, written by the automation and the monitor.
+/// The run lease another run holds, when a run could not take it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseHolder {
+    /// The holding run's id (random per run, logged by that run when it starts).
+    pub holder: String,
+    pub acquired_at: DateTime<Utc>,
+    /// When the lease lapses by itself if its run never releases it (killed at its timeout).
+    pub until: DateTime<Utc>,
+}
+
+/// Run records, written by the automation and the monitor, and the run lease that keeps two
+/// runs of a job from acting at once.
 #[async_trait::async_trait]
 pub trait RunLog: Send + Sync {
     async fn record_run(&self, run: &RunRecord) -> Result<(), StoreError>;
+
+    /// Takes `job`'s run lease for `holder` until `until`, unless another holder's lease is
+    /// still valid at `now`; then returns that holder. A store without leases always grants it.
+    async fn acquire_lease(
+        &self,
+        _job: Job,
+        _holder: &str,
+        _now: DateTime<Utc>,
+        _until: DateTime<Utc>,
+    ) -> Result<Result<(), LeaseHolder>, StoreError> {
+        Ok(Ok(()))
+    }
+
+    /// Gives `job`'s lease back at `now` if `holder` still holds it (a lease that lapsed and was
+    /// taken by another run is left alone).
+    async fn release_lease(
+        &self,
+        _job: Job,
+        _holder: &str,
+        _now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// The read side used by the metrics function.
