@@ -152,11 +152,9 @@ impl CloudWatchSink {
         &self.dimensions
     }
 
-    /// `d` as sent: the sink's dimensions first, then the datum's own.
-    fn metric_datum(&self, d: &Datum) -> MetricDatum {
-        if self.dimensions.is_empty() {
-            return metric_datum(d);
-        }
+    /// `d` as sent: the sink's dimensions first, then the datum's own, each made acceptable to
+    /// CloudWatch ([`dimension_value`]), or why it cannot be sent at all.
+    fn metric_datum(&self, d: &Datum) -> Result<MetricDatum, String> {
         let mut dimensions: Vec<(String, String)> = self
             .dimensions
             .iter()
@@ -164,10 +162,74 @@ impl CloudWatchSink {
             .cloned()
             .collect();
         dimensions.extend(d.dimensions.iter().cloned());
-        metric_datum(&Datum {
+        if dimensions.len() > MAX_DIMENSIONS {
+            return Err(format!(
+                "{} dimensions, CloudWatch takes at most {MAX_DIMENSIONS}",
+                dimensions.len()
+            ));
+        }
+        let dimensions = dimensions
+            .into_iter()
+            .map(|(name, value)| {
+                if let Some(problem) = dimension_name_problem(&name) {
+                    return Err(format!("dimension name {name:?} {problem}"));
+                }
+                let value = dimension_value(&value)
+                    .map_err(|problem| format!("dimension {name} value {value:?} {problem}"))?;
+                Ok((name, value))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(metric_datum(&Datum {
             dimensions,
             ..d.clone()
-        })
+        }))
+    }
+}
+
+/// CloudWatch's limit of dimensions per datum.
+pub const MAX_DIMENSIONS: usize = 30;
+/// CloudWatch's limit of a dimension value's length.
+pub const MAX_DIMENSION_VALUE_CHARS: usize = 1024;
+/// CloudWatch's limit of a dimension name's length.
+pub const MAX_DIMENSION_NAME_CHARS: usize = 255;
+
+/// `raw` as a dimension value CloudWatch accepts (ASCII, no control characters, at least one
+/// non-white-space character, 1–1024 characters). CloudWatch refuses the whole PutMetricData
+/// call for one bad value, so a project name with other characters (`Équipe/api`, a newline)
+/// is sent with each such character written as `\u{e9}`: the datum keeps its own series instead
+/// of costing the batch. A value that is empty, only white space, or too long even so cannot be
+/// sent (the error says why).
+pub fn dimension_value(raw: &str) -> Result<String, &'static str> {
+    if raw.trim().is_empty() {
+        return Err("is empty or only white space");
+    }
+    let mut out = String::with_capacity(raw.len());
+    for c in raw.chars() {
+        if c.is_ascii() && !c.is_ascii_control() {
+            out.push(c);
+        } else {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        }
+    }
+    if out.len() > MAX_DIMENSION_VALUE_CHARS {
+        return Err("is longer than 1024 characters");
+    }
+    Ok(out)
+}
+
+/// Why CloudWatch would refuse `name` as a dimension name (ASCII without control characters,
+/// 1–255 characters, at least one non-white-space character, not starting with `:`).
+fn dimension_name_problem(name: &str) -> Option<&'static str> {
+    if name.trim().is_empty() {
+        Some("is empty or only white space")
+    } else if name.len() > MAX_DIMENSION_NAME_CHARS {
+        Some("is longer than 255 characters")
+    } else if name.starts_with(':') {
+        Some("starts with a colon")
+    } else if !name.chars().all(|c| c.is_ascii() && !c.is_ascii_control()) {
+        Some("holds a character other than printable ASCII")
+    } else {
+        None
     }
 }
 
@@ -237,15 +299,22 @@ fn sink_error(err: PutError) -> SinkError {
 #[async_trait::async_trait]
 impl MetricsSink for CloudWatchSink {
     async fn emit(&self, datums: &[Datum]) -> Result<(), SinkError> {
-        // CloudWatch rejects the whole call for one NaN/infinite value; drop those alone.
-        let finite: Vec<&Datum> = datums
+        // CloudWatch rejects the whole call for one NaN/infinite value or one bad dimension;
+        // drop (or, for odd characters, escape) those alone.
+        let finite: Vec<MetricDatum> = datums
             .iter()
-            .filter(|d| {
-                let ok = d.value.is_finite();
-                if !ok {
+            .filter_map(|d| {
+                if !d.value.is_finite() {
                     tracing::warn!(metric = %d.name, value = %d.value, "skipping non-finite metric value");
+                    return None;
                 }
-                ok
+                match self.metric_datum(d) {
+                    Ok(datum) => Some(datum),
+                    Err(problem) => {
+                        tracing::warn!(metric = %d.name, %problem, "skipping a metric CloudWatch would refuse");
+                        None
+                    }
+                }
             })
             .collect();
         let mut first_error: Option<SinkError> = None;
@@ -255,7 +324,7 @@ impl MetricsSink for CloudWatchSink {
                 .client
                 .put_metric_data()
                 .namespace(&self.namespace)
-                .set_metric_data(Some(batch.iter().map(|d| self.metric_datum(d)).collect()))
+                .set_metric_data(Some(batch.to_vec()))
                 .send()
                 .await;
             if let Err(e) = result {
@@ -390,20 +459,25 @@ mod tests {
             sink.dimensions(),
             [("Function".to_string(), "monitor".to_string())]
         );
-        let plain = sink.metric_datum(&Datum::run_success(true));
+        let plain = sink.metric_datum(&Datum::run_success(true)).unwrap();
         assert_eq!(sent_dimensions(&plain), [("Function", "monitor")]);
-        let per_project = sink.metric_datum(
-            &Datum::count("NewFailures", 2.0).with_dimension("ProjectName", "github/a/b"),
-        );
+        let per_project = sink
+            .metric_datum(
+                &Datum::count("NewFailures", 2.0).with_dimension("ProjectName", "github/a/b"),
+            )
+            .unwrap();
         assert_eq!(
             sent_dimensions(&per_project),
             [("Function", "monitor"), ("ProjectName", "github/a/b")]
         );
-        let own = sink.metric_datum(&Datum::count("x", 1.0).with_dimension("Function", "other"));
+        let own = sink
+            .metric_datum(&Datum::count("x", 1.0).with_dimension("Function", "other"))
+            .unwrap();
         assert_eq!(sent_dimensions(&own), [("Function", "other")]);
         // Without sink dimensions a datum goes out as it is.
         assert!(test_sink()
             .metric_datum(&Datum::count("x", 1.0))
+            .unwrap()
             .dimensions()
             .is_empty());
     }
@@ -447,5 +521,35 @@ mod tests {
             standard_unit(Unit::Milliseconds),
             StandardUnit::Milliseconds
         );
+    }
+
+    #[test]
+    fn dimension_values_follow_cloudwatch_rules() {
+        assert_eq!(
+            dimension_value("github/acme/api").unwrap(),
+            "github/acme/api"
+        );
+        assert_eq!(dimension_value("Équipe/ñ").unwrap(), "\\u{c9}quipe/\\u{f1}");
+        assert_eq!(dimension_value("a\nb").unwrap(), "a\\u{a}b");
+        assert!(dimension_value("").is_err());
+        assert!(dimension_value(" \t ").is_err());
+        assert_eq!(dimension_value(&"x".repeat(1024)).unwrap().len(), 1024);
+        assert!(dimension_value(&"x".repeat(1025)).is_err());
+        // Escaping can push a value over the limit.
+        assert!(dimension_value(&"é".repeat(200)).is_err());
+        assert_eq!(dimension_name_problem("ProjectName"), None);
+        assert!(dimension_name_problem(":x").is_some());
+        assert!(dimension_name_problem("").is_some());
+        assert!(dimension_name_problem("Prøject").is_some());
+        let sink = test_sink();
+        assert!(sink
+            .metric_datum(&Datum::count("x", 1.0).with_dimension("ProjectName", "  "))
+            .unwrap_err()
+            .contains("ProjectName"));
+        let mut many = Datum::count("x", 1.0);
+        for i in 0..31 {
+            many = many.with_dimension(&format!("D{i}"), "v");
+        }
+        assert!(sink.metric_datum(&many).is_err());
     }
 }

@@ -250,6 +250,56 @@ pub fn devlake_client_config(
     })
 }
 
+/// The longest one DevLake request can take before the client gives up: every attempt
+/// (`DEVLAKE_MAX_RETRIES` + 1) running into `DEVLAKE_TIMEOUT_MS`, plus the longest backoff sleep
+/// before each retry (200 ms doubling, at most 5 s each).
+pub fn devlake_request_worst_case(c: &crate::devlake::ClientConfig) -> std::time::Duration {
+    let policy = crate::devlake::RetryPolicy {
+        max_retries: c.max_retries,
+        base_delay: c.retry_base_delay,
+        max_delay: c.retry_max_delay,
+    };
+    let attempts = c
+        .request_timeout
+        .saturating_mul(c.max_retries.saturating_add(1));
+    (0..c.max_retries).fold(attempts, |total, retry| {
+        total.saturating_add(policy.ceiling(retry))
+    })
+}
+
+/// Whether one DevLake request, retries and backoff included, fits in the function's timeout
+/// with the time the run keeps back for its summary, run record and metrics (`margin`).
+///
+/// Lambda tells a function its timeout only through each invocation's deadline (no environment
+/// variable carries it), so callers pass the time left when an invocation starts, which is the
+/// configured timeout. A run that cannot fit one request would be killed mid-call with nothing
+/// recorded; this refuses it in one line naming the variables instead.
+pub fn check_devlake_fits_timeout(
+    c: &crate::devlake::ClientConfig,
+    margin: std::time::Duration,
+    margin_variable: &str,
+    function_timeout: std::time::Duration,
+) -> Result<(), ConfigError> {
+    let worst = devlake_request_worst_case(c);
+    if worst.saturating_add(margin) <= function_timeout {
+        return Ok(());
+    }
+    let secs = |d: std::time::Duration| format!("{:.1} s", d.as_secs_f64());
+    Err(ConfigError::new(
+        "DEVLAKE_TIMEOUT_MS, DEVLAKE_MAX_RETRIES",
+        format!(
+            "one DevLake request may take {} ({} attempts of {} ms plus backoff), which with \
+             {margin_variable} ({}) does not fit the function timeout ({}); lower \
+             DEVLAKE_TIMEOUT_MS or DEVLAKE_MAX_RETRIES, or raise the function timeout",
+            secs(worst),
+            c.max_retries.saturating_add(1),
+            c.request_timeout.as_millis(),
+            secs(margin),
+            secs(function_timeout),
+        ),
+    ))
+}
+
 /// Where a secret comes from. Debug never shows a plain value.
 #[derive(Clone, PartialEq, Eq)]
 pub enum SecretSource {
@@ -410,5 +460,56 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(!format!("{plain:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn devlake_worst_case_must_fit_the_function_timeout() {
+        use std::time::Duration;
+        let c = crate::devlake::ClientConfig {
+            request_timeout: Duration::from_secs(30),
+            max_retries: 3,
+            ..Default::default()
+        };
+        // 4 attempts × 30 s + 0.2 + 0.4 + 0.8 s of backoff.
+        assert_eq!(
+            devlake_request_worst_case(&c),
+            Duration::from_millis(121_400)
+        );
+        let margin = Duration::from_secs(20);
+        assert!(check_devlake_fits_timeout(
+            &c,
+            margin,
+            "DEADLINE_MARGIN_MS",
+            Duration::from_secs(900)
+        )
+        .is_ok());
+        assert!(check_devlake_fits_timeout(
+            &c,
+            margin,
+            "DEADLINE_MARGIN_MS",
+            Duration::from_millis(141_400)
+        )
+        .is_ok());
+        let err =
+            check_devlake_fits_timeout(&c, margin, "DEADLINE_MARGIN_MS", Duration::from_secs(120))
+                .unwrap_err()
+                .to_string();
+        assert_eq!(
+            err,
+            "invalid configuration: DEVLAKE_TIMEOUT_MS, DEVLAKE_MAX_RETRIES: one DevLake request \
+             may take 121.4 s (4 attempts of 30000 ms plus backoff), which with DEADLINE_MARGIN_MS \
+             (20.0 s) does not fit the function timeout (120.0 s); lower DEVLAKE_TIMEOUT_MS or \
+             DEVLAKE_MAX_RETRIES, or raise the function timeout"
+        );
+        // Backoff sleeps are capped at 5 s each.
+        let many = crate::devlake::ClientConfig {
+            request_timeout: Duration::from_secs(1),
+            max_retries: 10,
+            ..Default::default()
+        };
+        assert_eq!(
+            devlake_request_worst_case(&many),
+            Duration::from_millis(11_000 + 200 + 400 + 800 + 1600 + 3200 + 5 * 5000)
+        );
     }
 }

@@ -29,10 +29,13 @@ pub enum ErrorType {
     DynamoDbUnavailable,
     /// Any other DynamoDB failure: table missing, permissions, malformed item.
     DynamoDbFailed,
+    /// Another run of the same job holds the run lease (an overlapping manual run, or a
+    /// duplicate scheduler delivery): this one did nothing.
+    RunInProgress,
 }
 
 impl ErrorType {
-    pub const ALL: [ErrorType; 9] = [
+    pub const ALL: [ErrorType; 10] = [
         ErrorType::InvalidPayload,
         ErrorType::InvalidConfiguration,
         ErrorType::DevLakeMigrationPending,
@@ -42,6 +45,7 @@ impl ErrorType {
         ErrorType::DevLakeUnexpectedResponse,
         ErrorType::DynamoDbUnavailable,
         ErrorType::DynamoDbFailed,
+        ErrorType::RunInProgress,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -55,6 +59,7 @@ impl ErrorType {
             ErrorType::DevLakeUnexpectedResponse => "DevLakeUnexpectedResponse",
             ErrorType::DynamoDbUnavailable => "DynamoDbUnavailable",
             ErrorType::DynamoDbFailed => "DynamoDbFailed",
+            ErrorType::RunInProgress => "RunInProgress",
         }
     }
 

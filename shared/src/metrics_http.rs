@@ -243,6 +243,7 @@ impl<S: MetricsSource> MetricsService<S> {
             format = ?format,
             projects = snapshot.projects.len(),
             failures = snapshot.failures.len(),
+            decode_errors = snapshot.decode_errors,
             bytes = rendered_bytes,
             sent_bytes = body.len(),
             elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,

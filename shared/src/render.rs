@@ -23,6 +23,7 @@
 //! | `devlake_{monitor,automation}_last_run_{timestamp_seconds,success}` | gauge | | once the job has recorded a run |
 //! | `devlake_automation_managed_projects` | gauge | | managed projects counted by the latest automation run that listed them |
 //! | `devlake_up` | gauge | | 0 when the latest monitor run did not reach DevLake or none is recorded |
+//! | `devlake_metrics_decode_errors` | gauge | | stored items this scrape skipped because they did not decode; only on the page when above 0 |
 //! | `devlake_metrics_render_duration_seconds` | gauge | | last on the page: store read and rendering up to that line |
 //!
 //! Families without a sample are left out entirely (no HELP/TYPE lines): the crate's encoder
@@ -47,6 +48,7 @@ pub const OPENMETRICS_CONTENT_TYPE: &str =
 /// The compatibility series of the original system; its label names and value format are kept.
 pub const BLUEPRINT_FAILURE_TOTAL: &str = "devlake_blueprint_failure_total";
 pub const RENDER_DURATION: &str = "devlake_metrics_render_duration_seconds";
+pub const DECODE_ERRORS: &str = "devlake_metrics_decode_errors";
 
 /// Which exposition format a scrape gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,6 +137,16 @@ pub fn render_page_timed(
         format,
     };
     write_families(&mut page, snapshot, timezone);
+    // Only when something was skipped: a page without decode errors stays exactly what it was,
+    // and `devlake_metrics_decode_errors > 0` alerts all the same.
+    if snapshot.decode_errors > 0 {
+        page.family(
+            DECODE_ERRORS,
+            "Stored items this scrape skipped because they did not decode (each is logged).",
+            Kind::Gauge,
+        )
+        .sample(&[], Value::Int(snapshot.decode_errors));
+    }
     page.family(
         RENDER_DURATION,
         "Time this scrape spent reading the store and rendering the page before this line.",
@@ -655,5 +667,28 @@ mod tests {
             page.contains("devlake_project_pipeline_failures_total{project_name=\"p\\\"q\"} 3\n")
         );
         assert!(page.ends_with("\n# EOF\n"));
+    }
+
+    #[test]
+    fn decode_errors_are_on_the_page_only_when_there_are_some() {
+        let clean = render_page(
+            &MetricsSnapshot::default(),
+            chrono_tz::UTC,
+            ExpositionFormat::PrometheusText,
+            Duration::ZERO,
+        );
+        assert!(!clean.contains(DECODE_ERRORS));
+        let page = render_page(
+            &MetricsSnapshot {
+                decode_errors: 2,
+                ..Default::default()
+            },
+            chrono_tz::UTC,
+            ExpositionFormat::PrometheusText,
+            Duration::ZERO,
+        );
+        assert!(page.contains(
+            "# TYPE devlake_metrics_decode_errors gauge\ndevlake_metrics_decode_errors 2\n"
+        ));
     }
 }

@@ -1,6 +1,8 @@
 //! Calendar rules that depend on the operator's time zone.
 
-use chrono::{DateTime, Datelike, Duration, LocalResult, NaiveDate, TimeZone, Utc, Weekday};
+use chrono::{
+    DateTime, Datelike, Duration, LocalResult, NaiveDate, SecondsFormat, TimeZone, Utc, Weekday,
+};
 use chrono_tz::Tz;
 
 /// 00:00 local time of the latest Saturday strictly before `now`'s local date, in UTC.
@@ -33,6 +35,65 @@ pub fn local_midnight(date: NaiveDate, tz: Tz) -> DateTime<Utc> {
 /// `YYYY-MM-DD HH:MM:SS` in `tz`: the `time_failed` label format of the original system.
 pub fn format_local(t: DateTime<Utc>, tz: Tz) -> String {
     t.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+/// How far a payload's time (`scheduledTime`, `now`, a rule event's `time`) may lie from the
+/// invocation's clock. A run's `now` decides what it writes (the automation's `timeAfter`, the
+/// monitor's look-back, stuck and expiry rules), so a typo such as a wrong year would otherwise
+/// roll every blueprint years back or forward, or expire every recent failure at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeBounds {
+    /// How far ahead of the clock a time may be: clock skew between the scheduler and the
+    /// function, never a deliberate choice.
+    pub future: Duration,
+    /// How far behind the clock a time may be without `allowPastTime: true`.
+    pub past: Duration,
+}
+
+/// Tolerance for a payload time ahead of the clock, for both jobs.
+pub const FUTURE_TOLERANCE_MINUTES: i64 = 15;
+
+impl TimeBounds {
+    /// The automation: a scheduler delivery is at most an hour late (the template's retry
+    /// policy), and a missed daily run replayed by hand the next day still fits in two days.
+    pub const AUTOMATION: TimeBounds = TimeBounds {
+        future: Duration::minutes(FUTURE_TOLERANCE_MINUTES),
+        past: Duration::days(2),
+    };
+    /// The monitor: runs every 5 minutes; a replay older than the default failure window
+    /// (7 days) would only expire what later runs have already processed.
+    pub const MONITOR: TimeBounds = TimeBounds {
+        future: Duration::minutes(FUTURE_TOLERANCE_MINUTES),
+        past: Duration::days(7),
+    };
+
+    /// Why `t` is refused at `clock`, or `None` when it is within bounds. With `allow_past` only
+    /// the future bound applies (a deliberate backfill).
+    pub fn problem(
+        &self,
+        t: DateTime<Utc>,
+        clock: DateTime<Utc>,
+        allow_past: bool,
+    ) -> Option<String> {
+        if t > clock + self.future {
+            return Some(format!(
+                "{} is more than {} minutes after the invocation time {}",
+                t.to_rfc3339_opts(SecondsFormat::Secs, true),
+                self.future.num_minutes(),
+                clock.to_rfc3339_opts(SecondsFormat::Secs, true),
+            ));
+        }
+        if !allow_past && t < clock - self.past {
+            return Some(format!(
+                "{} is more than {} days before the invocation time {}; \
+                 add \"allowPastTime\": true to run at a past time on purpose",
+                t.to_rfc3339_opts(SecondsFormat::Secs, true),
+                self.past.num_days(),
+                clock.to_rfc3339_opts(SecondsFormat::Secs, true),
+            ));
+        }
+        None
+    }
 }
 
 #[cfg(test)]
@@ -126,5 +187,35 @@ mod tests {
             format_local(utc("2026-11-20T17:00:05Z"), Ho_Chi_Minh),
             "2026-11-21 00:00:05"
         );
+    }
+
+    #[test]
+    fn payload_time_bounds() {
+        let clock = utc("2026-11-28T11:00:00Z");
+        let b = TimeBounds::AUTOMATION;
+        assert_eq!(b.problem(clock, clock, false), None);
+        assert_eq!(b.problem(utc("2026-11-28T11:15:00Z"), clock, false), None);
+        let ahead = b
+            .problem(utc("2026-11-28T11:15:01Z"), clock, false)
+            .unwrap();
+        assert!(ahead.contains("more than 15 minutes after"), "{ahead}");
+        // The backfill flag lifts only the past bound.
+        assert!(b
+            .problem(utc("2027-11-28T11:00:00Z"), clock, true)
+            .is_some());
+        assert_eq!(b.problem(utc("2026-11-26T11:00:00Z"), clock, false), None);
+        let old = b
+            .problem(utc("2026-11-26T10:59:59Z"), clock, false)
+            .unwrap();
+        assert!(
+            old.contains("more than 2 days before") && old.contains("allowPastTime"),
+            "{old}"
+        );
+        assert_eq!(b.problem(utc("2016-11-26T10:59:59Z"), clock, true), None);
+        let m = TimeBounds::MONITOR;
+        assert_eq!(m.problem(utc("2026-11-21T11:00:00Z"), clock, false), None);
+        assert!(m
+            .problem(utc("2026-11-21T10:59:59Z"), clock, false)
+            .is_some());
     }
 }

@@ -463,6 +463,22 @@ fn parse_datum(namespace: &str, index: usize, d: &Value) -> Result<RecordedDatum
             )))
         }
     };
+    // CloudWatch's rules for a dimension (Dimension in the CloudWatch API reference): one bad
+    // name or value refuses the whole request.
+    for (n, (name, value)) in dimensions.iter().enumerate() {
+        let printable = |s: &str| s.chars().all(|c| c.is_ascii() && !c.is_ascii_control());
+        let at = format!("{where_}.Dimensions.member.{}", n + 1);
+        if name.trim().is_empty() || name.len() > 255 || name.starts_with(':') || !printable(name) {
+            return Err(ApiError::invalid(format!(
+                "The value {name:?} for parameter {at}.Name is invalid."
+            )));
+        }
+        if value.trim().is_empty() || value.len() > 1024 || !printable(value) {
+            return Err(ApiError::invalid(format!(
+                "The value {value:?} for parameter {at}.Value is invalid."
+            )));
+        }
+    }
     if dimensions.len() > 30 {
         return Err(ApiError::invalid(format!(
             "{where_}.Dimensions has more than 30 entries"

@@ -61,6 +61,16 @@ impl Harness {
         self.run_until(payload, Deadline::none()).await
     }
 
+    /// A run invoked when the clock reads `clock` (payload times are bounded by it).
+    async fn run_at(&self, payload: Value, clock: &str) -> Result<Value, AutomationError> {
+        let ports = Ports {
+            devlake: &self.client,
+            run_log: None,
+            metrics: None,
+        };
+        automation::handle(&self.config, ports, &payload, t(clock), Deadline::none()).await
+    }
+
     async fn run_until(
         &self,
         payload: Value,
@@ -420,7 +430,10 @@ async fn dry_run_writes_nothing_and_plans_every_change() {
     sim.finish_all_pending("TASK_COMPLETED", "").unwrap();
     sim.reset_log();
     let next_week = h
-        .run(json!({"dryRun": true, "now": "2026-12-05T11:00:00Z"}))
+        .run_at(
+            json!({"dryRun": true, "now": "2026-12-05T11:00:00Z"}),
+            "2026-12-05T11:00:00Z",
+        )
         .await
         .unwrap();
     assert_eq!(writes(&sim), 0);
@@ -688,6 +701,184 @@ async fn a_bad_payload_is_refused_before_any_call() {
     assert_eq!(h.sim().counts().total, 0);
 }
 
+/// A payload time far from the invocation's clock is refused through the real handler path
+/// before anything is written: no DevLake call, no run record, no metric.
+#[tokio::test]
+async fn a_payload_time_out_of_bounds_is_refused_and_nothing_is_written() {
+    use devlake_autopilot::store::{DynamoStore, MetricsSource};
+    use devlake_testkit::cloudwatch_double::CloudWatchDouble;
+    use devlake_testkit::dynamo_calls::DynamoCallCounter;
+    use devlake_testkit::stack::{dynamodb_local, local_sdk_config};
+
+    let h = Harness::new(Fixture::sample()).await;
+    let ddb = dynamodb_local().await;
+    let table = ddb.create_table("automation-times").await;
+    let counter = DynamoCallCounter::default();
+    let store = DynamoStore::new(counter.client(&local_sdk_config(ddb.endpoint())), &table);
+    let cw = CloudWatchDouble::start().await;
+    let sink = automation::runtime::metrics_sink(
+        aws_sdk_cloudwatch::Client::new(&local_sdk_config(cw.url())),
+        "DevLake/Autopilot",
+    );
+    let ports = Ports {
+        devlake: &h.client,
+        run_log: Some(&store),
+        metrics: Some(&sink),
+    };
+    for (payload, field) in [
+        // A year typo in the scheduler's time would roll every timeAfter a year ahead.
+        (
+            json!({"scheduledTime": "2027-11-28T11:00:00Z"}),
+            "scheduledTime",
+        ),
+        (
+            json!({"scheduledTime": "2026-11-28T11:16:00Z"}),
+            "scheduledTime",
+        ),
+        // …or back: a replay three days late, and a manual `now` a week old.
+        (
+            json!({"scheduledTime": "2026-11-25T11:00:00Z"}),
+            "scheduledTime",
+        ),
+        (
+            json!({"now": "2026-11-21T11:00:00Z", "steps": ["timeAfter"]}),
+            "now",
+        ),
+        (
+            json!({"action": "rerun", "projects": ["github/acme/api"], "now": "2025-11-28T11:00:00Z"}),
+            "now",
+        ),
+        (
+            json!({"version": "0", "detail-type": "Scheduled Event", "source": "aws.events",
+                   "time": "2026-12-28T11:00:00Z"}),
+            "time",
+        ),
+    ] {
+        let err = automation::handle(&h.config, ports, &payload, t(NOW), Deadline::none())
+            .await
+            .unwrap_err();
+        assert_eq!(err.error_type(), "InvalidPayload", "{payload}");
+        match &err {
+            AutomationError::Payload(p) => assert_eq!(p.field, field, "{payload}"),
+            other => panic!("{other}"),
+        }
+        assert!(err.to_string().contains(&format!("\"{field}\"")), "{err}");
+    }
+    assert_eq!(h.sim().counts().total, 0, "DevLake was called");
+    assert_eq!(counter.total(), 0, "DynamoDB was called");
+    assert_eq!(cw.requests(), 0, "CloudWatch was called");
+    assert!(store.snapshot(t(NOW)).await.unwrap().automation.is_none());
+
+    // The documented backfill: the same old `now` with `allowPastTime` runs (as a dry run here).
+    let back = automation::handle(
+        &h.config,
+        ports,
+        &json!({"now": "2026-11-21T11:00:00Z", "allowPastTime": true, "dryRun": true}),
+        t(NOW),
+        Deadline::none(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(back["timeAfter"], "2026-11-13T17:00:00Z");
+    assert_eq!(h.sim().counts().writes, 0);
+}
+
+/// Two runs at once (an overlapping manual run, a duplicate scheduler delivery): the run lease
+/// in DynamoDB lets exactly one act; the other is refused before any DevLake call.
+#[tokio::test]
+async fn two_concurrent_runs_never_both_act() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use devlake_autopilot::store::{keys, DynamoStore, MetricsSource};
+    use devlake_testkit::stack::dynamodb_local;
+
+    let h = Harness::new(Fixture::sample()).await;
+    let sim = h.sim();
+    // Slow enough that the two runs overlap for their whole length.
+    sim.set_latency(Duration::from_millis(20));
+    let ddb = dynamodb_local().await;
+    let table = ddb.create_table("automation-lease").await;
+    let store = DynamoStore::new(ddb.client(), &table);
+    let ports = Ports {
+        devlake: &h.client,
+        run_log: Some(&store),
+        metrics: None,
+    };
+    let payload = scheduled();
+    let (a, b) = tokio::join!(
+        automation::handle(&h.config, ports, &payload, t(NOW), Deadline::none()),
+        automation::handle(&h.config, ports, &payload, t(NOW), Deadline::none()),
+    );
+    let (done, refused) = match (a, b) {
+        (Ok(done), Err(refused)) | (Err(refused), Ok(done)) => (done, refused),
+        (a, b) => panic!("expected one run and one refusal, got {a:?} and {b:?}"),
+    };
+    assert_eq!(refused.error_type(), "RunInProgress");
+    assert!(
+        refused
+            .to_string()
+            .starts_with("automation run refused: another run ("),
+        "{refused}"
+    );
+    assert!(refused.is_retryable());
+    // Only the run that acted created anything: one project per remote scope, once each.
+    let created = done["counts"]["projectsCreated"].as_u64().unwrap();
+    assert!(created > 90);
+    assert_eq!(sim.count_matching("POST", "/projects"), created as usize);
+    assert_eq!(sim.projects().len() as u64, created + 3);
+    let record = store.snapshot(t(NOW)).await.unwrap().automation.unwrap();
+    assert_eq!(record.summary["counts"]["projectsCreated"], created);
+
+    // The lease was released: the next run goes ahead (and, with nothing new, writes nothing).
+    sim.finish_all_pending("TASK_COMPLETED", "").unwrap();
+    sim.reset_log();
+    automation::handle(&h.config, ports, &scheduled(), t(NOW), Deadline::none())
+        .await
+        .unwrap();
+    assert_eq!(writes(&sim), 0);
+
+    // A lease left by a run killed at its timeout lapses by itself.
+    let lease = |until: DateTime<Utc>| {
+        ddb.client()
+            .put_item()
+            .table_name(&table)
+            .item(keys::PK, AttributeValue::S(keys::LEASE_PK.into()))
+            .item(keys::SK, AttributeValue::S("automation".into()))
+            .item("holder", AttributeValue::S("killed-run".into()))
+            .item(
+                "acquiredAt",
+                AttributeValue::S("2026-11-28T10:40:00Z".into()),
+            )
+            .item(
+                "leaseUntil",
+                AttributeValue::N(until.timestamp_millis().to_string()),
+            )
+            .send()
+    };
+    lease(t(NOW) + chrono::Duration::minutes(5)).await.unwrap();
+    sim.reset_log();
+    let err = automation::handle(&h.config, ports, &scheduled(), t(NOW), Deadline::none())
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type(), "RunInProgress");
+    assert!(err.to_string().contains("(killed-run)"), "{err}");
+    assert_eq!(sim.counts().total, 0, "a refused run calls nothing");
+    lease(t(NOW) - chrono::Duration::seconds(1)).await.unwrap();
+    automation::handle(&h.config, ports, &scheduled(), t(NOW), Deadline::none())
+        .await
+        .expect("a lapsed lease is taken over");
+    // A dry run writes nothing and needs no lease.
+    lease(t(NOW) + chrono::Duration::minutes(5)).await.unwrap();
+    automation::handle(
+        &h.config,
+        ports,
+        &json!({"dryRun": true}),
+        t(NOW),
+        Deadline::none(),
+    )
+    .await
+    .expect("dry runs are not refused");
+}
+
 #[tokio::test]
 async fn a_create_that_timed_out_after_devlake_committed_is_not_sent_again() {
     let mut h = Harness::new(small(4)).await;
@@ -879,7 +1070,10 @@ async fn time_after_rolls_weekly_on_managed_blueprints_only() {
     // Sunday 2026-11-29 09:00 ICT: the previous Saturday is now the 28th.
     sim.reset_log();
     let sunday = h
-        .run(json!({"scheduledTime": "2026-11-29T02:00:00Z"}))
+        .run_at(
+            json!({"scheduledTime": "2026-11-29T02:00:00Z"}),
+            "2026-11-29T02:00:01Z",
+        )
         .await
         .unwrap();
     assert_eq!(sunday["timeAfter"], "2026-11-27T17:00:00Z");
@@ -903,9 +1097,12 @@ async fn time_after_rolls_weekly_on_managed_blueprints_only() {
     }
     // A retried delivery of the same schedule computes the same Saturday: no writes.
     sim.reset_log();
-    h.run(json!({"scheduledTime": "2026-11-29T02:00:00Z"}))
-        .await
-        .unwrap();
+    h.run_at(
+        json!({"scheduledTime": "2026-11-29T02:00:00Z"}),
+        "2026-11-29T02:40:00Z",
+    )
+    .await
+    .unwrap();
     assert_eq!(writes(&sim), 0);
 }
 
@@ -1217,8 +1414,13 @@ async fn the_lambda_binary_runs_a_scheduled_invocation() {
     .await;
 
     let invoked = Utc::now();
+    // The function bounds payload times by its own clock, so the schedule fires "now".
+    let scheduled_time = invoked.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let summary = watch
-        .invoke("devlake-automation", &scheduled())
+        .invoke(
+            "devlake-automation",
+            &json!({ "scheduledTime": scheduled_time }),
+        )
         .await
         .unwrap_or_else(|e| panic!("invoke failed: {e}\n{}", watch.log()));
     assert_eq!(
@@ -1229,14 +1431,22 @@ async fn the_lambda_binary_runs_a_scheduled_invocation() {
         watch.log()
     );
     assert_eq!(summary["source"], "scheduler");
-    assert_eq!(summary["timeAfter"], PREVIOUS_SATURDAY);
+    assert_eq!(summary["now"], scheduled_time);
+    let saturday = devlake_autopilot::time_rules::previous_saturday(
+        t(&scheduled_time),
+        chrono_tz::Asia::Ho_Chi_Minh,
+    );
+    assert_eq!(
+        summary["timeAfter"],
+        saturday.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    );
     let created = summary["counts"]["projectsCreated"].as_u64().unwrap();
     assert!(created > 90);
     assert_eq!(sim.handle().projects().len() as u64, created + 3);
 
     let store = DynamoStore::new(ddb.client(), &table);
     let run = store
-        .snapshot(t(NOW))
+        .snapshot(invoked)
         .await
         .unwrap()
         .automation

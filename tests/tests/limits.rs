@@ -1,196 +1,273 @@
-//! What the DevLake client refuses to take from the other end: redirects (never followed), bodies
-//! over the cap, and a `Retry-After` that does not fit the run; and how it honours one that does.
+//! Every input is bounded: what the functions write stays within the limits of where it goes
+//! (DynamoDB's 400 KB item, CloudWatch Logs' 256 KB event, CloudWatch's dimension rules) at the
+//! sizes this tool is built for.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use devlake_autopilot::automation::Deadline;
-use devlake_autopilot::devlake::{ClientConfig, DevLakeClient, DevLakeError};
-use devlake_testkit::sim::{FaultAction, FaultRule, Faults, Fixture, Simulator};
+use chrono::{DateTime, Utc};
+use devlake_autopilot::automation::{self, AutomationConfig, Deadline, Ports};
+use devlake_autopilot::devlake::{ClientConfig, DevLakeClient};
+use devlake_testkit::sim::{Fixture, GeneratedSpec, Simulator};
+use serde_json::json;
 
-fn client(sim: &Simulator, config: ClientConfig) -> DevLakeClient {
-    DevLakeClient::new(ClientConfig {
-        endpoint: sim.url(),
-        // Backoff alone would retry within milliseconds: a longer wait is Retry-After's doing.
-        retry_base_delay: Duration::from_millis(1),
-        retry_max_delay: Duration::from_millis(5),
-        ..config
-    })
-    .unwrap()
+/// Saturday 2026-11-28 18:00 in Asia/Ho_Chi_Minh (the default schedule).
+const NOW: &str = "2026-11-28T11:00:00Z";
+
+fn t(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
 }
 
-async fn sim_with(rule: FaultRule) -> Simulator {
-    let sim = Simulator::start(Fixture::sample()).await;
-    sim.handle().set_faults(Faults {
-        rules: vec![rule],
-        ..Faults::default()
-    });
-    sim
+struct Harness {
+    sim: Simulator,
+    client: DevLakeClient,
+    config: AutomationConfig,
 }
 
-fn requests_to(sim: &Simulator, path: &str) -> usize {
-    sim.handle()
-        .requests()
-        .iter()
-        .filter(|r| r.path.split('?').next() == Some(path))
-        .count()
-}
-
-#[tokio::test]
-async fn a_redirect_is_an_error_naming_the_location_and_is_not_followed() {
-    let sim = Simulator::start(Fixture::sample()).await;
-    let target = format!("{}/rest/version", sim.url());
-    sim.handle().set_faults(Faults {
-        rules: vec![FaultRule::new(
-            "GET",
-            "/version",
-            1,
-            FaultAction::Redirect {
-                status: 301,
-                location: target.clone(),
-            },
-        )],
-        ..Faults::default()
-    });
-    let devlake = client(&sim, ClientConfig::default());
-    let err = devlake.version().await.unwrap_err();
-    assert!(
-        matches!(err, DevLakeError::Redirect { status: 301, .. }),
-        "{err:?}"
-    );
-    assert_eq!(
-        err.to_string(),
-        format!(
-            "DevLake answered 301 on GET /version → Location {target}: set DEVLAKE_ENDPOINT to the final URL"
-        )
-    );
-    assert!(err.is_fatal() && !err.is_retryable());
-    assert_eq!(requests_to(&sim, "/version"), 1, "neither retried");
-    assert_eq!(requests_to(&sim, "/rest/version"), 0, "nor followed");
-
-    // A Location with credentials in it is shown without the password.
-    sim.handle().set_faults(Faults {
-        rules: vec![FaultRule::new(
-            "GET",
-            "/version",
-            1,
-            FaultAction::Redirect {
-                status: 308,
-                location: "https://admin:hunter2-pass@devlake.example.com/api/rest/version".into(),
-            },
-        )],
-        ..Faults::default()
-    });
-    let text = devlake.version().await.unwrap_err().to_string();
-    assert!(!text.contains("hunter2-pass"), "{text}");
-    assert!(text.contains("308"), "{text}");
-}
-
-#[tokio::test]
-async fn a_body_over_the_cap_is_an_error_and_one_under_it_is_read() {
-    const MIB: u64 = 1024 * 1024;
-    let sim = sim_with(FaultRule::new(
-        "GET",
-        "/version",
-        1,
-        FaultAction::LargeBody(2 * MIB),
-    ))
-    .await;
-    let capped = client(
-        &sim,
-        ClientConfig {
-            max_response_bytes: MIB as usize,
+impl Harness {
+    async fn new(fixture: Fixture) -> Harness {
+        let sim = Simulator::start(fixture).await;
+        let client = DevLakeClient::new(ClientConfig {
+            endpoint: sim.url().to_string(),
+            request_timeout: Duration::from_secs(30),
+            retry_base_delay: Duration::from_millis(5),
+            retry_max_delay: Duration::from_millis(20),
             ..ClientConfig::default()
-        },
-    );
-    let err = capped.version().await.unwrap_err();
-    assert!(matches!(err, DevLakeError::BodyTooLarge { .. }), "{err:?}");
-    assert_eq!(
-        err.to_string(),
-        "DevLake's answer to GET /version is larger than 1 MiB; a smaller DEVLAKE_PAGE_SIZE makes list pages smaller"
-    );
-    assert!(!err.is_retryable());
-    assert_eq!(requests_to(&sim, "/version"), 1);
+        })
+        .unwrap();
+        Harness {
+            sim,
+            client,
+            config: AutomationConfig {
+                trigger_gap: Duration::ZERO,
+                ..AutomationConfig::default()
+            },
+        }
+    }
 
-    // The default cap reads the same answer (it is JSON, just not a version).
-    sim.handle().set_faults(Faults {
-        rules: vec![FaultRule::new(
-            "GET",
-            "/version",
-            1,
-            FaultAction::LargeBody(2 * MIB),
-        )],
-        ..Faults::default()
-    });
-    let default = client(&sim, ClientConfig::default());
-    match default.version().await {
-        Err(DevLakeError::Decode { .. }) => {}
-        other => panic!("read past 1 MiB and decoded: {other:?}"),
+    fn sim(&self) -> devlake_testkit::sim::SimHandle {
+        self.sim.handle()
     }
 }
 
-fn retry_after(status: u16, value: &str) -> FaultRule {
-    FaultRule::new(
-        "GET",
-        "/version",
-        1,
-        FaultAction::StatusRetryAfter {
-            status,
-            retry_after: value.to_string(),
-        },
-    )
+/// Every log line the process writes, as JSON lines. Installed as the global subscriber: a
+/// thread-local one can miss events of callsites other tests' threads registered first, and this
+/// file's tests are the only ones in their process.
+#[derive(Clone, Default)]
+struct LogCapture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogCapture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
-#[tokio::test]
-async fn retry_after_in_seconds_or_as_a_date_is_waited_for() {
-    let sim = sim_with(retry_after(503, "1")).await;
-    let devlake = client(&sim, ClientConfig::default());
-    let started = Instant::now();
-    devlake.version().await.expect("answered after Retry-After");
-    let waited = started.elapsed();
-    assert!(waited >= Duration::from_millis(950), "{waited:?}");
-    assert_eq!(requests_to(&sim, "/version"), 2);
+impl LogCapture {
+    fn global() -> LogCapture {
+        static CAPTURE: std::sync::OnceLock<LogCapture> = std::sync::OnceLock::new();
+        CAPTURE
+            .get_or_init(|| {
+                let capture = LogCapture::default();
+                let writer = capture.clone();
+                tracing::subscriber::set_global_default(
+                    tracing_subscriber::fmt()
+                        .json()
+                        .with_max_level(tracing::Level::INFO)
+                        .with_writer(move || writer.clone())
+                        .finish(),
+                )
+                .expect("the only global subscriber");
+                capture
+            })
+            .clone()
+    }
 
-    // An HTTP-date two seconds ahead (whole seconds: one to two seconds from now).
-    let at = chrono::Utc::now() + chrono::Duration::seconds(2);
-    let date = at.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
-    sim.handle().set_faults(Faults {
-        rules: vec![retry_after(429, &date)],
-        ..Faults::default()
+    fn lines(&self) -> Vec<String> {
+        String::from_utf8_lossy(&self.0.lock().unwrap())
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+/// At 10,000 scopes whose project names are all taken, a run lists 10,000 conflicts: the answer
+/// keeps them all, while the run record (one DynamoDB item, 400 KB at most, enforced by DynamoDB
+/// Local) and every log line (CloudWatch Logs cuts at 256 KB) keep the first ones and the totals.
+#[tokio::test]
+async fn at_ten_thousand_projects_the_run_record_and_log_lines_stay_bounded() {
+    use devlake_autopilot::store::{DynamoStore, MetricsSource};
+    use devlake_testkit::sim::FixtureProject;
+    use devlake_testkit::stack::{dynamodb_local, local_sdk_config};
+
+    const REPOS: usize = 10_000;
+    let started = std::time::Instant::now();
+    let mut world = Fixture::generated(GeneratedSpec {
+        connections: vec![("github".into(), 4)],
+        repos_per_connection: REPOS / 4,
+        groups_per_connection: 5,
+        scoped_per_connection: REPOS / 4,
+        remote_page_size: 1_000,
+        ..GeneratedSpec::default()
     });
-    let started = Instant::now();
-    devlake.version().await.expect("answered after the date");
-    let waited = started.elapsed();
+    // Someone already made a project under each name the template gives (unmanaged).
+    for cid in 1..=4 {
+        for r in 0..REPOS / 4 {
+            world.projects.push(FixtureProject {
+                name: format!("github/org{cid}-{}/repo-{r:05}", r % 5),
+                ..FixtureProject::default()
+            });
+        }
+    }
+    let (h, ddb) = tokio::join!(Harness::new(world), dynamodb_local());
+    let table = ddb.create_table("automation-10k").await;
+    let store = DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&local_sdk_config(ddb.endpoint())),
+        &table,
+    );
+    let ports = Ports {
+        devlake: &h.client,
+        run_log: Some(&store),
+        metrics: None,
+    };
+    let logs = LogCapture::global();
+    let summary = {
+        automation::handle(
+            &h.config,
+            ports,
+            &json!({"scheduledTime": NOW, "steps": ["sync", "projects"]}),
+            t(NOW),
+            Deadline::none(),
+        )
+        .await
+        .unwrap()
+    };
+
+    // The answer is complete.
+    assert_eq!(summary["counts"]["projectsConflicting"], REPOS as u64);
+    assert_eq!(summary["conflicts"].as_array().unwrap().len(), REPOS);
+    assert!(summary.get("truncated").is_none());
+    assert_eq!(
+        h.sim().counts().writes,
+        0,
+        "every name is taken: nothing to create"
+    );
+
+    // The record was written (DynamoDB Local refuses an item over 400 KB) and is capped.
+    let run = store
+        .snapshot(t(NOW))
+        .await
+        .unwrap()
+        .automation
+        .expect("run record written");
+    let recorded = &run.summary;
+    assert_eq!(recorded["counts"]["projectsConflicting"], REPOS as u64);
+    let kept = recorded["conflicts"].as_array().unwrap();
+    assert_eq!(kept.len(), devlake_autopilot::limits::RECORD_LIST_LIMIT);
+    assert_eq!(kept[0], summary["conflicts"][0]);
+    assert_eq!(
+        recorded["truncated"]["conflicts"],
+        json!({"total": REPOS, "shown": kept.len()})
+    );
+    assert!(devlake_autopilot::limits::json_len(recorded) < 400 * 1024);
+
+    // No log line over 256 KB; the closing line carries the capped summary.
+    let lines = logs.lines();
+    let longest = lines.iter().map(String::len).max().unwrap_or(0);
+    assert!(longest <= 256 * 1024, "a log line of {longest} bytes");
+    let closing = lines
+        .iter()
+        .find(|l| l.contains("automation run finished"))
+        .expect("closing log line");
     assert!(
-        waited >= Duration::from_millis(900) && waited < Duration::from_secs(4),
-        "{date}: {waited:?}"
+        closing.contains("truncated"),
+        "{}",
+        &closing[..closing.len().min(500)]
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "took {:?}",
+        started.elapsed()
     );
 }
 
+/// CloudWatch refuses a whole PutMetricData call for one dimension value it does not accept
+/// (the double enforces the same rules): one odd project name must cost at most its own datum.
 #[tokio::test]
-async fn a_retry_after_past_the_deadline_or_the_cap_fails_at_once() {
-    let sim = sim_with(retry_after(429, "30")).await;
-    let devlake = client(&sim, ClientConfig::default())
-        .with_deadline(Deadline::after(Duration::from_secs(5)));
-    let started = Instant::now();
-    let err = devlake.version().await.unwrap_err();
-    assert_eq!(err.status(), Some(429), "{err:?}");
-    assert!(started.elapsed() < Duration::from_secs(2));
-    assert_eq!(requests_to(&sim, "/version"), 1, "no early retry");
+async fn one_odd_project_name_never_costs_the_whole_metrics_batch() {
+    use aws_sdk_cloudwatch::types::{Dimension, MetricDatum};
+    use devlake_autopilot::cloudwatch::{Datum, MetricsSink};
+    use devlake_autopilot::monitor::runtime::metrics_sink;
+    use devlake_testkit::cloudwatch_double::CloudWatchDouble;
+    use devlake_testkit::stack::local_sdk_config;
 
-    // Without a deadline, the client's own ceiling applies.
-    sim.handle().set_faults(Faults {
-        rules: vec![retry_after(503, "5")],
-        ..Faults::default()
-    });
-    let capped = client(
-        &sim,
-        ClientConfig {
-            max_retry_after: Duration::from_secs(1),
-            ..ClientConfig::default()
-        },
+    let cw = CloudWatchDouble::start().await;
+    let client = aws_sdk_cloudwatch::Client::new(&local_sdk_config(cw.url()));
+
+    // As CloudWatch does, the double refuses the whole call for one bad value.
+    let datum = |project: &str| {
+        MetricDatum::builder()
+            .metric_name("NewFailures")
+            .value(1.0)
+            .dimensions(
+                Dimension::builder()
+                    .name("ProjectName")
+                    .value(project)
+                    .build(),
+            )
+            .build()
+    };
+    let refused = client
+        .put_metric_data()
+        .namespace("DevLake/Autopilot")
+        .metric_data(datum("github/acme/api"))
+        .metric_data(datum("jira/Équipe"))
+        .send()
+        .await;
+    assert!(refused.is_err(), "the double must refuse a non-ASCII value");
+    assert!(cw.datums().is_empty());
+
+    // The function's sink sends the batch with the odd name escaped and an empty one dropped.
+    let sink = metrics_sink(client, "DevLake/Autopilot");
+    sink.emit(&[
+        Datum::run_success(true),
+        Datum::count("NewFailures", 2.0).with_dimension("ProjectName", "github/acme/api"),
+        Datum::count("NewFailures", 1.0).with_dimension("ProjectName", "jira/Équipe\nQA"),
+        Datum::count("NewFailures", 1.0).with_dimension("ProjectName", "   "),
+        Datum::count("NewFailures", 1.0).with_dimension("ProjectName", &"x".repeat(1025)),
+    ])
+    .await
+    .expect("the batch is accepted");
+    assert_eq!(cw.requests(), 2, "the refused call above and one batch");
+    let sent: Vec<(String, Vec<(String, String)>)> = cw
+        .datums()
+        .into_iter()
+        .map(|d| (d.metric_name, d.dimensions))
+        .collect();
+    let function = ("Function".to_string(), "monitor".to_string());
+    assert_eq!(
+        sent,
+        vec![
+            ("RunSuccess".to_string(), vec![function.clone()]),
+            (
+                "NewFailures".to_string(),
+                vec![
+                    function.clone(),
+                    ("ProjectName".to_string(), "github/acme/api".to_string())
+                ]
+            ),
+            (
+                "NewFailures".to_string(),
+                vec![
+                    function,
+                    (
+                        "ProjectName".to_string(),
+                        "jira/\\u{c9}quipe\\u{a}QA".to_string()
+                    )
+                ]
+            ),
+        ]
     );
-    let started = Instant::now();
-    let err = capped.version().await.unwrap_err();
-    assert_eq!(err.status(), Some(503));
-    assert!(started.elapsed() < Duration::from_secs(2));
 }

@@ -132,6 +132,7 @@ fn golden_snapshot() -> MetricsSnapshot {
             failure(NEWLINE, utc("2026-11-26T08:00:00Z"), 940),
             failure(UNICODE, utc("2026-11-21T17:00:00Z"), 800),
         ],
+        decode_errors: 0,
         automation: Some(RunRecord {
             summary: serde_json::json!({"status": "ok", "managedProjects": 4}),
             ..run(Job::Automation, "2026-11-27T11:02:03Z", true, None)
@@ -1002,6 +1003,96 @@ async fn store_failure_answers_503_without_a_partial_page() {
         .handle(&get("/metrics", Some(TOKEN)), Utc::now())
         .await;
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+}
+
+/// One malformed item (written by hand, or by another version) costs its own series, never the
+/// page: it is skipped, logged and counted in `devlake_metrics_decode_errors`.
+#[tokio::test]
+async fn a_malformed_item_is_skipped_and_counted_not_a_blank_page() {
+    let s = store("metrics-decode").await;
+    let now = Utc::now();
+    let good = with_failures(
+        ProjectState {
+            failures_total: 1,
+            ..project(API)
+        },
+        &[failure(API, now - ChronoDuration::hours(2), 42)],
+    );
+    let mut broken_state = project_item(&project(QUOTED));
+    broken_state.insert("state".into(), AttributeValue::S("{not json".into()));
+    let mut bad_recent = project_item(&project(NEWLINE));
+    // A recent failure whose key does not parse: that entry alone is skipped.
+    bad_recent.insert(
+        "state".into(),
+        AttributeValue::S(
+            serde_json::json!({"projectName": NEWLINE, "blueprintId": 1, "consecutiveFailures": 0,
+                   "stuck": false, "recentFailures": "garbage"})
+            .to_string(),
+        ),
+    );
+    let mut broken_run = run_item(&run(Job::Monitor, "2026-11-27T11:02:03Z", true, Some(true)));
+    broken_run.insert("success".into(), AttributeValue::S("maybe".into()));
+    write_items(
+        &s.writer,
+        &s.table,
+        vec![project_item(&good), broken_state, bad_recent, broken_run],
+    )
+    .await;
+
+    let service = MetricsService::new(s.store.clone(), MetricsToken::new(TOKEN).unwrap(), TZ, 7);
+    let resp = service.handle(&get("/metrics", Some(TOKEN)), now).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let page = text(&resp);
+    promtool_check(&page);
+    assert!(
+        page.contains(&format!(
+            "devlake_project_pipeline_failures_total{{project_name=\"{API}\"}} 1\n"
+        )),
+        "{page}"
+    );
+    assert!(
+        page.contains("devlake_blueprint_failure_total{project_name=\""),
+        "{page}"
+    );
+    // The project with one bad recent-failure entry is still on the page.
+    assert_eq!(
+        page.matches("devlake_project_pipeline_stuck{").count(),
+        2,
+        "{page}"
+    );
+    // The broken state, the broken recent entry and the broken run record.
+    assert!(
+        page.contains(
+            "# TYPE devlake_metrics_decode_errors gauge\ndevlake_metrics_decode_errors 3\n"
+        ),
+        "{page}"
+    );
+    assert!(
+        !page.contains("devlake_monitor_last_run_timestamp_seconds"),
+        "{page}"
+    );
+
+    // Fixed items: the series goes away and the page is what it always was.
+    write_items(
+        &s.writer,
+        &s.table,
+        vec![
+            project_item(&project(QUOTED)),
+            project_item(&project(NEWLINE)),
+        ],
+    )
+    .await;
+    s.writer
+        .delete_item()
+        .table_name(&s.table)
+        .key(keys::PK, AttributeValue::S(keys::RUN_PK.into()))
+        .key(keys::SK, AttributeValue::S("monitor".into()))
+        .send()
+        .await
+        .unwrap();
+    let page = text(&service.handle(&get("/metrics", Some(TOKEN)), now).await);
+    assert!(!page.contains("devlake_metrics_decode_errors"), "{page}");
+    promtool_check(&page);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -792,6 +792,20 @@ async fn bad_payloads_are_refused_before_anything_is_read_or_written() {
         (json!({"rescan": 1}), "`rescan`"),
         (json!({"scheduledTime": "soon"}), "`scheduledTime`"),
         (json!([]), "JSON object"),
+        // Times far from the invocation's clock: a year typo ahead or behind, a stale replay.
+        (
+            json!({"scheduledTime": (Utc::now() + chrono::Duration::days(365)).to_rfc3339()}),
+            "`scheduledTime`",
+        ),
+        (
+            json!({"scheduledTime": (Utc::now() - chrono::Duration::days(8)).to_rfc3339(), "rescan": true}),
+            "`scheduledTime`",
+        ),
+        (
+            json!({"detail-type": "Scheduled Event", "source": "aws.events",
+                   "time": (Utc::now() + chrono::Duration::hours(1)).to_rfc3339()}),
+            "`time`",
+        ),
     ] {
         let err = h.run(payload.clone()).await.unwrap_err();
         assert!(matches!(err, MonitorError::Payload(_)), "{payload}: {err}");
@@ -867,9 +881,16 @@ async fn first_run_and_rescan_use_the_lookback_window() {
 
     // A scheduler payload sets the run's `now`: with a scheduled time 3 hours later, the rescan
     // window no longer reaches the 4-hour-old failure, and nothing is double counted either.
-    let later = (Utc::now() + chrono::Duration::hours(3)).to_rfc3339();
+    // (Invoked ten minutes after the scheduled time, so the clock is not what sets `now`.)
+    let later_time = Utc::now() + chrono::Duration::hours(3);
+    let later = later_time.to_rfc3339();
     let s = h
-        .run(json!({"scheduledTime": later, "rescan": true}))
+        .monitor()
+        .handle(
+            &json!({"scheduledTime": later, "rescan": true}),
+            later_time + chrono::Duration::minutes(10),
+            Deadline::none(),
+        )
         .await
         .unwrap();
     assert_eq!(

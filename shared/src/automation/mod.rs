@@ -34,7 +34,7 @@ use tokio::sync::OnceCell;
 use crate::cloudwatch::{Datum, MetricsSink};
 use crate::devlake::models::{Project, Version, SUPPORTED_PLUGINS};
 use crate::devlake::{DevLakeClient, DevLakeError};
-use crate::store::{Job, RunLog, RunRecord};
+use crate::store::{Job, LeaseHolder, RunLog, RunRecord};
 use crate::time_rules::previous_saturday;
 
 pub use crate::deadline::Deadline;
@@ -61,11 +61,31 @@ pub struct Ports<'a> {
 pub enum AutomationError {
     #[error(transparent)]
     Payload(#[from] PayloadError),
+    /// Settings that cannot work together, found once an invocation tells the function its
+    /// timeout. Nothing was called.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     /// DevLake cannot be used at all: migration pending (428), credentials refused, unreachable.
     #[error("automation run stopped: {source}")]
     DevLake {
         #[source]
         source: DevLakeError,
+    },
+    /// Another run holds the run lease (an overlapping manual run or a duplicate scheduler
+    /// delivery). Nothing was called or written.
+    #[error(
+        "automation run refused: another run ({}) holds the run lease since {} until {}; nothing was done",
+        held.holder,
+        held.acquired_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+        held.until.to_rfc3339_opts(SecondsFormat::Secs, true)
+    )]
+    RunInProgress { held: LeaseHolder },
+    /// The run lease could not be taken (DynamoDB failing): without it two runs could act at
+    /// once, so nothing was called or written.
+    #[error("automation run stopped: could not take the run lease: {source}")]
+    Lease {
+        #[source]
+        source: crate::store::StoreError,
     },
 }
 
@@ -74,8 +94,10 @@ impl AutomationError {
     /// a refused key or a pending migration needs someone first.
     pub fn is_retryable(&self) -> bool {
         match self {
-            AutomationError::Payload(_) => false,
+            AutomationError::Payload(_) | AutomationError::Config(_) => false,
             AutomationError::DevLake { source } => source.is_retryable(),
+            AutomationError::RunInProgress { .. } => true,
+            AutomationError::Lease { source } => source.is_retryable(),
         }
     }
 }
@@ -128,7 +150,7 @@ pub async fn handle(
     started_at: DateTime<Utc>,
     deadline: Deadline,
 ) -> Result<Value, AutomationError> {
-    let request = payload::parse(payload)?;
+    let request = payload::parse(payload, started_at)?;
     let (dry_run, now, action) = match &request {
         // `DRY_RUN=true` is a safety switch a payload cannot turn off.
         Request::Run(r) => (
@@ -141,6 +163,36 @@ pub async fn handle(
             r.now.unwrap_or(started_at),
             "rerun",
         ),
+    };
+    // A run that writes holds the job's run lease from here to its end, so an overlapping
+    // manual run or a duplicate scheduler delivery cannot act at the same time. Without a table
+    // (no `TABLE_NAME`) there is no lease.
+    let lease = match ports.run_log.filter(|_| !dry_run) {
+        Some(log) => {
+            let holder = run_id(started_at);
+            // Until the Lambda timeout (the deadline plus its margin), and a minute more.
+            let until = started_at
+                + chrono::Duration::from_std(
+                    deadline.left().unwrap_or(DEFAULT_LEASE) + config.deadline_margin,
+                )
+                .unwrap_or(chrono::Duration::minutes(15))
+                + chrono::Duration::minutes(1);
+            match log
+                .acquire_lease(Job::Automation, &holder, started_at, until)
+                .await
+            {
+                Ok(Ok(())) => {
+                    tracing::info!(run_id = %holder, lease_until = %until, "run lease taken");
+                    Some((log, holder))
+                }
+                Ok(Err(held)) => {
+                    tracing::warn!(holder = %held.holder, until = %held.until, "another automation run holds the run lease; refusing");
+                    return Err(AutomationError::RunInProgress { held });
+                }
+                Err(source) => return Err(AutomationError::Lease { source }),
+            }
+        }
+        None => None,
     };
     let clock = tokio::time::Instant::now();
     let calls_before = ports.devlake.calls();
@@ -179,7 +231,21 @@ pub async fn handle(
         reads: after.reads.saturating_sub(calls_before.reads),
         writes: after.writes.saturating_sub(calls_before.writes),
     };
-    let summary = report.to_json(calls, duration_ms);
+    // The answer is complete up to Lambda's response limit; the closing log line and the run
+    // record carry a copy whose lists keep their first entries (with the totals under
+    // `truncated`), so neither outgrows its limit at any number of projects.
+    let summary = crate::limits::bounded(
+        &report.to_json(calls, duration_ms),
+        summary::SUMMARY_LISTS,
+        None,
+        crate::limits::RESPONSE_SUMMARY_MAX_BYTES,
+    );
+    let recorded = crate::limits::bounded(
+        &summary,
+        summary::SUMMARY_LISTS,
+        Some(crate::limits::RECORD_LIST_LIMIT),
+        crate::limits::RECORD_SUMMARY_MAX_BYTES,
+    );
     let success = outcome.is_ok() && report.is_ok();
     let totals = report.totals();
     tracing::info!(
@@ -198,7 +264,7 @@ pub async fn handle(
         devlake_reads = calls.reads,
         devlake_writes = calls.writes,
         duration_ms,
-        summary = %summary,
+        summary = %recorded,
         "automation run finished"
     );
 
@@ -224,11 +290,11 @@ pub async fn handle(
                 devlake_up: Some(!matches!(&outcome, Err(Fatal(e)) if e.status().is_none())),
                 duration_ms,
                 summary: match &outcome {
-                    Ok(()) => summary.clone(),
+                    Ok(()) => recorded,
                     Err(Fatal(e)) => serde_json::json!({
                         "status": "failed",
                         "error": e.to_string(),
-                        "partial": summary,
+                        "partial": recorded,
                     }),
                 },
             };
@@ -238,10 +304,30 @@ pub async fn handle(
         }
     }
 
+    if let Some((log, holder)) = lease {
+        let ended = started_at + chrono::Duration::milliseconds(duration_ms as i64);
+        if let Err(e) = log.release_lease(Job::Automation, &holder, ended).await {
+            // It lapses by itself at its `until`.
+            tracing::warn!(error = %e, "could not release the run lease");
+        }
+    }
+
     match outcome {
         Ok(()) => Ok(summary),
         Err(Fatal(source)) => Err(AutomationError::DevLake { source }),
     }
+}
+
+/// How long a lease lasts when the run has no deadline (a local run without one).
+const DEFAULT_LEASE: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// A run's id for its lease: the start time and 64 random bits.
+fn run_id(started_at: DateTime<Utc>) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    format!("{}-{random:016x}", started_at.timestamp_millis())
 }
 
 /// Run-level CloudWatch series (no per-project dimensions: each combination costs money; the

@@ -9,6 +9,11 @@
 //! | `{"dryRun": true, "plugins": ["github"], "connections": ["github/1"], "steps": [...], "now": "..."}` | manual run; every field optional. `dryRun` can turn a dry run on, never off (`DRY_RUN=true` wins). `steps` ⊆ `discover`, `sync`, `scopeConfigs`, `projects`, `timeAfter`, `trigger`; discovery always happens (it only reads) |
 //! | `{"action": "rerun", "projects": ["github/acme/api"], "fullSync": false}` | trigger these projects now (paced, not capped), optionally with a full sync |
 //! | `{"action": "rerun", "failed": true}` | trigger every managed project whose last pipeline failed (paced and capped) |
+//!
+//! Times are bounded by the invocation's clock ([`TimeBounds::AUTOMATION`]): more than 15 minutes
+//! ahead, or more than 2 days behind, is refused naming the field (`scheduledTime`, `now`,
+//! `time`). `"allowPastTime": true` (run and rerun forms) lifts the past bound for a deliberate
+//! backfill; nothing lifts the future bound.
 
 use std::collections::BTreeSet;
 
@@ -17,6 +22,7 @@ use serde_json::{Map, Value};
 use thiserror::Error;
 
 use crate::devlake::models::SUPPORTED_PLUGINS;
+use crate::time_rules::TimeBounds;
 
 /// A payload that cannot be run. Nothing has been called when this is returned.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
@@ -159,18 +165,28 @@ const RULE_FIELDS: [&str; 9] = [
     "resources",
     "detail",
 ];
-const RUN_FIELDS: [&str; 6] = [
+const RUN_FIELDS: [&str; 7] = [
     "scheduledTime",
     "now",
+    "allowPastTime",
     "dryRun",
     "plugins",
     "connections",
     "steps",
 ];
-const RERUN_FIELDS: [&str; 6] = ["action", "projects", "failed", "fullSync", "dryRun", "now"];
+const RERUN_FIELDS: [&str; 7] = [
+    "action",
+    "projects",
+    "failed",
+    "fullSync",
+    "dryRun",
+    "now",
+    "allowPastTime",
+];
 
 /// Parses any accepted payload. `null` counts as `{}` (what `cargo lambda invoke` sends bare).
-pub fn parse(payload: &Value) -> Result<Request, PayloadError> {
+/// `clock` is the invocation's clock reading, against which payload times are bounded.
+pub fn parse(payload: &Value, clock: DateTime<Utc>) -> Result<Request, PayloadError> {
     let empty = Map::new();
     let obj = match payload {
         Value::Null => &empty,
@@ -183,11 +199,11 @@ pub fn parse(payload: &Value) -> Result<Request, PayloadError> {
         }
     };
     if obj.contains_key("detail-type") || obj.contains_key("source") {
-        return parse_rule(obj);
+        return parse_rule(obj, clock);
     }
     match obj.get("action") {
-        None => parse_run(obj),
-        Some(Value::String(a)) if a == "rerun" => parse_rerun(obj),
+        None => parse_run(obj, clock),
+        Some(Value::String(a)) if a == "rerun" => parse_rerun(obj, clock),
         Some(Value::String(a)) => Err(err(
             "action",
             format!("unknown action {a:?}; the only action is \"rerun\""),
@@ -199,7 +215,7 @@ pub fn parse(payload: &Value) -> Result<Request, PayloadError> {
     }
 }
 
-fn parse_rule(obj: &Map<String, Value>) -> Result<Request, PayloadError> {
+fn parse_rule(obj: &Map<String, Value>, clock: DateTime<Utc>) -> Result<Request, PayloadError> {
     reject_unknown(obj, &RULE_FIELDS, "an EventBridge rule event")?;
     match obj.get("detail-type") {
         Some(Value::String(s)) if s == "Scheduled Event" => {}
@@ -218,7 +234,7 @@ fn parse_rule(obj: &Map<String, Value>) -> Result<Request, PayloadError> {
         None => return Err(err("detail-type", "missing in an EventBridge rule event")),
     }
     let now = match obj.get("time") {
-        Some(v) => Some(time(v, "time")?),
+        Some(v) => Some(bounded(time(v, "time")?, "time", clock, false)?),
         None => return Err(err("time", "missing in an EventBridge rule event")),
     };
     Ok(Request::Run(RunRequest {
@@ -231,13 +247,24 @@ fn parse_rule(obj: &Map<String, Value>) -> Result<Request, PayloadError> {
     }))
 }
 
-fn parse_run(obj: &Map<String, Value>) -> Result<Request, PayloadError> {
+fn parse_run(obj: &Map<String, Value>, clock: DateTime<Utc>) -> Result<Request, PayloadError> {
     reject_unknown(obj, &RUN_FIELDS, "a run request")?;
+    let allow_past = allow_past_time(obj)?;
     let scheduled = obj
         .get("scheduledTime")
-        .map(|v| time(v, "scheduledTime"))
+        .map(|v| {
+            bounded(
+                time(v, "scheduledTime")?,
+                "scheduledTime",
+                clock,
+                allow_past,
+            )
+        })
         .transpose()?;
-    let manual_now = obj.get("now").map(|v| time(v, "now")).transpose()?;
+    let manual_now = obj
+        .get("now")
+        .map(|v| bounded(time(v, "now")?, "now", clock, allow_past))
+        .transpose()?;
     if scheduled.is_some() && manual_now.is_some() {
         return Err(err("now", "give either scheduledTime or now, not both"));
     }
@@ -311,8 +338,9 @@ fn parse_run(obj: &Map<String, Value>) -> Result<Request, PayloadError> {
     }))
 }
 
-fn parse_rerun(obj: &Map<String, Value>) -> Result<Request, PayloadError> {
+fn parse_rerun(obj: &Map<String, Value>, clock: DateTime<Utc>) -> Result<Request, PayloadError> {
     reject_unknown(obj, &RERUN_FIELDS, "a rerun request")?;
+    let allow_past = allow_past_time(obj)?;
     let projects = obj
         .get("projects")
         .map(|v| {
@@ -363,8 +391,41 @@ fn parse_rerun(obj: &Map<String, Value>) -> Result<Request, PayloadError> {
             .get("dryRun")
             .map(|v| boolean(v, "dryRun"))
             .transpose()?,
-        now: obj.get("now").map(|v| time(v, "now")).transpose()?,
+        now: obj
+            .get("now")
+            .map(|v| bounded(time(v, "now")?, "now", clock, allow_past))
+            .transpose()?,
     }))
+}
+
+/// `allowPastTime`: `true` lets `now`/`scheduledTime` lie further back than the past bound (a
+/// deliberate backfill). It only makes sense beside a time, so alone it is refused.
+fn allow_past_time(obj: &Map<String, Value>) -> Result<bool, PayloadError> {
+    let allow = obj
+        .get("allowPastTime")
+        .map(|v| boolean(v, "allowPastTime"))
+        .transpose()?
+        .unwrap_or(false);
+    if allow && !obj.contains_key("now") && !obj.contains_key("scheduledTime") {
+        return Err(err(
+            "allowPastTime",
+            "applies to a now or scheduledTime, and the payload gives neither",
+        ));
+    }
+    Ok(allow)
+}
+
+/// Refuses a time outside [`TimeBounds::AUTOMATION`] around `clock`, naming `field` as sent.
+fn bounded(
+    t: DateTime<Utc>,
+    field: &str,
+    clock: DateTime<Utc>,
+    allow_past: bool,
+) -> Result<DateTime<Utc>, PayloadError> {
+    match TimeBounds::AUTOMATION.problem(t, clock, allow_past) {
+        Some(problem) => Err(err(field, problem)),
+        None => Ok(t),
+    }
 }
 
 fn reject_unknown(
@@ -458,15 +519,26 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// The invocation's clock in these tests: the scheduled time of the examples.
+    fn clock() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-11-28T11:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    fn parse_now(v: &Value) -> Result<Request, PayloadError> {
+        parse(v, clock())
+    }
+
     fn run(v: Value) -> RunRequest {
-        match parse(&v).unwrap() {
+        match parse(&v, clock()).unwrap() {
             Request::Run(r) => r,
             other => panic!("{other:?}"),
         }
     }
 
     fn field_of(v: Value) -> String {
-        parse(&v).unwrap_err().field
+        parse(&v, clock()).unwrap_err().field
     }
 
     #[test]
@@ -557,7 +629,7 @@ mod tests {
         );
         assert_eq!(field_of(json!({"action": "delete"})), "action");
         assert_eq!(field_of(json!([1, 2])), "(payload)");
-        let e = parse(&json!({"dryRun": "yes"})).unwrap_err();
+        let e = parse_now(&json!({"dryRun": "yes"})).unwrap_err();
         assert_eq!(
             e.to_string(),
             "invalid payload: field \"dryRun\": expected true or false, got a string"
@@ -566,8 +638,10 @@ mod tests {
 
     #[test]
     fn rerun_forms() {
-        match parse(&json!({"action": "rerun", "projects": ["github/acme/api"], "fullSync": true}))
-            .unwrap()
+        match parse_now(
+            &json!({"action": "rerun", "projects": ["github/acme/api"], "fullSync": true}),
+        )
+        .unwrap()
         {
             Request::Rerun(r) => {
                 assert_eq!(
@@ -578,7 +652,7 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        match parse(&json!({"action": "rerun", "failed": true})).unwrap() {
+        match parse_now(&json!({"action": "rerun", "failed": true})).unwrap() {
             Request::Rerun(r) => {
                 assert_eq!(r.target, RerunTarget::Failed);
                 assert!(!r.full_sync);
@@ -607,4 +681,54 @@ mod tests {
             "fullSync"
         );
     }
+
+    #[test]
+    fn times_are_bounded_by_the_clock() {
+        // A year typo in either time field, or in a rule event's time: refused by name.
+        for (v, field) in [
+            (
+                json!({"scheduledTime": "2062-11-28T11:00:00Z"}),
+                "scheduledTime",
+            ),
+            (
+                json!({"scheduledTime": "2025-11-28T11:00:00Z"}),
+                "scheduledTime",
+            ),
+            (
+                json!({"now": "2026-11-28T11:16:00Z", "dryRun": true}),
+                "now",
+            ),
+            (json!({"now": "2026-11-20T11:00:00Z"}), "now"),
+            (
+                json!({"action": "rerun", "failed": true, "now": "2027-01-01T00:00:00Z"}),
+                "now",
+            ),
+            (
+                json!({"detail-type": "Scheduled Event", "source": "aws.events", "time": "2020-01-01T00:00:00Z"}),
+                "time",
+            ),
+        ] {
+            let e = parse_now(&v).unwrap_err();
+            assert_eq!(e.field, field, "{v}: {e}");
+        }
+        // Within the tolerance ahead and the bound behind: accepted.
+        assert!(parse_now(&json!({"scheduledTime": "2026-11-28T11:10:00Z"})).is_ok());
+        assert!(parse_now(&json!({"now": "2026-11-26T12:00:00Z"})).is_ok());
+        // The backfill flag lifts the past bound only.
+        let r = run(json!({"now": "2026-10-03T11:00:00Z", "allowPastTime": true}));
+        assert_eq!(r.now.unwrap().to_rfc3339(), "2026-10-03T11:00:00+00:00");
+        assert_eq!(
+            field_of(json!({"now": "2027-10-03T11:00:00Z", "allowPastTime": true})),
+            "now"
+        );
+        assert_eq!(field_of(json!({"allowPastTime": true})), "allowPastTime");
+        assert_eq!(
+            field_of(json!({"now": NOW_OK, "allowPastTime": "yes"})),
+            "allowPastTime"
+        );
+        let e = parse_now(&json!({"now": "2026-11-20T11:00:00Z"})).unwrap_err();
+        assert!(e.to_string().contains("allowPastTime"), "{e}");
+    }
+
+    const NOW_OK: &str = "2026-11-28T11:00:00Z";
 }

@@ -90,17 +90,34 @@ pub fn plan<'a>(
         }
     }
 
-    // Pass 2: claims by wiring, for projects not claimed by name.
+    // Pass 2: claims by wiring, for projects not claimed by name. The managed projects wired to
+    // each scope, in list order, are indexed once: a scan of every project per scope would be
+    // quadratic (10,000 scopes × 10,000 projects at the sizes this tool is built for).
+    let mut wired: HashMap<(&str, u64, &str), Vec<&Project>> = HashMap::new();
+    for p in projects.iter().filter(|p| is_managed(p, label)) {
+        let Some(bp) = &p.blueprint else { continue };
+        let mut seen: HashSet<(&str, u64, &str)> = HashSet::new();
+        for c in &bp.connections {
+            for sc in &c.scopes {
+                let k = (
+                    c.plugin_name.as_str(),
+                    c.connection_id,
+                    sc.scope_id.as_str(),
+                );
+                if seen.insert(k) {
+                    wired.entry(k).or_default().push(p);
+                }
+            }
+        }
+    }
     for s in scopes {
         if owner.contains_key(&key(s)) {
             continue;
         }
-        let found = projects.iter().find(|p| {
-            !claimed.contains(p.name.as_str())
-                && is_managed(p, label)
-                && p.blueprint
-                    .as_ref()
-                    .is_some_and(|bp| references(bp, &s.plugin, s.connection_id, &s.scope_id))
+        let found = wired.get(&key(s)).and_then(|ps| {
+            ps.iter()
+                .copied()
+                .find(|p| !claimed.contains(p.name.as_str()))
         });
         if let Some(p) = found {
             owner.insert(key(s), p);

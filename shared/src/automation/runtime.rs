@@ -1,15 +1,15 @@
 //! Start-up of the `devlake-automation` Lambda: configuration read once, clients built once
 //! (DevLake, DynamoDB, CloudWatch), then one [`handle`](super::handle) per event.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use aws_config::SdkConfig;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::cloudwatch::{CloudWatchSink, FUNCTION_DIMENSION};
-use crate::config::{Env, SecretSource};
-use crate::devlake::DevLakeClient;
+use crate::config::{check_devlake_fits_timeout, Env, SecretSource};
+use crate::devlake::{ClientConfig, DevLakeClient};
 use crate::function_error::{self, ErrorType};
 use crate::startup::{devlake_client, load_sdk_config, SdkTimeouts};
 pub use crate::startup::{StartupError, API_KEY_ARN_VAR, API_KEY_VAR};
@@ -33,6 +33,8 @@ pub struct Automation {
     pub devlake: DevLakeClient,
     pub run_log: Option<DynamoStore>,
     pub metrics: CloudWatchSink,
+    /// The DevLake client's settings (no key), for the timeout cross-check of each invocation.
+    devlake_settings: ClientConfig,
 }
 
 /// The settings start-up can check without a network call.
@@ -80,7 +82,8 @@ impl Automation {
             namespace,
         } = Checked::from_env(env)?;
         let sdk = sdk.clone();
-        let devlake = devlake_client(client_config_from_env(env, None)?, api_key, &sdk).await?;
+        let devlake_settings = client_config_from_env(env, None)?;
+        let devlake = devlake_client(devlake_settings.clone(), api_key, &sdk).await?;
         let run_log = env
             .get("TABLE_NAME")
             .map(|table| DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table));
@@ -101,6 +104,7 @@ impl Automation {
             devlake,
             run_log,
             metrics,
+            devlake_settings,
         })
     }
 
@@ -112,6 +116,18 @@ impl Automation {
         now: DateTime<Utc>,
         wall: SystemTime,
     ) -> Result<Value, AutomationError> {
+        // The time left as the invocation starts is the function's timeout (Lambda exposes it no
+        // other way): one DevLake request, retries included, must fit in it with the margin.
+        if let Some(timeout) =
+            Deadline::from_lambda(lambda_deadline_ms, wall, Duration::ZERO).left()
+        {
+            check_devlake_fits_timeout(
+                &self.devlake_settings,
+                self.config.deadline_margin,
+                "DEADLINE_MARGIN_MS",
+                timeout,
+            )?;
+        }
         let deadline = Deadline::from_lambda(lambda_deadline_ms, wall, self.config.deadline_margin);
         tracing::info!(
             lambda_deadline_ms,
@@ -136,6 +152,9 @@ impl AutomationError {
     pub fn kind(&self) -> ErrorType {
         match self {
             AutomationError::Payload(_) => ErrorType::InvalidPayload,
+            AutomationError::Config(_) => ErrorType::InvalidConfiguration,
+            AutomationError::RunInProgress { .. } => ErrorType::RunInProgress,
+            AutomationError::Lease { source } => ErrorType::of_store(source),
             AutomationError::DevLake { source } => ErrorType::of_devlake(source),
         }
     }
@@ -210,5 +229,52 @@ mod tests {
             assert!(!text.contains("dlk-secret-value-xyz"), "{text}");
             assert!(!text.contains('\n'), "{text}");
         }
+    }
+
+    /// Lambda tells the function its timeout only through the invocation's deadline: a DevLake
+    /// timeout and retry count that cannot fit it are refused there, before any call.
+    #[tokio::test]
+    async fn a_devlake_budget_longer_than_the_function_timeout_is_refused_before_any_call() {
+        let automation = Automation::from_env(&env(&[
+            // Nothing listens here; any call would fail as unreachable, not as configuration.
+            ("DEVLAKE_ENDPOINT", "http://127.0.0.1:9"),
+            ("DEVLAKE_TIMEOUT_MS", "60000"),
+            ("DEVLAKE_MAX_RETRIES", "3"),
+        ]))
+        .await
+        .unwrap();
+        let wall = SystemTime::now();
+        let epoch_ms = wall
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        // A 15-minute function fits 4 × 60 s; a 3-minute one does not.
+        let err = automation
+            .handle_event(&serde_json::json!({}), epoch_ms + 180_000, Utc::now(), wall)
+            .await
+            .unwrap_err();
+        assert_eq!(err.error_type(), "InvalidConfiguration");
+        let text = err.to_string();
+        assert!(
+            text.starts_with("invalid configuration: DEVLAKE_TIMEOUT_MS, DEVLAKE_MAX_RETRIES: one DevLake request may take 241.4 s"),
+            "{text}"
+        );
+        assert!(
+            text.contains("DEADLINE_MARGIN_MS (20.0 s)") && text.contains("(180.0 s)"),
+            "{text}"
+        );
+        assert_eq!(automation.devlake.calls().total(), 0);
+        // A bad payload is still named as such once the settings fit.
+        let err = automation
+            .handle_event(
+                &serde_json::json!({"bogus": 1}),
+                epoch_ms + 900_000,
+                Utc::now(),
+                wall,
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.error_type(), "InvalidPayload");
+        assert_eq!(automation.devlake.calls().total(), 0);
     }
 }

@@ -288,6 +288,18 @@ impl Report {
     }
 }
 
+/// The lists of a summary that grow with the number of scopes and projects; the copy in the
+/// run record and in the closing log line keeps the first entries of each (see
+/// [`crate::limits::bounded`]).
+pub const SUMMARY_LISTS: &[&[&str]] = &[
+    &["conflicts"],
+    &["errors"],
+    &["skippedTriggers"],
+    &["planned"],
+    &["remaining", "connections"],
+    &["remaining", "projects"],
+];
+
 /// Where something happened, for errors, plans and log lines.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct At<'a> {

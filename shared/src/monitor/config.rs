@@ -131,7 +131,7 @@ impl MonitorConfig {
             ));
         }
         let namespace = env.cloudwatch_namespace()?;
-        Ok(MonitorConfig {
+        let config = MonitorConfig {
             devlake: client_config(env)?,
             api_key: env.secret_source("DEVLAKE_API_KEY", "DEVLAKE_API_KEY_SECRET_ARN")?,
             table_name: env.required("TABLE_NAME")?.to_string(),
@@ -146,7 +146,42 @@ impl MonitorConfig {
                 auto_rerun_max: env.parse_or::<u32>("AUTO_RERUN_MAX", 0)?,
                 project_dimension: env.bool_or("CLOUDWATCH_PROJECT_DIMENSION", false)?,
             },
-        })
+        };
+        Ok(config)
+    }
+}
+
+impl MonitorSettings {
+    /// Failure items live `FAILURE_RETENTION_DAYS` from their `finishedAt`, so they should
+    /// outlive everything that looks back at them: the failure window, and the look-back of a
+    /// first run or `rescan`, which would otherwise record again (and count twice) a failure
+    /// whose item has already expired. Each value is valid alone and the template lets them vary
+    /// independently, so the function starts anyway and logs this as one warning line.
+    pub fn check_retention(&self) -> Result<(), ConfigError> {
+        let days = self.retention.num_days();
+        if self.retention < self.failure_window {
+            return Err(ConfigError::new(
+                "FAILURE_RETENTION_DAYS",
+                format!(
+                    "{days} days is shorter than FAILURE_WINDOW_DAYS ({}): failure items would \
+                     expire inside the failure window they belong to; keep FAILURE_RETENTION_DAYS >= \
+                     FAILURE_WINDOW_DAYS",
+                    self.failure_window.num_days()
+                ),
+            ));
+        }
+        if self.retention < self.initial_lookback {
+            return Err(ConfigError::new(
+                "FAILURE_RETENTION_DAYS",
+                format!(
+                    "{days} days is shorter than INITIAL_LOOKBACK_HOURS ({} hours): a first run or \
+                     rescan would record again failures whose items already expired, counting \
+                     them twice; keep FAILURE_RETENTION_DAYS x 24 >= INITIAL_LOOKBACK_HOURS",
+                    self.initial_lookback.num_hours()
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -236,5 +271,47 @@ mod tests {
         ]);
         let err = MonitorConfig::from_env(&both).unwrap_err();
         assert!(!err.to_string().contains("secret-value"));
+    }
+
+    fn retention_problem(pairs: &[(&str, &str)]) -> String {
+        MonitorConfig::from_env(&env(pairs))
+            .expect("each value is valid alone")
+            .settings
+            .check_retention()
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn retention_should_cover_the_window_and_the_look_back() {
+        let err = retention_problem(&[
+            ("FAILURE_RETENTION_DAYS", "5"),
+            ("FAILURE_WINDOW_DAYS", "7"),
+        ]);
+        assert!(
+            err.starts_with("invalid configuration: FAILURE_RETENTION_DAYS: 5 days is shorter than FAILURE_WINDOW_DAYS (7)"),
+            "{err}"
+        );
+        let err = retention_problem(&[
+            ("FAILURE_RETENTION_DAYS", "2"),
+            ("FAILURE_WINDOW_DAYS", "1"),
+            ("INITIAL_LOOKBACK_HOURS", "49"),
+        ]);
+        assert!(
+            err.contains("FAILURE_RETENTION_DAYS")
+                && err.contains("INITIAL_LOOKBACK_HOURS (49 hours)"),
+            "{err}"
+        );
+        assert!(!err.contains('\n'));
+        // Equal is enough.
+        MonitorConfig::from_env(&env(&[
+            ("FAILURE_RETENTION_DAYS", "2"),
+            ("FAILURE_WINDOW_DAYS", "2"),
+            ("INITIAL_LOOKBACK_HOURS", "48"),
+        ]))
+        .unwrap()
+        .settings
+        .check_retention()
+        .unwrap();
     }
 }

@@ -3,6 +3,7 @@
 
 use thiserror::Error;
 
+use crate::config::ConfigError;
 use crate::devlake::DevLakeError;
 use crate::function_error::{self, ErrorType};
 use crate::store::StoreError;
@@ -14,6 +15,10 @@ pub enum MonitorError {
     /// Refused before any work: nothing read, nothing written.
     #[error("invalid payload: {0}")]
     Payload(#[from] PayloadError),
+    /// Settings that cannot work together, found once an invocation tells the function its
+    /// timeout. Nothing read, nothing written.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     /// DevLake unreachable, failing, refusing the key, or waiting for a migration (428).
     #[error("monitor run stopped: {0}")]
     DevLake(#[from] DevLakeError),
@@ -26,7 +31,7 @@ impl MonitorError {
     /// Whether the next scheduled run can be expected to succeed without anyone acting.
     pub fn is_retryable(&self) -> bool {
         match self {
-            MonitorError::Payload(_) => false,
+            MonitorError::Payload(_) | MonitorError::Config(_) => false,
             MonitorError::DevLake(e) => e.is_retryable(),
             MonitorError::Store(e) => e.is_retryable(),
         }
@@ -37,6 +42,7 @@ impl MonitorError {
     pub fn kind(&self) -> ErrorType {
         match self {
             MonitorError::Payload(_) => ErrorType::InvalidPayload,
+            MonitorError::Config(_) => ErrorType::InvalidConfiguration,
             MonitorError::DevLake(e) => ErrorType::of_devlake(e),
             MonitorError::Store(e) => ErrorType::of_store(e),
         }

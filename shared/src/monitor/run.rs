@@ -102,7 +102,7 @@ impl Monitor<'_> {
         clock: DateTime<Utc>,
         deadline: Deadline,
     ) -> Result<Summary, MonitorError> {
-        let request = payload::parse(payload)?;
+        let request = payload::parse(payload, clock)?;
         let now = request.scheduled_time.unwrap_or(clock);
         self.run_started(now, clock, request, deadline).await
     }

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::cloudwatch::{CloudWatchSink, FUNCTION_DIMENSION};
-use crate::config::Env;
+use crate::config::{check_devlake_fits_timeout, Env};
 use crate::devlake::DevLakeClient;
 pub use crate::startup::StartupError;
 use crate::startup::{devlake_client, load_sdk_config, SdkTimeouts};
@@ -50,7 +50,10 @@ impl MonitorFunction {
 
     pub async fn from_env(env: &Env) -> Result<Self, StartupError> {
         // Everything that needs no network is validated before touching AWS.
-        Self::check_env(env)?;
+        let config = Self::check_env(env)?;
+        if let Err(e) = config.settings.check_retention() {
+            tracing::warn!("configuration warning: {}: {}", e.variable, e.problem);
+        }
         let sdk = load_sdk_config(SdkTimeouts::JOB).await;
         Self::from_env_with_sdk(env, &sdk).await
     }
@@ -105,6 +108,16 @@ impl MonitorFunction {
             margin_ms = margin.as_millis() as u64,
             "invocation"
         );
+        // The time left as the invocation starts is the function's timeout (Lambda exposes it no
+        // other way): one DevLake request, retries included, must fit in it with the margin.
+        if let Some(timeout) = left {
+            check_devlake_fits_timeout(
+                &self.config.devlake,
+                margin,
+                "the monitor's deadline margin",
+                timeout,
+            )?;
+        }
         let deadline = Deadline::from_lambda(lambda_deadline_ms, wall, margin);
         let before = self.store.consumed_capacity();
         let result = self.monitor().handle(payload, now, deadline).await;
@@ -117,5 +130,44 @@ impl MonitorFunction {
         );
         let summary = result?;
         Ok(serde_json::to_value(summary).unwrap_or(Value::Null))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The monitor's timeout is known only from the invocation's deadline: a DevLake timeout and
+    /// retry count that cannot fit it are refused there, before the payload or any call.
+    #[tokio::test]
+    async fn a_devlake_budget_longer_than_the_function_timeout_is_refused_before_any_call() {
+        let env: Env = [
+            // Nothing listens here; any call would fail as unreachable, not as configuration.
+            ("DEVLAKE_ENDPOINT", "http://127.0.0.1:9"),
+            ("TABLE_NAME", "t"),
+            ("DEVLAKE_TIMEOUT_MS", "30000"),
+            ("AWS_REGION", "us-east-1"),
+        ]
+        .into_iter()
+        .collect();
+        let function = MonitorFunction::from_env(&env).await.unwrap();
+        let wall = SystemTime::now();
+        let epoch_ms = wall
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        // 4 × 30 s + 1.4 s of backoff and a 10 s margin do not fit the template's 120 s.
+        let err = function
+            .handle_event(&serde_json::json!({}), epoch_ms + 120_000, Utc::now(), wall)
+            .await
+            .unwrap_err();
+        assert_eq!(err.error_type(), "InvalidConfiguration");
+        assert!(
+            err.to_string().starts_with(
+                "invalid configuration: DEVLAKE_TIMEOUT_MS, DEVLAKE_MAX_RETRIES: one DevLake request may take 121.4 s"
+            ),
+            "{err}"
+        );
+        assert_eq!(function.devlake.calls().total(), 0);
     }
 }

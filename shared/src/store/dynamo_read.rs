@@ -45,18 +45,22 @@ impl DynamoStore {
         &self,
         since: DateTime<Utc>,
     ) -> Result<MetricsSnapshot, StoreError> {
-        let (projects, (automation, monitor)) =
-            futures::try_join!(self.all_project_states(), self.latest_runs())?;
+        let ((projects, skipped_projects), (automation, monitor, skipped_runs)) =
+            futures::try_join!(self.project_states_counted(), self.latest_runs())?;
         let projects: Vec<ProjectState> = projects.into_iter().map(|p| p.state).collect();
         let mut failures = Vec::new();
+        let mut decode_errors = skipped_projects + skipped_runs;
         for project in &projects {
-            failures.extend(project.recent_failures_since(since)?);
+            let (recent, skipped) = project.recent_failures_since_lenient(since);
+            failures.extend(recent);
+            decode_errors += skipped;
         }
         Ok(MetricsSnapshot {
             projects,
             failures,
             automation,
             monitor,
+            decode_errors,
         })
     }
 
@@ -67,7 +71,17 @@ impl DynamoStore {
     /// sequence: the pages of one Query can only be asked for one after the other. The split
     /// points only balance the work; the ranges always cover every name, so a project added or
     /// removed since is read all the same.
+    ///
+    /// An item that does not decode is skipped and logged (see
+    /// [`project_states_counted`](Self::project_states_counted)).
     pub async fn all_project_states(&self) -> Result<Vec<StoredProject>, StoreError> {
+        Ok(self.project_states_counted().await?.0)
+    }
+
+    /// [`all_project_states`](Self::all_project_states), and how many items it skipped because
+    /// they did not decode (each logged with its key): one malformed item, written by hand or by
+    /// an older or newer version, costs its own series, never the whole page.
+    pub async fn project_states_counted(&self) -> Result<(Vec<StoredProject>, u64), StoreError> {
         let splits = self
             .project_splits
             .lock()
@@ -86,7 +100,8 @@ impl DynamoStore {
                 .map(|(from, until)| self.project_range(from, until)),
         )
         .await?;
-        let states: Vec<StoredProject> = segments.into_iter().flatten().collect();
+        let skipped = segments.iter().map(|(_, skipped)| skipped).sum();
+        let states: Vec<StoredProject> = segments.into_iter().flat_map(|(s, _)| s).collect();
         let next: Vec<String> = states
             .iter()
             .skip(PROJECTS_PER_SEGMENT)
@@ -97,15 +112,16 @@ impl DynamoStore {
         if let Ok(mut splits) = self.project_splits.lock() {
             *splits = next;
         }
-        Ok(states)
+        Ok((states, skipped))
     }
 
-    /// The project items with a name at or after `from` and before `until`, all pages.
+    /// The project items with a name at or after `from` and before `until`, all pages, and how
+    /// many were skipped because they did not decode.
     async fn project_range(
         &self,
         from: Option<&str>,
         until: Option<&str>,
-    ) -> Result<Vec<StoredProject>, StoreError> {
+    ) -> Result<(Vec<StoredProject>, u64), StoreError> {
         // A key condition takes one sort-key comparison: a middle range is read with BETWEEN
         // (inclusive) and its upper bound, the next range's first name, dropped here.
         let condition = match (from, until) {
@@ -115,6 +131,7 @@ impl DynamoStore {
             (Some(_), Some(_)) => "#pk = :pk AND #sk BETWEEN :from AND :until",
         };
         let mut states = Vec::new();
+        let mut skipped = 0;
         let mut start_key = None;
         loop {
             let mut query = self
@@ -142,7 +159,22 @@ impl DynamoStore {
                 .map_err(|e| sdk_error("Query PROJECT", e))?;
             self.note_capacity(Access::Read, page.consumed_capacity());
             for item in page.items.unwrap_or_default() {
-                let stored = decode_project("Query PROJECT", item)?;
+                let sk = match item.get(keys::SK) {
+                    Some(AttributeValue::S(sk)) => sk.clone(),
+                    _ => "?".to_string(),
+                };
+                let stored = match decode_project("Query PROJECT", item) {
+                    Ok(stored) => stored,
+                    Err(error) => {
+                        // The upper bound of a middle range belongs to the next range, which
+                        // counts it; every other item is counted here once.
+                        if until != Some(sk.as_str()) {
+                            tracing::warn!(%error, project = %sk, "skipping a PROJECT item that does not decode");
+                            skipped += 1;
+                        }
+                        continue;
+                    }
+                };
                 if until.is_some_and(|u| stored.state.project_name == u) {
                     continue;
                 }
@@ -150,13 +182,14 @@ impl DynamoStore {
             }
             start_key = page.last_evaluated_key.filter(|k| !k.is_empty());
             if start_key.is_none() {
-                return Ok(states);
+                return Ok((states, skipped));
             }
         }
     }
 
-    /// The latest automation and monitor run records, in one BatchGetItem.
-    async fn latest_runs(&self) -> Result<(Option<RunRecord>, Option<RunRecord>), StoreError> {
+    /// The latest automation and monitor run records, in one BatchGetItem, and how many records
+    /// were skipped because they did not decode (logged).
+    async fn latest_runs(&self) -> Result<(Option<RunRecord>, Option<RunRecord>, u64), StoreError> {
         let key = |job: Job| {
             HashMap::from([
                 (keys::PK.to_string(), AttributeValue::S(keys::RUN_PK.into())),
@@ -171,7 +204,7 @@ impl DynamoStore {
                 operation: "BatchGetItem RUN".into(),
                 message: e.to_string(),
             })?;
-        let (mut automation, mut monitor) = (None, None);
+        let (mut automation, mut monitor, mut skipped) = (None, None, 0);
         for attempt in 0..=UNPROCESSED_RETRIES {
             let output = self
                 .client
@@ -187,7 +220,14 @@ impl DynamoStore {
                 .and_then(|mut r| r.remove(&self.table))
                 .unwrap_or_default();
             for item in items {
-                let run = decode::<RunRecord>(item)?;
+                let run = match decode::<RunRecord>(item) {
+                    Ok(run) => run,
+                    Err(error) => {
+                        tracing::warn!(%error, "skipping a RUN item that does not decode");
+                        skipped += 1;
+                        continue;
+                    }
+                };
                 match run.job {
                     Job::Automation => automation = Some(run),
                     Job::Monitor => monitor = Some(run),
@@ -198,7 +238,7 @@ impl DynamoStore {
                 .and_then(|mut u| u.remove(&self.table))
                 .filter(|k| !k.keys.is_empty())
             {
-                None => return Ok((automation, monitor)),
+                None => return Ok((automation, monitor, skipped)),
                 Some(left) => {
                     tracing::debug!(attempt, "BatchGetItem left keys unprocessed; retrying");
                     tokio::time::sleep(std::time::Duration::from_millis(25 << attempt)).await;

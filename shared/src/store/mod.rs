@@ -191,6 +191,27 @@ impl ProjectState {
             .collect()
     }
 
+    /// [`Self::recent_failures_since`] that skips (and logs) entries that do not parse instead
+    /// of failing: the metrics page shows the rest. Returns the failures and how many entries
+    /// were skipped.
+    pub fn recent_failures_since_lenient(&self, since: DateTime<Utc>) -> (Vec<FailureEvent>, u64) {
+        let from = since.to_rfc3339_opts(SecondsFormat::Millis, true);
+        let start = self.recent_failures.partition_point(|k| *k < from);
+        let mut skipped = 0;
+        let mut out = Vec::new();
+        for key in &self.recent_failures[start..] {
+            match self.parse_recent(key) {
+                Ok(f) if f.finished_at >= since => out.push(f),
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(%error, "skipping a recent failure that does not decode");
+                    skipped += 1;
+                }
+            }
+        }
+        (out, skipped)
+    }
+
     fn parse_recent(&self, key: &str) -> Result<FailureEvent, StoreError> {
         let malformed = || StoreError::Failed {
             operation: format!("decode recentFailures of PROJECT/{}", self.project_name),
@@ -234,6 +255,9 @@ pub struct MetricsSnapshot {
     pub failures: Vec<FailureEvent>,
     pub automation: Option<RunRecord>,
     pub monitor: Option<RunRecord>,
+    /// Stored items (or recent-failure entries) this read skipped because they did not decode;
+    /// each is logged. One bad item never blanks the page.
+    pub decode_errors: u64,
 }
 
 /// A store operation failed.
@@ -253,10 +277,44 @@ impl StoreError {
     }
 }
 
-/// Run records, written by the automation and the monitor.
+/// The run lease another run holds, when a run could not take it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseHolder {
+    /// The holding run's id (random per run, logged by that run when it starts).
+    pub holder: String,
+    pub acquired_at: DateTime<Utc>,
+    /// When the lease lapses by itself if its run never releases it (killed at its timeout).
+    pub until: DateTime<Utc>,
+}
+
+/// Run records, written by the automation and the monitor, and the run lease that keeps two
+/// runs of a job from acting at once.
 #[async_trait::async_trait]
 pub trait RunLog: Send + Sync {
     async fn record_run(&self, run: &RunRecord) -> Result<(), StoreError>;
+
+    /// Takes `job`'s run lease for `holder` until `until`, unless another holder's lease is
+    /// still valid at `now`; then returns that holder. A store without leases always grants it.
+    async fn acquire_lease(
+        &self,
+        _job: Job,
+        _holder: &str,
+        _now: DateTime<Utc>,
+        _until: DateTime<Utc>,
+    ) -> Result<Result<(), LeaseHolder>, StoreError> {
+        Ok(Ok(()))
+    }
+
+    /// Gives `job`'s lease back at `now` if `holder` still holds it (a lease that lapsed and was
+    /// taken by another run is left alone).
+    async fn release_lease(
+        &self,
+        _job: Job,
+        _holder: &str,
+        _now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// The read side used by the metrics function.
@@ -459,5 +517,18 @@ mod tests {
         assert!(state
             .recent_failures_since(DateTime::<Utc>::MIN_UTC)
             .is_err());
+        // The metrics page's read skips it and keeps the good ones.
+        let state = ProjectState {
+            recent_failures: vec![
+                "2026-11-28T10:00:00.000Z#x".into(),
+                "2026-11-28T11:00:00.000Z#7".into(),
+                "not-a-key".into(),
+            ],
+            ..state
+        };
+        let (ok, skipped) = state.recent_failures_since_lenient(DateTime::<Utc>::MIN_UTC);
+        assert_eq!(skipped, 2);
+        assert_eq!(ok.len(), 1);
+        assert_eq!(ok[0].pipeline_id, 7);
     }
 }

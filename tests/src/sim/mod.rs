@@ -42,7 +42,7 @@ use tokio::sync::watch;
 use tower::ServiceExt;
 
 pub use faults::{FaultAction, FaultRule, Faults, MigrationMode, RequestCounts, RequestRecord};
-pub use fixture::{Fixture, GeneratedSpec};
+pub use fixture::{Fixture, FixtureProject, GeneratedSpec};
 pub use handle::{SimError, SimHandle};
 pub use state::PipelineSeed;
 
