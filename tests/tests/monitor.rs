@@ -374,7 +374,8 @@ async fn records_exactly_the_failures_across_many_blueprints() {
     let third = h.ok().await;
     let after_third = Utc::now();
     assert_eq!(third.new_failures, 0);
-    assert!(third.devlake_calls <= 5, "{third:#?}");
+    // The new pipelines, the unfinished ones (pending, re-run, running) and each counted status.
+    assert!(third.devlake_calls <= 6, "{third:#?}");
     let ops = h.dynamo_calls.by_operation();
     assert!(!ops.contains_key("TransactWriteItems"), "{ops:?}");
     assert_eq!(h.failures().await.len(), 15);
@@ -999,7 +1000,7 @@ async fn an_expired_deadline_postpones_work_without_losing_any() {
         .iter()
         .all(|e| e.message.starts_with("the Lambda deadline came first")));
     assert_eq!(
-        late.devlake_calls, 4,
+        late.devlake_calls, 6,
         "one page of each listing, no look-ups"
     );
     // Seen: the newest page of the listing and the newest 100 failures (the re-run safety net),
@@ -1227,4 +1228,179 @@ async fn a_project_that_stops_failing_leaves_the_failure_window_at_the_daily_exp
     // Later the same day: no second pass.
     let third = h.ok_at(next_day + chrono::Duration::minutes(5)).await;
     assert_eq!(third.expiry, None);
+}
+
+// ------------------------------------------------------------ DevLake's pipeline lifecycle
+
+/// Failure events of one pipeline, oldest first.
+async fn events_of(h: &Harness, pipeline_id: u64) -> Vec<FailureEvent> {
+    h.failures()
+        .await
+        .into_iter()
+        .map(|(e, _)| e)
+        .filter(|e| e.pipeline_id == pipeline_id)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_restart_without_resume_is_one_failure_keyed_by_updated_at_and_can_be_rerun() {
+    let mut h = Harness::new("mon-restart-fail").await;
+    h.settings.auto_rerun_max = 1;
+    let sim = h.sim();
+    let ps = projects(&sim, 2, "restart");
+    let first_run = start_new(&sim, ps[0].1);
+    let other = start_new(&sim, ps[1].1);
+    sim.finish_pipeline(other, "TASK_FAILED", "x").unwrap();
+    assert_eq!(h.ok().await.new_failures, 1);
+    // Auto-rerun re-ran it; DevLake starts it.
+    assert_eq!(sim.pipeline(other).unwrap()["status"], "TASK_RERUN");
+    sim.start_pipeline(other).unwrap();
+    assert_eq!(h.ok().await.new_failures, 0);
+    assert!(h.cursor().await.unwrap().watch.contains(&first_run));
+    assert!(
+        h.cursor().await.unwrap().watch.contains(&other),
+        "a running re-run is watched"
+    );
+
+    // DevLake restarts with RESUME_PIPELINES=false: both running pipelines fail, the first
+    // run with no finishedAt, the re-run with its previous run's.
+    sim.advance_clock(chrono::Duration::minutes(1));
+    assert_eq!(sim.restart(false), vec![first_run, other]);
+    let updated = |id: u64| -> DateTime<Utc> {
+        sim.pipeline(id).unwrap()["updatedAt"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let after = h.ok().await;
+    assert_eq!(after.new_failures, 2, "{after:#?}");
+    let e = events_of(&h, first_run).await;
+    assert_eq!(e.len(), 1);
+    assert_eq!(e[0].finished_at, updated(first_run));
+    let e = events_of(&h, other).await;
+    assert_eq!(e.len(), 2, "the interrupted re-run is a second failure");
+    assert_eq!(e[1].finished_at, updated(other));
+    // Not "still settling": the auto-rerun is not blocked (the other pipeline used up its
+    // AUTO_RERUN_MAX of 1), and the re-run is watched as such.
+    assert_eq!(after.rerun_pipeline_ids, vec![first_run], "{after:#?}");
+    assert_eq!(sim.pipeline(first_run).unwrap()["status"], "TASK_RERUN");
+    assert!(!h.cursor().await.unwrap().watch.contains(&other));
+
+    // Recorded exactly once, however many runs see it.
+    for _ in 0..2 {
+        assert_eq!(h.ok().await.new_failures, 0);
+    }
+    assert_eq!(h.failures().await.len(), 3);
+    assert_eq!(h.project(&ps[0].0).await.failures_total, 1);
+}
+
+#[tokio::test]
+async fn a_resumed_pipeline_is_pending_until_it_ends() {
+    let h = Harness::new("mon-restart-resume").await;
+    let sim = h.sim();
+    let ps = projects(&sim, 1, "resume");
+    let id = start_new(&sim, ps[0].1);
+    h.ok().await;
+    assert_eq!(sim.restart(true), vec![id]);
+    // TASK_RESUME is in no "pending" listing: watched all the same, nothing recorded.
+    for _ in 0..2 {
+        let s = h.ok().await;
+        assert_eq!(s.new_failures, 0);
+        assert!(h.cursor().await.unwrap().watch.contains(&id));
+    }
+    sim.start_pipeline(id).unwrap();
+    sim.finish_pipeline(id, "TASK_FAILED", "after resume")
+        .unwrap();
+    assert_eq!(h.ok().await.new_failures, 1);
+    assert!(!h.cursor().await.unwrap().watch.contains(&id));
+    assert_eq!(events_of(&h, id).await[0].message, "after resume");
+}
+
+#[tokio::test]
+async fn a_cancelled_pipeline_follows_failure_statuses() {
+    let mut h = Harness::new("mon-cancel").await;
+    let sim = h.sim();
+    let ps = projects(&sim, 2, "cancel");
+    let queued = sim
+        .create_pipeline(PipelineSeed {
+            blueprint_id: ps[0].1,
+            status: "TASK_CREATED".into(),
+            ..PipelineSeed::default()
+        })
+        .unwrap();
+    let running = start_new(&sim, ps[1].1);
+    h.ok().await;
+    sim.cancel_pipeline(queued).unwrap();
+    sim.cancel_pipeline(running).unwrap();
+    assert!(sim.pipeline(queued).unwrap()["finishedAt"].is_null());
+
+    // Default FAILURE_STATUSES: not failures, but the projects' latest status, and done with.
+    let s = h.ok().await;
+    assert_eq!(s.new_failures, 0);
+    assert_eq!(
+        h.project(&ps[0].0).await.last_status.as_deref(),
+        Some("TASK_CANCELLED")
+    );
+    assert!(h.cursor().await.unwrap().watch.is_empty());
+
+    // Counted when configured: each exactly once, the queued one at its updatedAt.
+    h.settings.failure_statuses.push("TASK_CANCELLED".into());
+    let rescan = h.run(json!({"rescan": true})).await.unwrap();
+    assert_eq!(rescan.new_failures, 2, "{rescan:#?}");
+    assert_eq!(h.ok().await.new_failures, 0);
+    assert_eq!(events_of(&h, queued).await.len(), 1);
+}
+
+#[tokio::test]
+async fn reruns_of_old_pipelines_are_seen_whatever_their_age() {
+    let h = Harness::new("mon-old-rerun").await;
+    let sim = h.sim();
+    let ps = projects(&sim, 3, "old");
+    let (a, b, c) = (&ps[0], &ps[1], &ps[2]);
+    let old = insert(&sim, vec![finished(a.1, "TASK_FAILED", 600, 590)])[0];
+    assert_eq!(h.ok().await.new_failures, 1);
+    // Far newer activity: 600 pipelines (past the listing's first page) and 150 failures (past
+    // the first page of the failure listing) of other projects.
+    let mut newer: Vec<PipelineSeed> = (0..600)
+        .map(|i| finished(b.1, "TASK_COMPLETED", 500 - i / 2, 499 - i / 2))
+        .collect();
+    newer.extend((0..150).map(|i| finished(c.1, "TASK_FAILED", 400 - i, 399 - i)));
+    insert(&sim, newer);
+    assert_eq!(h.ok().await.new_failures, 150);
+    assert_eq!(h.project(&a.0).await.consecutive_failures, 1);
+
+    // Re-run from the Config UI, run and succeeded entirely between two monitor runs: the
+    // project's open failure is re-checked, so one run moves it.
+    sim.rerun_pipeline(old).unwrap();
+    sim.start_pipeline(old).unwrap();
+    sim.finish_pipeline(old, "TASK_COMPLETED", "").unwrap();
+    let moved = h.ok().await;
+    assert_eq!(moved.new_failures, 0);
+    let s = h.project(&a.0).await;
+    assert_eq!(s.last_status.as_deref(), Some("TASK_COMPLETED"));
+    assert_eq!(s.consecutive_failures, 0);
+    assert!(s.last_success_at > s.last_failure_at);
+    assert!(moved.devlake_calls <= 10, "{moved:#?}");
+
+    // The oldest failure of the other failing project (not its latest, far down every
+    // listing) re-run through the API: seen running (never "pending"), then failing again: a
+    // new failure at its new finishedAt, recorded once.
+    let oldest_c = sim.pipelines_of_blueprint(c.1).last().unwrap()["id"]
+        .as_u64()
+        .unwrap();
+    h.devlake.rerun_pipeline(oldest_c).await.unwrap();
+    sim.start_pipeline(oldest_c).unwrap();
+    assert_eq!(h.ok().await.new_failures, 0);
+    assert!(h.cursor().await.unwrap().watch.contains(&oldest_c));
+    sim.finish_pipeline(oldest_c, "TASK_FAILED", "failed again")
+        .unwrap();
+    assert_eq!(h.ok().await.new_failures, 1);
+    assert_eq!(h.ok().await.new_failures, 0);
+    let e = events_of(&h, oldest_c).await;
+    assert_eq!(e.len(), 2);
+    assert_eq!(e[1].message, "failed again");
+    assert!(e[1].finished_at > e[0].finished_at);
+    let s = h.project(&c.0).await;
+    assert_eq!((s.failures_total, s.consecutive_failures), (151, 151));
 }

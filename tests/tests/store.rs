@@ -8,8 +8,9 @@ use std::time::Duration;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, SubsecRound, TimeZone, Utc};
 use devlake_autopilot::store::{
-    keys, CommitOutcome, DynamoStore, FailureEvent, Job, MetricsSource, MonitorCursor,
-    MonitorStore, ProjectCommit, ProjectState, RerunClaim, RunLog, RunRecord, StoreError,
+    keys, Attempt, CommitOutcome, DynamoStore, FailureEvent, Job, MetricsSource, MissingBlueprint,
+    MonitorCursor, MonitorStore, OpenFailure, ProjectCommit, ProjectState, RerunClaim, RunLog,
+    RunRecord, StoreError,
 };
 use devlake_testkit::dynamo_calls::DynamoCallCounter;
 use devlake_testkit::stack::{dynamodb_local, free_port, local_sdk_config};
@@ -266,6 +267,22 @@ async fn cursor_saves_are_conditional_on_the_revision() {
         watermark: Some(t(28, 10, 0)),
         watch: vec![1200, 1233],
         stuck: [("github/acme/api".to_string(), 1200u64)].into(),
+        open_failures: vec![OpenFailure {
+            pipeline_id: 900,
+            ended_at: t(27, 9, 0),
+            project: "github/acme/web".into(),
+        }],
+        attempts: vec![Attempt {
+            pipeline_id: 1200,
+            previous_finished_at: Some(t(27, 8, 0)),
+            seen_running_at: t(28, 9, 55),
+        }],
+        recheck_after: 900,
+        sweep_page: 3,
+        missing_blueprints: vec![MissingBlueprint {
+            blueprint_id: 7,
+            since: t(28, 9, 0),
+        }],
         updated_at: Some(t(28, 10, 5)),
         revision: 0,
     };

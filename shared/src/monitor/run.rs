@@ -9,11 +9,11 @@ use serde_json::Value;
 
 use crate::cloudwatch::{Datum, MetricsSink};
 use crate::deadline::Deadline;
-use crate::devlake::models::{Blueprint, Pipeline, PipelineQuery};
+use crate::devlake::models::{status, Blueprint, Pipeline, PipelineQuery};
 use crate::devlake::{DevLakeClient, DevLakeError};
 use crate::store::{
-    CommitOutcome, FailureEvent, Job, MonitorStore, ProjectCommit, RerunClaim, RunRecord,
-    StoreError, StoredProject, MAX_EVENTS_PER_COMMIT,
+    CommitOutcome, FailureEvent, Job, MonitorCursor, MonitorStore, OpenFailure, ProjectCommit,
+    ProjectState, RerunClaim, RunRecord, StoreError, StoredProject, MAX_EVENTS_PER_COMMIT,
 };
 
 use super::config::MonitorSettings;
@@ -24,15 +24,20 @@ use super::plan::{self, Basis, Lookups, Observations};
 use super::project::fold;
 use super::summary::{CursorBrief, FailureBrief, RunIssue, RunStatus, Summary, LISTED_FAILURES};
 
-/// Rows asked for on each counted status's first page (the re-run safety net).
+/// Rows per page of each counted status's listing: the first page is the re-run safety net
+/// (a re-run that ended again since the last run is most likely a recent pipeline).
 pub const RECENT_FAILURES_PAGE: u32 = 100;
+/// Pages of each counted status read at most to reach the oldest open failure; older open
+/// failures are looked up a few per run instead.
+pub const RECHECK_PAGES: u32 = 5;
 /// Above this many unknown blueprints, one paged `GET /blueprints` is cheaper than one
 /// `GET /blueprints/{id}` each (first run, rescan).
 pub const BLUEPRINT_LIST_THRESHOLD: usize = 20;
 /// Re-reads of one project before its commit is given up for this run (only under heavy overlap).
 const COMMIT_ATTEMPTS: usize = 8;
-/// Events written for one project and failures found already recorded, or why not.
-type CommitResult = Result<(Vec<FailureEvent>, u64), StoreError>;
+/// Events written for one project, failures found already recorded and the state it was left
+/// in, or why not.
+type CommitResult = Result<(Vec<FailureEvent>, u64, ProjectState), StoreError>;
 
 /// Projects written at once.
 const COMMIT_CONCURRENCY: usize = 8;
@@ -288,7 +293,7 @@ impl Monitor<'_> {
             },
         };
 
-        let obs = self.observe(basis, deadline).await?;
+        let obs = self.observe(basis, loaded.as_ref(), deadline).await?;
         if !obs.listed_complete {
             errors.push(RunIssue {
                 project: None,
@@ -299,9 +304,8 @@ impl Monitor<'_> {
                     .to_string(),
             });
         }
-        let lookups = self
-            .look_up(&plan::lookups_needed(basis, &obs), deadline, &mut errors)
-            .await?;
+        let needed = plan::lookups_needed(basis, &obs);
+        let lookups = self.look_up(&needed.ids, deadline, &mut errors).await?;
         let mut plan = plan::build(
             basis,
             loaded.as_ref(),
@@ -311,6 +315,9 @@ impl Monitor<'_> {
             settings.stuck_after,
         );
         drop(obs);
+        if matches!(basis, Basis::Cursor(_)) {
+            plan.cursor.recheck_after = needed.recheck_after;
+        }
 
         // Project names of every blueprint involved.
         let blueprint_ids: BTreeSet<u64> = plan
@@ -444,7 +451,7 @@ impl Monitor<'_> {
                         })
                         .filter(|k| recorded_before.contains(k))
                         .count() as u64;
-                    (name, facts, Ok((folded.events, known)))
+                    (name, facts, Ok((folded.events, known, folded.state)))
                 })
                 .collect()
         } else {
@@ -463,11 +470,13 @@ impl Monitor<'_> {
             .await
         };
         results.sort_by(|a, b| a.0.cmp(b.0));
+        let mut open_failures = std::mem::take(&mut plan.cursor.open_failures);
         for (name, facts, result) in results {
             match result {
-                Ok((events, duplicates)) => {
+                Ok((events, duplicates, state)) => {
                     already += duplicates;
                     new_events.extend(events);
+                    track_open_failure(&mut open_failures, name, facts, &state, counted);
                 }
                 Err(e) if e.is_retryable() => return Err(e.into()),
                 Err(e) => {
@@ -512,6 +521,8 @@ impl Monitor<'_> {
             .await?;
         watch.extend(rerun_ids.iter().copied());
 
+        open_failures.sort_by_key(|o| o.pipeline_id);
+        plan.cursor.open_failures = open_failures;
         plan.cursor.watch = watch.into_iter().collect();
         plan.cursor.stuck = final_stuck;
         let saved = if dry_run {
@@ -605,40 +616,88 @@ impl Monitor<'_> {
     }
 
     /// The listings of a run, fetched concurrently: the unfiltered list down to the cursor, the
-    /// pending list, and the first page of each counted status.
+    /// unfinished pipelines (pending, re-run, running), and each counted status down to the
+    /// oldest open failure.
     async fn observe(
         &self,
         basis: Basis<'_>,
+        loaded: Option<&MonitorCursor>,
         deadline: Deadline,
     ) -> Result<Observations, DevLakeError> {
         let listed = self.list_new(basis, deadline);
-        let pending = async {
-            let query = PipelineQuery {
-                pending: true,
-                ..Default::default()
-            };
-            self.devlake.pipelines(&query).try_collect::<Vec<_>>().await
-        };
-        let recent = futures::future::try_join_all(self.settings.failure_statuses.iter().map(
-            |status| async move {
-                let query = PipelineQuery {
-                    status: Some(status.clone()),
+        let unfinished = futures::future::try_join_all(
+            [
+                PipelineQuery {
+                    pending: true,
                     ..Default::default()
-                };
-                self.devlake
-                    .pipelines_page(&query, 1, RECENT_FAILURES_PAGE)
-                    .await
-                    .map(|page| page.pipelines)
-            },
-        ));
-        let ((listed, listed_complete), pending, recent) =
-            futures::try_join!(listed, pending, recent)?;
+                },
+                PipelineQuery {
+                    status: Some(status::RERUN.to_string()),
+                    ..Default::default()
+                },
+                PipelineQuery {
+                    status: Some(status::RUNNING.to_string()),
+                    ..Default::default()
+                },
+            ]
+            .into_iter()
+            .map(|query| async move {
+                self.devlake.pipelines(&query).try_collect::<Vec<_>>().await
+            }),
+        );
+        let oldest_open = loaded
+            .and_then(|c| c.open_failures.iter().map(|o| o.pipeline_id).min())
+            .unwrap_or(u64::MAX);
+        let recent = futures::future::try_join_all(
+            self.settings
+                .failure_statuses
+                .iter()
+                .map(|status| self.list_status_down_to(status, oldest_open, deadline)),
+        );
+        let ((listed, listed_complete), unfinished, recent) =
+            futures::try_join!(listed, unfinished, recent)?;
+        let recent_covers_from = recent.iter().map(|(_, from)| *from).max().unwrap_or(0);
         Ok(Observations {
             listed,
             listed_complete,
-            pending,
-            recent: recent.into_iter().flatten().collect(),
+            pending: unfinished.into_iter().flatten().collect(),
+            recent: recent.into_iter().flat_map(|(rows, _)| rows).collect(),
+            recent_covers_from,
         })
+    }
+
+    /// `GET /pipelines?status=S` newest first: the first page always (a re-run that ended again
+    /// since the last run is likely a recent one), then on until a page reaches `down_to` (the
+    /// oldest open failure) or [`RECHECK_PAGES`] pages were read. Returns the rows and the
+    /// lowest id from which the listing is complete (0: all of it).
+    async fn list_status_down_to(
+        &self,
+        status: &str,
+        down_to: u64,
+        deadline: Deadline,
+    ) -> Result<(Vec<Pipeline>, u64), DevLakeError> {
+        let query = PipelineQuery {
+            status: Some(status.to_string()),
+            ..Default::default()
+        };
+        let size = RECENT_FAILURES_PAGE;
+        let mut rows: Vec<Pipeline> = Vec::new();
+        let mut page = 1u32;
+        loop {
+            let answer = self.devlake.pipelines_page(&query, page, size).await?;
+            let n = answer.pipelines.len();
+            let lowest = answer.pipelines.iter().map(|p| p.id).min();
+            rows.extend(answer.pipelines);
+            let ended = n < size as usize || rows.len() as i64 >= answer.count;
+            if ended {
+                return Ok((rows, 0));
+            }
+            let lowest = lowest.unwrap_or(0);
+            if lowest <= down_to || page >= RECHECK_PAGES || deadline.passed() {
+                return Ok((rows, lowest));
+            }
+            page += 1;
+        }
     }
 
     /// `GET /pipelines` newest first until a page reaches the cursor (or, looking back, a page
@@ -889,7 +948,7 @@ impl Monitor<'_> {
                     .unwrap_or_default();
             }
         }
-        Ok((written, duplicates))
+        Ok((written, duplicates, stored.state))
     }
 
     /// Re-runs each project's newest failure when it was recorded by this run, nothing of its
@@ -966,6 +1025,35 @@ impl Monitor<'_> {
             }
         }
         Ok(rerun)
+    }
+}
+
+/// Keeps `open` holding the project's latest failure while its latest finished pipeline is
+/// one: when this run's facts moved the project's latest, its entry is replaced (or dropped on
+/// a success).
+fn track_open_failure(
+    open: &mut Vec<OpenFailure>,
+    project: &str,
+    facts: &[&Pipeline],
+    state: &ProjectState,
+    counted: impl Fn(&str) -> bool,
+) {
+    let Some(latest) = facts
+        .iter()
+        .filter(|p| p.finished_at.is_some() && p.finished_at == state.last_finished_at)
+        .max_by_key(|p| p.id)
+    else {
+        return;
+    };
+    open.retain(|o| o.project != project && o.pipeline_id != latest.id);
+    if counted(&latest.status) {
+        if let Some(ended_at) = latest.finished_at {
+            open.push(OpenFailure {
+                pipeline_id: latest.id,
+                ended_at,
+                project: project.to_string(),
+            });
+        }
     }
 }
 
