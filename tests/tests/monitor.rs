@@ -374,8 +374,9 @@ async fn records_exactly_the_failures_across_many_blueprints() {
     let third = h.ok().await;
     let after_third = Utc::now();
     assert_eq!(third.new_failures, 0);
-    // The new pipelines, the unfinished ones (pending, re-run, running) and each counted status.
-    assert!(third.devlake_calls <= 6, "{third:#?}");
+    // The new pipelines, the unfinished ones (pending, re-run, running), each counted status
+    // and the blueprint sweep.
+    assert!(third.devlake_calls <= 7, "{third:#?}");
     let ops = h.dynamo_calls.by_operation();
     assert!(!ops.contains_key("TransactWriteItems"), "{ops:?}");
     assert_eq!(h.failures().await.len(), 15);
@@ -627,16 +628,17 @@ async fn devlake_errors_lose_nothing_and_never_double_count() {
     let fresh_project = sim.create_project("github/faults/new-one").unwrap();
     let c = start_new(&sim, fresh_project);
     sim.finish_pipeline(c, "TASK_FAILED", "z").unwrap();
-    sim.add_fault_rule(FaultRule::status("GET", "/blueprints/", 5, 428));
+    sim.add_fault_rule(FaultRule::status("GET", "/blueprints", 5, 428));
     let err = h.run(json!({})).await.unwrap_err();
     assert!(err.to_string().contains("428"), "{err}");
     assert_eq!(h.cursor().await.unwrap(), before);
     assert_eq!(h.failures().await.len(), 4, "a failed run wrote something");
     sim.clear_faults();
 
-    // 5xx on that blueprint look-up only (all retries): the run finishes partial with what it
-    // could map; the unmapped failure waits for the next run, which records it exactly once.
-    sim.add_fault_rule(FaultRule::status("GET", "/blueprints/", 4, 502));
+    // 5xx on the blueprint sweep and that blueprint's look-up (all retries): the run finishes
+    // partial with what it could map; the unmapped failure waits for the next run, which
+    // records it exactly once.
+    sim.add_fault_rule(FaultRule::status("GET", "/blueprints", 8, 502));
     let partial = h.run(json!({})).await.unwrap();
     assert_eq!(partial.status, RunStatus::Partial, "{partial:#?}");
     assert_eq!(partial.new_failures, 1, "{partial:#?}");
@@ -908,7 +910,7 @@ async fn blueprints_are_resolved_once_and_cached() {
     h.settings.project_dimension = true;
     let sim = h.sim();
     let ps = projects(&sim, 30, "bp");
-    // Few unknown blueprints: one GET /blueprints/{id} each.
+    // The run's one-page blueprint sweep names them all: no GET /blueprints/{id}.
     insert(
         &sim,
         ps.iter()
@@ -917,26 +919,30 @@ async fn blueprints_are_resolved_once_and_cached() {
             .collect(),
     );
     h.ok().await;
-    assert_eq!(sim.count_matching("GET", "/blueprints/"), 3);
-    assert_eq!(sim.count_matching("GET", "/blueprints?"), 0);
+    assert_eq!(sim.count_matching("GET", "/blueprints/"), 0);
+    assert_eq!(sim.count_matching("GET", "/blueprints?"), 1);
 
-    // Known blueprint again: no DevLake look-up. 27 new ones: one paged list instead of 27 GETs.
+    // Without the sweep (DevLake refuses the listing this run), the cache answers for known
+    // blueprints and unknown ones are asked one by one.
     sim.reset_log();
+    sim.add_fault_rule(FaultRule::status("GET", "/blueprints", 4, 500));
     insert(
         &sim,
         ps.iter()
+            .take(5)
             .map(|(_, bp)| finished(*bp, "TASK_FAILED", 20, 10))
             .collect(),
     );
-    let s = h.ok().await;
-    assert_eq!(s.new_failures, 30);
-    assert_eq!(sim.count_matching("GET", "/blueprints/"), 0);
-    assert_eq!(sim.count_matching("GET", "/blueprints?"), 1);
+    let s = h.run(json!({})).await.unwrap();
+    assert_eq!(s.status, RunStatus::Partial, "{s:#?}");
+    assert_eq!(s.new_failures, 5, "{s:#?}");
+    assert_eq!(sim.count_matching("GET", "/blueprints/"), 2);
     sim.reset_log();
     let id = start_new(&sim, ps[29].1);
     sim.finish_pipeline(id, "TASK_FAILED", "x").unwrap();
     h.ok().await;
-    assert_eq!(sim.count_matching("GET", "/blueprints"), 0);
+    assert_eq!(sim.count_matching("GET", "/blueprints/"), 0);
+    assert_eq!(sim.count_matching("GET", "/blueprints?"), 1);
 
     // CLOUDWATCH_PROJECT_DIMENSION=true: NewFailures per project as well.
     let per_project: Vec<_> = h
@@ -945,7 +951,7 @@ async fn blueprints_are_resolved_once_and_cached() {
         .into_iter()
         .filter(|d| d.metric_name == "NewFailures" && d.dimensions != function_dimension())
         .collect();
-    assert_eq!(per_project.len(), 3 + 30 + 1);
+    assert_eq!(per_project.len(), 3 + 5 + 1);
     assert!(
         per_project.iter().all(|d| d.dimensions.len() == 2
             && d.dimensions[0] == function_dimension()[0]
@@ -1000,13 +1006,13 @@ async fn an_expired_deadline_postpones_work_without_losing_any() {
         .iter()
         .all(|e| e.message.starts_with("the Lambda deadline came first")));
     assert_eq!(
-        late.devlake_calls, 6,
+        late.devlake_calls, 7,
         "one page of each listing, no look-ups"
     );
     // Seen: the newest page of the listing and the newest 100 failures (the re-run safety net),
-    // i.e. seeds 20..120; mapped: only those of the known blueprint (every third).
+    // i.e. seeds 20..120, all mapped by the run's blueprint sweep.
     assert_eq!(late.pipelines_inspected, 100);
-    assert_eq!(late.new_failures, 33, "{late:#?}");
+    assert_eq!(late.new_failures, 100, "{late:#?}");
     let after = h.cursor().await.unwrap();
     assert_eq!(
         after.max_pipeline_id, cursor.max_pipeline_id,
@@ -1014,8 +1020,8 @@ async fn an_expired_deadline_postpones_work_without_losing_any() {
     );
 
     let rest = h.ok().await;
-    assert_eq!(rest.new_failures, 120 - 33);
-    assert_eq!(rest.already_recorded, 33);
+    assert_eq!(rest.new_failures, 120 - 100);
+    assert_eq!(rest.already_recorded, 100);
     assert_eq!(h.failures().await.len(), 121);
     assert_eq!(h.project(&ps[0].0).await.failures_total, 41);
     assert_eq!(h.project(&ps[1].0).await.failures_total, 40);
@@ -1403,4 +1409,80 @@ async fn reruns_of_old_pipelines_are_seen_whatever_their_age() {
     assert!(e[1].finished_at > e[0].finished_at);
     let s = h.project(&c.0).await;
     assert_eq!((s.failures_total, s.consecutive_failures), (151, 151));
+}
+
+#[tokio::test]
+async fn deleted_and_renamed_projects_leave_the_table_renames_record_under_the_new_name() {
+    let h = Harness::new("mon-delete-rename").await;
+    let sim = h.sim();
+    let ps = projects(&sim, 3, "life");
+    let (gone, renamed, kept) = (&ps[0], &ps[1], &ps[2]);
+    insert(
+        &sim,
+        ps.iter()
+            .map(|(_, bp)| finished(*bp, "TASK_FAILED", 40, 30))
+            .collect(),
+    );
+    let day0 = Utc::now();
+    assert_eq!(h.ok_at(day0).await.new_failures, 3);
+
+    sim.delete_project(&gone.0).unwrap();
+    sim.rename_project(&renamed.0, "github/life/renamed")
+        .unwrap();
+    // From the next run, the renamed project's pipelines are recorded under its new name.
+    let id = start_new(&sim, renamed.1);
+    sim.finish_pipeline(id, "TASK_FAILED", "after rename")
+        .unwrap();
+    let next = h.ok_at(day0 + chrono::Duration::minutes(5)).await;
+    assert_eq!(next.new_failures, 1);
+    assert_eq!(
+        events_of(&h, id).await[0].project_name,
+        "github/life/renamed"
+    );
+    assert_eq!(h.project("github/life/renamed").await.failures_total, 1);
+
+    // Within a day (the first run of the next UTC day), the deleted project and the old name
+    // leave the table, so the metrics page stops showing (and alerting on) them.
+    let tomorrow = (day0 + chrono::Duration::days(1))
+        .date_naive()
+        .and_hms_opt(0, 2, 0)
+        .unwrap()
+        .and_utc();
+    h.ok_at(tomorrow).await;
+    let names: Vec<String> = h
+        .store
+        .all_projects()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.state.project_name)
+        .collect();
+    assert_eq!(
+        names,
+        vec!["github/life/renamed".to_string(), kept.0.clone()]
+    );
+    assert!(h
+        .cursor()
+        .await
+        .unwrap()
+        .open_failures
+        .iter()
+        .all(|o| o.project != gone.0 && o.project != renamed.0));
+}
+
+#[tokio::test]
+async fn a_transient_404_of_a_blueprint_is_never_cached() {
+    let h = Harness::new("mon-404").await;
+    let sim = h.sim();
+    let ps = projects(&sim, 1, "blip");
+    insert(&sim, vec![finished(ps[0].1, "TASK_FAILED", 40, 30)]);
+    // The sweep fails and the blueprint answers 404 (a proxy blip, a DevLake restart...).
+    sim.add_fault_rule(FaultRule::status("GET", "/blueprints", 2, 404));
+    let blip = h.run(json!({})).await.unwrap();
+    assert_eq!(blip.new_failures, 0, "{blip:#?}");
+    assert_eq!(blip.skipped_without_project, 0);
+    // The next run finds it: the failure is recorded, under its project.
+    let after = h.ok().await;
+    assert_eq!(after.new_failures, 1, "{after:#?}");
+    assert_eq!(h.project(&ps[0].0).await.failures_total, 1);
 }

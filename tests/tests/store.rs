@@ -481,8 +481,36 @@ async fn blueprint_map_round_trips_in_batches() {
     let ids: Vec<u64> = (0..=300).collect();
     let map = store.blueprint_projects(&ids).await.unwrap();
     assert_eq!(map.len(), 260);
-    assert_eq!(map[&17], "github/org/repo-17");
+    assert_eq!(map[&17].project_name, "github/org/repo-17");
+    // When it was resolved comes back too: the monitor re-resolves entries that are too old.
+    assert_eq!(map[&17].resolved_at, t(28, 0, 0));
     assert!(!map.contains_key(&0) && !map.contains_key(&261));
+}
+
+#[tokio::test]
+async fn a_project_item_is_deleted_only_at_the_revision_read() {
+    let (store, _) = store("store-delete-project").await;
+    let state = ProjectState {
+        project_name: "gone".into(),
+        ..Default::default()
+    };
+    let commit = ProjectCommit {
+        state: &state,
+        expected_revision: None,
+        events: &[],
+        retention: chrono::Duration::days(1),
+    };
+    assert_eq!(
+        store.commit_project(commit).await.unwrap(),
+        CommitOutcome::Committed
+    );
+    // Changed since it was read (revision 1 now): kept.
+    assert!(!store.delete_project("gone", Some(0)).await.unwrap());
+    assert!(!store.delete_project("gone", None).await.unwrap());
+    assert_eq!(store.all_projects().await.unwrap().len(), 1);
+    assert!(store.delete_project("gone", Some(1)).await.unwrap());
+    assert!(store.all_projects().await.unwrap().is_empty());
+    assert!(!store.delete_project("gone", Some(1)).await.unwrap());
 }
 
 #[tokio::test]

@@ -80,9 +80,17 @@
 //! * Ad-hoc pipelines (`blueprintId` 0) and pipelines of deleted blueprints have no project: they
 //!   are counted in `skippedWithoutProject` and not recorded, like DevLake's own notification
 //!   (`ProjectName` `""`). A legacy blueprint without a project is recorded under its own name.
-//! * Blueprint → project names are cached in `BLUEPRINT` items and asked from DevLake only for a
-//!   blueprint not seen before (`GET /blueprints/{id}`, or one paged `GET /blueprints` when more
-//!   than [`BLUEPRINT_LIST_THRESHOLD`] are unknown); `rescan` refreshes them.
+//! * Blueprint → project names come from a one-page sweep of `GET /blueprints` each run
+//!   ([`SWEEP_PAGE`] rows, rotating over the pages when there are more): a
+//!   renamed project is recorded under its new name from the next run the sweep covers its
+//!   blueprint (every run up to that many blueprints). Names are also cached in `BLUEPRINT`
+//!   items, trusted for a day, and otherwise asked from DevLake (`GET /blueprints/{id}`, or one
+//!   paged `GET /blueprints` when more than [`BLUEPRINT_LIST_THRESHOLD`] are unknown). A 404 is
+//!   never cached at once: the pipelines wait (watched) until the blueprint answers again, a
+//!   complete sweep lacks it, or it has answered 404 for an hour.
+//! * Deleted projects (their blueprint is deleted with them) and old names of renamed ones
+//!   leave the table on the first run of each UTC day, checked against a complete blueprint
+//!   listing: the metrics page stops showing them and their alerts clear.
 //! * Stuck: a `TASK_RUNNING`/`TASK_RESUME` pipeline whose current attempt started more than
 //!   `STUCK_AFTER_HOURS` ago flags its project; the flag is cleared when no pipeline of the project is
 //!   stuck any more (it finished or was cancelled).
@@ -104,7 +112,7 @@ pub use config::{MonitorConfig, MonitorSettings};
 pub use error::MonitorError;
 pub use payload::{PayloadError, Request};
 pub use project::MAX_MESSAGE_CHARS;
-pub use run::{Monitor, BLUEPRINT_LIST_THRESHOLD, RECENT_FAILURES_PAGE, RECHECK_PAGES};
+pub use run::{Monitor, BLUEPRINT_LIST_THRESHOLD, RECENT_FAILURES_PAGE, RECHECK_PAGES, SWEEP_PAGE};
 pub use summary::{CursorBrief, FailureBrief, RunIssue, RunStatus, Summary, LISTED_FAILURES};
 
 pub use crate::deadline::Deadline;

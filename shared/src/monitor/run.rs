@@ -12,8 +12,9 @@ use crate::deadline::Deadline;
 use crate::devlake::models::{status, Blueprint, Pipeline, PipelineQuery};
 use crate::devlake::{DevLakeClient, DevLakeError};
 use crate::store::{
-    CommitOutcome, FailureEvent, Job, MonitorCursor, MonitorStore, OpenFailure, ProjectCommit,
-    ProjectState, RerunClaim, RunRecord, StoreError, StoredProject, MAX_EVENTS_PER_COMMIT,
+    CommitOutcome, FailureEvent, Job, MissingBlueprint, MonitorCursor, MonitorStore, OpenFailure,
+    ProjectCommit, ProjectState, RerunClaim, RunRecord, StoreError, StoredProject,
+    MAX_EVENTS_PER_COMMIT,
 };
 
 use super::config::MonitorSettings;
@@ -33,6 +34,23 @@ pub const RECHECK_PAGES: u32 = 5;
 /// Above this many unknown blueprints, one paged `GET /blueprints` is cheaper than one
 /// `GET /blueprints/{id}` each (first run, rescan).
 pub const BLUEPRINT_LIST_THRESHOLD: usize = 20;
+/// Rows of `GET /blueprints` each run reads (the sweep for renames and deletions).
+pub const SWEEP_PAGE: u32 = 2000;
+/// A cached blueprint → project name older than this is asked again.
+const BLUEPRINT_CACHE_TTL: chrono::Duration = chrono::Duration::days(1);
+/// How long a blueprint answers 404 before its pipelines are dropped as "no project".
+const MISSING_GRACE: chrono::Duration = chrono::Duration::hours(1);
+
+/// What this run's blueprint sweep saw.
+#[derive(Debug, Default)]
+struct Sweep {
+    /// Blueprint id → project name (`project_of`).
+    names: HashMap<u64, String>,
+    /// The page held every blueprint: one missing from it does not exist.
+    complete: bool,
+    next_page: u32,
+}
+
 /// Re-reads of one project before its commit is given up for this run (only under heavy overlap).
 const COMMIT_ATTEMPTS: usize = 8;
 /// Events written for one project, failures found already recorded and the state it was left
@@ -327,16 +345,24 @@ impl Monitor<'_> {
             .map(|p| p.blueprint_id)
             .filter(|id| *id != 0)
             .collect();
+        let sweep = self
+            .sweep(loaded.as_ref().map_or(1, |c| c.sweep_page), &mut errors)
+            .await?;
+        plan.cursor.sweep_page = sweep.next_page;
+        let mut missing = std::mem::take(&mut plan.cursor.missing_blueprints);
         let names = self
             .project_names(
                 &blueprint_ids,
                 request.rescan,
+                &sweep,
+                &mut missing,
                 dry_run,
                 now,
                 deadline,
                 &mut errors,
             )
             .await?;
+        plan.cursor.missing_blueprints = missing;
 
         let mut watch: BTreeSet<u64> = plan.cursor.watch.iter().copied().collect();
         let mut by_project: BTreeMap<String, Vec<&Pipeline>> = BTreeMap::new();
@@ -521,6 +547,28 @@ impl Monitor<'_> {
             .await?;
         watch.extend(rerun_ids.iter().copied());
 
+        // Once a day (the first run of each UTC day): projects DevLake no longer has leave the
+        // table, and with them their alerts.
+        let previous_run = loaded.as_ref().and_then(|c| c.updated_at);
+        if !dry_run && expiry::due(previous_run, now) {
+            match self.remove_gone_projects(&sweep, deadline).await {
+                Ok(removed) => {
+                    open_failures.retain(|o| !removed.contains(&o.project));
+                    for name in &removed {
+                        final_stuck.remove(name);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "removing deleted projects failed; tomorrow's first run tries again");
+                    errors.push(RunIssue {
+                        project: None,
+                        pipeline_id: None,
+                        blueprint_id: None,
+                        message: format!("removing deleted projects: {e}"),
+                    });
+                }
+            }
+        }
         open_failures.sort_by_key(|o| o.pipeline_id);
         plan.cursor.open_failures = open_failures;
         plan.cursor.watch = watch.into_iter().collect();
@@ -540,7 +588,6 @@ impl Monitor<'_> {
         };
 
         // Housekeeping after the cursor is safe: it can never hold the run's progress back.
-        let previous_run = loaded.as_ref().and_then(|c| c.updated_at);
         let expiry = if dry_run || !expiry::due(previous_run, now) {
             None
         } else {
@@ -783,12 +830,60 @@ impl Monitor<'_> {
         Ok(lookups)
     }
 
-    /// Blueprint → project names: from the table, and from DevLake for blueprints not seen
-    /// before (then cached). `refresh` (rescan) asks DevLake again for all of them.
+    /// One page of `GET /blueprints` ([`SWEEP_PAGE`] rows), rotating over the pages from run to
+    /// run: the current project name of every blueprint on it, so a renamed project is recorded
+    /// under its new name as soon as the sweep passes its blueprint (every run while there are
+    /// at most [`SWEEP_PAGE`] blueprints). An error only skips the sweep for this run.
+    async fn sweep(&self, page: u32, errors: &mut Vec<RunIssue>) -> Result<Sweep, Stopped> {
+        let page = page.max(1);
+        match self
+            .devlake
+            .blueprints_page(&Default::default(), page, SWEEP_PAGE)
+            .await
+        {
+            Ok(answer) => {
+                let n = answer.blueprints.len() as i64;
+                let last =
+                    n < SWEEP_PAGE as i64 || i64::from(page) * SWEEP_PAGE as i64 >= answer.count;
+                Ok(Sweep {
+                    names: answer
+                        .blueprints
+                        .iter()
+                        .map(|b| (b.id, project_of(b)))
+                        .collect(),
+                    complete: page == 1 && n >= answer.count,
+                    next_page: if last { 1 } else { page + 1 },
+                })
+            }
+            Err(e) if e.is_fatal() => Err(e.into()),
+            Err(e) => {
+                tracing::warn!(error = %e, "blueprint sweep skipped this run");
+                errors.push(RunIssue {
+                    project: None,
+                    pipeline_id: None,
+                    blueprint_id: None,
+                    message: format!("blueprint sweep: {e}"),
+                });
+                Ok(Sweep {
+                    next_page: page,
+                    ..Sweep::default()
+                })
+            }
+        }
+    }
+
+    /// Blueprint → project names: this run's sweep first, then the table (entries resolved in
+    /// the last [`BLUEPRINT_CACHE_TTL`]), then DevLake. A 404 is not taken for "deleted" at
+    /// once: the blueprint's pipelines wait (watched) until it is found again, or has answered
+    /// 404 for [`MISSING_GRACE`], or a complete sweep lacks it. `refresh` (rescan) ignores the
+    /// table.
+    #[allow(clippy::too_many_arguments)]
     async fn project_names(
         &self,
         ids: &BTreeSet<u64>,
         refresh: bool,
+        sweep: &Sweep,
+        missing: &mut Vec<MissingBlueprint>,
         dry_run: bool,
         now: DateTime<Utc>,
         deadline: Deadline,
@@ -798,20 +893,42 @@ impl Monitor<'_> {
             return Ok(HashMap::new());
         }
         let wanted: Vec<u64> = ids.iter().copied().collect();
-        let mut names = if refresh {
+        let cached = if refresh {
             HashMap::new()
         } else {
             self.store.blueprint_projects(&wanted).await?
         };
+        let mut names: HashMap<u64, String> = HashMap::new();
+        let mut fetched: Vec<(u64, String)> = Vec::new();
+        for id in &wanted {
+            let entry = cached.get(id);
+            match sweep.names.get(id) {
+                Some(name) => {
+                    // Renamed (or never cached, or due): store what the sweep saw.
+                    if entry.is_none_or(|c| {
+                        c.project_name != *name || c.resolved_at < now - BLUEPRINT_CACHE_TTL / 2
+                    }) {
+                        fetched.push((*id, name.clone()));
+                    }
+                    names.insert(*id, name.clone());
+                }
+                None if sweep.complete => {
+                    // Every blueprint is on the page: this one is gone.
+                    fetched.push((*id, String::new()));
+                    names.insert(*id, String::new());
+                }
+                None => {
+                    if let Some(c) = entry.filter(|c| c.resolved_at >= now - BLUEPRINT_CACHE_TTL) {
+                        names.insert(*id, c.project_name.clone());
+                    }
+                }
+            }
+        }
         let mut unknown: Vec<u64> = wanted
             .into_iter()
             .filter(|id| !names.contains_key(id))
             .collect();
-        if unknown.is_empty() {
-            return Ok(names);
-        }
-        let mut fetched: Vec<(u64, String)> = Vec::new();
-        if unknown.len() > BLUEPRINT_LIST_THRESHOLD {
+        if !unknown.is_empty() && unknown.len() > BLUEPRINT_LIST_THRESHOLD {
             let all: Vec<Blueprint> = self
                 .devlake
                 .blueprints(&Default::default())
@@ -825,20 +942,40 @@ impl Monitor<'_> {
             let wanted: HashSet<u64> = unknown.iter().copied().collect();
             // Cache every blueprint: the next unknown one is then likely known already.
             fetched.extend(all.iter().map(|b| (b.id, project_of(b))));
-            let listed: HashSet<u64> = all.iter().map(|b| b.id).collect();
-            unknown = wanted
-                .into_iter()
-                .filter(|id| !listed.contains(id))
-                .collect();
-            unknown.sort_unstable();
+            for b in all.iter().filter(|b| wanted.contains(&b.id)) {
+                names.insert(b.id, project_of(b));
+            }
+            unknown.retain(|id| !names.contains_key(id));
         }
         let results = fetch_each(&unknown, deadline, |id| self.devlake.blueprint(id)).await;
         let mut postponed = 0usize;
         for (id, result) in results {
             match result {
-                Some(Ok(b)) => fetched.push((id, project_of(&b))),
-                // Deleted: its pipelines have no project any more (recorded as skipped).
-                Some(Err(e)) if e.is_not_found() => fetched.push((id, String::new())),
+                Some(Ok(b)) => {
+                    missing.retain(|m| m.blueprint_id != id);
+                    fetched.push((id, project_of(&b)));
+                    names.insert(id, project_of(&b));
+                }
+                Some(Err(e)) if e.is_not_found() => {
+                    let since = match missing.iter().find(|m| m.blueprint_id == id) {
+                        Some(m) => m.since,
+                        None => {
+                            missing.push(MissingBlueprint {
+                                blueprint_id: id,
+                                since: now,
+                            });
+                            now
+                        }
+                    };
+                    if now - since >= MISSING_GRACE {
+                        // Deleted: its pipelines have no project any more (recorded as skipped).
+                        missing.retain(|m| m.blueprint_id != id);
+                        fetched.push((id, String::new()));
+                        names.insert(id, String::new());
+                    } else {
+                        tracing::info!(blueprint_id = id, since = %since, "blueprint not found; its pipelines wait for the next run");
+                    }
+                }
                 Some(Err(e)) if e.is_fatal() => return Err(e.into()),
                 Some(Err(e)) => {
                     tracing::warn!(blueprint_id = id, error = %e, "blueprint not resolved; its pipelines are looked at again next run");
@@ -860,8 +997,42 @@ impl Monitor<'_> {
         if !dry_run && !fetched.is_empty() {
             self.store.save_blueprint_projects(&fetched, now).await?;
         }
-        names.extend(fetched);
         Ok(names)
+    }
+
+    /// Deletes the items of projects DevLake no longer has (deleted, or renamed away): their
+    /// alerts clear and the metrics page stops showing them. Only on a complete listing of the
+    /// blueprints (every project has one; a deleted project's blueprint is deleted with it).
+    /// Returns the names removed.
+    async fn remove_gone_projects(
+        &self,
+        sweep: &Sweep,
+        deadline: Deadline,
+    ) -> Result<Vec<String>, MonitorError> {
+        let live: HashSet<String> = if sweep.complete {
+            sweep.names.values().cloned().collect()
+        } else {
+            if deadline.passed() {
+                return Ok(Vec::new());
+            }
+            self.devlake
+                .blueprints(&Default::default())
+                .map_ok(|b| project_of(&b))
+                .try_collect()
+                .await?
+        };
+        let mut removed = Vec::new();
+        for stored in self.store.all_projects().await? {
+            let name = &stored.state.project_name;
+            if name.is_empty() || live.contains(name) {
+                continue;
+            }
+            if self.store.delete_project(name, stored.revision).await? {
+                tracing::info!(project = %name, "project no longer in DevLake; its item is removed");
+                removed.push(name.clone());
+            }
+        }
+        Ok(removed)
     }
 
     /// Writes one project's new failures and state, atomically per transaction, retrying on

@@ -322,6 +322,14 @@ pub struct Attempt {
     pub seen_running_at: DateTime<Utc>,
 }
 
+/// A cached blueprint → project name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedBlueprint {
+    /// Empty: the blueprint has no project (deleted).
+    pub project_name: String,
+    pub resolved_at: DateTime<Utc>,
+}
+
 /// A blueprint that answered 404 and since when.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -392,8 +400,12 @@ pub trait MonitorStore: RunLog {
         loaded_revision: Option<u64>,
     ) -> Result<bool, StoreError>;
 
-    /// Cached blueprint → project names for those of `ids` that are known.
-    async fn blueprint_projects(&self, ids: &[u64]) -> Result<HashMap<u64, String>, StoreError>;
+    /// Cached blueprint → project names for those of `ids` that are known, with when each was
+    /// resolved (callers decide how old is too old).
+    async fn blueprint_projects(
+        &self,
+        ids: &[u64],
+    ) -> Result<HashMap<u64, CachedBlueprint>, StoreError>;
 
     async fn save_blueprint_projects(
         &self,
@@ -410,6 +422,15 @@ pub trait MonitorStore: RunLog {
     /// Every stored project, in name order (the `PROJECT` partition in DynamoDB, the same read as
     /// a scrape's): the monitor's daily expiry of recent failures walks them.
     async fn all_projects(&self) -> Result<Vec<StoredProject>, StoreError>;
+
+    /// Deletes a project's item (its state, counters and recent failures), only if still at
+    /// `expected_revision`: the project no longer exists in DevLake. `Ok(false)`: it changed
+    /// meanwhile (or is gone already); nothing deleted. Its failure events stay until their TTL.
+    async fn delete_project(
+        &self,
+        name: &str,
+        expected_revision: Option<u64>,
+    ) -> Result<bool, StoreError>;
 
     /// Keys ([`FailureEvent::key`]) of those of `events` already stored. Used by dry runs, which
     /// must report what a real run would record without writing.
