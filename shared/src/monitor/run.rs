@@ -551,7 +551,7 @@ impl Monitor<'_> {
         // table, and with them their alerts.
         let previous_run = loaded.as_ref().and_then(|c| c.updated_at);
         if !dry_run && expiry::due(previous_run, now) {
-            match self.remove_gone_projects(&sweep, deadline).await {
+            match self.remove_gone_projects(&sweep, now, deadline).await {
                 Ok(removed) => {
                     open_failures.retain(|o| !removed.contains(&o.project));
                     for name in &removed {
@@ -1002,11 +1002,12 @@ impl Monitor<'_> {
 
     /// Deletes the items of projects DevLake no longer has (deleted, or renamed away): their
     /// alerts clear and the metrics page stops showing them. Only on a complete listing of the
-    /// blueprints (every project has one; a deleted project's blueprint is deleted with it).
-    /// Returns the names removed.
+    /// blueprints (every project has one; a deleted project's blueprint is deleted with it),
+    /// which also refreshes the whole blueprint → project cache. Returns the names removed.
     async fn remove_gone_projects(
         &self,
         sweep: &Sweep,
+        now: DateTime<Utc>,
         deadline: Deadline,
     ) -> Result<Vec<String>, MonitorError> {
         let live: HashSet<String> = if sweep.complete {
@@ -1015,11 +1016,14 @@ impl Monitor<'_> {
             if deadline.passed() {
                 return Ok(Vec::new());
             }
-            self.devlake
+            let all: Vec<(u64, String)> = self
+                .devlake
                 .blueprints(&Default::default())
-                .map_ok(|b| project_of(&b))
+                .map_ok(|b| (b.id, project_of(&b)))
                 .try_collect()
-                .await?
+                .await?;
+            self.store.save_blueprint_projects(&all, now).await?;
+            all.into_iter().map(|(_, name)| name).collect()
         };
         let mut removed = Vec::new();
         for stored in self.store.all_projects().await? {

@@ -12,7 +12,7 @@ use super::faults::{
     FaultRule, FaultState, Faults, MigrationMode, RequestCounts, RequestLog, RequestRecord,
 };
 use super::fixture::{self, Fixture};
-use super::state::{ApiError, PipelineFilter, PipelineSeed, State};
+use super::state::{ApiError, PipelineEnd, PipelineFilter, PipelineSeed, State};
 use super::{lock, AutoComplete, Inner, SimOptions, DEFAULT_VERSION};
 
 /// Error from a control operation (unknown pipeline, invalid fixture, …).
@@ -470,6 +470,12 @@ impl SimHandle {
     /// Returns the ids changed.
     pub fn restart(&self, resume_pipelines: bool) -> Vec<u64> {
         self.with_state(|s| s.restart(resume_pipelines))
+    }
+
+    /// Every pipeline end so far (runner ends, cancellations, restarts without resume), oldest
+    /// first. Seeded rows are not ends.
+    pub fn ends(&self) -> Vec<PipelineEnd> {
+        self.with_state(|s| s.ends.clone())
     }
 
     /// Ids of pipelines the runner still has to end (any status but the finished ones).

@@ -336,6 +336,20 @@ pub(crate) struct State {
     /// `None`: the wall clock. `Some(t)`: time stands at `t` until moved (tests that compress
     /// days of DevLake activity into seconds).
     pub clock: Option<DateTime<Utc>>,
+    /// Every time a pipeline reached a finished status, in order: the simulator's own record
+    /// of what a monitor should have seen.
+    pub ends: Vec<PipelineEnd>,
+}
+
+/// A pipeline reaching a finished status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PipelineEnd {
+    pub pipeline_id: u64,
+    pub blueprint_id: u64,
+    pub status: String,
+    /// When DevLake saved that status (`updatedAt` of that save; `finishedAt` too when stamped).
+    pub at: DateTime<Utc>,
 }
 
 fn zero_time() -> &'static str {
@@ -369,6 +383,7 @@ impl State {
             next_task_id: 1,
             github_api_fill_calls: 0,
             clock: None,
+            ends: Vec::new(),
             default_plan: Shared(Arc::new(json!([[{
                 "plugin": "github",
                 "subtasks": null,
@@ -1712,6 +1727,13 @@ impl State {
             "TASK_CREATED" | "TASK_RERUN" => {
                 p.status = "TASK_CANCELLED";
                 p.updated_at = t;
+                let end = PipelineEnd {
+                    pipeline_id: id,
+                    blueprint_id: p.blueprint_id,
+                    status: p.status.to_string(),
+                    at: t,
+                };
+                self.ends.push(end);
                 if let Some(tasks) = self.tasks.get_mut(&id) {
                     for task in tasks.iter_mut() {
                         task.status = "TASK_CANCELLED";
@@ -1780,6 +1802,14 @@ impl State {
             p.status = status;
             p.updated_at = t;
             changed.push(p.id);
+            if !resume_pipelines {
+                self.ends.push(PipelineEnd {
+                    pipeline_id: p.id,
+                    blueprint_id: p.blueprint_id,
+                    status: status.to_string(),
+                    at: t,
+                });
+            }
         }
         for id in &changed {
             if let Some(tasks) = self.tasks.get_mut(id) {
@@ -1826,9 +1856,16 @@ impl State {
             };
         }
         let msg = p.message.clone();
+        let blueprint_id = p.blueprint_id;
         if let Some(tasks) = self.tasks.get_mut(&id) {
             apply_task_outcome(tasks, status, Some(began), Some(t), &msg);
         }
+        self.ends.push(PipelineEnd {
+            pipeline_id: id,
+            blueprint_id,
+            status: status.to_string(),
+            at: t,
+        });
         Ok(())
     }
 
