@@ -1476,6 +1476,8 @@ async fn deleting_a_project_deletes_its_blueprint_renaming_keeps_it() {
     assert_eq!(r.status, 201, "{}", r.text);
     let bp = api.ok(&format!("/blueprints/{kept}")).await;
     assert_eq!(bp["projectName"], "new-name");
+    // PatchProject leaves the blueprint's own name alone.
+    assert_eq!(bp["name"], "old-name-Blueprint");
     assert_eq!(api.get("/projects/old-name").await.status, 404);
     assert_eq!(api.ok("/projects/new-name").await["blueprint"]["id"], kept);
 }

@@ -1111,6 +1111,10 @@ impl State {
         }
         p.updated_at = self.now();
         if let Some(n) = new_name {
+            // DevLake's `PatchProject` moves `project_name` of the blueprint (and the metric
+            // settings, mappings…) to the new name in one column update each, which stamps
+            // `updatedAt`; the blueprint's own `name` ("<old>-Blueprint") is left as it was.
+            let t = self.now();
             self.projects.remove(name);
             if let Some(id) = self.blueprint_by_project.remove(name) {
                 self.blueprint_by_project.insert(n.clone(), id);
@@ -1121,9 +1125,7 @@ impl State {
                 .filter(|b| b.project_name == name)
             {
                 bp.project_name = n.clone();
-                if bp.name == format!("{name}-Blueprint") {
-                    bp.name = format!("{n}-Blueprint");
-                }
+                bp.updated_at = t;
             }
             p.name = n;
         }
