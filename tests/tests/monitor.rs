@@ -374,7 +374,9 @@ async fn records_exactly_the_failures_across_many_blueprints() {
     let third = h.ok().await;
     let after_third = Utc::now();
     assert_eq!(third.new_failures, 0);
-    assert!(third.devlake_calls <= 5, "{third:#?}");
+    // The new pipelines, the unfinished ones (pending, re-run, running), each counted status
+    // and the blueprint sweep.
+    assert!(third.devlake_calls <= 7, "{third:#?}");
     let ops = h.dynamo_calls.by_operation();
     assert!(!ops.contains_key("TransactWriteItems"), "{ops:?}");
     assert_eq!(h.failures().await.len(), 15);
@@ -626,16 +628,17 @@ async fn devlake_errors_lose_nothing_and_never_double_count() {
     let fresh_project = sim.create_project("github/faults/new-one").unwrap();
     let c = start_new(&sim, fresh_project);
     sim.finish_pipeline(c, "TASK_FAILED", "z").unwrap();
-    sim.add_fault_rule(FaultRule::status("GET", "/blueprints/", 5, 428));
+    sim.add_fault_rule(FaultRule::status("GET", "/blueprints", 5, 428));
     let err = h.run(json!({})).await.unwrap_err();
     assert!(err.to_string().contains("428"), "{err}");
     assert_eq!(h.cursor().await.unwrap(), before);
     assert_eq!(h.failures().await.len(), 4, "a failed run wrote something");
     sim.clear_faults();
 
-    // 5xx on that blueprint look-up only (all retries): the run finishes partial with what it
-    // could map; the unmapped failure waits for the next run, which records it exactly once.
-    sim.add_fault_rule(FaultRule::status("GET", "/blueprints/", 4, 502));
+    // 5xx on the blueprint sweep and that blueprint's look-up (all retries): the run finishes
+    // partial with what it could map; the unmapped failure waits for the next run, which
+    // records it exactly once.
+    sim.add_fault_rule(FaultRule::status("GET", "/blueprints", 8, 502));
     let partial = h.run(json!({})).await.unwrap();
     assert_eq!(partial.status, RunStatus::Partial, "{partial:#?}");
     assert_eq!(partial.new_failures, 1, "{partial:#?}");
@@ -928,7 +931,7 @@ async fn blueprints_are_resolved_once_and_cached() {
     h.settings.project_dimension = true;
     let sim = h.sim();
     let ps = projects(&sim, 30, "bp");
-    // Few unknown blueprints: one GET /blueprints/{id} each.
+    // The run's one-page blueprint sweep names them all: no GET /blueprints/{id}.
     insert(
         &sim,
         ps.iter()
@@ -937,26 +940,30 @@ async fn blueprints_are_resolved_once_and_cached() {
             .collect(),
     );
     h.ok().await;
-    assert_eq!(sim.count_matching("GET", "/blueprints/"), 3);
-    assert_eq!(sim.count_matching("GET", "/blueprints?"), 0);
+    assert_eq!(sim.count_matching("GET", "/blueprints/"), 0);
+    assert_eq!(sim.count_matching("GET", "/blueprints?"), 1);
 
-    // Known blueprint again: no DevLake look-up. 27 new ones: one paged list instead of 27 GETs.
+    // Without the sweep (DevLake refuses the listing this run), the cache answers for known
+    // blueprints and unknown ones are asked one by one.
     sim.reset_log();
+    sim.add_fault_rule(FaultRule::status("GET", "/blueprints", 4, 500));
     insert(
         &sim,
         ps.iter()
+            .take(5)
             .map(|(_, bp)| finished(*bp, "TASK_FAILED", 20, 10))
             .collect(),
     );
-    let s = h.ok().await;
-    assert_eq!(s.new_failures, 30);
-    assert_eq!(sim.count_matching("GET", "/blueprints/"), 0);
-    assert_eq!(sim.count_matching("GET", "/blueprints?"), 1);
+    let s = h.run(json!({})).await.unwrap();
+    assert_eq!(s.status, RunStatus::Partial, "{s:#?}");
+    assert_eq!(s.new_failures, 5, "{s:#?}");
+    assert_eq!(sim.count_matching("GET", "/blueprints/"), 2);
     sim.reset_log();
     let id = start_new(&sim, ps[29].1);
     sim.finish_pipeline(id, "TASK_FAILED", "x").unwrap();
     h.ok().await;
-    assert_eq!(sim.count_matching("GET", "/blueprints"), 0);
+    assert_eq!(sim.count_matching("GET", "/blueprints/"), 0);
+    assert_eq!(sim.count_matching("GET", "/blueprints?"), 1);
 
     // CLOUDWATCH_PROJECT_DIMENSION=true: NewFailures per project as well.
     let per_project: Vec<_> = h
@@ -965,7 +972,7 @@ async fn blueprints_are_resolved_once_and_cached() {
         .into_iter()
         .filter(|d| d.metric_name == "NewFailures" && d.dimensions != function_dimension())
         .collect();
-    assert_eq!(per_project.len(), 3 + 30 + 1);
+    assert_eq!(per_project.len(), 3 + 5 + 1);
     assert!(
         per_project.iter().all(|d| d.dimensions.len() == 2
             && d.dimensions[0] == function_dimension()[0]
@@ -1020,13 +1027,13 @@ async fn an_expired_deadline_postpones_work_without_losing_any() {
         .iter()
         .all(|e| e.message.starts_with("the Lambda deadline came first")));
     assert_eq!(
-        late.devlake_calls, 4,
+        late.devlake_calls, 7,
         "one page of each listing, no look-ups"
     );
     // Seen: the newest page of the listing and the newest 100 failures (the re-run safety net),
-    // i.e. seeds 20..120; mapped: only those of the known blueprint (every third).
+    // i.e. seeds 20..120, all mapped by the run's blueprint sweep.
     assert_eq!(late.pipelines_inspected, 100);
-    assert_eq!(late.new_failures, 33, "{late:#?}");
+    assert_eq!(late.new_failures, 100, "{late:#?}");
     let after = h.cursor().await.unwrap();
     assert_eq!(
         after.max_pipeline_id, cursor.max_pipeline_id,
@@ -1034,8 +1041,8 @@ async fn an_expired_deadline_postpones_work_without_losing_any() {
     );
 
     let rest = h.ok().await;
-    assert_eq!(rest.new_failures, 120 - 33);
-    assert_eq!(rest.already_recorded, 33);
+    assert_eq!(rest.new_failures, 120 - 100);
+    assert_eq!(rest.already_recorded, 100);
     assert_eq!(h.failures().await.len(), 121);
     assert_eq!(h.project(&ps[0].0).await.failures_total, 41);
     assert_eq!(h.project(&ps[1].0).await.failures_total, 40);
@@ -1250,4 +1257,255 @@ async fn a_project_that_stops_failing_leaves_the_failure_window_at_the_daily_exp
     // Later the same day: no second pass.
     let third = h.ok_at(next_day + chrono::Duration::minutes(5)).await;
     assert_eq!(third.expiry, None);
+}
+
+// ------------------------------------------------------------ DevLake's pipeline lifecycle
+
+/// Failure events of one pipeline, oldest first.
+async fn events_of(h: &Harness, pipeline_id: u64) -> Vec<FailureEvent> {
+    h.failures()
+        .await
+        .into_iter()
+        .map(|(e, _)| e)
+        .filter(|e| e.pipeline_id == pipeline_id)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_restart_without_resume_is_one_failure_keyed_by_updated_at_and_can_be_rerun() {
+    let mut h = Harness::new("mon-restart-fail").await;
+    h.settings.auto_rerun_max = 1;
+    let sim = h.sim();
+    let ps = projects(&sim, 2, "restart");
+    let first_run = start_new(&sim, ps[0].1);
+    let other = start_new(&sim, ps[1].1);
+    sim.finish_pipeline(other, "TASK_FAILED", "x").unwrap();
+    assert_eq!(h.ok().await.new_failures, 1);
+    // Auto-rerun re-ran it; DevLake starts it.
+    assert_eq!(sim.pipeline(other).unwrap()["status"], "TASK_RERUN");
+    sim.start_pipeline(other).unwrap();
+    assert_eq!(h.ok().await.new_failures, 0);
+    assert!(h.cursor().await.unwrap().watch.contains(&first_run));
+    assert!(
+        h.cursor().await.unwrap().watch.contains(&other),
+        "a running re-run is watched"
+    );
+
+    // DevLake restarts with RESUME_PIPELINES=false: both running pipelines fail, the first
+    // run with no finishedAt, the re-run with its previous run's.
+    sim.advance_clock(chrono::Duration::minutes(1));
+    assert_eq!(sim.restart(false), vec![first_run, other]);
+    let updated = |id: u64| -> DateTime<Utc> {
+        sim.pipeline(id).unwrap()["updatedAt"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let after = h.ok().await;
+    assert_eq!(after.new_failures, 2, "{after:#?}");
+    let e = events_of(&h, first_run).await;
+    assert_eq!(e.len(), 1);
+    assert_eq!(e[0].finished_at, updated(first_run));
+    let e = events_of(&h, other).await;
+    assert_eq!(e.len(), 2, "the interrupted re-run is a second failure");
+    assert_eq!(e[1].finished_at, updated(other));
+    // Not "still settling": the auto-rerun is not blocked (the other pipeline used up its
+    // AUTO_RERUN_MAX of 1), and the re-run is watched as such.
+    assert_eq!(after.rerun_pipeline_ids, vec![first_run], "{after:#?}");
+    assert_eq!(sim.pipeline(first_run).unwrap()["status"], "TASK_RERUN");
+    assert!(!h.cursor().await.unwrap().watch.contains(&other));
+
+    // Recorded exactly once, however many runs see it.
+    for _ in 0..2 {
+        assert_eq!(h.ok().await.new_failures, 0);
+    }
+    assert_eq!(h.failures().await.len(), 3);
+    assert_eq!(h.project(&ps[0].0).await.failures_total, 1);
+}
+
+#[tokio::test]
+async fn a_resumed_pipeline_is_pending_until_it_ends() {
+    let h = Harness::new("mon-restart-resume").await;
+    let sim = h.sim();
+    let ps = projects(&sim, 1, "resume");
+    let id = start_new(&sim, ps[0].1);
+    h.ok().await;
+    assert_eq!(sim.restart(true), vec![id]);
+    // TASK_RESUME is in no "pending" listing: watched all the same, nothing recorded.
+    for _ in 0..2 {
+        let s = h.ok().await;
+        assert_eq!(s.new_failures, 0);
+        assert!(h.cursor().await.unwrap().watch.contains(&id));
+    }
+    sim.start_pipeline(id).unwrap();
+    sim.finish_pipeline(id, "TASK_FAILED", "after resume")
+        .unwrap();
+    assert_eq!(h.ok().await.new_failures, 1);
+    assert!(!h.cursor().await.unwrap().watch.contains(&id));
+    assert_eq!(events_of(&h, id).await[0].message, "after resume");
+}
+
+#[tokio::test]
+async fn a_cancelled_pipeline_follows_failure_statuses() {
+    let mut h = Harness::new("mon-cancel").await;
+    let sim = h.sim();
+    let ps = projects(&sim, 2, "cancel");
+    let queued = sim
+        .create_pipeline(PipelineSeed {
+            blueprint_id: ps[0].1,
+            status: "TASK_CREATED".into(),
+            ..PipelineSeed::default()
+        })
+        .unwrap();
+    let running = start_new(&sim, ps[1].1);
+    h.ok().await;
+    sim.cancel_pipeline(queued).unwrap();
+    sim.cancel_pipeline(running).unwrap();
+    assert!(sim.pipeline(queued).unwrap()["finishedAt"].is_null());
+
+    // Default FAILURE_STATUSES: not failures, but the projects' latest status, and done with.
+    let s = h.ok().await;
+    assert_eq!(s.new_failures, 0);
+    assert_eq!(
+        h.project(&ps[0].0).await.last_status.as_deref(),
+        Some("TASK_CANCELLED")
+    );
+    assert!(h.cursor().await.unwrap().watch.is_empty());
+
+    // Counted when configured: each exactly once, the queued one at its updatedAt.
+    h.settings.failure_statuses.push("TASK_CANCELLED".into());
+    let rescan = h.run(json!({"rescan": true})).await.unwrap();
+    assert_eq!(rescan.new_failures, 2, "{rescan:#?}");
+    assert_eq!(h.ok().await.new_failures, 0);
+    assert_eq!(events_of(&h, queued).await.len(), 1);
+}
+
+#[tokio::test]
+async fn reruns_of_old_pipelines_are_seen_whatever_their_age() {
+    let h = Harness::new("mon-old-rerun").await;
+    let sim = h.sim();
+    let ps = projects(&sim, 3, "old");
+    let (a, b, c) = (&ps[0], &ps[1], &ps[2]);
+    let old = insert(&sim, vec![finished(a.1, "TASK_FAILED", 600, 590)])[0];
+    assert_eq!(h.ok().await.new_failures, 1);
+    // Far newer activity: 600 pipelines (past the listing's first page) and 150 failures (past
+    // the first page of the failure listing) of other projects.
+    let mut newer: Vec<PipelineSeed> = (0..600)
+        .map(|i| finished(b.1, "TASK_COMPLETED", 500 - i / 2, 499 - i / 2))
+        .collect();
+    newer.extend((0..150).map(|i| finished(c.1, "TASK_FAILED", 400 - i, 399 - i)));
+    insert(&sim, newer);
+    assert_eq!(h.ok().await.new_failures, 150);
+    assert_eq!(h.project(&a.0).await.consecutive_failures, 1);
+
+    // Re-run from the Config UI, run and succeeded entirely between two monitor runs: the
+    // project's open failure is re-checked, so one run moves it.
+    sim.rerun_pipeline(old).unwrap();
+    sim.start_pipeline(old).unwrap();
+    sim.finish_pipeline(old, "TASK_COMPLETED", "").unwrap();
+    let moved = h.ok().await;
+    assert_eq!(moved.new_failures, 0);
+    let s = h.project(&a.0).await;
+    assert_eq!(s.last_status.as_deref(), Some("TASK_COMPLETED"));
+    assert_eq!(s.consecutive_failures, 0);
+    assert!(s.last_success_at > s.last_failure_at);
+    assert!(moved.devlake_calls <= 10, "{moved:#?}");
+
+    // The oldest failure of the other failing project (not its latest, far down every
+    // listing) re-run through the API: seen running (never "pending"), then failing again: a
+    // new failure at its new finishedAt, recorded once.
+    let oldest_c = sim.pipelines_of_blueprint(c.1).last().unwrap()["id"]
+        .as_u64()
+        .unwrap();
+    h.devlake.rerun_pipeline(oldest_c).await.unwrap();
+    sim.start_pipeline(oldest_c).unwrap();
+    assert_eq!(h.ok().await.new_failures, 0);
+    assert!(h.cursor().await.unwrap().watch.contains(&oldest_c));
+    sim.finish_pipeline(oldest_c, "TASK_FAILED", "failed again")
+        .unwrap();
+    assert_eq!(h.ok().await.new_failures, 1);
+    assert_eq!(h.ok().await.new_failures, 0);
+    let e = events_of(&h, oldest_c).await;
+    assert_eq!(e.len(), 2);
+    assert_eq!(e[1].message, "failed again");
+    assert!(e[1].finished_at > e[0].finished_at);
+    let s = h.project(&c.0).await;
+    assert_eq!((s.failures_total, s.consecutive_failures), (151, 151));
+}
+
+#[tokio::test]
+async fn deleted_and_renamed_projects_leave_the_table_renames_record_under_the_new_name() {
+    let h = Harness::new("mon-delete-rename").await;
+    let sim = h.sim();
+    let ps = projects(&sim, 3, "life");
+    let (gone, renamed, kept) = (&ps[0], &ps[1], &ps[2]);
+    insert(
+        &sim,
+        ps.iter()
+            .map(|(_, bp)| finished(*bp, "TASK_FAILED", 40, 30))
+            .collect(),
+    );
+    let day0 = Utc::now();
+    assert_eq!(h.ok_at(day0).await.new_failures, 3);
+
+    sim.delete_project(&gone.0).unwrap();
+    sim.rename_project(&renamed.0, "github/life/renamed")
+        .unwrap();
+    // From the next run, the renamed project's pipelines are recorded under its new name.
+    let id = start_new(&sim, renamed.1);
+    sim.finish_pipeline(id, "TASK_FAILED", "after rename")
+        .unwrap();
+    let next = h.ok_at(day0 + chrono::Duration::minutes(5)).await;
+    assert_eq!(next.new_failures, 1);
+    assert_eq!(
+        events_of(&h, id).await[0].project_name,
+        "github/life/renamed"
+    );
+    assert_eq!(h.project("github/life/renamed").await.failures_total, 1);
+
+    // Within a day (the first run of the next UTC day), the deleted project and the old name
+    // leave the table, so the metrics page stops showing (and alerting on) them.
+    let tomorrow = (day0 + chrono::Duration::days(1))
+        .date_naive()
+        .and_hms_opt(0, 2, 0)
+        .unwrap()
+        .and_utc();
+    h.ok_at(tomorrow).await;
+    let names: Vec<String> = h
+        .store
+        .all_projects()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.state.project_name)
+        .collect();
+    assert_eq!(
+        names,
+        vec!["github/life/renamed".to_string(), kept.0.clone()]
+    );
+    assert!(h
+        .cursor()
+        .await
+        .unwrap()
+        .open_failures
+        .iter()
+        .all(|o| o.project != gone.0 && o.project != renamed.0));
+}
+
+#[tokio::test]
+async fn a_transient_404_of_a_blueprint_is_never_cached() {
+    let h = Harness::new("mon-404").await;
+    let sim = h.sim();
+    let ps = projects(&sim, 1, "blip");
+    insert(&sim, vec![finished(ps[0].1, "TASK_FAILED", 40, 30)]);
+    // The sweep fails and the blueprint answers 404 (a proxy blip, a DevLake restart...).
+    sim.add_fault_rule(FaultRule::status("GET", "/blueprints", 2, 404));
+    let blip = h.run(json!({})).await.unwrap();
+    assert_eq!(blip.new_failures, 0, "{blip:#?}");
+    assert_eq!(blip.skipped_without_project, 0);
+    // The next run finds it: the failure is recorded, under its project.
+    let after = h.ok().await;
+    assert_eq!(after.new_failures, 1, "{after:#?}");
+    assert_eq!(h.project(&ps[0].0).await.failures_total, 1);
 }

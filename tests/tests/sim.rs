@@ -1200,7 +1200,8 @@ async fn pipeline_list_filters_paging_and_rerun() {
         "no tasks to be re-ran",
     );
 
-    // Rerun a failed historical pipeline: same id, TASK_RERUN, finishedAt cleared, new tasks.
+    // Rerun a failed historical pipeline: same id, TASK_RERUN, new tasks; DevLake's
+    // RerunPipeline only changes the status, so both timestamps keep the previous run's values.
     let failed_id = failed["pipelines"][0]["id"].as_u64().unwrap();
     let tasks_before = api.ok(&format!("/pipelines/{failed_id}/tasks")).await;
     assert_eq!(
@@ -1214,6 +1215,7 @@ async fn pipeline_list_filters_paging_and_rerun() {
         .find(|t| t["status"] == "TASK_FAILED")
         .unwrap()
         .clone();
+    let before = api.ok(&format!("/pipelines/{failed_id}")).await;
     let r = api
         .post(&format!("/pipelines/{failed_id}/rerun"), json!({}))
         .await;
@@ -1226,8 +1228,14 @@ async fn pipeline_list_filters_paging_and_rerun() {
     assert_ne!(new_tasks[0]["id"], failed_task["id"]);
     let p = api.ok(&format!("/pipelines/{failed_id}")).await;
     assert_eq!(p["status"], "TASK_RERUN");
-    assert_eq!(p["finishedAt"], Value::Null);
-    assert_eq!(api.ok("/pipelines?pending=1").await["count"], 1);
+    assert!(p["finishedAt"].is_string());
+    assert_eq!(p["finishedAt"], before["finishedAt"]);
+    assert_eq!(p["beganAt"], before["beganAt"]);
+    // Not pending (`finished_at IS NULL AND …`): only a status filter shows it.
+    assert_eq!(api.ok("/pipelines?pending=1").await["count"], 0);
+    let reruns = api.ok("/pipelines?status=TASK_RERUN").await;
+    assert_eq!(reruns["count"], 1);
+    assert_eq!(reruns["pipelines"][0]["id"], failed_id);
 
     assert_error(&api.get("/pipelines/999").await, 404, "pipeline not found");
     assert_error(
@@ -1241,10 +1249,237 @@ async fn pipeline_list_filters_paging_and_rerun() {
             .status,
         200
     );
+    // A queued re-run cancelled: TASK_CANCELLED, the previous run's timestamps untouched.
+    let cancelled = api.ok(&format!("/pipelines/{failed_id}")).await;
+    assert_eq!(cancelled["status"], "TASK_CANCELLED");
+    assert_eq!(cancelled["finishedAt"], before["finishedAt"]);
+}
+
+/// A queued pipeline of `blueprint`, as a trigger makes it (projects here have no connections,
+/// so no plan to trigger).
+fn queued(h: &devlake_testkit::sim::SimHandle, blueprint: u64) -> u64 {
+    h.create_pipeline(PipelineSeed {
+        blueprint_id: blueprint,
+        status: "TASK_CREATED".into(),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+/// A controlled clock, so timestamps in these tests are exact.
+fn frozen(h: &devlake_testkit::sim::SimHandle) -> DateTime<Utc> {
+    let t0 = DateTime::parse_from_rfc3339("2026-11-28T10:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc);
+    h.set_clock(Some(t0));
+    t0
+}
+
+#[tokio::test]
+async fn a_rerun_keeps_its_id_and_timestamps_until_it_ends_again() {
+    let api = Api::new(Fixture::empty()).await;
+    let h = api.sim.handle();
+    let t0 = frozen(&h);
+    let bp = h.create_project("svc").unwrap();
+    let pid = queued(&h, bp);
+    h.advance_clock(chrono::Duration::minutes(1));
+    h.start_pipeline(pid).unwrap();
+    h.advance_clock(chrono::Duration::minutes(10));
+    h.finish_pipeline(pid, "TASK_FAILED", "boom").unwrap();
+    let first = api.ok(&format!("/pipelines/{pid}")).await;
+    assert_eq!(time(&first["beganAt"]), t0 + chrono::Duration::minutes(1));
     assert_eq!(
-        api.ok(&format!("/pipelines/{failed_id}")).await["status"],
-        "TASK_CANCELLED"
+        time(&first["finishedAt"]),
+        t0 + chrono::Duration::minutes(11)
     );
+
+    // Newer pipelines push it down the listing.
+    let newer: Vec<u64> = (0..3)
+        .map(|i| h.create_project(&format!("other{i}")).unwrap())
+        .map(|b| queued(&h, b))
+        .collect();
+    h.advance_clock(chrono::Duration::hours(5));
+    let r = api
+        .post(&format!("/pipelines/{pid}/rerun"), json!({}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let queued = api.ok(&format!("/pipelines/{pid}")).await;
+    assert_eq!(queued["status"], "TASK_RERUN");
+    assert_eq!(queued["beganAt"], first["beganAt"]);
+    assert_eq!(queued["finishedAt"], first["finishedAt"]);
+    assert_eq!(
+        time(&queued["updatedAt"]),
+        t0 + chrono::Duration::minutes(311)
+    );
+    let pending = api.ok("/pipelines?pending=1").await;
+    let pending_ids: Vec<u64> = pending["pipelines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_u64().unwrap())
+        .collect();
+    assert!(!pending_ids.contains(&pid), "a re-run is never pending");
+    assert_eq!(pending_ids.len(), newer.len());
+    let top = api.ok("/pipelines?pageSize=3").await;
+    assert!(top["pipelines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|p| p["id"] != pid));
+
+    // Dequeued: running with the old beganAt and the old finishedAt.
+    h.advance_clock(chrono::Duration::minutes(1));
+    h.start_pipeline(pid).unwrap();
+    let running = api.ok(&format!("/pipelines/{pid}")).await;
+    assert_eq!(running["status"], "TASK_RUNNING");
+    assert_eq!(running["beganAt"], first["beganAt"]);
+    assert_eq!(running["finishedAt"], first["finishedAt"]);
+    assert_eq!(api.ok("/pipelines?status=TASK_RUNNING").await["count"], 1);
+
+    // Ends: a new finishedAt, the status recomputed.
+    h.advance_clock(chrono::Duration::minutes(4));
+    h.finish_pipeline(pid, "TASK_COMPLETED", "").unwrap();
+    let done = api.ok(&format!("/pipelines/{pid}")).await;
+    assert_eq!(done["status"], "TASK_COMPLETED");
+    assert_eq!(done["beganAt"], first["beganAt"]);
+    assert_eq!(
+        time(&done["finishedAt"]),
+        t0 + chrono::Duration::minutes(316)
+    );
+}
+
+#[tokio::test]
+async fn a_restart_resumes_or_fails_running_pipelines_without_finished_at() {
+    let api = Api::new(Fixture::empty()).await;
+    let h = api.sim.handle();
+    let t0 = frozen(&h);
+    let bps: Vec<u64> = (0..4)
+        .map(|i| h.create_project(&format!("p{i}")).unwrap())
+        .collect();
+    let ids: Vec<u64> = bps.iter().map(|b| queued(&h, *b)).collect();
+    // 0: running first run; 1: queued; 2: a re-run running; 3: finished.
+    h.start_pipeline(ids[0]).unwrap();
+    h.start_pipeline(ids[2]).unwrap();
+    h.finish_pipeline(ids[2], "TASK_FAILED", "x").unwrap();
+    h.start_pipeline(ids[3]).unwrap();
+    h.finish_pipeline(ids[3], "TASK_COMPLETED", "").unwrap();
+    h.rerun_pipeline(ids[2]).unwrap();
+    h.start_pipeline(ids[2]).unwrap();
+
+    // Over HTTP, as an operator's script would: RESUME_PIPELINES=false.
+    h.advance_clock(chrono::Duration::minutes(7));
+    let r = api
+        .post("/_sim/restart", json!({"resumePipelines": false}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["changed"], json!([ids[0], ids[2]]));
+    let p0 = api.ok(&format!("/pipelines/{}", ids[0])).await;
+    assert_eq!(p0["status"], "TASK_FAILED");
+    assert_eq!(
+        p0["finishedAt"],
+        Value::Null,
+        "a failed pipeline without finishedAt"
+    );
+    assert_eq!(time(&p0["updatedAt"]), t0 + chrono::Duration::minutes(7));
+    let p2 = api.ok(&format!("/pipelines/{}", ids[2])).await;
+    assert_eq!(p2["status"], "TASK_FAILED");
+    assert_eq!(time(&p2["finishedAt"]), t0, "the previous run's finishedAt");
+    assert_eq!(
+        api.ok(&format!("/pipelines/{}", ids[1])).await["status"],
+        "TASK_CREATED"
+    );
+    assert_eq!(
+        api.ok(&format!("/pipelines/{}", ids[3])).await["status"],
+        "TASK_COMPLETED"
+    );
+
+    // The default (RESUME_PIPELINES=true): TASK_RESUME, which is not "pending" either.
+    h.start_pipeline(ids[1]).unwrap();
+    assert_eq!(h.restart(true), vec![ids[1]]);
+    let p1 = api.ok(&format!("/pipelines/{}", ids[1])).await;
+    assert_eq!(p1["status"], "TASK_RESUME");
+    assert_eq!(p1["finishedAt"], Value::Null);
+    assert_eq!(api.ok("/pipelines?pending=1").await["count"], 0);
+    // Dequeued again and run to an end, keeping its first beganAt.
+    h.advance_clock(chrono::Duration::minutes(1));
+    h.start_pipeline(ids[1]).unwrap();
+    h.finish_pipeline(ids[1], "TASK_COMPLETED", "").unwrap();
+    let p1 = api.ok(&format!("/pipelines/{}", ids[1])).await;
+    assert_eq!(time(&p1["beganAt"]), t0 + chrono::Duration::minutes(7));
+    assert_eq!(time(&p1["finishedAt"]), t0 + chrono::Duration::minutes(8));
+}
+
+#[tokio::test]
+async fn cancelling_a_queued_pipeline_touches_no_timestamp_a_running_one_ends() {
+    let api = Api::new(Fixture::empty()).await;
+    let h = api.sim.handle();
+    let t0 = frozen(&h);
+    let a = h.create_project("a").unwrap();
+    let b = h.create_project("b").unwrap();
+    let waiting = queued(&h, a);
+    let running = queued(&h, b);
+    h.start_pipeline(running).unwrap();
+    h.advance_clock(chrono::Duration::minutes(3));
+    for id in [waiting, running] {
+        let r = api
+            .call(Method::DELETE, &format!("/pipelines/{id}"), None)
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    let q = api.ok(&format!("/pipelines/{waiting}")).await;
+    assert_eq!(q["status"], "TASK_CANCELLED");
+    assert_eq!(q["beganAt"], Value::Null);
+    assert_eq!(q["finishedAt"], Value::Null);
+    assert_eq!(time(&q["updatedAt"]), t0 + chrono::Duration::minutes(3));
+    let r = api.ok(&format!("/pipelines/{running}")).await;
+    assert_eq!(r["status"], "TASK_CANCELLED");
+    assert_eq!(time(&r["beganAt"]), t0);
+    assert_eq!(time(&r["finishedAt"]), t0 + chrono::Duration::minutes(3));
+    // Finished: cancelling again is a no-op success.
+    let again = api
+        .call(Method::DELETE, &format!("/pipelines/{running}"), None)
+        .await;
+    assert_eq!(again.status, 200);
+    assert_eq!(api.ok(&format!("/pipelines/{running}")).await, r);
+}
+
+#[tokio::test]
+async fn deleting_a_project_deletes_its_blueprint_renaming_keeps_it() {
+    let api = Api::new(Fixture::empty()).await;
+    let h = api.sim.handle();
+    let gone = h.create_project("gone").unwrap();
+    let kept = h.create_project("old-name").unwrap();
+    let p = queued(&h, gone);
+    h.start_pipeline(p).unwrap();
+    h.finish_pipeline(p, "TASK_FAILED", "x").unwrap();
+    // A re-run in progress (finishedAt set, not pending) still blocks the deletion.
+    h.rerun_pipeline(p).unwrap();
+    let refused = api.call(Method::DELETE, "/projects/gone", None).await;
+    assert_eq!(refused.status, 500, "{}", refused.text);
+    h.finish_pipeline(p, "TASK_COMPLETED", "").unwrap();
+    let r = api.call(Method::DELETE, "/projects/gone", None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(api.get(&format!("/blueprints/{gone}")).await.status, 404);
+    // Its pipelines stay, pointing at the deleted blueprint.
+    assert_eq!(
+        api.ok(&format!("/pipelines/{p}")).await["blueprintId"],
+        gone
+    );
+
+    let r = api
+        .call(
+            Method::PATCH,
+            "/projects/old-name",
+            Some(json!({"name": "new-name"})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let bp = api.ok(&format!("/blueprints/{kept}")).await;
+    assert_eq!(bp["projectName"], "new-name");
+    // PatchProject leaves the blueprint's own name alone.
+    assert_eq!(bp["name"], "old-name-Blueprint");
+    assert_eq!(api.get("/projects/old-name").await.status, 404);
+    assert_eq!(api.ok("/projects/new-name").await["blueprint"]["id"], kept);
 }
 
 #[tokio::test]

@@ -8,8 +8,9 @@ use std::time::Duration;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, SubsecRound, TimeZone, Utc};
 use devlake_autopilot::store::{
-    keys, CommitOutcome, DynamoStore, FailureEvent, Job, MetricsSource, MonitorCursor,
-    MonitorStore, ProjectCommit, ProjectState, RerunClaim, RunLog, RunRecord, StoreError,
+    keys, Attempt, CommitOutcome, DynamoStore, FailureEvent, Job, MetricsSource, MissingBlueprint,
+    MonitorCursor, MonitorStore, OpenFailure, ProjectCommit, ProjectState, RerunClaim, RunLog,
+    RunRecord, StoreError,
 };
 use devlake_testkit::dynamo_calls::DynamoCallCounter;
 use devlake_testkit::stack::{dynamodb_local, free_port, local_sdk_config};
@@ -266,6 +267,22 @@ async fn cursor_saves_are_conditional_on_the_revision() {
         watermark: Some(t(28, 10, 0)),
         watch: vec![1200, 1233],
         stuck: [("github/acme/api".to_string(), 1200u64)].into(),
+        open_failures: vec![OpenFailure {
+            pipeline_id: 900,
+            ended_at: t(27, 9, 0),
+            project: "github/acme/web".into(),
+        }],
+        attempts: vec![Attempt {
+            pipeline_id: 1200,
+            previous_finished_at: Some(t(27, 8, 0)),
+            seen_running_at: t(28, 9, 55),
+        }],
+        recheck_after: 900,
+        sweep_page: 3,
+        missing_blueprints: vec![MissingBlueprint {
+            blueprint_id: 7,
+            since: t(28, 9, 0),
+        }],
         updated_at: Some(t(28, 10, 5)),
         revision: 0,
     };
@@ -464,8 +481,36 @@ async fn blueprint_map_round_trips_in_batches() {
     let ids: Vec<u64> = (0..=300).collect();
     let map = store.blueprint_projects(&ids).await.unwrap();
     assert_eq!(map.len(), 260);
-    assert_eq!(map[&17], "github/org/repo-17");
+    assert_eq!(map[&17].project_name, "github/org/repo-17");
+    // When it was resolved comes back too: the monitor re-resolves entries that are too old.
+    assert_eq!(map[&17].resolved_at, t(28, 0, 0));
     assert!(!map.contains_key(&0) && !map.contains_key(&261));
+}
+
+#[tokio::test]
+async fn a_project_item_is_deleted_only_at_the_revision_read() {
+    let (store, _) = store("store-delete-project").await;
+    let state = ProjectState {
+        project_name: "gone".into(),
+        ..Default::default()
+    };
+    let commit = ProjectCommit {
+        state: &state,
+        expected_revision: None,
+        events: &[],
+        retention: chrono::Duration::days(1),
+    };
+    assert_eq!(
+        store.commit_project(commit).await.unwrap(),
+        CommitOutcome::Committed
+    );
+    // Changed since it was read (revision 1 now): kept.
+    assert!(!store.delete_project("gone", Some(0)).await.unwrap());
+    assert!(!store.delete_project("gone", None).await.unwrap());
+    assert_eq!(store.all_projects().await.unwrap().len(), 1);
+    assert!(store.delete_project("gone", Some(1)).await.unwrap());
+    assert!(store.all_projects().await.unwrap().is_empty());
+    assert!(!store.delete_project("gone", Some(1)).await.unwrap());
 }
 
 #[tokio::test]

@@ -152,7 +152,9 @@ impl CallCounts {
     }
 }
 
-/// Result of triggering a blueprint.
+/// Result of triggering a blueprint. One per trigger, never stored in bulk: boxing the pipeline
+/// would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum TriggerOutcome {
     Started(Pipeline),

@@ -355,6 +355,11 @@ pub struct Pipeline {
     pub began_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pub finished_at: Option<DateTime<Utc>>,
+    /// Stamped by every save of the row: the end of a run, a re-run request, a cancellation, a
+    /// restart marking it `TASK_RESUME`/`TASK_FAILED`. The only time of an end DevLake records
+    /// without a `finishedAt`.
+    #[serde(default)]
+    pub updated_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pub message: String,
     #[serde(default)]

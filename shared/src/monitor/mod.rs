@@ -1,13 +1,17 @@
-//! The 5-minute monitor (docs/architecture.md): record every failed pipeline once, keep
-//! per-project state, flag stuck pipelines, optionally re-run failures, emit CloudWatch metrics.
+//! The 5-minute monitor: record every failed pipeline once, keep per-project state, flag stuck
+//! pipelines, optionally re-run failures, emit CloudWatch metrics.
 //!
 //! # Finding what changed with a constant number of DevLake calls
 //!
 //! DevLake lists pipelines only newest-id-first (`GET /pipelines`, filters `status`, `pending`,
 //! `blueprint_id`, `label`) and has no "changed since". A pipeline's id is fixed at creation,
-//! but its finished state is not: pipelines finish out of id order, and a re-run keeps the id,
-//! goes back to `TASK_RERUN` (pending, `finishedAt` null) and finishes again with a new
-//! `finishedAt`. So "stop at the highest id seen" alone misses both late finishers and re-runs.
+//! but its finished state is not: pipelines finish out of id order, and a re-run keeps the id and
+//! both timestamps of the previous run: DevLake only sets `status = TASK_RERUN`, the runner keeps
+//! the first `beganAt`, and `finishedAt` is overwritten only when the re-run ends. A re-run is
+//! therefore never in `?pending=1` (which wants `finishedAt` null) and, for all but the newest
+//! ids, never near the top of a listing. A restart of DevLake turns running pipelines into
+//! `TASK_RESUME` (not "pending" either) or, with `RESUME_PIPELINES=false`, `TASK_FAILED` with
+//! `finishedAt` untouched; a cancelled queued pipeline gets no timestamp at all.
 //!
 //! The cursor ([`MonitorCursor`](crate::store::MonitorCursor)) keeps an invariant instead:
 //! **every pipeline with an id ≤ `maxPipelineId` either had its current finished state processed,
@@ -16,51 +20,79 @@
 //! 1. `GET /pipelines` (no filter) newest first until a page reaches `maxPipelineId`: every
 //!    pipeline created since the last run, with its status. One page (500 rows) at steady state.
 //!    Only this listing moves `maxPipelineId`, because only it covers a contiguous id range.
-//! 2. `GET /pipelines?pending=1` (all pages; at most one pending pipeline per blueprint): running
-//!    and queued pipelines — stuck detection — and re-runs of *old* pipelines, which appear here
-//!    as `TASK_RERUN`/`TASK_RUNNING` and so enter `watch`.
-//! 3. `GET /pipelines?status=S&pageSize=100`, first page only, for each counted status: the safety
-//!    net for a re-run that was queued, ran and failed again entirely between two runs (never
-//!    seen pending). Such a row is recognised by `finishedAt > watermark`.
-//! 4. `GET /pipelines/{id}` only for watched ids none of the listings showed (usually none: the
-//!    watched pipelines are recent and on the first page of step 1).
+//! 2. `GET /pipelines?pending=1`, `?status=TASK_RERUN` and `?status=TASK_RUNNING` (all pages):
+//!    queued and running pipelines — stuck detection — and re-runs of pipelines of any age,
+//!    queued or running, which so enter `watch` and are looked at until they end.
+//! 3. `GET /pipelines?status=S&pageSize=100` for each counted status, newest first: the first
+//!    page is the safety net for a recent re-run that was queued, ran and failed again entirely
+//!    between two runs (recognised by an end after the watermark); further pages (at most
+//!    [`RECHECK_PAGES`]) reach down to the oldest *open failure*.
+//! 4. `GET /pipelines/{id}` for watched ids none of the listings showed, for open failures that
+//!    vanished from the failure listings (they ran again and ended some other way), and for a
+//!    few open failures older than the listings reach (round robin).
 //!
-//! A finished state is *new* when its id is above the cursor, or watched, or it finished after
-//! the watermark (the latest `finishedAt` processed, DevLake's own clock). New states are
-//! processed; unfinished pipelines (and any not processable this time) go to `watch`. Steps 1–3
-//! run concurrently, so the order in which DevLake answers does not matter: a pipeline seen
-//! finished somewhere and unfinished elsewhere is processed *and* kept watched. Steady state is
-//! therefore 4 calls with the default two failure statuses, whatever the number of blueprints.
-//! What can add calls is real change, not size: look-ups for watched pipelines that finished
-//! outside the newest 500, more pages of step 2 while a queue of thousands is pending (one call
-//! per 500), and one blueprint look-up for a blueprint never seen before.
+//! An *open failure* is the latest recorded failure of a project whose latest finished pipeline
+//! failed — the pipeline someone re-runs from the Config UI. Checking each one every run means
+//! a re-run of it is seen however old it is and however fast it ran: one that fails again ends
+//! at another time (a new failure), one that succeeds leaves the failure listing (looked up,
+//! then the project's latest status, last success and streak move in that run).
+//!
+//! The end of a finished pipeline is its `finishedAt`, unless DevLake ended it without stamping
+//! a new one (restart without resume, cancellation of a queued pipeline): then its `updatedAt`,
+//! saved with the status. Both come from the row, so the failure key (id + end) is stable and a
+//! failure is recorded once. A finished state is *new* when its id is above the cursor, or
+//! watched, or it ended after the watermark (the latest end processed, DevLake's own clock), or
+//! it is an open failure ending at another time. New states are processed; unfinished pipelines
+//! (and any not processable this time) go to `watch`. Steps 1–3 run concurrently, so the order in
+//! which DevLake answers does not matter: a pipeline seen finished somewhere and unfinished
+//! elsewhere is processed *and* kept watched. Steady state is therefore 6 calls with the default
+//! two failure statuses, whatever the number of blueprints. What can add calls is real change,
+//! not size: look-ups for watched pipelines that ended outside the newest 500, more pages of
+//! step 2 while a queue of thousands is waiting (one call per 500), deeper failure pages while
+//! an open failure is older than the newest 100 failures, and blueprint look-ups.
+//!
+//! Running time (stuck detection) counts from `beganAt` for a first run (a resumed one keeps
+//! it: the same attempt goes on), and for a re-run from when a run first saw it running
+//! (`attempts` in the cursor), since DevLake keeps the first run's `beganAt`.
 //!
 //! Processing is idempotent, so overlap and duplicate deliveries are harmless: a failure event's
-//! key is DevLake data (pipeline id + `finishedAt`), written with `attribute_not_exists(pk)` in
+//! key is DevLake data (pipeline id + end), written with `attribute_not_exists(pk)` in
 //! the same transaction as the project's counter (`ADD failuresTotal`) and state, guarded by the
 //! project's revision; a replayed success or cancellation changes nothing. The cursor is saved
 //! last, conditionally on the revision it was loaded at; if an overlapping run saved first, its
 //! cursor (equally complete) is kept. A run that fails (DevLake down or 428, DynamoDB unavailable)
 //! saves no cursor, and the next run redoes the same work without double counting.
 //!
-//! Known limits: a re-run of a pipeline older than the 100 most recent failures of its status
-//! that is queued, runs and completes entirely between two runs is missed (one seen pending is
-//! not); a first run (or `rescan`) pages back only to pipelines created up to the sum of
-//! `INITIAL_LOOKBACK_HOURS` and `STUCK_AFTER_HOURS` ago; and paging is by offset, so a pipeline
-//! *deleted* while a multi-page listing is read can shift one row past the reader (new pipelines
-//! only shift rows down, which re-reads a row, harmlessly). The watch list lives in the one
-//! cursor item, which holds some tens of thousands of ids within DynamoDB's 400 KB.
+//! Known limits: a re-run of a pipeline that is not its project's open failure, older than the
+//! 100 most recent failures of its status, that is queued, runs and ends entirely between two
+//! runs is missed (one seen queued or running is not); an open failure beyond the failure
+//! listings' depth is re-checked a few per run, so a re-run of it may take more than one run to
+//! be seen; a re-run ended without a new `finishedAt` within 5 seconds of its previous end
+//! cannot be told from that end; a first run (or `rescan`) pages back only to pipelines created
+//! up to the sum of `INITIAL_LOOKBACK_HOURS` and `STUCK_AFTER_HOURS` ago; and paging is by
+//! offset, so a pipeline *deleted* while a multi-page listing is read can shift one row past the
+//! reader (new pipelines only shift rows down, which re-reads a row, harmlessly). The watch list
+//! lives in the one cursor item, which holds some tens of thousands of ids within DynamoDB's
+//! 400 KB.
 //!
 //! # Other decisions
 //!
 //! * Ad-hoc pipelines (`blueprintId` 0) and pipelines of deleted blueprints have no project: they
 //!   are counted in `skippedWithoutProject` and not recorded, like DevLake's own notification
 //!   (`ProjectName` `""`). A legacy blueprint without a project is recorded under its own name.
-//! * Blueprint → project names are cached in `BLUEPRINT` items and asked from DevLake only for a
-//!   blueprint not seen before (`GET /blueprints/{id}`, or one paged `GET /blueprints` when more
-//!   than [`BLUEPRINT_LIST_THRESHOLD`] are unknown); `rescan` refreshes them.
-//! * Stuck: a `TASK_RUNNING`/`TASK_RESUME` pipeline whose `beganAt` is older than
-//!   `STUCK_AFTER_HOURS` flags its project; the flag is cleared when no pipeline of the project is
+//! * Blueprint → project names come from a one-page sweep of `GET /blueprints` each run
+//!   ([`SWEEP_PAGE`] rows, rotating over the pages when there are more): a
+//!   renamed project is recorded under its new name from the next run the sweep covers its
+//!   blueprint (every run up to that many blueprints). Names are also cached in `BLUEPRINT`
+//!   items, trusted for a day, and otherwise asked from DevLake (`GET /blueprints/{id}`, or one
+//!   paged `GET /blueprints` when more than [`BLUEPRINT_LIST_THRESHOLD`] are unknown). A 404 is
+//!   never cached at once: the pipelines wait (watched) until the blueprint answers again, a
+//!   complete sweep lacks it, or it has answered 404 for an hour.
+//! * Deleted projects (their blueprint is deleted with them) and old names of renamed ones
+//!   leave the table on the first run of each UTC day, checked against a complete blueprint
+//!   listing: the metrics page stops showing them and their alerts clear.
+//! * Stuck: a `TASK_RUNNING`/`TASK_RESUME` pipeline whose current attempt started more than
+//!   `STUCK_AFTER_HOURS` ago flags its project; the flag is cleared when no pipeline of the project is
 //!   stuck any more (it finished or was cancelled).
 //! * Auto-rerun re-runs a project's newest failure, recorded by this run, when nothing of its
 //!   blueprint is pending; the `RERUN` item is claimed first (conditional on the failure key and
@@ -80,7 +112,7 @@ pub use config::{MonitorConfig, MonitorSettings};
 pub use error::MonitorError;
 pub use payload::{PayloadError, Request};
 pub use project::MAX_MESSAGE_CHARS;
-pub use run::{Monitor, BLUEPRINT_LIST_THRESHOLD, RECENT_FAILURES_PAGE};
+pub use run::{Monitor, BLUEPRINT_LIST_THRESHOLD, RECENT_FAILURES_PAGE, RECHECK_PAGES, SWEEP_PAGE};
 pub use summary::{CursorBrief, FailureBrief, RunIssue, RunStatus, Summary, LISTED_FAILURES};
 
 pub use crate::deadline::Deadline;

@@ -1,12 +1,12 @@
 //! From what DevLake showed this run to what must be processed and where the cursor moves.
 //! Pure: the reasoning lives in the `monitor` module documentation; the tests pin it down.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 
 use crate::devlake::models::{status, Pipeline};
-use crate::store::MonitorCursor;
+use crate::store::{Attempt, MonitorCursor, OpenFailure};
 
 /// What the listings returned.
 #[derive(Debug, Clone, Default)]
@@ -15,11 +15,15 @@ pub(crate) struct Observations {
     pub listed: Vec<Pipeline>,
     /// The listing reached the cursor / floor (not cut short by the deadline).
     pub listed_complete: bool,
-    /// `GET /pipelines?pending=1`, every page.
+    /// Unfinished pipelines: `GET /pipelines?pending=1` (queued and first runs) and
+    /// `?status=TASK_RERUN` / `?status=TASK_RUNNING` (re-runs, which keep their old `finishedAt`
+    /// and so are never "pending"), every page.
     pub pending: Vec<Pipeline>,
-    /// The first page of `GET /pipelines?status=S` for each counted status: recent failures,
-    /// to catch a re-run that was queued, ran and failed again between two runs.
+    /// `GET /pipelines?status=S` for each counted status, newest first, down to the oldest open
+    /// failure (or at least one page): re-runs that ended again, and open failures re-checked.
     pub recent: Vec<Pipeline>,
+    /// Every counted-status listing is complete for ids at or above this one (0: complete).
+    pub recent_covers_from: u64,
 }
 
 impl Observations {
@@ -30,6 +34,33 @@ impl Observations {
             .chain(self.recent.iter())
     }
 }
+
+/// DevLake writes `finishedAt` and `updatedAt` in the same save when a run ends (milliseconds
+/// apart). A finished pipeline whose `updatedAt` is later than this after its `finishedAt` was
+/// saved again since, in a finished status: it ended without a new `finishedAt` (a restart with
+/// `RESUME_PIPELINES=false` during a re-run, the cancellation of a queued re-run).
+const SAME_SAVE: chrono::Duration = chrono::Duration::seconds(5);
+
+/// When the pipeline's current finished state began; `None` while it is not finished. Usually
+/// `finishedAt`; `updatedAt` when DevLake ended it without stamping one (a restart with
+/// `RESUME_PIPELINES=false` fails running pipelines with `finishedAt` left null, or the previous
+/// run's on a re-run; a cancelled queued pipeline has none). Row data only, so the same state
+/// always gives the same time, and the failure key (pipeline id + this time) is stable.
+pub(crate) fn ended_at(p: &Pipeline) -> Option<DateTime<Utc>> {
+    if !status::is_finished(&p.status) {
+        return None;
+    }
+    match (p.finished_at, p.updated_at) {
+        (Some(f), Some(u)) if u - f > SAME_SAVE => Some(u),
+        (Some(f), _) => Some(f),
+        (None, Some(u)) => Some(u),
+        (None, None) => p.created_at.or(p.began_at),
+    }
+}
+
+/// Open failures beyond the failure listings' depth looked up per run (round robin): a bound
+/// on calls when many projects have been failing for a long time.
+pub(crate) const RECHECK_LOOKUPS: usize = 5;
 
 /// Where this run starts from.
 #[derive(Debug, Clone, Copy)]
@@ -66,26 +97,53 @@ pub(crate) struct Plan {
     pub inspected: usize,
 }
 
-fn is_finished(p: &Pipeline) -> Option<DateTime<Utc>> {
-    if status::is_finished(&p.status) {
-        p.finished_at
-    } else {
-        None
-    }
+/// Pipelines to look up one by one, and where the round robin over old open failures goes on.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Needed {
+    pub ids: Vec<u64>,
+    pub recheck_after: u64,
 }
 
-/// Watched pipelines that no listing showed: look them up one by one.
-pub(crate) fn lookups_needed(basis: Basis<'_>, obs: &Observations) -> Vec<u64> {
+/// Watched pipelines that no listing showed, and open failures no listing showed: those the
+/// failure listings covered changed status (ended some other way, or were deleted); older ones
+/// are looked up [`RECHECK_LOOKUPS`] per run in id order.
+pub(crate) fn lookups_needed(basis: Basis<'_>, obs: &Observations) -> Needed {
     let Basis::Cursor(cursor) = basis else {
-        return Vec::new();
+        return Needed::default();
     };
     let seen: HashSet<u64> = obs.all().map(|p| p.id).collect();
-    cursor
+    let mut ids: BTreeSet<u64> = cursor
         .watch
         .iter()
         .copied()
         .filter(|id| !seen.contains(id))
-        .collect()
+        .collect();
+    let unseen: Vec<u64> = cursor
+        .open_failures
+        .iter()
+        .map(|o| o.pipeline_id)
+        .filter(|id| !seen.contains(id))
+        .collect();
+    let (covered, old): (Vec<u64>, Vec<u64>) = unseen
+        .into_iter()
+        .partition(|id| *id >= obs.recent_covers_from);
+    ids.extend(covered);
+    let mut recheck_after = cursor.recheck_after;
+    if !old.is_empty() {
+        let start = old.partition_point(|id| *id <= cursor.recheck_after);
+        let turn: Vec<u64> = old[start..]
+            .iter()
+            .chain(old[..start].iter())
+            .take(RECHECK_LOOKUPS)
+            .copied()
+            .collect();
+        recheck_after = turn.last().copied().unwrap_or(recheck_after);
+        ids.extend(turn);
+    }
+    Needed {
+        ids: ids.into_iter().collect(),
+        recheck_after,
+    }
 }
 
 /// Builds the plan. `loaded` is the stored cursor even when `basis` ignores it (rescan), so
@@ -98,13 +156,25 @@ pub(crate) fn build(
     now: DateTime<Utc>,
     stuck_after: chrono::Duration,
 ) -> Plan {
-    let is_new = |p: &Pipeline, finished: DateTime<Utc>| match basis {
-        Basis::Lookback { window_start } => finished >= window_start,
-        Basis::Cursor(c) => {
-            p.id > c.max_pipeline_id
-                || c.watch.binary_search(&p.id).is_ok()
-                || c.watermark.is_none_or(|w| finished > w)
-        }
+    let open: HashMap<u64, DateTime<Utc>> = loaded
+        .map(|c| {
+            c.open_failures
+                .iter()
+                .map(|o| (o.pipeline_id, o.ended_at))
+                .collect()
+        })
+        .unwrap_or_default();
+    let is_new = |p: &Pipeline, finished: DateTime<Utc>| {
+        // An open failure that ended at another time ran again, whenever that was.
+        open.get(&p.id).is_some_and(|e| *e != finished)
+            || match basis {
+                Basis::Lookback { window_start } => finished >= window_start,
+                Basis::Cursor(c) => {
+                    p.id > c.max_pipeline_id
+                        || c.watch.binary_search(&p.id).is_ok()
+                        || c.watermark.is_none_or(|w| finished > w)
+                }
+            }
     };
 
     let mut facts: BTreeMap<(DateTime<Utc>, u64), Pipeline> = BTreeMap::new();
@@ -112,16 +182,18 @@ pub(crate) fn build(
     let mut finished_ids: HashSet<u64> = HashSet::new();
     let mut latest_finish: Option<DateTime<Utc>> = None;
     for p in obs.all().chain(lookups.found.iter()) {
-        match is_finished(p) {
+        match ended_at(p) {
             Some(finished) => {
                 finished_ids.insert(p.id);
                 latest_finish = latest_finish.max(Some(finished));
                 if is_new(p, finished) {
-                    facts.entry((finished, p.id)).or_insert_with(|| p.clone());
+                    // From here on `finishedAt` is when this state began (see `ended_at`).
+                    facts.entry((finished, p.id)).or_insert_with(|| Pipeline {
+                        finished_at: Some(finished),
+                        ..p.clone()
+                    });
                 }
             }
-            // A finished status without `finishedAt` cannot be keyed; DevLake always sets both,
-            // so treat it as still settling and look again next run.
             None => {
                 unfinished.entry(p.id).or_insert_with(|| p.clone());
             }
@@ -161,13 +233,45 @@ pub(crate) fn build(
     };
     let watermark = base_watermark.max(latest_finish);
 
+    // Running time of the current attempt. DevLake keeps a re-run's first `beganAt` (and its
+    // previous `finishedAt`), so a re-run's attempt counts from when a run first saw it running.
+    let previous_attempts: HashMap<u64, &Attempt> = loaded
+        .map(|c| c.attempts.iter().map(|a| (a.pipeline_id, a)).collect())
+        .unwrap_or_default();
+    let mut attempts: Vec<Attempt> = Vec::new();
+    let mut stuck = Vec::new();
     let stuck_before = now - stuck_after;
-    let stuck = unfinished
-        .values()
-        .filter(|p| matches!(p.status.as_str(), status::RUNNING | status::RESUME))
-        .filter(|p| p.began_at.is_some_and(|b| b < stuck_before))
-        .cloned()
-        .collect();
+    for p in unfinished.values() {
+        if !matches!(p.status.as_str(), status::RUNNING | status::RESUME) {
+            continue;
+        }
+        let rerun = p.finished_at.is_some() || open.contains_key(&p.id);
+        let started = if rerun {
+            let seen = previous_attempts
+                .get(&p.id)
+                .filter(|a| a.previous_finished_at == p.finished_at)
+                .map_or(now, |a| a.seen_running_at);
+            attempts.push(Attempt {
+                pipeline_id: p.id,
+                previous_finished_at: p.finished_at,
+                seen_running_at: seen,
+            });
+            Some(seen)
+        } else {
+            p.began_at
+        };
+        if started.is_some_and(|b| b < stuck_before) {
+            stuck.push(p.clone());
+        }
+    }
+    // Lookups not answered this time keep their attempt.
+    for id in &lookups.unknown {
+        if let Some(a) = previous_attempts.get(id) {
+            attempts.push((*a).clone());
+        }
+    }
+    attempts.sort_by_key(|a| a.pipeline_id);
+    attempts.dedup_by_key(|a| a.pipeline_id);
 
     let mut inspected: HashSet<u64> = facts.keys().map(|(_, id)| *id).collect();
     inspected.extend(unfinished.keys());
@@ -182,11 +286,33 @@ pub(crate) fn build(
             watermark,
             watch: watch.into_iter().collect(),
             stuck: Default::default(),
+            open_failures: open_failures_left(loaded, lookups),
+            attempts,
+            recheck_after: loaded.map_or(0, |c| c.recheck_after),
+            sweep_page: loaded.map_or(0, |c| c.sweep_page),
+            missing_blueprints: loaded
+                .map(|c| c.missing_blueprints.clone())
+                .unwrap_or_default(),
             updated_at: Some(now),
             revision: loaded.map_or(0, |c| c.revision),
         },
         inspected: inspected.len(),
     }
+}
+
+/// The loaded open failures without the deleted ones; the run then replaces the entries of
+/// every project whose latest finished pipeline it moved.
+fn open_failures_left(loaded: Option<&MonitorCursor>, lookups: &Lookups) -> Vec<OpenFailure> {
+    let gone: HashSet<u64> = lookups.gone.iter().copied().collect();
+    loaded
+        .map(|c| {
+            c.open_failures
+                .iter()
+                .filter(|o| !gone.contains(&o.pipeline_id))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -235,8 +361,9 @@ mod tests {
             listed_complete: true,
             pending: vec![p(103, status::RUNNING, None)],
             recent: vec![p(102, status::FAILED, Some(t(10, 4)))],
+            recent_covers_from: 0,
         };
-        assert!(lookups_needed(Basis::Cursor(&c), &obs).is_empty());
+        assert!(lookups_needed(Basis::Cursor(&c), &obs).ids.is_empty());
         let plan = build(
             Basis::Cursor(&c),
             Some(&c),
@@ -262,6 +389,7 @@ mod tests {
             pending: vec![],
             // Pipeline 40 failed long ago, was re-run and failed again at 10:02.
             recent: vec![p(40, status::FAILED, Some(t(10, 2)))],
+            recent_covers_from: 0,
         };
         let plan = build(
             Basis::Cursor(&c),
@@ -282,8 +410,9 @@ mod tests {
             listed_complete: true,
             pending: vec![p(50, status::RUNNING, None)],
             recent: vec![],
+            recent_covers_from: 0,
         };
-        assert_eq!(lookups_needed(Basis::Cursor(&c), &obs), vec![5, 60, 70]);
+        assert_eq!(lookups_needed(Basis::Cursor(&c), &obs).ids, vec![5, 60, 70]);
         let lookups = Lookups {
             found: vec![p(5, status::FAILED, Some(t(10, 1)))],
             gone: vec![60],
@@ -379,5 +508,166 @@ mod tests {
             chrono::Duration::hours(14),
         );
         assert!(fresh.stuck.is_empty());
+    }
+
+    fn with_updated(mut p: Pipeline, updated: DateTime<Utc>) -> Pipeline {
+        p.updated_at = Some(updated);
+        p
+    }
+
+    #[test]
+    fn an_end_without_a_new_finished_at_is_keyed_by_updated_at() {
+        // Restart with RESUME_PIPELINES=false during a first run: no finishedAt at all.
+        let first = with_updated(p(1, status::FAILED, None), t(10, 2));
+        assert_eq!(ended_at(&first), Some(t(10, 2)));
+        // During a re-run: the previous run's finishedAt is kept.
+        let rerun = with_updated(p(2, status::FAILED, Some(t(8, 0))), t(10, 3));
+        assert_eq!(ended_at(&rerun), Some(t(10, 3)));
+        // A normal end: finishedAt, even if updatedAt is a few milliseconds later.
+        let normal = with_updated(
+            p(3, status::FAILED, Some(t(9, 0))),
+            t(9, 0) + chrono::Duration::milliseconds(40),
+        );
+        assert_eq!(ended_at(&normal), Some(t(9, 0)));
+        // A cancelled queued pipeline has no timestamps but updatedAt.
+        let mut cancelled = with_updated(p(4, status::CANCELLED, None), t(10, 1));
+        cancelled.began_at = None;
+        assert_eq!(ended_at(&cancelled), Some(t(10, 1)));
+        // Not finished: no end, whatever the timestamps say.
+        assert_eq!(ended_at(&p(5, status::RESUME, Some(t(8, 0)))), None);
+
+        let c = cursor(10, t(10, 0), &[1, 2]);
+        let obs = Observations {
+            listed: vec![first.clone(), rerun.clone(), cancelled.clone()],
+            listed_complete: true,
+            ..Default::default()
+        };
+        let plan = build(
+            Basis::Cursor(&c),
+            Some(&c),
+            &obs,
+            &Lookups::default(),
+            t(10, 5),
+            chrono::Duration::hours(12),
+        );
+        // Facts (not "still settling"), each with the time its key is made of; none watched.
+        assert_eq!(ids(&plan), vec![4, 1, 2]);
+        assert_eq!(plan.facts[1].finished_at, Some(t(10, 2)));
+        assert_eq!(plan.facts[2].finished_at, Some(t(10, 3)));
+        assert!(plan.cursor.watch.is_empty());
+    }
+
+    fn open(id: u64, ended: DateTime<Utc>) -> OpenFailure {
+        OpenFailure {
+            pipeline_id: id,
+            ended_at: ended,
+            project: format!("p{id}"),
+        }
+    }
+
+    #[test]
+    fn an_open_failure_that_ran_again_is_a_fact_whenever_it_ended() {
+        let mut c = cursor(100, t(10, 0), &[]);
+        c.open_failures = vec![open(7, t(1, 0)), open(8, t(1, 0)), open(9, t(2, 0))];
+        // 7 failed again (ended before the watermark: it ran unseen between two runs), 8 is
+        // unchanged, 9 is not in the failure listing any more.
+        let obs = Observations {
+            listed: vec![p(100, status::COMPLETED, Some(t(9, 0)))],
+            listed_complete: true,
+            recent: vec![
+                p(8, status::FAILED, Some(t(1, 0))),
+                p(7, status::FAILED, Some(t(9, 30))),
+            ],
+            recent_covers_from: 0,
+            ..Default::default()
+        };
+        assert_eq!(lookups_needed(Basis::Cursor(&c), &obs).ids, vec![9]);
+        let lookups = Lookups {
+            found: vec![p(9, status::COMPLETED, Some(t(9, 40)))],
+            ..Default::default()
+        };
+        let plan = build(
+            Basis::Cursor(&c),
+            Some(&c),
+            &obs,
+            &lookups,
+            t(10, 5),
+            chrono::Duration::hours(12),
+        );
+        assert_eq!(ids(&plan), vec![7, 9]);
+    }
+
+    #[test]
+    fn open_failures_below_the_listings_are_looked_up_a_few_per_run() {
+        let mut c = cursor(1000, t(10, 0), &[]);
+        c.open_failures = (1..=12).map(|i| open(i, t(1, 0))).collect();
+        let obs = Observations {
+            listed_complete: true,
+            recent_covers_from: 500,
+            ..Default::default()
+        };
+        let first = lookups_needed(Basis::Cursor(&c), &obs);
+        assert_eq!(first.ids, vec![1, 2, 3, 4, 5]);
+        c.recheck_after = first.recheck_after;
+        let second = lookups_needed(Basis::Cursor(&c), &obs);
+        assert_eq!(second.ids, vec![6, 7, 8, 9, 10]);
+        c.recheck_after = second.recheck_after;
+        // Wraps around.
+        assert_eq!(
+            lookups_needed(Basis::Cursor(&c), &obs).ids,
+            vec![1, 2, 3, 11, 12]
+        );
+    }
+
+    #[test]
+    fn a_rerun_counts_its_running_time_from_when_it_was_seen_running() {
+        // Re-run of a pipeline that first ran two days ago: beganAt is two days old.
+        let mut rerun = p(5, status::RUNNING, Some(t(0, 30)));
+        rerun.began_at = Some(t(0, 0) - chrono::Duration::days(2));
+        let obs = Observations {
+            pending: vec![rerun.clone()],
+            listed_complete: true,
+            ..Default::default()
+        };
+        let c = cursor(10, t(10, 0), &[5]);
+        let stuck_after = chrono::Duration::hours(12);
+        let plan = build(
+            Basis::Cursor(&c),
+            Some(&c),
+            &obs,
+            &Lookups::default(),
+            t(10, 0),
+            stuck_after,
+        );
+        assert!(plan.stuck.is_empty(), "not stuck: the attempt just started");
+        assert_eq!(plan.cursor.attempts.len(), 1);
+        assert_eq!(plan.cursor.attempts[0].seen_running_at, t(10, 0));
+        // Still running 13 hours later: stuck.
+        let later = t(10, 0) + chrono::Duration::hours(13);
+        let next = build(
+            Basis::Cursor(&plan.cursor),
+            Some(&plan.cursor),
+            &obs,
+            &Lookups::default(),
+            later,
+            stuck_after,
+        );
+        assert_eq!(next.stuck.iter().map(|p| p.id).collect::<Vec<_>>(), vec![5]);
+        // Ended: the attempt is forgotten.
+        let done = Observations {
+            listed: vec![with_updated(p(5, status::COMPLETED, Some(later)), later)],
+            listed_complete: true,
+            ..Default::default()
+        };
+        let ended = build(
+            Basis::Cursor(&next.cursor),
+            Some(&next.cursor),
+            &done,
+            &Lookups::default(),
+            later,
+            stuck_after,
+        );
+        assert!(ended.cursor.attempts.is_empty());
+        assert_eq!(ids(&ended), vec![5]);
     }
 }

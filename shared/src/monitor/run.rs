@@ -9,11 +9,12 @@ use serde_json::Value;
 
 use crate::cloudwatch::{Datum, MetricsSink};
 use crate::deadline::Deadline;
-use crate::devlake::models::{Blueprint, Pipeline, PipelineQuery};
+use crate::devlake::models::{status, Blueprint, Pipeline, PipelineQuery};
 use crate::devlake::{DevLakeClient, DevLakeError};
 use crate::store::{
-    CommitOutcome, FailureEvent, Job, MonitorStore, ProjectCommit, RerunClaim, RunRecord,
-    StoreError, StoredProject, MAX_EVENTS_PER_COMMIT,
+    CommitOutcome, FailureEvent, Job, MissingBlueprint, MonitorCursor, MonitorStore, OpenFailure,
+    ProjectCommit, ProjectState, RerunClaim, RunRecord, StoreError, StoredProject,
+    MAX_EVENTS_PER_COMMIT,
 };
 
 use super::config::MonitorSettings;
@@ -24,15 +25,37 @@ use super::plan::{self, Basis, Lookups, Observations};
 use super::project::fold;
 use super::summary::{CursorBrief, FailureBrief, RunIssue, RunStatus, Summary, LISTED_FAILURES};
 
-/// Rows asked for on each counted status's first page (the re-run safety net).
+/// Rows per page of each counted status's listing: the first page is the re-run safety net
+/// (a re-run that ended again since the last run is most likely a recent pipeline).
 pub const RECENT_FAILURES_PAGE: u32 = 100;
+/// Pages of each counted status read at most to reach the oldest open failure; older open
+/// failures are looked up a few per run instead.
+pub const RECHECK_PAGES: u32 = 5;
 /// Above this many unknown blueprints, one paged `GET /blueprints` is cheaper than one
 /// `GET /blueprints/{id}` each (first run, rescan).
 pub const BLUEPRINT_LIST_THRESHOLD: usize = 20;
+/// Rows of `GET /blueprints` each run reads (the sweep for renames and deletions).
+pub const SWEEP_PAGE: u32 = 2000;
+/// A cached blueprint → project name older than this is asked again.
+const BLUEPRINT_CACHE_TTL: chrono::Duration = chrono::Duration::days(1);
+/// How long a blueprint answers 404 before its pipelines are dropped as "no project".
+const MISSING_GRACE: chrono::Duration = chrono::Duration::hours(1);
+
+/// What this run's blueprint sweep saw.
+#[derive(Debug, Default)]
+struct Sweep {
+    /// Blueprint id → project name (`project_of`).
+    names: HashMap<u64, String>,
+    /// The page held every blueprint: one missing from it does not exist.
+    complete: bool,
+    next_page: u32,
+}
+
 /// Re-reads of one project before its commit is given up for this run (only under heavy overlap).
 const COMMIT_ATTEMPTS: usize = 8;
-/// Events written for one project and failures found already recorded, or why not.
-type CommitResult = Result<(Vec<FailureEvent>, u64), StoreError>;
+/// Events written for one project, failures found already recorded and the state it was left
+/// in, or why not.
+type CommitResult = Result<(Vec<FailureEvent>, u64, ProjectState), StoreError>;
 
 /// Projects written at once.
 const COMMIT_CONCURRENCY: usize = 8;
@@ -294,7 +317,7 @@ impl Monitor<'_> {
             },
         };
 
-        let obs = self.observe(basis, deadline).await?;
+        let obs = self.observe(basis, loaded.as_ref(), deadline).await?;
         if !obs.listed_complete {
             errors.push(RunIssue {
                 project: None,
@@ -305,9 +328,8 @@ impl Monitor<'_> {
                     .to_string(),
             });
         }
-        let lookups = self
-            .look_up(&plan::lookups_needed(basis, &obs), deadline, &mut errors)
-            .await?;
+        let needed = plan::lookups_needed(basis, &obs);
+        let lookups = self.look_up(&needed.ids, deadline, &mut errors).await?;
         let mut plan = plan::build(
             basis,
             loaded.as_ref(),
@@ -317,6 +339,9 @@ impl Monitor<'_> {
             settings.stuck_after,
         );
         drop(obs);
+        if matches!(basis, Basis::Cursor(_)) {
+            plan.cursor.recheck_after = needed.recheck_after;
+        }
 
         // Project names of every blueprint involved.
         let blueprint_ids: BTreeSet<u64> = plan
@@ -326,16 +351,24 @@ impl Monitor<'_> {
             .map(|p| p.blueprint_id)
             .filter(|id| *id != 0)
             .collect();
+        let sweep = self
+            .sweep(loaded.as_ref().map_or(1, |c| c.sweep_page), &mut errors)
+            .await?;
+        plan.cursor.sweep_page = sweep.next_page;
+        let mut missing = std::mem::take(&mut plan.cursor.missing_blueprints);
         let names = self
             .project_names(
                 &blueprint_ids,
                 request.rescan,
+                &sweep,
+                &mut missing,
                 dry_run,
                 now,
                 deadline,
                 &mut errors,
             )
             .await?;
+        plan.cursor.missing_blueprints = missing;
 
         let mut watch: BTreeSet<u64> = plan.cursor.watch.iter().copied().collect();
         let mut by_project: BTreeMap<String, Vec<&Pipeline>> = BTreeMap::new();
@@ -450,7 +483,7 @@ impl Monitor<'_> {
                         })
                         .filter(|k| recorded_before.contains(k))
                         .count() as u64;
-                    (name, facts, Ok((folded.events, known)))
+                    (name, facts, Ok((folded.events, known, folded.state)))
                 })
                 .collect()
         } else {
@@ -469,11 +502,13 @@ impl Monitor<'_> {
             .await
         };
         results.sort_by(|a, b| a.0.cmp(b.0));
+        let mut open_failures = std::mem::take(&mut plan.cursor.open_failures);
         for (name, facts, result) in results {
             match result {
-                Ok((events, duplicates)) => {
+                Ok((events, duplicates, state)) => {
                     already += duplicates;
                     new_events.extend(events);
+                    track_open_failure(&mut open_failures, name, facts, &state, counted);
                 }
                 Err(e) if e.is_retryable() => return Err(e.into()),
                 Err(e) => {
@@ -518,6 +553,30 @@ impl Monitor<'_> {
             .await?;
         watch.extend(rerun_ids.iter().copied());
 
+        // Once a day (the first run of each UTC day): projects DevLake no longer has leave the
+        // table, and with them their alerts.
+        let previous_run = loaded.as_ref().and_then(|c| c.updated_at);
+        if !dry_run && expiry::due(previous_run, now) {
+            match self.remove_gone_projects(&sweep, now, deadline).await {
+                Ok(removed) => {
+                    open_failures.retain(|o| !removed.contains(&o.project));
+                    for name in &removed {
+                        final_stuck.remove(name);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "removing deleted projects failed; tomorrow's first run tries again");
+                    errors.push(RunIssue {
+                        project: None,
+                        pipeline_id: None,
+                        blueprint_id: None,
+                        message: format!("removing deleted projects: {e}"),
+                    });
+                }
+            }
+        }
+        open_failures.sort_by_key(|o| o.pipeline_id);
+        plan.cursor.open_failures = open_failures;
         plan.cursor.watch = watch.into_iter().collect();
         plan.cursor.stuck = final_stuck;
         let saved = if dry_run {
@@ -535,7 +594,6 @@ impl Monitor<'_> {
         };
 
         // Housekeeping after the cursor is safe: it can never hold the run's progress back.
-        let previous_run = loaded.as_ref().and_then(|c| c.updated_at);
         let expiry = if dry_run || !expiry::due(previous_run, now) {
             None
         } else {
@@ -611,40 +669,88 @@ impl Monitor<'_> {
     }
 
     /// The listings of a run, fetched concurrently: the unfiltered list down to the cursor, the
-    /// pending list, and the first page of each counted status.
+    /// unfinished pipelines (pending, re-run, running), and each counted status down to the
+    /// oldest open failure.
     async fn observe(
         &self,
         basis: Basis<'_>,
+        loaded: Option<&MonitorCursor>,
         deadline: Deadline,
     ) -> Result<Observations, DevLakeError> {
         let listed = self.list_new(basis, deadline);
-        let pending = async {
-            let query = PipelineQuery {
-                pending: true,
-                ..Default::default()
-            };
-            self.devlake.pipelines(&query).try_collect::<Vec<_>>().await
-        };
-        let recent = futures::future::try_join_all(self.settings.failure_statuses.iter().map(
-            |status| async move {
-                let query = PipelineQuery {
-                    status: Some(status.clone()),
+        let unfinished = futures::future::try_join_all(
+            [
+                PipelineQuery {
+                    pending: true,
                     ..Default::default()
-                };
-                self.devlake
-                    .pipelines_page(&query, 1, RECENT_FAILURES_PAGE)
-                    .await
-                    .map(|page| page.pipelines)
-            },
-        ));
-        let ((listed, listed_complete), pending, recent) =
-            futures::try_join!(listed, pending, recent)?;
+                },
+                PipelineQuery {
+                    status: Some(status::RERUN.to_string()),
+                    ..Default::default()
+                },
+                PipelineQuery {
+                    status: Some(status::RUNNING.to_string()),
+                    ..Default::default()
+                },
+            ]
+            .into_iter()
+            .map(|query| async move {
+                self.devlake.pipelines(&query).try_collect::<Vec<_>>().await
+            }),
+        );
+        let oldest_open = loaded
+            .and_then(|c| c.open_failures.iter().map(|o| o.pipeline_id).min())
+            .unwrap_or(u64::MAX);
+        let recent = futures::future::try_join_all(
+            self.settings
+                .failure_statuses
+                .iter()
+                .map(|status| self.list_status_down_to(status, oldest_open, deadline)),
+        );
+        let ((listed, listed_complete), unfinished, recent) =
+            futures::try_join!(listed, unfinished, recent)?;
+        let recent_covers_from = recent.iter().map(|(_, from)| *from).max().unwrap_or(0);
         Ok(Observations {
             listed,
             listed_complete,
-            pending,
-            recent: recent.into_iter().flatten().collect(),
+            pending: unfinished.into_iter().flatten().collect(),
+            recent: recent.into_iter().flat_map(|(rows, _)| rows).collect(),
+            recent_covers_from,
         })
+    }
+
+    /// `GET /pipelines?status=S` newest first: the first page always (a re-run that ended again
+    /// since the last run is likely a recent one), then on until a page reaches `down_to` (the
+    /// oldest open failure) or [`RECHECK_PAGES`] pages were read. Returns the rows and the
+    /// lowest id from which the listing is complete (0: all of it).
+    async fn list_status_down_to(
+        &self,
+        status: &str,
+        down_to: u64,
+        deadline: Deadline,
+    ) -> Result<(Vec<Pipeline>, u64), DevLakeError> {
+        let query = PipelineQuery {
+            status: Some(status.to_string()),
+            ..Default::default()
+        };
+        let size = RECENT_FAILURES_PAGE;
+        let mut rows: Vec<Pipeline> = Vec::new();
+        let mut page = 1u32;
+        loop {
+            let answer = self.devlake.pipelines_page(&query, page, size).await?;
+            let n = answer.pipelines.len();
+            let lowest = answer.pipelines.iter().map(|p| p.id).min();
+            rows.extend(answer.pipelines);
+            let ended = n < size as usize || rows.len() as i64 >= answer.count;
+            if ended {
+                return Ok((rows, 0));
+            }
+            let lowest = lowest.unwrap_or(0);
+            if lowest <= down_to || page >= RECHECK_PAGES || deadline.passed() {
+                return Ok((rows, lowest));
+            }
+            page += 1;
+        }
     }
 
     /// `GET /pipelines` newest first until a page reaches the cursor (or, looking back, a page
@@ -730,12 +836,60 @@ impl Monitor<'_> {
         Ok(lookups)
     }
 
-    /// Blueprint → project names: from the table, and from DevLake for blueprints not seen
-    /// before (then cached). `refresh` (rescan) asks DevLake again for all of them.
+    /// One page of `GET /blueprints` ([`SWEEP_PAGE`] rows), rotating over the pages from run to
+    /// run: the current project name of every blueprint on it, so a renamed project is recorded
+    /// under its new name as soon as the sweep passes its blueprint (every run while there are
+    /// at most [`SWEEP_PAGE`] blueprints). An error only skips the sweep for this run.
+    async fn sweep(&self, page: u32, errors: &mut Vec<RunIssue>) -> Result<Sweep, Stopped> {
+        let page = page.max(1);
+        match self
+            .devlake
+            .blueprints_page(&Default::default(), page, SWEEP_PAGE)
+            .await
+        {
+            Ok(answer) => {
+                let n = answer.blueprints.len() as i64;
+                let last =
+                    n < SWEEP_PAGE as i64 || i64::from(page) * SWEEP_PAGE as i64 >= answer.count;
+                Ok(Sweep {
+                    names: answer
+                        .blueprints
+                        .iter()
+                        .map(|b| (b.id, project_of(b)))
+                        .collect(),
+                    complete: page == 1 && n >= answer.count,
+                    next_page: if last { 1 } else { page + 1 },
+                })
+            }
+            Err(e) if e.is_fatal() => Err(e.into()),
+            Err(e) => {
+                tracing::warn!(error = %e, "blueprint sweep skipped this run");
+                errors.push(RunIssue {
+                    project: None,
+                    pipeline_id: None,
+                    blueprint_id: None,
+                    message: format!("blueprint sweep: {e}"),
+                });
+                Ok(Sweep {
+                    next_page: page,
+                    ..Sweep::default()
+                })
+            }
+        }
+    }
+
+    /// Blueprint → project names: this run's sweep first, then the table (entries resolved in
+    /// the last [`BLUEPRINT_CACHE_TTL`]), then DevLake. A 404 is not taken for "deleted" at
+    /// once: the blueprint's pipelines wait (watched) until it is found again, or has answered
+    /// 404 for [`MISSING_GRACE`], or a complete sweep lacks it. `refresh` (rescan) ignores the
+    /// table.
+    #[allow(clippy::too_many_arguments)]
     async fn project_names(
         &self,
         ids: &BTreeSet<u64>,
         refresh: bool,
+        sweep: &Sweep,
+        missing: &mut Vec<MissingBlueprint>,
         dry_run: bool,
         now: DateTime<Utc>,
         deadline: Deadline,
@@ -745,20 +899,42 @@ impl Monitor<'_> {
             return Ok(HashMap::new());
         }
         let wanted: Vec<u64> = ids.iter().copied().collect();
-        let mut names = if refresh {
+        let cached = if refresh {
             HashMap::new()
         } else {
             self.store.blueprint_projects(&wanted).await?
         };
+        let mut names: HashMap<u64, String> = HashMap::new();
+        let mut fetched: Vec<(u64, String)> = Vec::new();
+        for id in &wanted {
+            let entry = cached.get(id);
+            match sweep.names.get(id) {
+                Some(name) => {
+                    // Renamed (or never cached, or due): store what the sweep saw.
+                    if entry.is_none_or(|c| {
+                        c.project_name != *name || c.resolved_at < now - BLUEPRINT_CACHE_TTL / 2
+                    }) {
+                        fetched.push((*id, name.clone()));
+                    }
+                    names.insert(*id, name.clone());
+                }
+                None if sweep.complete => {
+                    // Every blueprint is on the page: this one is gone.
+                    fetched.push((*id, String::new()));
+                    names.insert(*id, String::new());
+                }
+                None => {
+                    if let Some(c) = entry.filter(|c| c.resolved_at >= now - BLUEPRINT_CACHE_TTL) {
+                        names.insert(*id, c.project_name.clone());
+                    }
+                }
+            }
+        }
         let mut unknown: Vec<u64> = wanted
             .into_iter()
             .filter(|id| !names.contains_key(id))
             .collect();
-        if unknown.is_empty() {
-            return Ok(names);
-        }
-        let mut fetched: Vec<(u64, String)> = Vec::new();
-        if unknown.len() > BLUEPRINT_LIST_THRESHOLD {
+        if !unknown.is_empty() && unknown.len() > BLUEPRINT_LIST_THRESHOLD {
             let all: Vec<Blueprint> = self
                 .devlake
                 .blueprints(&Default::default())
@@ -772,20 +948,40 @@ impl Monitor<'_> {
             let wanted: HashSet<u64> = unknown.iter().copied().collect();
             // Cache every blueprint: the next unknown one is then likely known already.
             fetched.extend(all.iter().map(|b| (b.id, project_of(b))));
-            let listed: HashSet<u64> = all.iter().map(|b| b.id).collect();
-            unknown = wanted
-                .into_iter()
-                .filter(|id| !listed.contains(id))
-                .collect();
-            unknown.sort_unstable();
+            for b in all.iter().filter(|b| wanted.contains(&b.id)) {
+                names.insert(b.id, project_of(b));
+            }
+            unknown.retain(|id| !names.contains_key(id));
         }
         let results = fetch_each(&unknown, deadline, |id| self.devlake.blueprint(id)).await;
         let mut postponed = 0usize;
         for (id, result) in results {
             match result {
-                Some(Ok(b)) => fetched.push((id, project_of(&b))),
-                // Deleted: its pipelines have no project any more (recorded as skipped).
-                Some(Err(e)) if e.is_not_found() => fetched.push((id, String::new())),
+                Some(Ok(b)) => {
+                    missing.retain(|m| m.blueprint_id != id);
+                    fetched.push((id, project_of(&b)));
+                    names.insert(id, project_of(&b));
+                }
+                Some(Err(e)) if e.is_not_found() => {
+                    let since = match missing.iter().find(|m| m.blueprint_id == id) {
+                        Some(m) => m.since,
+                        None => {
+                            missing.push(MissingBlueprint {
+                                blueprint_id: id,
+                                since: now,
+                            });
+                            now
+                        }
+                    };
+                    if now - since >= MISSING_GRACE {
+                        // Deleted: its pipelines have no project any more (recorded as skipped).
+                        missing.retain(|m| m.blueprint_id != id);
+                        fetched.push((id, String::new()));
+                        names.insert(id, String::new());
+                    } else {
+                        tracing::info!(blueprint_id = id, since = %since, "blueprint not found; its pipelines wait for the next run");
+                    }
+                }
                 Some(Err(e)) if e.is_fatal() => return Err(e.into()),
                 Some(Err(e)) => {
                     tracing::warn!(blueprint_id = id, error = %e, "blueprint not resolved; its pipelines are looked at again next run");
@@ -807,8 +1003,46 @@ impl Monitor<'_> {
         if !dry_run && !fetched.is_empty() {
             self.store.save_blueprint_projects(&fetched, now).await?;
         }
-        names.extend(fetched);
         Ok(names)
+    }
+
+    /// Deletes the items of projects DevLake no longer has (deleted, or renamed away): their
+    /// alerts clear and the metrics page stops showing them. Only on a complete listing of the
+    /// blueprints (every project has one; a deleted project's blueprint is deleted with it),
+    /// which also refreshes the whole blueprint → project cache. Returns the names removed.
+    async fn remove_gone_projects(
+        &self,
+        sweep: &Sweep,
+        now: DateTime<Utc>,
+        deadline: Deadline,
+    ) -> Result<Vec<String>, MonitorError> {
+        let live: HashSet<String> = if sweep.complete {
+            sweep.names.values().cloned().collect()
+        } else {
+            if deadline.passed() {
+                return Ok(Vec::new());
+            }
+            let all: Vec<(u64, String)> = self
+                .devlake
+                .blueprints(&Default::default())
+                .map_ok(|b| (b.id, project_of(&b)))
+                .try_collect()
+                .await?;
+            self.store.save_blueprint_projects(&all, now).await?;
+            all.into_iter().map(|(_, name)| name).collect()
+        };
+        let mut removed = Vec::new();
+        for stored in self.store.all_projects().await? {
+            let name = &stored.state.project_name;
+            if name.is_empty() || live.contains(name) {
+                continue;
+            }
+            if self.store.delete_project(name, stored.revision).await? {
+                tracing::info!(project = %name, "project no longer in DevLake; its item is removed");
+                removed.push(name.clone());
+            }
+        }
+        Ok(removed)
     }
 
     /// Writes one project's new failures and state, atomically per transaction, retrying on
@@ -895,7 +1129,7 @@ impl Monitor<'_> {
                     .unwrap_or_default();
             }
         }
-        Ok((written, duplicates))
+        Ok((written, duplicates, stored.state))
     }
 
     /// Re-runs each project's newest failure when it was recorded by this run, nothing of its
@@ -972,6 +1206,35 @@ impl Monitor<'_> {
             }
         }
         Ok(rerun)
+    }
+}
+
+/// Keeps `open` holding the project's latest failure while its latest finished pipeline is
+/// one: when this run's facts moved the project's latest, its entry is replaced (or dropped on
+/// a success).
+fn track_open_failure(
+    open: &mut Vec<OpenFailure>,
+    project: &str,
+    facts: &[&Pipeline],
+    state: &ProjectState,
+    counted: impl Fn(&str) -> bool,
+) {
+    let Some(latest) = facts
+        .iter()
+        .filter(|p| p.finished_at.is_some() && p.finished_at == state.last_finished_at)
+        .max_by_key(|p| p.id)
+    else {
+        return;
+    };
+    open.retain(|o| o.project != project && o.pipeline_id != latest.id);
+    if counted(&latest.status) {
+        if let Some(ended_at) = latest.finished_at {
+            open.push(OpenFailure {
+                pipeline_id: latest.id,
+                ended_at,
+                project: project.to_string(),
+            });
+        }
     }
 }
 

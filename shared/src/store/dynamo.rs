@@ -723,7 +723,10 @@ impl MonitorStore for DynamoStore {
         }
     }
 
-    async fn blueprint_projects(&self, ids: &[u64]) -> Result<HashMap<u64, String>, StoreError> {
+    async fn blueprint_projects(
+        &self,
+        ids: &[u64],
+    ) -> Result<HashMap<u64, CachedBlueprint>, StoreError> {
         let unique: HashSet<u64> = ids.iter().copied().collect();
         let keys_ = unique
             .into_iter()
@@ -734,9 +737,50 @@ impl MonitorStore for DynamoStore {
             .into_iter()
             .map(|item| {
                 let b: BlueprintItem = from_item("BatchGetItem", item)?;
-                Ok((b.blueprint_id, b.project_name))
+                Ok((
+                    b.blueprint_id,
+                    CachedBlueprint {
+                        project_name: b.project_name,
+                        resolved_at: b.updated_at,
+                    },
+                ))
             })
             .collect()
+    }
+
+    async fn delete_project(
+        &self,
+        name: &str,
+        expected_revision: Option<u64>,
+    ) -> Result<bool, StoreError> {
+        const OP: &str = "DeleteItem";
+        let mut request = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key(keys::PROJECT_PK, name.to_string())));
+        request = match expected_revision {
+            None => request.condition_expression("attribute_not_exists(pk)"),
+            // Items written before revisions existed read as revision 0.
+            Some(r) => request
+                .condition_expression(if r == 0 {
+                    "attribute_exists(pk) AND (attribute_not_exists(#rev) OR #rev = :expected)"
+                } else {
+                    "#rev = :expected"
+                })
+                .expression_attribute_names("#rev", REVISION)
+                .expression_attribute_values(":expected", n(r)),
+        };
+        match request.send().await {
+            Ok(_) => Ok(expected_revision.is_some()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(store_error(OP, e)),
+        }
     }
 
     async fn save_blueprint_projects(

@@ -17,6 +17,7 @@ struct Tables {
     projects: BTreeMap<String, (ProjectState, u64)>,
     runs: HashMap<Job, RunRecord>,
     blueprints: BTreeMap<u64, String>,
+    blueprints_at: BTreeMap<u64, DateTime<Utc>>,
     /// Pipeline id → (re-runs taken, failure key of the last one).
     reruns: BTreeMap<u64, (u32, String)>,
 }
@@ -133,21 +134,53 @@ impl MonitorStore for MemoryStore {
         Ok(true)
     }
 
-    async fn blueprint_projects(&self, ids: &[u64]) -> Result<HashMap<u64, String>, StoreError> {
+    async fn blueprint_projects(
+        &self,
+        ids: &[u64],
+    ) -> Result<HashMap<u64, CachedBlueprint>, StoreError> {
         self.check("BatchGetItem")?;
         let tables = self.lock();
         Ok(ids
             .iter()
-            .filter_map(|id| tables.blueprints.get(id).map(|n| (*id, n.clone())))
+            .filter_map(|id| {
+                tables.blueprints.get(id).map(|n| {
+                    (
+                        *id,
+                        CachedBlueprint {
+                            project_name: n.clone(),
+                            resolved_at: tables.blueprints_at.get(id).copied().unwrap_or_default(),
+                        },
+                    )
+                })
+            })
             .collect())
+    }
+
+    async fn delete_project(
+        &self,
+        name: &str,
+        expected_revision: Option<u64>,
+    ) -> Result<bool, StoreError> {
+        self.check("DeleteItem")?;
+        let mut tables = self.lock();
+        match tables.projects.get(name) {
+            Some((_, rev)) if Some(*rev) == expected_revision => {
+                tables.projects.remove(name);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 
     async fn save_blueprint_projects(
         &self,
         entries: &[(u64, String)],
-        _now: DateTime<Utc>,
+        now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         self.check("BatchWriteItem")?;
+        self.lock()
+            .blueprints_at
+            .extend(entries.iter().map(|(id, _)| (*id, now)));
         self.lock().blueprints.extend(entries.iter().cloned());
         Ok(())
     }

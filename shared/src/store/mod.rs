@@ -338,10 +338,62 @@ pub struct MonitorCursor {
     pub watch: Vec<u64>,
     /// Projects currently flagged stuck, with the pipeline that made them so.
     pub stuck: BTreeMap<String, u64>,
+    /// The latest recorded failure of every project whose latest finished pipeline failed,
+    /// ascending by pipeline id. Re-checked every run: a re-run of it (from the Config UI, the
+    /// API, a task re-run or the auto-rerun) is seen whatever the pipeline's age.
+    pub open_failures: Vec<OpenFailure>,
+    /// Re-runs seen running, ascending by pipeline id: DevLake keeps the first run's `beganAt`,
+    /// so the running time of the current attempt counts from here.
+    pub attempts: Vec<Attempt>,
+    /// Open failures beyond the failure listings' depth are looked up a few per run, in id
+    /// order from after this one.
+    pub recheck_after: u64,
+    /// The page of `GET /blueprints` the next run reads (1-based; the sweep wraps around).
+    pub sweep_page: u32,
+    /// Blueprints that answered 404, with the first such answer: their pipelines wait (watched)
+    /// until the blueprint is found again or has been missing for an hour.
+    pub missing_blueprints: Vec<MissingBlueprint>,
     /// The run time (`now`) of the run that wrote it.
     pub updated_at: Option<DateTime<Utc>>,
     /// Bumped on every save; saves are conditional on it.
     pub revision: u64,
+}
+
+/// A project's latest recorded failure, while it is the project's latest finished pipeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OpenFailure {
+    pub pipeline_id: u64,
+    /// When that failure ended (its key's time): a different end means it ran again.
+    pub ended_at: DateTime<Utc>,
+    pub project: String,
+}
+
+/// When the monitor first saw the current attempt of a re-run pipeline running.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Attempt {
+    pub pipeline_id: u64,
+    /// The previous run's `finishedAt`, which DevLake keeps until the attempt ends: a different
+    /// one means another attempt.
+    pub previous_finished_at: Option<DateTime<Utc>>,
+    pub seen_running_at: DateTime<Utc>,
+}
+
+/// A cached blueprint → project name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedBlueprint {
+    /// Empty: the blueprint has no project (deleted).
+    pub project_name: String,
+    pub resolved_at: DateTime<Utc>,
+}
+
+/// A blueprint that answered 404 and since when.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MissingBlueprint {
+    pub blueprint_id: u64,
+    pub since: DateTime<Utc>,
 }
 
 /// A project's stored state and the revision it was read at (`None`: no item yet).
@@ -406,8 +458,12 @@ pub trait MonitorStore: RunLog {
         loaded_revision: Option<u64>,
     ) -> Result<bool, StoreError>;
 
-    /// Cached blueprint → project names for those of `ids` that are known.
-    async fn blueprint_projects(&self, ids: &[u64]) -> Result<HashMap<u64, String>, StoreError>;
+    /// Cached blueprint → project names for those of `ids` that are known, with when each was
+    /// resolved (callers decide how old is too old).
+    async fn blueprint_projects(
+        &self,
+        ids: &[u64],
+    ) -> Result<HashMap<u64, CachedBlueprint>, StoreError>;
 
     async fn save_blueprint_projects(
         &self,
@@ -424,6 +480,15 @@ pub trait MonitorStore: RunLog {
     /// Every stored project, in name order (the `PROJECT` partition in DynamoDB, the same read as
     /// a scrape's): the monitor's daily expiry of recent failures walks them.
     async fn all_projects(&self) -> Result<Vec<StoredProject>, StoreError>;
+
+    /// Deletes a project's item (its state, counters and recent failures), only if still at
+    /// `expected_revision`: the project no longer exists in DevLake. `Ok(false)`: it changed
+    /// meanwhile (or is gone already); nothing deleted. Its failure events stay until their TTL.
+    async fn delete_project(
+        &self,
+        name: &str,
+        expected_revision: Option<u64>,
+    ) -> Result<bool, StoreError>;
 
     /// Keys ([`FailureEvent::key`]) of those of `events` already stored. Used by dry runs, which
     /// must report what a real run would record without writing.

@@ -11,7 +11,9 @@
 //! | POST | `/_sim/migration` | `{"mode":"none"\|"pending"\|"running"}` |
 //! | POST | `/_sim/pipelines/{id}/start` | → pipeline JSON |
 //! | POST | `/_sim/pipelines/{id}/finish` | `{"status":"TASK_FAILED","message":"…"}` → pipeline JSON |
-//! | POST | `/_sim/pipelines/run-all` | `{"status":…,"message":…}` → `{"finished":[ids]}` (every pending pipeline) |
+//! | POST | `/_sim/pipelines/run-all` | `{"status":…,"message":…}` → `{"finished":[ids]}` (every pipeline not yet ended: queued, re-run, resumed, running) |
+//! | POST | `/_sim/restart` | `{"resumePipelines":bool}` (default true) → `{"changed":[ids]}`: DevLake restarted, running pipelines become `TASK_RESUME` or `TASK_FAILED` |
+//! | POST | `/_sim/clock` | `{"now":RFC 3339\|null,"advanceSeconds":N}` → `{"now"}`: stop (or release) DevLake's clock, then move it |
 //! | POST | `/_sim/pipelines` | a [`PipelineSeed`](super::PipelineSeed) or an array of them → `{"ids":[…]}` |
 //! | POST | `/_sim/connections` | `{"plugin","connection":{…}}` → `{"id"}` |
 //! | POST | `/_sim/remote-groups` | `{"plugin","connectionId","parentId"?,"id","name"}` → `{}` |
@@ -83,6 +85,8 @@ pub(crate) fn router(h: SimHandle) -> Router {
         .route("/_sim/remote-scopes", post(add_remote_scopes))
         .route("/_sim/projects", post(add_project))
         .route("/_sim/state", get(state_summary))
+        .route("/_sim/restart", post(restart))
+        .route("/_sim/clock", post(set_clock))
         .route("/_sim/auto-complete", post(auto_complete))
         .fallback(|| async { plain_not_found() })
         .with_state(h)
@@ -203,6 +207,45 @@ async fn run_all(AxState(h): AxState<SimHandle>, body: Bytes) -> R {
         Ok(ids) => json_response(200, &json!({"finished": ids})),
         Err(e) => err(e),
     }
+}
+
+/// `POST /_sim/restart {"resumePipelines": bool}` (default true, DevLake's `RESUME_PIPELINES`).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct RestartBody {
+    resume_pipelines: bool,
+}
+
+impl Default for RestartBody {
+    fn default() -> Self {
+        RestartBody {
+            resume_pipelines: true,
+        }
+    }
+}
+
+async fn restart(AxState(h): AxState<SimHandle>, body: Bytes) -> R {
+    let b: RestartBody = try_r!(parse(&body));
+    let changed = h.restart(b.resume_pipelines);
+    json_response(200, &json!({ "changed": changed }))
+}
+
+/// `POST /_sim/clock {"now": RFC 3339 | null, "advanceSeconds": n}`: stop DevLake's clock at
+/// `now` (null: back to the wall clock), then move it forward.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct ClockBody {
+    now: Option<chrono::DateTime<chrono::Utc>>,
+    advance_seconds: i64,
+}
+
+async fn set_clock(AxState(h): AxState<SimHandle>, body: Bytes) -> R {
+    let b: ClockBody = try_r!(parse(&body));
+    h.set_clock(b.now);
+    if b.advance_seconds != 0 {
+        h.advance_clock(chrono::Duration::seconds(b.advance_seconds));
+    }
+    json_response(200, &json!({ "now": h.now() }))
 }
 
 #[derive(Deserialize)]

@@ -428,7 +428,7 @@ pub(crate) fn load(state: &mut State, f: Fixture) -> ApiResult<()> {
     let mut history: Vec<PipelineSeed> = Vec::new();
     for p in f.projects {
         let what = format!("project {}", p.name);
-        let at = p.created_at.unwrap_or_else(super::state::now);
+        let at = p.created_at.unwrap_or_else(|| state.now());
         let mut body = json!({"name": p.name, "description": p.description});
         if let Some(m) = p.metrics {
             body["metrics"] = m;

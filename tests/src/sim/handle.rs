@@ -12,7 +12,7 @@ use super::faults::{
     FaultRule, FaultState, Faults, MigrationMode, RequestCounts, RequestLog, RequestRecord,
 };
 use super::fixture::{self, Fixture};
-use super::state::{ApiError, PipelineFilter, PipelineSeed, State};
+use super::state::{ApiError, PipelineEnd, PipelineFilter, PipelineSeed, State};
 use super::{lock, AutoComplete, Inner, SimOptions, DEFAULT_VERSION};
 
 /// Error from a control operation (unknown pipeline, invalid fixture, …).
@@ -326,11 +326,23 @@ impl SimHandle {
         self.with_state(|s| {
             s.create_project(
                 json!({"name": name, "metrics": [{"pluginName": "dora", "pluginOption": {}, "enable": true}]}),
-                super::state::now(),
+                s.now(),
             )?;
             Ok(s.blueprint_of_project(name).map(|b| b.id).unwrap_or(0))
         })
         .map_err(|e: ApiError| e.into())
+    }
+
+    /// `DELETE /projects/{name}`: also deletes its blueprint; refused (500) while one of the
+    /// blueprint's newest pipelines is unfinished.
+    pub fn delete_project(&self, name: &str) -> Result<(), SimError> {
+        Ok(self.with_state(|s| s.delete_project(name))?)
+    }
+
+    /// `PATCH /projects/{old} {"name": new}`: the blueprint keeps its id, `projectName` follows.
+    pub fn rename_project(&self, old: &str, new: &str) -> Result<(), SimError> {
+        self.with_state(|s| s.patch_project(old, json!({ "name": new })))?;
+        Ok(())
     }
 
     /// Applies a `PATCH /blueprints/{id}` body with the same validation. Returns the blueprint.
@@ -433,16 +445,69 @@ impl SimHandle {
         Ok(self.with_state(|s| s.finish(id, status, message))?)
     }
 
-    /// Finishes every pending pipeline with `status`; returns their ids.
+    /// Finishes every pipeline the runner still has to end (queued, re-run, resumed, running)
+    /// with `status`; returns their ids.
     pub fn finish_all_pending(&self, status: &str, message: &str) -> Result<Vec<u64>, SimError> {
         self.with_state(|s| {
-            let ids = s.pending_ids();
+            let ids = s.unfinished_ids();
             for id in &ids {
                 s.finish(*id, status, message)?;
             }
             Ok(ids)
         })
         .map_err(|e: ApiError| e.into())
+    }
+
+    /// `POST /pipelines/{id}/rerun`: same id, `TASK_RERUN`, old `beganAt`/`finishedAt` kept.
+    pub fn rerun_pipeline(&self, id: u64) -> Result<(), SimError> {
+        self.with_state(|s| s.rerun(id))?;
+        self.schedule_auto_complete(id);
+        Ok(())
+    }
+
+    /// `DELETE /pipelines/{id}` (cancel).
+    pub fn cancel_pipeline(&self, id: u64) -> Result<(), SimError> {
+        Ok(self.with_state(|s| s.cancel(id))?)
+    }
+
+    /// Restarts DevLake: every `TASK_RUNNING` pipeline becomes `TASK_RESUME`
+    /// (`resume_pipelines`, DevLake's default) or `TASK_FAILED`, `finishedAt` untouched.
+    /// Returns the ids changed.
+    pub fn restart(&self, resume_pipelines: bool) -> Vec<u64> {
+        self.with_state(|s| s.restart(resume_pipelines))
+    }
+
+    /// Every pipeline end so far (runner ends, cancellations, restarts without resume), oldest
+    /// first. Seeded rows are not ends.
+    pub fn ends(&self) -> Vec<PipelineEnd> {
+        self.with_state(|s| s.ends.clone())
+    }
+
+    /// Ids of pipelines the runner still has to end (any status but the finished ones).
+    pub fn unfinished_pipelines(&self) -> Vec<u64> {
+        self.with_state(|s| s.unfinished_ids())
+    }
+
+    // ------------------------------------------------------------------ clock
+
+    /// DevLake's clock: the controlled time if set, else the wall clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.with_state(|s| s.now())
+    }
+
+    /// Stops DevLake's clock at `at` (`None`: back to the wall clock). Every timestamp the
+    /// simulator writes from then on (`createdAt`, `beganAt`, `finishedAt`, `updatedAt`) is it.
+    pub fn set_clock(&self, at: Option<DateTime<Utc>>) {
+        self.with_state(|s| s.clock = at);
+    }
+
+    /// Moves the controlled clock forward (starting from the wall clock if none was set).
+    pub fn advance_clock(&self, by: chrono::Duration) -> DateTime<Utc> {
+        self.with_state(|s| {
+            let at = s.now() + by;
+            s.clock = Some(at);
+            at
+        })
     }
 
     /// Inserts one pipeline row directly. Returns its id.

@@ -631,7 +631,7 @@ async fn list_projects(AxState(h): AxState<SimHandle>, Query(q): Q) -> ApiResult
 async fn create_project(AxState(h): AxState<SimHandle>, body: Bytes) -> ApiResult<R> {
     let body = parse_body(&body)?;
     h.with_state(|s| {
-        let name = s.create_project(body, super::state::now())?;
+        let name = s.create_project(body, s.now())?;
         Ok(json_response(
             201,
             &s.project_json(s.project(&name)?, false),

@@ -333,10 +333,23 @@ pub(crate) struct State {
     pub next_task_id: u64,
     pub github_api_fill_calls: u64,
     default_plan: Shared,
+    /// `None`: the wall clock. `Some(t)`: time stands at `t` until moved (tests that compress
+    /// days of DevLake activity into seconds).
+    pub clock: Option<DateTime<Utc>>,
+    /// Every time a pipeline reached a finished status, in order: the simulator's own record
+    /// of what a monitor should have seen.
+    pub ends: Vec<PipelineEnd>,
 }
 
-pub(crate) fn now() -> DateTime<Utc> {
-    Utc::now()
+/// A pipeline reaching a finished status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PipelineEnd {
+    pub pipeline_id: u64,
+    pub blueprint_id: u64,
+    pub status: String,
+    /// When DevLake saved that status (`updatedAt` of that save; `finishedAt` too when stamped).
+    pub at: DateTime<Utc>,
 }
 
 fn zero_time() -> &'static str {
@@ -344,6 +357,11 @@ fn zero_time() -> &'static str {
 }
 
 impl State {
+    /// DevLake's `time.Now()`: the controlled clock if set, else the wall clock.
+    pub(crate) fn now(&self) -> DateTime<Utc> {
+        self.clock.unwrap_or_else(Utc::now)
+    }
+
     pub(crate) fn new(version: String, remote_page_size: usize) -> State {
         State {
             version,
@@ -364,6 +382,8 @@ impl State {
             tasks: HashMap::new(),
             next_task_id: 1,
             github_api_fill_calls: 0,
+            clock: None,
+            ends: Vec::new(),
             default_plan: Shared(Arc::new(json!([[{
                 "plugin": "github",
                 "subtasks": null,
@@ -414,7 +434,7 @@ impl State {
             _ => *next,
         };
         *next = (*next).max(id + 1);
-        let t = super::time::go_time(&now());
+        let t = super::time::go_time(&self.now());
         body.insert("id".into(), json!(id));
         body.entry("createdAt").or_insert(json!(t));
         body.entry("updatedAt").or_insert(json!(t));
@@ -635,7 +655,7 @@ impl State {
         plugins::normalize_id(plugin, &mut row, &scope_id);
         row.insert("connectionId".into(), json!(connection_id));
         self.normalize_scope_config_id(&mut row);
-        let t = super::time::go_time(&now());
+        let t = super::time::go_time(&self.now());
         let conn = self.connection_mut(plugin, connection_id)?;
         let created = conn
             .scopes
@@ -690,7 +710,7 @@ impl State {
             row.insert(k, v);
         }
         self.normalize_scope_config_id(&mut row);
-        row.insert("updatedAt".into(), json!(super::time::go_time(&now())));
+        row.insert("updatedAt".into(), json!(super::time::go_time(&self.now())));
         let conn = self.connection_mut(plugin, connection_id)?;
         conn.scopes.upsert(scope_id.to_string(), row.clone());
         Ok(row)
@@ -837,7 +857,7 @@ impl State {
             .entry(plugin.to_string())
             .or_insert(1);
         *next = (*next).max(id + 1);
-        let t = super::time::go_time(&now());
+        let t = super::time::go_time(&self.now());
         body.insert("id".into(), json!(id));
         body.insert("connectionId".into(), json!(connection_id));
         body.insert("createdAt".into(), json!(t));
@@ -905,7 +925,7 @@ impl State {
             sc.insert(k, v);
         }
         sc.insert("connectionId".into(), json!(connection_id));
-        sc.insert("updatedAt".into(), json!(super::time::go_time(&now())));
+        sc.insert("updatedAt".into(), json!(super::time::go_time(&self.now())));
         self.scope_configs
             .insert((plugin.to_string(), id), sc.clone());
         Ok(sc)
@@ -1089,8 +1109,12 @@ impl State {
                 p.metrics = Value::Array(m.clone());
             }
         }
-        p.updated_at = now();
+        p.updated_at = self.now();
         if let Some(n) = new_name {
+            // DevLake's `PatchProject` moves `project_name` of the blueprint (and the metric
+            // settings, mappings…) to the new name in one column update each, which stamps
+            // `updatedAt`; the blueprint's own `name` ("<old>-Blueprint") is left as it was.
+            let t = self.now();
             self.projects.remove(name);
             if let Some(id) = self.blueprint_by_project.remove(name) {
                 self.blueprint_by_project.insert(n.clone(), id);
@@ -1101,9 +1125,7 @@ impl State {
                 .filter(|b| b.project_name == name)
             {
                 bp.project_name = n.clone();
-                if bp.name == format!("{name}-Blueprint") {
-                    bp.name = format!("{n}-Blueprint");
-                }
+                bp.updated_at = t;
             }
             p.name = n;
         }
@@ -1116,7 +1138,7 @@ impl State {
         self.project(name)?;
         if let Some(bp) = self.blueprint_of_project(name) {
             let bp_id = bp.id;
-            if self.has_pending(bp_id) {
+            if self.has_unfinished_first_page(bp_id) {
                 return Err(ApiError::new(500, "There are unfinished pipelines in the current project. It cannot be deleted at this time."));
             }
             self.blueprints.remove(&bp_id);
@@ -1157,7 +1179,7 @@ impl State {
         let mut bp = self.blueprint(id)?.clone();
         apply_blueprint_patch(&mut bp, &patch, false)?;
         self.validate_and_plan(&mut bp)?;
-        bp.updated_at = now();
+        bp.updated_at = self.now();
         let old_project = self.blueprints[&id].project_name.clone();
         let new_project = bp.project_name.clone();
         self.blueprints.insert(id, bp);
@@ -1171,7 +1193,7 @@ impl State {
             return Err(ApiError::bad("bad request body format"));
         };
         let id = self.next_blueprint_id;
-        let mut bp = self.blank_blueprint(id, now(), String::new());
+        let mut bp = self.blank_blueprint(id, self.now(), String::new());
         bp.mode = String::new();
         apply_blueprint_patch(&mut bp, &body, true)?;
         if bp.mode.is_empty() {
@@ -1217,7 +1239,7 @@ impl State {
         if total == 0 {
             return Err(ApiError::bad("no task to run"));
         }
-        let t = now();
+        let t = self.now();
         let p = Pipeline {
             id: self.next_pipeline_id,
             created_at: t,
@@ -1392,6 +1414,20 @@ impl State {
             .collect())
     }
 
+    /// DevLake's `thereAreUnfinishedPipelinesUnderBlueprint` (guards project deletion): any of the
+    /// blueprint's first page of pipelines (50, newest first) not in a finished status, whatever
+    /// its `finishedAt` (a re-run or resumed pipeline counts).
+    pub(crate) fn has_unfinished_first_page(&self, blueprint_id: u64) -> bool {
+        self.pipelines_by_blueprint
+            .get(&blueprint_id)
+            .is_some_and(|ids| {
+                ids.iter()
+                    .rev()
+                    .take(50)
+                    .any(|id| !FINISHED.contains(&self.pipelines[id].status))
+            })
+    }
+
     pub(crate) fn has_pending(&self, blueprint_id: u64) -> bool {
         self.pipelines_by_blueprint
             .get(&blueprint_id)
@@ -1418,7 +1454,7 @@ impl State {
         if total == 0 {
             return Err(ApiError::bad("no task to run"));
         }
-        let t = now();
+        let t = self.now();
         let p = Pipeline {
             id: self.next_pipeline_id,
             created_at: t,
@@ -1486,7 +1522,7 @@ impl State {
                 }
             }
         };
-        let created = seed.created_at.unwrap_or_else(now);
+        let created = seed.created_at.unwrap_or_else(|| self.now());
         let finished = FINISHED.contains(&status);
         let began = seed.began_at.or(match status {
             "TASK_CREATED" => None,
@@ -1631,18 +1667,23 @@ impl State {
         Ok(&self.tasks[&id])
     }
 
-    /// `POST /pipelines/{id}/rerun`.
+    /// `POST /pipelines/{id}/rerun`, as DevLake's `RerunPipeline`: refused while the pipeline
+    /// runs or waits (`TASK_RUNNING`, `TASK_CREATED`, `TASK_RERUN`; `TASK_RESUME` is not checked),
+    /// new task rows for every task whose latest attempt did not complete, and one column update
+    /// of the pipeline: `status = TASK_RERUN`. `beganAt` and `finishedAt` keep the previous
+    /// run's values (so the pipeline is not "pending", whose query wants `finished_at IS NULL`);
+    /// the update goes through gorm's `Update`, which stamps `updatedAt`.
     pub(crate) fn rerun(&mut self, id: u64) -> ApiResult<Vec<Task>> {
         let p = self.pipeline(id)?;
         match p.status {
             "TASK_RUNNING" => return Err(ApiError::bad("pipeline is running")),
-            "TASK_CREATED" | "TASK_RERUN" | "TASK_RESUME" => {
+            "TASK_CREATED" | "TASK_RERUN" => {
                 return Err(ApiError::bad("pipeline is waiting to run"))
             }
             _ => {}
         }
         self.ensure_tasks(id);
-        let t = now();
+        let t = self.now();
         let mut next_task_id = self.next_task_id;
         let tasks = self.tasks.get_mut(&id).expect("ensured");
         let mut new_tasks = Vec::new();
@@ -1667,37 +1708,71 @@ impl State {
         }
         let p = self.pipelines.get_mut(&id).expect("checked");
         p.status = "TASK_RERUN";
-        p.finished_at = None;
         p.updated_at = t;
-        p.finished_tasks -= new_tasks.len() as i64;
-        if p.finished_tasks < 0 {
-            p.finished_tasks = 0;
-        }
         Ok(new_tasks)
     }
 
-    /// `DELETE /pipelines/{id}`.
+    /// `DELETE /pipelines/{id}`, as DevLake's `CancelPipeline`. A queued pipeline
+    /// (`TASK_CREATED`/`TASK_RERUN`) is saved as `TASK_CANCELLED` at once, no timestamp touched
+    /// but `updatedAt` (gorm `Save`): never started, it has no `beganAt`/`finishedAt`; a queued
+    /// re-run keeps its previous run's. A running pipeline has its tasks cancelled and
+    /// `runPipeline` then ends it as `TASK_CANCELLED` with a new `finishedAt`; the simulator
+    /// collapses that into this call. A `TASK_RESUME` pipeline only has its pending tasks
+    /// cancelled (`cancelPendingTasksInDB`): its row is not changed here. Finished: no-op.
     pub(crate) fn cancel(&mut self, id: u64) -> ApiResult<()> {
+        let t = self.now();
         let p = self
             .pipelines
-            .get(&id)
+            .get_mut(&id)
             .ok_or_else(|| ApiError::bad("pipeline not found"))?;
-        if p.is_pending() || p.status == "TASK_RESUME" {
-            self.finish(id, "TASK_CANCELLED", "")?;
+        match p.status {
+            "TASK_CREATED" | "TASK_RERUN" => {
+                p.status = "TASK_CANCELLED";
+                p.updated_at = t;
+                let end = PipelineEnd {
+                    pipeline_id: id,
+                    blueprint_id: p.blueprint_id,
+                    status: p.status.to_string(),
+                    at: t,
+                };
+                self.ends.push(end);
+                if let Some(tasks) = self.tasks.get_mut(&id) {
+                    for task in tasks.iter_mut() {
+                        task.status = "TASK_CANCELLED";
+                    }
+                }
+                Ok(())
+            }
+            "TASK_RUNNING" => self.finish(id, "TASK_CANCELLED", ""),
+            "TASK_RESUME" => {
+                if let Some(tasks) = self.tasks.get_mut(&id) {
+                    for task in tasks.iter_mut().filter(|t| t.status == "TASK_RESUME") {
+                        task.status = "TASK_CANCELLED";
+                    }
+                }
+                Ok(())
+            }
+            _ => Ok(()),
         }
-        Ok(())
     }
 
+    /// The runner picking a queued pipeline, as DevLake's `dequeuePipeline`: only
+    /// `TASK_CREATED`, `TASK_RERUN` and `TASK_RESUME` are dequeued; `status = TASK_RUNNING`,
+    /// `message` cleared, `beganAt` set only when it is null (a re-run or a resumed pipeline
+    /// keeps its first start); `finishedAt` is not touched (a re-run runs with the old one).
     pub(crate) fn start(&mut self, id: u64) -> ApiResult<()> {
-        let t = now();
+        let t = self.now();
         let p = self
             .pipelines
             .get_mut(&id)
             .ok_or_else(|| ApiError::not_found("pipeline not found"))?;
-        if p.finished_at.is_some() {
-            return Err(ApiError::bad("pipeline already finished"));
+        match p.status {
+            "TASK_CREATED" | "TASK_RERUN" | "TASK_RESUME" => {}
+            "TASK_RUNNING" => return Ok(()),
+            _ => return Err(ApiError::bad("pipeline already finished")),
         }
         p.status = "TASK_RUNNING";
+        p.message.clear();
         p.began_at.get_or_insert(t);
         p.updated_at = t;
         p.stage = p.stage.max(1);
@@ -1708,12 +1783,52 @@ impl State {
         Ok(())
     }
 
+    /// A restart of DevLake, as `pipelineServiceInit` → `markInterruptedPipelineAs`: every
+    /// `TASK_RUNNING` pipeline (and task) becomes `TASK_RESUME` (`RESUME_PIPELINES=true`, the
+    /// default) or `TASK_FAILED` (`false`) in one column update (gorm `Updates`, which stamps
+    /// `updatedAt`). `finishedAt` is left as it was: null on a first run, the previous run's on
+    /// a re-run. Returns the ids changed.
+    pub(crate) fn restart(&mut self, resume_pipelines: bool) -> Vec<u64> {
+        let status = if resume_pipelines {
+            "TASK_RESUME"
+        } else {
+            "TASK_FAILED"
+        };
+        let t = self.now();
+        let mut changed = Vec::new();
+        for p in self
+            .pipelines
+            .values_mut()
+            .filter(|p| p.status == "TASK_RUNNING")
+        {
+            p.status = status;
+            p.updated_at = t;
+            changed.push(p.id);
+            if !resume_pipelines {
+                self.ends.push(PipelineEnd {
+                    pipeline_id: p.id,
+                    blueprint_id: p.blueprint_id,
+                    status: status.to_string(),
+                    at: t,
+                });
+            }
+        }
+        for id in &changed {
+            if let Some(tasks) = self.tasks.get_mut(id) {
+                for task in tasks.iter_mut().filter(|t| t.status == "TASK_RUNNING") {
+                    task.status = status;
+                }
+            }
+        }
+        changed
+    }
+
     /// Finishes a pipeline with a final status (what DevLake's runner would do).
     pub(crate) fn finish(&mut self, id: u64, status: &str, message: &str) -> ApiResult<()> {
         let status = status_const(status)
             .filter(|s| FINISHED.contains(s))
             .ok_or_else(|| ApiError::bad(format!("not a finished status: {status}")))?;
-        let t = now();
+        let t = self.now();
         let p = self
             .pipelines
             .get_mut(&id)
@@ -1743,10 +1858,27 @@ impl State {
             };
         }
         let msg = p.message.clone();
+        let blueprint_id = p.blueprint_id;
         if let Some(tasks) = self.tasks.get_mut(&id) {
             apply_task_outcome(tasks, status, Some(began), Some(t), &msg);
         }
+        self.ends.push(PipelineEnd {
+            pipeline_id: id,
+            blueprint_id,
+            status: status.to_string(),
+            at: t,
+        });
         Ok(())
+    }
+
+    /// Ids of pipelines in a status the runner still has to end (queued, re-run, resumed or
+    /// running), whatever their `finishedAt`.
+    pub(crate) fn unfinished_ids(&self) -> Vec<u64> {
+        self.pipelines
+            .values()
+            .filter(|p| !FINISHED.contains(&p.status))
+            .map(|p| p.id)
+            .collect()
     }
 
     pub(crate) fn pending_ids(&self) -> Vec<u64> {
