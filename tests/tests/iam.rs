@@ -218,6 +218,12 @@ async fn every_aws_call_is_allowed_by_the_function_role_and_every_grant_is_used(
     )
     .await;
     assert!(dry.dry_run);
+    // A project deleted in DevLake leaves the table at the next day's first run (DeleteItem).
+    let gone = devlake.projects()[0]["name"]
+        .as_str()
+        .expect("a project name")
+        .to_string();
+    devlake.delete_project(&gone).unwrap();
     let later = t0 + chrono::Duration::days(8);
     let next_day = monitor_run(&monitor, json!({}), later, "first run of a later day").await;
     let expiry = next_day.expiry.expect("the first run of a UTC day expires");
@@ -292,6 +298,7 @@ async fn every_aws_call_is_allowed_by_the_function_role_and_every_grant_is_used(
                 "dynamodb:Query",
                 "dynamodb:TransactWriteItems",
                 "dynamodb:UpdateItem",
+                "dynamodb:DeleteItem",
             ][..],
         ),
         (

@@ -559,6 +559,7 @@ fn each_function_gets_only_the_table_actions_it_uses() {
             "MonitorFunction" => &[
                 "dynamodb:BatchGetItem",
                 "dynamodb:BatchWriteItem",
+                "dynamodb:DeleteItem",
                 "dynamodb:GetItem",
                 "dynamodb:PutItem",
                 "dynamodb:Query",
