@@ -238,6 +238,7 @@ mod tests {
         let automation = Automation::from_env(&env(&[
             // Nothing listens here; any call would fail as unreachable, not as configuration.
             ("DEVLAKE_ENDPOINT", "http://127.0.0.1:9"),
+            ("ALLOW_INSECURE_HTTP", "true"),
             ("DEVLAKE_TIMEOUT_MS", "60000"),
             ("DEVLAKE_MAX_RETRIES", "3"),
         ]))
