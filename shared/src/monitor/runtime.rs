@@ -144,6 +144,7 @@ mod tests {
         let env: Env = [
             // Nothing listens here; any call would fail as unreachable, not as configuration.
             ("DEVLAKE_ENDPOINT", "http://127.0.0.1:9"),
+            ("ALLOW_INSECURE_HTTP", "true"),
             ("TABLE_NAME", "t"),
             ("DEVLAKE_TIMEOUT_MS", "30000"),
             ("AWS_REGION", "us-east-1"),
