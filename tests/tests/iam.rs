@@ -23,7 +23,7 @@ use devlake_autopilot::store::DynamoStore;
 use devlake_testkit::aws_recorder::{AwsRecorder, Upstreams};
 use devlake_testkit::cloudwatch_double::CloudWatchDouble;
 use devlake_testkit::iam_policy::{check_template, Deployment};
-use devlake_testkit::secrets_double::{SecretsManagerDouble, StoredSecret};
+use devlake_testkit::secrets_manager::LocalSecretsManager;
 use devlake_testkit::sim::{Fixture, SimOptions, Simulator};
 use devlake_testkit::stack::{dynamodb_local, local_sdk_config, repo_root};
 use serde_json::{json, Value};
@@ -91,11 +91,9 @@ async fn every_aws_call_is_allowed_by_the_function_role_and_every_grant_is_used(
     let ddb = dynamodb_local().await;
     let table = ddb.create_table("iam").await;
     let cloudwatch = CloudWatchDouble::start().await;
-    let secrets = SecretsManagerDouble::start(vec![
-        StoredSecret::string(API_KEY_ARN, "devlake/api-key", API_KEY),
-        StoredSecret::string(TOKEN_ARN, "devlake/metrics-token", TOKEN),
-    ])
-    .await;
+    let secrets = LocalSecretsManager::start().await;
+    secrets.set_string(API_KEY_ARN, API_KEY);
+    secrets.set_string(TOKEN_ARN, TOKEN);
     let recorder = AwsRecorder::new(Upstreams {
         dynamodb: Some(ddb.endpoint().to_string()),
         cloudwatch: Some(cloudwatch.url().to_string()),
