@@ -6,5 +6,6 @@ pub mod iam_policy;
 pub mod lambda_watch;
 pub mod log_capture;
 pub mod secrets_manager;
+pub mod serve;
 pub mod sim;
 pub mod stack;

@@ -13,19 +13,15 @@ use axum::response::IntoResponse;
 use axum::routing::post;
 use serde_json::{json, Value};
 
+use crate::serve::{serve_in_background, Serving};
+
 /// A running endpoint; serves until dropped.
 pub struct LocalSecretsManager {
     url: String,
     secrets: Arc<Mutex<HashMap<String, Value>>>,
     reads: Arc<AtomicUsize>,
     versions: AtomicUsize,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for LocalSecretsManager {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    _serving: Serving,
 }
 
 /// The secret's name as Secrets Manager reports it: the last ARN field without the six random
@@ -86,15 +82,13 @@ impl LocalSecretsManager {
             .await
             .expect("cannot bind the local Secrets Manager");
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
-        });
+        let serving = serve_in_background(listener, app);
         LocalSecretsManager {
             url,
             secrets,
             reads,
             versions: AtomicUsize::new(0),
-            task,
+            _serving: serving,
         }
     }
 
@@ -105,12 +99,12 @@ impl LocalSecretsManager {
 
     /// Sets (or rotates) a `SecretString`; the version id changes with every value.
     pub fn set_string(&self, arn: &str, value: &str) {
-        let mut secrets = self.secrets.lock().unwrap();
-        let version = format!("v{}", self.versions.fetch_add(1, Ordering::SeqCst) + 1);
-        secrets.insert(
-            arn.to_string(),
-            json!({"ARN": arn, "Name": name_of(arn), "SecretString": value, "VersionId": version}),
-        );
+        self.put(arn, "SecretString", value);
+    }
+
+    /// A secret holding only binary data (`SecretBinary`, base64 as on the wire), no string.
+    pub fn set_binary(&self, arn: &str, base64: &str) {
+        self.put(arn, "SecretBinary", base64);
     }
 
     /// Deletes a secret: reads of it fail with `ResourceNotFoundException`.
@@ -118,14 +112,11 @@ impl LocalSecretsManager {
         self.secrets.lock().unwrap().remove(arn);
     }
 
-    /// A secret holding only binary data (`SecretBinary`, base64 as on the wire), no string.
-    pub fn set_binary(&self, arn: &str, base64: &str) {
-        let mut secrets = self.secrets.lock().unwrap();
+    fn put(&self, arn: &str, field: &str, value: &str) {
         let version = format!("v{}", self.versions.fetch_add(1, Ordering::SeqCst) + 1);
-        secrets.insert(
-            arn.to_string(),
-            json!({"ARN": arn, "Name": name_of(arn), "SecretBinary": base64, "VersionId": version}),
-        );
+        let mut secret = json!({"ARN": arn, "Name": name_of(arn), "VersionId": version});
+        secret[field] = json!(value);
+        self.secrets.lock().unwrap().insert(arn.to_string(), secret);
     }
 
     /// `GetSecretValue` calls answered so far.
@@ -147,7 +138,13 @@ mod tests {
     fn names_drop_the_random_arn_suffix_only() {
         let arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:devlake/api-key-AbCdEf";
         assert_eq!(name_of(arn), "devlake/api-key");
-        assert_eq!(name_of("arn:aws:secretsmanager:us-east-1:1:secret:nope"), "nope");
-        assert_eq!(name_of("arn:aws:secretsmanager:us-east-1:1:secret:a-b"), "a-b");
+        assert_eq!(
+            name_of("arn:aws:secretsmanager:us-east-1:1:secret:nope"),
+            "nope"
+        );
+        assert_eq!(
+            name_of("arn:aws:secretsmanager:us-east-1:1:secret:a-b"),
+            "a-b"
+        );
     }
 }

@@ -894,14 +894,7 @@ mod devlake {
 
     #[tokio::test]
     async fn api_key_mode_good_missing_and_wrong_keys() {
-        let sim = Simulator::start_with(
-            Fixture::sample(),
-            SimOptions {
-                api_key: Some(API_KEY.into()),
-                ..SimOptions::default()
-            },
-        )
-        .await;
+        let sim = Simulator::start_with(Fixture::sample(), SimOptions::with_api_key(API_KEY)).await;
         let h = sim.handle();
         let capture = Capture::default();
         let _guard = tracing::subscriber::set_default(capture.clone());
