@@ -192,35 +192,12 @@ fn string<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
     }
 }
 
-/// Error codes DynamoDB uses for throttling and transient server trouble.
-fn is_transient_code(code: &str) -> bool {
-    matches!(
-        code,
-        "ProvisionedThroughputExceededException"
-            | "ThrottlingException"
-            | "RequestLimitExceeded"
-            | "InternalServerError"
-            | "ServiceUnavailable"
-            | "TransactionInProgressException"
-            | "LimitExceededException"
-    )
-}
-
 /// Map an SDK error to a [`StoreError`], deciding whether a retry later can help.
 fn store_error<E>(operation: &str, err: SdkError<E, HttpResponse>) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    let status = err.raw_response().map(|r| r.status().as_u16());
-    let transient = match &err {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            true
-        }
-        SdkError::ServiceError(service) => {
-            status.is_some_and(|s| s >= 500) || service.err().code().is_some_and(is_transient_code)
-        }
-        _ => false,
-    };
+    let transient = crate::aws_error::is_retryable(&err);
     let message = match err.as_service_error() {
         Some(e) => format!(
             "{}: {}",

@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 
+use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ReturnConsumedCapacity};
 use chrono::{DateTime, Utc};
@@ -231,27 +232,11 @@ fn decode<T: serde::de::DeserializeOwned>(
 
 /// Whether a failed call may succeed later (network trouble, timeouts, throttling, 5xx) decides
 /// between `Unavailable` and `Failed`.
-fn sdk_error<E, R>(operation: &str, error: SdkError<E, R>) -> StoreError
+fn sdk_error<E>(operation: &str, error: SdkError<E, HttpResponse>) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug,
 {
-    let retryable = match &error {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            true
-        }
-        SdkError::ServiceError(service) => matches!(
-            service.err().code(),
-            Some(
-                "ThrottlingException"
-                    | "ProvisionedThroughputExceededException"
-                    | "RequestLimitExceeded"
-                    | "InternalServerError"
-                    | "ServiceUnavailable"
-            )
-        ),
-        _ => false,
-    };
+    let retryable = crate::aws_error::is_retryable(&error);
     let message = DisplayErrorContext(&error).to_string();
     let operation = operation.to_string();
     if retryable {
