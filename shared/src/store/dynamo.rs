@@ -206,21 +206,25 @@ where
         ),
         None => DisplayErrorContext(&err).to_string(),
     };
+    let (operation, source) = (operation.to_string(), Some(Box::new(err) as _));
     if transient {
         StoreError::Unavailable {
-            operation: operation.to_string(),
+            operation,
             message,
+            source,
         }
     } else {
         StoreError::Failed {
-            operation: operation.to_string(),
+            operation,
             message,
+            source,
         }
     }
 }
 
 fn malformed(operation: &str, what: impl std::fmt::Display) -> StoreError {
     StoreError::Failed {
+        source: None,
         operation: operation.to_string(),
         message: format!("malformed item: {what}"),
     }
@@ -364,6 +368,7 @@ impl DynamoStore {
                     round += 1;
                     if round > UNPROCESSED_ROUNDS {
                         return Err(StoreError::Unavailable {
+                            source: None,
                             operation: OP.into(),
                             message: format!(
                                 "{} key(s) left unprocessed (throttled)",
@@ -411,6 +416,7 @@ impl DynamoStore {
                     round += 1;
                     if round > UNPROCESSED_ROUNDS {
                         return Err(StoreError::Unavailable {
+                            source: None,
                             operation: OP.into(),
                             message: format!(
                                 "{} item(s) left unprocessed (throttled)",
@@ -638,6 +644,7 @@ impl MonitorStore for DynamoStore {
         const OP: &str = "TransactWriteItems";
         if commit.events.len() > MAX_EVENTS_PER_COMMIT {
             return Err(StoreError::Failed {
+                source: None,
                 operation: OP.into(),
                 message: format!(
                     "{} events in one commit; at most {MAX_EVENTS_PER_COMMIT} fit a transaction",
@@ -708,11 +715,13 @@ impl MonitorStore for DynamoStore {
         let message = format!("transaction canceled: [{}]", all.join(", "));
         Err(if transient {
             StoreError::Unavailable {
+                source: None,
                 operation: OP.into(),
                 message,
             }
         } else {
             StoreError::Failed {
+                source: None,
                 operation: OP.into(),
                 message,
             }

@@ -169,6 +169,7 @@ impl DynamoStore {
             .keys(key(Job::Monitor))
             .build()
             .map_err(|e| StoreError::Failed {
+                source: None,
                 operation: "BatchGetItem RUN".into(),
                 message: e.to_string(),
             })?;
@@ -208,6 +209,7 @@ impl DynamoStore {
             }
         }
         Err(StoreError::Unavailable {
+            source: None,
             operation: "BatchGetItem RUN".into(),
             message: format!("keys still unprocessed after {UNPROCESSED_RETRIES} retries"),
         })
@@ -225,6 +227,7 @@ fn decode<T: serde::de::DeserializeOwned>(
     };
     let (pk, sk) = (at(keys::PK), at(keys::SK));
     serde_dynamo::from_item(item).map_err(|e| StoreError::Failed {
+        source: None,
         operation: format!("decode item {pk}/{sk}"),
         message: e.to_string(),
     })
@@ -238,10 +241,18 @@ where
 {
     let retryable = crate::aws_error::is_retryable(&error);
     let message = DisplayErrorContext(&error).to_string();
-    let operation = operation.to_string();
+    let (operation, source) = (operation.to_string(), Some(Box::new(error) as _));
     if retryable {
-        StoreError::Unavailable { operation, message }
+        StoreError::Unavailable {
+            operation,
+            message,
+            source,
+        }
     } else {
-        StoreError::Failed { operation, message }
+        StoreError::Failed {
+            operation,
+            message,
+            source,
+        }
     }
 }
