@@ -267,19 +267,7 @@ type PutError = SdkError<
 
 fn sink_error(err: PutError) -> SinkError {
     let status = err.raw_response().map(|r| r.status().as_u16());
-    let retryable = match &err {
-        SdkError::ServiceError(service) => {
-            status.is_some_and(|s| s >= 500)
-                || matches!(
-                    service.err().code(),
-                    Some("Throttling" | "ThrottlingException")
-                )
-        }
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            true
-        }
-        _ => false,
-    };
+    let retryable = crate::aws_error::is_retryable(&err);
     let detail = match err.as_service_error() {
         Some(e) => format!(
             "{} (HTTP {}): {}",

@@ -167,10 +167,12 @@ mod tests {
             assert_eq!(ErrorType::of_devlake(&e).as_str(), name, "{e}");
         }
         let unavailable = StoreError::Unavailable {
+            source: None,
             operation: "GetItem".into(),
             message: "throttled".into(),
         };
         let failed = StoreError::Failed {
+            source: None,
             operation: "GetItem".into(),
             message: "no table".into(),
         };

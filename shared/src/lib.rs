@@ -3,6 +3,7 @@
 //! read the environment, build clients once and hand events to this crate.
 
 pub mod automation;
+pub mod aws_error;
 pub mod cloudwatch;
 pub mod config;
 pub mod deadline;

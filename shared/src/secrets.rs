@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
+use aws_sdk_secretsmanager::config::http::HttpResponse;
 use aws_sdk_secretsmanager::error::{DisplayErrorContext, SdkError};
 use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError;
 use thiserror::Error;
@@ -207,24 +208,8 @@ async fn fetch_with(
     }
 }
 
-fn fetch_error<R>(arn: &str, error: SdkError<GetSecretValueError, R>) -> SecretError
-where
-    R: std::fmt::Debug + Send + Sync + 'static,
-{
-    let retryable = match &error {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            true
-        }
-        SdkError::ServiceError(service) => {
-            matches!(service.err(), GetSecretValueError::InternalServiceError(_))
-                || service
-                    .err()
-                    .meta()
-                    .code()
-                    .is_some_and(|c| c.contains("Throttl"))
-        }
-        _ => false,
-    };
+fn fetch_error(arn: &str, error: SdkError<GetSecretValueError, HttpResponse>) -> SecretError {
+    let retryable = crate::aws_error::is_retryable(&error);
     let source: aws_sdk_secretsmanager::Error = error.into();
     SecretError::Fetch {
         arn: arn.to_string(),

@@ -32,9 +32,9 @@ use axum::routing::{get, put};
 use axum::Router;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio::sync::oneshot;
 
 use crate::cloudwatch_double::{decode_body, OPERATION_PREFIX};
+use crate::serve::{serve_in_background, Serving};
 
 /// The IAM service prefix of a recorded call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -114,7 +114,8 @@ struct Shared {
 pub struct AwsRecorder {
     shared: Arc<Shared>,
     endpoints: Mutex<HashMap<String, String>>,
-    shutdowns: Mutex<Vec<oneshot::Sender<()>>>,
+    /// Dropping them (with the recorder) stops the proxies.
+    servers: Mutex<Vec<Serving>>,
 }
 
 /// Per-endpoint state: the shared log and who the calls are attributed to.
@@ -147,7 +148,7 @@ impl AwsRecorder {
                 http,
             }),
             endpoints: Mutex::new(HashMap::new()),
-            shutdowns: Mutex::new(Vec::new()),
+            servers: Mutex::new(Vec::new()),
         })
     }
 
@@ -189,15 +190,8 @@ impl AwsRecorder {
             .route("/_recorder/function", put(set_function))
             .fallback(forward)
             .with_state(state);
-        let (tx, rx) = oneshot::channel();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await;
-        });
-        self.shutdowns.lock().unwrap().push(tx);
+        let serving = serve_in_background(listener, app);
+        self.servers.lock().unwrap().push(serving);
         Ok(url)
     }
 
@@ -209,14 +203,6 @@ impl AwsRecorder {
     /// Forgets the recorded calls.
     pub fn clear(&self) {
         self.shared.calls.lock().unwrap().clear();
-    }
-}
-
-impl Drop for AwsRecorder {
-    fn drop(&mut self) {
-        for tx in self.shutdowns.lock().unwrap().drain(..) {
-            let _ = tx.send(());
-        }
     }
 }
 

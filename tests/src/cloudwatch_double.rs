@@ -20,7 +20,8 @@ use axum::routing::get;
 use axum::Router;
 use ciborium::Value;
 use serde::Serialize;
-use tokio::sync::oneshot;
+
+use crate::serve::{serve_in_background, Serving};
 
 /// The URL prefix of every operation of the CloudWatch service.
 pub const OPERATION_PREFIX: &str = "/service/GraniteServiceVersion20100801/operation/";
@@ -70,7 +71,7 @@ type Shared = Arc<Mutex<Inner>>;
 pub struct CloudWatchDouble {
     url: String,
     state: Shared,
-    shutdown: Option<oneshot::Sender<()>>,
+    _serving: Serving,
 }
 
 impl CloudWatchDouble {
@@ -89,18 +90,11 @@ impl CloudWatchDouble {
         let url = format!("http://{}", listener.local_addr()?);
         let state: Shared = Arc::default();
         let app = router(state.clone());
-        let (tx, rx) = oneshot::channel();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await;
-        });
+        let serving = serve_in_background(listener, app);
         Ok(CloudWatchDouble {
             url,
             state,
-            shutdown: Some(tx),
+            _serving: serving,
         })
     }
 
@@ -139,14 +133,6 @@ impl CloudWatchDouble {
     /// Forgets recorded datums and requests and any pending failures.
     pub fn clear(&self) {
         *self.state.lock().unwrap() = Inner::default();
-    }
-}
-
-impl Drop for CloudWatchDouble {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
     }
 }
 

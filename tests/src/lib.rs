@@ -5,7 +5,7 @@ pub mod dynamo_calls;
 pub mod iam_policy;
 pub mod lambda_watch;
 pub mod log_capture;
-pub mod secrets_double;
 pub mod secrets_manager;
+pub mod serve;
 pub mod sim;
 pub mod stack;

@@ -1,17 +1,19 @@
 //! A local Secrets Manager endpoint speaking the real wire protocol (awsJson1.1,
 //! `X-Amz-Target: secretsmanager.GetSecretValue`), for the real aws-sdk-secretsmanager client.
-//! Values can be changed while it runs (a rotation) and reads are counted.
+//! Secrets are looked up by the exact `SecretId` sent; values can be changed while it runs (a
+//! rotation), secrets can be binary-only or deleted, and reads are counted.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use aws_sdk_dynamodb::config::{Credentials, SharedCredentialsProvider};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::post;
 use serde_json::{json, Value};
+
+use crate::serve::{serve_in_background, Serving};
 
 /// A running endpoint; serves until dropped.
 pub struct LocalSecretsManager {
@@ -19,20 +21,25 @@ pub struct LocalSecretsManager {
     secrets: Arc<Mutex<HashMap<String, Value>>>,
     reads: Arc<AtomicUsize>,
     versions: AtomicUsize,
-    task: tokio::task::JoinHandle<()>,
+    _serving: Serving,
 }
 
-impl Drop for LocalSecretsManager {
-    fn drop(&mut self) {
-        self.task.abort();
+/// The secret's name as Secrets Manager reports it: the last ARN field without the six random
+/// characters Secrets Manager appends to every ARN (`...:secret:devlake/api-key-AbCdEf`).
+fn name_of(arn: &str) -> &str {
+    let last = arn.rsplit(':').next().unwrap_or(arn);
+    match last.rsplit_once('-') {
+        Some((name, suffix))
+            if suffix.len() == 6 && suffix.chars().all(|c| c.is_ascii_alphanumeric()) =>
+        {
+            name
+        }
+        _ => last,
     }
 }
 
-fn name_of(arn: &str) -> &str {
-    arn.rsplit(':').next().unwrap_or(arn)
-}
-
 impl LocalSecretsManager {
+    /// Starts on a free port of 127.0.0.1 with no secrets; add them with `set_string`/`set_binary`.
     pub async fn start() -> LocalSecretsManager {
         let secrets: Arc<Mutex<HashMap<String, Value>>> = Arc::default();
         let reads = Arc::new(AtomicUsize::new(0));
@@ -73,32 +80,31 @@ impl LocalSecretsManager {
         );
         let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
             .await
-            .unwrap();
+            .expect("cannot bind the local Secrets Manager");
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
-        });
+        let serving = serve_in_background(listener, app);
         LocalSecretsManager {
             url,
             secrets,
             reads,
             versions: AtomicUsize::new(0),
-            task,
+            _serving: serving,
         }
     }
 
+    /// `http://127.0.0.1:PORT`, the endpoint URL to give the SDK.
     pub fn url(&self) -> &str {
         &self.url
     }
 
     /// Sets (or rotates) a `SecretString`; the version id changes with every value.
     pub fn set_string(&self, arn: &str, value: &str) {
-        let mut secrets = self.secrets.lock().unwrap();
-        let version = format!("v{}", self.versions.fetch_add(1, Ordering::SeqCst) + 1);
-        secrets.insert(
-            arn.to_string(),
-            json!({"ARN": arn, "Name": name_of(arn), "SecretString": value, "VersionId": version}),
-        );
+        self.put(arn, "SecretString", value);
+    }
+
+    /// A secret holding only binary data (`SecretBinary`, base64 as on the wire), no string.
+    pub fn set_binary(&self, arn: &str, base64: &str) {
+        self.put(arn, "SecretBinary", base64);
     }
 
     /// Deletes a secret: reads of it fail with `ResourceNotFoundException`.
@@ -106,12 +112,11 @@ impl LocalSecretsManager {
         self.secrets.lock().unwrap().remove(arn);
     }
 
-    /// A secret holding only binary data (base64 `AAEC`).
-    pub fn set_binary(&self, arn: &str) {
-        self.secrets.lock().unwrap().insert(
-            arn.to_string(),
-            json!({"ARN": arn, "Name": name_of(arn), "SecretBinary": "AAEC", "VersionId": "v1"}),
-        );
+    fn put(&self, arn: &str, field: &str, value: &str) {
+        let version = format!("v{}", self.versions.fetch_add(1, Ordering::SeqCst) + 1);
+        let mut secret = json!({"ARN": arn, "Name": name_of(arn), "VersionId": version});
+        secret[field] = json!(value);
+        self.secrets.lock().unwrap().insert(arn.to_string(), secret);
     }
 
     /// `GetSecretValue` calls answered so far.
@@ -121,13 +126,25 @@ impl LocalSecretsManager {
 
     /// SDK configuration pointing at this endpoint with test credentials.
     pub fn sdk(&self) -> aws_config::SdkConfig {
-        aws_config::SdkConfig::builder()
-            .behavior_version(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new("us-east-1"))
-            .endpoint_url(&self.url)
-            .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
-                "AKIDTEST", "test", None, None, "test",
-            )))
-            .build()
+        crate::stack::local_sdk_config(&self.url)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::name_of;
+
+    #[test]
+    fn names_drop_the_random_arn_suffix_only() {
+        let arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:devlake/api-key-AbCdEf";
+        assert_eq!(name_of(arn), "devlake/api-key");
+        assert_eq!(
+            name_of("arn:aws:secretsmanager:us-east-1:1:secret:nope"),
+            "nope"
+        );
+        assert_eq!(
+            name_of("arn:aws:secretsmanager:us-east-1:1:secret:a-b"),
+            "a-b"
+        );
     }
 }

@@ -615,14 +615,7 @@ async fn migration_pending_is_a_function_error_and_changes_nothing() {
 #[tokio::test]
 async fn refused_credentials_and_unreachable_devlake_are_function_errors() {
     let key = "dlk-right-key-123";
-    let h = Harness::with(
-        Fixture::sample(),
-        SimOptions {
-            api_key: Some(key.into()),
-            ..SimOptions::default()
-        },
-    )
-    .await;
+    let h = Harness::with(Fixture::sample(), SimOptions::with_api_key(key)).await;
     let wrong = DevLakeClient::new(ClientConfig {
         endpoint: format!("{}/rest", h.sim.url()),
         api_key: Some("dlk-wrong-key-456".into()),

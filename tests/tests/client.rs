@@ -2,38 +2,26 @@
 //! against a Secrets Manager endpoint over real HTTP with the real aws-sdk-secretsmanager client.
 
 mod secrets {
-    use aws_sdk_dynamodb::config::{Credentials, SharedCredentialsProvider};
     use devlake_autopilot::secrets::{resolve_named_secret, resolve_secret, SecretError};
-    use devlake_testkit::secrets_double::{SecretsManagerDouble, StoredSecret};
+    use devlake_testkit::secrets_manager::LocalSecretsManager;
+    use devlake_testkit::stack::local_sdk_config;
 
     const ARN: &str = "arn:aws:secretsmanager:us-east-1:123456789012:secret:devlake-key-AbCdEf";
     const BINARY_ARN: &str = "arn:aws:secretsmanager:us-east-1:123456789012:secret:binary-XyZ";
     const VALUE: &str = "dlk_live_4f9a-very-secret";
 
-    /// The Secrets Manager double with a string secret and a binary-only one.
-    async fn secrets_manager() -> SecretsManagerDouble {
-        SecretsManagerDouble::start(vec![
-            StoredSecret::string(ARN, "devlake-key", VALUE),
-            StoredSecret::binary(BINARY_ARN, "binary", "AAEC"),
-        ])
-        .await
-    }
-
-    fn sdk(endpoint: &str) -> aws_config::SdkConfig {
-        aws_config::SdkConfig::builder()
-            .behavior_version(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new("us-east-1"))
-            .endpoint_url(endpoint)
-            .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
-                "AKIDTEST", "test", None, None, "test",
-            )))
-            .build()
+    /// The local Secrets Manager with a string secret and a binary-only one.
+    async fn secrets_manager() -> LocalSecretsManager {
+        let server = LocalSecretsManager::start().await;
+        server.set_string(ARN, VALUE);
+        server.set_binary(BINARY_ARN, "AAEC");
+        server
     }
 
     #[tokio::test]
     async fn reads_the_secret_string_by_arn() {
         let server = secrets_manager().await;
-        let sdk = sdk(server.url());
+        let sdk = server.sdk();
         let value = resolve_secret(None, Some(ARN.to_string()), &sdk)
             .await
             .unwrap();
@@ -44,7 +32,7 @@ mod secrets {
     #[tokio::test]
     async fn unknown_or_binary_secrets_fail_without_revealing_values() {
         let server = secrets_manager().await;
-        let sdk = sdk(server.url());
+        let sdk = server.sdk();
 
         let missing = "arn:aws:secretsmanager:us-east-1:123456789012:secret:nope";
         let err = resolve_secret(None, Some(missing.to_string()), &sdk)
@@ -86,14 +74,9 @@ mod secrets {
             .local_addr()
             .unwrap()
             .port();
-        let sdk = aws_config::SdkConfig::builder()
-            .behavior_version(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new("us-east-1"))
-            .endpoint_url(format!("http://127.0.0.1:{port}"))
+        let sdk = local_sdk_config(&format!("http://127.0.0.1:{port}"))
+            .to_builder()
             .retry_config(aws_config::retry::RetryConfig::disabled())
-            .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
-                "AKIDTEST", "test", None, None, "test",
-            )))
             .build();
         let err = resolve_secret(None, Some(ARN.to_string()), &sdk)
             .await
@@ -911,14 +894,7 @@ mod devlake {
 
     #[tokio::test]
     async fn api_key_mode_good_missing_and_wrong_keys() {
-        let sim = Simulator::start_with(
-            Fixture::sample(),
-            SimOptions {
-                api_key: Some(API_KEY.into()),
-                ..SimOptions::default()
-            },
-        )
-        .await;
+        let sim = Simulator::start_with(Fixture::sample(), SimOptions::with_api_key(API_KEY)).await;
         let h = sim.handle();
         let capture = Capture::default();
         let _guard = tracing::subscriber::set_default(capture.clone());

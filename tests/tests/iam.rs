@@ -23,7 +23,7 @@ use devlake_autopilot::store::DynamoStore;
 use devlake_testkit::aws_recorder::{AwsRecorder, Upstreams};
 use devlake_testkit::cloudwatch_double::CloudWatchDouble;
 use devlake_testkit::iam_policy::{check_template, Deployment};
-use devlake_testkit::secrets_double::{SecretsManagerDouble, StoredSecret};
+use devlake_testkit::secrets_manager::LocalSecretsManager;
 use devlake_testkit::sim::{Fixture, SimOptions, Simulator};
 use devlake_testkit::stack::{dynamodb_local, local_sdk_config, repo_root};
 use serde_json::{json, Value};
@@ -46,6 +46,20 @@ const FUNCTIONS: [&str; 3] = ["AutomationFunction", "MonitorFunction", "MetricsF
 
 fn env(pairs: &[(&str, &str)]) -> Env {
     pairs.iter().copied().collect()
+}
+
+/// The environment of a job that calls DevLake (the automation or the monitor): the simulator
+/// over plain HTTP, its API key by secret ARN, the table and the namespace, then `extra`.
+fn job_env(endpoint: &str, table: &str, extra: &[(&str, &str)]) -> Env {
+    let mut pairs = vec![
+        ("DEVLAKE_ENDPOINT", endpoint),
+        ("ALLOW_INSECURE_HTTP", "true"),
+        ("DEVLAKE_API_KEY_SECRET_ARN", API_KEY_ARN),
+        ("TABLE_NAME", table),
+        ("CLOUDWATCH_NAMESPACE", NAMESPACE),
+    ];
+    pairs.extend_from_slice(extra);
+    env(&pairs)
 }
 
 /// The Lambda deadline of an invocation starting now, in epoch milliseconds.
@@ -77,25 +91,16 @@ async fn monitor_run(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_aws_call_is_allowed_by_the_function_role_and_every_grant_is_used() {
-    let sim = Simulator::start_with(
-        Fixture::sample(),
-        SimOptions {
-            api_key: Some(API_KEY.into()),
-            ..SimOptions::default()
-        },
-    )
-    .await;
+    let sim = Simulator::start_with(Fixture::sample(), SimOptions::with_api_key(API_KEY)).await;
     let devlake = sim.handle();
     // DevLake checks API keys only under /rest: the key read from Secrets Manager must work.
     let endpoint = format!("{}/rest", sim.url());
     let ddb = dynamodb_local().await;
     let table = ddb.create_table("iam").await;
     let cloudwatch = CloudWatchDouble::start().await;
-    let secrets = SecretsManagerDouble::start(vec![
-        StoredSecret::string(API_KEY_ARN, "devlake/api-key", API_KEY),
-        StoredSecret::string(TOKEN_ARN, "devlake/metrics-token", TOKEN),
-    ])
-    .await;
+    let secrets = LocalSecretsManager::start().await;
+    secrets.set_string(API_KEY_ARN, API_KEY);
+    secrets.set_string(TOKEN_ARN, TOKEN);
     let recorder = AwsRecorder::new(Upstreams {
         dynamodb: Some(ddb.endpoint().to_string()),
         cloudwatch: Some(cloudwatch.url().to_string()),
@@ -109,15 +114,11 @@ async fn every_aws_call_is_allowed_by_the_function_role_and_every_grant_is_used(
 
     // --- Automation: start-up (API key by ARN), a scheduled run, a dry run, a rerun action.
     let automation = Automation::from_env_with_sdk(
-        &env(&[
-            ("DEVLAKE_ENDPOINT", &endpoint),
-            ("ALLOW_INSECURE_HTTP", "true"),
-            ("DEVLAKE_API_KEY_SECRET_ARN", API_KEY_ARN),
-            ("TABLE_NAME", &table),
-            ("CLOUDWATCH_NAMESPACE", NAMESPACE),
-            ("TRIGGER_GAP_MS", "0"),
-            ("TRIGGER_MAX_PER_RUN", "1000"),
-        ]),
+        &job_env(
+            &endpoint,
+            &table,
+            &[("TRIGGER_GAP_MS", "0"), ("TRIGGER_MAX_PER_RUN", "1000")],
+        ),
         &sdk_of("AutomationFunction").await,
     )
     .await
@@ -165,15 +166,11 @@ async fn every_aws_call_is_allowed_by_the_function_role_and_every_grant_is_used(
     // normal run, a rescan, a dry run, and the first run of a later UTC day that expires
     // failures out of the projects' recent lists.
     let monitor = MonitorFunction::from_env_with_sdk(
-        &env(&[
-            ("DEVLAKE_ENDPOINT", &endpoint),
-            ("ALLOW_INSECURE_HTTP", "true"),
-            ("DEVLAKE_API_KEY_SECRET_ARN", API_KEY_ARN),
-            ("TABLE_NAME", &table),
-            ("CLOUDWATCH_NAMESPACE", NAMESPACE),
-            ("AUTO_RERUN_MAX", "1"),
-            ("FAILURE_WINDOW_DAYS", "7"),
-        ]),
+        &job_env(
+            &endpoint,
+            &table,
+            &[("AUTO_RERUN_MAX", "1"), ("FAILURE_WINDOW_DAYS", "7")],
+        ),
         &sdk_of("MonitorFunction").await,
     )
     .await

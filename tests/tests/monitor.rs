@@ -1051,14 +1051,7 @@ async fn an_expired_deadline_postpones_work_without_losing_any() {
 
 #[tokio::test]
 async fn a_refused_api_key_is_a_function_error_and_devlake_is_down() {
-    let mut h = Harness::with_sim(
-        "mon-auth",
-        SimOptions {
-            api_key: Some("the-right-key".into()),
-            ..SimOptions::default()
-        },
-    )
-    .await;
+    let mut h = Harness::with_sim("mon-auth", SimOptions::with_api_key("the-right-key")).await;
     h.devlake = DevLakeClient::new(ClientConfig {
         endpoint: format!("{}/rest", h.sim.url()),
         api_key: Some("a-wrong-key-123".into()),
@@ -1086,14 +1079,7 @@ async fn the_lambda_binary_records_failures_from_a_scheduled_invocation() {
     use devlake_testkit::lambda_watch::{InvokeError, LambdaWatch};
 
     const KEY: &str = "dlk-watch-secret-7f3a";
-    let h = Harness::with_sim(
-        "mon-watch",
-        SimOptions {
-            api_key: Some(KEY.into()),
-            ..SimOptions::default()
-        },
-    )
-    .await;
+    let h = Harness::with_sim("mon-watch", SimOptions::with_api_key(KEY)).await;
     let sim = h.sim();
     let ps = projects(&sim, 2, "watch");
     insert(

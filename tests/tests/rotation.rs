@@ -21,14 +21,7 @@ const KEY_ARN: &str = "arn:aws:secretsmanager:us-east-1:123456789012:secret:devl
 const TOKEN_ARN: &str = "arn:aws:secretsmanager:us-east-1:123456789012:secret:metrics-token-XyZ";
 
 async fn keyed_sim(key: &str) -> Simulator {
-    Simulator::start_with(
-        Fixture::sample(),
-        SimOptions {
-            api_key: Some(key.to_string()),
-            ..SimOptions::default()
-        },
-    )
-    .await
+    Simulator::start_with(Fixture::sample(), SimOptions::with_api_key(key)).await
 }
 
 fn config(sim: &Simulator) -> ClientConfig {

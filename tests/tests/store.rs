@@ -562,6 +562,9 @@ async fn an_unreachable_table_is_a_retryable_unavailable_error() {
     assert!(matches!(err, StoreError::Unavailable { .. }), "{err}");
     assert!(err.is_retryable());
     assert!(err.to_string().contains("GetItem"), "{err}");
+    // The SDK's error stays attached for logs that print the whole chain.
+    let source = std::error::Error::source(&err).expect("the SDK error is kept as the source");
+    assert!(source.to_string().contains("dispatch failure"), "{source}");
 }
 
 #[tokio::test]

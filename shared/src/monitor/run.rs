@@ -1115,6 +1115,7 @@ impl Monitor<'_> {
                 attempts += 1;
                 if attempts >= COMMIT_ATTEMPTS {
                     return Err(StoreError::Failed {
+                        source: None,
                         operation: "TransactWriteItems".into(),
                         message: format!(
                             "project {name:?} kept changing concurrently ({attempts} attempts)"

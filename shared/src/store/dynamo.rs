@@ -194,35 +194,12 @@ fn string<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
     }
 }
 
-/// Error codes DynamoDB uses for throttling and transient server trouble.
-fn is_transient_code(code: &str) -> bool {
-    matches!(
-        code,
-        "ProvisionedThroughputExceededException"
-            | "ThrottlingException"
-            | "RequestLimitExceeded"
-            | "InternalServerError"
-            | "ServiceUnavailable"
-            | "TransactionInProgressException"
-            | "LimitExceededException"
-    )
-}
-
 /// Map an SDK error to a [`StoreError`], deciding whether a retry later can help.
 fn store_error<E>(operation: &str, err: SdkError<E, HttpResponse>) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    let status = err.raw_response().map(|r| r.status().as_u16());
-    let transient = match &err {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            true
-        }
-        SdkError::ServiceError(service) => {
-            status.is_some_and(|s| s >= 500) || service.err().code().is_some_and(is_transient_code)
-        }
-        _ => false,
-    };
+    let transient = crate::aws_error::is_retryable(&err);
     let message = match err.as_service_error() {
         Some(e) => format!(
             "{}: {}",
@@ -231,21 +208,25 @@ where
         ),
         None => DisplayErrorContext(&err).to_string(),
     };
+    let (operation, source) = (operation.to_string(), Some(Box::new(err) as _));
     if transient {
         StoreError::Unavailable {
-            operation: operation.to_string(),
+            operation,
             message,
+            source,
         }
     } else {
         StoreError::Failed {
-            operation: operation.to_string(),
+            operation,
             message,
+            source,
         }
     }
 }
 
 fn malformed(operation: &str, what: impl std::fmt::Display) -> StoreError {
     StoreError::Failed {
+        source: None,
         operation: operation.to_string(),
         message: format!("malformed item: {what}"),
     }
@@ -389,6 +370,7 @@ impl DynamoStore {
                     round += 1;
                     if round > UNPROCESSED_ROUNDS {
                         return Err(StoreError::Unavailable {
+                            source: None,
                             operation: OP.into(),
                             message: format!(
                                 "{} key(s) left unprocessed (throttled)",
@@ -436,6 +418,7 @@ impl DynamoStore {
                     round += 1;
                     if round > UNPROCESSED_ROUNDS {
                         return Err(StoreError::Unavailable {
+                            source: None,
                             operation: OP.into(),
                             message: format!(
                                 "{} item(s) left unprocessed (throttled)",
@@ -847,6 +830,7 @@ impl MonitorStore for DynamoStore {
         const OP: &str = "TransactWriteItems";
         if commit.events.len() > MAX_EVENTS_PER_COMMIT {
             return Err(StoreError::Failed {
+                source: None,
                 operation: OP.into(),
                 message: format!(
                     "{} events in one commit; at most {MAX_EVENTS_PER_COMMIT} fit a transaction",
@@ -917,11 +901,13 @@ impl MonitorStore for DynamoStore {
         let message = format!("transaction canceled: [{}]", all.join(", "));
         Err(if transient {
             StoreError::Unavailable {
+                source: None,
                 operation: OP.into(),
                 message,
             }
         } else {
             StoreError::Failed {
+                source: None,
                 operation: OP.into(),
                 message,
             }

@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 
+use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ReturnConsumedCapacity};
 use chrono::{DateTime, Utc};
@@ -201,6 +202,7 @@ impl DynamoStore {
             .keys(key(Job::Monitor))
             .build()
             .map_err(|e| StoreError::Failed {
+                source: None,
                 operation: "BatchGetItem RUN".into(),
                 message: e.to_string(),
             })?;
@@ -247,6 +249,7 @@ impl DynamoStore {
             }
         }
         Err(StoreError::Unavailable {
+            source: None,
             operation: "BatchGetItem RUN".into(),
             message: format!("keys still unprocessed after {UNPROCESSED_RETRIES} retries"),
         })
@@ -264,6 +267,7 @@ fn decode<T: serde::de::DeserializeOwned>(
     };
     let (pk, sk) = (at(keys::PK), at(keys::SK));
     serde_dynamo::from_item(item).map_err(|e| StoreError::Failed {
+        source: None,
         operation: format!("decode item {pk}/{sk}"),
         message: e.to_string(),
     })
@@ -271,32 +275,24 @@ fn decode<T: serde::de::DeserializeOwned>(
 
 /// Whether a failed call may succeed later (network trouble, timeouts, throttling, 5xx) decides
 /// between `Unavailable` and `Failed`.
-fn sdk_error<E, R>(operation: &str, error: SdkError<E, R>) -> StoreError
+fn sdk_error<E>(operation: &str, error: SdkError<E, HttpResponse>) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug,
 {
-    let retryable = match &error {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            true
-        }
-        SdkError::ServiceError(service) => matches!(
-            service.err().code(),
-            Some(
-                "ThrottlingException"
-                    | "ProvisionedThroughputExceededException"
-                    | "RequestLimitExceeded"
-                    | "InternalServerError"
-                    | "ServiceUnavailable"
-            )
-        ),
-        _ => false,
-    };
+    let retryable = crate::aws_error::is_retryable(&error);
     let message = DisplayErrorContext(&error).to_string();
-    let operation = operation.to_string();
+    let (operation, source) = (operation.to_string(), Some(Box::new(error) as _));
     if retryable {
-        StoreError::Unavailable { operation, message }
+        StoreError::Unavailable {
+            operation,
+            message,
+            source,
+        }
     } else {
-        StoreError::Failed { operation, message }
+        StoreError::Failed {
+            operation,
+            message,
+            source,
+        }
     }
 }

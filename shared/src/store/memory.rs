@@ -93,6 +93,7 @@ impl MemoryStore {
     fn check(&self, operation: &str) -> Result<(), StoreError> {
         if self.unavailable.load(Ordering::SeqCst) {
             Err(StoreError::Unavailable {
+                source: None,
                 operation: operation.to_string(),
                 message: "memory store set unavailable".to_string(),
             })

@@ -214,6 +214,7 @@ impl ProjectState {
 
     fn parse_recent(&self, key: &str) -> Result<FailureEvent, StoreError> {
         let malformed = || StoreError::Failed {
+            source: None,
             operation: format!("decode recentFailures of PROJECT/{}", self.project_name),
             message: format!("malformed entry {key:?}"),
         };
@@ -265,11 +266,25 @@ pub struct MetricsSnapshot {
 pub enum StoreError {
     /// DynamoDB throttled, timed out or was unreachable: trying again later can help.
     #[error("DynamoDB unavailable during {operation}: {message}")]
-    Unavailable { operation: String, message: String },
+    Unavailable {
+        operation: String,
+        message: String,
+        /// The SDK error, when the failure came from a DynamoDB call.
+        #[source]
+        source: Option<BoxError>,
+    },
     /// Anything else (bad table name, permissions, malformed item).
     #[error("DynamoDB {operation} failed: {message}")]
-    Failed { operation: String, message: String },
+    Failed {
+        operation: String,
+        message: String,
+        #[source]
+        source: Option<BoxError>,
+    },
 }
+
+/// The cause kept inside a [`StoreError`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 impl StoreError {
     pub fn is_retryable(&self) -> bool {

@@ -86,6 +86,16 @@ pub struct SimOptions {
     pub tls: Option<SimTls>,
 }
 
+impl SimOptions {
+    /// Options of a DevLake that requires `key` under `/rest` (plain paths stay open), nothing else.
+    pub fn with_api_key(key: &str) -> SimOptions {
+        SimOptions {
+            api_key: Some(key.to_string()),
+            ..SimOptions::default()
+        }
+    }
+}
+
 /// The simulator's HTTPS identity: a PEM certificate chain (leaf first) and its PEM private key.
 #[derive(Clone)]
 pub struct SimTls {
