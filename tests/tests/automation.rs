@@ -1267,3 +1267,115 @@ async fn the_lambda_binary_runs_a_scheduled_invocation() {
     }
     assert_eq!(sim.handle().counts().total, 0);
 }
+
+#[tokio::test]
+async fn a_rolling_or_fixed_policy_sets_time_after_to_its_local_midnight() {
+    let mut h = Harness::new(small(2)).await;
+    let sim = h.sim();
+    h.config.time_after_policy =
+        devlake_autopilot::time_rules::TimeAfterPolicy::parse("rolling:3d").unwrap();
+    let summary = h.run(scheduled()).await.unwrap();
+    // Sat 2026-11-28 18:00 ICT, three days back: Wed 11-25 00:00 ICT.
+    assert_eq!(summary["timeAfter"], "2026-11-24T17:00:00Z", "{summary:#}");
+    for name in managed_projects(&sim) {
+        assert_eq!(
+            t(blueprint(&sim, &name)["timeAfter"].as_str().unwrap()),
+            t("2026-11-24T17:00:00Z")
+        );
+    }
+    // A rolling window moves every day, not every week.
+    sim.finish_all_pending("TASK_COMPLETED", "").unwrap();
+    sim.reset_log();
+    let next = h
+        .run(json!({"scheduledTime": "2026-11-29T11:00:00Z"}))
+        .await
+        .unwrap();
+    assert_eq!(next["timeAfter"], "2026-11-25T17:00:00Z");
+    assert_eq!(writes(&sim), 2);
+
+    h.config.time_after_policy =
+        devlake_autopilot::time_rules::TimeAfterPolicy::parse("fixed:2026-01-01").unwrap();
+    h.run(scheduled()).await.unwrap();
+    for name in managed_projects(&sim) {
+        assert_eq!(
+            t(blueprint(&sim, &name)["timeAfter"].as_str().unwrap()),
+            t("2025-12-31T17:00:00Z")
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_backfill_is_not_cut_short_before_its_first_successful_pipeline() {
+    let mut h = Harness::new(small(2)).await;
+    let sim = h.sim();
+    h.config.initial_backfill_days = 90;
+    // 90 days before Sat 2026-11-28 (ICT) is Sun 08-30, 00:00 ICT.
+    let backfill = "2026-08-29T17:00:00Z";
+    let plan = h.run(json!({"dryRun": true, "now": NOW})).await.unwrap();
+    let create = plan["planned"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["action"] == "createProject")
+        .unwrap()
+        .clone();
+    assert_eq!(create["detail"]["blueprint"]["timeAfter"], backfill);
+
+    let first = h.run(scheduled()).await.unwrap();
+    assert_eq!(first["counts"]["projectsCreated"], 2, "{first:#}");
+    let names = managed_projects(&sim);
+    assert_eq!(names.len(), 2);
+    for name in &names {
+        let bp = blueprint(&sim, name);
+        assert_eq!(t(bp["timeAfter"].as_str().unwrap()), t(backfill), "{name}");
+        assert!(labels(&bp)
+            .iter()
+            .any(|l| l.starts_with("devlake-autopilot-backfill-after-")));
+    }
+
+    // Next day: the backfill pipelines are still running; the daily run leaves timeAfter alone.
+    let sunday = json!({"scheduledTime": "2026-11-29T11:00:00Z"});
+    sim.reset_log();
+    h.run(sunday.clone()).await.unwrap();
+    assert_eq!(writes(&sim), 0, "{:#?}", sim.requests());
+
+    // One backfill fails, the other completes: only the completed one joins the policy.
+    let pending = sim.pending_pipelines();
+    assert_eq!(pending.len(), 2);
+    sim.finish_pipeline(pending[0], "TASK_FAILED", "rate limited")
+        .unwrap();
+    sim.finish_pipeline(pending[1], "TASK_COMPLETED", "")
+        .unwrap();
+    let completed = sim.pipeline(pending[1]).unwrap()["blueprintId"]
+        .as_u64()
+        .unwrap();
+    h.run(sunday.clone()).await.unwrap();
+    for name in &names {
+        let bp = blueprint(&sim, name);
+        let ta = t(bp["timeAfter"].as_str().unwrap());
+        if bp["id"].as_u64() == Some(completed) {
+            assert_eq!(ta, t("2026-11-27T17:00:00Z"), "{name} follows the policy");
+            assert_eq!(labels(&bp), vec![LABEL.to_string()], "mark taken off");
+        } else {
+            assert_eq!(ta, t(backfill), "{name}: failed backfill is retried whole");
+            assert!(labels(&bp).len() == 2, "{bp}");
+        }
+    }
+    // After a success, a later failure does not bring the backfill back.
+    sim.finish_all_pending("TASK_COMPLETED", "").unwrap();
+    h.run(sunday).await.unwrap();
+    let id = sim.trigger(completed).unwrap();
+    sim.finish_pipeline(id, "TASK_FAILED", "boom").unwrap();
+    h.run(json!({"scheduledTime": "2026-12-06T11:00:00Z"}))
+        .await
+        .unwrap();
+    for name in &names {
+        let bp = blueprint(&sim, name);
+        assert_eq!(
+            t(bp["timeAfter"].as_str().unwrap()),
+            t("2026-12-04T17:00:00Z"),
+            "{name}"
+        );
+        assert_eq!(labels(&bp), vec![LABEL.to_string()]);
+    }
+}

@@ -13,7 +13,9 @@
 //! | `DEVLAKE_PAGE_SIZE` | `500` | rows asked for per page on list endpoints (DevLake's own default is 50) |
 //! | `TABLE_NAME` | unset | DynamoDB table; when set, each scheduled run writes its run record (`devlake_automation_last_run_*`) |
 //! | `CLOUDWATCH_NAMESPACE` | `DevLake/Autopilot` | namespace of the run metrics (`ProjectsCreated`, `ScopesAdded`, `BlueprintsUpdated`, `Triggered`, `Errors`, `RunDurationMs`, `RunSuccess`), each with `Function=automation`; checked at start-up by [`Env::cloudwatch_namespace`] |
-//! | `TIMEZONE` | `Asia/Ho_Chi_Minh` | IANA zone of the "previous Saturday" `timeAfter` rule |
+//! | `TIMEZONE` | `Asia/Ho_Chi_Minh` | IANA zone of the `timeAfter` rules (local midnights) |
+//! | `TIME_AFTER_POLICY` | `previous-saturday` | where managed blueprints' `timeAfter` is rolled: `previous-saturday` (00:00 of the Saturday before the run's local date), `rolling:<N>d` (00:00 N days before it, N ≤ 3650), `fixed:<YYYY-MM-DD>` (00:00 of that date) |
+//! | `INITIAL_BACKFILL_DAYS` | `0` (off) | a project created or adopted by the tool first collects from 00:00 N days before the run's date (N ≤ 3650); the policy takes over after its first successful pipeline |
 //! | `PLUGINS` | all eight | comma list of plugins to manage (`github`, `gitlab`, `bitbucket`, `azuredevops_go`, `jenkins`, `circleci`, `bamboo`, `jira`) |
 //! | `PROJECT_NAME_TEMPLATE` | `{plugin}/{fullName}` | project name per scope; placeholders `{plugin}`, `{connectionId}`, `{connectionName}`, `{name}`, `{fullName}`, `{scopeId}` (at least one of the last three) |
 //! | `SCOPE_INCLUDE` | `*` | comma list of globs over `{plugin}/{connectionId}/{fullName}`; `*` also matches `/` |
@@ -37,6 +39,7 @@ use chrono_tz::Tz;
 use crate::config::{ConfigError, Env};
 use crate::devlake::models::SUPPORTED_PLUGINS;
 use crate::devlake::ClientConfig;
+use crate::time_rules::{TimeAfterPolicy, MAX_DAYS_BACK};
 
 use super::filter::ScopeFilter;
 use super::naming::NameTemplate;
@@ -111,6 +114,9 @@ pub struct AutomationConfig {
     /// Projects created (and blueprints patched) at once.
     pub concurrency: usize,
     pub deadline_margin: Duration,
+    pub time_after_policy: TimeAfterPolicy,
+    /// Days of history a new (or adopted) project's first collection reaches back; 0 = off.
+    pub initial_backfill_days: u32,
 }
 
 impl Default for AutomationConfig {
@@ -132,6 +138,8 @@ impl Default for AutomationConfig {
             scope_batch_size: 100,
             concurrency: 4,
             deadline_margin: Duration::from_millis(20_000),
+            time_after_policy: TimeAfterPolicy::PreviousSaturday,
+            initial_backfill_days: 0,
         }
     }
 }
@@ -201,6 +209,19 @@ impl AutomationConfig {
                 "must be between 1 and 64",
             ));
         }
+        let time_after_policy = match env.get("TIME_AFTER_POLICY") {
+            None => TimeAfterPolicy::PreviousSaturday,
+            Some(raw) => {
+                TimeAfterPolicy::parse(raw).map_err(|e| ConfigError::new("TIME_AFTER_POLICY", e))?
+            }
+        };
+        let initial_backfill_days = env.parse_or::<u32>("INITIAL_BACKFILL_DAYS", 0)?;
+        if initial_backfill_days > MAX_DAYS_BACK {
+            return Err(ConfigError::new(
+                "INITIAL_BACKFILL_DAYS",
+                format!("must be between 0 (off) and {MAX_DAYS_BACK}"),
+            ));
+        }
         Ok(AutomationConfig {
             timezone: env.timezone("TIMEZONE")?,
             plugins,
@@ -227,6 +248,8 @@ impl AutomationConfig {
             deadline_margin: Duration::from_millis(
                 env.parse_or::<u64>("DEADLINE_MARGIN_MS", 20_000)?,
             ),
+            time_after_policy,
+            initial_backfill_days,
         })
     }
 }
@@ -388,6 +411,15 @@ mod tests {
         assert!(!c.dry_run);
         assert_eq!(c.trigger_gap, Duration::from_millis(2000));
         assert_eq!(c.label, "devlake-autopilot");
+        assert_eq!(c.time_after_policy, TimeAfterPolicy::PreviousSaturday);
+        assert_eq!(c.initial_backfill_days, 0);
+        let c = AutomationConfig::from_env(&env(&[
+            ("TIME_AFTER_POLICY", "rolling:14d"),
+            ("INITIAL_BACKFILL_DAYS", "90"),
+        ]))
+        .unwrap();
+        assert_eq!(c.time_after_policy, TimeAfterPolicy::Rolling(14));
+        assert_eq!(c.initial_backfill_days, 90);
     }
 
     #[test]
@@ -417,6 +449,10 @@ mod tests {
             ("TIMEZONE", "Mars/Olympus"),
             ("SCOPE_BATCH_SIZE", "0"),
             ("MANAGED_LABEL", "a,b"),
+            ("TIME_AFTER_POLICY", "rolling:7"),
+            ("TIME_AFTER_POLICY", "fixed:2026-13-01"),
+            ("INITIAL_BACKFILL_DAYS", "-3"),
+            ("INITIAL_BACKFILL_DAYS", "99999"),
         ] {
             let e = AutomationConfig::from_env(&env(&[(var, value)])).unwrap_err();
             assert_eq!(e.variable, var, "{e}");

@@ -1,6 +1,6 @@
 //! The daily automation (issue 3, design.md §1, §3–§5): discover plugins and connections, add new
 //! remote scopes, give each connection the tool's scope config, create one project per scope with
-//! its blueprint wired, roll every managed blueprint's `timeAfter` to the previous Saturday and
+//! its blueprint wired, roll every managed blueprint's `timeAfter` by the `TIME_AFTER_POLICY` and
 //! trigger collection at a pace DevLake can take.
 //!
 //! Everything here takes `now`, the deadline and its ports (DevLake client, run log, metrics sink)
@@ -35,7 +35,7 @@ use crate::cloudwatch::{Datum, MetricsSink};
 use crate::devlake::models::{Project, Version, SUPPORTED_PLUGINS};
 use crate::devlake::{DevLakeClient, DevLakeError};
 use crate::store::{Job, RunLog, RunRecord};
-use crate::time_rules::previous_saturday;
+use crate::time_rules::days_before;
 
 pub use crate::deadline::Deadline;
 pub use config::{AutomationConfig, CronSetting, TriggerMode};
@@ -288,7 +288,10 @@ async fn run(
         .collect();
     let time_after = req
         .runs(Step::TimeAfter)
-        .then(|| previous_saturday(now, cfg.timezone));
+        .then(|| cfg.time_after_policy.time_after(now, cfg.timezone));
+    let backfill_start = time_after
+        .filter(|_| cfg.initial_backfill_days > 0)
+        .map(|_| days_before(now, cfg.initial_backfill_days, cfg.timezone));
     report.time_after = time_after.map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true));
 
     // The first call decides whether DevLake can be used at all (428, credentials, reachable);
@@ -438,7 +441,17 @@ async fn run(
 
     let phase = tokio::time::Instant::now();
     let applied = if req.runs(Step::Projects) || req.runs(Step::TimeAfter) {
-        reconcile::apply(ctx, req, &scopes, &projects, &selected, time_after, report).await?
+        reconcile::apply(
+            ctx,
+            req,
+            &scopes,
+            &projects,
+            &selected,
+            time_after,
+            backfill_start,
+            report,
+        )
+        .await?
     } else {
         reconcile::Applied::default()
     };
