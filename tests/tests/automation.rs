@@ -1379,3 +1379,41 @@ async fn a_backfill_is_not_cut_short_before_its_first_successful_pipeline() {
         assert_eq!(labels(&bp), vec![LABEL.to_string()]);
     }
 }
+
+#[tokio::test]
+async fn the_replaced_systems_names_are_kept_and_a_second_scope_with_the_same_name_is_a_conflict() {
+    let mut h = Harness::new(small(2)).await;
+    let sim = h.sim();
+    h.config.name_template =
+        devlake_autopilot::automation::naming::NameTemplate::parse("{plugin}/{name}").unwrap();
+    // The same repository name under a second organisation of the same connection.
+    let twin = sim
+        .add_remote_scope("github", 1, Some("fork-org"), gh_repo("fork-org", "repo-00001", 777_001))
+        .unwrap();
+    let summary = h.run(scheduled()).await.unwrap();
+    assert_eq!(summary["status"], "ok", "{summary:#}");
+    let mut names = managed_projects(&sim);
+    names.sort();
+    assert_eq!(names, vec!["github/repo-00000", "github/repo-00001"]);
+    let conflicts = summary["conflicts"].as_array().unwrap();
+    assert_eq!(conflicts.len(), 1, "{conflicts:#?}");
+    assert_eq!(conflicts[0]["project"], "github/repo-00001");
+    assert_eq!(conflicts[0]["reason"], "duplicateName");
+    assert_eq!(conflicts[0]["scopeId"], twin);
+    // The first scope keeps the project, wired to it alone: nothing merged.
+    let bp = blueprint(&sim, "github/repo-00001");
+    let wired: Vec<&str> = bp["connections"][0]["scopes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["scopeId"].as_str().unwrap())
+        .collect();
+    assert_eq!(wired.len(), 1);
+    assert_ne!(wired[0], twin);
+    // The next run repeats the report and sends nothing.
+    sim.finish_all_pending("TASK_COMPLETED", "").unwrap();
+    sim.reset_log();
+    let again = h.run(scheduled()).await.unwrap();
+    assert_eq!(writes(&sim), 0);
+    assert_eq!(again["conflicts"][0]["scopeId"], twin);
+}
