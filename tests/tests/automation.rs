@@ -1388,7 +1388,12 @@ async fn the_replaced_systems_names_are_kept_and_a_second_scope_with_the_same_na
         devlake_autopilot::automation::naming::NameTemplate::parse("{plugin}/{name}").unwrap();
     // The same repository name under a second organisation of the same connection.
     let twin = sim
-        .add_remote_scope("github", 1, Some("fork-org"), gh_repo("fork-org", "repo-00001", 777_001))
+        .add_remote_scope(
+            "github",
+            1,
+            Some("fork-org"),
+            gh_repo("fork-org", "repo-00001", 777_001),
+        )
         .unwrap();
     let summary = h.run(scheduled()).await.unwrap();
     assert_eq!(summary["status"], "ok", "{summary:#}");
@@ -1416,4 +1421,105 @@ async fn the_replaced_systems_names_are_kept_and_a_second_scope_with_the_same_na
     let again = h.run(scheduled()).await.unwrap();
     assert_eq!(writes(&sim), 0);
     assert_eq!(again["conflicts"][0]["scopeId"], twin);
+}
+
+/// A Bitbucket Server connection with Bitbucket projects `PLAT` (two repositories) and `WEB`
+/// (one), named the way DevLake's remote listing names them.
+fn bitbucket_server_world(sim: &SimHandle) -> u64 {
+    let cid = sim
+        .add_connection(
+            "bitbucket_server",
+            json!({"name": "bitbucket-onprem", "endpoint": "https://bitbucket.example.com/"}),
+        )
+        .unwrap();
+    sim.add_remote_group("bitbucket_server", cid, None, "PLAT", "Platform")
+        .unwrap();
+    sim.add_remote_group("bitbucket_server", cid, None, "WEB", "Web")
+        .unwrap();
+    for (group, name, n) in [
+        ("PLAT", "api", 101),
+        ("PLAT", "worker", 102),
+        ("WEB", "api", 201),
+    ] {
+        sim.add_remote_scope(
+            "bitbucket_server",
+            cid,
+            Some(group),
+            devlake_testkit::sim::fixture::scope_data("bitbucket_server", group, name, n),
+        )
+        .unwrap();
+    }
+    cid
+}
+
+#[tokio::test]
+async fn bitbucket_server_repositories_get_one_scope_and_one_project_each() {
+    let h = Harness::new(small(1)).await;
+    let sim = h.sim();
+    let cid = bitbucket_server_world(&sim);
+    // DevLake lists a repository by its numeric id and its display name; the scope id is in data.
+    let remote: Vec<RemoteScopeChild> = h
+        .client
+        .remote_scopes("bitbucket_server", cid)
+        .try_collect()
+        .await
+        .unwrap();
+    let repos: Vec<&RemoteScopeChild> = remote.iter().filter(|c| c.kind == "scope").collect();
+    assert_eq!(repos.len(), 3);
+    assert!(
+        repos.iter().all(|c| c.id.parse::<u64>().is_ok()),
+        "{repos:?}"
+    );
+    assert_eq!(
+        repos[0].data.as_ref().unwrap()["bitbucketId"],
+        "PLAT/repos/api"
+    );
+
+    let summary = h.run(scheduled()).await.unwrap();
+    assert_eq!(summary["status"], "ok", "{summary:#}");
+    assert_eq!(
+        summary["plugins"]["bitbucket_server"]["projectsCreated"], 3,
+        "{summary:#}"
+    );
+    assert_eq!(sim.scopes("bitbucket_server", cid).len(), 3);
+    // Its scope config has no DORA patterns: DevLake's Bitbucket Server config has none.
+    let configs = sim.scope_configs("bitbucket_server", cid);
+    assert_eq!(configs.len(), 1, "{configs:?}");
+    assert!(
+        configs[0].get("deploymentPattern").is_none(),
+        "{}",
+        configs[0]
+    );
+    for id in ["PLAT/repos/api", "PLAT/repos/worker", "WEB/repos/api"] {
+        let scope = sim
+            .scope("bitbucket_server", cid, id)
+            .unwrap_or_else(|| panic!("scope {id} saved"));
+        assert_eq!(scope["scopeConfigId"], configs[0]["id"], "{scope}");
+        let name = format!("bitbucket_server/{id}");
+        let bp = blueprint(&sim, &name);
+        assert_eq!(
+            bp["connections"],
+            json!([{"pluginName": "bitbucket_server", "connectionId": cid, "scopes": [{"scopeId": id}]}]),
+            "{name}"
+        );
+        assert_eq!(t(bp["timeAfter"].as_str().unwrap()), t(PREVIOUS_SATURDAY));
+        assert!(labels(&bp).contains(&LABEL.to_string()));
+    }
+    assert!(summary["counts"]["triggered"].as_u64().unwrap() >= 3);
+
+    sim.finish_all_pending("TASK_COMPLETED", "").unwrap();
+    sim.reset_log();
+    h.run(scheduled()).await.unwrap();
+    assert_eq!(writes(&sim), 0, "{:#?}", sim.requests());
+}
+
+#[tokio::test]
+async fn the_demo_world_includes_a_bitbucket_server_connection() {
+    let h = Harness::new(Fixture::demo()).await;
+    let sim = h.sim();
+    let summary = h.run(scheduled()).await.unwrap();
+    assert_eq!(summary["status"], "ok", "{summary:#}");
+    assert_eq!(summary["plugins"]["bitbucket_server"]["projectsCreated"], 3);
+    assert!(sim.project("bitbucket_server/PAY/repos/gateway").is_some());
+    assert!(sim.project("bitbucket_server/OPS/repos/runbooks").is_some());
 }

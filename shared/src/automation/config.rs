@@ -16,7 +16,7 @@
 //! | `TIMEZONE` | `Asia/Ho_Chi_Minh` | IANA zone of the `timeAfter` rules (local midnights) |
 //! | `TIME_AFTER_POLICY` | `previous-saturday` | where managed blueprints' `timeAfter` is rolled: `previous-saturday` (00:00 of the Saturday before the run's local date), `rolling:<N>d` (00:00 N days before it, N ≤ 3650), `fixed:<YYYY-MM-DD>` (00:00 of that date) |
 //! | `INITIAL_BACKFILL_DAYS` | `0` (off) | a project created or adopted by the tool first collects from 00:00 N days before the run's date (N ≤ 3650); the policy takes over after its first successful pipeline |
-//! | `PLUGINS` | all eight | comma list of plugins to manage (`github`, `gitlab`, `bitbucket`, `azuredevops_go`, `jenkins`, `circleci`, `bamboo`, `jira`) |
+//! | `PLUGINS` | all nine | comma list of plugins to manage (`github`, `gitlab`, `bitbucket`, `bitbucket_server`, `azuredevops_go`, `jenkins`, `circleci`, `bamboo`, `jira`) |
 //! | `PROJECT_NAME_TEMPLATE` | `{plugin}/{fullName}` | project name per scope; placeholders `{plugin}`, `{connectionId}`, `{connectionName}`, `{name}`, `{fullName}`, `{scopeId}` (at least one of the last three) |
 //! | `SCOPE_INCLUDE` | `*` | comma list of globs over `{plugin}/{connectionId}/{fullName}`; `*` also matches `/` |
 //! | `SCOPE_EXCLUDE` | empty | comma list of globs; a scope matching one is not managed (exclude wins) |
@@ -403,7 +403,7 @@ mod tests {
     #[test]
     fn defaults_match_the_design() {
         let c = AutomationConfig::from_env(&env(&[])).unwrap();
-        assert_eq!(c.plugins.len(), 8);
+        assert_eq!(c.plugins.len(), 9);
         assert_eq!(c.name_template.source(), "{plugin}/{fullName}");
         assert_eq!(c.trigger_mode, TriggerMode::NewAndFailed);
         assert_eq!(c.cron, CronSetting::Schedule("0 0 * * *".into()));

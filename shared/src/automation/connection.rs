@@ -116,7 +116,9 @@ async fn walk_remote(
     let filter = &ctx.config.scope_filter;
     report.counts(Some(c.plugin)).remote_scopes += remote
         .iter()
-        .filter(|r| r.is_scope() && filter.matches(c.plugin, c.conn.id, remote_full_name(r)))
+        .filter(|r| {
+            r.is_scope() && filter.matches(c.plugin, c.conn.id, remote_full_name(c.plugin, r))
+        })
         .count() as u64;
     Ok((remote, complete))
 }
@@ -143,12 +145,12 @@ fn existing_scopes(
         let (name, full_name, seen) = match by_id.get(&id) {
             Some(child) => (
                 child.name.clone(),
-                remote_full_name(child).to_string(),
+                remote_full_name(c.plugin, child).to_string(),
                 true,
             ),
             None => (
                 item.scope.name().unwrap_or_default().to_string(),
-                stored_full_name(&item.scope),
+                stored_full_name(c.plugin, &item.scope),
                 false,
             ),
         };
@@ -274,7 +276,7 @@ async fn add_missing(
         }
         if ctx.dry_run {
             for (id, child, row) in batch {
-                let detail = json!({"fullName": remote_full_name(child), "row": row});
+                let detail = json!({"fullName": remote_full_name(plugin, child), "row": row});
                 report.plan("sync", "addScope", &c.at().scope(id), None, detail);
             }
         } else {
@@ -291,7 +293,7 @@ async fn add_missing(
                     plugin,
                     connection_id = cid,
                     scope_id = %id,
-                    full_name = remote_full_name(child),
+                    full_name = remote_full_name(plugin, child),
                     scope_config_id = config_id.unwrap_or(0),
                     "scope added"
                 );
@@ -302,7 +304,7 @@ async fn add_missing(
             let mut s = c.managed(
                 id.clone(),
                 child.name.clone(),
-                remote_full_name(child).to_string(),
+                remote_full_name(plugin, child).to_string(),
             );
             s.has_scope_config = !matches!(config, ConfigState::Unknown);
             added.push(s);
