@@ -6,10 +6,10 @@
 #                                     open the metrics URL and invoke the functions by hand
 #
 # It starts DynamoDB Local (table created from template.yaml), the CloudWatch recording double, the
-# DevLake simulator seeded with tests/fixtures/demo.json (the sample world plus a Bitbucket
-# Server connection), and the three functions under
-# `cargo lambda watch`; runs the automation, fails some of the pipelines it triggered, runs the
-# monitor, and scrapes the metrics function URL with its bearer token.
+# DevLake simulator seeded with tests/fixtures/demo.json (the sample world plus a Bitbucket Server
+# connection), and the three functions under `cargo lambda watch`; adopts the hand-made project
+# legacy-api, runs the automation, fails some of the pipelines it triggered, runs the monitor, and
+# scrapes the metrics function URL with its bearer token.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -18,7 +18,7 @@ KEEP=0
 for arg in "$@"; do
   case "$arg" in
     --keep) KEEP=1 ;;
-    -h | --help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "demo: unknown option $arg (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -124,8 +124,15 @@ check() { # description, then a command that must succeed
   if "$@"; then CHECKS=$((CHECKS + 1)); else echo "demo: CHECK FAILED: $what" >&2; exit 1; fi
 }
 
-say "Automation: discover, sync scopes, scope configs, projects, timeAfter, trigger"
 NOW=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+say "Adoption: the hand-made project legacy-api becomes managed (dry run first)"
+invoke devlake-automation "{\"action\": \"adopt\", \"all\": true, \"dryRun\": true, \"now\": \"$NOW\"}" >"$WORK/adopt-plan.json"
+json 'print("would adopt:", [a["project"] for a in d["adopted"]], " not adoptable:", [(r["project"], r["reason"]) for r in d["notAdopted"]])' <"$WORK/adopt-plan.json"
+invoke devlake-automation "{\"action\": \"adopt\", \"projects\": [\"legacy-api\"], \"now\": \"$NOW\"}" >"$WORK/adopt.json"
+check "legacy-api is adopted" \
+  json 'sys.exit(0 if [a["project"] for a in d["adopted"]] == ["legacy-api"] else 1)' <"$WORK/adopt.json"
+
+say "Automation: discover, sync scopes, scope configs, projects, timeAfter, trigger"
 invoke devlake-automation "{\"scheduledTime\": \"$NOW\"}" >"$WORK/automation.json"
 python3 - "$WORK/automation.json" <<'PY2'
 import json, sys

@@ -1517,9 +1517,150 @@ async fn bitbucket_server_repositories_get_one_scope_and_one_project_each() {
 async fn the_demo_world_includes_a_bitbucket_server_connection() {
     let h = Harness::new(Fixture::demo()).await;
     let sim = h.sim();
+    // The demo adopts its hand-made project before the first run, as the migration guide says.
+    let adopt = h
+        .run(json!({"action": "adopt", "projects": ["legacy-api"], "now": NOW}))
+        .await
+        .unwrap();
+    assert_eq!(adopt["adopted"][0]["project"], "legacy-api", "{adopt:#}");
     let summary = h.run(scheduled()).await.unwrap();
     assert_eq!(summary["status"], "ok", "{summary:#}");
     assert_eq!(summary["plugins"]["bitbucket_server"]["projectsCreated"], 3);
     assert!(sim.project("bitbucket_server/PAY/repos/gateway").is_some());
     assert!(sim.project("bitbucket_server/OPS/repos/runbooks").is_some());
+}
+
+fn refused(summary: &Value) -> BTreeMap<String, String> {
+    summary["notAdopted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["project"].as_str().unwrap().to_string(),
+                r["reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn unmanaged_single_scope_projects_are_adopted_and_the_rest_left_untouched() {
+    let mut h = Harness::new(Fixture::sample()).await;
+    let sim = h.sim();
+    let before: BTreeMap<&str, Value> = ["legacy-api", "legacy-web", "team-dashboards"]
+        .into_iter()
+        .map(|p| (p, blueprint(&sim, p)))
+        .collect();
+
+    // A daily run in dry-run mode says how many could be adopted.
+    let plan = h.run(json!({"dryRun": true, "now": NOW})).await.unwrap();
+    assert_eq!(plan["adoptable"], 1, "{plan:#}");
+
+    sim.reset_log();
+    let dry = h
+        .run(json!({"action": "adopt", "all": true, "dryRun": true, "now": NOW}))
+        .await
+        .unwrap();
+    assert_eq!(writes(&sim), 0);
+    assert_eq!(dry["adopted"][0]["project"], "legacy-api", "{dry:#}");
+    assert_eq!(
+        refused(&dry),
+        BTreeMap::from([
+            ("legacy-web".to_string(), "severalScopes".to_string()),
+            ("team-dashboards".to_string(), "noScope".to_string()),
+        ])
+    );
+    let planned = dry["planned"].as_array().unwrap();
+    assert_eq!(planned.len(), 1);
+    assert_eq!(
+        planned[0]["detail"],
+        json!({"labels": [LABEL], "timeAfter": PREVIOUS_SATURDAY})
+    );
+
+    h.config.initial_backfill_days = 30;
+    let adopt = h
+        .run(json!({"action": "adopt", "projects": ["legacy-api", "legacy-web", "no-such"], "scheduledTime": NOW}))
+        .await
+        .unwrap();
+    assert_eq!(adopt["status"], "ok", "{adopt:#}");
+    assert_eq!(
+        refused(&adopt),
+        BTreeMap::from([
+            ("legacy-web".to_string(), "severalScopes".to_string()),
+            ("no-such".to_string(), "notFound".to_string()),
+        ])
+    );
+    assert_eq!(writes(&sim), 1, "one PATCH: {:#?}", sim.requests());
+    let bp = blueprint(&sim, "legacy-api");
+    let old = &before["legacy-api"];
+    // Marked and rolled; wiring, cron and the rest as they were.
+    let last = sim
+        .pipelines_of_blueprint(bp["id"].as_u64().unwrap())
+        .iter()
+        .filter_map(|p| p["id"].as_u64())
+        .max()
+        .unwrap();
+    assert_eq!(
+        labels(&bp),
+        vec![LABEL.to_string(), format!("{LABEL}-backfill-after-{last}")]
+    );
+    // 30 days before Sat 2026-11-28 (ICT): Thu 10-29 00:00 ICT.
+    assert_eq!(
+        t(bp["timeAfter"].as_str().unwrap()),
+        t("2026-10-28T17:00:00Z")
+    );
+    for key in ["connections", "cronConfig", "isManual", "enable", "name"] {
+        assert_eq!(bp[key], old[key], "{key}");
+    }
+    for p in ["legacy-web", "team-dashboards"] {
+        assert_eq!(blueprint(&sim, p), before[p], "{p} untouched");
+    }
+
+    // The next daily run manages it: no second project for its scope, no adoptable left, and
+    // the backfill is held (its last pipeline is the one from before the adoption).
+    let projects_before = sim.projects().len();
+    let run = h.run(scheduled()).await.unwrap();
+    assert_eq!(run["adoptable"], 0, "{run:#}");
+    let holders: Vec<String> = sim
+        .projects()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_string())
+        .filter(|n| {
+            blueprint(&sim, n)["connections"]
+                .to_string()
+                .contains("\"500005\"")
+        })
+        .collect();
+    assert_eq!(holders, vec!["legacy-api".to_string()]);
+    assert!(sim.projects().len() > projects_before);
+    assert_eq!(
+        t(blueprint(&sim, "legacy-api")["timeAfter"].as_str().unwrap()),
+        t("2026-10-28T17:00:00Z")
+    );
+    // Adopting again changes nothing.
+    sim.reset_log();
+    let again = h
+        .run(json!({"action": "adopt", "projects": ["legacy-api"], "now": NOW}))
+        .await
+        .unwrap();
+    assert_eq!(writes(&sim), 0);
+    assert_eq!(refused(&again)["legacy-api"], "alreadyManaged");
+}
+
+#[tokio::test]
+async fn a_bad_adopt_payload_is_refused_before_any_call() {
+    let h = Harness::new(small(1)).await;
+    let sim = h.sim();
+    sim.reset_log();
+    for bad in [
+        json!({"action": "adopt"}),
+        json!({"action": "adopt", "all": true, "projects": ["x"]}),
+        json!({"action": "adopt", "all": "yes"}),
+        json!({"action": "adopt", "all": true, "steps": ["sync"]}),
+    ] {
+        let e = h.run(bad.clone()).await.unwrap_err();
+        assert!(matches!(e, AutomationError::Payload(_)), "{bad}: {e}");
+    }
+    assert_eq!(sim.requests().len(), 0);
 }

@@ -10,6 +10,7 @@
 //!
 //! Configuration: see [`config`] for every environment variable.
 
+pub mod adopt;
 pub mod blueprints;
 pub mod config;
 mod connection;
@@ -24,6 +25,8 @@ pub mod scope_configs;
 pub mod summary;
 pub mod sync;
 pub mod trigger;
+
+use std::collections::HashSet;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use futures::TryStreamExt;
@@ -141,6 +144,11 @@ pub async fn handle(
             r.now.unwrap_or(started_at),
             "rerun",
         ),
+        Request::Adopt(r) => (
+            config.dry_run || r.dry_run.unwrap_or(false),
+            r.now.unwrap_or(started_at),
+            "adopt",
+        ),
     };
     let clock = tokio::time::Instant::now();
     let calls_before = ports.devlake.calls();
@@ -168,6 +176,10 @@ pub async fn handle(
         Request::Rerun(r) => {
             report.source = "manual".to_string();
             run_rerun(&ctx, r, &mut report).await
+        }
+        Request::Adopt(r) => {
+            report.source = "manual".to_string();
+            adopt::run(&ctx, r, now, &mut report).await
         }
     };
 
@@ -361,6 +373,10 @@ async fn run(
 
     let phase = tokio::time::Instant::now();
     let mut scopes = Vec::new();
+    // Every managed connection seen, for the count of adoptable projects; only meaningful when
+    // the run listed all of them.
+    let mut discovered: HashSet<(String, u64)> = HashSet::new();
+    let mut all_discovered = req.plugins.is_none() && req.connections.is_none();
     let per_connection = [Step::Sync, Step::ScopeConfigs, Step::Projects]
         .iter()
         .any(|s| req.runs(*s));
@@ -368,6 +384,7 @@ async fn run(
         report.counts(Some(plugin));
         if ctx.deadline.passed() {
             report.remaining.connections.push(format!("{plugin}/*"));
+            all_discovered = false;
             continue;
         }
         let connections = match ctx.devlake.connections(plugin).await {
@@ -375,9 +392,11 @@ async fn run(
             Err(e) => {
                 let e = Fatal::pass(e)?;
                 report.error("discover", &At::plugin(plugin), &e);
+                all_discovered = false;
                 continue;
             }
         };
+        discovered.extend(connections.iter().map(|c| (plugin.clone(), c.id)));
         let connections: Vec<_> = connections
             .into_iter()
             .filter(|c| {
@@ -428,6 +447,12 @@ async fn run(
     let Some(projects) = projects else {
         return Ok(());
     };
+    if all_discovered {
+        report.extra.insert(
+            "adoptable".into(),
+            adopt::count_adoptable(&projects, &cfg.label, &discovered).into(),
+        );
+    }
     let unfiltered = req.plugins.is_none() && req.connections.is_none();
     let selected: Vec<&Project> = projects
         .iter()

@@ -157,6 +157,9 @@ pub struct Report {
     pub remaining: Remaining,
     /// Wall time per phase (`connections`, `projects`, `trigger`), in milliseconds.
     pub phase_ms: BTreeMap<&'static str, u64>,
+    /// Further top-level summary fields of one feature (`adoptable`, `adopted`, `notAdopted`,
+    /// `orphanScopes`), added as they are.
+    pub extra: serde_json::Map<String, Value>,
 }
 
 impl Report {
@@ -277,6 +280,9 @@ impl Report {
         }
         if !self.remaining.is_empty() {
             out["remaining"] = serde_json::to_value(&self.remaining).unwrap_or(Value::Null);
+        }
+        for (k, v) in &self.extra {
+            out[k.as_str()] = v.clone();
         }
         out
     }
