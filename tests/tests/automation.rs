@@ -1664,3 +1664,79 @@ async fn a_bad_adopt_payload_is_refused_before_any_call() {
     }
     assert_eq!(sim.requests().len(), 0);
 }
+
+#[tokio::test]
+async fn orphaned_scopes_are_reported_disabled_on_request_and_enabled_when_back() {
+    let mut h = Harness::new(small(3)).await;
+    let sim = h.sim();
+    h.run(scheduled()).await.unwrap();
+    sim.finish_all_pending("TASK_COMPLETED", "").unwrap();
+    let gone = "github/org1-0/repo-00001";
+    let gone_bp = blueprint(&sim, gone);
+    let gone_id = gone_bp["connections"][0]["scopes"][0]["scopeId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let kept = blueprint(&sim, "github/org1-0/repo-00000");
+    let row = sim.scope("github", 1, &gone_id).unwrap();
+    assert!(sim.remove_remote_scope("github", 1, &gone_id).unwrap());
+
+    // Default policy: reported, nothing changed.
+    sim.reset_log();
+    let report = h.run(scheduled()).await.unwrap();
+    assert_eq!(writes(&sim), 0);
+    let orphans = report["orphanScopes"].as_array().unwrap();
+    assert_eq!(orphans.len(), 1, "{report:#}");
+    assert_eq!(orphans[0]["scopeId"], gone_id.as_str());
+    assert_eq!(
+        report["orphanScopeCounts"],
+        json!([{"plugin": "github", "connectionId": 1, "count": 1}])
+    );
+    assert_eq!(blueprint(&sim, gone), gone_bp);
+
+    // A broken walk marks nothing, even with the disable policy.
+    h.config.orphan_policy = devlake_autopilot::automation::orphans::OrphanPolicy::Disable;
+    sim.add_fault_rule(FaultRule::status(
+        "GET",
+        "/plugins/github/connections/1/remote-scopes",
+        10,
+        500,
+    ));
+    sim.reset_log();
+    let broken = h.run(scheduled()).await.unwrap();
+    assert!(broken.get("orphanScopes").is_none(), "{broken:#}");
+    assert_eq!(blueprint(&sim, gone)["enable"], true);
+    sim.clear_faults();
+
+    // Disable: the one blueprint is disabled and marked; the scope and project stay.
+    sim.reset_log();
+    h.run(scheduled()).await.unwrap();
+    assert_eq!(writes(&sim), 1, "{:#?}", sim.requests());
+    let disabled = blueprint(&sim, gone);
+    assert_eq!(disabled["enable"], false);
+    assert!(labels(&disabled).contains(&format!("{LABEL}-orphaned")));
+    assert_eq!(blueprint(&sim, "github/org1-0/repo-00000"), kept);
+    assert_eq!(sim.scope("github", 1, &gone_id), Some(row.clone()));
+    assert!(sim.project(gone).is_some());
+    sim.reset_log();
+    h.run(scheduled()).await.unwrap();
+    assert_eq!(writes(&sim), 0, "disabling is done once");
+
+    // The repository comes back: enabled again, mark removed.
+    sim.add_remote_scope(
+        "github",
+        1,
+        Some("org1-0"),
+        gh_repo("org1-0", "repo-00001", gone_id.parse().unwrap()),
+    )
+    .unwrap();
+    let back = h.run(scheduled()).await.unwrap();
+    assert_eq!(back["orphanScopes"], json!([]), "{back:#}");
+    assert_eq!(
+        back["orphanScopeCounts"],
+        json!([{"plugin": "github", "connectionId": 1, "count": 0}])
+    );
+    let enabled = blueprint(&sim, gone);
+    assert_eq!(enabled["enable"], true);
+    assert_eq!(labels(&enabled), vec![LABEL.to_string()]);
+}

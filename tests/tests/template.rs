@@ -686,6 +686,7 @@ fn functions_get_their_configuration_and_build_switches_stay_out_of_it() {
                 "TRIGGER_MAX_PER_RUN",
                 "TIME_AFTER_POLICY",
                 "INITIAL_BACKFILL_DAYS",
+                "ORPHAN_POLICY",
             ],
         ),
         (
@@ -731,6 +732,7 @@ fn functions_get_their_configuration_and_build_switches_stay_out_of_it() {
             ("DRY_RUN", json!("false")),
             ("TIME_AFTER_POLICY", json!("previous-saturday")),
             ("INITIAL_BACKFILL_DAYS", json!(0)),
+            ("ORPHAN_POLICY", json!("report")),
         ];
         for (var, default) in defaults {
             if let Some(value) = env.get(var) {
@@ -1424,6 +1426,7 @@ fn numeric_and_choice_parameters_allow_only_what_the_functions_accept() {
         "CloudWatchProjectDimension",
         "FailureWindowDays",
         "InitialBackfillDays",
+        "OrphanPolicy",
     ] {
         assert!(checked.contains(name), "{name} was not checked");
     }

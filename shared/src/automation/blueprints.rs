@@ -60,6 +60,9 @@ pub struct Desired<'a> {
     pub time_after: Option<DateTime<Utc>>,
     /// Puts on or takes off the backfill mark (`INITIAL_BACKFILL_DAYS`).
     pub backfill: Option<Backfill<'a>>,
+    /// `enable` for an orphaned scope's blueprint (`ORPHAN_POLICY=disable`), with `orphan_mark`
+    /// put on when disabling and taken off when enabling again.
+    pub enable: Option<(bool, &'a str)>,
 }
 
 /// A change of a blueprint's backfill mark.
@@ -163,6 +166,16 @@ pub fn patch_for(bp: &Blueprint, want: &Desired<'_>) -> BlueprintPatch {
         }
         None => {}
     }
+    if let Some((enable, mark)) = want.enable {
+        if bp.enable != enable {
+            patch.enable = Some(enable);
+        }
+        if enable {
+            labels.retain(|l| l != mark);
+        } else if !labels.iter().any(|l| l == mark) {
+            labels.push(mark.to_string());
+        }
+    }
     if labels != bp.labels {
         patch.labels = Some(labels);
     }
@@ -264,6 +277,7 @@ mod tests {
                 cron: Some(&cron),
                 time_after: Some(sat()),
                 backfill: None,
+                enable: None,
             },
         );
         assert!(p.is_empty(), "{p:?}");
@@ -286,6 +300,7 @@ mod tests {
                 cron: Some(&cron),
                 time_after: Some(sat()),
                 backfill: None,
+                enable: None,
             },
         );
         let v = serde_json::to_value(&p).unwrap();

@@ -15,6 +15,7 @@
 //! | `CLOUDWATCH_NAMESPACE` | `DevLake/Autopilot` | namespace of the run metrics (`ProjectsCreated`, `ScopesAdded`, `BlueprintsUpdated`, `Triggered`, `Errors`, `RunDurationMs`, `RunSuccess`), each with `Function=automation`; checked at start-up by [`Env::cloudwatch_namespace`] |
 //! | `TIMEZONE` | `Asia/Ho_Chi_Minh` | IANA zone of the `timeAfter` rules (local midnights) |
 //! | `TIME_AFTER_POLICY` | `previous-saturday` | where managed blueprints' `timeAfter` is rolled: `previous-saturday` (00:00 of the Saturday before the run's local date), `rolling:<N>d` (00:00 N days before it, N ≤ 3650), `fixed:<YYYY-MM-DD>` (00:00 of that date) |
+//! | `ORPHAN_POLICY` | `report` | scopes a complete remote walk no longer lists are reported (`orphanScopes`, `devlake_orphan_scopes`); `disable` also sets `enable: false` on managed blueprints whose only scope is orphaned (marked `<MANAGED_LABEL>-orphaned`) and enables them again when the scope is listed again. Nothing is deleted |
 //! | `INITIAL_BACKFILL_DAYS` | `0` (off) | a project created or adopted by the tool first collects from 00:00 N days before the run's date (N ≤ 3650); the policy takes over after its first successful pipeline |
 //! | `PLUGINS` | all nine | comma list of plugins to manage (`github`, `gitlab`, `bitbucket`, `bitbucket_server`, `azuredevops_go`, `jenkins`, `circleci`, `bamboo`, `jira`) |
 //! | `PROJECT_NAME_TEMPLATE` | `{plugin}/{fullName}` | project name per scope; placeholders `{plugin}`, `{connectionId}`, `{connectionName}`, `{name}`, `{fullName}`, `{scopeId}` (at least one of the last three) |
@@ -43,6 +44,7 @@ use crate::time_rules::{TimeAfterPolicy, MAX_DAYS_BACK};
 
 use super::filter::ScopeFilter;
 use super::naming::NameTemplate;
+use super::orphans::OrphanPolicy;
 
 /// Which blueprints the trigger step starts (`TRIGGER_MODE`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,6 +119,7 @@ pub struct AutomationConfig {
     pub time_after_policy: TimeAfterPolicy,
     /// Days of history a new (or adopted) project's first collection reaches back; 0 = off.
     pub initial_backfill_days: u32,
+    pub orphan_policy: OrphanPolicy,
 }
 
 impl Default for AutomationConfig {
@@ -140,6 +143,7 @@ impl Default for AutomationConfig {
             deadline_margin: Duration::from_millis(20_000),
             time_after_policy: TimeAfterPolicy::PreviousSaturday,
             initial_backfill_days: 0,
+            orphan_policy: OrphanPolicy::Report,
         }
     }
 }
@@ -222,6 +226,12 @@ impl AutomationConfig {
                 format!("must be between 0 (off) and {MAX_DAYS_BACK}"),
             ));
         }
+        let orphan_policy = match env.get("ORPHAN_POLICY") {
+            None => OrphanPolicy::Report,
+            Some(raw) => {
+                OrphanPolicy::parse(raw).map_err(|e| ConfigError::new("ORPHAN_POLICY", e))?
+            }
+        };
         Ok(AutomationConfig {
             timezone: env.timezone("TIMEZONE")?,
             plugins,
@@ -250,6 +260,7 @@ impl AutomationConfig {
             ),
             time_after_policy,
             initial_backfill_days,
+            orphan_policy,
         })
     }
 }
@@ -453,6 +464,7 @@ mod tests {
             ("TIME_AFTER_POLICY", "fixed:2026-13-01"),
             ("INITIAL_BACKFILL_DAYS", "-3"),
             ("INITIAL_BACKFILL_DAYS", "99999"),
+            ("ORPHAN_POLICY", "delete"),
         ] {
             let e = AutomationConfig::from_env(&env(&[(var, value)])).unwrap_err();
             assert_eq!(e.variable, var, "{e}");

@@ -1,7 +1,7 @@
 //! One connection's discover → sync → scope-config work. Returns the scopes the tool manages on
 //! it, for the projects step.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use futures::TryStreamExt;
 use serde_json::json;
@@ -81,6 +81,26 @@ pub(crate) async fn process(
     };
 
     let mut managed = existing_scopes(ctx, &c, &items, &remote, walk_complete);
+    // Only a complete walk can tell that a scope is gone; a broken one says nothing.
+    if req.runs(Step::Sync) && walk_complete {
+        let listed: HashSet<String> = remote
+            .iter()
+            .filter(|r| r.is_scope())
+            .map(|r| remote_scope_id(plugin, r))
+            .collect();
+        let mut seen = ctx.orphans.lock().unwrap_or_else(|e| e.into_inner());
+        seen.walked.insert((plugin.to_string(), conn.id));
+        for s in managed.iter().filter(|s| !listed.contains(&s.scope_id)) {
+            tracing::info!(
+                plugin,
+                connection_id = conn.id,
+                scope_id = %s.scope_id,
+                full_name = %s.full_name,
+                "orphaned scope: the remote no longer lists it"
+            );
+            seen.orphans.push(s.clone());
+        }
+    }
     if req.runs(Step::ScopeConfigs) {
         assign_scope_config(ctx, &c, &config, &mut managed, report).await?;
     }

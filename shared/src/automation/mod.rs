@@ -16,6 +16,7 @@ pub mod config;
 mod connection;
 pub mod filter;
 pub mod naming;
+pub mod orphans;
 pub mod payload;
 pub mod projects;
 mod reconcile;
@@ -106,6 +107,8 @@ pub(crate) struct Ctx<'a> {
     pub dry_run: bool,
     pub deadline: Deadline,
     version: OnceCell<Version>,
+    /// What the remote walks of this run found out about orphaned scopes.
+    pub(crate) orphans: std::sync::Mutex<orphans::Seen>,
 }
 
 impl Ctx<'_> {
@@ -158,6 +161,7 @@ pub async fn handle(
         dry_run,
         deadline,
         version: OnceCell::new(),
+        orphans: Default::default(),
     };
     let mut report = Report {
         action,
@@ -443,6 +447,14 @@ async fn run(
     report
         .phase_ms
         .insert("connections", phase.elapsed().as_millis() as u64);
+    {
+        let seen = ctx.orphans.lock().unwrap_or_else(|e| e.into_inner());
+        if !seen.walked.is_empty() {
+            let (list, counts) = orphans::summarize(&seen);
+            report.extra.insert("orphanScopes".into(), list);
+            report.extra.insert("orphanScopeCounts".into(), counts);
+        }
+    }
 
     let Some(projects) = projects else {
         return Ok(());

@@ -86,6 +86,7 @@ pub(crate) async fn apply(
     let label = cfg.label.as_str();
     let mut jobs: Vec<Job<'_>> = Vec::new();
     let mut handled: HashSet<u64> = HashSet::new();
+    let orphan_mark = super::orphans::orphan_mark(label);
 
     if req.runs(Step::Projects) {
         let mut updates = Vec::new();
@@ -118,6 +119,7 @@ pub(crate) async fn apply(
                             cron: Some(&cfg.cron),
                             time_after,
                             backfill,
+                            enable: enable_for(ctx, bp, &orphan_mark),
                         },
                     );
                     let metrics = dora_fix(project);
@@ -190,6 +192,7 @@ pub(crate) async fn apply(
                 cron: None,
                 time_after,
                 backfill,
+                enable: enable_for(ctx, bp, &orphan_mark),
             },
         );
         if !patch.is_empty() {
@@ -235,6 +238,13 @@ fn planned_labels(
         labels.push(mark.clone());
     }
     labels
+}
+
+/// `enable` for a managed blueprint whose only scope was found orphaned, or back.
+fn enable_for<'m>(ctx: &Ctx<'_>, bp: &Blueprint, mark: &'m str) -> Option<(bool, &'m str)> {
+    let seen = ctx.orphans.lock().unwrap_or_else(|e| e.into_inner());
+    super::orphans::enable_change(&seen, ctx.config.orphan_policy, bp, &ctx.config.label)
+        .map(|e| (e, mark))
 }
 
 fn scope_at(s: &ManagedScope) -> At<'_> {
@@ -354,6 +364,7 @@ async fn create(
             cron: Some(&cfg.cron),
             time_after: start.map(|s| s.0),
             backfill: start.and_then(|s| s.1.clone()),
+            enable: None,
         },
     );
     if patch.is_empty() {

@@ -563,6 +563,32 @@ impl State {
         Ok(scope_id)
     }
 
+    /// Takes a scope out of the remote listing (the repository was deleted in the tool); the
+    /// saved scope, if any, stays, as it does in DevLake. Returns whether it was listed.
+    pub(crate) fn remove_remote_scope(
+        &mut self,
+        plugin: &str,
+        connection_id: u64,
+        scope_id: &str,
+    ) -> ApiResult<bool> {
+        let conn = self.connection_mut(plugin, connection_id)?;
+        let mut found = false;
+        for list in conn.remote.values_mut() {
+            list.retain(|e| {
+                let same = !e.is_group
+                    && e.data
+                        .as_ref()
+                        .and_then(|d| d.as_object())
+                        .is_some_and(|d| {
+                            plugins::scope_id_of(plugin, d).as_deref() == Some(scope_id)
+                        });
+                found |= same;
+                !same
+            });
+        }
+        Ok(found)
+    }
+
     /// One page of remote children; page numbers are 1-based.
     pub(crate) fn remote_page(
         &self,
