@@ -21,6 +21,7 @@
 //! | `devlake_project_last_pipeline_duration_seconds` | gauge | `project_name` | when known |
 //! | `devlake_project_pipeline_stuck` | gauge | `project_name` | 0/1, every project |
 //! | `devlake_{monitor,automation}_last_run_{timestamp_seconds,success}` | gauge | | once the job has recorded a run |
+//! | `devlake_orphan_scopes` | gauge | `plugin`, `connection_id` | from the latest automation run record: saved scopes its complete remote walk of the connection no longer found (0 included) |
 //! | `devlake_up` | gauge | | 0 when the latest monitor run did not reach DevLake or none is recorded |
 //! | `devlake_metrics_render_duration_seconds` | gauge | | last on the page: store read and rendering up to that line |
 //!
@@ -229,6 +230,7 @@ fn write_families(page: &mut Page, snapshot: &MetricsSnapshot, timezone: Tz) {
     );
     write_run(page, snapshot.monitor.as_ref(), "monitor");
     write_run(page, snapshot.automation.as_ref(), "automation");
+    write_orphans(page, snapshot.automation.as_ref());
     let up = snapshot
         .monitor
         .as_ref()
@@ -308,6 +310,39 @@ fn write_run(page: &mut Page, run: Option<&RunRecord>, job: &str) {
         Kind::Gauge,
     )
     .sample(&[], Value::from(run.success));
+}
+
+/// `devlake_orphan_scopes` from the automation run record's `orphanScopeCounts` (every connection
+/// that run walked completely, zeros included; absent when it walked none).
+fn write_orphans(page: &mut Page, run: Option<&RunRecord>) {
+    let Some(list) = run.and_then(|r| r.summary.get("orphanScopeCounts")?.as_array()) else {
+        return;
+    };
+    let mut rows: Vec<(&str, u64, u64)> = list
+        .iter()
+        .filter_map(|c| {
+            Some((
+                c.get("plugin")?.as_str()?,
+                c.get("connectionId")?.as_u64()?,
+                c.get("count")?.as_u64()?,
+            ))
+        })
+        .collect();
+    rows.sort_unstable_by(|a, b| (a.0, a.1.to_string()).cmp(&(b.0, b.1.to_string())));
+    let mut family = page.family(
+        "devlake_orphan_scopes",
+        "Saved scopes the latest complete remote walk of the connection no longer listed.",
+        Kind::Gauge,
+    );
+    for (plugin, connection_id, count) in rows {
+        family.sample(
+            &[
+                ("plugin", plugin),
+                ("connection_id", &connection_id.to_string()),
+            ],
+            Value::Int(count),
+        );
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1681,9 +1681,30 @@ async fn orphaned_scopes_are_reported_disabled_on_request_and_enabled_when_back(
     let row = sim.scope("github", 1, &gone_id).unwrap();
     assert!(sim.remove_remote_scope("github", 1, &gone_id).unwrap());
 
-    // Default policy: reported, nothing changed.
+    // Default policy: reported, nothing changed; the run record feeds the metrics page.
     sim.reset_log();
-    let report = h.run(scheduled()).await.unwrap();
+    let store = devlake_autopilot::store::MemoryStore::new();
+    let ports = Ports {
+        devlake: &h.client,
+        run_log: Some(&store),
+        metrics: None,
+    };
+    let report = automation::handle(&h.config, ports, &scheduled(), t(NOW), Deadline::none())
+        .await
+        .unwrap();
+    let page = devlake_autopilot::render::render_page(
+        &devlake_autopilot::store::MetricsSnapshot {
+            automation: store.run(devlake_autopilot::store::Job::Automation),
+            ..Default::default()
+        },
+        chrono_tz::Asia::Ho_Chi_Minh,
+        devlake_autopilot::render::ExpositionFormat::PrometheusText,
+        Duration::ZERO,
+    );
+    assert!(
+        page.contains("devlake_orphan_scopes{plugin=\"github\",connection_id=\"1\"} 1\n"),
+        "{page}"
+    );
     assert_eq!(writes(&sim), 0);
     let orphans = report["orphanScopes"].as_array().unwrap();
     assert_eq!(orphans.len(), 1, "{report:#}");

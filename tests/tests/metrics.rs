@@ -132,7 +132,17 @@ fn golden_snapshot() -> MetricsSnapshot {
             failure(NEWLINE, utc("2026-11-26T08:00:00Z"), 940),
             failure(UNICODE, utc("2026-11-21T17:00:00Z"), 800),
         ],
-        automation: Some(run(Job::Automation, "2026-11-27T11:02:03Z", true, None)),
+        automation: Some(RunRecord {
+            summary: serde_json::json!({
+                "status": "ok",
+                "orphanScopeCounts": [
+                    {"plugin": "github", "connectionId": 2, "count": 0},
+                    {"plugin": "bitbucket_server", "connectionId": 1, "count": 2},
+                    {"plugin": "github", "connectionId": 1, "count": 1},
+                ],
+            }),
+            ..run(Job::Automation, "2026-11-27T11:02:03Z", true, None)
+        }),
         monitor: Some(run(
             Job::Monitor,
             "2026-11-28T10:55:00.500Z",
