@@ -155,16 +155,12 @@ pub fn patch_for(bp: &Blueprint, want: &Desired<'_>) -> BlueprintPatch {
         }
     }
     match &want.backfill {
-        Some(Backfill::Start(mark)) => {
-            if !labels.contains(mark) {
-                labels.push(mark.clone());
-            }
-        }
+        Some(Backfill::Start(mark)) if !labels.contains(mark) => labels.push(mark.clone()),
         Some(Backfill::End(label)) => {
             let prefix = format!("{label}-backfill-after-");
             labels.retain(|l| !l.starts_with(&prefix));
         }
-        None => {}
+        _ => {}
     }
     if let Some((enable, mark)) = want.enable {
         if bp.enable != enable {
