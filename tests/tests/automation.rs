@@ -1729,7 +1729,11 @@ async fn orphaned_scopes_are_reported_disabled_on_request_and_enabled_when_back(
     assert_eq!(blueprint(&sim, gone)["enable"], true);
     sim.clear_faults();
 
-    // Disable: the one blueprint is disabled and marked; the scope and project stay.
+    // Disable: the one blueprint is disabled and marked; the scope and project stay. Its last
+    // pipeline failed (the repository is gone), yet it is not triggered again.
+    let pipeline = sim.trigger(gone_bp["id"].as_u64().unwrap()).unwrap();
+    sim.finish_pipeline(pipeline, "TASK_FAILED", "repository not found")
+        .unwrap();
     sim.reset_log();
     h.run(scheduled()).await.unwrap();
     assert_eq!(writes(&sim), 1, "{:#?}", sim.requests());

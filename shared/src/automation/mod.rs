@@ -498,8 +498,22 @@ async fn run(
 
     if req.runs(Step::Trigger) {
         let mut candidates = trigger::candidates(cfg.trigger_mode, &applied.created, &selected);
-        for c in &mut candidates {
-            c.wired |= applied.wired.contains(&c.blueprint_id);
+        {
+            // A blueprint this run disabled (its scope is orphaned) is not triggered, and one it
+            // enabled again may be.
+            let seen = ctx.orphans.lock().unwrap_or_else(|e| e.into_inner());
+            for c in &mut candidates {
+                c.wired |= applied.wired.contains(&c.blueprint_id);
+                let bp = selected
+                    .iter()
+                    .filter_map(|p| p.blueprint.as_ref())
+                    .find(|b| b.id == c.blueprint_id);
+                if let Some(enable) = bp
+                    .and_then(|bp| orphans::enable_change(&seen, cfg.orphan_policy, bp, &cfg.label))
+                {
+                    c.enabled = enable;
+                }
+            }
         }
         let phase = tokio::time::Instant::now();
         trigger::run(
