@@ -6,11 +6,12 @@
 #                                     open the metrics URL and invoke the functions by hand
 #
 # It starts DynamoDB Local (table created from template.yaml), the CloudWatch recording double, the
-# DevLake simulator seeded with tests/fixtures/sample.json, and the three functions under
-# `cargo lambda watch`; runs the automation, fails some of the pipelines it triggered, runs the
-# monitor, and scrapes the metrics function URL with its bearer token. The functions reach DynamoDB
-# Local and the CloudWatch double through the recording proxy (aws-recorder), and at the end every
-# AWS call they made is checked against their execution roles in template.yaml.
+# DevLake simulator seeded with tests/fixtures/demo.json (the sample world plus a Bitbucket Server
+# connection), and the three functions under `cargo lambda watch`; adopts the hand-made project
+# legacy-api, runs the automation, fails some of the pipelines it triggered, runs the monitor, and
+# scrapes the metrics function URL with its bearer token. The functions reach DynamoDB Local and the
+# CloudWatch double through the recording proxy (aws-recorder), and at the end every AWS call they
+# made is checked against their execution roles in template.yaml.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -73,7 +74,7 @@ mkdir -p "$WORK/ddb"
 setsid bash -c "cd '$WORK/ddb' && exec java -Djava.library.path='$DYNAMODB_LOCAL_DIR/DynamoDBLocal_lib' -jar '$DYNAMODB_LOCAL_DIR/DynamoDBLocal.jar' -inMemory -sharedDb -port $DDB_PORT" >"$WORK/dynamodb.log" 2>&1 &
 PIDS+=($!)
 start cloudwatch "$BIN"/cloudwatch-double --port 0
-start devlake "$BIN"/devlake-sim --port 0 --fixture tests/fixtures/sample.json
+start devlake "$BIN"/devlake-sim --port 0 --fixture tests/fixtures/demo.json
 wait_for_line "$WORK/cloudwatch.log" "listening on" 30
 wait_for_line "$WORK/devlake.log" "listening on" 30
 CW_URL=$(grep -o 'http://127.0.0.1:[0-9]*' "$WORK/cloudwatch.log" | head -n1)
@@ -137,8 +138,15 @@ check() { # description, then a command that must succeed
   if "$@"; then CHECKS=$((CHECKS + 1)); else echo "demo: CHECK FAILED: $what" >&2; exit 1; fi
 }
 
-say "Automation: discover, sync scopes, scope configs, projects, timeAfter, trigger"
 NOW=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+say "Adoption: the hand-made project legacy-api becomes managed (dry run first)"
+invoke devlake-automation "{\"action\": \"adopt\", \"all\": true, \"dryRun\": true, \"now\": \"$NOW\"}" >"$WORK/adopt-plan.json"
+json 'print("would adopt:", [a["project"] for a in d["adopted"]], " not adoptable:", [(r["project"], r["reason"]) for r in d["notAdopted"]])' <"$WORK/adopt-plan.json"
+invoke devlake-automation "{\"action\": \"adopt\", \"projects\": [\"legacy-api\"], \"now\": \"$NOW\"}" >"$WORK/adopt.json"
+check "legacy-api is adopted" \
+  json 'sys.exit(0 if [a["project"] for a in d["adopted"]] == ["legacy-api"] else 1)' <"$WORK/adopt.json"
+
+say "Automation: discover, sync scopes, scope configs, projects, timeAfter, trigger"
 invoke devlake-automation "{\"scheduledTime\": \"$NOW\"}" >"$WORK/automation.json"
 python3 - "$WORK/automation.json" <<'PY2'
 import json, sys
@@ -156,6 +164,8 @@ for e in d.get("errors", [])[:5]:
 PY2
 check "the first automation run succeeds and creates projects" \
   json 'sys.exit(0 if d["status"] == "ok" and d["counts"]["projectsCreated"] > 0 else 1)' <"$WORK/automation.json"
+check "the Bitbucket Server repositories get one project each" \
+  json 'sys.exit(0 if d["plugins"]["bitbucket_server"]["projectsCreated"] == 3 else 1)' <"$WORK/automation.json"
 
 say "Automation again with the same scheduled time (idempotent: no write calls)"
 invoke devlake-automation "{\"scheduledTime\": \"$NOW\"}" >"$WORK/automation2.json"

@@ -22,6 +22,7 @@
 //! | `devlake_project_pipeline_stuck` | gauge | `project_name` | 0/1, every project |
 //! | `devlake_{monitor,automation}_last_run_{timestamp_seconds,success}` | gauge | | once the job has recorded a run |
 //! | `devlake_automation_managed_projects` | gauge | | managed projects counted by the latest automation run that listed them |
+//! | `devlake_orphan_scopes` | gauge | `plugin`, `connection_id` | from the latest automation run record: saved scopes its complete remote walk of the connection no longer found (0 included) |
 //! | `devlake_up` | gauge | | 0 when the latest monitor run did not reach DevLake or none is recorded |
 //! | `devlake_metrics_decode_errors` | gauge | | stored items this scrape skipped because they did not decode; only on the page when above 0 |
 //! | `devlake_metrics_render_duration_seconds` | gauge | | last on the page: store read and rendering up to that line |
@@ -250,6 +251,7 @@ fn write_families(page: &mut Page, snapshot: &MetricsSnapshot, timezone: Tz) {
         )
         .sample(&[], Value::Int(n));
     }
+    write_orphans(page, snapshot.automation.as_ref());
     let up = snapshot
         .monitor
         .as_ref()
@@ -338,6 +340,39 @@ fn managed_projects(run: &RunRecord) -> Option<u64> {
     s.get("managedProjects")
         .or_else(|| s.get("partial").and_then(|p| p.get("managedProjects")))
         .and_then(serde_json::Value::as_u64)
+}
+
+/// `devlake_orphan_scopes` from the automation run record's `orphanScopeCounts` (every connection
+/// that run walked completely, zeros included; absent when it walked none).
+fn write_orphans(page: &mut Page, run: Option<&RunRecord>) {
+    let Some(list) = run.and_then(|r| r.summary.get("orphanScopeCounts")?.as_array()) else {
+        return;
+    };
+    let mut rows: Vec<(&str, u64, u64)> = list
+        .iter()
+        .filter_map(|c| {
+            Some((
+                c.get("plugin")?.as_str()?,
+                c.get("connectionId")?.as_u64()?,
+                c.get("count")?.as_u64()?,
+            ))
+        })
+        .collect();
+    rows.sort_unstable_by(|a, b| (a.0, a.1.to_string()).cmp(&(b.0, b.1.to_string())));
+    let mut family = page.family(
+        "devlake_orphan_scopes",
+        "Saved scopes the latest complete remote walk of the connection no longer listed.",
+        Kind::Gauge,
+    );
+    for (plugin, connection_id, count) in rows {
+        family.sample(
+            &[
+                ("plugin", plugin),
+                ("connection_id", &connection_id.to_string()),
+            ],
+            Value::Int(count),
+        );
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -19,6 +19,77 @@ pub fn previous_saturday(now: DateTime<Utc>, tz: Tz) -> DateTime<Utc> {
     local_midnight(today - Duration::days(back), tz)
 }
 
+/// Where a managed blueprint's `timeAfter` is rolled to on each run (`TIME_AFTER_POLICY`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TimeAfterPolicy {
+    /// 00:00 local of the Saturday before the run's local date: the original weekly window.
+    #[default]
+    PreviousSaturday,
+    /// 00:00 local, N days before the run's local date: a window that moves every day.
+    Rolling(u32),
+    /// 00:00 local of one date: every run collects from the same point.
+    Fixed(NaiveDate),
+}
+
+/// The longest look-back a `rolling:<N>d` policy or a backfill may ask for (ten years): beyond
+/// that a value is a typo, and DevLake would collect the whole history of every repository.
+pub const MAX_DAYS_BACK: u32 = 3650;
+
+impl TimeAfterPolicy {
+    /// Parses `previous-saturday`, `rolling:<N>d` or `fixed:<YYYY-MM-DD>`.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let raw = raw.trim();
+        if raw == "previous-saturday" {
+            return Ok(TimeAfterPolicy::PreviousSaturday);
+        }
+        if let Some(n) = raw.strip_prefix("rolling:") {
+            return n
+                .strip_suffix('d')
+                .and_then(|d| d.parse::<u32>().ok())
+                .filter(|d| *d <= MAX_DAYS_BACK)
+                .map(TimeAfterPolicy::Rolling)
+                .ok_or_else(|| {
+                    format!("{raw:?}: expected rolling:<N>d with N a whole number of days from 0 to {MAX_DAYS_BACK}")
+                });
+        }
+        if let Some(d) = raw.strip_prefix("fixed:") {
+            return NaiveDate::parse_from_str(d, "%Y-%m-%d")
+                .ok()
+                .filter(|_| d.len() == 10)
+                .map(TimeAfterPolicy::Fixed)
+                .ok_or_else(|| format!("{raw:?}: expected fixed:<YYYY-MM-DD>, a calendar date"));
+        }
+        Err(format!(
+            "{raw:?}: expected previous-saturday, rolling:<N>d or fixed:<YYYY-MM-DD>"
+        ))
+    }
+
+    /// The `timeAfter` a run at `now` sets.
+    pub fn time_after(self, now: DateTime<Utc>, tz: Tz) -> DateTime<Utc> {
+        match self {
+            TimeAfterPolicy::PreviousSaturday => previous_saturday(now, tz),
+            TimeAfterPolicy::Rolling(days) => days_before(now, days, tz),
+            TimeAfterPolicy::Fixed(date) => local_midnight(date, tz),
+        }
+    }
+
+    /// The setting as written (`rolling:7d`), for reports.
+    pub fn source(self) -> String {
+        match self {
+            TimeAfterPolicy::PreviousSaturday => "previous-saturday".to_string(),
+            TimeAfterPolicy::Rolling(days) => format!("rolling:{days}d"),
+            TimeAfterPolicy::Fixed(date) => format!("fixed:{}", date.format("%Y-%m-%d")),
+        }
+    }
+}
+
+/// 00:00 local time `days` days before `now`'s local date, in UTC (a backfill's start, or a
+/// rolling window's).
+pub fn days_before(now: DateTime<Utc>, days: u32, tz: Tz) -> DateTime<Utc> {
+    let today = now.with_timezone(&tz).date_naive();
+    local_midnight(today - Duration::days(i64::from(days)), tz)
+}
+
 /// The first instant of `date` in `tz`. Where midnight does not exist (a DST jump at 00:00, as in
 /// some zones), the day starts at the first valid instant after the gap.
 pub fn local_midnight(date: NaiveDate, tz: Tz) -> DateTime<Utc> {
@@ -217,5 +288,49 @@ mod tests {
         assert!(m
             .problem(utc("2026-11-21T10:59:59Z"), clock, false)
             .is_some());
+    }
+
+    #[test]
+    fn policies_parse_and_compute_local_midnights() {
+        let now = utc("2026-11-28T18:30:00Z"); // Sun 2026-11-29 01:30 ICT
+        assert_eq!(
+            TimeAfterPolicy::parse("previous-saturday")
+                .unwrap()
+                .time_after(now, Ho_Chi_Minh),
+            utc("2026-11-27T17:00:00Z")
+        );
+        // Seven days before the local date (the 29th) is the 22nd, 00:00 ICT.
+        let rolling = TimeAfterPolicy::parse("rolling:7d").unwrap();
+        assert_eq!(rolling, TimeAfterPolicy::Rolling(7));
+        assert_eq!(
+            rolling.time_after(now, Ho_Chi_Minh),
+            utc("2026-11-21T17:00:00Z")
+        );
+        assert_eq!(rolling.source(), "rolling:7d");
+        let fixed = TimeAfterPolicy::parse("fixed:2026-01-15").unwrap();
+        assert_eq!(fixed.time_after(now, New_York), utc("2026-01-15T05:00:00Z"));
+        assert_eq!(fixed.source(), "fixed:2026-01-15");
+        for bad in [
+            "",
+            "weekly",
+            "rolling:7",
+            "rolling:-1d",
+            "rolling:3651d",
+            "rolling:xd",
+            "fixed:2026-02-30",
+            "fixed:26-1-1",
+            "fixed:",
+        ] {
+            assert!(TimeAfterPolicy::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn days_before_crosses_dst_on_local_dates() {
+        // Mon 2026-03-09 10:00 EDT, two days back is Sat 03-07 00:00 EST.
+        assert_eq!(
+            days_before(utc("2026-03-09T14:00:00Z"), 2, New_York),
+            utc("2026-03-07T05:00:00Z")
+        );
     }
 }

@@ -1480,3 +1480,501 @@ async fn the_lambda_binary_runs_a_scheduled_invocation() {
     }
     assert_eq!(sim.handle().counts().total, 0);
 }
+
+#[tokio::test]
+async fn a_rolling_or_fixed_policy_sets_time_after_to_its_local_midnight() {
+    let mut h = Harness::new(small(2)).await;
+    let sim = h.sim();
+    h.config.time_after_policy =
+        devlake_autopilot::time_rules::TimeAfterPolicy::parse("rolling:3d").unwrap();
+    let summary = h.run(scheduled()).await.unwrap();
+    // Sat 2026-11-28 18:00 ICT, three days back: Wed 11-25 00:00 ICT.
+    assert_eq!(summary["timeAfter"], "2026-11-24T17:00:00Z", "{summary:#}");
+    for name in managed_projects(&sim) {
+        assert_eq!(
+            t(blueprint(&sim, &name)["timeAfter"].as_str().unwrap()),
+            t("2026-11-24T17:00:00Z")
+        );
+    }
+    // A rolling window moves every day, not every week.
+    sim.finish_all_pending("TASK_COMPLETED", "").unwrap();
+    sim.reset_log();
+    let next = h
+        .run(json!({"scheduledTime": "2026-11-29T11:00:00Z"}))
+        .await
+        .unwrap();
+    assert_eq!(next["timeAfter"], "2026-11-25T17:00:00Z");
+    assert_eq!(writes(&sim), 2);
+
+    h.config.time_after_policy =
+        devlake_autopilot::time_rules::TimeAfterPolicy::parse("fixed:2026-01-01").unwrap();
+    h.run(scheduled()).await.unwrap();
+    for name in managed_projects(&sim) {
+        assert_eq!(
+            t(blueprint(&sim, &name)["timeAfter"].as_str().unwrap()),
+            t("2025-12-31T17:00:00Z")
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_backfill_is_not_cut_short_before_its_first_successful_pipeline() {
+    let mut h = Harness::new(small(2)).await;
+    let sim = h.sim();
+    h.config.initial_backfill_days = 90;
+    // 90 days before Sat 2026-11-28 (ICT) is Sun 08-30, 00:00 ICT.
+    let backfill = "2026-08-29T17:00:00Z";
+    let plan = h.run(json!({"dryRun": true, "now": NOW})).await.unwrap();
+    let create = plan["planned"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["action"] == "createProject")
+        .unwrap()
+        .clone();
+    assert_eq!(create["detail"]["blueprint"]["timeAfter"], backfill);
+
+    let first = h.run(scheduled()).await.unwrap();
+    assert_eq!(first["counts"]["projectsCreated"], 2, "{first:#}");
+    let names = managed_projects(&sim);
+    assert_eq!(names.len(), 2);
+    for name in &names {
+        let bp = blueprint(&sim, name);
+        assert_eq!(t(bp["timeAfter"].as_str().unwrap()), t(backfill), "{name}");
+        assert!(labels(&bp)
+            .iter()
+            .any(|l| l.starts_with("devlake-autopilot-backfill-after-")));
+    }
+
+    // Next day: the backfill pipelines are still running; the daily run leaves timeAfter alone.
+    let sunday = json!({"scheduledTime": "2026-11-29T11:00:00Z"});
+    sim.reset_log();
+    h.run(sunday.clone()).await.unwrap();
+    assert_eq!(writes(&sim), 0, "{:#?}", sim.requests());
+
+    // One backfill fails, the other completes: only the completed one joins the policy.
+    let pending = sim.pending_pipelines();
+    assert_eq!(pending.len(), 2);
+    sim.finish_pipeline(pending[0], "TASK_FAILED", "rate limited")
+        .unwrap();
+    sim.finish_pipeline(pending[1], "TASK_COMPLETED", "")
+        .unwrap();
+    let completed = sim.pipeline(pending[1]).unwrap()["blueprintId"]
+        .as_u64()
+        .unwrap();
+    h.run(sunday.clone()).await.unwrap();
+    for name in &names {
+        let bp = blueprint(&sim, name);
+        let ta = t(bp["timeAfter"].as_str().unwrap());
+        if bp["id"].as_u64() == Some(completed) {
+            assert_eq!(ta, t("2026-11-27T17:00:00Z"), "{name} follows the policy");
+            assert_eq!(labels(&bp), vec![LABEL.to_string()], "mark taken off");
+        } else {
+            assert_eq!(ta, t(backfill), "{name}: failed backfill is retried whole");
+            assert!(labels(&bp).len() == 2, "{bp}");
+        }
+    }
+    // After a success, a later failure does not bring the backfill back.
+    sim.finish_all_pending("TASK_COMPLETED", "").unwrap();
+    h.run(sunday).await.unwrap();
+    let id = sim.trigger(completed).unwrap();
+    sim.finish_pipeline(id, "TASK_FAILED", "boom").unwrap();
+    h.run(json!({"scheduledTime": "2026-12-06T11:00:00Z"}))
+        .await
+        .unwrap();
+    for name in &names {
+        let bp = blueprint(&sim, name);
+        assert_eq!(
+            t(bp["timeAfter"].as_str().unwrap()),
+            t("2026-12-04T17:00:00Z"),
+            "{name}"
+        );
+        assert_eq!(labels(&bp), vec![LABEL.to_string()]);
+    }
+}
+
+#[tokio::test]
+async fn the_replaced_systems_names_are_kept_and_a_second_scope_with_the_same_name_is_a_conflict() {
+    let mut h = Harness::new(small(2)).await;
+    let sim = h.sim();
+    h.config.name_template =
+        devlake_autopilot::automation::naming::NameTemplate::parse("{plugin}/{name}").unwrap();
+    // The same repository name under a second organisation of the same connection.
+    let twin = sim
+        .add_remote_scope(
+            "github",
+            1,
+            Some("fork-org"),
+            gh_repo("fork-org", "repo-00001", 777_001),
+        )
+        .unwrap();
+    let summary = h.run(scheduled()).await.unwrap();
+    assert_eq!(summary["status"], "ok", "{summary:#}");
+    let mut names = managed_projects(&sim);
+    names.sort();
+    assert_eq!(names, vec!["github/repo-00000", "github/repo-00001"]);
+    let conflicts = summary["conflicts"].as_array().unwrap();
+    assert_eq!(conflicts.len(), 1, "{conflicts:#?}");
+    assert_eq!(conflicts[0]["project"], "github/repo-00001");
+    assert_eq!(conflicts[0]["reason"], "duplicateName");
+    assert_eq!(conflicts[0]["scopeId"], twin);
+    // The first scope keeps the project, wired to it alone: nothing merged.
+    let bp = blueprint(&sim, "github/repo-00001");
+    let wired: Vec<&str> = bp["connections"][0]["scopes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["scopeId"].as_str().unwrap())
+        .collect();
+    assert_eq!(wired.len(), 1);
+    assert_ne!(wired[0], twin);
+    // The next run repeats the report and sends nothing.
+    sim.finish_all_pending("TASK_COMPLETED", "").unwrap();
+    sim.reset_log();
+    let again = h.run(scheduled()).await.unwrap();
+    assert_eq!(writes(&sim), 0);
+    assert_eq!(again["conflicts"][0]["scopeId"], twin);
+}
+
+/// A Bitbucket Server connection with Bitbucket projects `PLAT` (two repositories) and `WEB`
+/// (one), named the way DevLake's remote listing names them.
+fn bitbucket_server_world(sim: &SimHandle) -> u64 {
+    let cid = sim
+        .add_connection(
+            "bitbucket_server",
+            json!({"name": "bitbucket-onprem", "endpoint": "https://bitbucket.example.com/"}),
+        )
+        .unwrap();
+    sim.add_remote_group("bitbucket_server", cid, None, "PLAT", "Platform")
+        .unwrap();
+    sim.add_remote_group("bitbucket_server", cid, None, "WEB", "Web")
+        .unwrap();
+    for (group, name, n) in [
+        ("PLAT", "api", 101),
+        ("PLAT", "worker", 102),
+        ("WEB", "api", 201),
+    ] {
+        sim.add_remote_scope(
+            "bitbucket_server",
+            cid,
+            Some(group),
+            devlake_testkit::sim::fixture::scope_data("bitbucket_server", group, name, n),
+        )
+        .unwrap();
+    }
+    cid
+}
+
+#[tokio::test]
+async fn bitbucket_server_repositories_get_one_scope_and_one_project_each() {
+    let h = Harness::new(small(1)).await;
+    let sim = h.sim();
+    let cid = bitbucket_server_world(&sim);
+    // DevLake lists a repository by its numeric id and its display name; the scope id is in data.
+    let remote: Vec<RemoteScopeChild> = h
+        .client
+        .remote_scopes("bitbucket_server", cid)
+        .try_collect()
+        .await
+        .unwrap();
+    let repos: Vec<&RemoteScopeChild> = remote.iter().filter(|c| c.kind == "scope").collect();
+    assert_eq!(repos.len(), 3);
+    assert!(
+        repos.iter().all(|c| c.id.parse::<u64>().is_ok()),
+        "{repos:?}"
+    );
+    assert_eq!(
+        repos[0].data.as_ref().unwrap()["bitbucketId"],
+        "PLAT/repos/api"
+    );
+
+    let summary = h.run(scheduled()).await.unwrap();
+    assert_eq!(summary["status"], "ok", "{summary:#}");
+    assert_eq!(
+        summary["plugins"]["bitbucket_server"]["projectsCreated"], 3,
+        "{summary:#}"
+    );
+    assert_eq!(sim.scopes("bitbucket_server", cid).len(), 3);
+    // Its scope config has no DORA patterns: DevLake's Bitbucket Server config has none.
+    let configs = sim.scope_configs("bitbucket_server", cid);
+    assert_eq!(configs.len(), 1, "{configs:?}");
+    assert!(
+        configs[0].get("deploymentPattern").is_none(),
+        "{}",
+        configs[0]
+    );
+    for id in ["PLAT/repos/api", "PLAT/repos/worker", "WEB/repos/api"] {
+        let scope = sim
+            .scope("bitbucket_server", cid, id)
+            .unwrap_or_else(|| panic!("scope {id} saved"));
+        assert_eq!(scope["scopeConfigId"], configs[0]["id"], "{scope}");
+        let name = format!("bitbucket_server/{id}");
+        let bp = blueprint(&sim, &name);
+        assert_eq!(
+            bp["connections"],
+            json!([{"pluginName": "bitbucket_server", "connectionId": cid, "scopes": [{"scopeId": id}]}]),
+            "{name}"
+        );
+        assert_eq!(t(bp["timeAfter"].as_str().unwrap()), t(PREVIOUS_SATURDAY));
+        assert!(labels(&bp).contains(&LABEL.to_string()));
+    }
+    assert!(summary["counts"]["triggered"].as_u64().unwrap() >= 3);
+
+    sim.finish_all_pending("TASK_COMPLETED", "").unwrap();
+    sim.reset_log();
+    h.run(scheduled()).await.unwrap();
+    assert_eq!(writes(&sim), 0, "{:#?}", sim.requests());
+}
+
+#[tokio::test]
+async fn the_demo_world_includes_a_bitbucket_server_connection() {
+    let h = Harness::new(Fixture::demo()).await;
+    let sim = h.sim();
+    // The demo adopts its hand-made project before the first run, as the migration guide says.
+    let adopt = h
+        .run(json!({"action": "adopt", "projects": ["legacy-api"], "now": NOW}))
+        .await
+        .unwrap();
+    assert_eq!(adopt["adopted"][0]["project"], "legacy-api", "{adopt:#}");
+    let summary = h.run(scheduled()).await.unwrap();
+    assert_eq!(summary["status"], "ok", "{summary:#}");
+    assert_eq!(summary["plugins"]["bitbucket_server"]["projectsCreated"], 3);
+    assert!(sim.project("bitbucket_server/PAY/repos/gateway").is_some());
+    assert!(sim.project("bitbucket_server/OPS/repos/runbooks").is_some());
+}
+
+fn refused(summary: &Value) -> BTreeMap<String, String> {
+    summary["notAdopted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["project"].as_str().unwrap().to_string(),
+                r["reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn unmanaged_single_scope_projects_are_adopted_and_the_rest_left_untouched() {
+    let mut h = Harness::new(Fixture::sample()).await;
+    let sim = h.sim();
+    let before: BTreeMap<&str, Value> = ["legacy-api", "legacy-web", "team-dashboards"]
+        .into_iter()
+        .map(|p| (p, blueprint(&sim, p)))
+        .collect();
+
+    // A daily run in dry-run mode says how many could be adopted.
+    let plan = h.run(json!({"dryRun": true, "now": NOW})).await.unwrap();
+    assert_eq!(plan["adoptable"], 1, "{plan:#}");
+
+    sim.reset_log();
+    let dry = h
+        .run(json!({"action": "adopt", "all": true, "dryRun": true, "now": NOW}))
+        .await
+        .unwrap();
+    assert_eq!(writes(&sim), 0);
+    assert_eq!(dry["adopted"][0]["project"], "legacy-api", "{dry:#}");
+    assert_eq!(
+        refused(&dry),
+        BTreeMap::from([
+            ("legacy-web".to_string(), "severalScopes".to_string()),
+            ("team-dashboards".to_string(), "noScope".to_string()),
+        ])
+    );
+    let planned = dry["planned"].as_array().unwrap();
+    assert_eq!(planned.len(), 1);
+    assert_eq!(
+        planned[0]["detail"],
+        json!({"labels": [LABEL], "timeAfter": PREVIOUS_SATURDAY})
+    );
+
+    h.config.initial_backfill_days = 30;
+    let adopt = h
+        .run(json!({"action": "adopt", "projects": ["legacy-api", "legacy-web", "no-such"], "scheduledTime": NOW}))
+        .await
+        .unwrap();
+    assert_eq!(adopt["status"], "ok", "{adopt:#}");
+    assert_eq!(
+        refused(&adopt),
+        BTreeMap::from([
+            ("legacy-web".to_string(), "severalScopes".to_string()),
+            ("no-such".to_string(), "notFound".to_string()),
+        ])
+    );
+    assert_eq!(writes(&sim), 1, "one PATCH: {:#?}", sim.requests());
+    let bp = blueprint(&sim, "legacy-api");
+    let old = &before["legacy-api"];
+    // Marked and rolled; wiring, cron and the rest as they were.
+    let last = sim
+        .pipelines_of_blueprint(bp["id"].as_u64().unwrap())
+        .iter()
+        .filter_map(|p| p["id"].as_u64())
+        .max()
+        .unwrap();
+    assert_eq!(
+        labels(&bp),
+        vec![LABEL.to_string(), format!("{LABEL}-backfill-after-{last}")]
+    );
+    // 30 days before Sat 2026-11-28 (ICT): Thu 10-29 00:00 ICT.
+    assert_eq!(
+        t(bp["timeAfter"].as_str().unwrap()),
+        t("2026-10-28T17:00:00Z")
+    );
+    for key in ["connections", "cronConfig", "isManual", "enable", "name"] {
+        assert_eq!(bp[key], old[key], "{key}");
+    }
+    for p in ["legacy-web", "team-dashboards"] {
+        assert_eq!(blueprint(&sim, p), before[p], "{p} untouched");
+    }
+
+    // The next daily run manages it: no second project for its scope, no adoptable left, and
+    // the backfill is held (its last pipeline is the one from before the adoption).
+    let projects_before = sim.projects().len();
+    let run = h.run(scheduled()).await.unwrap();
+    assert_eq!(run["adoptable"], 0, "{run:#}");
+    let holders: Vec<String> = sim
+        .projects()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_string())
+        .filter(|n| {
+            blueprint(&sim, n)["connections"]
+                .to_string()
+                .contains("\"500005\"")
+        })
+        .collect();
+    assert_eq!(holders, vec!["legacy-api".to_string()]);
+    assert!(sim.projects().len() > projects_before);
+    assert_eq!(
+        t(blueprint(&sim, "legacy-api")["timeAfter"].as_str().unwrap()),
+        t("2026-10-28T17:00:00Z")
+    );
+    // Adopting again changes nothing.
+    sim.reset_log();
+    let again = h
+        .run(json!({"action": "adopt", "projects": ["legacy-api"], "now": NOW}))
+        .await
+        .unwrap();
+    assert_eq!(writes(&sim), 0);
+    assert_eq!(refused(&again)["legacy-api"], "alreadyManaged");
+}
+
+#[tokio::test]
+async fn a_bad_adopt_payload_is_refused_before_any_call() {
+    let h = Harness::new(small(1)).await;
+    let sim = h.sim();
+    sim.reset_log();
+    for bad in [
+        json!({"action": "adopt"}),
+        json!({"action": "adopt", "all": true, "projects": ["x"]}),
+        json!({"action": "adopt", "all": "yes"}),
+        json!({"action": "adopt", "all": true, "steps": ["sync"]}),
+    ] {
+        let e = h.run(bad.clone()).await.unwrap_err();
+        assert!(matches!(e, AutomationError::Payload(_)), "{bad}: {e}");
+    }
+    assert_eq!(sim.requests().len(), 0);
+}
+
+#[tokio::test]
+async fn orphaned_scopes_are_reported_disabled_on_request_and_enabled_when_back() {
+    let mut h = Harness::new(small(3)).await;
+    let sim = h.sim();
+    h.run(scheduled()).await.unwrap();
+    sim.finish_all_pending("TASK_COMPLETED", "").unwrap();
+    let gone = "github/org1-0/repo-00001";
+    let gone_bp = blueprint(&sim, gone);
+    let gone_id = gone_bp["connections"][0]["scopes"][0]["scopeId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let kept = blueprint(&sim, "github/org1-0/repo-00000");
+    let row = sim.scope("github", 1, &gone_id).unwrap();
+    assert!(sim.remove_remote_scope("github", 1, &gone_id).unwrap());
+
+    // Default policy: reported, nothing changed; the run record feeds the metrics page.
+    sim.reset_log();
+    let store = devlake_autopilot::store::MemoryStore::new();
+    let ports = Ports {
+        devlake: &h.client,
+        run_log: Some(&store),
+        metrics: None,
+    };
+    let report = automation::handle(&h.config, ports, &scheduled(), t(NOW), Deadline::none())
+        .await
+        .unwrap();
+    let page = devlake_autopilot::render::render_page(
+        &devlake_autopilot::store::MetricsSnapshot {
+            automation: store.run(devlake_autopilot::store::Job::Automation),
+            ..Default::default()
+        },
+        chrono_tz::Asia::Ho_Chi_Minh,
+        devlake_autopilot::render::ExpositionFormat::PrometheusText,
+        Duration::ZERO,
+    );
+    assert!(
+        page.contains("devlake_orphan_scopes{plugin=\"github\",connection_id=\"1\"} 1\n"),
+        "{page}"
+    );
+    assert_eq!(writes(&sim), 0);
+    let orphans = report["orphanScopes"].as_array().unwrap();
+    assert_eq!(orphans.len(), 1, "{report:#}");
+    assert_eq!(orphans[0]["scopeId"], gone_id.as_str());
+    assert_eq!(
+        report["orphanScopeCounts"],
+        json!([{"plugin": "github", "connectionId": 1, "count": 1}])
+    );
+    assert_eq!(blueprint(&sim, gone), gone_bp);
+
+    // A broken walk marks nothing, even with the disable policy.
+    h.config.orphan_policy = devlake_autopilot::automation::orphans::OrphanPolicy::Disable;
+    sim.add_fault_rule(FaultRule::status(
+        "GET",
+        "/plugins/github/connections/1/remote-scopes",
+        10,
+        500,
+    ));
+    sim.reset_log();
+    let broken = h.run(scheduled()).await.unwrap();
+    assert!(broken.get("orphanScopes").is_none(), "{broken:#}");
+    assert_eq!(blueprint(&sim, gone)["enable"], true);
+    sim.clear_faults();
+
+    // Disable: the one blueprint is disabled and marked; the scope and project stay. Its last
+    // pipeline failed (the repository is gone), yet it is not triggered again.
+    let pipeline = sim.trigger(gone_bp["id"].as_u64().unwrap()).unwrap();
+    sim.finish_pipeline(pipeline, "TASK_FAILED", "repository not found")
+        .unwrap();
+    sim.reset_log();
+    h.run(scheduled()).await.unwrap();
+    assert_eq!(writes(&sim), 1, "{:#?}", sim.requests());
+    let disabled = blueprint(&sim, gone);
+    assert_eq!(disabled["enable"], false);
+    assert!(labels(&disabled).contains(&format!("{LABEL}-orphaned")));
+    assert_eq!(blueprint(&sim, "github/org1-0/repo-00000"), kept);
+    assert_eq!(sim.scope("github", 1, &gone_id), Some(row.clone()));
+    assert!(sim.project(gone).is_some());
+    sim.reset_log();
+    h.run(scheduled()).await.unwrap();
+    assert_eq!(writes(&sim), 0, "disabling is done once");
+
+    // The repository comes back: enabled again, mark removed.
+    sim.add_remote_scope(
+        "github",
+        1,
+        Some("org1-0"),
+        gh_repo("org1-0", "repo-00001", gone_id.parse().unwrap()),
+    )
+    .unwrap();
+    let back = h.run(scheduled()).await.unwrap();
+    assert_eq!(back["orphanScopes"], json!([]), "{back:#}");
+    assert_eq!(
+        back["orphanScopeCounts"],
+        json!([{"plugin": "github", "connectionId": 1, "count": 0}])
+    );
+    let enabled = blueprint(&sim, gone);
+    assert_eq!(enabled["enable"], true);
+    assert_eq!(labels(&enabled), vec![LABEL.to_string()]);
+}

@@ -140,7 +140,7 @@ mod devlake {
         let field = match plugin {
             "github" => "githubId",
             "gitlab" => "gitlabId",
-            "bitbucket" => "bitbucketId",
+            "bitbucket" | "bitbucket_server" => "bitbucketId",
             "jenkins" => "fullName",
             "bamboo" => "planKey",
             "jira" => "boardId",
@@ -221,9 +221,28 @@ mod devlake {
         assert_eq!(stored["metrics"][0]["pluginName"], json!("dora"));
     }
 
+    /// The demo world: the sample plus a Bitbucket Server connection (every supported plugin).
+    async fn demo() -> (Simulator, DevLakeClient) {
+        let sim = Simulator::start(Fixture::demo()).await;
+        let client = client_with(&sim, |_| {});
+        (sim, client)
+    }
+
+    /// The scope id of a listed remote scope. Bitbucket Server lists a repository under its
+    /// numeric repository id; the scope id is `data.bitbucketId`.
+    fn listed_scope_id(plugin: &str, child: &RemoteScopeChild) -> String {
+        if plugin == "bitbucket_server" {
+            assert!(child.id.parse::<u64>().is_ok(), "{child:?}");
+            return Scope(child.data.clone().expect("scope data"))
+                .scope_id(plugin)
+                .expect("bitbucketId");
+        }
+        child.id.clone()
+    }
+
     #[tokio::test]
     async fn connections_of_every_plugin() {
-        let (sim, client) = sample().await;
+        let (sim, client) = demo().await;
         let h = sim.handle();
         for plugin in SUPPORTED_PLUGINS {
             let list = client.connections(plugin).await.unwrap();
@@ -265,7 +284,7 @@ mod devlake {
 
     #[tokio::test]
     async fn remote_scopes_walk_every_plugin_and_group() {
-        let fixture = Fixture::sample();
+        let fixture = Fixture::demo();
         let page = fixture.remote_page_size.unwrap_or(100);
         let sim = Simulator::start(fixture.clone()).await;
         let client = client_with(&sim, |_| {});
@@ -280,7 +299,10 @@ mod devlake {
                 .try_collect()
                 .await
                 .unwrap();
-            let ids: Vec<String> = children.iter().map(|c| c.id.clone()).collect();
+            let ids: Vec<String> = children
+                .iter()
+                .map(|c| listed_scope_id(&conn.plugin, c))
+                .collect();
             assert_eq!(
                 ids.len(),
                 expected.len(),
@@ -305,8 +327,8 @@ mod devlake {
                 assert!(!child.full_name.is_empty(), "{child:?}");
                 let scope = Scope(child.data.clone().expect("scope data"));
                 assert_eq!(
-                    scope.scope_id(&conn.plugin).as_deref(),
-                    Some(child.id.as_str())
+                    scope.scope_id(&conn.plugin),
+                    Some(listed_scope_id(&conn.plugin, child))
                 );
             }
             plugins_seen.insert(conn.plugin.clone());
@@ -401,7 +423,7 @@ mod devlake {
 
     #[tokio::test]
     async fn scopes_of_every_plugin_round_trip() {
-        let (sim, client) = sample().await;
+        let (sim, client) = demo().await;
         let h = sim.handle();
         for plugin in SUPPORTED_PLUGINS {
             let remote: Vec<RemoteScopeChild> =
@@ -411,8 +433,8 @@ mod devlake {
             assert_eq!(saved.len(), rows.len(), "{plugin}");
             for (scope, child) in saved.iter().zip(&remote) {
                 assert_eq!(
-                    scope.scope_id(plugin).as_deref(),
-                    Some(child.id.as_str()),
+                    scope.scope_id(plugin),
+                    Some(listed_scope_id(plugin, child)),
                     "{plugin}"
                 );
                 assert_eq!(scope.0["connectionId"], json!(1));
@@ -433,26 +455,19 @@ mod devlake {
                 .unwrap();
             assert!(config.id > 0);
             for child in &remote {
+                let id = listed_scope_id(plugin, child);
                 let item = client
-                    .scope(plugin, 1, &child.id)
+                    .scope(plugin, 1, &id)
                     .await
                     .unwrap()
-                    .unwrap_or_else(|| panic!("{plugin} scope {} not found", child.id));
-                assert_eq!(
-                    item.scope.scope_id(plugin).as_deref(),
-                    Some(child.id.as_str())
-                );
+                    .unwrap_or_else(|| panic!("{plugin} scope {id} not found"));
+                assert_eq!(item.scope.scope_id(plugin).as_ref(), Some(&id));
                 let patched = client
-                    .patch_scope(plugin, 1, &child.id, &json!({"scopeConfigId": config.id}))
+                    .patch_scope(plugin, 1, &id, &json!({"scopeConfigId": config.id}))
                     .await
                     .unwrap();
-                assert_eq!(
-                    patched.scope_config_id(),
-                    Some(config.id),
-                    "{plugin} {}",
-                    child.id
-                );
-                let stored = h.scope(plugin, 1, &child.id).unwrap();
+                assert_eq!(patched.scope_config_id(), Some(config.id), "{plugin} {id}");
+                let stored = h.scope(plugin, 1, &id).unwrap();
                 assert_eq!(stored["scopeConfigId"], json!(config.id));
             }
             let absent = match plugin {

@@ -134,7 +134,15 @@ fn golden_snapshot() -> MetricsSnapshot {
         ],
         decode_errors: 0,
         automation: Some(RunRecord {
-            summary: serde_json::json!({"status": "ok", "managedProjects": 4}),
+            summary: serde_json::json!({
+                "status": "ok",
+                "managedProjects": 4,
+                "orphanScopeCounts": [
+                    {"plugin": "github", "connectionId": 2, "count": 0},
+                    {"plugin": "bitbucket_server", "connectionId": 1, "count": 2},
+                    {"plugin": "github", "connectionId": 1, "count": 1},
+                ],
+            }),
             ..run(Job::Automation, "2026-11-27T11:02:03Z", true, None)
         }),
         monitor: Some(run(

@@ -694,6 +694,9 @@ fn functions_get_their_configuration_and_build_switches_stay_out_of_it() {
                 "TRIGGER_MODE",
                 "TRIGGER_GAP_MS",
                 "TRIGGER_MAX_PER_RUN",
+                "TIME_AFTER_POLICY",
+                "INITIAL_BACKFILL_DAYS",
+                "ORPHAN_POLICY",
             ],
         ),
         (
@@ -741,6 +744,9 @@ fn functions_get_their_configuration_and_build_switches_stay_out_of_it() {
             ("DRY_RUN", json!("false")),
             ("ALLOW_INSECURE_HTTP", json!("false")),
             ("DEVLAKE_CA_BUNDLE", json!("")),
+            ("TIME_AFTER_POLICY", json!("previous-saturday")),
+            ("INITIAL_BACKFILL_DAYS", json!(0)),
+            ("ORPHAN_POLICY", json!("report")),
         ];
         for (var, default) in defaults {
             if let Some(value) = env.get(var) {
@@ -1472,6 +1478,8 @@ fn numeric_and_choice_parameters_allow_only_what_the_functions_accept() {
         "FailureRetentionDays",
         "CloudWatchProjectDimension",
         "FailureWindowDays",
+        "InitialBackfillDays",
+        "OrphanPolicy",
     ] {
         assert!(checked.contains(name), "{name} was not checked");
     }
@@ -1482,6 +1490,7 @@ fn numeric_and_choice_parameters_allow_only_what_the_functions_accept() {
         ("StuckAfterHours", "MonitorFunction", 1, 8784),
         ("FailureRetentionDays", "MonitorFunction", 1, 3650),
         ("FailureWindowDays", "MetricsFunction", 1, 90),
+        ("InitialBackfillDays", "AutomationFunction", 0, 3650),
     ];
     for (name, function, min, max) in pinned {
         let p = &t["Parameters"][name];
@@ -1541,12 +1550,35 @@ fn patterns_let_through_only_values_the_functions_accept() {
                 "github,jira",
                 " gitlab , bamboo ",
                 "azuredevops_go,circleci,jenkins,bitbucket",
+                "bitbucket_server",
+                "github, bitbucket_server",
+                "bitbucket-server",
                 "github,",
                 ",github",
                 "github,,jira",
                 "GitHub",
                 "svn",
                 "github;jira",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        ),
+        (
+            "TimeAfterPolicy",
+            [
+                "previous-saturday",
+                "rolling:0d",
+                "rolling:7d",
+                "rolling:3650d",
+                "rolling:3651d",
+                "rolling:9999d",
+                "rolling:7",
+                "fixed:2026-01-31",
+                "fixed:2026-13-01",
+                "fixed:2026-1-1",
+                "weekly",
+                "",
             ]
             .iter()
             .map(|s| s.to_string())

@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::devlake::models::{
-    Blueprint, BlueprintConnection, BlueprintPatch, BlueprintScope, Project,
+    status, Blueprint, BlueprintConnection, BlueprintPatch, BlueprintScope, Project,
 };
 
 use super::config::CronSetting;
@@ -58,6 +58,85 @@ pub struct Desired<'a> {
     pub label: Option<&'a str>,
     pub cron: Option<&'a CronSetting>,
     pub time_after: Option<DateTime<Utc>>,
+    /// Puts on or takes off the backfill mark (`INITIAL_BACKFILL_DAYS`).
+    pub backfill: Option<Backfill<'a>>,
+    /// `enable` for an orphaned scope's blueprint (`ORPHAN_POLICY=disable`), with `orphan_mark`
+    /// put on when disabling and taken off when enabling again.
+    pub enable: Option<(bool, &'a str)>,
+}
+
+/// A change of a blueprint's backfill mark.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backfill<'a> {
+    /// Put this mark on (see [`backfill_mark`]).
+    Start(String),
+    /// The backfill is over: take off every backfill mark of this managed label.
+    End(&'a str),
+}
+
+/// The label a blueprint carries while its backfill has not yet been collected successfully:
+/// `<label>-backfill-after-<pipeline id>`. The id is the blueprint's last pipeline when the
+/// mark was put on (0 for a new project): only a pipeline DevLake numbers after it, i.e. one
+/// that ran with the backfill window, ends the backfill. An adopted project's earlier successful
+/// pipelines therefore do not count, and no clock is compared.
+pub fn backfill_mark(label: &str, after_pipeline: u64) -> String {
+    format!("{label}-backfill-after-{after_pipeline}")
+}
+
+/// The pipeline id of the blueprint's backfill mark, if it carries one.
+pub fn backfill_after(bp: &Blueprint, label: &str) -> Option<u64> {
+    let prefix = format!("{label}-backfill-after-");
+    bp.labels
+        .iter()
+        .find_map(|l| l.strip_prefix(&prefix)?.parse().ok())
+}
+
+/// What a managed blueprint's `timeAfter` (and backfill mark) should become in a run whose
+/// policy gives `policy`: the policy's value, except while a backfill is under way — the mark
+/// is on and no pipeline after it has completed — when `timeAfter` is left where the backfill
+/// put it, so the next daily run does not cut the backfill short. The first completed pipeline
+/// after the mark hands the blueprint over to the policy and takes the mark off, in one patch.
+pub fn rolled<'a>(
+    project: &Project,
+    bp: &Blueprint,
+    label: &'a str,
+    policy: Option<DateTime<Utc>>,
+) -> (Option<DateTime<Utc>>, Option<Backfill<'a>>) {
+    let Some(policy) = policy else {
+        return (None, None);
+    };
+    match backfill_after(bp, label) {
+        None => (Some(policy), None),
+        Some(after) => {
+            let collected = project
+                .last_pipeline
+                .as_ref()
+                .is_some_and(|p| p.status == status::COMPLETED && p.id > after);
+            if collected {
+                (Some(policy), Some(Backfill::End(label)))
+            } else {
+                (None, None)
+            }
+        }
+    }
+}
+
+/// The `timeAfter` (and backfill mark) a project the tool creates or adopts starts with: the
+/// backfill start when it reaches further back than the policy's value, else the policy's.
+/// `last_pipeline` is the blueprint's last pipeline id (0 for a new project).
+pub fn initial(
+    policy: DateTime<Utc>,
+    backfill_start: Option<DateTime<Utc>>,
+    label: &str,
+    last_pipeline: u64,
+) -> (DateTime<Utc>, Option<Backfill<'static>>) {
+    match backfill_start {
+        Some(start) if start < policy => (
+            start,
+            Some(Backfill::Start(backfill_mark(label, last_pipeline))),
+        ),
+        _ => (policy, None),
+    }
 }
 
 /// The smallest patch from `bp` to `want`. Lists are sent complete because DevLake replaces
@@ -69,12 +148,32 @@ pub fn patch_for(bp: &Blueprint, want: &Desired<'_>) -> BlueprintPatch {
             patch.connections = Some(vec![w.clone()]);
         }
     }
+    let mut labels = bp.labels.clone();
     if let Some(label) = want.label {
-        if !bp.labels.iter().any(|l| l == label) {
-            let mut labels = bp.labels.clone();
+        if !labels.iter().any(|l| l == label) {
             labels.push(label.to_string());
-            patch.labels = Some(labels);
         }
+    }
+    match &want.backfill {
+        Some(Backfill::Start(mark)) if !labels.contains(mark) => labels.push(mark.clone()),
+        Some(Backfill::End(label)) => {
+            let prefix = format!("{label}-backfill-after-");
+            labels.retain(|l| !l.starts_with(&prefix));
+        }
+        _ => {}
+    }
+    if let Some((enable, mark)) = want.enable {
+        if bp.enable != enable {
+            patch.enable = Some(enable);
+        }
+        if enable {
+            labels.retain(|l| l != mark);
+        } else if !labels.iter().any(|l| l == mark) {
+            labels.push(mark.to_string());
+        }
+    }
+    if labels != bp.labels {
+        patch.labels = Some(labels);
     }
     if let Some(cron) = want.cron {
         let ok = match cron {
@@ -173,6 +272,8 @@ mod tests {
                 label: Some("devlake-autopilot"),
                 cron: Some(&cron),
                 time_after: Some(sat()),
+                backfill: None,
+                enable: None,
             },
         );
         assert!(p.is_empty(), "{p:?}");
@@ -194,6 +295,8 @@ mod tests {
                 label: Some("devlake-autopilot"),
                 cron: Some(&cron),
                 time_after: Some(sat()),
+                backfill: None,
+                enable: None,
             },
         );
         let v = serde_json::to_value(&p).unwrap();
@@ -283,5 +386,61 @@ mod tests {
         empty.connections.clear();
         assert!(selected(&empty, &gh, None, true));
         assert!(!selected(&empty, &gh, None, false));
+    }
+
+    #[test]
+    fn backfill_holds_time_after_until_a_later_pipeline_completes() {
+        let policy = sat();
+        let start = Utc.with_ymd_and_hms(2026, 8, 30, 17, 0, 0).unwrap();
+        let (t, mark) = initial(policy, Some(start), "devlake-autopilot", 0);
+        assert_eq!(t, start);
+        assert_eq!(
+            mark,
+            Some(Backfill::Start("devlake-autopilot-backfill-after-0".into()))
+        );
+        // A backfill shorter than the policy's window is no backfill.
+        let late = Utc.with_ymd_and_hms(2026, 11, 25, 17, 0, 0).unwrap();
+        assert_eq!(initial(policy, Some(late), "l", 0), (policy, None));
+
+        let mut b = bp();
+        b.labels = vec![
+            "devlake-autopilot".into(),
+            "devlake-autopilot-backfill-after-4".into(),
+        ];
+        b.time_after = Some(start);
+        let mut p: Project = serde_json::from_value(serde_json::json!({"name": "p"})).unwrap();
+        p.blueprint = Some(b.clone());
+        // Never ran, or only the pipeline from before the mark: timeAfter stays.
+        assert_eq!(
+            rolled(&p, &b, "devlake-autopilot", Some(policy)),
+            (None, None)
+        );
+        let pipeline = |id: u64, st: &str| {
+            serde_json::from_value(serde_json::json!({"id": id, "status": st, "blueprintId": 7}))
+                .unwrap()
+        };
+        p.last_pipeline = Some(pipeline(4, "TASK_COMPLETED"));
+        assert_eq!(
+            rolled(&p, &b, "devlake-autopilot", Some(policy)),
+            (None, None)
+        );
+        p.last_pipeline = Some(pipeline(9, "TASK_FAILED"));
+        assert_eq!(
+            rolled(&p, &b, "devlake-autopilot", Some(policy)),
+            (None, None)
+        );
+        p.last_pipeline = Some(pipeline(9, "TASK_COMPLETED"));
+        let (t, end) = rolled(&p, &b, "devlake-autopilot", Some(policy));
+        assert_eq!(t, Some(policy));
+        let patch = patch_for(
+            &b,
+            &Desired {
+                time_after: t,
+                backfill: end,
+                ..Default::default()
+            },
+        );
+        assert_eq!(patch.labels, Some(vec!["devlake-autopilot".to_string()]));
+        assert_eq!(patch.time_after, Some(policy));
     }
 }

@@ -15,8 +15,11 @@
 //! | `DEVLAKE_PAGE_SIZE` | `500` | rows asked for per page on list endpoints (DevLake's own default is 50) |
 //! | `TABLE_NAME` | unset | DynamoDB table; when set, each scheduled run writes its run record (`devlake_automation_last_run_*`) |
 //! | `CLOUDWATCH_NAMESPACE` | `DevLake/Autopilot` | namespace of the run metrics (`ProjectsCreated`, `ScopesAdded`, `BlueprintsUpdated`, `Triggered`, `Errors`, `RunDurationMs`, `RunSuccess`), each with `Function=automation`; checked at start-up by [`Env::cloudwatch_namespace`] |
-//! | `TIMEZONE` | `Asia/Ho_Chi_Minh` | IANA zone of the "previous Saturday" `timeAfter` rule |
-//! | `PLUGINS` | all eight | comma list of plugins to manage (`github`, `gitlab`, `bitbucket`, `azuredevops_go`, `jenkins`, `circleci`, `bamboo`, `jira`) |
+//! | `TIMEZONE` | `Asia/Ho_Chi_Minh` | IANA zone of the `timeAfter` rules (local midnights) |
+//! | `TIME_AFTER_POLICY` | `previous-saturday` | where managed blueprints' `timeAfter` is rolled: `previous-saturday` (00:00 of the Saturday before the run's local date), `rolling:<N>d` (00:00 N days before it, N ≤ 3650), `fixed:<YYYY-MM-DD>` (00:00 of that date) |
+//! | `ORPHAN_POLICY` | `report` | scopes a complete remote walk no longer lists are reported (`orphanScopes`, `devlake_orphan_scopes`); `disable` also sets `enable: false` on managed blueprints whose only scope is orphaned (marked `<MANAGED_LABEL>-orphaned`) and enables them again when the scope is listed again. Nothing is deleted |
+//! | `INITIAL_BACKFILL_DAYS` | `0` (off) | a project created or adopted by the tool first collects from 00:00 N days before the run's date (N ≤ 3650); the policy takes over after its first successful pipeline |
+//! | `PLUGINS` | all nine | comma list of plugins to manage (`github`, `gitlab`, `bitbucket`, `bitbucket_server`, `azuredevops_go`, `jenkins`, `circleci`, `bamboo`, `jira`) |
 //! | `PROJECT_NAME_TEMPLATE` | `{plugin}/{fullName}` | project name per scope; placeholders `{plugin}`, `{connectionId}`, `{connectionName}`, `{name}`, `{fullName}`, `{scopeId}` (at least one of the last three) |
 //! | `SCOPE_INCLUDE` | `*` | comma list of globs over `{plugin}/{connectionId}/{fullName}`; `*` also matches `/` |
 //! | `SCOPE_EXCLUDE` | empty | comma list of globs; a scope matching one is not managed (exclude wins) |
@@ -39,9 +42,11 @@ use chrono_tz::Tz;
 use crate::config::{ConfigError, Env};
 use crate::devlake::models::SUPPORTED_PLUGINS;
 use crate::devlake::ClientConfig;
+use crate::time_rules::{TimeAfterPolicy, MAX_DAYS_BACK};
 
 use super::filter::ScopeFilter;
 use super::naming::NameTemplate;
+use super::orphans::OrphanPolicy;
 
 /// Which blueprints the trigger step starts (`TRIGGER_MODE`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,6 +118,10 @@ pub struct AutomationConfig {
     /// Projects created (and blueprints patched) at once.
     pub concurrency: usize,
     pub deadline_margin: Duration,
+    pub time_after_policy: TimeAfterPolicy,
+    /// Days of history a new (or adopted) project's first collection reaches back; 0 = off.
+    pub initial_backfill_days: u32,
+    pub orphan_policy: OrphanPolicy,
 }
 
 impl Default for AutomationConfig {
@@ -134,6 +143,9 @@ impl Default for AutomationConfig {
             scope_batch_size: 100,
             concurrency: 4,
             deadline_margin: Duration::from_millis(20_000),
+            time_after_policy: TimeAfterPolicy::PreviousSaturday,
+            initial_backfill_days: 0,
+            orphan_policy: OrphanPolicy::Report,
         }
     }
 }
@@ -203,6 +215,25 @@ impl AutomationConfig {
                 "must be between 1 and 64",
             ));
         }
+        let time_after_policy = match env.get("TIME_AFTER_POLICY") {
+            None => TimeAfterPolicy::PreviousSaturday,
+            Some(raw) => {
+                TimeAfterPolicy::parse(raw).map_err(|e| ConfigError::new("TIME_AFTER_POLICY", e))?
+            }
+        };
+        let initial_backfill_days = env.parse_or::<u32>("INITIAL_BACKFILL_DAYS", 0)?;
+        if initial_backfill_days > MAX_DAYS_BACK {
+            return Err(ConfigError::new(
+                "INITIAL_BACKFILL_DAYS",
+                format!("must be between 0 (off) and {MAX_DAYS_BACK}"),
+            ));
+        }
+        let orphan_policy = match env.get("ORPHAN_POLICY") {
+            None => OrphanPolicy::Report,
+            Some(raw) => {
+                OrphanPolicy::parse(raw).map_err(|e| ConfigError::new("ORPHAN_POLICY", e))?
+            }
+        };
         Ok(AutomationConfig {
             timezone: env.timezone("TIMEZONE")?,
             plugins,
@@ -229,6 +260,9 @@ impl AutomationConfig {
             deadline_margin: Duration::from_millis(
                 env.parse_or::<u64>("DEADLINE_MARGIN_MS", 20_000)?,
             ),
+            time_after_policy,
+            initial_backfill_days,
+            orphan_policy,
         })
     }
 }
@@ -382,7 +416,7 @@ mod tests {
     #[test]
     fn defaults_match_the_design() {
         let c = AutomationConfig::from_env(&env(&[])).unwrap();
-        assert_eq!(c.plugins.len(), 8);
+        assert_eq!(c.plugins.len(), 9);
         assert_eq!(c.name_template.source(), "{plugin}/{fullName}");
         assert_eq!(c.trigger_mode, TriggerMode::NewAndFailed);
         assert_eq!(c.cron, CronSetting::Schedule("0 0 * * *".into()));
@@ -390,6 +424,15 @@ mod tests {
         assert!(!c.dry_run);
         assert_eq!(c.trigger_gap, Duration::from_millis(2000));
         assert_eq!(c.label, "devlake-autopilot");
+        assert_eq!(c.time_after_policy, TimeAfterPolicy::PreviousSaturday);
+        assert_eq!(c.initial_backfill_days, 0);
+        let c = AutomationConfig::from_env(&env(&[
+            ("TIME_AFTER_POLICY", "rolling:14d"),
+            ("INITIAL_BACKFILL_DAYS", "90"),
+        ]))
+        .unwrap();
+        assert_eq!(c.time_after_policy, TimeAfterPolicy::Rolling(14));
+        assert_eq!(c.initial_backfill_days, 90);
     }
 
     #[test]
@@ -419,6 +462,11 @@ mod tests {
             ("TIMEZONE", "Mars/Olympus"),
             ("SCOPE_BATCH_SIZE", "0"),
             ("MANAGED_LABEL", "a,b"),
+            ("TIME_AFTER_POLICY", "rolling:7"),
+            ("TIME_AFTER_POLICY", "fixed:2026-13-01"),
+            ("INITIAL_BACKFILL_DAYS", "-3"),
+            ("INITIAL_BACKFILL_DAYS", "99999"),
+            ("ORPHAN_POLICY", "delete"),
         ] {
             let e = AutomationConfig::from_env(&env(&[(var, value)])).unwrap_err();
             assert_eq!(e.variable, var, "{e}");

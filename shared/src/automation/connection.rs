@@ -1,7 +1,7 @@
 //! One connection's discover → sync → scope-config work. Returns the scopes the tool manages on
 //! it, for the projects step.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use futures::TryStreamExt;
 use serde_json::json;
@@ -81,6 +81,26 @@ pub(crate) async fn process(
     };
 
     let mut managed = existing_scopes(ctx, &c, &items, &remote, walk_complete);
+    // Only a complete walk can tell that a scope is gone; a broken one says nothing.
+    if req.runs(Step::Sync) && walk_complete {
+        let listed: HashSet<String> = remote
+            .iter()
+            .filter(|r| r.is_scope())
+            .map(|r| remote_scope_id(plugin, r))
+            .collect();
+        let mut seen = ctx.orphans.lock().unwrap_or_else(|e| e.into_inner());
+        seen.walked.insert((plugin.to_string(), conn.id));
+        for s in managed.iter().filter(|s| !listed.contains(&s.scope_id)) {
+            tracing::info!(
+                plugin,
+                connection_id = conn.id,
+                scope_id = %s.scope_id,
+                full_name = %s.full_name,
+                "orphaned scope: the remote no longer lists it"
+            );
+            seen.orphans.push(s.clone());
+        }
+    }
     if req.runs(Step::ScopeConfigs) {
         assign_scope_config(ctx, &c, &config, &mut managed, report).await?;
     }
@@ -116,7 +136,9 @@ async fn walk_remote(
     let filter = &ctx.config.scope_filter;
     report.counts(Some(c.plugin)).remote_scopes += remote
         .iter()
-        .filter(|r| r.is_scope() && filter.matches(c.plugin, c.conn.id, remote_full_name(r)))
+        .filter(|r| {
+            r.is_scope() && filter.matches(c.plugin, c.conn.id, remote_full_name(c.plugin, r))
+        })
         .count() as u64;
     Ok((remote, complete))
 }
@@ -143,12 +165,12 @@ fn existing_scopes(
         let (name, full_name, seen) = match by_id.get(&id) {
             Some(child) => (
                 child.name.clone(),
-                remote_full_name(child).to_string(),
+                remote_full_name(c.plugin, child).to_string(),
                 true,
             ),
             None => (
                 item.scope.name().unwrap_or_default().to_string(),
-                stored_full_name(&item.scope),
+                stored_full_name(c.plugin, &item.scope),
                 false,
             ),
         };
@@ -274,7 +296,7 @@ async fn add_missing(
         }
         if ctx.dry_run {
             for (id, child, row) in batch {
-                let detail = json!({"fullName": remote_full_name(child), "row": row});
+                let detail = json!({"fullName": remote_full_name(plugin, child), "row": row});
                 report.plan("sync", "addScope", &c.at().scope(id), None, detail);
             }
         } else {
@@ -291,7 +313,7 @@ async fn add_missing(
                     plugin,
                     connection_id = cid,
                     scope_id = %id,
-                    full_name = remote_full_name(child),
+                    full_name = remote_full_name(plugin, child),
                     scope_config_id = config_id.unwrap_or(0),
                     "scope added"
                 );
@@ -302,7 +324,7 @@ async fn add_missing(
             let mut s = c.managed(
                 id.clone(),
                 child.name.clone(),
-                remote_full_name(child).to_string(),
+                remote_full_name(plugin, child).to_string(),
             );
             s.has_scope_config = !matches!(config, ConfigState::Unknown);
             added.push(s);

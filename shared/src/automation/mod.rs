@@ -1,6 +1,6 @@
 //! The daily automation (docs/architecture.md): discover plugins and connections, add new
 //! remote scopes, give each connection the tool's scope config, create one project per scope with
-//! its blueprint wired, roll every managed blueprint's `timeAfter` to the previous Saturday and
+//! its blueprint wired, roll every managed blueprint's `timeAfter` by the `TIME_AFTER_POLICY` and
 //! trigger collection at a pace DevLake can take.
 //!
 //! Everything here takes `now`, the deadline and its ports (DevLake client, run log, metrics sink)
@@ -10,11 +10,13 @@
 //!
 //! Configuration: see [`config`] for every environment variable.
 
+pub mod adopt;
 pub mod blueprints;
 pub mod config;
 mod connection;
 pub mod filter;
 pub mod naming;
+pub mod orphans;
 pub mod payload;
 pub mod projects;
 mod reconcile;
@@ -24,6 +26,8 @@ pub mod scope_configs;
 pub mod summary;
 pub mod sync;
 pub mod trigger;
+
+use std::collections::HashSet;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use futures::TryStreamExt;
@@ -35,7 +39,7 @@ use crate::cloudwatch::{Datum, MetricsSink};
 use crate::devlake::models::{Project, Version, SUPPORTED_PLUGINS};
 use crate::devlake::{DevLakeClient, DevLakeError};
 use crate::store::{Job, LeaseHolder, RunLog, RunRecord};
-use crate::time_rules::previous_saturday;
+use crate::time_rules::days_before;
 
 pub use crate::deadline::Deadline;
 pub use config::{AutomationConfig, CronSetting, TriggerMode};
@@ -125,6 +129,8 @@ pub(crate) struct Ctx<'a> {
     pub dry_run: bool,
     pub deadline: Deadline,
     version: OnceCell<Version>,
+    /// What the remote walks of this run found out about orphaned scopes.
+    pub(crate) orphans: std::sync::Mutex<orphans::Seen>,
 }
 
 impl Ctx<'_> {
@@ -162,6 +168,11 @@ pub async fn handle(
             config.dry_run || r.dry_run.unwrap_or(false),
             r.now.unwrap_or(started_at),
             "rerun",
+        ),
+        Request::Adopt(r) => (
+            config.dry_run || r.dry_run.unwrap_or(false),
+            r.now.unwrap_or(started_at),
+            "adopt",
         ),
     };
     // A run that writes holds the job's run lease from here to its end, so an overlapping
@@ -204,6 +215,7 @@ pub async fn handle(
         dry_run,
         deadline,
         version: OnceCell::new(),
+        orphans: Default::default(),
     };
     let mut report = Report {
         action,
@@ -222,6 +234,10 @@ pub async fn handle(
         Request::Rerun(r) => {
             report.source = "manual".to_string();
             run_rerun(&ctx, r, &mut report).await
+        }
+        Request::Adopt(r) => {
+            report.source = "manual".to_string();
+            adopt::run(&ctx, r, now, &mut report).await
         }
     };
 
@@ -376,7 +392,10 @@ async fn run(
         .collect();
     let time_after = req
         .runs(Step::TimeAfter)
-        .then(|| previous_saturday(now, cfg.timezone));
+        .then(|| cfg.time_after_policy.time_after(now, cfg.timezone));
+    let backfill_start = time_after
+        .filter(|_| cfg.initial_backfill_days > 0)
+        .map(|_| days_before(now, cfg.initial_backfill_days, cfg.timezone));
     report.time_after = time_after.map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true));
 
     // The first call decides whether DevLake can be used at all (428, credentials, reachable);
@@ -446,6 +465,10 @@ async fn run(
 
     let phase = tokio::time::Instant::now();
     let mut scopes = Vec::new();
+    // Every managed connection seen, for the count of adoptable projects; only meaningful when
+    // the run listed all of them.
+    let mut discovered: HashSet<(String, u64)> = HashSet::new();
+    let mut all_discovered = req.plugins.is_none() && req.connections.is_none();
     let per_connection = [Step::Sync, Step::ScopeConfigs, Step::Projects]
         .iter()
         .any(|s| req.runs(*s));
@@ -453,6 +476,7 @@ async fn run(
         report.counts(Some(plugin));
         if ctx.deadline.passed() {
             report.remaining.connections.push(format!("{plugin}/*"));
+            all_discovered = false;
             continue;
         }
         let connections = match ctx.devlake.connections(plugin).await {
@@ -460,9 +484,11 @@ async fn run(
             Err(e) => {
                 let e = Fatal::pass(e)?;
                 report.error("discover", &At::plugin(plugin), &e);
+                all_discovered = false;
                 continue;
             }
         };
+        discovered.extend(connections.iter().map(|c| (plugin.clone(), c.id)));
         let connections: Vec<_> = connections
             .into_iter()
             .filter(|c| {
@@ -509,10 +535,24 @@ async fn run(
     report
         .phase_ms
         .insert("connections", phase.elapsed().as_millis() as u64);
+    {
+        let seen = ctx.orphans.lock().unwrap_or_else(|e| e.into_inner());
+        if !seen.walked.is_empty() {
+            let (list, counts) = orphans::summarize(&seen);
+            report.extra.insert("orphanScopes".into(), list);
+            report.extra.insert("orphanScopeCounts".into(), counts);
+        }
+    }
 
     let Some(projects) = projects else {
         return Ok(());
     };
+    if all_discovered {
+        report.extra.insert(
+            "adoptable".into(),
+            adopt::count_adoptable(&projects, &cfg.label, &discovered).into(),
+        );
+    }
     let unfiltered = req.plugins.is_none() && req.connections.is_none();
     let selected: Vec<&Project> = projects
         .iter()
@@ -526,7 +566,17 @@ async fn run(
 
     let phase = tokio::time::Instant::now();
     let applied = if req.runs(Step::Projects) || req.runs(Step::TimeAfter) {
-        reconcile::apply(ctx, req, &scopes, &projects, &selected, time_after, report).await?
+        reconcile::apply(
+            ctx,
+            req,
+            &scopes,
+            &projects,
+            &selected,
+            time_after,
+            backfill_start,
+            report,
+        )
+        .await?
     } else {
         reconcile::Applied::default()
     };
@@ -547,8 +597,22 @@ async fn run(
 
     if req.runs(Step::Trigger) {
         let mut candidates = trigger::candidates(cfg.trigger_mode, &applied.created, &selected);
-        for c in &mut candidates {
-            c.wired |= applied.wired.contains(&c.blueprint_id);
+        {
+            // A blueprint this run disabled (its scope is orphaned) is not triggered, and one it
+            // enabled again may be.
+            let seen = ctx.orphans.lock().unwrap_or_else(|e| e.into_inner());
+            for c in &mut candidates {
+                c.wired |= applied.wired.contains(&c.blueprint_id);
+                let bp = selected
+                    .iter()
+                    .filter_map(|p| p.blueprint.as_ref())
+                    .find(|b| b.id == c.blueprint_id);
+                if let Some(enable) = bp
+                    .and_then(|bp| orphans::enable_change(&seen, cfg.orphan_policy, bp, &cfg.label))
+                {
+                    c.enabled = enable;
+                }
+            }
         }
         let phase = tokio::time::Instant::now();
         trigger::run(

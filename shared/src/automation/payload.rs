@@ -9,10 +9,11 @@
 //! | `{"dryRun": true, "plugins": ["github"], "connections": ["github/1"], "steps": [...], "now": "..."}` | manual run; every field optional. `dryRun` can turn a dry run on, never off (`DRY_RUN=true` wins). `steps` ⊆ `discover`, `sync`, `scopeConfigs`, `projects`, `timeAfter`, `trigger`; discovery always happens (it only reads) |
 //! | `{"action": "rerun", "projects": ["github/acme/api"], "fullSync": false}` | trigger these projects now (paced, not capped), optionally with a full sync |
 //! | `{"action": "rerun", "failed": true}` | trigger every managed project whose last pipeline failed (paced and capped) |
+//! | `{"action": "adopt", "projects": ["legacy-api"], "dryRun": true, "now": "..."}` | make these unmanaged projects managed (`"all": true` instead of `projects`: every adoptable one); `scheduledTime` is accepted as `now` |
 //!
 //! Times are bounded by the invocation's clock ([`TimeBounds::AUTOMATION`]): more than 15 minutes
 //! ahead, or more than 2 days behind, is refused naming the field (`scheduledTime`, `now`,
-//! `time`). `"allowPastTime": true` (run and rerun forms) lifts the past bound for a deliberate
+//! `time`). `"allowPastTime": true` (run, rerun and adopt forms) lifts the past bound for a deliberate
 //! backfill; nothing lifts the future bound.
 
 use std::collections::BTreeSet;
@@ -148,10 +149,19 @@ pub struct RerunRequest {
     pub now: Option<DateTime<Utc>>,
 }
 
+/// `{"action": "adopt", ...}`: `projects` = None means every adoptable project (`all: true`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdoptRequest {
+    pub projects: Option<Vec<String>>,
+    pub dry_run: Option<bool>,
+    pub now: Option<DateTime<Utc>>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
     Run(RunRequest),
     Rerun(RerunRequest),
+    Adopt(AdoptRequest),
 }
 
 const RULE_FIELDS: [&str; 9] = [
@@ -183,6 +193,15 @@ const RERUN_FIELDS: [&str; 7] = [
     "now",
     "allowPastTime",
 ];
+const ADOPT_FIELDS: [&str; 7] = [
+    "action",
+    "projects",
+    "all",
+    "dryRun",
+    "now",
+    "scheduledTime",
+    "allowPastTime",
+];
 
 /// Parses any accepted payload. `null` counts as `{}` (what `cargo lambda invoke` sends bare).
 /// `clock` is the invocation's clock reading, against which payload times are bounded.
@@ -204,9 +223,10 @@ pub fn parse(payload: &Value, clock: DateTime<Utc>) -> Result<Request, PayloadEr
     match obj.get("action") {
         None => parse_run(obj, clock),
         Some(Value::String(a)) if a == "rerun" => parse_rerun(obj, clock),
+        Some(Value::String(a)) if a == "adopt" => parse_adopt(obj, clock),
         Some(Value::String(a)) => Err(err(
             "action",
-            format!("unknown action {a:?}; the only action is \"rerun\""),
+            format!("unknown action {a:?}; the actions are \"rerun\" and \"adopt\""),
         )),
         Some(other) => Err(err(
             "action",
@@ -426,6 +446,60 @@ fn bounded(
         Some(problem) => Err(err(field, problem)),
         None => Ok(t),
     }
+}
+
+fn parse_adopt(obj: &Map<String, Value>, clock: DateTime<Utc>) -> Result<Request, PayloadError> {
+    reject_unknown(obj, &ADOPT_FIELDS, "an adopt request")?;
+    let allow_past = allow_past_time(obj)?;
+    let projects = obj
+        .get("projects")
+        .map(|v| {
+            let list = strings(v, "projects")?;
+            if list.is_empty() {
+                return Err(err("projects", "names no project"));
+            }
+            if let Some(i) = list.iter().position(|p| p.trim().is_empty()) {
+                return Err(err(&format!("projects[{i}]"), "is empty"));
+            }
+            Ok(list)
+        })
+        .transpose()?;
+    let all = obj.get("all").map(|v| boolean(v, "all")).transpose()?;
+    let projects = match (projects, all) {
+        (Some(_), Some(true)) => {
+            return Err(err("all", "give either projects or all: true, not both"))
+        }
+        (Some(p), _) => Some(p),
+        (None, Some(true)) => None,
+        (None, Some(false)) => {
+            return Err(err(
+                "all",
+                "false selects nothing; give projects or all: true",
+            ))
+        }
+        (None, None) => {
+            return Err(err(
+                "projects",
+                "an adopt request needs projects: [...] or all: true",
+            ))
+        }
+    };
+    let scheduled = obj
+        .get("scheduledTime")
+        .map(|v| bounded(time(v, "scheduledTime")?, "scheduledTime", clock, allow_past))
+        .transpose()?;
+    let now = obj
+        .get("now")
+        .map(|v| bounded(time(v, "now")?, "now", clock, allow_past))
+        .transpose()?;
+    Ok(Request::Adopt(AdoptRequest {
+        projects,
+        dry_run: obj
+            .get("dryRun")
+            .map(|v| boolean(v, "dryRun"))
+            .transpose()?,
+        now: scheduled.or(now),
+    }))
 }
 
 fn reject_unknown(
@@ -731,4 +805,42 @@ mod tests {
     }
 
     const NOW_OK: &str = "2026-11-28T11:00:00Z";
+
+    #[test]
+    fn adopt_forms() {
+        match parse_now(&json!({"action": "adopt", "projects": ["legacy-api"], "dryRun": true}))
+            .unwrap()
+        {
+            Request::Adopt(a) => {
+                assert_eq!(a.projects, Some(vec!["legacy-api".to_string()]));
+                assert_eq!(a.dry_run, Some(true));
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse_now(
+            &json!({"action": "adopt", "all": true, "scheduledTime": "2026-11-28T11:00:00Z"}),
+        )
+        .unwrap()
+        {
+            Request::Adopt(a) => {
+                assert_eq!(a.projects, None);
+                assert!(a.now.is_some());
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(field_of(json!({"action": "adopt"})), "projects");
+        assert_eq!(field_of(json!({"action": "adopt", "all": false})), "all");
+        assert_eq!(
+            field_of(json!({"action": "adopt", "all": true, "projects": ["a"]})),
+            "all"
+        );
+        assert_eq!(
+            field_of(json!({"action": "adopt", "projects": [""]})),
+            "projects[0]"
+        );
+        assert_eq!(
+            field_of(json!({"action": "adopt", "all": true, "plugins": ["github"]})),
+            "plugins"
+        );
+    }
 }

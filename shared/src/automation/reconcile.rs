@@ -13,7 +13,9 @@ use crate::devlake::models::{
 };
 use crate::devlake::{DevLakeClient, DevLakeError};
 
-use super::blueprints::{is_managed, patch_for, project_description, wiring, Desired};
+use super::blueprints::{
+    initial, is_managed, patch_for, project_description, rolled, wiring, Backfill, Desired,
+};
 use super::payload::{RunRequest, Step};
 use super::projects::{plan, Decision};
 use super::summary::{At, Conflict, Report};
@@ -27,6 +29,8 @@ enum Job<'a> {
         scope: &'a ManagedScope,
         name: String,
         wiring: BlueprintConnection,
+        /// The new project's first `timeAfter` and backfill mark (timeAfter step only).
+        start: Option<(DateTime<Utc>, Option<Backfill<'static>>)>,
     },
     Update {
         project: &'a Project,
@@ -65,7 +69,9 @@ pub(crate) struct Applied {
     pub wired: HashSet<u64>,
 }
 
-/// Runs the projects and timeAfter steps.
+/// Runs the projects and timeAfter steps. `time_after` is the policy's value for this run;
+/// `backfill_start` the first `timeAfter` of new projects when `INITIAL_BACKFILL_DAYS` is on.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn apply(
     ctx: &Ctx<'_>,
     req: &RunRequest,
@@ -73,12 +79,14 @@ pub(crate) async fn apply(
     projects: &[Project],
     selected: &[&Project],
     time_after: Option<DateTime<Utc>>,
+    backfill_start: Option<DateTime<Utc>>,
     report: &mut Report,
 ) -> Result<Applied, Fatal> {
     let cfg = ctx.config;
     let label = cfg.label.as_str();
     let mut jobs: Vec<Job<'_>> = Vec::new();
     let mut handled: HashSet<u64> = HashSet::new();
+    let orphan_mark = super::orphans::orphan_mark(label);
 
     if req.runs(Step::Projects) {
         let mut updates = Vec::new();
@@ -88,6 +96,7 @@ pub(crate) async fn apply(
                     wiring: wiring(&scope.plugin, scope.connection_id, &scope.scope_id),
                     scope,
                     name,
+                    start: time_after.map(|t| initial(t, backfill_start, label, 0)),
                 }),
                 Decision::Existing { scope, project } => {
                     let Some(bp) = project.blueprint.as_ref() else {
@@ -101,6 +110,7 @@ pub(crate) async fn apply(
                     };
                     handled.insert(bp.id);
                     let w = wiring(&scope.plugin, scope.connection_id, &scope.scope_id);
+                    let (time_after, backfill) = rolled(project, bp, label, time_after);
                     let patch = patch_for(
                         bp,
                         &Desired {
@@ -108,6 +118,8 @@ pub(crate) async fn apply(
                             label: Some(label),
                             cron: Some(&cfg.cron),
                             time_after,
+                            backfill,
+                            enable: enable_for(ctx, bp, &orphan_mark),
                         },
                     );
                     let metrics = dora_fix(project);
@@ -171,6 +183,7 @@ pub(crate) async fn apply(
         if handled.contains(&bp.id) || !is_managed(p, label) {
             continue;
         }
+        let (time_after, backfill) = rolled(p, bp, label, time_after);
         let patch = patch_for(
             bp,
             &Desired {
@@ -178,6 +191,8 @@ pub(crate) async fn apply(
                 label: req.runs(Step::Projects).then_some(label),
                 cron: None,
                 time_after,
+                backfill,
+                enable: enable_for(ctx, bp, &orphan_mark),
             },
         );
         if !patch.is_empty() {
@@ -193,10 +208,7 @@ pub(crate) async fn apply(
 
     let abort = AtomicBool::new(false);
     // Futures are built up front (they do nothing until polled) so the whole run stays `Send`.
-    let pending: Vec<_> = jobs
-        .iter()
-        .map(|job| execute(ctx, job, time_after, &abort))
-        .collect();
+    let pending: Vec<_> = jobs.iter().map(|job| execute(ctx, job, &abort)).collect();
     let outcomes: Vec<Outcome> = stream::iter(pending)
         .buffered(cfg.concurrency.max(1))
         .collect()
@@ -214,6 +226,25 @@ pub(crate) async fn apply(
         Some(e) => Err(Fatal(e)),
         None => Ok(applied),
     }
+}
+
+/// The labels a planned project's blueprint would get.
+fn planned_labels(
+    label: &str,
+    start: Option<&(DateTime<Utc>, Option<Backfill<'static>>)>,
+) -> Vec<String> {
+    let mut labels = vec![label.to_string()];
+    if let Some((_, Some(Backfill::Start(mark)))) = start {
+        labels.push(mark.clone());
+    }
+    labels
+}
+
+/// `enable` for a managed blueprint whose only scope was found orphaned, or back.
+fn enable_for<'m>(ctx: &Ctx<'_>, bp: &Blueprint, mark: &'m str) -> Option<(bool, &'m str)> {
+    let seen = ctx.orphans.lock().unwrap_or_else(|e| e.into_inner());
+    super::orphans::enable_change(&seen, ctx.config.orphan_policy, bp, &ctx.config.label)
+        .map(|e| (e, mark))
 }
 
 fn scope_at(s: &ManagedScope) -> At<'_> {
@@ -241,12 +272,7 @@ fn with_dora(mut metrics: Vec<ProjectMetric>, dora: &ProjectMetric) -> Vec<Proje
     metrics
 }
 
-async fn execute(
-    ctx: &Ctx<'_>,
-    job: &Job<'_>,
-    time_after: Option<DateTime<Utc>>,
-    abort: &AtomicBool,
-) -> Outcome {
+async fn execute(ctx: &Ctx<'_>, job: &Job<'_>, abort: &AtomicBool) -> Outcome {
     if abort.load(Ordering::Relaxed) || ctx.deadline.passed() {
         return Outcome::NotStarted;
     }
@@ -261,7 +287,8 @@ async fn execute(
             scope,
             name,
             wiring,
-        } => create(ctx, scope, name, wiring, time_after).await,
+            start,
+        } => create(ctx, scope, name, wiring, start.as_ref()).await,
         Job::Update {
             project,
             blueprint,
@@ -286,7 +313,7 @@ async fn create(
     scope: &ManagedScope,
     name: &str,
     wiring: &BlueprintConnection,
-    time_after: Option<DateTime<Utc>>,
+    start: Option<&(DateTime<Utc>, Option<Backfill<'static>>)>,
 ) -> Outcome {
     let cfg = ctx.config;
     let version = match ctx.version().await {
@@ -335,7 +362,9 @@ async fn create(
             wiring: Some(wiring),
             label: Some(&cfg.label),
             cron: Some(&cfg.cron),
-            time_after,
+            time_after: start.map(|s| s.0),
+            backfill: start.and_then(|s| s.1.clone()),
+            enable: None,
         },
     );
     if patch.is_empty() {
@@ -413,6 +442,7 @@ fn record(
             scope,
             name,
             wiring,
+            start,
         } => {
             let at = scope_at(scope).project(name);
             let plugin = Some(scope.plugin.as_str());
@@ -429,9 +459,9 @@ fn record(
                             "metrics": [{"pluginName": "dora", "enable": true}],
                             "blueprint": {
                                 "connections": [wiring],
-                                "labels": [ctx.config.label],
+                                "labels": planned_labels(&ctx.config.label, start.as_ref()),
                                 "cronConfig": ctx.config.cron.cron_config(),
-                                "timeAfter": report.time_after,
+                                "timeAfter": start.as_ref().map(|s| s.0.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
                             }
                         }),
                     );

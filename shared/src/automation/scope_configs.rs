@@ -19,6 +19,8 @@ fn has_dora_patterns(plugin: &str) -> bool {
 fn entities(plugin: &str) -> &'static [&'static str] {
     match plugin {
         "github" | "gitlab" | "bitbucket" => &["CODE", "TICKET", "CODEREVIEW", "CROSS", "CICD"],
+        // Bitbucket Server's subtasks only produce these domains (no issues, no pipelines).
+        "bitbucket_server" => &["CODE", "CODEREVIEW", "CROSS"],
         "azuredevops_go" => &["CODE", "CODEREVIEW", "CROSS", "CICD"],
         "jenkins" | "circleci" | "bamboo" => &["CICD", "CROSS"],
         "jira" => &["TICKET", "CROSS"],

@@ -160,6 +160,9 @@ pub struct Report {
     /// Managed projects in DevLake after the run (all of them, whatever the payload selected);
     /// `None` when the run did not list projects.
     pub managed_projects: Option<u64>,
+    /// Further top-level summary fields of one feature (`adoptable`, `adopted`, `notAdopted`,
+    /// `orphanScopes`), added as they are.
+    pub extra: serde_json::Map<String, Value>,
 }
 
 impl Report {
@@ -283,6 +286,9 @@ impl Report {
         }
         if let Some(n) = self.managed_projects {
             out["managedProjects"] = n.into();
+        }
+        for (k, v) in &self.extra {
+            out[k.as_str()] = v.clone();
         }
         out
     }

@@ -38,8 +38,22 @@ pub fn remote_scope_id(plugin: &str, child: &RemoteScopeChild) -> String {
         .unwrap_or_else(|| child.id.clone())
 }
 
-/// The name globs and project names use for a remote child.
-pub fn remote_full_name(child: &RemoteScopeChild) -> &str {
+/// The name globs and project names use for a remote child. Bitbucket Server lists a
+/// repository under its display name alone, which repeats across Bitbucket projects; its scope's
+/// full name in DevLake (`BitbucketServerRepo.ScopeFullName`) is the scope id
+/// `<PROJECT KEY>/repos/<slug>`, so that is used.
+pub fn remote_full_name<'a>(plugin: &str, child: &'a RemoteScopeChild) -> &'a str {
+    if plugin == "bitbucket_server" {
+        if let Some(id) = child
+            .data
+            .as_ref()
+            .and_then(|d| d.get("bitbucketId"))
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+        {
+            return id;
+        }
+    }
     if child.full_name.is_empty() {
         &child.name
     } else {
@@ -48,7 +62,12 @@ pub fn remote_full_name(child: &RemoteScopeChild) -> &str {
 }
 
 /// The full name of a stored scope that was not seen remotely.
-pub fn stored_full_name(scope: &Scope) -> String {
+pub fn stored_full_name(plugin: &str, scope: &Scope) -> String {
+    if plugin == "bitbucket_server" {
+        if let Some(id) = scope.scope_id(plugin) {
+            return id;
+        }
+    }
     scope
         .full_name()
         .or_else(|| scope.name())
@@ -145,7 +164,7 @@ pub fn missing_scopes<'a>(
     remote
         .iter()
         .filter(|c| c.is_scope())
-        .filter(|c| filter.matches(plugin, connection_id, remote_full_name(c)))
+        .filter(|c| filter.matches(plugin, connection_id, remote_full_name(plugin, c)))
         .filter(|c| {
             let id = remote_scope_id(plugin, c);
             !existing.contains(&id) && seen.insert(id)

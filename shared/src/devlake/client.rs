@@ -243,7 +243,7 @@ pub fn encode_segment(value: &str) -> String {
 
 /// Whether a plugin routes single scopes as `scopes/*scopeId` (ids may contain `/`).
 pub fn scope_id_is_wildcard(plugin: &str) -> bool {
-    matches!(plugin, "jenkins" | "bitbucket")
+    matches!(plugin, "jenkins" | "bitbucket" | "bitbucket_server")
 }
 
 /// The `{scopeId}` part of a scope path. Jenkins and Bitbucket ids (`folder/job`,
@@ -1428,6 +1428,10 @@ mod tests {
         assert_eq!(scope_id_path("bitbucket", "ws/slug"), "ws/slug");
         assert_eq!(scope_id_path("github", "123456"), "123456");
         assert_eq!(scope_id_path("bamboo", "PROJ-PLAN"), "PROJ-PLAN");
+        assert_eq!(
+            scope_id_path("bitbucket_server", "PROJ/repos/my repo"),
+            "PROJ/repos/my%20repo"
+        );
         assert_eq!(scope_id_path("gitlab", "a/b"), "a%2Fb");
     }
 

@@ -9,10 +9,11 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
 /// The plugins this tool manages, in the order runs and reports use.
-pub const SUPPORTED_PLUGINS: [&str; 8] = [
+pub const SUPPORTED_PLUGINS: [&str; 9] = [
     "github",
     "gitlab",
     "bitbucket",
+    "bitbucket_server",
     "azuredevops_go",
     "jenkins",
     "circleci",
@@ -26,6 +27,8 @@ pub fn scope_id_field(plugin: &str) -> Option<&'static str> {
         "github" => "githubId",
         "gitlab" => "gitlabId",
         "bitbucket" => "bitbucketId",
+        // `<PROJECT KEY>/repos/<slug>`; the remote listing's entry id is the numeric repository id.
+        "bitbucket_server" => "bitbucketId",
         "azuredevops_go" => "id",
         "jenkins" => "fullName",
         "circleci" => "id",

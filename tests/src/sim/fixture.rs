@@ -7,7 +7,7 @@
 //!   "version": "v1.0.3@sim0000",          // GET /version
 //!   "remotePageSize": 20,                  // children per remote-scopes page (default 100)
 //!   "plugins": ["dora", "github", ...],   // GET /plugins (default: dora, org, gitextractor,
-//!                                          //   refdiff, webhook + the eight data sources)
+//!                                          //   refdiff, webhook + the nine data sources)
 //!   "autoCompleteMs": 500,                 // finish triggered pipelines by themselves…
 //!   "autoCompleteStatus": "TASK_COMPLETED",//   …with this status
 //!   "connections": [{
@@ -160,6 +160,13 @@ impl GeneratedSpec {
 }
 
 impl Fixture {
+    /// The local demo's world, `tests/fixtures/demo.json`: the sample plus a Bitbucket Server
+    /// connection (Bitbucket projects `PAY` and `OPS`).
+    pub fn demo() -> Fixture {
+        serde_json::from_str(include_str!("../../fixtures/demo.json"))
+            .expect("tests/fixtures/demo.json is valid")
+    }
+
     /// The realistic seed in `tests/fixtures/sample.json` (embedded at compile time).
     pub fn sample() -> Fixture {
         serde_json::from_str(include_str!("../../fixtures/sample.json"))
@@ -302,6 +309,7 @@ fn default_endpoint(plugin: &str) -> &'static str {
         "github" => "https://api.github.com/",
         "gitlab" => "https://gitlab.com/api/v4/",
         "bitbucket" => "https://api.bitbucket.org/2.0/",
+        "bitbucket_server" => "https://bitbucket.example.com/",
         "azuredevops_go" => "https://dev.azure.com/",
         "jenkins" => "https://jenkins.example.com/",
         "circleci" => "https://circleci.com/api/",
@@ -333,6 +341,14 @@ pub fn scope_data(plugin: &str, group: &str, name: &str, n: u64) -> Value {
             "HTMLUrl": format!("https://bitbucket.org/{group}/{name}"), "owner": group,
             "cloneUrl": format!("https://bitbucket.org/{group}/{name}.git"),
             "createdDate": "2021-03-01T10:00:00Z", "updatedDate": "2026-04-01T10:00:00Z"}),
+        // What `BitbucketServerApiRepo.ConvertApiScope` gives, plus the numeric repository id as
+        // `id` (the sim moves it to the listing entry's id).
+        "bitbucket_server" => {
+            json!({"id": n, "bitbucketId": format!("{}/repos/{name}", group.to_uppercase()),
+            "name": name, "description": "",
+            "HTMLUrl": format!("https://bitbucket.example.com/projects/{}/repos/{name}/browse", group.to_uppercase()),
+            "cloneUrl": format!("https://bitbucket.example.com/scm/{}/{name}.git", group.to_lowercase())})
+        }
         "azuredevops_go" => {
             json!({"id": format!("00000000-0000-0000-0000-{n:012}"), "type": "TfsGit",
             "name": name, "url": format!("https://dev.azure.com/{group}/_apis/git/repositories/{name}"),

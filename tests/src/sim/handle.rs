@@ -260,6 +260,16 @@ impl SimHandle {
         .map_err(SimError::from)
     }
 
+    /// Removes a scope from the remote listing only (see `State::remove_remote_scope`).
+    pub fn remove_remote_scope(
+        &self,
+        plugin: &str,
+        connection_id: u64,
+        scope_id: &str,
+    ) -> Result<bool, SimError> {
+        Ok(self.with_state(|s| s.remove_remote_scope(plugin, connection_id, scope_id))?)
+    }
+
     /// Saves scopes as `PUT .../scopes` would. Returns the saved rows.
     pub fn put_scopes(
         &self,

@@ -4,10 +4,11 @@
 use serde_json::{Map, Value};
 
 /// Data-source plugins the simulator serves under `/plugins/{p}/...`.
-pub const DATA_SOURCE_PLUGINS: [&str; 8] = [
+pub const DATA_SOURCE_PLUGINS: [&str; 9] = [
     "github",
     "gitlab",
     "bitbucket",
+    "bitbucket_server",
     "azuredevops_go",
     "jenkins",
     "circleci",
@@ -27,7 +28,9 @@ pub(crate) fn id_field(plugin: &str) -> &'static str {
     match plugin {
         "github" => "githubId",
         "gitlab" => "gitlabId",
-        "bitbucket" => "bitbucketId",
+        // Bitbucket Server's `BitbucketServerRepo.BitbucketId` is `<PROJECT KEY>/repos/<slug>`
+        // (`ConvertApiScope` in plugins/bitbucket_server/models/repo.go).
+        "bitbucket" | "bitbucket_server" => "bitbucketId",
         "jenkins" => "fullName",
         "bamboo" => "planKey",
         "jira" => "boardId",
@@ -40,9 +43,17 @@ pub(crate) fn id_is_int(plugin: &str) -> bool {
     matches!(plugin, "github" | "gitlab" | "jira")
 }
 
-/// Jenkins and Bitbucket register `scopes/*scopeId`, so their ids may contain a raw `/`.
+/// Jenkins, Bitbucket and Bitbucket Server register `scopes/*scopeId` (bitbucket_server's
+/// `GetApiResources` in impl/impl.go), so their ids may contain a raw `/`.
 pub(crate) fn wildcard_scope_route(plugin: &str) -> bool {
-    matches!(plugin, "jenkins" | "bitbucket")
+    matches!(plugin, "jenkins" | "bitbucket" | "bitbucket_server")
+}
+
+/// Bitbucket Server's remote listing gives a repository the numeric repository id as its entry
+/// `id` (`listBitbucketServerRepos`: `Id: fmt.Sprintf("%v", r.Id)`) while the scope id is
+/// `data.bitbucketId`; every other plugin's entry id is the scope id.
+pub(crate) fn remote_id_differs(plugin: &str) -> bool {
+    plugin == "bitbucket_server"
 }
 
 /// Connection model name used in DevLake's "not found" messages.
@@ -51,6 +62,7 @@ pub(crate) fn connection_model(plugin: &str) -> &'static str {
         "github" => "GithubConnection",
         "gitlab" => "GitlabConnection",
         "bitbucket" => "BitbucketConnection",
+        "bitbucket_server" => "BitbucketServerConnection",
         "azuredevops_go" => "AzuredevopsConnection",
         "jenkins" => "JenkinsConnection",
         "circleci" => "CircleciConnection",
@@ -65,6 +77,7 @@ pub(crate) fn scope_model(plugin: &str) -> &'static str {
         "github" => "GithubRepo",
         "gitlab" => "GitlabProject",
         "bitbucket" => "BitbucketRepo",
+        "bitbucket_server" => "BitbucketServerRepo",
         "azuredevops_go" => "AzuredevopsRepo",
         "jenkins" => "JenkinsJob",
         "circleci" => "CircleciProject",
@@ -127,6 +140,16 @@ fn scope_fields(plugin: &str) -> &'static [&'static str] {
             "HTMLUrl",
             "description",
             "owner",
+            "cloneUrl",
+            "createdDate",
+            "updatedDate",
+        ],
+        // `BitbucketServerRepo` (plugins/bitbucket_server/models/repo.go).
+        "bitbucket_server" => &[
+            "bitbucketId",
+            "name",
+            "HTMLUrl",
+            "description",
             "cloneUrl",
             "createdDate",
             "updatedDate",
@@ -230,6 +253,8 @@ pub(crate) fn scope_names(
         "gitlab" => s("pathWithNamespace"),
         "github" | "jenkins" => s("fullName"),
         "bitbucket" => Some(scope_id.to_string()),
+        // `listBitbucketServerRepos` lists a repository with `FullName: r.Name`.
+        "bitbucket_server" => s("name"),
         "circleci" => s("slug"),
         _ => None,
     }
@@ -252,7 +277,10 @@ pub(crate) fn raw_data_params(
         "gitlab" => {
             serde_json::json!({"ConnectionId": connection_id, "ProjectId": row.get("gitlabId")})
         }
-        "bitbucket" => serde_json::json!({"ConnectionId": connection_id, "FullName": scope_id}),
+        // `BitbucketServerRepo.ScopeParams` → `BitbucketServerApiParams{ConnectionId, FullName}`.
+        "bitbucket" | "bitbucket_server" => {
+            serde_json::json!({"ConnectionId": connection_id, "FullName": scope_id})
+        }
         "jenkins" => serde_json::json!({"ConnectionId": connection_id, "FullName": scope_id}),
         "jira" => serde_json::json!({"ConnectionId": connection_id, "BoardId": row.get("boardId")}),
         "bamboo" => serde_json::json!({"ConnectionId": connection_id, "PlanKey": scope_id}),

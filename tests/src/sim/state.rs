@@ -512,9 +512,15 @@ impl State {
         parent: Option<&str>,
         data: Value,
     ) -> ApiResult<String> {
-        let Value::Object(data) = data else {
+        let Value::Object(mut data) = data else {
             return Err(ApiError::bad("remote scope data must be an object"));
         };
+        // A Bitbucket Server repository's numeric id is not part of its scope data: fixtures
+        // may give it as `id`, which becomes the listing entry's id (else one is numbered).
+        let remote_id = plugins::remote_id_differs(plugin)
+            .then(|| data.remove("id"))
+            .flatten()
+            .and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()));
         let mut data = plugins::canonicalize_scope(plugin, data);
         let scope_id = plugins::scope_id_of(plugin, &data).ok_or_else(|| {
             ApiError::bad(format!(
@@ -533,6 +539,31 @@ impl State {
         data.entry("_raw_data_remark").or_insert(json!(""));
         let (name, full_name) = plugins::scope_names(plugin, &data, &scope_id);
         let conn = self.connection_mut(plugin, connection_id)?;
+        let same = |e: &RemoteEntry| {
+            !e.is_group
+                && e.data
+                    .as_ref()
+                    .and_then(|d| d.as_object())
+                    .is_some_and(|d| {
+                        plugins::scope_id_of(plugin, d).as_deref() == Some(scope_id.as_str())
+                    })
+        };
+        let id = if plugins::remote_id_differs(plugin) {
+            let entries = || conn.remote.values().flatten().filter(|e| !e.is_group);
+            match (remote_id, entries().find(|e| same(e))) {
+                (Some(n), _) => n.to_string(),
+                (None, Some(old)) => old.id.clone(),
+                // Numbered after the largest numeric id so far, as Bitbucket's sequence does.
+                (None, None) => (entries()
+                    .filter_map(|e| e.id.parse::<u64>().ok())
+                    .max()
+                    .unwrap_or(0)
+                    + 1)
+                .to_string(),
+            }
+        } else {
+            scope_id.clone()
+        };
         let list = conn
             .remote
             .entry(parent.unwrap_or("").to_string())
@@ -540,16 +571,42 @@ impl State {
         let entry = RemoteEntry {
             is_group: false,
             parent_id: parent.map(str::to_string),
-            id: scope_id.clone(),
+            id,
             name,
             full_name,
             data: Some(Value::Object(data)),
         };
-        match list.iter().position(|e| !e.is_group && e.id == scope_id) {
+        match list.iter().position(same) {
             Some(i) => list[i] = entry,
             None => list.push(entry),
         }
         Ok(scope_id)
+    }
+
+    /// Takes a scope out of the remote listing (the repository was deleted in the tool); the
+    /// saved scope, if any, stays, as it does in DevLake. Returns whether it was listed.
+    pub(crate) fn remove_remote_scope(
+        &mut self,
+        plugin: &str,
+        connection_id: u64,
+        scope_id: &str,
+    ) -> ApiResult<bool> {
+        let conn = self.connection_mut(plugin, connection_id)?;
+        let mut found = false;
+        for list in conn.remote.values_mut() {
+            list.retain(|e| {
+                let same = !e.is_group
+                    && e.data
+                        .as_ref()
+                        .and_then(|d| d.as_object())
+                        .is_some_and(|d| {
+                            plugins::scope_id_of(plugin, d).as_deref() == Some(scope_id)
+                        });
+                found |= same;
+                !same
+            });
+        }
+        Ok(found)
     }
 
     /// One page of remote children; page numbers are 1-based.
