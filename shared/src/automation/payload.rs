@@ -486,7 +486,14 @@ fn parse_adopt(obj: &Map<String, Value>, clock: DateTime<Utc>) -> Result<Request
     };
     let scheduled = obj
         .get("scheduledTime")
-        .map(|v| bounded(time(v, "scheduledTime")?, "scheduledTime", clock, allow_past))
+        .map(|v| {
+            bounded(
+                time(v, "scheduledTime")?,
+                "scheduledTime",
+                clock,
+                allow_past,
+            )
+        })
         .transpose()?;
     let now = obj
         .get("now")
