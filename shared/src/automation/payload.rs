@@ -361,19 +361,7 @@ fn parse_run(obj: &Map<String, Value>, clock: DateTime<Utc>) -> Result<Request, 
 fn parse_rerun(obj: &Map<String, Value>, clock: DateTime<Utc>) -> Result<Request, PayloadError> {
     reject_unknown(obj, &RERUN_FIELDS, "a rerun request")?;
     let allow_past = allow_past_time(obj)?;
-    let projects = obj
-        .get("projects")
-        .map(|v| {
-            let list = strings(v, "projects")?;
-            if list.is_empty() {
-                return Err(err("projects", "names no project"));
-            }
-            if let Some(i) = list.iter().position(|p| p.trim().is_empty()) {
-                return Err(err(&format!("projects[{i}]"), "is empty"));
-            }
-            Ok(list)
-        })
-        .transpose()?;
+    let projects = project_names(obj)?;
     let failed = obj
         .get("failed")
         .map(|v| boolean(v, "failed"))
@@ -451,19 +439,7 @@ fn bounded(
 fn parse_adopt(obj: &Map<String, Value>, clock: DateTime<Utc>) -> Result<Request, PayloadError> {
     reject_unknown(obj, &ADOPT_FIELDS, "an adopt request")?;
     let allow_past = allow_past_time(obj)?;
-    let projects = obj
-        .get("projects")
-        .map(|v| {
-            let list = strings(v, "projects")?;
-            if list.is_empty() {
-                return Err(err("projects", "names no project"));
-            }
-            if let Some(i) = list.iter().position(|p| p.trim().is_empty()) {
-                return Err(err(&format!("projects[{i}]"), "is empty"));
-            }
-            Ok(list)
-        })
-        .transpose()?;
+    let projects = project_names(obj)?;
     let all = obj.get("all").map(|v| boolean(v, "all")).transpose()?;
     let projects = match (projects, all) {
         (Some(_), Some(true)) => {
@@ -507,6 +483,22 @@ fn parse_adopt(obj: &Map<String, Value>, clock: DateTime<Utc>) -> Result<Request
             .transpose()?,
         now: scheduled.or(now),
     }))
+}
+
+/// `projects` (rerun and adopt forms): a non-empty list of non-blank names, if given.
+fn project_names(obj: &Map<String, Value>) -> Result<Option<Vec<String>>, PayloadError> {
+    obj.get("projects")
+        .map(|v| {
+            let list = strings(v, "projects")?;
+            if list.is_empty() {
+                return Err(err("projects", "names no project"));
+            }
+            if let Some(i) = list.iter().position(|p| p.trim().is_empty()) {
+                return Err(err(&format!("projects[{i}]"), "is empty"));
+            }
+            Ok(list)
+        })
+        .transpose()
 }
 
 fn reject_unknown(
