@@ -1500,7 +1500,10 @@ async fn a_rolling_or_fixed_policy_sets_time_after_to_its_local_midnight() {
     sim.finish_all_pending("TASK_COMPLETED", "").unwrap();
     sim.reset_log();
     let next = h
-        .run(json!({"scheduledTime": "2026-11-29T11:00:00Z"}))
+        .run_at(
+            json!({"scheduledTime": "2026-11-29T11:00:00Z"}),
+            "2026-11-29T11:00:00Z",
+        )
         .await
         .unwrap();
     assert_eq!(next["timeAfter"], "2026-11-25T17:00:00Z");
@@ -1547,9 +1550,10 @@ async fn a_backfill_is_not_cut_short_before_its_first_successful_pipeline() {
     }
 
     // Next day: the backfill pipelines are still running; the daily run leaves timeAfter alone.
-    let sunday = json!({"scheduledTime": "2026-11-29T11:00:00Z"});
+    const SUNDAY: &str = "2026-11-29T11:00:00Z";
+    let sunday = json!({ "scheduledTime": SUNDAY });
     sim.reset_log();
-    h.run(sunday.clone()).await.unwrap();
+    h.run_at(sunday.clone(), SUNDAY).await.unwrap();
     assert_eq!(writes(&sim), 0, "{:#?}", sim.requests());
 
     // One backfill fails, the other completes: only the completed one joins the policy.
@@ -1562,7 +1566,7 @@ async fn a_backfill_is_not_cut_short_before_its_first_successful_pipeline() {
     let completed = sim.pipeline(pending[1]).unwrap()["blueprintId"]
         .as_u64()
         .unwrap();
-    h.run(sunday.clone()).await.unwrap();
+    h.run_at(sunday.clone(), SUNDAY).await.unwrap();
     for name in &names {
         let bp = blueprint(&sim, name);
         let ta = t(bp["timeAfter"].as_str().unwrap());
@@ -1576,12 +1580,15 @@ async fn a_backfill_is_not_cut_short_before_its_first_successful_pipeline() {
     }
     // After a success, a later failure does not bring the backfill back.
     sim.finish_all_pending("TASK_COMPLETED", "").unwrap();
-    h.run(sunday).await.unwrap();
+    h.run_at(sunday, SUNDAY).await.unwrap();
     let id = sim.trigger(completed).unwrap();
     sim.finish_pipeline(id, "TASK_FAILED", "boom").unwrap();
-    h.run(json!({"scheduledTime": "2026-12-06T11:00:00Z"}))
-        .await
-        .unwrap();
+    h.run_at(
+        json!({"scheduledTime": "2026-12-06T11:00:00Z"}),
+        "2026-12-06T11:00:00Z",
+    )
+    .await
+    .unwrap();
     for name in &names {
         let bp = blueprint(&sim, name);
         assert_eq!(
