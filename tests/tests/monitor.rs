@@ -14,7 +14,8 @@ use devlake_autopilot::monitor::{
     Deadline, Monitor, MonitorError, MonitorSettings, RunStatus, Summary,
 };
 use devlake_autopilot::store::{
-    keys, DynamoStore, FailureEvent, MonitorCursor, MonitorStore, ProjectState, RunRecord,
+    keys, DynamoStore, FailureEvent, MonitorCursor, MonitorStore, ProjectState, RerunClaim,
+    RunRecord,
 };
 use devlake_testkit::cloudwatch_double::CloudWatchDouble;
 use devlake_testkit::dynamo_calls::DynamoCallCounter;
@@ -779,6 +780,91 @@ async fn auto_rerun_retries_once_per_failure_up_to_the_maximum() {
         sim.count_matching("POST", &format!("/pipelines/{other}/rerun")),
         1
     );
+}
+
+#[tokio::test]
+async fn a_refused_or_abandoned_auto_rerun_is_asked_again_by_a_later_run() {
+    let mut h = Harness::new("mon-rerun-again").await;
+    h.settings.auto_rerun_max = 1;
+    let sim = h.sim();
+    let ps = projects(&sim, 2, "again");
+    insert(&sim, vec![finished(ps[0].1, "TASK_COMPLETED", 40, 30)]);
+    h.ok().await;
+
+    // DevLake refuses the re-run once: the run reports it, and the next run asks again even
+    // though the failure is no longer new.
+    let flaky = start_new(&sim, ps[0].1);
+    sim.finish_pipeline(flaky, "TASK_FAILED", "flaky").unwrap();
+    let path = format!("/pipelines/{flaky}/rerun");
+    sim.add_fault_rule(FaultRule::status("POST", &path, 1, 500));
+    let refused = h.run(json!({})).await.unwrap();
+    assert_eq!(refused.status, RunStatus::Partial);
+    assert_eq!(
+        (refused.new_failures, refused.reruns),
+        (1, 0),
+        "{refused:#?}"
+    );
+    assert!(
+        refused.errors.iter().any(|e| e.pipeline_id == Some(flaky)),
+        "{refused:#?}"
+    );
+    let again = h.ok().await;
+    assert_eq!((again.new_failures, again.reruns), (0, 1), "{again:#?}");
+    assert_eq!(again.rerun_pipeline_ids, vec![flaky]);
+    assert_eq!(sim.pipeline(flaky).unwrap()["status"], "TASK_RERUN");
+    assert_eq!(sim.count_matching("POST", &path), 2);
+    // Accepted: not asked a third time, and the slot stays used.
+    assert_eq!(h.ok().await.reruns, 0);
+    assert_eq!(sim.count_matching("POST", &path), 2);
+
+    // A run claimed the other project's failure and stopped before asking DevLake: runs
+    // within the lease leave it alone, the first run after the lease asks.
+    let lost = start_new(&sim, ps[1].1);
+    sim.finish_pipeline(lost, "TASK_FAILED", "x").unwrap();
+    h.settings.auto_rerun_max = 0;
+    let failed = h.ok().await;
+    assert_eq!((failed.new_failures, failed.reruns), (1, 0));
+    h.settings.auto_rerun_max = 1;
+    let finished_at: DateTime<Utc> = sim.pipeline(lost).unwrap()["finishedAt"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let key = FailureEvent {
+        project_name: ps[1].0.clone(),
+        blueprint_id: ps[1].1,
+        pipeline_id: lost,
+        status: "TASK_FAILED".into(),
+        finished_at,
+        began_at: None,
+        message: String::new(),
+        error_name: String::new(),
+    }
+    .key();
+    let then = Utc::now();
+    assert_eq!(
+        h.store
+            .claim_rerun(lost, &key, 1, then, chrono::Duration::minutes(15))
+            .await
+            .unwrap(),
+        RerunClaim::Granted { attempt: 1 }
+    );
+    let lost_path = format!("/pipelines/{lost}/rerun");
+    assert_eq!(h.ok().await.reruns, 0);
+    assert_eq!(sim.count_matching("POST", &lost_path), 0);
+    let after_lease = h.ok_at(then + chrono::Duration::minutes(16)).await;
+    assert_eq!(
+        after_lease.rerun_pipeline_ids,
+        vec![lost],
+        "{after_lease:#?}"
+    );
+    assert_eq!(sim.count_matching("POST", &lost_path), 1);
+    // The cap held: the pipeline's next failure is recorded, not re-run.
+    sim.start_pipeline(lost).unwrap();
+    sim.finish_pipeline(lost, "TASK_FAILED", "y").unwrap();
+    let capped = h.ok_at(then + chrono::Duration::minutes(17)).await;
+    assert_eq!((capped.new_failures, capped.reruns), (1, 0), "{capped:#?}");
+    assert_eq!(sim.count_matching("POST", &lost_path), 1);
 }
 
 #[tokio::test]

@@ -431,12 +431,34 @@ pub enum CommitOutcome {
 /// Outcome of asking to re-run a failed pipeline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RerunClaim {
-    /// Granted; this is re-run number `attempt` of the pipeline.
+    /// Granted until the lease ends; this is re-run number `attempt` of the pipeline. The
+    /// caller settles it with [`MonitorStore::settle_rerun`] once the request is answered.
     Granted { attempt: u32 },
     /// This failure was already re-run (by this or a concurrent run).
     AlreadyDone,
+    /// Another run holds an unexpired claim for this failure.
+    InProgress,
     /// The pipeline has used up `AUTO_RERUN_MAX`.
     Exhausted,
+}
+
+/// How a granted re-run claim ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RerunSettlement {
+    /// DevLake accepted the re-run (or the failure is no longer the pipeline's state): never
+    /// claimed again for this failure.
+    Done,
+    /// The request failed: a later run may claim the same failure again (it keeps its slot
+    /// in `AUTO_RERUN_MAX`).
+    Released,
+}
+
+/// A re-run claim a later run should take up again: released after a failed request, or
+/// still in progress after its lease ended (the run that held it stopped before settling).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingRerun {
+    pub pipeline_id: u64,
+    pub failure_key: String,
 }
 
 /// `expiresAt` of a failure event: `finishedAt` + retention, in epoch seconds.
@@ -499,15 +521,29 @@ pub trait MonitorStore: RunLog {
 
     async fn commit_project(&self, commit: ProjectCommit<'_>) -> Result<CommitOutcome, StoreError>;
 
-    /// Take one re-run of `pipeline_id` for the failure `failure_key`, if fewer than `max` were
-    /// taken and none for this failure.
+    /// Claims one re-run of `pipeline_id` for the failure `failure_key` until `now + lease`:
+    /// granted if fewer than `max` failures of the pipeline were claimed and none for this
+    /// one, or if this failure's claim was released or its lease ended (same slot).
     async fn claim_rerun(
         &self,
         pipeline_id: u64,
         failure_key: &str,
         max: u32,
         now: DateTime<Utc>,
+        lease: chrono::Duration,
     ) -> Result<RerunClaim, StoreError>;
+
+    /// Ends the claim for `failure_key`, unless it is settled as done already (or the
+    /// pipeline's claim moved on to a later failure): `Ok(false)`, nothing changed.
+    async fn settle_rerun(
+        &self,
+        pipeline_id: u64,
+        failure_key: &str,
+        settlement: RerunSettlement,
+    ) -> Result<bool, StoreError>;
+
+    /// Claims to take up again at `now`: released ones and in-progress ones whose lease ended.
+    async fn pending_reruns(&self, now: DateTime<Utc>) -> Result<Vec<PendingRerun>, StoreError>;
 }
 
 #[cfg(test)]
