@@ -1081,6 +1081,46 @@ async fn cloudwatch_failures_never_fail_a_run() {
 }
 
 #[tokio::test]
+async fn a_first_run_cut_short_by_its_deadline_loses_nothing_it_did_not_list() {
+    let mut h = Harness::new("mon-first-deadline").await;
+    h.devlake = DevLakeClient::new(ClientConfig {
+        endpoint: h.sim.url(),
+        page_size: 50,
+        ..ClientConfig::default()
+    })
+    .unwrap();
+    let sim = h.sim();
+    let ps = projects(&sim, 3, "first");
+    // 120 failures (3 pages of the listing), no cursor yet, and no time left.
+    insert(
+        &sim,
+        (0..120)
+            .map(|i| finished(ps[(i % 3) as usize].1, "TASK_FAILED", 200 - i, 199 - i))
+            .collect(),
+    );
+    let late = h
+        .monitor()
+        .handle(&json!({}), Utc::now(), Deadline::after(Duration::ZERO))
+        .await
+        .unwrap();
+    assert_eq!(late.status, RunStatus::Partial, "{late:#?}");
+    assert!(late.new_failures < 120, "{late:#?}");
+    assert!(late
+        .errors
+        .iter()
+        .any(|e| e.message.contains("did not reach the look-back floor")));
+
+    // The next run picks up the failures the first one did not list, each once.
+    let rest = h.ok().await;
+    assert_eq!(rest.new_failures, 120 - late.new_failures, "{rest:#?}");
+    assert_eq!(h.failures().await.len(), 120);
+    assert_eq!(h.project(&ps[0].0).await.failures_total, 40);
+    assert!(h.cursor().await.unwrap().lookback_from.is_none());
+    // And from then on it goes by the cursor again.
+    assert_eq!(h.ok().await.new_failures, 0);
+}
+
+#[tokio::test]
 async fn an_expired_deadline_postpones_work_without_losing_any() {
     let mut h = Harness::new("mon-deadline").await;
     h.devlake = DevLakeClient::new(ClientConfig {

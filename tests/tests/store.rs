@@ -283,6 +283,7 @@ async fn cursor_saves_are_conditional_on_the_revision() {
             blueprint_id: 7,
             since: t(28, 9, 0),
         }],
+        lookback_from: Some(t(27, 10, 0)),
         updated_at: Some(t(28, 10, 5)),
         revision: 0,
     };

@@ -311,7 +311,11 @@ impl Monitor<'_> {
             devlake_up: None,
         })?;
         let basis = match (&loaded, request.rescan) {
-            (Some(cursor), false) => Basis::Cursor(cursor),
+            (Some(cursor), false) => match cursor.lookback_from {
+                // An earlier look-back did not finish its listing: finish it.
+                Some(window_start) => Basis::Lookback { window_start },
+                None => Basis::Cursor(cursor),
+            },
             _ => Basis::Lookback {
                 window_start: now - settings.initial_lookback,
             },
@@ -323,9 +327,19 @@ impl Monitor<'_> {
                 project: None,
                 pipeline_id: obs.listed.iter().map(|p| p.id).min(),
                 blueprint_id: None,
-                message: "the Lambda deadline came first: the pipeline listing did not reach \
-                          the cursor; the next run starts again from the same cursor"
-                    .to_string(),
+                message: match basis {
+                    Basis::Cursor(_) => {
+                        "the Lambda deadline came first: the pipeline listing \
+                                         did not reach the cursor; the next run starts again \
+                                         from the same cursor"
+                    }
+                    Basis::Lookback { .. } => {
+                        "the Lambda deadline came first: the pipeline \
+                                               listing did not reach the look-back floor; the \
+                                               next run looks back again from the same start"
+                    }
+                }
+                .to_string(),
             });
         }
         let needed = plan::lookups_needed(basis, &obs);

@@ -353,6 +353,11 @@ pub struct MonitorCursor {
     /// Blueprints that answered 404, with the first such answer: their pipelines wait (watched)
     /// until the blueprint is found again or has been missing for an hour.
     pub missing_blueprints: Vec<MissingBlueprint>,
+    /// Set when a first run or a rescan was cut short before its listing reached the look-back
+    /// floor: the ids it did not list are not accounted for, so the next run looks back again
+    /// from this window start instead of trusting `max_pipeline_id` and `watermark`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lookback_from: Option<DateTime<Utc>>,
     /// The run time (`now`) of the run that wrote it.
     pub updated_at: Option<DateTime<Utc>>,
     /// Bumped on every save; saves are conditional on it.
