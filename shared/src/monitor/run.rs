@@ -161,7 +161,28 @@ impl Monitor<'_> {
             devlake: &devlake,
             ..*self
         };
-        let outcome = bounded.execute(now, request, deadline).await;
+        let outcome = match bounded.execute(now, request, deadline).await {
+            // DevLake did not answer before the deadline: nothing after that point was
+            // written (the cursor is saved last and every write before it is idempotent), so
+            // the next run starts from consistent state; this one reports what stopped it.
+            Err(stopped)
+                if matches!(
+                    stopped.error,
+                    MonitorError::DevLake(DevLakeError::Deadline { .. })
+                ) =>
+            {
+                Ok((
+                    Summary::cut_short(
+                        now,
+                        request.dry_run,
+                        request.rescan,
+                        deadline_issue(stopped.error.to_string()),
+                    ),
+                    BTreeMap::new(),
+                ))
+            }
+            other => other,
+        };
         let duration_ms = started.elapsed().as_millis() as u64;
         let finished_at = started_at + chrono::Duration::milliseconds(duration_ms as i64);
         let devlake_calls = self.devlake.calls().total().saturating_sub(calls_before);
@@ -750,8 +771,14 @@ impl Monitor<'_> {
         let size = RECENT_FAILURES_PAGE;
         let mut rows: Vec<Pipeline> = Vec::new();
         let mut page = 1u32;
+        let mut covered_from = 0;
         loop {
-            let answer = self.devlake.pipelines_page(&query, page, size).await?;
+            let answer = match self.devlake.pipelines_page(&query, page, size).await {
+                Ok(answer) => answer,
+                // Cut off at the deadline after the first page: what was read stands.
+                Err(DevLakeError::Deadline { .. }) if page > 1 => return Ok((rows, covered_from)),
+                Err(e) => return Err(e),
+            };
             let n = answer.pipelines.len();
             let lowest = answer.pipelines.iter().map(|p| p.id).min();
             rows.extend(answer.pipelines);
@@ -763,6 +790,7 @@ impl Monitor<'_> {
             if lowest <= down_to || page >= RECHECK_PAGES || deadline.passed() {
                 return Ok((rows, lowest));
             }
+            covered_from = lowest;
             page += 1;
         }
     }
@@ -787,10 +815,16 @@ impl Monitor<'_> {
             if page > 1 && deadline.passed() {
                 return Ok((rows, false));
             }
-            let answer = self
+            let answer = match self
                 .devlake
                 .pipelines_page(&PipelineQuery::default(), page, size)
-                .await?;
+                .await
+            {
+                Ok(answer) => answer,
+                // Cut off at the deadline after the first page: a listing cut short.
+                Err(DevLakeError::Deadline { .. }) if page > 1 => return Ok((rows, false)),
+                Err(e) => return Err(e),
+            };
             let n = answer.pipelines.len();
             let reached = answer.pipelines.iter().any(|p| match (basis, floor) {
                 (Basis::Cursor(c), _) => p.id <= c.max_pipeline_id,

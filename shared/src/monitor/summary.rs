@@ -98,3 +98,39 @@ pub struct Summary {
     pub errors: Vec<RunIssue>,
     pub duration_ms: u64,
 }
+
+impl Summary {
+    /// A run stopped by its deadline before it could account for anything: nothing counted,
+    /// the cursor not saved, `issue` saying why.
+    pub(crate) fn cut_short(
+        now: DateTime<Utc>,
+        dry_run: bool,
+        rescan: bool,
+        issue: RunIssue,
+    ) -> Self {
+        Summary {
+            status: RunStatus::Partial,
+            dry_run,
+            rescan,
+            now,
+            new_failures: 0,
+            already_recorded: 0,
+            pipelines_inspected: 0,
+            stuck: 0,
+            reruns: 0,
+            devlake_calls: 0,
+            skipped_without_project: 0,
+            cursor: CursorBrief {
+                max_pipeline_id: 0,
+                watching: 0,
+                saved: false,
+            },
+            failures: Vec::new(),
+            rerun_pipeline_ids: Vec::new(),
+            expiry: None,
+            conflicts: Vec::new(),
+            errors: vec![issue],
+            duration_ms: 0,
+        }
+    }
+}
