@@ -190,6 +190,9 @@ impl Monitor<'_> {
             Ok((mut summary, per_project)) => {
                 summary.duration_ms = duration_ms;
                 summary.devlake_calls = devlake_calls;
+                // The log line and the run record carry a copy whose lists keep their first
+                // entries (totals under `truncated`), within both their size limits.
+                let recorded = summary.recorded();
                 tracing::info!(
                     status = ?summary.status,
                     dry_run = summary.dry_run,
@@ -201,11 +204,12 @@ impl Monitor<'_> {
                     devlake_calls,
                     errors = summary.errors.len(),
                     duration_ms,
+                    summary = %recorded,
                     "monitor run finished"
                 );
                 if !request.dry_run {
                     let success = summary.status == RunStatus::Ok;
-                    let value = serde_json::to_value(&summary).unwrap_or(Value::Null);
+                    let value = recorded;
                     self.record(finished_at, success, Some(true), duration_ms, value)
                         .await;
                     self.emit(self.datums(
