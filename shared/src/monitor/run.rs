@@ -1258,10 +1258,11 @@ impl Monitor<'_> {
                 return Ok(rerun);
             }
         };
+        let pending = pending
+            .into_iter()
+            .filter(|c| !tried.contains(&c.pipeline_id) && !unfinished.contains_key(&c.pipeline_id))
+            .take(PENDING_RERUNS_PER_RUN);
         for claim in pending {
-            if tried.contains(&claim.pipeline_id) || unfinished.contains_key(&claim.pipeline_id) {
-                continue;
-            }
             if deadline.passed() {
                 errors.push(deadline_issue(format!(
                     "pending re-run of pipeline {} and later ones not requested",
@@ -1373,6 +1374,10 @@ impl Monitor<'_> {
         }
     }
 }
+
+/// Pending re-run claims taken up per run (each costs a `GET /pipelines/{id}`): bounds a run's
+/// calls while DevLake refuses many re-runs; the rest wait for the next runs.
+pub const PENDING_RERUNS_PER_RUN: usize = 20;
 
 /// How long a re-run claim stays in progress before another run may take it up: the longest
 /// a Lambda invocation lives, so the run that holds it has ended by then.
