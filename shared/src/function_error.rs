@@ -67,7 +67,9 @@ impl ErrorType {
         match e {
             DevLakeError::MigrationPending { .. } => ErrorType::DevLakeMigrationPending,
             DevLakeError::Unauthorized { .. } => ErrorType::DevLakeUnauthorized,
-            DevLakeError::Transport { .. } => ErrorType::DevLakeUnreachable,
+            DevLakeError::Transport { .. } | DevLakeError::Deadline { .. } => {
+                ErrorType::DevLakeUnreachable
+            }
             DevLakeError::Status { .. } if e.is_retryable() => ErrorType::DevLakeUnavailable,
             DevLakeError::Status { .. } | DevLakeError::Decode { .. } => {
                 ErrorType::DevLakeUnexpectedResponse

@@ -14,12 +14,13 @@ use devlake_autopilot::monitor::{
     Deadline, Monitor, MonitorError, MonitorSettings, RunStatus, Summary,
 };
 use devlake_autopilot::store::{
-    keys, DynamoStore, FailureEvent, MonitorCursor, MonitorStore, ProjectState, RunRecord,
+    keys, DynamoStore, FailureEvent, MonitorCursor, MonitorStore, ProjectState, RerunClaim,
+    RunRecord,
 };
 use devlake_testkit::cloudwatch_double::CloudWatchDouble;
 use devlake_testkit::dynamo_calls::DynamoCallCounter;
 use devlake_testkit::sim::{
-    FaultRule, Fixture, MigrationMode, PipelineSeed, SimHandle, SimOptions, Simulator,
+    FaultRule, Faults, Fixture, MigrationMode, PipelineSeed, SimHandle, SimOptions, Simulator,
 };
 use devlake_testkit::stack::{dynamodb_local, free_port, local_sdk_config};
 use serde_json::{json, Value};
@@ -782,6 +783,91 @@ async fn auto_rerun_retries_once_per_failure_up_to_the_maximum() {
 }
 
 #[tokio::test]
+async fn a_refused_or_abandoned_auto_rerun_is_asked_again_by_a_later_run() {
+    let mut h = Harness::new("mon-rerun-again").await;
+    h.settings.auto_rerun_max = 1;
+    let sim = h.sim();
+    let ps = projects(&sim, 2, "again");
+    insert(&sim, vec![finished(ps[0].1, "TASK_COMPLETED", 40, 30)]);
+    h.ok().await;
+
+    // DevLake refuses the re-run once: the run reports it, and the next run asks again even
+    // though the failure is no longer new.
+    let flaky = start_new(&sim, ps[0].1);
+    sim.finish_pipeline(flaky, "TASK_FAILED", "flaky").unwrap();
+    let path = format!("/pipelines/{flaky}/rerun");
+    sim.add_fault_rule(FaultRule::status("POST", &path, 1, 500));
+    let refused = h.run(json!({})).await.unwrap();
+    assert_eq!(refused.status, RunStatus::Partial);
+    assert_eq!(
+        (refused.new_failures, refused.reruns),
+        (1, 0),
+        "{refused:#?}"
+    );
+    assert!(
+        refused.errors.iter().any(|e| e.pipeline_id == Some(flaky)),
+        "{refused:#?}"
+    );
+    let again = h.ok().await;
+    assert_eq!((again.new_failures, again.reruns), (0, 1), "{again:#?}");
+    assert_eq!(again.rerun_pipeline_ids, vec![flaky]);
+    assert_eq!(sim.pipeline(flaky).unwrap()["status"], "TASK_RERUN");
+    assert_eq!(sim.count_matching("POST", &path), 2);
+    // Accepted: not asked a third time, and the slot stays used.
+    assert_eq!(h.ok().await.reruns, 0);
+    assert_eq!(sim.count_matching("POST", &path), 2);
+
+    // A run claimed the other project's failure and stopped before asking DevLake: runs
+    // within the lease leave it alone, the first run after the lease asks.
+    let lost = start_new(&sim, ps[1].1);
+    sim.finish_pipeline(lost, "TASK_FAILED", "x").unwrap();
+    h.settings.auto_rerun_max = 0;
+    let failed = h.ok().await;
+    assert_eq!((failed.new_failures, failed.reruns), (1, 0));
+    h.settings.auto_rerun_max = 1;
+    let finished_at: DateTime<Utc> = sim.pipeline(lost).unwrap()["finishedAt"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let key = FailureEvent {
+        project_name: ps[1].0.clone(),
+        blueprint_id: ps[1].1,
+        pipeline_id: lost,
+        status: "TASK_FAILED".into(),
+        finished_at,
+        began_at: None,
+        message: String::new(),
+        error_name: String::new(),
+    }
+    .key();
+    let then = Utc::now();
+    assert_eq!(
+        h.store
+            .claim_rerun(lost, &key, 1, then, chrono::Duration::minutes(15))
+            .await
+            .unwrap(),
+        RerunClaim::Granted { attempt: 1 }
+    );
+    let lost_path = format!("/pipelines/{lost}/rerun");
+    assert_eq!(h.ok().await.reruns, 0);
+    assert_eq!(sim.count_matching("POST", &lost_path), 0);
+    let after_lease = h.ok_at(then + chrono::Duration::minutes(16)).await;
+    assert_eq!(
+        after_lease.rerun_pipeline_ids,
+        vec![lost],
+        "{after_lease:#?}"
+    );
+    assert_eq!(sim.count_matching("POST", &lost_path), 1);
+    // The cap held: the pipeline's next failure is recorded, not re-run.
+    sim.start_pipeline(lost).unwrap();
+    sim.finish_pipeline(lost, "TASK_FAILED", "y").unwrap();
+    let capped = h.ok_at(then + chrono::Duration::minutes(17)).await;
+    assert_eq!((capped.new_failures, capped.reruns), (1, 0), "{capped:#?}");
+    assert_eq!(sim.count_matching("POST", &lost_path), 1);
+}
+
+#[tokio::test]
 async fn bad_payloads_are_refused_before_anything_is_read_or_written() {
     let h = Harness::new("mon-payload").await;
     let sim = h.sim();
@@ -995,11 +1081,120 @@ async fn cloudwatch_failures_never_fail_a_run() {
 }
 
 #[tokio::test]
+async fn a_first_run_cut_short_by_its_deadline_loses_nothing_it_did_not_list() {
+    let mut h = Harness::new("mon-first-deadline").await;
+    h.devlake = DevLakeClient::new(ClientConfig {
+        endpoint: h.sim.url(),
+        page_size: 50,
+        max_concurrency: 16,
+        ..ClientConfig::default()
+    })
+    .unwrap();
+    let sim = h.sim();
+    let ps = projects(&sim, 3, "first");
+    // 120 failures (3 pages of the listing), no cursor yet, and no time left.
+    insert(
+        &sim,
+        (0..120)
+            .map(|i| finished(ps[(i % 3) as usize].1, "TASK_FAILED", 200 - i, 199 - i))
+            .collect(),
+    );
+    // Every page takes 1 s: the first page of each listing (read concurrently) is in before the
+    // deadline, the next page is cut off by it.
+    sim.set_faults(Faults {
+        list_latency_ms: 1000,
+        ..Faults::default()
+    });
+    let late = h
+        .monitor()
+        .handle(
+            &json!({}),
+            Utc::now(),
+            Deadline::after(Duration::from_millis(1600)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(late.status, RunStatus::Partial, "{late:#?}");
+    assert!(late.new_failures < 120, "{late:#?}");
+    assert!(late
+        .errors
+        .iter()
+        .any(|e| e.message.contains("did not reach the look-back floor")));
+
+    // The next run picks up the failures the first one did not list, each once.
+    sim.clear_faults();
+    let rest = h.ok().await;
+    assert_eq!(rest.new_failures, 120 - late.new_failures, "{rest:#?}");
+    assert_eq!(h.failures().await.len(), 120);
+    assert_eq!(h.project(&ps[0].0).await.failures_total, 40);
+    assert!(h.cursor().await.unwrap().lookback_from.is_none());
+    // And from then on it goes by the cursor again.
+    assert_eq!(h.ok().await.new_failures, 0);
+}
+
+#[tokio::test]
+async fn a_devlake_slower_than_the_deadline_ends_the_run_on_time_as_partial() {
+    let mut h = Harness::new("mon-slow").await;
+    // A per-request timeout far longer than the run's deadline, as configured in production.
+    h.devlake = DevLakeClient::new(ClientConfig {
+        endpoint: h.sim.url(),
+        request_timeout: Duration::from_secs(30),
+        ..ClientConfig::default()
+    })
+    .unwrap();
+    let sim = h.sim();
+    let ps = projects(&sim, 1, "slow");
+    insert(&sim, vec![finished(ps[0].1, "TASK_FAILED", 40, 30)]);
+    assert_eq!(h.ok().await.new_failures, 1);
+    let cursor = h.cursor().await.unwrap();
+
+    // DevLake now answers every request after 25 s; the run has 3 s.
+    let fresh = start_new(&sim, ps[0].1);
+    sim.finish_pipeline(fresh, "TASK_FAILED", "x").unwrap();
+    sim.set_faults(Faults {
+        latency_ms: 25_000,
+        ..Faults::default()
+    });
+    let started = std::time::Instant::now();
+    let late = h
+        .monitor()
+        .handle(
+            &json!({}),
+            Utc::now(),
+            Deadline::after(Duration::from_secs(3)),
+        )
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    assert_eq!(late.status, RunStatus::Partial, "{late:#?}");
+    assert!(late.errors[0].message.contains("deadline"), "{late:#?}");
+    assert_eq!(h.cursor().await.unwrap(), cursor, "cursor must not move");
+
+    // With no time left at all, nothing is sent.
+    sim.reset_log();
+    let none = h
+        .monitor()
+        .handle(&json!({}), Utc::now(), Deadline::after(Duration::ZERO))
+        .await
+        .unwrap();
+    assert_eq!(none.status, RunStatus::Partial);
+    assert_eq!(sim.count_matching("GET", "/pipelines"), 0);
+
+    // DevLake answers again: the next run records the failure.
+    sim.clear_faults();
+    let next = h.ok().await;
+    assert_eq!(next.new_failures, 1, "{next:#?}");
+    assert_eq!(next.failures[0].pipeline_id, fresh);
+}
+
+#[tokio::test]
 async fn an_expired_deadline_postpones_work_without_losing_any() {
     let mut h = Harness::new("mon-deadline").await;
     h.devlake = DevLakeClient::new(ClientConfig {
         endpoint: h.sim.url(),
         page_size: 50,
+        max_concurrency: 16,
         ..ClientConfig::default()
     })
     .unwrap();
@@ -1016,33 +1211,46 @@ async fn an_expired_deadline_postpones_work_without_losing_any() {
             .map(|i| finished(ps[(i % 3) as usize].1, "TASK_FAILED", 200 - i, 199 - i))
             .collect(),
     );
+    // Every page takes 1 s: the first page of each listing (read concurrently) is in before the
+    // deadline, the next page is cut off by it.
+    sim.set_faults(Faults {
+        list_latency_ms: 1000,
+        ..Faults::default()
+    });
     let late = h
         .monitor()
-        .handle(&json!({}), Utc::now(), Deadline::after(Duration::ZERO))
+        .handle(
+            &json!({}),
+            Utc::now(),
+            Deadline::after(Duration::from_millis(1600)),
+        )
         .await
         .unwrap();
     assert_eq!(late.status, RunStatus::Partial, "{late:#?}");
-    assert!(late
-        .errors
-        .iter()
-        .all(|e| e.message.starts_with("the Lambda deadline came first")));
+    assert!(
+        late.errors.iter().all(|e| e.message.contains("deadline")),
+        "{late:#?}"
+    );
     assert_eq!(
-        late.devlake_calls, 7,
-        "one page of each listing, no look-ups"
+        late.devlake_calls, 8,
+        "one page of each listing and the listing's second page cut off, no look-ups"
     );
     // Seen: the newest page of the listing and the newest 100 failures (the re-run safety net),
-    // i.e. seeds 20..120, all mapped by the run's blueprint sweep.
+    // i.e. seeds 20..120. No time is left for the blueprint sweep, so only those of the blueprint
+    // already known are recorded; the others stay for the next run.
     assert_eq!(late.pipelines_inspected, 100);
-    assert_eq!(late.new_failures, 100, "{late:#?}");
+    let known = (20..120).filter(|i| i % 3 == 0).count() as u64;
+    assert_eq!(late.new_failures, known, "{late:#?}");
     let after = h.cursor().await.unwrap();
     assert_eq!(
         after.max_pipeline_id, cursor.max_pipeline_id,
         "the cursor must not skip the gap"
     );
 
+    sim.clear_faults();
     let rest = h.ok().await;
-    assert_eq!(rest.new_failures, 120 - 100);
-    assert_eq!(rest.already_recorded, 100);
+    assert_eq!(rest.new_failures, 120 - known);
+    assert_eq!(rest.already_recorded, known);
     assert_eq!(h.failures().await.len(), 121);
     assert_eq!(h.project(&ps[0].0).await.failures_total, 41);
     assert_eq!(h.project(&ps[1].0).await.failures_total, 40);

@@ -9,8 +9,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, SubsecRound, TimeZone, Utc};
 use devlake_autopilot::store::{
     keys, Attempt, CommitOutcome, DynamoStore, FailureEvent, Job, MetricsSource, MissingBlueprint,
-    MonitorCursor, MonitorStore, OpenFailure, ProjectCommit, ProjectState, RerunClaim, RunLog,
-    RunRecord, StoreError,
+    MonitorCursor, MonitorStore, OpenFailure, PendingRerun, ProjectCommit, ProjectState,
+    RerunClaim, RerunSettlement, RunLog, RunRecord, StoreError,
 };
 use devlake_testkit::dynamo_calls::DynamoCallCounter;
 use devlake_testkit::stack::{dynamodb_local, free_port, local_sdk_config};
@@ -283,6 +283,7 @@ async fn cursor_saves_are_conditional_on_the_revision() {
             blueprint_id: 7,
             since: t(28, 9, 0),
         }],
+        lookback_from: Some(t(27, 10, 0)),
         updated_at: Some(t(28, 10, 5)),
         revision: 0,
     };
@@ -517,24 +518,34 @@ async fn a_project_item_is_deleted_only_at_the_revision_read() {
 async fn reruns_are_claimed_once_per_failure_and_up_to_the_maximum() {
     let (store, client) = store("store-rerun").await;
     let now = t(28, 10, 0);
+    let lease = chrono::Duration::minutes(15);
     assert_eq!(
-        store.claim_rerun(5, "a#5", 2, now).await.unwrap(),
+        store.claim_rerun(5, "a#5", 2, now, lease).await.unwrap(),
         RerunClaim::Granted { attempt: 1 }
     );
+    // In progress: a concurrent run does not take it.
     assert_eq!(
-        store.claim_rerun(5, "a#5", 2, now).await.unwrap(),
+        store.claim_rerun(5, "a#5", 2, now, lease).await.unwrap(),
+        RerunClaim::InProgress
+    );
+    assert!(store
+        .settle_rerun(5, "a#5", RerunSettlement::Done)
+        .await
+        .unwrap());
+    assert_eq!(
+        store.claim_rerun(5, "a#5", 2, now, lease).await.unwrap(),
         RerunClaim::AlreadyDone
     );
     assert_eq!(
-        store.claim_rerun(5, "b#5", 2, now).await.unwrap(),
+        store.claim_rerun(5, "b#5", 2, now, lease).await.unwrap(),
         RerunClaim::Granted { attempt: 2 }
     );
     assert_eq!(
-        store.claim_rerun(5, "c#5", 2, now).await.unwrap(),
+        store.claim_rerun(5, "c#5", 2, now, lease).await.unwrap(),
         RerunClaim::Exhausted
     );
     assert_eq!(
-        store.claim_rerun(6, "a#6", 0, now).await.unwrap(),
+        store.claim_rerun(6, "a#6", 0, now, lease).await.unwrap(),
         RerunClaim::Exhausted
     );
     let item = raw_item(&client, store.table(), keys::RERUN_PK, "5")
@@ -542,6 +553,72 @@ async fn reruns_are_claimed_once_per_failure_and_up_to_the_maximum() {
         .unwrap();
     assert_eq!(n(&item, "reruns"), 2);
     assert!(!item.contains_key("expiresAt"));
+}
+
+#[tokio::test]
+async fn a_released_or_expired_rerun_claim_is_taken_again_in_the_same_slot() {
+    let (store, _client) = store("store-rerun-lease").await;
+    let now = t(28, 10, 0);
+    let lease = chrono::Duration::minutes(15);
+    assert_eq!(
+        store.claim_rerun(7, "a#7", 1, now, lease).await.unwrap(),
+        RerunClaim::Granted { attempt: 1 }
+    );
+    assert!(store.pending_reruns(now).await.unwrap().is_empty());
+    // The request failed: released, listed, and taken again without using a second slot.
+    assert!(store
+        .settle_rerun(7, "a#7", RerunSettlement::Released)
+        .await
+        .unwrap());
+    assert_eq!(
+        store.pending_reruns(now).await.unwrap(),
+        vec![PendingRerun {
+            pipeline_id: 7,
+            failure_key: "a#7".into()
+        }]
+    );
+    assert_eq!(
+        store.claim_rerun(7, "a#7", 1, now, lease).await.unwrap(),
+        RerunClaim::Granted { attempt: 1 }
+    );
+    // The holder stopped before settling: nobody takes it before the lease ends ...
+    let almost = now + lease;
+    assert!(store.pending_reruns(almost).await.unwrap().is_empty());
+    assert_eq!(
+        store.claim_rerun(7, "a#7", 1, almost, lease).await.unwrap(),
+        RerunClaim::InProgress
+    );
+    // ... one run does after it; a second one racing it does not.
+    let later = almost + chrono::Duration::seconds(1);
+    assert_eq!(store.pending_reruns(later).await.unwrap().len(), 1);
+    let (a, b) = tokio::join!(
+        store.claim_rerun(7, "a#7", 1, later, lease),
+        store.claim_rerun(7, "a#7", 1, later, lease)
+    );
+    let mut outcomes = vec![a.unwrap(), b.unwrap()];
+    outcomes.sort_by_key(|o| format!("{o:?}"));
+    assert_eq!(
+        outcomes,
+        vec![RerunClaim::Granted { attempt: 1 }, RerunClaim::InProgress]
+    );
+    // The cap still holds for another failure of the pipeline.
+    assert_eq!(
+        store.claim_rerun(7, "b#7", 1, later, lease).await.unwrap(),
+        RerunClaim::Exhausted
+    );
+    assert!(store
+        .settle_rerun(7, "a#7", RerunSettlement::Done)
+        .await
+        .unwrap());
+    assert!(!store
+        .settle_rerun(7, "a#7", RerunSettlement::Released)
+        .await
+        .unwrap());
+    assert!(store
+        .pending_reruns(later + lease * 2)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 #[tokio::test]

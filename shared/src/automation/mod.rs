@@ -240,6 +240,15 @@ pub async fn handle(
             adopt::run(&ctx, r, now, &mut report).await
         }
     };
+    // A request every step needs (the start-up checks) cut off by the deadline: the run ends
+    // as partial, like any other work the deadline leaves for the next run.
+    let outcome = match outcome {
+        Err(Fatal(e)) if e.is_deadline() => {
+            report.error("run", &At::default(), &e);
+            Ok(())
+        }
+        other => other,
+    };
 
     let duration_ms = clock.elapsed().as_millis() as u64;
     let after = ports.devlake.calls();

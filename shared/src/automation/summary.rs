@@ -184,7 +184,9 @@ impl Report {
 
     /// Records a failed item and logs it.
     pub fn error(&mut self, step: &str, at: &At<'_>, error: &DevLakeError) {
-        self.error_message(step, at, error.to_string(), error.is_retryable());
+        // Cut off by the deadline: the next run does it.
+        let retryable = error.is_retryable() || error.is_deadline();
+        self.error_message(step, at, error.to_string(), retryable);
     }
 
     pub fn error_message(&mut self, step: &str, at: &At<'_>, message: String, retryable: bool) {

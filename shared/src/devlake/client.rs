@@ -720,16 +720,25 @@ impl DevLakeClient {
             .acquire()
             .await
             .expect("the client never closes its semaphore");
+        // One attempt may not outlast the run: it gets what is left of the deadline when that
+        // is less than `DEVLAKE_TIMEOUT_MS`, and is not sent at all with nothing left.
+        let deadline_error = || DevLakeError::Deadline {
+            method: method.to_string(),
+            path: shown.to_string(),
+        };
+        let timeout = match self.deadline.left() {
+            None => inner.request_timeout,
+            Some(left) if left.is_zero() => return Err(deadline_error()),
+            Some(left) => inner.request_timeout.min(left),
+        };
+        let cut_by_deadline = timeout < inner.request_timeout;
         if *method == Method::GET {
             inner.reads.fetch_add(1, Ordering::Relaxed);
         } else {
             inner.writes.fetch_add(1, Ordering::Relaxed);
         }
 
-        let mut request = inner
-            .http
-            .request(method.clone(), url)
-            .timeout(inner.request_timeout);
+        let mut request = inner.http.request(method.clone(), url).timeout(timeout);
         let auth = match (&inner.key_source, key) {
             (Some(_), Some(key)) => Some(bearer(key)?),
             _ => inner.auth.clone(),
@@ -747,7 +756,9 @@ impl DevLakeClient {
         let transport = |source: reqwest::Error| {
             // The path is already in the error; the URL would only repeat the endpoint.
             let source = source.without_url();
-            if is_unknown_issuer(&source) {
+            if cut_by_deadline && source.is_timeout() {
+                deadline_error()
+            } else if is_unknown_issuer(&source) {
                 DevLakeError::UntrustedCertificate {
                     method: method.to_string(),
                     path: shown.to_string(),

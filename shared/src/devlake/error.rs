@@ -24,6 +24,10 @@ pub enum DevLakeError {
         path: String,
         message: String,
     },
+    /// The run's deadline came before DevLake answered: the request was not sent (no time
+    /// left) or was cut off at the deadline. Not retried; the run reports itself partial.
+    #[error("the run's deadline came before DevLake answered {method} {path}")]
+    Deadline { method: String, path: String },
     /// Connect failure, reset, or timeout.
     #[error(
         "could not reach DevLake on {method} {path}: {}",
@@ -113,6 +117,11 @@ impl DevLakeError {
                 | DevLakeError::Redirect { .. }
                 | DevLakeError::Config(_)
         )
+    }
+
+    /// The run's deadline stopped the request: the next run does it (not retried in this one).
+    pub fn is_deadline(&self) -> bool {
+        matches!(self, DevLakeError::Deadline { .. })
     }
 
     pub fn is_not_found(&self) -> bool {

@@ -218,20 +218,30 @@ pub(crate) fn build(
 
     // Only the unfiltered listing proves that every id up to its top was seen.
     let top = obs.listed.iter().map(|p| p.id).max();
-    let max_pipeline_id = match basis {
-        Basis::Cursor(c) if obs.listed_complete => c.max_pipeline_id.max(top.unwrap_or(0)),
-        Basis::Cursor(c) => c.max_pipeline_id,
-        Basis::Lookback { .. } => top
-            .unwrap_or(0)
-            .max(loaded.map_or(0, |c| c.max_pipeline_id)),
+    let loaded_max = loaded.map_or(0, |c| c.max_pipeline_id);
+    let (max_pipeline_id, watermark, lookback_from) = match basis {
+        Basis::Cursor(c) if obs.listed_complete => (
+            c.max_pipeline_id.max(top.unwrap_or(0)),
+            c.watermark.max(latest_finish),
+            None,
+        ),
+        Basis::Cursor(c) => (c.max_pipeline_id, c.watermark.max(latest_finish), None),
+        Basis::Lookback { window_start } if obs.listed_complete => (
+            top.unwrap_or(0).max(loaded_max),
+            Some(window_start)
+                .max(loaded.and_then(|c| c.watermark))
+                .max(latest_finish),
+            None,
+        ),
+        // Cut short: ids below the last page read were not listed. Claiming them (the top
+        // as `max_pipeline_id`, the latest end as watermark) would lose their failures, so
+        // the cursor keeps what it had and the next run looks back from the same start.
+        Basis::Lookback { window_start } => (
+            loaded_max,
+            loaded.and_then(|c| c.watermark),
+            Some(window_start),
+        ),
     };
-    let base_watermark = match basis {
-        Basis::Cursor(c) => c.watermark,
-        Basis::Lookback { window_start } => {
-            Some(window_start).max(loaded.and_then(|c| c.watermark))
-        }
-    };
-    let watermark = base_watermark.max(latest_finish);
 
     // Running time of the current attempt. DevLake keeps a re-run's first `beganAt` (and its
     // previous `finishedAt`), so a re-run's attempt counts from when a run first saw it running.
@@ -293,6 +303,7 @@ pub(crate) fn build(
             missing_blueprints: loaded
                 .map(|c| c.missing_blueprints.clone())
                 .unwrap_or_default(),
+            lookback_from,
             updated_at: Some(now),
             revision: loaded.map_or(0, |c| c.revision),
         },

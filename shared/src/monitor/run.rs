@@ -13,7 +13,7 @@ use crate::devlake::models::{status, Blueprint, Pipeline, PipelineQuery};
 use crate::devlake::{DevLakeClient, DevLakeError};
 use crate::store::{
     CommitOutcome, FailureEvent, Job, MissingBlueprint, MonitorCursor, MonitorStore, OpenFailure,
-    ProjectCommit, ProjectState, RerunClaim, RunRecord, StoreError, StoredProject,
+    ProjectCommit, ProjectState, RerunClaim, RerunSettlement, RunRecord, StoreError, StoredProject,
     MAX_EVENTS_PER_COMMIT,
 };
 
@@ -161,7 +161,28 @@ impl Monitor<'_> {
             devlake: &devlake,
             ..*self
         };
-        let outcome = bounded.execute(now, request, deadline).await;
+        let outcome = match bounded.execute(now, request, deadline).await {
+            // DevLake did not answer before the deadline: nothing after that point was
+            // written (the cursor is saved last and every write before it is idempotent), so
+            // the next run starts from consistent state; this one reports what stopped it.
+            Err(stopped)
+                if matches!(
+                    stopped.error,
+                    MonitorError::DevLake(DevLakeError::Deadline { .. })
+                ) =>
+            {
+                Ok((
+                    Summary::cut_short(
+                        now,
+                        request.dry_run,
+                        request.rescan,
+                        deadline_issue(stopped.error.to_string()),
+                    ),
+                    BTreeMap::new(),
+                ))
+            }
+            other => other,
+        };
         let duration_ms = started.elapsed().as_millis() as u64;
         let finished_at = started_at + chrono::Duration::milliseconds(duration_ms as i64);
         let devlake_calls = self.devlake.calls().total().saturating_sub(calls_before);
@@ -169,6 +190,9 @@ impl Monitor<'_> {
             Ok((mut summary, per_project)) => {
                 summary.duration_ms = duration_ms;
                 summary.devlake_calls = devlake_calls;
+                // The log line and the run record carry a copy whose lists keep their first
+                // entries (totals under `truncated`), within both their size limits.
+                let recorded = summary.recorded();
                 tracing::info!(
                     status = ?summary.status,
                     dry_run = summary.dry_run,
@@ -180,11 +204,12 @@ impl Monitor<'_> {
                     devlake_calls,
                     errors = summary.errors.len(),
                     duration_ms,
+                    summary = %recorded,
                     "monitor run finished"
                 );
                 if !request.dry_run {
                     let success = summary.status == RunStatus::Ok;
-                    let value = serde_json::to_value(&summary).unwrap_or(Value::Null);
+                    let value = recorded;
                     self.record(finished_at, success, Some(true), duration_ms, value)
                         .await;
                     self.emit(self.datums(
@@ -311,7 +336,11 @@ impl Monitor<'_> {
             devlake_up: None,
         })?;
         let basis = match (&loaded, request.rescan) {
-            (Some(cursor), false) => Basis::Cursor(cursor),
+            (Some(cursor), false) => match cursor.lookback_from {
+                // An earlier look-back did not finish its listing: finish it.
+                Some(window_start) => Basis::Lookback { window_start },
+                None => Basis::Cursor(cursor),
+            },
             _ => Basis::Lookback {
                 window_start: now - settings.initial_lookback,
             },
@@ -323,9 +352,19 @@ impl Monitor<'_> {
                 project: None,
                 pipeline_id: obs.listed.iter().map(|p| p.id).min(),
                 blueprint_id: None,
-                message: "the Lambda deadline came first: the pipeline listing did not reach \
-                          the cursor; the next run starts again from the same cursor"
-                    .to_string(),
+                message: match basis {
+                    Basis::Cursor(_) => {
+                        "the Lambda deadline came first: the pipeline listing \
+                                         did not reach the cursor; the next run starts again \
+                                         from the same cursor"
+                    }
+                    Basis::Lookback { .. } => {
+                        "the Lambda deadline came first: the pipeline \
+                                               listing did not reach the look-back floor; the \
+                                               next run looks back again from the same start"
+                    }
+                }
+                .to_string(),
             });
         }
         let needed = plan::lookups_needed(basis, &obs);
@@ -736,8 +775,14 @@ impl Monitor<'_> {
         let size = RECENT_FAILURES_PAGE;
         let mut rows: Vec<Pipeline> = Vec::new();
         let mut page = 1u32;
+        let mut covered_from = 0;
         loop {
-            let answer = self.devlake.pipelines_page(&query, page, size).await?;
+            let answer = match self.devlake.pipelines_page(&query, page, size).await {
+                Ok(answer) => answer,
+                // Cut off at the deadline after the first page: what was read stands.
+                Err(DevLakeError::Deadline { .. }) if page > 1 => return Ok((rows, covered_from)),
+                Err(e) => return Err(e),
+            };
             let n = answer.pipelines.len();
             let lowest = answer.pipelines.iter().map(|p| p.id).min();
             rows.extend(answer.pipelines);
@@ -749,6 +794,7 @@ impl Monitor<'_> {
             if lowest <= down_to || page >= RECHECK_PAGES || deadline.passed() {
                 return Ok((rows, lowest));
             }
+            covered_from = lowest;
             page += 1;
         }
     }
@@ -773,10 +819,16 @@ impl Monitor<'_> {
             if page > 1 && deadline.passed() {
                 return Ok((rows, false));
             }
-            let answer = self
+            let answer = match self
                 .devlake
                 .pipelines_page(&PipelineQuery::default(), page, size)
-                .await?;
+                .await
+            {
+                Ok(answer) => answer,
+                // Cut off at the deadline after the first page: a listing cut short.
+                Err(DevLakeError::Deadline { .. }) if page > 1 => return Ok((rows, false)),
+                Err(e) => return Err(e),
+            };
             let n = answer.pipelines.len();
             let reached = answer.pipelines.iter().any(|p| match (basis, floor) {
                 (Basis::Cursor(c), _) => p.id <= c.max_pipeline_id,
@@ -1134,8 +1186,11 @@ impl Monitor<'_> {
     }
 
     /// Re-runs each project's newest failure when it was recorded by this run, nothing of its
-    /// blueprint is pending, and `AUTO_RERUN_MAX` allows it. The claim in the table comes first,
-    /// so a failure is never re-run twice, even if the POST then fails.
+    /// blueprint is pending, and `AUTO_RERUN_MAX` allows it; then takes up the claims earlier
+    /// runs released (their request failed) or left in progress past their lease (they
+    /// stopped before sending it). The claim in the table comes first and is settled after
+    /// DevLake answers, so a failure is re-run at least once and, unless a run stops between
+    /// DevLake's acceptance and the settlement, at most once.
     #[allow(clippy::too_many_arguments)]
     async fn auto_rerun(
         &self,
@@ -1148,12 +1203,13 @@ impl Monitor<'_> {
         errors: &mut Vec<RunIssue>,
     ) -> Result<Vec<u64>, Stopped> {
         let max = self.settings.auto_rerun_max;
-        if max == 0 || new_events.is_empty() {
+        if max == 0 {
             return Ok(Vec::new());
         }
         let new_keys: HashSet<String> = new_events.iter().map(FailureEvent::key).collect();
         let busy_blueprints: HashSet<u64> = unfinished.values().map(|p| p.blueprint_id).collect();
         let mut rerun = Vec::new();
+        let mut tried = HashSet::new();
         for (name, facts) in by_project {
             let Some(latest) = facts.iter().max_by_key(|p| (p.finished_at, p.id)) else {
                 continue;
@@ -1177,38 +1233,156 @@ impl Monitor<'_> {
                     "re-run of pipeline {} and later ones not requested",
                     latest.id
                 )));
+                return Ok(rerun);
+            }
+            tried.insert(latest.id);
+            if self
+                .rerun_once(Some(name), latest, &key, now, errors)
+                .await?
+            {
+                rerun.push(latest.id);
+            }
+        }
+        if dry_run {
+            return Ok(rerun);
+        }
+        let pending = match self.store.pending_reruns(now).await {
+            Ok(pending) => pending,
+            Err(e) if e.is_retryable() => return Err(e.into()),
+            Err(e) => {
+                errors.push(RunIssue {
+                    project: None,
+                    pipeline_id: None,
+                    blueprint_id: None,
+                    message: format!("pending re-runs not read: {e}"),
+                });
+                return Ok(rerun);
+            }
+        };
+        let pending = pending
+            .into_iter()
+            .filter(|c| !tried.contains(&c.pipeline_id) && !unfinished.contains_key(&c.pipeline_id))
+            .take(PENDING_RERUNS_PER_RUN);
+        for claim in pending {
+            if deadline.passed() {
+                errors.push(deadline_issue(format!(
+                    "pending re-run of pipeline {} and later ones not requested",
+                    claim.pipeline_id
+                )));
                 break;
             }
-            let issue = |message: String| RunIssue {
-                project: Some(name.clone()),
-                pipeline_id: Some(latest.id),
-                blueprint_id: Some(latest.blueprint_id),
-                message,
+            let pipeline = match self.devlake.pipeline(claim.pipeline_id).await {
+                Ok(p) => p,
+                Err(e) => {
+                    errors.push(RunIssue {
+                        project: None,
+                        pipeline_id: Some(claim.pipeline_id),
+                        blueprint_id: None,
+                        message: format!("pending re-run not checked: {e}"),
+                    });
+                    continue;
+                }
             };
-            match self.store.claim_rerun(latest.id, &key, max, now).await {
-                Ok(RerunClaim::Granted { attempt }) => {
-                    match self.devlake.rerun_pipeline(latest.id).await {
-                        Ok(_) => {
-                            tracing::info!(project = %name, pipeline_id = latest.id, attempt, max, "pipeline re-run");
-                            rerun.push(latest.id);
-                        }
-                        Err(e) => {
-                            tracing::warn!(project = %name, pipeline_id = latest.id, error = %e, "re-run refused; not tried again for this failure");
-                            errors.push(issue(format!("re-run failed: {e}")));
-                        }
-                    }
+            if busy_blueprints.contains(&pipeline.blueprint_id) {
+                continue;
+            }
+            let Some(finished) = pipeline.finished_at else {
+                // Running: DevLake took an earlier request; it settles when it finishes.
+                continue;
+            };
+            let key = super::project::failure_event("", &pipeline, finished).key();
+            if key != claim.failure_key {
+                // The pipeline ran again since (an earlier request was taken, or someone
+                // re-ran it): this failure needs nothing more.
+                if let Err(e) = self
+                    .store
+                    .settle_rerun(claim.pipeline_id, &claim.failure_key, RerunSettlement::Done)
+                    .await
+                {
+                    tracing::warn!(pipeline_id = claim.pipeline_id, error = %e, "stale re-run claim not settled");
                 }
-                Ok(RerunClaim::AlreadyDone) => {}
-                Ok(RerunClaim::Exhausted) => {
-                    tracing::info!(project = %name, pipeline_id = latest.id, max, "AUTO_RERUN_MAX reached; not re-running");
-                }
-                Err(e) if e.is_retryable() => return Err(e.into()),
-                Err(e) => errors.push(issue(format!("re-run not claimed: {e}"))),
+                continue;
+            }
+            if self.rerun_once(None, &pipeline, &key, now, errors).await? {
+                rerun.push(pipeline.id);
             }
         }
         Ok(rerun)
     }
+
+    /// Claims, requests and settles one re-run of `pipeline`'s failure `key`. `Ok(true)`:
+    /// DevLake accepted it.
+    async fn rerun_once(
+        &self,
+        project: Option<&String>,
+        pipeline: &Pipeline,
+        key: &str,
+        now: DateTime<Utc>,
+        errors: &mut Vec<RunIssue>,
+    ) -> Result<bool, Stopped> {
+        let max = self.settings.auto_rerun_max;
+        let issue = |message: String| RunIssue {
+            project: project.cloned(),
+            pipeline_id: Some(pipeline.id),
+            blueprint_id: Some(pipeline.blueprint_id),
+            message,
+        };
+        let id = pipeline.id;
+        match self
+            .store
+            .claim_rerun(id, key, max, now, RERUN_CLAIM_LEASE)
+            .await
+        {
+            Ok(RerunClaim::Granted { attempt }) => match self.devlake.rerun_pipeline(id).await {
+                Ok(_) => {
+                    tracing::info!(project = ?project, pipeline_id = id, attempt, max, "pipeline re-run");
+                    if let Err(e) = self
+                        .store
+                        .settle_rerun(id, key, RerunSettlement::Done)
+                        .await
+                    {
+                        // Left in progress: retried after the lease only if the pipeline
+                        // still shows this failure then, which it no longer does once
+                        // DevLake starts it.
+                        tracing::warn!(pipeline_id = id, error = %e, "re-run claim not settled");
+                    }
+                    Ok(true)
+                }
+                Err(e) => {
+                    tracing::warn!(project = ?project, pipeline_id = id, error = %e, "re-run refused; a later run asks again");
+                    errors.push(issue(format!("re-run failed: {e}")));
+                    if let Err(e) = self
+                        .store
+                        .settle_rerun(id, key, RerunSettlement::Released)
+                        .await
+                    {
+                        // Taken up again once the lease ends.
+                        tracing::warn!(pipeline_id = id, error = %e, "re-run claim not released");
+                    }
+                    Ok(false)
+                }
+            },
+            Ok(RerunClaim::AlreadyDone | RerunClaim::InProgress) => Ok(false),
+            Ok(RerunClaim::Exhausted) => {
+                tracing::info!(project = ?project, pipeline_id = id, max, "AUTO_RERUN_MAX reached; not re-running");
+                Ok(false)
+            }
+            Err(e) if e.is_retryable() => Err(e.into()),
+            Err(e) => {
+                errors.push(issue(format!("re-run not claimed: {e}")));
+                Ok(false)
+            }
+        }
+    }
 }
+
+/// Pending re-run claims taken up per run (each costs a `GET /pipelines/{id}`): bounds a run's
+/// calls while DevLake refuses many re-runs; the rest wait for the next runs.
+pub const PENDING_RERUNS_PER_RUN: usize = 20;
+
+/// How long a re-run claim stays in progress before another run may take it up: the longest
+/// a Lambda invocation lives, so the run that holds it has ended by then.
+pub const RERUN_CLAIM_LEASE: chrono::Duration = chrono::Duration::minutes(15);
 
 /// Keeps `open` holding the project's latest failure while its latest finished pipeline is
 /// one: when this run's facts moved the project's latest, its entry is replaced (or dropped on

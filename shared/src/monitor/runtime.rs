@@ -129,7 +129,7 @@ impl MonitorFunction {
             "DynamoDB capacity consumed by the run"
         );
         let summary = result?;
-        Ok(serde_json::to_value(summary).unwrap_or(Value::Null))
+        Ok(summary.response())
     }
 }
 

@@ -98,3 +98,100 @@ pub struct Summary {
     pub errors: Vec<RunIssue>,
     pub duration_ms: u64,
 }
+
+impl Summary {
+    /// A run stopped by its deadline before it could account for anything: nothing counted,
+    /// the cursor not saved, `issue` saying why.
+    pub(crate) fn cut_short(
+        now: DateTime<Utc>,
+        dry_run: bool,
+        rescan: bool,
+        issue: RunIssue,
+    ) -> Self {
+        Summary {
+            status: RunStatus::Partial,
+            dry_run,
+            rescan,
+            now,
+            new_failures: 0,
+            already_recorded: 0,
+            pipelines_inspected: 0,
+            stuck: 0,
+            reruns: 0,
+            devlake_calls: 0,
+            skipped_without_project: 0,
+            cursor: CursorBrief {
+                max_pipeline_id: 0,
+                watching: 0,
+                saved: false,
+            },
+            failures: Vec::new(),
+            rerun_pipeline_ids: Vec::new(),
+            expiry: None,
+            conflicts: Vec::new(),
+            errors: vec![issue],
+            duration_ms: 0,
+        }
+    }
+}
+
+/// The summary's lists that grow with the number of projects, cut in the copies that have a
+/// size limit (see [`crate::limits::bounded`]).
+pub const SUMMARY_LISTS: &[&[&str]] = &[&["errors"], &["rerunPipelineIds"], &["failures"]];
+
+impl Summary {
+    /// The copy for the run record and the closing log line: each list keeps its first
+    /// [`crate::limits::RECORD_LIST_LIMIT`] entries, with the totals under `truncated`.
+    pub fn recorded(&self) -> Value {
+        crate::limits::bounded(
+            &serde_json::to_value(self).unwrap_or(Value::Null),
+            SUMMARY_LISTS,
+            Some(crate::limits::RECORD_LIST_LIMIT),
+            crate::limits::RECORD_SUMMARY_MAX_BYTES,
+        )
+    }
+
+    /// The invocation's answer: complete unless it would outgrow Lambda's response limit.
+    pub fn response(&self) -> Value {
+        crate::limits::bounded(
+            &serde_json::to_value(self).unwrap_or(Value::Null),
+            SUMMARY_LISTS,
+            None,
+            crate::limits::RESPONSE_SUMMARY_MAX_BYTES,
+        )
+    }
+}
+
+#[cfg(test)]
+mod bounded_tests {
+    use super::*;
+
+    #[test]
+    fn long_lists_are_cut_with_their_totals_in_the_recorded_copy() {
+        let issue = |i: u64| RunIssue {
+            project: Some(format!("github/acme/svc-{i}")),
+            pipeline_id: Some(i),
+            blueprint_id: Some(i),
+            message: "re-run failed: DevLake answered 500".into(),
+        };
+        let mut s = Summary::cut_short(Utc::now(), false, false, issue(0));
+        s.errors = (0..5000).map(issue).collect();
+        s.rerun_pipeline_ids = (0..3000).collect();
+        let recorded = s.recorded();
+        assert_eq!(recorded["errors"].as_array().unwrap().len(), 100);
+        assert_eq!(recorded["rerunPipelineIds"].as_array().unwrap().len(), 100);
+        assert_eq!(
+            recorded["truncated"]["errors"],
+            serde_json::json!({"total": 5000, "shown": 100})
+        );
+        assert_eq!(
+            recorded["truncated"]["rerunPipelineIds"],
+            serde_json::json!({"total": 3000, "shown": 100})
+        );
+        assert!(crate::limits::json_len(&recorded) <= crate::limits::RECORD_SUMMARY_MAX_BYTES);
+        // The answer keeps everything (it fits Lambda's response limit).
+        let response = s.response();
+        assert_eq!(response["errors"].as_array().unwrap().len(), 5000);
+        assert!(response.get("truncated").is_none());
+    }
+}

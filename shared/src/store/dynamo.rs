@@ -180,6 +180,41 @@ fn key(pk: impl Into<String>, sk: impl Into<String>) -> Item {
     HashMap::from([(keys::PK.to_string(), s(pk)), (keys::SK.to_string(), s(sk))])
 }
 
+impl DynamoStore {
+    async fn rerun_item(&self, pipeline_id: u64) -> Result<Item, StoreError> {
+        Ok(self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(keys::RERUN_PK, pipeline_id.to_string())))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_error("GetItem", e))?
+            .item
+            .unwrap_or_default())
+    }
+}
+
+/// Attributes and states of a `RERUN` item's claim.
+mod rerun {
+    pub const STATE: &str = "claimState";
+    /// Epoch milliseconds at which an in-progress claim may be taken again.
+    pub const EXPIRES: &str = "claimExpiresAtMs";
+    pub const PENDING: &str = "IN_PROGRESS";
+    pub const DONE: &str = "DONE";
+    pub const RELEASED: &str = "RELEASED";
+}
+
+fn is_conditional_failure<R>(
+    e: &SdkError<aws_sdk_dynamodb::operation::update_item::UpdateItemError, R>,
+) -> bool {
+    matches!(
+        e.as_service_error(),
+        Some(aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(_))
+    )
+}
+
 fn number(item: &Item, name: &str) -> Option<u64> {
     match item.get(name) {
         Some(AttributeValue::N(v)) => v.parse().ok(),
@@ -920,18 +955,21 @@ impl MonitorStore for DynamoStore {
         failure_key: &str,
         max: u32,
         now: DateTime<Utc>,
+        lease: chrono::Duration,
     ) -> Result<RerunClaim, StoreError> {
         const OP: &str = "UpdateItem";
         if max == 0 {
             return Ok(RerunClaim::Exhausted);
         }
+        let expires = (now + lease).timestamp_millis();
+        // A new failure of the pipeline takes the next slot, if one is left.
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key(keys::RERUN_PK, pipeline_id.to_string())))
             .update_expression(
-                "SET #count = if_not_exists(#count, :zero) + :one, #last = :key, #pid = :pid, #at = :now",
+                "SET #count = if_not_exists(#count, :zero) + :one, #last = :key, #pid = :pid, #at = :now, #st = :pending, #exp = :exp",
             )
             .condition_expression(
                 "attribute_not_exists(pk) OR (#count < :max AND #last <> :key)",
@@ -940,17 +978,87 @@ impl MonitorStore for DynamoStore {
             .expression_attribute_names("#last", "lastFailureKey")
             .expression_attribute_names("#pid", "pipelineId")
             .expression_attribute_names("#at", "lastRerunAt")
+            .expression_attribute_names("#st", rerun::STATE)
+            .expression_attribute_names("#exp", rerun::EXPIRES)
             .expression_attribute_values(":zero", n(0))
             .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":max", n(max))
             .expression_attribute_values(":key", s(failure_key))
             .expression_attribute_values(":pid", n(pipeline_id))
+            .expression_attribute_values(":pending", s(rerun::PENDING))
+            .expression_attribute_values(":exp", n(expires))
             .expression_attribute_values(
                 ":now",
                 s(now.to_rfc3339_opts(SecondsFormat::Millis, true)),
             )
             .return_values(ReturnValue::UpdatedNew)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await;
+        let failed = match result {
+            Ok(out) => {
+                self.note_capacity(Access::Write, out.consumed_capacity());
+                let attempt = out
+                    .attributes
+                    .as_ref()
+                    .and_then(|a| number(a, "reruns"))
+                    .unwrap_or(1);
+                return Ok(RerunClaim::Granted {
+                    attempt: attempt as u32,
+                });
+            }
+            Err(e) => match e.as_service_error().and_then(|e| match e {
+                aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c) => Some(c.item().cloned()),
+                _ => None,
+            }) {
+                Some(item) => item,
+                None => return Err(store_error(OP, e)),
+            },
+        };
+        let old = match failed {
+            Some(item) => item,
+            // Older DynamoDB Local builds do not return the item: read it.
+            None => self.rerun_item(pipeline_id).await?,
+        };
+        if string(&old, "lastFailureKey") != Some(failure_key) {
+            return Ok(RerunClaim::Exhausted);
+        }
+        // Items written before claims had a state were settled when written.
+        match string(&old, rerun::STATE).unwrap_or(rerun::DONE) {
+            rerun::DONE => return Ok(RerunClaim::AlreadyDone),
+            rerun::PENDING
+                if number(&old, rerun::EXPIRES).unwrap_or(0) as i64 >= now.timestamp_millis() =>
+            {
+                return Ok(RerunClaim::InProgress)
+            }
+            _ => {}
+        }
+        // Released, or its lease ended: take this failure's claim again (same slot). The
+        // condition makes one of several concurrent runs win.
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(keys::RERUN_PK, pipeline_id.to_string())))
+            .update_expression("SET #at = :now, #st = :pending, #exp = :exp")
+            .condition_expression(
+                "#last = :key AND (#st = :released OR (#st = :pending AND #exp < :nowms))",
+            )
+            .expression_attribute_names("#last", "lastFailureKey")
+            .expression_attribute_names("#at", "lastRerunAt")
+            .expression_attribute_names("#st", rerun::STATE)
+            .expression_attribute_names("#exp", rerun::EXPIRES)
+            .expression_attribute_values(":key", s(failure_key))
+            .expression_attribute_values(":pending", s(rerun::PENDING))
+            .expression_attribute_values(":released", s(rerun::RELEASED))
+            .expression_attribute_values(":exp", n(expires))
+            .expression_attribute_values(":nowms", n(now.timestamp_millis()))
+            .expression_attribute_values(
+                ":now",
+                s(now.to_rfc3339_opts(SecondsFormat::Millis, true)),
+            )
+            .return_values(ReturnValue::AllNew)
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await;
@@ -966,33 +1074,82 @@ impl MonitorStore for DynamoStore {
                     attempt: attempt as u32,
                 })
             }
-            Err(e) => {
-                let Some(failed) = e.as_service_error().and_then(|e| match e {
-                    aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c) => Some(c),
-                    _ => None,
-                }) else {
-                    return Err(store_error(OP, e));
-                };
-                let old = match failed.item() {
-                    Some(item) => item.clone(),
-                    // Older DynamoDB Local builds do not return the item: read it.
-                    None => self
-                        .client
-                        .get_item()
-                        .table_name(&self.table)
-                        .set_key(Some(key(keys::RERUN_PK, pipeline_id.to_string())))
-                        .consistent_read(true)
-                        .send()
-                        .await
-                        .map_err(|e| store_error("GetItem", e))?
-                        .item
-                        .unwrap_or_default(),
-                };
-                Ok(if string(&old, "lastFailureKey") == Some(failure_key) {
-                    RerunClaim::AlreadyDone
-                } else {
-                    RerunClaim::Exhausted
-                })
+            Err(e) if is_conditional_failure(&e) => Ok(RerunClaim::InProgress),
+            Err(e) => Err(store_error(OP, e)),
+        }
+    }
+
+    async fn settle_rerun(
+        &self,
+        pipeline_id: u64,
+        failure_key: &str,
+        settlement: RerunSettlement,
+    ) -> Result<bool, StoreError> {
+        let state = match settlement {
+            RerunSettlement::Done => rerun::DONE,
+            RerunSettlement::Released => rerun::RELEASED,
+        };
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(keys::RERUN_PK, pipeline_id.to_string())))
+            .update_expression("SET #st = :state")
+            .condition_expression("#last = :key AND #st <> :done")
+            .expression_attribute_names("#last", "lastFailureKey")
+            .expression_attribute_names("#st", rerun::STATE)
+            .expression_attribute_values(":key", s(failure_key))
+            .expression_attribute_values(":done", s(rerun::DONE))
+            .expression_attribute_values(":state", s(state))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await;
+        match result {
+            Ok(out) => {
+                self.note_capacity(Access::Write, out.consumed_capacity());
+                Ok(true)
+            }
+            Err(e) if is_conditional_failure(&e) => Ok(false),
+            Err(e) => Err(store_error("UpdateItem", e)),
+        }
+    }
+
+    async fn pending_reruns(&self, now: DateTime<Utc>) -> Result<Vec<PendingRerun>, StoreError> {
+        let mut pending = Vec::new();
+        let mut start_key = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("#pk = :pk")
+                .filter_expression("#st = :released OR (#st = :pending AND #exp < :nowms)")
+                .expression_attribute_names("#pk", keys::PK)
+                .expression_attribute_names("#st", rerun::STATE)
+                .expression_attribute_names("#exp", rerun::EXPIRES)
+                .expression_attribute_values(":pk", s(keys::RERUN_PK))
+                .expression_attribute_values(":pending", s(rerun::PENDING))
+                .expression_attribute_values(":released", s(rerun::RELEASED))
+                .expression_attribute_values(":nowms", n(now.timestamp_millis()))
+                .set_exclusive_start_key(start_key)
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .send()
+                .await
+                .map_err(|e| store_error("Query RERUN", e))?;
+            self.note_capacity(Access::Read, page.consumed_capacity());
+            for item in page.items.unwrap_or_default() {
+                if let (Some(pipeline_id), Some(failure_key)) =
+                    (number(&item, "pipelineId"), string(&item, "lastFailureKey"))
+                {
+                    pending.push(PendingRerun {
+                        pipeline_id,
+                        failure_key: failure_key.to_string(),
+                    });
+                }
+            }
+            start_key = page.last_evaluated_key.filter(|k| !k.is_empty());
+            if start_key.is_none() {
+                return Ok(pending);
             }
         }
     }

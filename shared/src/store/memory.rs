@@ -18,8 +18,32 @@ struct Tables {
     runs: HashMap<Job, RunRecord>,
     blueprints: BTreeMap<u64, String>,
     blueprints_at: BTreeMap<u64, DateTime<Utc>>,
-    /// Pipeline id → (re-runs taken, failure key of the last one).
-    reruns: BTreeMap<u64, (u32, String)>,
+    reruns: BTreeMap<u64, RerunEntry>,
+}
+
+/// Mirrors the adapter's `RERUN` item.
+#[derive(Debug, Clone)]
+struct RerunEntry {
+    /// Failures of the pipeline claimed so far.
+    count: u32,
+    /// Key of the last claimed failure.
+    key: String,
+    state: ClaimState,
+    expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ClaimState {
+    Pending,
+    Done,
+    Released,
+}
+
+impl RerunEntry {
+    fn can_retake(&self, now: DateTime<Utc>) -> bool {
+        self.state == ClaimState::Released
+            || (self.state == ClaimState::Pending && self.expires_at < now)
+    }
 }
 
 /// See the module documentation.
@@ -82,7 +106,7 @@ impl MemoryStore {
         self.lock()
             .reruns
             .get(&pipeline_id)
-            .map(|(n, _)| *n)
+            .map(|e| e.count)
             .unwrap_or(0)
     }
 
@@ -278,23 +302,76 @@ impl MonitorStore for MemoryStore {
         pipeline_id: u64,
         failure_key: &str,
         max: u32,
-        _now: DateTime<Utc>,
+        now: DateTime<Utc>,
+        lease: chrono::Duration,
     ) -> Result<RerunClaim, StoreError> {
         self.check("UpdateItem")?;
+        if max == 0 {
+            return Ok(RerunClaim::Exhausted);
+        }
         let mut tables = self.lock();
-        let entry = tables.reruns.get(&pipeline_id).cloned();
+        let entry = tables.reruns.get_mut(&pipeline_id);
         match entry {
-            Some((_, last)) if last == failure_key => Ok(RerunClaim::AlreadyDone),
-            Some((n, _)) if n >= max => Ok(RerunClaim::Exhausted),
-            _ if max == 0 => Ok(RerunClaim::Exhausted),
+            Some(e) if e.key == failure_key => {
+                if e.can_retake(now) {
+                    e.state = ClaimState::Pending;
+                    e.expires_at = now + lease;
+                    Ok(RerunClaim::Granted { attempt: e.count })
+                } else if e.state == ClaimState::Done {
+                    Ok(RerunClaim::AlreadyDone)
+                } else {
+                    Ok(RerunClaim::InProgress)
+                }
+            }
+            Some(e) if e.count >= max => Ok(RerunClaim::Exhausted),
             other => {
-                let attempt = other.map_or(0, |(n, _)| n) + 1;
-                tables
-                    .reruns
-                    .insert(pipeline_id, (attempt, failure_key.to_string()));
+                let attempt = other.map_or(0, |e| e.count) + 1;
+                tables.reruns.insert(
+                    pipeline_id,
+                    RerunEntry {
+                        count: attempt,
+                        key: failure_key.to_string(),
+                        state: ClaimState::Pending,
+                        expires_at: now + lease,
+                    },
+                );
                 Ok(RerunClaim::Granted { attempt })
             }
         }
+    }
+
+    async fn settle_rerun(
+        &self,
+        pipeline_id: u64,
+        failure_key: &str,
+        settlement: RerunSettlement,
+    ) -> Result<bool, StoreError> {
+        self.check("UpdateItem")?;
+        let mut tables = self.lock();
+        match tables.reruns.get_mut(&pipeline_id) {
+            Some(e) if e.key == failure_key && e.state != ClaimState::Done => {
+                e.state = match settlement {
+                    RerunSettlement::Done => ClaimState::Done,
+                    RerunSettlement::Released => ClaimState::Released,
+                };
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn pending_reruns(&self, now: DateTime<Utc>) -> Result<Vec<PendingRerun>, StoreError> {
+        self.check("Query")?;
+        Ok(self
+            .lock()
+            .reruns
+            .iter()
+            .filter(|(_, e)| e.can_retake(now))
+            .map(|(id, e)| PendingRerun {
+                pipeline_id: *id,
+                failure_key: e.key.clone(),
+            })
+            .collect())
     }
 }
 
@@ -376,25 +453,58 @@ mod tests {
     async fn reruns_are_claimed_once_per_failure_up_to_max() {
         let store = MemoryStore::new();
         let now = Utc::now();
+        let lease = chrono::Duration::minutes(15);
         assert_eq!(
-            store.claim_rerun(7, "a", 2, now).await.unwrap(),
+            store.claim_rerun(7, "a", 2, now, lease).await.unwrap(),
             RerunClaim::Granted { attempt: 1 }
         );
         assert_eq!(
-            store.claim_rerun(7, "a", 2, now).await.unwrap(),
+            store.claim_rerun(7, "a", 2, now, lease).await.unwrap(),
+            RerunClaim::InProgress
+        );
+        assert!(store
+            .settle_rerun(7, "a", RerunSettlement::Done)
+            .await
+            .unwrap());
+        assert_eq!(
+            store.claim_rerun(7, "a", 2, now, lease).await.unwrap(),
             RerunClaim::AlreadyDone
         );
         assert_eq!(
-            store.claim_rerun(7, "b", 2, now).await.unwrap(),
+            store.claim_rerun(7, "b", 2, now, lease).await.unwrap(),
+            RerunClaim::Granted { attempt: 2 }
+        );
+        // A released claim is taken up again in the same slot.
+        assert!(store
+            .settle_rerun(7, "b", RerunSettlement::Released)
+            .await
+            .unwrap());
+        assert_eq!(store.pending_reruns(now).await.unwrap().len(), 1);
+        assert_eq!(
+            store.claim_rerun(7, "b", 2, now, lease).await.unwrap(),
+            RerunClaim::Granted { attempt: 2 }
+        );
+        assert!(store.pending_reruns(now).await.unwrap().is_empty());
+        // A claim never settled is taken up again once its lease ended.
+        let later = now + lease + chrono::Duration::seconds(1);
+        assert_eq!(
+            store.pending_reruns(later).await.unwrap(),
+            vec![PendingRerun {
+                pipeline_id: 7,
+                failure_key: "b".into()
+            }]
+        );
+        assert_eq!(
+            store.claim_rerun(7, "b", 2, later, lease).await.unwrap(),
             RerunClaim::Granted { attempt: 2 }
         );
         assert_eq!(
-            store.claim_rerun(7, "c", 2, now).await.unwrap(),
+            store.claim_rerun(7, "c", 2, later, lease).await.unwrap(),
             RerunClaim::Exhausted
         );
         store.set_unavailable(true);
         assert!(store
-            .claim_rerun(8, "a", 2, now)
+            .claim_rerun(8, "a", 2, now, lease)
             .await
             .unwrap_err()
             .is_retryable());

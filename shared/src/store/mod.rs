@@ -368,6 +368,11 @@ pub struct MonitorCursor {
     /// Blueprints that answered 404, with the first such answer: their pipelines wait (watched)
     /// until the blueprint is found again or has been missing for an hour.
     pub missing_blueprints: Vec<MissingBlueprint>,
+    /// Set when a first run or a rescan was cut short before its listing reached the look-back
+    /// floor: the ids it did not list are not accounted for, so the next run looks back again
+    /// from this window start instead of trusting `max_pipeline_id` and `watermark`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lookback_from: Option<DateTime<Utc>>,
     /// The run time (`now`) of the run that wrote it.
     pub updated_at: Option<DateTime<Utc>>,
     /// Bumped on every save; saves are conditional on it.
@@ -446,12 +451,34 @@ pub enum CommitOutcome {
 /// Outcome of asking to re-run a failed pipeline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RerunClaim {
-    /// Granted; this is re-run number `attempt` of the pipeline.
+    /// Granted until the lease ends; this is re-run number `attempt` of the pipeline. The
+    /// caller settles it with [`MonitorStore::settle_rerun`] once the request is answered.
     Granted { attempt: u32 },
     /// This failure was already re-run (by this or a concurrent run).
     AlreadyDone,
+    /// Another run holds an unexpired claim for this failure.
+    InProgress,
     /// The pipeline has used up `AUTO_RERUN_MAX`.
     Exhausted,
+}
+
+/// How a granted re-run claim ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RerunSettlement {
+    /// DevLake accepted the re-run (or the failure is no longer the pipeline's state): never
+    /// claimed again for this failure.
+    Done,
+    /// The request failed: a later run may claim the same failure again (it keeps its slot
+    /// in `AUTO_RERUN_MAX`).
+    Released,
+}
+
+/// A re-run claim a later run should take up again: released after a failed request, or
+/// still in progress after its lease ended (the run that held it stopped before settling).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingRerun {
+    pub pipeline_id: u64,
+    pub failure_key: String,
 }
 
 /// `expiresAt` of a failure event: `finishedAt` + retention, in epoch seconds.
@@ -514,15 +541,29 @@ pub trait MonitorStore: RunLog {
 
     async fn commit_project(&self, commit: ProjectCommit<'_>) -> Result<CommitOutcome, StoreError>;
 
-    /// Take one re-run of `pipeline_id` for the failure `failure_key`, if fewer than `max` were
-    /// taken and none for this failure.
+    /// Claims one re-run of `pipeline_id` for the failure `failure_key` until `now + lease`:
+    /// granted if fewer than `max` failures of the pipeline were claimed and none for this
+    /// one, or if this failure's claim was released or its lease ended (same slot).
     async fn claim_rerun(
         &self,
         pipeline_id: u64,
         failure_key: &str,
         max: u32,
         now: DateTime<Utc>,
+        lease: chrono::Duration,
     ) -> Result<RerunClaim, StoreError>;
+
+    /// Ends the claim for `failure_key`, unless it is settled as done already (or the
+    /// pipeline's claim moved on to a later failure): `Ok(false)`, nothing changed.
+    async fn settle_rerun(
+        &self,
+        pipeline_id: u64,
+        failure_key: &str,
+        settlement: RerunSettlement,
+    ) -> Result<bool, StoreError>;
+
+    /// Claims to take up again at `now`: released ones and in-progress ones whose lease ended.
+    async fn pending_reruns(&self, now: DateTime<Utc>) -> Result<Vec<PendingRerun>, StoreError>;
 }
 
 #[cfg(test)]
