@@ -124,7 +124,11 @@ ensure_venv() {
   echo "$want" >"$stamp"
 }
 ensure_venv "$VENV" "${PY_TOOLS[*]}" "${PY_BINARIES[@]}"
-ensure_venv "$CHECKOV_VENV" "${CHECKOV_TOOLS[*]}" checkov
+# checkov's virtualenv depends on nothing below, and a fresh install spends most of its ~2 minutes
+# waiting on downloads: it runs alongside the remaining steps (the cargo-machete build above all)
+# and is waited for at the end, where its failure still fails the script.
+ensure_venv "$CHECKOV_VENV" "${CHECKOV_TOOLS[*]}" checkov &
+checkov_install=$!
 mkdir -p "$BIN_DIR"
 if [[ "$(readlink "$BIN_DIR/checkov" 2>/dev/null)" != "$CHECKOV_VENV/bin/checkov" ]]; then
   ln -sfn "$CHECKOV_VENV/bin/checkov" "$BIN_DIR/checkov"
@@ -168,4 +172,5 @@ if [[ "$(PATH="$CARGO_TOOLS/bin:$PATH" cargo machete --version 2>/dev/null)" != 
     cargo-machete --version "$MACHETE_VERSION"
 fi
 
+wait "$checkov_install"
 log "tools ready in $TOOLS_DIR"
