@@ -270,21 +270,8 @@ fn parse_rule(obj: &Map<String, Value>, clock: DateTime<Utc>) -> Result<Request,
 fn parse_run(obj: &Map<String, Value>, clock: DateTime<Utc>) -> Result<Request, PayloadError> {
     reject_unknown(obj, &RUN_FIELDS, "a run request")?;
     let allow_past = allow_past_time(obj)?;
-    let scheduled = obj
-        .get("scheduledTime")
-        .map(|v| {
-            bounded(
-                time(v, "scheduledTime")?,
-                "scheduledTime",
-                clock,
-                allow_past,
-            )
-        })
-        .transpose()?;
-    let manual_now = obj
-        .get("now")
-        .map(|v| bounded(time(v, "now")?, "now", clock, allow_past))
-        .transpose()?;
+    let scheduled = bounded_time(obj, "scheduledTime", clock, allow_past)?;
+    let manual_now = bounded_time(obj, "now", clock, allow_past)?;
     if scheduled.is_some() && manual_now.is_some() {
         return Err(err("now", "give either scheduledTime or now, not both"));
     }
@@ -399,10 +386,7 @@ fn parse_rerun(obj: &Map<String, Value>, clock: DateTime<Utc>) -> Result<Request
             .get("dryRun")
             .map(|v| boolean(v, "dryRun"))
             .transpose()?,
-        now: obj
-            .get("now")
-            .map(|v| bounded(time(v, "now")?, "now", clock, allow_past))
-            .transpose()?,
+        now: bounded_time(obj, "now", clock, allow_past)?,
     }))
 }
 
@@ -436,6 +420,18 @@ fn bounded(
     }
 }
 
+/// The time in `field`, if given, parsed and checked by [`bounded`].
+fn bounded_time(
+    obj: &Map<String, Value>,
+    field: &str,
+    clock: DateTime<Utc>,
+    allow_past: bool,
+) -> Result<Option<DateTime<Utc>>, PayloadError> {
+    obj.get(field)
+        .map(|v| bounded(time(v, field)?, field, clock, allow_past))
+        .transpose()
+}
+
 fn parse_adopt(obj: &Map<String, Value>, clock: DateTime<Utc>) -> Result<Request, PayloadError> {
     reject_unknown(obj, &ADOPT_FIELDS, "an adopt request")?;
     let allow_past = allow_past_time(obj)?;
@@ -460,21 +456,8 @@ fn parse_adopt(obj: &Map<String, Value>, clock: DateTime<Utc>) -> Result<Request
             ))
         }
     };
-    let scheduled = obj
-        .get("scheduledTime")
-        .map(|v| {
-            bounded(
-                time(v, "scheduledTime")?,
-                "scheduledTime",
-                clock,
-                allow_past,
-            )
-        })
-        .transpose()?;
-    let now = obj
-        .get("now")
-        .map(|v| bounded(time(v, "now")?, "now", clock, allow_past))
-        .transpose()?;
+    let scheduled = bounded_time(obj, "scheduledTime", clock, allow_past)?;
+    let now = bounded_time(obj, "now", clock, allow_past)?;
     Ok(Request::Adopt(AdoptRequest {
         projects,
         dry_run: obj
