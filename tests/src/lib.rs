@@ -2,6 +2,7 @@ pub mod aws_recorder;
 pub mod bench;
 pub mod cloudwatch_double;
 pub mod dynamo_calls;
+pub mod golden;
 pub mod iam_policy;
 pub mod lambda_watch;
 pub mod log_capture;

@@ -2019,3 +2019,49 @@ async fn orphaned_scopes_are_reported_disabled_on_request_and_enabled_when_back(
     assert_eq!(enabled["enable"], true);
     assert_eq!(labels(&enabled), vec![LABEL.to_string()]);
 }
+
+/// The automation's answer for representative runs, pinned as golden files
+/// (`tests/golden/summary/automation-*.json`, timing zeroed): a first scheduled run on a fresh
+/// DevLake, the steady run after it, a dry run, a run whose scope writes keep failing (partial,
+/// one error per scope) and a manual re-run naming one project and one unknown name. The
+/// simulator's clock is fixed at [`NOW`], the run's `now`.
+#[tokio::test]
+async fn golden_summaries_of_representative_runs() {
+    use devlake_testkit::golden::{assert_golden, summary_text};
+
+    let h = Harness::new(small(3)).await;
+    let sim = h.sim();
+    sim.set_clock(Some(t(NOW)));
+    let first = h.run(scheduled()).await.unwrap();
+    assert_golden("summary/automation-first-run.json", &summary_text(&first));
+    sim.finish_all_pending("TASK_COMPLETED", "").unwrap();
+    let steady = h.run(scheduled()).await.unwrap();
+    assert_golden("summary/automation-steady-run.json", &summary_text(&steady));
+    let project = managed_projects(&sim)[0].clone();
+    let rerun = h
+        .run(json!({"action": "rerun", "projects": [project, "no-such-project"]}))
+        .await
+        .unwrap();
+    assert_golden("summary/automation-rerun.json", &summary_text(&rerun));
+
+    let h = Harness::new(small(2)).await;
+    h.sim().set_clock(Some(t(NOW)));
+    let dry = h.run(json!({"dryRun": true})).await.unwrap();
+    assert_golden("summary/automation-dry-run.json", &summary_text(&dry));
+
+    let h = Harness::new(small(2)).await;
+    let sim = h.sim();
+    sim.set_clock(Some(t(NOW)));
+    sim.add_fault_rule(FaultRule::status(
+        "PUT",
+        "/plugins/github/connections/1/scopes",
+        100,
+        503,
+    ));
+    let partial = h.run(scheduled()).await.unwrap();
+    assert_eq!(partial["status"], "partial");
+    assert_golden(
+        "summary/automation-run-with-errors.json",
+        &summary_text(&partial),
+    );
+}

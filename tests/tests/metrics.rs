@@ -19,7 +19,8 @@ use devlake_autopilot::store::{
     keys, DynamoStore, FailureEvent, Job, MetricsSnapshot, MetricsSource, ProjectState, RunRecord,
 };
 use devlake_testkit::dynamo_calls::DynamoCallCounter;
-use devlake_testkit::stack::{dynamodb_local, free_port, local_sdk_config, repo_root};
+use devlake_testkit::golden::assert_golden;
+use devlake_testkit::stack::{dynamodb_local, free_port, local_sdk_config};
 use serde::Serialize;
 
 const TZ: Tz = chrono_tz::Asia::Ho_Chi_Minh;
@@ -157,41 +158,6 @@ fn golden_snapshot() -> MetricsSnapshot {
 // ---------------------------------------------------------------------------------------------
 // Golden files and promtool
 // ---------------------------------------------------------------------------------------------
-
-fn golden_path(name: &str) -> PathBuf {
-    repo_root().join("tests/golden").join(name)
-}
-
-/// Compares `actual` with the golden file, or rewrites it when `UPDATE_GOLDEN=1`.
-fn assert_golden(name: &str, actual: &str) {
-    let path = golden_path(name);
-    if std::env::var("UPDATE_GOLDEN").is_ok_and(|v| v == "1") {
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, actual).unwrap();
-        return;
-    }
-    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "cannot read {}: {e}; run with UPDATE_GOLDEN=1 to create it",
-            path.display()
-        )
-    });
-    if expected != actual {
-        let first_diff = expected
-            .lines()
-            .zip(actual.lines())
-            .position(|(a, b)| a != b)
-            .unwrap_or(expected.lines().count().min(actual.lines().count()));
-        panic!(
-            "{} differs from the rendered page at line {}:\n  golden: {:?}\n  actual: {:?}\n\
-             (UPDATE_GOLDEN=1 rewrites it after a deliberate change)\n--- actual page ---\n{actual}",
-            path.display(),
-            first_diff + 1,
-            expected.lines().nth(first_diff),
-            actual.lines().nth(first_diff),
-        );
-    }
-}
 
 fn promtool() -> PathBuf {
     let on_path = std::env::var_os("PATH").and_then(|paths| {

@@ -1703,3 +1703,144 @@ async fn a_transient_404_of_a_blueprint_is_never_cached() {
     assert_eq!(after.new_failures, 1, "{after:#?}");
     assert_eq!(h.project(&ps[0].0).await.failures_total, 1);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Golden summaries
+// ---------------------------------------------------------------------------------------------
+
+/// The clock of the golden scenario: every pipeline time, the simulator's clock and each run's
+/// `now` are fixed offsets from it, so each summary is the same text on every machine.
+const GOLDEN_NOW: &str = "2026-11-28T11:00:00Z";
+
+fn golden_at(minutes_after: i64) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(GOLDEN_NOW)
+        .unwrap()
+        .with_timezone(&Utc)
+        + chrono::Duration::minutes(minutes_after)
+}
+
+/// A pipeline of `blueprint_id` created `created` minutes after [`GOLDEN_NOW`] (negative:
+/// before), started a minute later, and finished with `status` at `finished` (`None`: running).
+fn golden_seed(
+    blueprint_id: u64,
+    status: &str,
+    created: i64,
+    finished: Option<i64>,
+) -> PipelineSeed {
+    PipelineSeed {
+        blueprint_id,
+        status: status.into(),
+        created_at: Some(golden_at(created)),
+        began_at: Some(golden_at(created + 1)),
+        finished_at: finished.map(golden_at),
+        message: if status == "TASK_FAILED" || status == "TASK_PARTIAL" {
+            format!("{status} in collector")
+        } else {
+            String::new()
+        },
+        ..PipelineSeed::default()
+    }
+}
+
+/// The monitor's answer for four representative runs, pinned as golden files
+/// (`tests/golden/summary/monitor-*.json`, timing zeroed): a first run looking back over a day of
+/// history, a steady scheduled run that re-runs a new failure, a dry run, and a run whose
+/// blueprint sweep fails (partial, with its error). The in-memory store and sink stand in for
+/// DynamoDB and CloudWatch; the simulator's clock is fixed.
+#[tokio::test]
+async fn golden_summaries_of_representative_runs() {
+    use devlake_autopilot::cloudwatch::MemorySink;
+    use devlake_autopilot::store::MemoryStore;
+    use devlake_testkit::golden::{assert_golden, summary_text};
+
+    let sim = Simulator::start_with(Fixture::empty(), SimOptions::default()).await;
+    let handle = sim.handle();
+    handle.set_clock(Some(golden_at(-24 * 60)));
+    let ps = projects(&handle, 3, "golden");
+    let (a, b, c) = (ps[0].1, ps[1].1, ps[2].1);
+    insert(
+        &handle,
+        vec![
+            // Older than the look-back: never recorded.
+            golden_seed(a, "TASK_FAILED", -3 * 1440, Some(-3 * 1440 + 10)),
+            golden_seed(a, "TASK_FAILED", -130, Some(-120)),
+            golden_seed(b, "TASK_PARTIAL", -190, Some(-180)),
+            golden_seed(b, "TASK_COMPLETED", -70, Some(-60)),
+            golden_seed(c, "TASK_COMPLETED", -310, Some(-300)),
+            golden_seed(c, "TASK_FAILED", -250, Some(-240)),
+            golden_seed(c, "TASK_RUNNING", -30, None),
+            // Ad-hoc: no project, skipped.
+            golden_seed(0, "TASK_FAILED", -50, Some(-40)),
+        ],
+    );
+    let running = handle.unfinished_pipelines()[0];
+
+    let devlake = client_for(&sim);
+    let store = MemoryStore::new();
+    let sink = MemorySink::new();
+    let plain = MonitorSettings::default();
+    let rerunning = MonitorSettings {
+        auto_rerun_max: 1,
+        ..MonitorSettings::default()
+    };
+    async fn run(
+        monitor: Monitor<'_>,
+        payload: Value,
+        clock: DateTime<Utc>,
+    ) -> devlake_autopilot::monitor::Summary {
+        monitor
+            .handle(&payload, clock, Deadline::none())
+            .await
+            .expect("monitor run")
+    }
+    let monitor = |settings| Monitor {
+        settings,
+        devlake: &devlake,
+        store: &store,
+        sink: &sink,
+    };
+
+    handle.set_clock(Some(golden_at(0)));
+    let first = run(monitor(&plain), json!({}), golden_at(0)).await;
+    assert_golden(
+        "summary/monitor-first-run.json",
+        &summary_text(&json!(first)),
+    );
+
+    // The running pipeline fails; the next scheduled run records it and re-runs it.
+    handle.set_clock(Some(golden_at(3)));
+    handle
+        .finish_pipeline(running, "TASK_FAILED", "boom")
+        .unwrap();
+    handle.set_clock(Some(golden_at(5)));
+    let steady = run(
+        monitor(&rerunning),
+        json!({"scheduledTime": GOLDEN_NOW.replace("11:00:00", "11:05:00")}),
+        golden_at(5) + chrono::Duration::seconds(2),
+    )
+    .await;
+    assert_golden(
+        "summary/monitor-steady-run.json",
+        &summary_text(&json!(steady)),
+    );
+
+    // A new failure of the first project: the dry run reports it and saves nothing.
+    let new_failure = handle
+        .create_pipeline(golden_seed(a, "TASK_FAILED", 6, Some(8)))
+        .unwrap();
+    handle.set_clock(Some(golden_at(10)));
+    let dry = run(monitor(&rerunning), json!({"dryRun": true}), golden_at(10)).await;
+    assert_golden("summary/monitor-dry-run.json", &summary_text(&json!(dry)));
+
+    // The blueprint sweep fails past the client's retries: the run goes on with the cached
+    // names and ends partial, saying why.
+    handle.add_fault_rule(FaultRule::status("GET", "/blueprints", 4, 500));
+    handle.set_clock(Some(golden_at(15)));
+    let partial = run(monitor(&rerunning), json!({}), golden_at(15)).await;
+    assert_eq!(partial.status, RunStatus::Partial);
+    assert_eq!(partial.failures[0].pipeline_id, new_failure);
+    assert_golden(
+        "summary/monitor-run-with-errors.json",
+        &summary_text(&json!(partial)),
+    );
+}
