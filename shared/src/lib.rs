@@ -9,6 +9,7 @@ pub mod config;
 pub mod deadline;
 pub mod devlake;
 pub mod function_error;
+pub mod job;
 pub mod limits;
 pub mod metrics_http;
 pub mod monitor;

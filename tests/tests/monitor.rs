@@ -876,24 +876,24 @@ async fn bad_payloads_are_refused_before_anything_is_read_or_written() {
     sim.reset_log();
     h.dynamo_calls.reset();
     for (payload, field) in [
-        (json!({"bogus": 1}), "`bogus`"),
-        (json!({"dryRun": "yes"}), "`dryRun`"),
-        (json!({"rescan": 1}), "`rescan`"),
-        (json!({"scheduledTime": "soon"}), "`scheduledTime`"),
+        (json!({"bogus": 1}), "\"bogus\""),
+        (json!({"dryRun": "yes"}), "\"dryRun\""),
+        (json!({"rescan": 1}), "\"rescan\""),
+        (json!({"scheduledTime": "soon"}), "\"scheduledTime\""),
         (json!([]), "JSON object"),
         // Times far from the invocation's clock: a year typo ahead or behind, a stale replay.
         (
             json!({"scheduledTime": (Utc::now() + chrono::Duration::days(365)).to_rfc3339()}),
-            "`scheduledTime`",
+            "\"scheduledTime\"",
         ),
         (
             json!({"scheduledTime": (Utc::now() - chrono::Duration::days(8)).to_rfc3339(), "rescan": true}),
-            "`scheduledTime`",
+            "\"scheduledTime\"",
         ),
         (
             json!({"detail-type": "Scheduled Event", "source": "aws.events",
                    "time": (Utc::now() + chrono::Duration::hours(1)).to_rfc3339()}),
-            "`time`",
+            "\"time\"",
         ),
     ] {
         let err = h.run(payload.clone()).await.unwrap_err();

@@ -18,7 +18,8 @@ use crate::time_rules::days_before;
 use super::blueprints::{initial, is_managed, patch_for, references, Desired};
 use super::payload::AdoptRequest;
 use super::summary::{At, Report};
-use super::{Ctx, Fatal};
+use super::Ctx;
+use crate::job::Stop;
 
 /// The one scope an adoptable project's blueprint holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,7 +130,7 @@ pub(crate) async fn run(
     req: &AdoptRequest,
     now: DateTime<Utc>,
     report: &mut Report,
-) -> Result<(), Fatal> {
+) -> Result<(), Stop> {
     let cfg = ctx.config;
     let label = cfg.label.as_str();
     report.steps = vec!["adopt"];
@@ -139,7 +140,7 @@ pub(crate) async fn run(
     report.time_after = Some(policy.to_rfc3339_opts(SecondsFormat::Secs, true));
 
     // The first call decides whether DevLake can be used at all; nothing is written before.
-    let loaded = ctx.devlake.plugins().await.map_err(Fatal)?;
+    let loaded = ctx.devlake.plugins().await.map_err(Stop::DevLake)?;
     let mut discovered = HashSet::new();
     for plugin in SUPPORTED_PLUGINS
         .iter()
@@ -151,7 +152,7 @@ pub(crate) async fn run(
             Err(e) => {
                 // Projects of this plugin are then refused as unknown: nothing is adopted on a
                 // guess.
-                let e = Fatal::pass(e)?;
+                let e = Stop::pass(e)?;
                 report.error("adopt", &At::plugin(plugin), &e);
             }
         }
@@ -159,7 +160,7 @@ pub(crate) async fn run(
     let projects: Vec<Project> = match ctx.devlake.projects().try_collect().await {
         Ok(p) => p,
         Err(e) => {
-            let e = Fatal::pass(e)?;
+            let e = Stop::pass(e)?;
             report.error("adopt", &At::default(), &e);
             return Ok(());
         }
@@ -221,7 +222,7 @@ pub(crate) async fn run(
                 serde_json::to_value(&patch).unwrap_or_default(),
             );
         } else if let Err(e) = ctx.devlake.patch_blueprint(bp.id, &patch).await {
-            let e = Fatal::pass(e)?;
+            let e = Stop::pass(e)?;
             report.error("adopt", &at, &e);
             continue;
         } else {

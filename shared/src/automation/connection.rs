@@ -15,7 +15,8 @@ use super::sync::{
     existing_ids, missing_scopes, remote_full_name, remote_scope_id, scope_row, stored_full_name,
     ManagedScope,
 };
-use super::{Ctx, Fatal};
+use super::Ctx;
+use crate::job::Stop;
 
 /// The scope config of a connection as far as this run knows it.
 enum ConfigState {
@@ -56,13 +57,13 @@ pub(crate) async fn process(
     plugin: &str,
     conn: &Connection,
     report: &mut Report,
-) -> Result<Vec<ManagedScope>, Fatal> {
+) -> Result<Vec<ManagedScope>, Stop> {
     let c = Conn { plugin, conn };
     let items: Vec<ScopeListItem> = match ctx.devlake.scopes(plugin, conn.id).try_collect().await {
         Ok(items) => items,
         Err(e) => {
             // Without DevLake's own list nothing here can be decided safely.
-            let e = Fatal::pass(e)?;
+            let e = Stop::pass(e)?;
             report.error("sync", &c.at(), &e);
             return Ok(Vec::new());
         }
@@ -117,7 +118,7 @@ async fn walk_remote(
     ctx: &Ctx<'_>,
     c: &Conn<'_>,
     report: &mut Report,
-) -> Result<(Vec<RemoteScopeChild>, bool), Fatal> {
+) -> Result<(Vec<RemoteScopeChild>, bool), Stop> {
     let mut remote = Vec::new();
     let mut complete = true;
     let mut stream = ctx.devlake.remote_scopes(c.plugin, c.conn.id);
@@ -126,7 +127,7 @@ async fn walk_remote(
             Ok(Some(child)) => remote.push(child),
             Ok(None) => break,
             Err(e) => {
-                let e = Fatal::pass(e)?;
+                let e = Stop::pass(e)?;
                 report.error("sync", &c.at(), &e);
                 complete = false;
                 break;
@@ -196,7 +197,7 @@ async fn assign_scope_config(
     config: &ConfigState,
     scopes: &mut [ManagedScope],
     report: &mut Report,
-) -> Result<(), Fatal> {
+) -> Result<(), Stop> {
     let (plugin, cid) = (c.plugin, c.conn.id);
     for s in scopes.iter_mut().filter(|s| !s.has_scope_config) {
         let at = c.at().scope(&s.scope_id);
@@ -249,7 +250,7 @@ async fn assign_scope_config(
                 s.has_scope_config = true;
             }
             Err(e) => {
-                let e = Fatal::pass(e)?;
+                let e = Stop::pass(e)?;
                 report.error("scopeConfigs", &at, &e);
             }
         }
@@ -266,7 +267,7 @@ async fn add_missing(
     items: &[ScopeListItem],
     remote: &[RemoteScopeChild],
     report: &mut Report,
-) -> Result<Vec<ManagedScope>, Fatal> {
+) -> Result<Vec<ManagedScope>, Stop> {
     let (plugin, cid) = (c.plugin, c.conn.id);
     let config_id = match config {
         ConfigState::Known(id) => Some(*id),
@@ -302,7 +303,7 @@ async fn add_missing(
         } else {
             let body: Vec<_> = batch.iter().map(|(_, _, row)| row.clone()).collect();
             if let Err(e) = ctx.devlake.put_scopes(plugin, cid, &body).await {
-                let e = Fatal::pass(e)?;
+                let e = Stop::pass(e)?;
                 for (id, _, _) in batch {
                     report.error("sync", &c.at().scope(id), &e);
                 }
@@ -340,7 +341,7 @@ async fn ensure_scope_config(
     cid: u64,
     items: &[ScopeListItem],
     report: &mut Report,
-) -> Result<ConfigState, Fatal> {
+) -> Result<ConfigState, Stop> {
     let name = &scope_config_name(&ctx.config.scope_config_name, cid);
     let at = At::connection(plugin, cid);
     if let Some(id) = find_in_scopes(items, name) {
@@ -354,7 +355,7 @@ async fn ensure_scope_config(
         }
         Err(e) => {
             // Creating without knowing whether it exists could hit DevLake's duplicate-name 500.
-            let e = Fatal::pass(e)?;
+            let e = Stop::pass(e)?;
             report.error("scopeConfigs", &at, &e);
             return Ok(ConfigState::Unknown);
         }
@@ -378,7 +379,7 @@ async fn ensure_scope_config(
             Ok(ConfigState::Known(created.id))
         }
         Err(e) => {
-            let e = Fatal::pass(e)?;
+            let e = Stop::pass(e)?;
             report.error("scopeConfigs", &at, &e);
             Ok(ConfigState::Unknown)
         }

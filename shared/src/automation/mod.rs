@@ -35,19 +35,31 @@ use serde_json::Value;
 use thiserror::Error;
 use tokio::sync::OnceCell;
 
-use crate::cloudwatch::{Datum, MetricsSink};
+use crate::cloudwatch::MetricsSink;
 use crate::devlake::models::{Project, Version, SUPPORTED_PLUGINS};
 use crate::devlake::{DevLakeClient, DevLakeError};
-use crate::store::{Job, LeaseHolder, RunLog, RunRecord};
+use crate::job::{
+    job_error, Cause, Invocation, JobSpec, JobSummary, LeaseRefused, Lifecycle, Ran, ScheduledJob,
+    Source, Stop,
+};
+use crate::store::{Job, LeaseHolder, RunLog, StoreError};
 use crate::time_rules::days_before;
 
 pub use crate::deadline::Deadline;
 pub use config::{AutomationConfig, CronSetting, TriggerMode};
 pub use payload::{PayloadError, Request, Step};
+pub use summary::{Action, Summary};
 
 use blueprints::{is_managed, selected};
 use payload::{RerunRequest, RunRequest};
-use summary::{At, Report};
+use summary::{At, ItemError, Report};
+
+/// How the automation plugs into the job lifecycle: its run record is `RUN`/`automation`; it
+/// sends no `DevLakeUp` (the monitor's every-5-minutes series is the one alarmed on).
+pub const JOB: JobSpec = JobSpec {
+    job: Job::Automation,
+    devlake_up_datum: false,
+};
 
 /// The ports a run talks through.
 #[derive(Clone, Copy)]
@@ -75,6 +87,12 @@ pub enum AutomationError {
         #[source]
         source: DevLakeError,
     },
+    /// The table failed during the run itself (the run lease has its own variant).
+    #[error("automation run stopped: {source}")]
+    Store {
+        #[source]
+        source: StoreError,
+    },
     /// Another run holds the run lease (an overlapping manual run or a duplicate scheduler
     /// delivery). Nothing was called or written.
     #[error(
@@ -89,35 +107,41 @@ pub enum AutomationError {
     #[error("automation run stopped: could not take the run lease: {source}")]
     Lease {
         #[source]
-        source: crate::store::StoreError,
+        source: StoreError,
     },
 }
 
 impl AutomationError {
-    /// Whether invoking again later can help (DevLake unreachable or overloaded); a bad payload,
-    /// a refused key or a pending migration needs someone first.
-    pub fn is_retryable(&self) -> bool {
+    /// What ended the invocation, for the Lambda error scheme both jobs share.
+    pub fn cause(&self) -> Cause<'_> {
         match self {
-            AutomationError::Payload(_) | AutomationError::Config(_) => false,
-            AutomationError::DevLake { source } => source.is_retryable(),
-            AutomationError::RunInProgress { .. } => true,
-            AutomationError::Lease { source } => source.is_retryable(),
+            AutomationError::Payload(_) => Cause::Payload,
+            AutomationError::Config(_) => Cause::Config,
+            AutomationError::DevLake { source } => Cause::DevLake(source),
+            AutomationError::Store { source } | AutomationError::Lease { source } => {
+                Cause::Store(source)
+            }
+            AutomationError::RunInProgress { .. } => Cause::RunInProgress,
         }
     }
 }
 
-/// A DevLake error after which no further call can succeed; unwinds the run.
-#[derive(Debug)]
-pub(crate) struct Fatal(pub DevLakeError);
+job_error!(AutomationError);
 
-impl Fatal {
-    /// Hands back an error that only fails its item; unwinds the run with one that ends it
-    /// (428, 401/403).
-    pub(crate) fn pass(e: DevLakeError) -> Result<DevLakeError, Fatal> {
-        if e.is_fatal() {
-            Err(Fatal(e))
-        } else {
-            Ok(e)
+impl From<Stop> for AutomationError {
+    fn from(stop: Stop) -> Self {
+        match stop {
+            Stop::DevLake(source) => AutomationError::DevLake { source },
+            Stop::Store(source) => AutomationError::Store { source },
+        }
+    }
+}
+
+impl From<LeaseRefused> for AutomationError {
+    fn from(refused: LeaseRefused) -> Self {
+        match refused {
+            LeaseRefused::Held(held) => AutomationError::RunInProgress { held },
+            LeaseRefused::Failed(source) => AutomationError::Lease { source },
         }
     }
 }
@@ -144,8 +168,9 @@ impl Ctx<'_> {
     }
 }
 
-/// Handles one invocation: parses the payload (refusing a bad one before any call), runs, records
-/// the run and emits metrics, and answers the summary JSON (docs/operations.md).
+/// Handles one invocation: parses the payload (refusing a bad one before any call), then runs
+/// it through the job lifecycle ([`crate::job`]: run lease, run record, metrics) and answers the
+/// summary JSON (docs/operations.md).
 ///
 /// `started_at` is the wall clock at invocation; the run's `now` (for `timeAfter`) is the
 /// payload's scheduled time when it has one.
@@ -159,231 +184,112 @@ pub async fn handle(
     let request = payload::parse(payload, started_at)?;
     let (dry_run, now, action) = match &request {
         // `DRY_RUN=true` is a safety switch a payload cannot turn off.
-        Request::Run(r) => (
-            config.dry_run || r.dry_run.unwrap_or(false),
-            r.now.unwrap_or(started_at),
-            "run",
-        ),
-        Request::Rerun(r) => (
-            config.dry_run || r.dry_run.unwrap_or(false),
-            r.now.unwrap_or(started_at),
-            "rerun",
-        ),
-        Request::Adopt(r) => (
-            config.dry_run || r.dry_run.unwrap_or(false),
-            r.now.unwrap_or(started_at),
-            "adopt",
-        ),
+        Request::Run(r) => (r.dry_run, r.now, Action::Run),
+        Request::Rerun(r) => (r.dry_run, r.now, Action::Rerun),
+        Request::Adopt(r) => (r.dry_run, r.now, Action::Adopt),
+    };
+    let dry_run = config.dry_run || dry_run.unwrap_or(false);
+    let now = now.unwrap_or(started_at);
+    let lifecycle = Lifecycle {
+        spec: JOB,
+        devlake: ports.devlake,
+        run_log: ports.run_log,
+        sink: ports.metrics,
+    };
+    let inv = Invocation {
+        started_at,
+        deadline,
+        dry_run,
+        // A `rerun` or `adopt` is someone's manual request, answered in full to them; the run
+        // record and the run-level health series follow the runs of the schedule.
+        recorded: action == Action::Run,
     };
     // A run that writes holds the job's run lease from here to its end, so an overlapping
     // manual run or a duplicate scheduler delivery cannot act at the same time. Without a table
     // (no `TABLE_NAME`) there is no lease.
-    let lease = match ports.run_log.filter(|_| !dry_run) {
-        Some(log) => {
-            let holder = run_id(started_at);
-            // Until the Lambda timeout (the deadline plus its margin), and a minute more.
-            let until = started_at
-                + chrono::Duration::from_std(
-                    deadline.left().unwrap_or(DEFAULT_LEASE) + config.deadline_margin,
-                )
-                .unwrap_or(chrono::Duration::minutes(15))
-                + chrono::Duration::minutes(1);
-            match log
-                .acquire_lease(Job::Automation, &holder, started_at, until)
-                .await
-            {
-                Ok(Ok(())) => {
-                    tracing::info!(run_id = %holder, lease_until = %until, "run lease taken");
-                    Some((log, holder))
-                }
-                Ok(Err(held)) => {
-                    tracing::warn!(holder = %held.holder, until = %held.until, "another automation run holds the run lease; refusing");
-                    return Err(AutomationError::RunInProgress { held });
-                }
-                Err(source) => return Err(AutomationError::Lease { source }),
-            }
-        }
-        None => None,
-    };
-    let clock = tokio::time::Instant::now();
-    let calls_before = ports.devlake.calls();
-    // The run's DevLake calls start no retry wait that would end past the deadline.
-    let devlake = ports.devlake.with_deadline(deadline);
-    let ctx = Ctx {
+    let lease = lifecycle.take_lease(&inv, config.deadline_margin).await?;
+    let job = AutomationRun {
         config,
-        devlake: &devlake,
+        request: &request,
+        action,
         dry_run,
+        now,
         deadline,
-        version: OnceCell::new(),
-        orphans: Default::default(),
     };
-    let mut report = Report {
-        action,
-        dry_run,
-        now: now.to_rfc3339_opts(SecondsFormat::Secs, true),
-        trigger_mode: config.trigger_mode.as_str().to_string(),
-        ..Default::default()
-    };
-    tracing::info!(action, dry_run, now = %report.now, "automation run starting");
+    tracing::info!(action = action.as_str(), dry_run, now = %job.now_text(), "automation run starting");
+    let summary = lifecycle.run(&job, &inv, lease).await?;
+    Ok(summary.response())
+}
 
-    let outcome = match &request {
-        Request::Run(r) => {
-            report.source = r.source.as_str().to_string();
-            run(&ctx, r, now, &mut report).await
-        }
-        Request::Rerun(r) => {
-            report.source = "manual".to_string();
-            run_rerun(&ctx, r, &mut report).await
-        }
-        Request::Adopt(r) => {
-            report.source = "manual".to_string();
-            adopt::run(&ctx, r, now, &mut report).await
-        }
-    };
-    // A request every step needs (the start-up checks) cut off by the deadline: the run ends
-    // as partial, like any other work the deadline leaves for the next run.
-    let outcome = match outcome {
-        Err(Fatal(e)) if e.is_deadline() => {
-            report.error("run", &At::default(), &e);
-            Ok(())
-        }
-        other => other,
-    };
+/// One automation invocation as the lifecycle runs it.
+struct AutomationRun<'a> {
+    config: &'a AutomationConfig,
+    request: &'a Request,
+    action: Action,
+    dry_run: bool,
+    now: DateTime<Utc>,
+    deadline: Deadline,
+}
 
-    let duration_ms = clock.elapsed().as_millis() as u64;
-    let after = ports.devlake.calls();
-    let calls = crate::devlake::CallCounts {
-        reads: after.reads.saturating_sub(calls_before.reads),
-        writes: after.writes.saturating_sub(calls_before.writes),
-    };
-    // The answer is complete up to Lambda's response limit; the closing log line and the run
-    // record carry a copy whose lists keep their first entries (with the totals under
-    // `truncated`), so neither outgrows its limit at any number of projects.
-    let summary = crate::limits::bounded(
-        &report.to_json(calls, duration_ms),
-        summary::SUMMARY_LISTS,
-        None,
-        crate::limits::RESPONSE_SUMMARY_MAX_BYTES,
-    );
-    let recorded = crate::limits::bounded(
-        &summary,
-        summary::SUMMARY_LISTS,
-        Some(crate::limits::RECORD_LIST_LIMIT),
-        crate::limits::RECORD_SUMMARY_MAX_BYTES,
-    );
-    let success = outcome.is_ok() && report.is_ok();
-    let totals = report.totals();
-    tracing::info!(
-        action,
-        status = if outcome.is_err() { "failed" } else { summary["status"].as_str().unwrap_or("") },
-        dry_run,
-        scopes_added = totals.scopes_added,
-        scope_configs_created = totals.scope_configs_created,
-        projects_created = totals.projects_created,
-        projects_reconciled = totals.projects_reconciled,
-        projects_conflicting = totals.projects_conflicting,
-        blueprints_updated = totals.blueprints_updated,
-        triggered = totals.triggered,
-        skipped = totals.skipped,
-        errors = totals.errors,
-        devlake_reads = calls.reads,
-        devlake_writes = calls.writes,
-        duration_ms,
-        summary = %recorded,
-        "automation run finished"
-    );
-
-    if !dry_run {
-        emit_metrics(
-            ports.metrics,
-            action,
-            &totals,
-            duration_ms,
-            success,
-            outcome.is_err(),
-        )
-        .await;
-        if let (Some(log), "run") = (ports.run_log, action) {
-            let record = RunRecord {
-                job: Job::Automation,
-                // When the run finished (`devlake_automation_last_run_timestamp_seconds`): the
-                // invocation's clock reading plus the run's own duration, never the scheduled
-                // `now`, which a late or replayed delivery would date back.
-                finished_at: started_at + chrono::Duration::milliseconds(duration_ms as i64),
-                success,
-                // Whether DevLake answered at all (a transport failure is the only "no").
-                devlake_up: Some(!matches!(&outcome, Err(Fatal(e)) if e.status().is_none())),
-                duration_ms,
-                summary: match &outcome {
-                    Ok(()) => recorded,
-                    Err(Fatal(e)) => serde_json::json!({
-                        "status": "failed",
-                        "error": e.to_string(),
-                        "partial": recorded,
-                    }),
-                },
-            };
-            if let Err(e) = log.record_run(&record).await {
-                tracing::warn!(error = %e, "could not write the automation run record");
-            }
-        }
+impl AutomationRun<'_> {
+    fn now_text(&self) -> String {
+        self.now.to_rfc3339_opts(SecondsFormat::Secs, true)
     }
 
-    if let Some((log, holder)) = lease {
-        let ended = started_at + chrono::Duration::milliseconds(duration_ms as i64);
-        if let Err(e) = log.release_lease(Job::Automation, &holder, ended).await {
-            // It lapses by itself at its `until`.
-            tracing::warn!(error = %e, "could not release the run lease");
+    /// The report a run starts from.
+    fn report(&self) -> Report {
+        Report {
+            action: self.action,
+            dry_run: self.dry_run,
+            source: match self.request {
+                Request::Run(r) => r.source,
+                Request::Rerun(_) | Request::Adopt(_) => Source::Manual,
+            },
+            now: self.now_text(),
+            trigger_mode: self.config.trigger_mode.as_str().to_string(),
+            ..Default::default()
         }
-    }
-
-    match outcome {
-        Ok(()) => Ok(summary),
-        Err(Fatal(source)) => Err(AutomationError::DevLake { source }),
     }
 }
 
-/// How long a lease lasts when the run has no deadline (a local run without one).
-const DEFAULT_LEASE: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+impl ScheduledJob for AutomationRun<'_> {
+    type Summary = Summary;
 
-/// A run's id for its lease: the start time and 64 random bits.
-fn run_id(started_at: DateTime<Utc>) -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let random = std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish();
-    format!("{}-{random:016x}", started_at.timestamp_millis())
-}
-
-/// Run-level CloudWatch series (no per-project dimensions: each combination costs money; the
-/// sink adds `Function=automation`). `RunSuccess`, `RunDurationMs` and `Errors` are the series
-/// the monitor sends too. A failure is logged; it never fails the run.
-async fn emit_metrics(
-    sink: Option<&dyn MetricsSink>,
-    action: &str,
-    totals: &summary::Counts,
-    duration_ms: u64,
-    success: bool,
-    stopped: bool,
-) {
-    let Some(sink) = sink else { return };
-    let mut datums = vec![
-        Datum::count("Triggered", totals.triggered as f64),
-        Datum::errors(totals.errors + u64::from(stopped)),
-    ];
-    // A `rerun` is someone's manual request, answered in full to them; the run-level health
-    // series follow the daily runs.
-    if action == "run" {
-        datums.extend([
-            Datum::count("ProjectsCreated", totals.projects_created as f64),
-            Datum::count("ScopesAdded", totals.scopes_added as f64),
-            Datum::count("BlueprintsUpdated", totals.blueprints_updated as f64),
-            Datum::run_duration_ms(duration_ms),
-            Datum::run_success(success),
-        ]);
+    async fn body(&self, devlake: &DevLakeClient) -> Ran<Summary> {
+        let ctx = Ctx {
+            config: self.config,
+            devlake,
+            dry_run: self.dry_run,
+            deadline: self.deadline,
+            version: OnceCell::new(),
+            orphans: Default::default(),
+        };
+        let mut report = self.report();
+        let outcome = match self.request {
+            Request::Run(r) => run(&ctx, r, self.now, &mut report).await,
+            Request::Rerun(r) => run_rerun(&ctx, r, &mut report).await,
+            Request::Adopt(r) => adopt::run(&ctx, r, self.now, &mut report).await,
+        };
+        match outcome {
+            Ok(()) => Ran::Finished(report.into_summary()),
+            Err(stop) => Ran::Stopped {
+                stop,
+                partial: Some(report.into_summary()),
+            },
+        }
     }
-    if let Err(e) = sink.emit(&datums).await {
-        tracing::warn!(error = %e, "could not emit CloudWatch metrics; the run itself is unaffected");
+
+    /// A request every step needs (the start-up checks) cut off by the deadline: the run ends as
+    /// partial, like any other work the deadline leaves for the next run.
+    fn cut_short(&self, partial: Option<Summary>, stop: &Stop) -> Summary {
+        let mut summary = partial.unwrap_or_else(|| self.report().into_summary());
+        summary.push_error(ItemError::new(
+            "run",
+            &At::default(),
+            stop.to_string(),
+            true,
+        ));
+        summary
     }
 }
 
@@ -392,7 +298,7 @@ async fn run(
     req: &RunRequest,
     now: DateTime<Utc>,
     report: &mut Report,
-) -> Result<(), Fatal> {
+) -> Result<(), Stop> {
     let cfg = ctx.config;
     report.steps = Step::ALL
         .iter()
@@ -409,7 +315,7 @@ async fn run(
 
     // The first call decides whether DevLake can be used at all (428, credentials, reachable);
     // nothing has been written yet when it fails.
-    let loaded = ctx.devlake.plugins().await.map_err(Fatal)?;
+    let loaded = ctx.devlake.plugins().await.map_err(Stop::DevLake)?;
     let plugins: Vec<String> = SUPPORTED_PLUGINS
         .iter()
         .filter(|p| cfg.plugins.iter().any(|c| c == *p))
@@ -463,7 +369,7 @@ async fn run(
         match ctx.devlake.projects().try_collect().await {
             Ok(p) => Some(p),
             Err(e) => {
-                let e = Fatal::pass(e)?;
+                let e = Stop::pass(e)?;
                 report.error("projects", &At::default(), &e);
                 None
             }
@@ -491,7 +397,7 @@ async fn run(
         let connections = match ctx.devlake.connections(plugin).await {
             Ok(c) => c,
             Err(e) => {
-                let e = Fatal::pass(e)?;
+                let e = Stop::pass(e)?;
                 report.error("discover", &At::plugin(plugin), &e);
                 all_discovered = false;
                 continue;
@@ -639,7 +545,7 @@ async fn run(
     Ok(())
 }
 
-async fn run_rerun(ctx: &Ctx<'_>, req: &RerunRequest, report: &mut Report) -> Result<(), Fatal> {
+async fn run_rerun(ctx: &Ctx<'_>, req: &RerunRequest, report: &mut Report) -> Result<(), Stop> {
     report.steps = vec!["trigger"];
     rerun::run(ctx, req, report).await
 }

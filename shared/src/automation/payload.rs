@@ -1,5 +1,8 @@
 //! The automation's invocation payloads, parsed strictly before any DevLake call: unknown
-//! fields and wrong types are refused with the field named exactly as sent.
+//! fields and wrong types are refused with the field named exactly as sent. The envelope forms
+//! (`{}`/`null`, the scheduler's `{"scheduledTime": "..."}`, an EventBridge rule's "Scheduled
+//! Event") are read as for the monitor ([`crate::job::envelope`]); the manual forms are the
+//! automation's own [`Form`]s:
 //!
 //! | payload | meaning |
 //! | --- | --- |
@@ -19,26 +22,16 @@
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
-use serde_json::{Map, Value};
-use thiserror::Error;
+use serde_json::Value;
 
 use crate::devlake::models::SUPPORTED_PLUGINS;
+use crate::job::envelope::{self, kind, Envelope, Form, Manual};
 use crate::time_rules::TimeBounds;
 
-/// A payload that cannot be run. Nothing has been called when this is returned.
-#[derive(Debug, Clone, Error, PartialEq, Eq)]
-#[error("invalid payload: field {field:?}: {problem}")]
-pub struct PayloadError {
-    /// The field as sent (`dryRun`, `bogus`, `connections[1]`), or `(payload)` for the whole.
-    pub field: String,
-    pub problem: String,
-}
+pub use crate::job::{PayloadError, Source};
 
 fn err(field: &str, problem: impl Into<String>) -> PayloadError {
-    PayloadError {
-        field: field.to_string(),
-        problem: problem.into(),
-    }
+    PayloadError::new(field, problem)
 }
 
 /// The steps of a run, in execution order.
@@ -75,27 +68,6 @@ impl Step {
 
     fn parse(s: &str) -> Option<Step> {
         Step::ALL.into_iter().find(|step| step.as_str() == s)
-    }
-}
-
-/// Where the invocation came from (reported in the summary).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
-    /// EventBridge Scheduler: `{"scheduledTime": "..."}`.
-    Scheduler,
-    /// An EventBridge rule's "Scheduled Event".
-    Rule,
-    /// `{}` or the manual form.
-    Manual,
-}
-
-impl Source {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Source::Scheduler => "scheduler",
-            Source::Rule => "eventbridge-rule",
-            Source::Manual => "manual",
-        }
     }
 }
 
@@ -164,66 +136,69 @@ pub enum Request {
     Adopt(AdoptRequest),
 }
 
-const RULE_FIELDS: [&str; 9] = [
-    "version",
-    "id",
-    "detail-type",
-    "source",
-    "account",
-    "time",
-    "region",
-    "resources",
-    "detail",
-];
-const RUN_FIELDS: [&str; 7] = [
-    "scheduledTime",
-    "now",
-    "allowPastTime",
-    "dryRun",
-    "plugins",
-    "connections",
-    "steps",
-];
-const RERUN_FIELDS: [&str; 7] = [
-    "action",
-    "projects",
-    "failed",
-    "fullSync",
-    "dryRun",
-    "now",
-    "allowPastTime",
-];
-const ADOPT_FIELDS: [&str; 7] = [
-    "action",
-    "projects",
-    "all",
-    "dryRun",
-    "now",
-    "scheduledTime",
-    "allowPastTime",
-];
+/// A regular run: the envelope forms, or the manual selection of plugins, connections, steps.
+pub const RUN_FORM: Form = Form {
+    what: "a run request",
+    fields: &[
+        "scheduledTime",
+        "now",
+        "allowPastTime",
+        "dryRun",
+        "plugins",
+        "connections",
+        "steps",
+    ],
+    times: &["scheduledTime", "now"],
+};
+/// `{"action": "rerun", ...}`.
+pub const RERUN_FORM: Form = Form {
+    what: "a rerun request",
+    fields: &[
+        "action",
+        "projects",
+        "failed",
+        "fullSync",
+        "dryRun",
+        "now",
+        "allowPastTime",
+    ],
+    times: &["now"],
+};
+/// `{"action": "adopt", ...}`.
+pub const ADOPT_FORM: Form = Form {
+    what: "an adopt request",
+    fields: &[
+        "action",
+        "projects",
+        "all",
+        "dryRun",
+        "now",
+        "scheduledTime",
+        "allowPastTime",
+    ],
+    times: &["now", "scheduledTime"],
+};
 
-/// Parses any accepted payload. `null` counts as `{}` (what `cargo lambda invoke` sends bare).
-/// `clock` is the invocation's clock reading, against which payload times are bounded.
+/// Parses any accepted payload. `clock` is the invocation's clock reading, against which
+/// payload times are bounded.
 pub fn parse(payload: &Value, clock: DateTime<Utc>) -> Result<Request, PayloadError> {
-    let empty = Map::new();
-    let obj = match payload {
-        Value::Null => &empty,
-        Value::Object(o) => o,
-        other => {
-            return Err(err(
-                "(payload)",
-                format!("expected a JSON object, got {}", kind(other)),
-            ))
+    let object = match envelope::open(payload, clock, TimeBounds::AUTOMATION)? {
+        Envelope::Rule { time } => {
+            return Ok(Request::Run(RunRequest {
+                source: Source::Rule,
+                now: Some(time),
+                dry_run: None,
+                plugins: None,
+                connections: None,
+                steps: None,
+            }))
         }
+        Envelope::Object(object) => object,
     };
-    if obj.contains_key("detail-type") || obj.contains_key("source") {
-        return parse_rule(obj, clock);
-    }
-    match obj.get("action") {
-        None => parse_run(obj, clock),
-        Some(Value::String(a)) if a == "rerun" => parse_rerun(obj, clock),
-        Some(Value::String(a)) if a == "adopt" => parse_adopt(obj, clock),
+    match object.get("action") {
+        None => parse_run(object.form(&RUN_FORM)?),
+        Some(Value::String(a)) if a == "rerun" => parse_rerun(object.form(&RERUN_FORM)?),
+        Some(Value::String(a)) if a == "adopt" => parse_adopt(object.form(&ADOPT_FORM)?),
         Some(Value::String(a)) => Err(err(
             "action",
             format!("unknown action {a:?}; the actions are \"rerun\" and \"adopt\""),
@@ -235,56 +210,16 @@ pub fn parse(payload: &Value, clock: DateTime<Utc>) -> Result<Request, PayloadEr
     }
 }
 
-fn parse_rule(obj: &Map<String, Value>, clock: DateTime<Utc>) -> Result<Request, PayloadError> {
-    reject_unknown(obj, &RULE_FIELDS, "an EventBridge rule event")?;
-    match obj.get("detail-type") {
-        Some(Value::String(s)) if s == "Scheduled Event" => {}
-        Some(Value::String(s)) => {
-            return Err(err(
-                "detail-type",
-                format!("only \"Scheduled Event\" starts a run, got {s:?}"),
-            ))
-        }
-        Some(other) => {
-            return Err(err(
-                "detail-type",
-                format!("expected a string, got {}", kind(other)),
-            ))
-        }
-        None => return Err(err("detail-type", "missing in an EventBridge rule event")),
-    }
-    let now = match obj.get("time") {
-        Some(v) => Some(bounded(time(v, "time")?, "time", clock, false)?),
-        None => return Err(err("time", "missing in an EventBridge rule event")),
-    };
-    Ok(Request::Run(RunRequest {
-        source: Source::Rule,
-        now,
-        dry_run: None,
-        plugins: None,
-        connections: None,
-        steps: None,
-    }))
-}
-
-fn parse_run(obj: &Map<String, Value>, clock: DateTime<Utc>) -> Result<Request, PayloadError> {
-    reject_unknown(obj, &RUN_FIELDS, "a run request")?;
-    let allow_past = allow_past_time(obj)?;
-    let scheduled = bounded_time(obj, "scheduledTime", clock, allow_past)?;
-    let manual_now = bounded_time(obj, "now", clock, allow_past)?;
+fn parse_run(m: Manual<'_>) -> Result<Request, PayloadError> {
+    let scheduled = m.scheduled_time()?;
+    let manual_now = m.time("now")?;
     if scheduled.is_some() && manual_now.is_some() {
         return Err(err("now", "give either scheduledTime or now, not both"));
     }
-    let source = if scheduled.is_some() {
-        Source::Scheduler
-    } else {
-        Source::Manual
-    };
-    let plugins = obj
-        .get("plugins")
-        .map(|v| {
-            strings(v, "plugins")?
-                .into_iter()
+    let plugins = m
+        .strings("plugins")?
+        .map(|list| {
+            list.into_iter()
                 .enumerate()
                 .map(|(i, p)| {
                     if SUPPORTED_PLUGINS.contains(&p.as_str()) {
@@ -302,21 +237,19 @@ fn parse_run(obj: &Map<String, Value>, clock: DateTime<Utc>) -> Result<Request, 
                 .collect::<Result<Vec<_>, _>>()
         })
         .transpose()?;
-    let connections = obj
-        .get("connections")
-        .map(|v| {
-            strings(v, "connections")?
-                .into_iter()
+    let connections = m
+        .strings("connections")?
+        .map(|list| {
+            list.into_iter()
                 .enumerate()
                 .map(|(i, c)| connection_ref(&c, &format!("connections[{i}]")))
                 .collect::<Result<Vec<_>, _>>()
         })
         .transpose()?;
-    let steps = obj
-        .get("steps")
-        .map(|v| {
-            strings(v, "steps")?
-                .into_iter()
+    let steps = m
+        .strings("steps")?
+        .map(|list| {
+            list.into_iter()
                 .enumerate()
                 .map(|(i, s)| {
                     Step::parse(&s).ok_or_else(|| {
@@ -333,27 +266,18 @@ fn parse_run(obj: &Map<String, Value>, clock: DateTime<Utc>) -> Result<Request, 
         })
         .transpose()?;
     Ok(Request::Run(RunRequest {
-        source,
+        source: m.source(),
         now: scheduled.or(manual_now),
-        dry_run: obj
-            .get("dryRun")
-            .map(|v| boolean(v, "dryRun"))
-            .transpose()?,
+        dry_run: m.boolean("dryRun")?,
         plugins,
         connections,
         steps,
     }))
 }
 
-fn parse_rerun(obj: &Map<String, Value>, clock: DateTime<Utc>) -> Result<Request, PayloadError> {
-    reject_unknown(obj, &RERUN_FIELDS, "a rerun request")?;
-    let allow_past = allow_past_time(obj)?;
-    let projects = project_names(obj)?;
-    let failed = obj
-        .get("failed")
-        .map(|v| boolean(v, "failed"))
-        .transpose()?;
-    let target = match (projects, failed) {
+fn parse_rerun(m: Manual<'_>) -> Result<Request, PayloadError> {
+    let projects = project_names(&m)?;
+    let target = match (projects, m.boolean("failed")?) {
         (Some(_), Some(true)) => {
             return Err(err(
                 "failed",
@@ -377,67 +301,15 @@ fn parse_rerun(obj: &Map<String, Value>, clock: DateTime<Utc>) -> Result<Request
     };
     Ok(Request::Rerun(RerunRequest {
         target,
-        full_sync: obj
-            .get("fullSync")
-            .map(|v| boolean(v, "fullSync"))
-            .transpose()?
-            .unwrap_or(false),
-        dry_run: obj
-            .get("dryRun")
-            .map(|v| boolean(v, "dryRun"))
-            .transpose()?,
-        now: bounded_time(obj, "now", clock, allow_past)?,
+        full_sync: m.boolean("fullSync")?.unwrap_or(false),
+        dry_run: m.boolean("dryRun")?,
+        now: m.time("now")?,
     }))
 }
 
-/// `allowPastTime`: `true` lets `now`/`scheduledTime` lie further back than the past bound (a
-/// deliberate backfill). It only makes sense beside a time, so alone it is refused.
-fn allow_past_time(obj: &Map<String, Value>) -> Result<bool, PayloadError> {
-    let allow = obj
-        .get("allowPastTime")
-        .map(|v| boolean(v, "allowPastTime"))
-        .transpose()?
-        .unwrap_or(false);
-    if allow && !obj.contains_key("now") && !obj.contains_key("scheduledTime") {
-        return Err(err(
-            "allowPastTime",
-            "applies to a now or scheduledTime, and the payload gives neither",
-        ));
-    }
-    Ok(allow)
-}
-
-/// Refuses a time outside [`TimeBounds::AUTOMATION`] around `clock`, naming `field` as sent.
-fn bounded(
-    t: DateTime<Utc>,
-    field: &str,
-    clock: DateTime<Utc>,
-    allow_past: bool,
-) -> Result<DateTime<Utc>, PayloadError> {
-    match TimeBounds::AUTOMATION.problem(t, clock, allow_past) {
-        Some(problem) => Err(err(field, problem)),
-        None => Ok(t),
-    }
-}
-
-/// The time in `field`, if given, parsed and checked by [`bounded`].
-fn bounded_time(
-    obj: &Map<String, Value>,
-    field: &str,
-    clock: DateTime<Utc>,
-    allow_past: bool,
-) -> Result<Option<DateTime<Utc>>, PayloadError> {
-    obj.get(field)
-        .map(|v| bounded(time(v, field)?, field, clock, allow_past))
-        .transpose()
-}
-
-fn parse_adopt(obj: &Map<String, Value>, clock: DateTime<Utc>) -> Result<Request, PayloadError> {
-    reject_unknown(obj, &ADOPT_FIELDS, "an adopt request")?;
-    let allow_past = allow_past_time(obj)?;
-    let projects = project_names(obj)?;
-    let all = obj.get("all").map(|v| boolean(v, "all")).transpose()?;
-    let projects = match (projects, all) {
+fn parse_adopt(m: Manual<'_>) -> Result<Request, PayloadError> {
+    let projects = project_names(&m)?;
+    let projects = match (projects, m.boolean("all")?) {
         (Some(_), Some(true)) => {
             return Err(err("all", "give either projects or all: true, not both"))
         }
@@ -456,23 +328,19 @@ fn parse_adopt(obj: &Map<String, Value>, clock: DateTime<Utc>) -> Result<Request
             ))
         }
     };
-    let scheduled = bounded_time(obj, "scheduledTime", clock, allow_past)?;
-    let now = bounded_time(obj, "now", clock, allow_past)?;
+    let scheduled = m.scheduled_time()?;
+    let now = m.time("now")?;
     Ok(Request::Adopt(AdoptRequest {
         projects,
-        dry_run: obj
-            .get("dryRun")
-            .map(|v| boolean(v, "dryRun"))
-            .transpose()?,
+        dry_run: m.boolean("dryRun")?,
         now: scheduled.or(now),
     }))
 }
 
 /// `projects` (rerun and adopt forms): a non-empty list of non-blank names, if given.
-fn project_names(obj: &Map<String, Value>) -> Result<Option<Vec<String>>, PayloadError> {
-    obj.get("projects")
-        .map(|v| {
-            let list = strings(v, "projects")?;
+fn project_names(m: &Manual<'_>) -> Result<Option<Vec<String>>, PayloadError> {
+    m.strings("projects")?
+        .map(|list| {
             if list.is_empty() {
                 return Err(err("projects", "names no project"));
             }
@@ -482,68 +350,6 @@ fn project_names(obj: &Map<String, Value>) -> Result<Option<Vec<String>>, Payloa
             Ok(list)
         })
         .transpose()
-}
-
-fn reject_unknown(
-    obj: &Map<String, Value>,
-    known: &[&str],
-    what: &str,
-) -> Result<(), PayloadError> {
-    match obj.keys().find(|k| !known.contains(&k.as_str())) {
-        Some(k) => Err(err(
-            k,
-            format!("unknown field in {what}; accepted: {}", known.join(", ")),
-        )),
-        None => Ok(()),
-    }
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
-fn boolean(v: &Value, field: &str) -> Result<bool, PayloadError> {
-    v.as_bool()
-        .ok_or_else(|| err(field, format!("expected true or false, got {}", kind(v))))
-}
-
-fn time(v: &Value, field: &str) -> Result<DateTime<Utc>, PayloadError> {
-    let s = v.as_str().ok_or_else(|| {
-        err(
-            field,
-            format!("expected an RFC 3339 time string, got {}", kind(v)),
-        )
-    })?;
-    DateTime::parse_from_rfc3339(s)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| err(field, format!("{s:?} is not an RFC 3339 time: {e}")))
-}
-
-fn strings(v: &Value, field: &str) -> Result<Vec<String>, PayloadError> {
-    let arr = v.as_array().ok_or_else(|| {
-        err(
-            field,
-            format!("expected an array of strings, got {}", kind(v)),
-        )
-    })?;
-    arr.iter()
-        .enumerate()
-        .map(|(i, item)| {
-            item.as_str().map(str::to_string).ok_or_else(|| {
-                err(
-                    &format!("{field}[{i}]"),
-                    format!("expected a string, got {}", kind(item)),
-                )
-            })
-        })
-        .collect()
 }
 
 fn connection_ref(s: &str, field: &str) -> Result<ConnectionRef, PayloadError> {
@@ -597,38 +403,27 @@ mod tests {
         parse(&v, clock()).unwrap_err().field
     }
 
+    /// The envelope forms' times are checked against the monitor in `crate::job::envelope`;
+    /// here, what the automation makes of them: a full run, with its source.
     #[test]
-    fn scheduler_input_sets_now() {
-        let r = run(json!({"scheduledTime": "2026-11-28T11:00:00Z"}));
-        assert_eq!(r.source, Source::Scheduler);
-        assert_eq!(r.now.unwrap().to_rfc3339(), "2026-11-28T11:00:00+00:00");
-        assert!(r.runs(Step::Trigger));
-    }
-
-    #[test]
-    fn rule_event_uses_its_time() {
-        let r = run(json!({
+    fn envelope_forms_are_full_runs_with_their_source() {
+        let rule = json!({
             "version": "0", "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
             "detail-type": "Scheduled Event", "source": "aws.events",
             "account": "123456789012", "time": "2026-11-28T11:00:00Z", "region": "ap-southeast-1",
             "resources": ["arn:aws:events:ap-southeast-1:123456789012:rule/daily"], "detail": {}
-        }));
-        assert_eq!(r.source, Source::Rule);
-        assert_eq!(r.now.unwrap().to_rfc3339(), "2026-11-28T11:00:00+00:00");
-        assert_eq!(
-            field_of(
-                json!({"detail-type": "Object Created", "source": "aws.s3", "time": "2026-11-28T11:00:00Z"})
+        });
+        for (v, source) in [
+            (
+                json!({"scheduledTime": "2026-11-28T11:00:00Z"}),
+                Source::Scheduler,
             ),
-            "detail-type"
-        );
-    }
-
-    #[test]
-    fn empty_and_null_are_a_default_run() {
-        for v in [json!({}), Value::Null] {
+            (rule, Source::Rule),
+            (json!({}), Source::Manual),
+            (Value::Null, Source::Manual),
+        ] {
             let r = run(v);
-            assert_eq!(r.source, Source::Manual);
-            assert_eq!(r.now, None);
+            assert_eq!(r.source, source);
             assert_eq!(r.dry_run, None);
             assert!(Step::ALL.iter().all(|s| r.runs(*s)));
         }

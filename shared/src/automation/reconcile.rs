@@ -21,7 +21,8 @@ use super::projects::{plan, Decision};
 use super::summary::{At, Conflict, Report};
 use super::sync::ManagedScope;
 use super::trigger::Candidate;
-use super::{Ctx, Fatal};
+use super::Ctx;
+use crate::job::Stop;
 
 /// One write job of this step.
 enum Job<'a> {
@@ -81,7 +82,7 @@ pub(crate) async fn apply(
     time_after: Option<DateTime<Utc>>,
     backfill_start: Option<DateTime<Utc>>,
     report: &mut Report,
-) -> Result<Applied, Fatal> {
+) -> Result<Applied, Stop> {
     let cfg = ctx.config;
     let label = cfg.label.as_str();
     let mut jobs: Vec<Job<'_>> = Vec::new();
@@ -223,7 +224,7 @@ pub(crate) async fn apply(
     }
     report.remaining.projects.dedup();
     match fatal {
-        Some(e) => Err(Fatal(e)),
+        Some(e) => Err(Stop::DevLake(e)),
         None => Ok(applied),
     }
 }

@@ -9,13 +9,14 @@ use super::blueprints::is_managed;
 use super::payload::{RerunRequest, RerunTarget};
 use super::summary::{At, Report};
 use super::trigger::{self, last_failed, Candidate};
-use super::{Ctx, Fatal};
+use super::Ctx;
+use crate::job::Stop;
 
 pub(crate) async fn run(
     ctx: &Ctx<'_>,
     req: &RerunRequest,
     report: &mut Report,
-) -> Result<(), Fatal> {
+) -> Result<(), Stop> {
     let request = TriggerRequest {
         skip_collectors: false,
         full_sync: req.full_sync,
@@ -45,7 +46,7 @@ pub(crate) async fn run(
                         false,
                     ),
                     Err(e) => {
-                        let e = Fatal::pass(e)?;
+                        let e = Stop::pass(e)?;
                         report.error("rerun", &at, &e);
                     }
                 }
@@ -58,7 +59,7 @@ pub(crate) async fn run(
                 Ok(p) => p,
                 Err(e) => {
                     // Without the project list nothing can be selected: the run cannot proceed.
-                    return Err(Fatal(e));
+                    return Err(Stop::DevLake(e));
                 }
             };
             let candidates: Vec<Candidate> = projects

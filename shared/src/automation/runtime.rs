@@ -1,22 +1,22 @@
 //! Start-up of the `devlake-automation` Lambda: configuration read once, clients built once
 //! (DevLake, DynamoDB, CloudWatch), then one [`handle`](super::handle) per event.
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use aws_config::SdkConfig;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::cloudwatch::{CloudWatchSink, FUNCTION_DIMENSION};
-use crate::config::{check_devlake_fits_timeout, Env, SecretSource};
+use crate::config::{Env, SecretSource};
 use crate::devlake::{ClientConfig, DevLakeClient};
-use crate::function_error::{self, ErrorType};
+use crate::job::{invocation_deadline, Margin};
 use crate::startup::{devlake_client, load_sdk_config, SdkTimeouts};
 pub use crate::startup::{StartupError, API_KEY_ARN_VAR, API_KEY_VAR};
 use crate::store::DynamoStore;
 
 use super::config::{client_config_from_env, AutomationConfig};
-use super::{handle, AutomationError, Deadline, Ports};
+use super::{handle, AutomationError, Ports};
 
 /// The `Function` dimension value on every CloudWatch datum of this job.
 pub const FUNCTION: &str = "automation";
@@ -116,25 +116,13 @@ impl Automation {
         now: DateTime<Utc>,
         wall: SystemTime,
     ) -> Result<Value, AutomationError> {
-        // The time left as the invocation starts is the function's timeout (Lambda exposes it no
-        // other way): one DevLake request, retries included, must fit in it with the margin.
-        if let Some(timeout) =
-            Deadline::from_lambda(lambda_deadline_ms, wall, Duration::ZERO).left()
-        {
-            check_devlake_fits_timeout(
-                &self.devlake_settings,
-                self.config.deadline_margin,
-                "DEADLINE_MARGIN_MS",
-                timeout,
-            )?;
-        }
-        let deadline = Deadline::from_lambda(lambda_deadline_ms, wall, self.config.deadline_margin);
-        tracing::info!(
+        let deadline = invocation_deadline(
             lambda_deadline_ms,
-            budget_ms = deadline.left().map(|d| d.as_millis() as u64),
-            deadline_margin_ms = self.config.deadline_margin.as_millis() as u64,
-            "invocation received"
-        );
+            wall,
+            Margin::Fixed(self.config.deadline_margin),
+            "DEADLINE_MARGIN_MS",
+            &self.devlake_settings,
+        )?;
         let ports = Ports {
             devlake: &self.devlake,
             run_log: self
@@ -144,30 +132,6 @@ impl Automation {
             metrics: Some(&self.metrics),
         };
         handle(&self.config, ports, payload, now, deadline).await
-    }
-}
-
-impl AutomationError {
-    /// The Lambda `errorType` (the scheme of [`crate::function_error`], shared with the monitor).
-    pub fn kind(&self) -> ErrorType {
-        match self {
-            AutomationError::Payload(_) => ErrorType::InvalidPayload,
-            AutomationError::Config(_) => ErrorType::InvalidConfiguration,
-            AutomationError::RunInProgress { .. } => ErrorType::RunInProgress,
-            AutomationError::Lease { source } => ErrorType::of_store(source),
-            AutomationError::DevLake { source } => ErrorType::of_devlake(source),
-        }
-    }
-
-    /// [`kind`](Self::kind) as Lambda reports it.
-    pub fn error_type(&self) -> &'static str {
-        self.kind().as_str()
-    }
-}
-
-impl From<AutomationError> for lambda_runtime::Diagnostic {
-    fn from(e: AutomationError) -> Self {
-        function_error::diagnostic(e.kind(), &e)
     }
 }
 

@@ -1,11 +1,17 @@
-//! The JSON answer of a run (docs/operations.md) and the bookkeeping that builds it.
+//! The JSON answer of a run (docs/operations.md, "Automation summary"): the bookkeeping the
+//! steps fill in ([`Report`]) and the typed [`Summary`] it ends as.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::cloudwatch::Datum;
 use crate::devlake::{CallCounts, DevLakeError};
+use crate::job::{JobSummary, RunStatus, Source};
+
+mod step_counts;
+pub use step_counts::StepCounts;
 
 /// Counts of one plugin, or of the whole run. In a dry run they count what *would* change.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -84,6 +90,31 @@ pub struct ItemError {
     pub retryable: bool,
 }
 
+impl ItemError {
+    /// A failed item at `at`, logged as it is recorded.
+    pub fn new(step: &str, at: &At<'_>, message: String, retryable: bool) -> Self {
+        tracing::warn!(
+            step,
+            plugin = at.plugin.unwrap_or(""),
+            connection_id = at.connection_id.unwrap_or(0),
+            scope_id = at.scope_id.unwrap_or(""),
+            project = at.project.unwrap_or(""),
+            retryable,
+            error = %message,
+            "automation item failed"
+        );
+        ItemError {
+            step: step.to_string(),
+            plugin: at.plugin.map(str::to_string),
+            connection_id: at.connection_id,
+            scope_id: at.scope_id.map(str::to_string),
+            project: at.project.map(str::to_string),
+            message,
+            retryable,
+        }
+    }
+}
+
 /// One change a dry run would make (`planned` is only part of dry-run summaries).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -137,12 +168,32 @@ impl Remaining {
     }
 }
 
-/// Everything a run learned, turned into the summary at the end.
+/// What an invocation does: a run of the schedule (or its manual form), or an action.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    #[default]
+    Run,
+    Rerun,
+    Adopt,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Run => "run",
+            Action::Rerun => "rerun",
+            Action::Adopt => "adopt",
+        }
+    }
+}
+
+/// Everything a run learned, turned into the [`Summary`] at the end.
 #[derive(Debug, Clone, Default)]
 pub struct Report {
-    pub action: &'static str,
+    pub action: Action,
     pub dry_run: bool,
-    pub source: String,
+    pub source: Source,
     pub now: String,
     pub time_after: Option<String>,
     pub trigger_mode: String,
@@ -190,26 +241,9 @@ impl Report {
     }
 
     pub fn error_message(&mut self, step: &str, at: &At<'_>, message: String, retryable: bool) {
-        tracing::warn!(
-            step,
-            plugin = at.plugin.unwrap_or(""),
-            connection_id = at.connection_id.unwrap_or(0),
-            scope_id = at.scope_id.unwrap_or(""),
-            project = at.project.unwrap_or(""),
-            retryable,
-            error = %message,
-            "automation item failed"
-        );
+        let error = ItemError::new(step, at, message, retryable);
         self.counts(at.plugin).errors += 1;
-        self.errors.push(ItemError {
-            step: step.to_string(),
-            plugin: at.plugin.map(str::to_string),
-            connection_id: at.connection_id,
-            scope_id: at.scope_id.map(str::to_string),
-            project: at.project.map(str::to_string),
-            message,
-            retryable,
-        });
+        self.errors.push(error);
     }
 
     pub fn plan(
@@ -246,53 +280,144 @@ impl Report {
         self.errors.is_empty() && self.remaining.is_empty()
     }
 
-    /// The summary JSON.
-    pub fn to_json(&self, calls: CallCounts, duration_ms: u64) -> Value {
+    /// The summary: totals, per-step counts and the lists, as the run answers them (its DevLake
+    /// calls and duration are stamped by the lifecycle).
+    pub fn into_summary(self) -> Summary {
         let t = self.totals();
-        let mut out = serde_json::json!({
-            "status": if self.is_ok() { "ok" } else { "partial" },
-            "action": self.action,
-            "dryRun": self.dry_run,
-            "source": self.source,
-            "now": self.now,
-            "timeAfter": self.time_after,
-            "triggerMode": self.trigger_mode,
-            "steps": self.steps,
-            "counts": t,
-            "stepCounts": {
-                "discover": {"connections": t.discovered_connections},
-                "sync": {"remoteScopes": t.remote_scopes, "scopesAdded": t.scopes_added},
-                "scopeConfigs": {"created": t.scope_configs_created, "assigned": t.scope_configs_assigned},
-                "projects": {
-                    "created": t.projects_created,
-                    "reconciled": t.projects_reconciled,
-                    "conflicting": t.projects_conflicting,
-                    "unchanged": t.projects_unchanged,
-                },
-                "timeAfter": {"updated": t.time_after_updated},
-                "trigger": {"triggered": t.triggered, "skipped": t.skipped},
-            },
-            "plugins": self.plugins,
-            "conflicts": self.conflicts,
-            "errors": self.errors,
-            "skippedTriggers": self.skipped_triggers,
-            "devlakeCalls": calls,
-            "phaseMs": self.phase_ms,
-            "durationMs": duration_ms,
-        });
-        if self.dry_run {
-            out["planned"] = serde_json::to_value(&self.planned).unwrap_or(Value::Null);
+        let status = if self.is_ok() {
+            RunStatus::Ok
+        } else {
+            RunStatus::Partial
+        };
+        Summary {
+            status,
+            action: self.action,
+            dry_run: self.dry_run,
+            source: self.source,
+            now: self.now,
+            time_after: self.time_after,
+            trigger_mode: self.trigger_mode,
+            steps: self.steps,
+            step_counts: StepCounts::of(&t),
+            counts: t,
+            plugins: self.plugins,
+            conflicts: self.conflicts,
+            errors: self.errors,
+            skipped_triggers: self.skipped_triggers,
+            devlake_calls: CallCounts::default(),
+            phase_ms: self.phase_ms,
+            duration_ms: 0,
+            planned: self.dry_run.then_some(self.planned),
+            remaining: (!self.remaining.is_empty()).then_some(self.remaining),
+            managed_projects: self.managed_projects,
+            extra: self.extra,
         }
-        if !self.remaining.is_empty() {
-            out["remaining"] = serde_json::to_value(&self.remaining).unwrap_or(Value::Null);
+    }
+}
+
+/// What an automation invocation answers, kept (lists cut) in its run record.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Summary {
+    /// `ok`, or `partial` when an item failed or the deadline left work for the next run.
+    pub status: RunStatus,
+    pub action: Action,
+    pub dry_run: bool,
+    pub source: Source,
+    /// The run's `now` (RFC 3339, seconds).
+    pub now: String,
+    /// The `timeAfter` the run sets (`null` when it sets none).
+    pub time_after: Option<String>,
+    pub trigger_mode: String,
+    pub steps: Vec<&'static str>,
+    /// Totals over every plugin (in a dry run: what would change).
+    pub counts: Counts,
+    pub step_counts: StepCounts,
+    pub plugins: BTreeMap<String, Counts>,
+    pub conflicts: Vec<Conflict>,
+    pub errors: Vec<ItemError>,
+    pub skipped_triggers: Vec<SkippedTrigger>,
+    /// HTTP requests sent to DevLake, retries included.
+    pub devlake_calls: CallCounts,
+    /// Wall time per phase (`connections`, `projects`, `trigger`), in milliseconds.
+    pub phase_ms: BTreeMap<&'static str, u64>,
+    pub duration_ms: u64,
+    /// Every change a dry run would make (dry runs only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub planned: Option<Vec<Planned>>,
+    /// Work the deadline left for the next run (only when there is some).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remaining: Option<Remaining>,
+    /// Managed projects in DevLake after the run, when the run listed projects.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub managed_projects: Option<u64>,
+    /// The fields of one feature (`adoptable`, `adopted`, `notAdopted`, `orphanScopes`,
+    /// `orphanScopeCounts`), at the top level.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, Value>,
+}
+
+impl Summary {
+    /// Adds an error not tied to a plugin (a run cut short at a step every later one needs).
+    pub fn push_error(&mut self, error: ItemError) {
+        self.counts.errors += 1;
+        self.errors.push(error);
+        self.status = RunStatus::Partial;
+    }
+}
+
+impl JobSummary for Summary {
+    const LISTS: &'static [&'static [&'static str]] = SUMMARY_LISTS;
+
+    fn status(&self) -> RunStatus {
+        self.status
+    }
+
+    fn item_errors(&self) -> u64 {
+        self.counts.errors
+    }
+
+    fn set_figures(&mut self, calls: CallCounts, duration_ms: u64) {
+        self.devlake_calls = calls;
+        self.duration_ms = duration_ms;
+    }
+
+    /// No per-project dimensions (each combination costs money). The run-level series other
+    /// than `Triggered` follow the daily runs, not someone's manual `rerun` or `adopt`.
+    fn datums(&self) -> Vec<Datum> {
+        let t = &self.counts;
+        let mut datums = vec![Datum::count("Triggered", t.triggered as f64)];
+        if self.action == Action::Run {
+            datums.extend([
+                Datum::count("ProjectsCreated", t.projects_created as f64),
+                Datum::count("ScopesAdded", t.scopes_added as f64),
+                Datum::count("BlueprintsUpdated", t.blueprints_updated as f64),
+            ]);
         }
-        if let Some(n) = self.managed_projects {
-            out["managedProjects"] = n.into();
-        }
-        for (k, v) in &self.extra {
-            out[k.as_str()] = v.clone();
-        }
-        out
+        datums
+    }
+
+    fn log_finished(&self, recorded: &Value) {
+        let t = &self.counts;
+        tracing::info!(
+            action = self.action.as_str(),
+            status = ?self.status,
+            dry_run = self.dry_run,
+            scopes_added = t.scopes_added,
+            scope_configs_created = t.scope_configs_created,
+            projects_created = t.projects_created,
+            projects_reconciled = t.projects_reconciled,
+            projects_conflicting = t.projects_conflicting,
+            blueprints_updated = t.blueprints_updated,
+            triggered = t.triggered,
+            skipped = t.skipped,
+            errors = t.errors,
+            devlake_reads = self.devlake_calls.reads,
+            devlake_writes = self.devlake_calls.writes,
+            duration_ms = self.duration_ms,
+            summary = %recorded,
+            "automation run finished"
+        );
     }
 }
 
@@ -349,23 +474,28 @@ impl<'a> At<'a> {
 mod tests {
     use super::*;
 
+    fn json(r: &Report) -> Value {
+        serde_json::to_value(r.clone().into_summary()).unwrap()
+    }
+
     #[test]
     fn status_is_partial_with_errors_or_leftovers() {
-        let mut r = Report {
-            action: "run",
-            ..Default::default()
-        };
+        let mut r = Report::default();
         r.counts(Some("github")).projects_created = 2;
         r.counts(Some("jira")).projects_created = 1;
-        let v = r.to_json(CallCounts::default(), 5);
+        let v = json(&r);
         assert_eq!(v["status"], "ok");
+        assert_eq!(v["action"], "run");
         assert_eq!(v["counts"]["projectsCreated"], 3);
+        assert_eq!(v["stepCounts"]["projects"]["created"], 3);
         assert_eq!(v["plugins"]["jira"]["projectsCreated"], 1);
         assert!(v.get("remaining").is_none());
         assert!(v.get("planned").is_none());
+        assert!(v.get("managedProjects").is_none());
+        assert_eq!(v["timeAfter"], Value::Null, "present, null");
 
         r.error_message("sync", &At::connection("github", 1), "boom".into(), true);
-        let v = r.to_json(CallCounts::default(), 5);
+        let v = json(&r);
         assert_eq!(v["status"], "partial");
         assert_eq!(v["errors"][0]["plugin"], "github");
         assert_eq!(v["errors"][0]["connectionId"], 1);
@@ -373,8 +503,30 @@ mod tests {
 
         let mut r = Report::default();
         r.remaining.triggers = 3;
-        let v = r.to_json(CallCounts::default(), 5);
+        let v = json(&r);
         assert_eq!(v["status"], "partial");
         assert_eq!(v["remaining"]["triggers"], 3);
+
+        let mut dry = Report {
+            dry_run: true,
+            ..Report::default()
+        };
+        dry.extra.insert("adoptable".into(), 4.into());
+        let v = json(&dry);
+        assert_eq!(v["planned"], serde_json::json!([]));
+        assert_eq!(v["adoptable"], 4);
+    }
+
+    #[test]
+    fn an_error_pushed_on_the_summary_makes_it_partial() {
+        let mut s = Report::default().into_summary();
+        s.push_error(ItemError::new(
+            "run",
+            &At::default(),
+            "cut off".into(),
+            true,
+        ));
+        assert_eq!(s.status, RunStatus::Partial);
+        assert_eq!((s.counts.errors, s.item_errors()), (1, 1));
     }
 }

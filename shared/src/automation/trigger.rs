@@ -11,7 +11,8 @@ use crate::devlake::TriggerOutcome;
 
 use super::config::TriggerMode;
 use super::summary::{At, Report, SkippedTrigger};
-use super::{Ctx, Fatal};
+use super::Ctx;
+use crate::job::Stop;
 
 /// A blueprint the trigger step may start.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,13 +90,13 @@ pub(crate) async fn run(
     request: TriggerRequest,
     cap: Option<usize>,
     report: &mut Report,
-) -> Result<(), Fatal> {
+) -> Result<(), Stop> {
     if candidates.is_empty() {
         return Ok(());
     }
     let pending = match pending_blueprints(ctx).await {
         Ok(p) => p,
-        Err(e) if e.is_fatal() => return Err(Fatal(e)),
+        Err(e) if e.is_fatal() => return Err(Stop::DevLake(e)),
         Err(e) => {
             // Without the pending list a trigger could pile onto a running pipeline; the
             // 400 would be harmless, but the next run has the full picture.
@@ -169,7 +170,7 @@ pub(crate) async fn run(
                 report.counts(c.plugin.as_deref()).triggered += 1;
             }
             Ok(TriggerOutcome::AlreadyRunning) => skipped(report, &c, "alreadyRunning"),
-            Err(e) if e.is_fatal() => return Err(Fatal(e)),
+            Err(e) if e.is_fatal() => return Err(Stop::DevLake(e)),
             Err(e) => report.error("trigger", &at, &e),
         }
     }

@@ -5,7 +5,7 @@ use thiserror::Error;
 
 use crate::config::ConfigError;
 use crate::devlake::DevLakeError;
-use crate::function_error::{self, ErrorType};
+use crate::job::{job_error, Cause, Stop};
 use crate::store::StoreError;
 
 use super::payload::PayloadError;
@@ -13,7 +13,7 @@ use super::payload::PayloadError;
 #[derive(Debug, Error)]
 pub enum MonitorError {
     /// Refused before any work: nothing read, nothing written.
-    #[error("invalid payload: {0}")]
+    #[error(transparent)]
     Payload(#[from] PayloadError),
     /// Settings that cannot work together, found once an invocation tells the function its
     /// timeout. Nothing read, nothing written.
@@ -28,34 +28,24 @@ pub enum MonitorError {
 }
 
 impl MonitorError {
-    /// Whether the next scheduled run can be expected to succeed without anyone acting.
-    pub fn is_retryable(&self) -> bool {
+    /// What ended the invocation, for the Lambda error scheme both jobs share.
+    pub fn cause(&self) -> Cause<'_> {
         match self {
-            MonitorError::Payload(_) | MonitorError::Config(_) => false,
-            MonitorError::DevLake(e) => e.is_retryable(),
-            MonitorError::Store(e) => e.is_retryable(),
+            MonitorError::Payload(_) => Cause::Payload,
+            MonitorError::Config(_) => Cause::Config,
+            MonitorError::DevLake(e) => Cause::DevLake(e),
+            MonitorError::Store(e) => Cause::Store(e),
         }
-    }
-
-    /// The Lambda `errorType` (the scheme of [`crate::function_error`], shared with the
-    /// automation).
-    pub fn kind(&self) -> ErrorType {
-        match self {
-            MonitorError::Payload(_) => ErrorType::InvalidPayload,
-            MonitorError::Config(_) => ErrorType::InvalidConfiguration,
-            MonitorError::DevLake(e) => ErrorType::of_devlake(e),
-            MonitorError::Store(e) => ErrorType::of_store(e),
-        }
-    }
-
-    /// [`kind`](Self::kind) as Lambda reports it.
-    pub fn error_type(&self) -> &'static str {
-        self.kind().as_str()
     }
 }
 
-impl From<MonitorError> for lambda_runtime::Diagnostic {
-    fn from(e: MonitorError) -> Self {
-        function_error::diagnostic(e.kind(), &e)
+job_error!(MonitorError);
+
+impl From<Stop> for MonitorError {
+    fn from(stop: Stop) -> Self {
+        match stop {
+            Stop::DevLake(e) => MonitorError::DevLake(e),
+            Stop::Store(e) => MonitorError::Store(e),
+        }
     }
 }

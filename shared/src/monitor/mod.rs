@@ -112,7 +112,9 @@ pub use config::{MonitorConfig, MonitorSettings};
 pub use error::MonitorError;
 pub use payload::{PayloadError, Request};
 pub use project::MAX_MESSAGE_CHARS;
-pub use run::{Monitor, BLUEPRINT_LIST_THRESHOLD, RECENT_FAILURES_PAGE, RECHECK_PAGES, SWEEP_PAGE};
+pub use run::{
+    Monitor, BLUEPRINT_LIST_THRESHOLD, JOB, RECENT_FAILURES_PAGE, RECHECK_PAGES, SWEEP_PAGE,
+};
 pub use summary::{CursorBrief, FailureBrief, RunIssue, RunStatus, Summary, LISTED_FAILURES};
 
 pub use crate::deadline::Deadline;

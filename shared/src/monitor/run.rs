@@ -1,19 +1,19 @@
 //! One monitor run: observe DevLake, plan, write per project, re-run, move the cursor, report.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
 use serde_json::Value;
 
-use crate::cloudwatch::{Datum, MetricsSink};
+use crate::cloudwatch::MetricsSink;
 use crate::deadline::Deadline;
 use crate::devlake::models::{status, Blueprint, Pipeline, PipelineQuery};
 use crate::devlake::{DevLakeClient, DevLakeError};
+use crate::job::{Invocation, JobSpec, Lifecycle, Ran, ScheduledJob, Stop};
 use crate::store::{
     CommitOutcome, FailureEvent, Job, MissingBlueprint, MonitorCursor, MonitorStore, OpenFailure,
-    ProjectCommit, ProjectState, RerunClaim, RerunSettlement, RunRecord, StoreError, StoredProject,
+    ProjectCommit, ProjectState, RerunClaim, RerunSettlement, RunLog, StoreError, StoredProject,
     MAX_EVENTS_PER_COMMIT,
 };
 
@@ -71,29 +71,12 @@ pub struct Monitor<'a> {
     pub sink: &'a dyn MetricsSink,
 }
 
-/// A run that stopped: the error, and whether DevLake had answered before it.
-struct Stopped {
-    error: MonitorError,
-    devlake_up: Option<bool>,
-}
-
-impl From<StoreError> for Stopped {
-    fn from(e: StoreError) -> Self {
-        Stopped {
-            error: e.into(),
-            devlake_up: Some(true),
-        }
-    }
-}
-
-impl From<DevLakeError> for Stopped {
-    fn from(e: DevLakeError) -> Self {
-        Stopped {
-            error: e.into(),
-            devlake_up: Some(false),
-        }
-    }
-}
+/// How the monitor plugs into the job lifecycle: its run record is `RUN`/`monitor`, and its
+/// runs send `DevLakeUp` (the `DevLakeDownAlarm` watches it).
+pub const JOB: JobSpec = JobSpec {
+    job: Job::Monitor,
+    devlake_up_datum: true,
+};
 
 /// Work left for the next run because the Lambda deadline was near.
 fn deadline_issue(what: String) -> RunIssue {
@@ -142,10 +125,11 @@ impl Monitor<'_> {
     }
 
     /// One run at `now` (the scheduled time, for the look-back and stuck rules), started at
-    /// `started_at` by the caller's clock. The run record's `finishedAt` is `started_at` plus the
-    /// run's own duration: `devlake_monitor_last_run_timestamp_seconds` says when the last run
-    /// finished, not when it was scheduled (a late or replayed delivery would look older), and
-    /// no clock is read here.
+    /// `started_at` by the caller's clock, through the job lifecycle ([`crate::job`]): it records
+    /// its own outcome and emits its metrics (not in a dry run). The run record's `finishedAt` is
+    /// `started_at` plus the run's own duration: `devlake_monitor_last_run_timestamp_seconds`
+    /// says when the last run finished, not when it was scheduled (a late or replayed delivery
+    /// would look older), and no clock is read here.
     async fn run_started(
         &self,
         now: DateTime<Utc>,
@@ -153,172 +137,25 @@ impl Monitor<'_> {
         request: Request,
         deadline: Deadline,
     ) -> Result<Summary, MonitorError> {
-        let started = Instant::now();
-        let calls_before = self.devlake.calls().total();
-        // The run's DevLake calls start no retry wait that would end past the deadline.
-        let devlake = self.devlake.with_deadline(deadline);
-        let bounded = Monitor {
-            devlake: &devlake,
-            ..*self
+        let lifecycle = Lifecycle {
+            spec: JOB,
+            devlake: self.devlake,
+            run_log: Some(self.store as &dyn RunLog),
+            sink: Some(self.sink),
         };
-        let outcome = match bounded.execute(now, request, deadline).await {
-            // DevLake did not answer before the deadline: nothing after that point was
-            // written (the cursor is saved last and every write before it is idempotent), so
-            // the next run starts from consistent state; this one reports what stopped it.
-            Err(stopped)
-                if matches!(
-                    stopped.error,
-                    MonitorError::DevLake(DevLakeError::Deadline { .. })
-                ) =>
-            {
-                Ok((
-                    Summary::cut_short(
-                        now,
-                        request.dry_run,
-                        request.rescan,
-                        deadline_issue(stopped.error.to_string()),
-                    ),
-                    BTreeMap::new(),
-                ))
-            }
-            other => other,
+        let inv = Invocation {
+            started_at,
+            deadline,
+            dry_run: request.dry_run,
+            recorded: true,
         };
-        let duration_ms = started.elapsed().as_millis() as u64;
-        let finished_at = started_at + chrono::Duration::milliseconds(duration_ms as i64);
-        let devlake_calls = self.devlake.calls().total().saturating_sub(calls_before);
-        match outcome {
-            Ok((mut summary, per_project)) => {
-                summary.duration_ms = duration_ms;
-                summary.devlake_calls = devlake_calls;
-                // The log line and the run record carry a copy whose lists keep their first
-                // entries (totals under `truncated`), within both their size limits.
-                let recorded = summary.recorded();
-                tracing::info!(
-                    status = ?summary.status,
-                    dry_run = summary.dry_run,
-                    new_failures = summary.new_failures,
-                    already_recorded = summary.already_recorded,
-                    pipelines_inspected = summary.pipelines_inspected,
-                    stuck = summary.stuck,
-                    reruns = summary.reruns,
-                    devlake_calls,
-                    errors = summary.errors.len(),
-                    duration_ms,
-                    summary = %recorded,
-                    "monitor run finished"
-                );
-                if !request.dry_run {
-                    let success = summary.status == RunStatus::Ok;
-                    let value = recorded;
-                    self.record(finished_at, success, Some(true), duration_ms, value)
-                        .await;
-                    self.emit(self.datums(
-                        Some(&summary),
-                        &per_project,
-                        success,
-                        Some(true),
-                        duration_ms,
-                    ))
-                    .await;
-                }
-                Ok(summary)
-            }
-            Err(stopped) => {
-                tracing::error!(
-                    error = %stopped.error,
-                    retryable = stopped.error.is_retryable(),
-                    devlake_calls,
-                    duration_ms,
-                    "monitor run failed; cursor not advanced"
-                );
-                if !request.dry_run {
-                    let value = serde_json::json!({
-                        "status": "failed",
-                        "error": stopped.error.to_string(),
-                        "devlakeCalls": devlake_calls,
-                        "durationMs": duration_ms,
-                    });
-                    self.record(finished_at, false, stopped.devlake_up, duration_ms, value)
-                        .await;
-                    self.emit(self.datums(
-                        None,
-                        &BTreeMap::new(),
-                        false,
-                        stopped.devlake_up,
-                        duration_ms,
-                    ))
-                    .await;
-                }
-                Err(stopped.error)
-            }
-        }
-    }
-
-    async fn record(
-        &self,
-        finished_at: DateTime<Utc>,
-        success: bool,
-        devlake_up: Option<bool>,
-        duration_ms: u64,
-        summary: Value,
-    ) {
-        let run = RunRecord {
-            job: Job::Monitor,
-            finished_at,
-            success,
-            devlake_up,
-            duration_ms,
-            summary,
+        let job = MonitorRun {
+            monitor: *self,
+            now,
+            request,
+            deadline,
         };
-        if let Err(e) = self.store.record_run(&run).await {
-            tracing::warn!(error = %e, "could not record the monitor run");
-        }
-    }
-
-    /// The run's CloudWatch datums. `RunSuccess`, `RunDurationMs` and `Errors` are the series
-    /// the automation sends too (the sink adds `Function=monitor`); a failed run sends those and
-    /// `DevLakeUp` only.
-    fn datums(
-        &self,
-        summary: Option<&Summary>,
-        per_project: &BTreeMap<String, u64>,
-        success: bool,
-        devlake_up: Option<bool>,
-        duration_ms: u64,
-    ) -> Vec<Datum> {
-        let mut datums = vec![
-            Datum::run_success(success),
-            Datum::run_duration_ms(duration_ms),
-            // A stopped run counts as one error, as in the automation.
-            Datum::errors(summary.map_or(1, |s| s.errors.len() as u64)),
-        ];
-        if let Some(up) = devlake_up {
-            datums.push(Datum::flag("DevLakeUp", up));
-        }
-        if let Some(s) = summary {
-            datums.push(Datum::count("NewFailures", s.new_failures as f64));
-            datums.push(Datum::count(
-                "PipelinesInspected",
-                s.pipelines_inspected as f64,
-            ));
-            datums.push(Datum::count("StuckPipelines", s.stuck as f64));
-            datums.push(Datum::count("Reruns", s.reruns as f64));
-            if self.settings.project_dimension {
-                for (project, n) in per_project {
-                    datums.push(
-                        Datum::count("NewFailures", *n as f64)
-                            .with_dimension("ProjectName", project),
-                    );
-                }
-            }
-        }
-        datums
-    }
-
-    async fn emit(&self, datums: Vec<Datum>) {
-        if let Err(e) = self.sink.emit(&datums).await {
-            tracing::warn!(error = %e, "could not emit CloudWatch metrics; the run is not affected");
-        }
+        Ok(lifecycle.run(&job, &inv, None).await?)
     }
 
     async fn execute(
@@ -326,15 +163,12 @@ impl Monitor<'_> {
         now: DateTime<Utc>,
         request: Request,
         deadline: Deadline,
-    ) -> Result<(Summary, BTreeMap<String, u64>), Stopped> {
+    ) -> Result<Summary, Stop> {
         let settings = self.settings;
         let dry_run = request.dry_run;
         let mut errors: Vec<RunIssue> = Vec::new();
 
-        let loaded = self.store.load_cursor().await.map_err(|e| Stopped {
-            error: e.into(),
-            devlake_up: None,
-        })?;
+        let loaded = self.store.load_cursor().await?;
         let basis = match (&loaded, request.rescan) {
             (Some(cursor), false) => match cursor.lookback_from {
                 // An earlier look-back did not finish its listing: finish it.
@@ -669,8 +503,10 @@ impl Monitor<'_> {
         };
 
         let mut per_project: BTreeMap<String, u64> = BTreeMap::new();
-        for e in &new_events {
-            *per_project.entry(e.project_name.clone()).or_default() += 1;
+        if settings.project_dimension {
+            for e in &new_events {
+                *per_project.entry(e.project_name.clone()).or_default() += 1;
+            }
         }
         let summary = Summary {
             status: if errors.is_empty() {
@@ -703,8 +539,9 @@ impl Monitor<'_> {
             conflicts: Vec::new(),
             errors,
             duration_ms: 0,
+            new_failures_by_project: per_project,
         };
-        Ok((summary, per_project))
+        Ok(summary)
     }
 
     /// The listings of a run, fetched concurrently: the unfiltered list down to the cursor, the
@@ -849,7 +686,7 @@ impl Monitor<'_> {
         ids: &[u64],
         deadline: Deadline,
         errors: &mut Vec<RunIssue>,
-    ) -> Result<Lookups, Stopped> {
+    ) -> Result<Lookups, Stop> {
         let mut lookups = Lookups::default();
         if ids.is_empty() {
             return Ok(lookups);
@@ -892,7 +729,7 @@ impl Monitor<'_> {
     /// run: the current project name of every blueprint on it, so a renamed project is recorded
     /// under its new name as soon as the sweep passes its blueprint (every run while there are
     /// at most [`SWEEP_PAGE`] blueprints). An error only skips the sweep for this run.
-    async fn sweep(&self, page: u32, errors: &mut Vec<RunIssue>) -> Result<Sweep, Stopped> {
+    async fn sweep(&self, page: u32, errors: &mut Vec<RunIssue>) -> Result<Sweep, Stop> {
         let page = page.max(1);
         match self
             .devlake
@@ -946,7 +783,7 @@ impl Monitor<'_> {
         now: DateTime<Utc>,
         deadline: Deadline,
         errors: &mut Vec<RunIssue>,
-    ) -> Result<HashMap<u64, String>, Stopped> {
+    ) -> Result<HashMap<u64, String>, Stop> {
         if ids.is_empty() {
             return Ok(HashMap::new());
         }
@@ -1201,7 +1038,7 @@ impl Monitor<'_> {
         now: DateTime<Utc>,
         deadline: Deadline,
         errors: &mut Vec<RunIssue>,
-    ) -> Result<Vec<u64>, Stopped> {
+    ) -> Result<Vec<u64>, Stop> {
         let max = self.settings.auto_rerun_max;
         if max == 0 {
             return Ok(Vec::new());
@@ -1319,7 +1156,7 @@ impl Monitor<'_> {
         key: &str,
         now: DateTime<Utc>,
         errors: &mut Vec<RunIssue>,
-    ) -> Result<bool, Stopped> {
+    ) -> Result<bool, Stop> {
         let max = self.settings.auto_rerun_max;
         let issue = |message: String| RunIssue {
             project: project.cloned(),
@@ -1373,6 +1210,41 @@ impl Monitor<'_> {
                 Ok(false)
             }
         }
+    }
+}
+
+/// One monitor invocation as the lifecycle runs it.
+struct MonitorRun<'a> {
+    monitor: Monitor<'a>,
+    now: DateTime<Utc>,
+    request: Request,
+    deadline: Deadline,
+}
+
+impl ScheduledJob for MonitorRun<'_> {
+    type Summary = Summary;
+
+    async fn body(&self, devlake: &DevLakeClient) -> Ran<Summary> {
+        let bounded = Monitor {
+            devlake,
+            ..self.monitor
+        };
+        bounded
+            .execute(self.now, self.request, self.deadline)
+            .await
+            .into()
+    }
+
+    /// DevLake did not answer before the deadline: nothing after that point was written (the
+    /// cursor is saved last and every write before it is idempotent), so the next run starts
+    /// from consistent state; this one reports what stopped it, having counted nothing.
+    fn cut_short(&self, _partial: Option<Summary>, stop: &Stop) -> Summary {
+        Summary::cut_short(
+            self.now,
+            self.request.dry_run,
+            self.request.rescan,
+            deadline_issue(format!("monitor run stopped: {stop}")),
+        )
     }
 }
 
@@ -1484,7 +1356,7 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(err.error_type(), "InvalidPayload");
-        assert!(err.to_string().contains("`dryRun`"));
+        assert!(err.to_string().contains("field \"dryRun\""), "{err}");
         assert_eq!(devlake.calls().total(), 0);
         assert_eq!(sink.calls(), 0);
         assert!(store.run(Job::Monitor).is_none() && store.cursor().is_none());

@@ -8,13 +8,14 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::cloudwatch::{CloudWatchSink, FUNCTION_DIMENSION};
-use crate::config::{check_devlake_fits_timeout, Env};
+use crate::config::Env;
 use crate::devlake::DevLakeClient;
+use crate::job::{invocation_deadline, JobSummary, Margin};
 pub use crate::startup::StartupError;
 use crate::startup::{devlake_client, load_sdk_config, SdkTimeouts};
 use crate::store::DynamoStore;
 
-use super::{Deadline, Monitor, MonitorConfig, MonitorError};
+use super::{Monitor, MonitorConfig, MonitorError};
 
 /// The `Function` dimension value on every CloudWatch datum of this job.
 pub const FUNCTION: &str = "monitor";
@@ -101,24 +102,13 @@ impl MonitorFunction {
     ) -> Result<Value, MonitorError> {
         // Keep DEADLINE_MARGIN back for the writes, but never more than a quarter of a short
         // budget. (`Deadline::from_lambda` also copes with local emulators' deadline values.)
-        let left = Deadline::from_lambda(lambda_deadline_ms, wall, Duration::ZERO).left();
-        let margin = left.map_or(DEADLINE_MARGIN, |l| DEADLINE_MARGIN.min(l / 4));
-        tracing::debug!(
-            time_left_ms = left.map(|l| l.as_millis() as u64),
-            margin_ms = margin.as_millis() as u64,
-            "invocation"
-        );
-        // The time left as the invocation starts is the function's timeout (Lambda exposes it no
-        // other way): one DevLake request, retries included, must fit in it with the margin.
-        if let Some(timeout) = left {
-            check_devlake_fits_timeout(
-                &self.config.devlake,
-                margin,
-                "the monitor's deadline margin",
-                timeout,
-            )?;
-        }
-        let deadline = Deadline::from_lambda(lambda_deadline_ms, wall, margin);
+        let deadline = invocation_deadline(
+            lambda_deadline_ms,
+            wall,
+            Margin::AtMostAQuarter(DEADLINE_MARGIN),
+            "the monitor's deadline margin",
+            &self.config.devlake,
+        )?;
         let before = self.store.consumed_capacity();
         let result = self.monitor().handle(payload, now, deadline).await;
         // What the run cost in DynamoDB request units (on-demand billing), failed runs included.

@@ -1,22 +1,21 @@
 //! The JSON a monitor run answers with (docs/operations.md) and stores in its run record.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
 
 use super::expiry::Expiry;
+use crate::cloudwatch::Datum;
+use crate::devlake::CallCounts;
+use crate::job::JobSummary;
 use crate::store::FailureEvent;
+
+pub use crate::job::RunStatus;
 
 /// How many recorded failures a summary lists (the counts are always complete).
 pub const LISTED_FAILURES: usize = 100;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RunStatus {
-    Ok,
-    /// Finished, but some items failed; each is in `errors`.
-    Partial,
-}
 
 /// Something that went wrong for one project or pipeline without stopping the run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -97,6 +96,10 @@ pub struct Summary {
     pub conflicts: Vec<Value>,
     pub errors: Vec<RunIssue>,
     pub duration_ms: u64,
+    /// New failures per project, for the `NewFailures` datum by `ProjectName`; filled only
+    /// when `CLOUDWATCH_PROJECT_DIMENSION` is on. Not part of the JSON.
+    #[serde(skip)]
+    pub new_failures_by_project: BTreeMap<String, u64>,
 }
 
 impl Summary {
@@ -131,6 +134,7 @@ impl Summary {
             conflicts: Vec::new(),
             errors: vec![issue],
             duration_ms: 0,
+            new_failures_by_project: BTreeMap::new(),
         }
     }
 }
@@ -139,26 +143,52 @@ impl Summary {
 /// size limit (see [`crate::limits::bounded`]).
 pub const SUMMARY_LISTS: &[&[&str]] = &[&["errors"], &["rerunPipelineIds"], &["failures"]];
 
-impl Summary {
-    /// The copy for the run record and the closing log line: each list keeps its first
-    /// [`crate::limits::RECORD_LIST_LIMIT`] entries, with the totals under `truncated`.
-    pub fn recorded(&self) -> Value {
-        crate::limits::bounded(
-            &serde_json::to_value(self).unwrap_or(Value::Null),
-            SUMMARY_LISTS,
-            Some(crate::limits::RECORD_LIST_LIMIT),
-            crate::limits::RECORD_SUMMARY_MAX_BYTES,
-        )
+impl JobSummary for Summary {
+    const LISTS: &'static [&'static [&'static str]] = SUMMARY_LISTS;
+
+    fn status(&self) -> RunStatus {
+        self.status
     }
 
-    /// The invocation's answer: complete unless it would outgrow Lambda's response limit.
-    pub fn response(&self) -> Value {
-        crate::limits::bounded(
-            &serde_json::to_value(self).unwrap_or(Value::Null),
-            SUMMARY_LISTS,
-            None,
-            crate::limits::RESPONSE_SUMMARY_MAX_BYTES,
-        )
+    fn item_errors(&self) -> u64 {
+        self.errors.len() as u64
+    }
+
+    fn set_figures(&mut self, calls: CallCounts, duration_ms: u64) {
+        self.devlake_calls = calls.total();
+        self.duration_ms = duration_ms;
+    }
+
+    fn datums(&self) -> Vec<Datum> {
+        let mut datums = vec![
+            Datum::count("NewFailures", self.new_failures as f64),
+            Datum::count("PipelinesInspected", self.pipelines_inspected as f64),
+            Datum::count("StuckPipelines", self.stuck as f64),
+            Datum::count("Reruns", self.reruns as f64),
+        ];
+        for (project, n) in &self.new_failures_by_project {
+            datums.push(
+                Datum::count("NewFailures", *n as f64).with_dimension("ProjectName", project),
+            );
+        }
+        datums
+    }
+
+    fn log_finished(&self, recorded: &Value) {
+        tracing::info!(
+            status = ?self.status,
+            dry_run = self.dry_run,
+            new_failures = self.new_failures,
+            already_recorded = self.already_recorded,
+            pipelines_inspected = self.pipelines_inspected,
+            stuck = self.stuck,
+            reruns = self.reruns,
+            devlake_calls = self.devlake_calls,
+            errors = self.errors.len(),
+            duration_ms = self.duration_ms,
+            summary = %recorded,
+            "monitor run finished"
+        );
     }
 }
 

@@ -241,7 +241,9 @@ pub struct RunRecord {
     /// its scheduled time). Rendered as `devlake_{job}_last_run_timestamp_seconds`.
     pub finished_at: DateTime<Utc>,
     pub success: bool,
-    /// Monitor only: whether DevLake answered.
+    /// Whether DevLake could be used by the run: `false` when DevLake stopped it (unreachable,
+    /// 5xx, 401/403, 428), `None` when it stopped before asking DevLake. The metrics page shows
+    /// the monitor's as `devlake_up`.
     pub devlake_up: Option<bool>,
     pub duration_ms: u64,
     /// The run's JSON summary, for operators reading the table.
