@@ -12,6 +12,8 @@ use chrono::{DateTime, Utc};
 use crate::devlake::models::{status, Pipeline};
 use crate::store::{FailureEvent, ProjectState};
 
+use super::flags::Flags;
+
 /// Longest `message` / `errorName` kept in a failure event. DevLake's `errorName` carries the whole
 /// "caused by" chain; the head says what failed, and an item must stay far below 400 KB.
 pub const MAX_MESSAGE_CHARS: usize = 1000;
@@ -89,13 +91,13 @@ pub(crate) struct Folded {
 
 /// Folds `facts` (finished pipelines of `project`, sorted by `finishedAt`) into `start`. Failures
 /// whose key is in `recorded` are stored already — by a concurrent run, whose commit also moved
-/// the state — and are skipped entirely. `stuck` is the project's stuck flag as of this run.
+/// the state — and are skipped entirely. `flags` are the project's flags as of this run.
 pub(crate) fn fold(
     start: &ProjectState,
     project: &str,
     facts: &[&Pipeline],
     recorded: &HashSet<String>,
-    stuck: bool,
+    flags: Flags,
     is_counted: impl Fn(&str) -> bool,
 ) -> Folded {
     let mut state = start.clone();
@@ -116,7 +118,9 @@ pub(crate) fn fold(
             apply(&mut state, p, finished, false);
         }
     }
-    state.stuck = stuck;
+    state.stuck = flags.stuck;
+    state.schedule_missed = flags.schedule_missed;
+    state.stuck_cancel_failed = flags.stuck_cancel_failed;
     Folded { state, events }
 }
 
@@ -153,7 +157,7 @@ mod tests {
             "p",
             &[&f1, &f2, &ok, &f3],
             &HashSet::new(),
-            false,
+            Flags::default(),
             counted,
         );
         let s = &folded.state;
@@ -180,11 +184,18 @@ mod tests {
             "p",
             &[&f1, &ok],
             &HashSet::new(),
-            false,
+            Flags::default(),
             counted,
         );
         let recorded: HashSet<String> = first.events.iter().map(FailureEvent::key).collect();
-        let again = fold(&first.state, "p", &[&f1, &ok], &recorded, false, counted);
+        let again = fold(
+            &first.state,
+            "p",
+            &[&f1, &ok],
+            &recorded,
+            Flags::default(),
+            counted,
+        );
         assert!(again.events.is_empty());
         assert_eq!(again.state, first.state);
     }
@@ -197,7 +208,7 @@ mod tests {
             "p",
             &[&newer_ok],
             &HashSet::new(),
-            false,
+            Flags::default(),
             counted,
         );
         // A failure that finished before the success, discovered afterwards.
@@ -208,7 +219,11 @@ mod tests {
             "p",
             &[&older_failure, &cancelled],
             &HashSet::new(),
-            true,
+            Flags {
+                stuck: true,
+                schedule_missed: true,
+                stuck_cancel_failed: false,
+            },
             counted,
         )
         .state;
@@ -217,7 +232,7 @@ mod tests {
         assert_eq!(s.last_status.as_deref(), Some("TASK_COMPLETED"));
         assert_eq!(s.last_finished_at, Some(t(40)));
         assert_eq!(s.last_failure_at, Some(t(10)));
-        assert!(s.stuck);
+        assert!(s.stuck && s.schedule_missed && !s.stuck_cancel_failed);
     }
 
     #[test]
