@@ -11,13 +11,22 @@
 //!
 //! Between two passes a list can hold at most a day of failures past the window; the page never
 //! shows them (the metrics function filters by its window).
+//!
+//! The same first run of the day also removes the items of projects DevLake no longer has
+//! ([`Monitor::remove_gone_projects`]), before it saves the cursor (their entries leave it too).
+
+use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 
 use crate::deadline::Deadline;
 use crate::store::{CommitOutcome, MonitorStore, ProjectCommit, StoreError, StoredProject};
+
+use super::error::MonitorError;
+use super::resolve::{project_of, Sweep};
+use super::run::Monitor;
 
 /// Rewrites in flight at once.
 const CONCURRENCY: usize = 8;
@@ -97,6 +106,47 @@ where
         }
     }
     Ok(expiry)
+}
+
+impl Monitor<'_> {
+    /// Deletes the items of projects DevLake no longer has (deleted, or renamed away): their
+    /// alerts clear and the metrics page stops showing them. Only on a complete listing of the
+    /// blueprints (every project has one; a deleted project's blueprint is deleted with it),
+    /// which also refreshes the whole blueprint → project cache. Returns the names removed.
+    pub(super) async fn remove_gone_projects(
+        &self,
+        sweep: &Sweep,
+        now: DateTime<Utc>,
+        deadline: Deadline,
+    ) -> Result<Vec<String>, MonitorError> {
+        let live: HashSet<String> = if sweep.complete {
+            sweep.names.values().cloned().collect()
+        } else {
+            if deadline.passed() {
+                return Ok(Vec::new());
+            }
+            let all: Vec<(u64, String)> = self
+                .devlake
+                .blueprints(&Default::default())
+                .map_ok(|b| (b.id, project_of(&b)))
+                .try_collect()
+                .await?;
+            self.store.save_blueprint_projects(&all, now).await?;
+            all.into_iter().map(|(_, name)| name).collect()
+        };
+        let mut removed = Vec::new();
+        for stored in self.store.all_projects().await? {
+            let name = &stored.state.project_name;
+            if name.is_empty() || live.contains(name) {
+                continue;
+            }
+            if self.store.delete_project(name, stored.revision).await? {
+                tracing::info!(project = %name, "project no longer in DevLake; its item is removed");
+                removed.push(name.clone());
+            }
+        }
+        Ok(removed)
+    }
 }
 
 #[cfg(test)]

@@ -15,21 +15,42 @@
 //!
 //! The cursor ([`MonitorCursor`](crate::store::MonitorCursor)) keeps an invariant instead:
 //! **every pipeline with an id ≤ `maxPipelineId` either had its current finished state processed,
-//! or is in `watch`.** Each run:
+//! or is in `watch`.** Each run goes through these phases, in order (`run.rs` names them, one
+//! module each):
 //!
-//! 1. `GET /pipelines` (no filter) newest first until a page reaches `maxPipelineId`: every
-//!    pipeline created since the last run, with its status. One page (500 rows) at steady state.
-//!    Only this listing moves `maxPipelineId`, because only it covers a contiguous id range.
-//! 2. `GET /pipelines?pending=1`, `?status=TASK_RERUN` and `?status=TASK_RUNNING` (all pages):
-//!    queued and running pipelines — stuck detection — and re-runs of pipelines of any age,
-//!    queued or running, which so enter `watch` and are looked at until they end.
-//! 3. `GET /pipelines?status=S&pageSize=100` for each counted status, newest first: the first
-//!    page is the safety net for a recent re-run that was queued, ran and failed again entirely
-//!    between two runs (recognised by an end after the watermark); further pages (at most
-//!    [`RECHECK_PAGES`]) reach down to the oldest *open failure*.
-//! 4. `GET /pipelines/{id}` for watched ids none of the listings showed, for open failures that
-//!    vanished from the failure listings (they ran again and ended some other way), and for a
-//!    few open failures older than the listings reach (round robin).
+//! 1. **Observe** (`observe.rs`): the listings, concurrently, then the look-ups.
+//!    * `GET /pipelines` (no filter) newest first until a page reaches `maxPipelineId`: every
+//!      pipeline created since the last run, with its status. One page (500 rows) at steady
+//!      state. Only this listing moves `maxPipelineId`, because only it covers a contiguous id
+//!      range.
+//!    * `GET /pipelines?pending=1`, `?status=TASK_RERUN` and `?status=TASK_RUNNING` (all pages):
+//!      queued and running pipelines — stuck detection — and re-runs of pipelines of any age,
+//!      queued or running, which so enter `watch` and are looked at until they end.
+//!    * `GET /pipelines?status=S&pageSize=100` for each counted status, newest first: the first
+//!      page is the safety net for a recent re-run that was queued, ran and failed again entirely
+//!      between two runs (recognised by an end after the watermark); further pages (at most
+//!      [`RECHECK_PAGES`]) reach down to the oldest *open failure*.
+//!    * `GET /pipelines/{id}` for watched ids none of the listings showed, for open failures that
+//!      vanished from the failure listings (they ran again and ended some other way), and for a
+//!      few open failures older than the listings reach (round robin).
+//! 2. **Plan** (`plan.rs`, pure): which finished states are new, which pipelines stay watched,
+//!    which are stuck, and the next cursor.
+//! 3. **Resolve projects** (`resolve.rs`): the project of every blueprint involved (the sweep of
+//!    `GET /blueprints`, the cache in the table, then DevLake); then, pure, the new facts grouped
+//!    by project and each project's flags (stuck, scheduled run missed, stuck cancel not taken).
+//!    The projects with new facts or a changed flag are the ones written.
+//! 4. **Commit** (`commit.rs`): each such project's new failure events and state in one
+//!    conditional transaction; the cursor's open failures, watch list and flags follow.
+//! 5. **Re-run** (`rerun.rs`, `remedy.rs`): the auto-rerun of failures recorded now, and
+//!    `STUCK_ACTION`'s cancels and re-runs of stuck pipelines.
+//! 6. **Save the cursor** (`run.rs`): last of what the run's progress depends on, conditionally
+//!    on the revision it was loaded at; on the day's first run, after the projects DevLake no
+//!    longer has have left the table.
+//! 7. **Expire** (`expiry.rs`): on the day's first run, the recent-failure lists pruned to the
+//!    failure window.
+//!
+//! A dry run goes through the same phases and reads the same: every write goes through one type
+//! (`writer.rs`), which for a dry run only works out what would be written.
 //!
 //! An *open failure* is the latest recorded failure of a project whose latest finished pipeline
 //! failed — the pipeline someone re-runs from the Config UI. Checking each one every run means
@@ -43,7 +64,7 @@
 //! failure is recorded once. A finished state is *new* when its id is above the cursor, or
 //! watched, or it ended after the watermark (the latest end processed, DevLake's own clock), or
 //! it is an open failure ending at another time. New states are processed; unfinished pipelines
-//! (and any not processable this time) go to `watch`. Steps 1–3 run concurrently, so the order in
+//! (and any not processable this time) go to `watch`. The listings run concurrently, so the order in
 //! which DevLake answers does not matter: a pipeline seen finished somewhere and unfinished
 //! elsewhere is processed *and* kept watched. Steady state is therefore 6 calls with the default
 //! two failure statuses, whatever the number of blueprints. What can add calls is real change,
@@ -105,26 +126,32 @@
 //!   blueprint is pending; the `RERUN` item is claimed first (conditional on the failure key and
 //!   `AUTO_RERUN_MAX`), so a failure is never re-run twice even if the POST fails.
 
+mod commit;
 pub mod config;
 mod error;
 pub mod expiry;
 mod flags;
+mod observe;
 pub mod payload;
 mod plan;
 mod project;
 pub mod remedy;
+mod rerun;
+mod resolve;
 mod run;
 pub mod runtime;
 pub mod schedule;
 mod summary;
+mod writer;
 
 pub use config::{MonitorConfig, MonitorSettings, StuckAction};
 pub use error::MonitorError;
+pub use observe::{RECENT_FAILURES_PAGE, RECHECK_PAGES};
 pub use payload::{PayloadError, Request};
 pub use project::MAX_MESSAGE_CHARS;
-pub use run::{
-    Monitor, BLUEPRINT_LIST_THRESHOLD, JOB, RECENT_FAILURES_PAGE, RECHECK_PAGES, SWEEP_PAGE,
-};
+pub use rerun::{PENDING_RERUNS_PER_RUN, RERUN_CLAIM_LEASE};
+pub use resolve::{BLUEPRINT_LIST_THRESHOLD, SWEEP_PAGE};
+pub use run::{Monitor, JOB};
 pub use summary::{CursorBrief, FailureBrief, RunIssue, RunStatus, Summary, LISTED_FAILURES};
 
 pub use crate::deadline::Deadline;

@@ -31,6 +31,7 @@ use crate::store::StuckCancel;
 
 use super::config::StuckAction;
 use super::summary::RunIssue;
+use super::writer::Writer;
 use super::Monitor;
 use crate::job::Stop;
 
@@ -109,7 +110,7 @@ impl Monitor<'_> {
         facts: &[Pipeline],
         unfinished: &BTreeMap<u64, Pipeline>,
         verified: &mut Verified,
-        dry_run: bool,
+        writer: Writer,
         now: DateTime<Utc>,
         deadline: Deadline,
         errors: &mut Vec<RunIssue>,
@@ -119,7 +120,7 @@ impl Monitor<'_> {
         if !action.cancels() {
             return Ok(done);
         }
-        if action == StuckAction::CancelAndRerun && !dry_run {
+        if action == StuckAction::CancelAndRerun && !writer.is_dry() {
             let busy: HashSet<u64> = unfinished.values().map(|p| p.blueprint_id).collect();
             for c in &verified.took {
                 let Some(p) = facts
@@ -156,7 +157,7 @@ impl Monitor<'_> {
             let Some(project) = names.get(&p.blueprint_id).filter(|n| !n.is_empty()) else {
                 continue;
             };
-            if dry_run {
+            if writer.is_dry() {
                 done.cancelled.push(p.id);
                 continue;
             }
