@@ -65,6 +65,7 @@ fn state_after(project: &str, events: &[FailureEvent], total: u64) -> ProjectSta
             keys.sort();
             keys
         },
+        ..ProjectState::default()
     }
 }
 

@@ -84,7 +84,8 @@ fn positive_hours(env: &Env, name: &str, default: i64) -> Result<chrono::Duratio
     Ok(chrono::Duration::hours(hours))
 }
 
-fn failure_statuses(env: &Env) -> Result<Vec<String>, ConfigError> {
+/// `FAILURE_STATUSES`, read alike by the monitor and the events function.
+pub(crate) fn failure_statuses(env: &Env) -> Result<Vec<String>, ConfigError> {
     const NAME: &str = "FAILURE_STATUSES";
     let Some(list) = env.list(NAME) else {
         return Ok(MonitorSettings::default().failure_statuses);
@@ -111,6 +112,19 @@ fn failure_statuses(env: &Env) -> Result<Vec<String>, ConfigError> {
     Ok(out)
 }
 
+/// `FAILURE_RETENTION_DAYS` (default 90, 1 to 3650), read alike by the monitor and the events
+/// function: both write failure items.
+pub(crate) fn retention(env: &Env) -> Result<chrono::Duration, ConfigError> {
+    let days = env.parse_or::<i64>("FAILURE_RETENTION_DAYS", 90)?;
+    if !(1..=3650).contains(&days) {
+        return Err(ConfigError::new(
+            "FAILURE_RETENTION_DAYS",
+            "must be between 1 and 3650 days",
+        ));
+    }
+    Ok(chrono::Duration::days(days))
+}
+
 /// The DevLake client settings, with the monitor's shorter default timeout (it runs every 5
 /// minutes: fail fast).
 fn client_config(env: &Env) -> Result<ClientConfig, ConfigError> {
@@ -123,13 +137,7 @@ fn client_config(env: &Env) -> Result<ClientConfig, ConfigError> {
 
 impl MonitorConfig {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let retention_days = env.parse_or::<i64>("FAILURE_RETENTION_DAYS", 90)?;
-        if !(1..=3650).contains(&retention_days) {
-            return Err(ConfigError::new(
-                "FAILURE_RETENTION_DAYS",
-                "must be between 1 and 3650 days",
-            ));
-        }
+        let retention = retention(env)?;
         let namespace = env.cloudwatch_namespace()?;
         let config = MonitorConfig {
             devlake: client_config(env)?,
@@ -139,7 +147,7 @@ impl MonitorConfig {
             timezone: env.timezone("TIMEZONE")?,
             settings: MonitorSettings {
                 failure_statuses: failure_statuses(env)?,
-                retention: chrono::Duration::days(retention_days),
+                retention,
                 failure_window: chrono::Duration::days(i64::from(env.failure_window_days()?)),
                 initial_lookback: positive_hours(env, "INITIAL_LOOKBACK_HOURS", 24)?,
                 stuck_after: positive_hours(env, "STUCK_AFTER_HOURS", 12)?,

@@ -98,6 +98,7 @@
 //!   blueprint is pending; the `RERUN` item is claimed first (conditional on the failure key and
 //!   `AUTO_RERUN_MAX`), so a failure is never re-run twice even if the POST fails.
 
+mod commit;
 pub mod config;
 mod error;
 pub mod expiry;
@@ -108,9 +109,11 @@ mod run;
 pub mod runtime;
 mod summary;
 
+pub(crate) use commit::{commit_facts, CommitContext, Recorder};
 pub use config::{MonitorConfig, MonitorSettings};
 pub use error::MonitorError;
 pub use payload::{PayloadError, Request};
+pub(crate) use plan::ended_at;
 pub use project::MAX_MESSAGE_CHARS;
 pub use run::{Monitor, BLUEPRINT_LIST_THRESHOLD, RECENT_FAILURES_PAGE, RECHECK_PAGES, SWEEP_PAGE};
 pub use summary::{CursorBrief, FailureBrief, RunIssue, RunStatus, Summary, LISTED_FAILURES};

@@ -12,11 +12,11 @@ use crate::deadline::Deadline;
 use crate::devlake::models::{status, Blueprint, Pipeline, PipelineQuery};
 use crate::devlake::{DevLakeClient, DevLakeError};
 use crate::store::{
-    CommitOutcome, FailureEvent, Job, MissingBlueprint, MonitorCursor, MonitorStore, OpenFailure,
-    ProjectCommit, ProjectState, RerunClaim, RerunSettlement, RunRecord, StoreError, StoredProject,
-    MAX_EVENTS_PER_COMMIT,
+    FailureEvent, Job, MissingBlueprint, MonitorCursor, MonitorStore, OpenFailure, ProjectState,
+    RerunClaim, RerunSettlement, RunRecord, StoreError, StoredProject,
 };
 
+use super::commit::{commit_facts, CommitContext, Committed, Recorder};
 use super::config::MonitorSettings;
 use super::error::MonitorError;
 use super::expiry;
@@ -50,12 +50,6 @@ struct Sweep {
     complete: bool,
     next_page: u32,
 }
-
-/// Re-reads of one project before its commit is given up for this run (only under heavy overlap).
-const COMMIT_ATTEMPTS: usize = 8;
-/// Events written for one project, failures found already recorded and the state it was left
-/// in, or why not.
-type CommitResult = Result<(Vec<FailureEvent>, u64, ProjectState), StoreError>;
 
 /// Projects written at once.
 const COMMIT_CONCURRENCY: usize = 8;
@@ -493,6 +487,9 @@ impl Monitor<'_> {
         };
 
         let mut new_events: Vec<FailureEvent> = Vec::new();
+        // Failures the events function recorded before this run met them: already counted, but
+        // this run's to re-run as if it had recorded them itself.
+        let mut adopted: Vec<String> = Vec::new();
         let mut already = 0u64;
         let mut final_stuck = stuck_now.clone();
         let no_facts: Vec<&Pipeline> = Vec::new();
@@ -509,10 +506,24 @@ impl Monitor<'_> {
             })
             .collect();
         // Projects are independent: commit several at once (each one's commits stay in order).
-        let mut results: Vec<(&String, &[&Pipeline], CommitResult)> = if dry_run {
+        let cx = CommitContext {
+            store: self.store,
+            settings,
+            recorder: Recorder::Monitor,
+            now,
+        };
+        let mut results: Vec<(&String, &[&Pipeline], Result<Committed, StoreError>)> = if dry_run {
             jobs.into_iter()
                 .map(|(name, facts, stuck, stored)| {
-                    let folded = fold(&stored.state, name, facts, &recorded_before, stuck, counted);
+                    let folded = fold(
+                        &stored.state,
+                        name,
+                        facts,
+                        &recorded_before,
+                        stuck,
+                        counted,
+                        true,
+                    );
                     let known = facts
                         .iter()
                         .filter(|p| counted(&p.status))
@@ -522,7 +533,13 @@ impl Monitor<'_> {
                         })
                         .filter(|k| recorded_before.contains(k))
                         .count() as u64;
-                    (name, facts, Ok((folded.events, known, folded.state)))
+                    let committed = Committed {
+                        written: folded.events,
+                        duplicates: known,
+                        adopted: folded.adopted,
+                        state: folded.state,
+                    };
+                    (name, facts, Ok(committed))
                 })
                 .collect()
         } else {
@@ -532,7 +549,7 @@ impl Monitor<'_> {
                         (
                             name,
                             facts,
-                            self.commit(name, facts, stuck, stored, now).await,
+                            commit_facts(cx, name, facts, Some(stuck), stored, &|_| {}).await,
                         )
                     }),
             )
@@ -544,10 +561,11 @@ impl Monitor<'_> {
         let mut open_failures = std::mem::take(&mut plan.cursor.open_failures);
         for (name, facts, result) in results {
             match result {
-                Ok((events, duplicates, state)) => {
-                    already += duplicates;
-                    new_events.extend(events);
-                    track_open_failure(&mut open_failures, name, facts, &state, counted);
+                Ok(committed) => {
+                    already += committed.duplicates;
+                    new_events.extend(committed.written);
+                    adopted.extend(committed.adopted);
+                    track_open_failure(&mut open_failures, name, facts, &committed.state, counted);
                 }
                 Err(e) if e.is_retryable() => return Err(e.into()),
                 Err(e) => {
@@ -583,6 +601,7 @@ impl Monitor<'_> {
             .auto_rerun(
                 &by_project,
                 &new_events,
+                &adopted,
                 &plan.unfinished,
                 dry_run,
                 now,
@@ -1097,95 +1116,8 @@ impl Monitor<'_> {
         Ok(removed)
     }
 
-    /// Writes one project's new failures and state, atomically per transaction, retrying on
-    /// races. Returns the events written and how many were found already stored.
-    async fn commit(
-        &self,
-        name: &str,
-        facts: &[&Pipeline],
-        stuck: bool,
-        mut stored: StoredProject,
-        now: DateTime<Utc>,
-    ) -> CommitResult {
-        let counted = |s: &str| self.settings.counts_as_failure(s);
-        let mut recorded: HashSet<String> = HashSet::new();
-        let mut written = Vec::new();
-        let mut duplicates = 0u64;
-        // A transaction takes at most MAX_EVENTS_PER_COMMIT events: split the facts so no chunk
-        // holds more failures than that (a first run can find many for one project).
-        let mut chunks: Vec<&[&Pipeline]> = Vec::new();
-        let mut start = 0;
-        let mut failures = 0;
-        for (i, p) in facts.iter().enumerate() {
-            if counted(&p.status) {
-                if failures == MAX_EVENTS_PER_COMMIT {
-                    chunks.push(&facts[start..i]);
-                    start = i;
-                    failures = 0;
-                }
-                failures += 1;
-            }
-        }
-        chunks.push(&facts[start..]);
-
-        for chunk in chunks {
-            let mut attempts = 0;
-            loop {
-                let mut folded = fold(&stored.state, name, chunk, &recorded, stuck, counted);
-                if folded.events.is_empty() && folded.state == stored.state {
-                    break;
-                }
-                // In the same conditional write as the events: the metrics page reads its
-                // failure window from this list, so it must never miss a committed event.
-                folded
-                    .state
-                    .remember_failures(&folded.events, now, self.settings.failure_window);
-                let commit = ProjectCommit {
-                    state: &folded.state,
-                    expected_revision: stored.revision,
-                    events: &folded.events,
-                    retention: self.settings.retention,
-                };
-                match self.store.commit_project(commit).await? {
-                    CommitOutcome::Committed => {
-                        written.extend(folded.events);
-                        stored = StoredProject {
-                            state: folded.state,
-                            revision: Some(stored.revision.map_or(1, |r| r + 1)),
-                        };
-                        break;
-                    }
-                    CommitOutcome::AlreadyRecorded(keys) => {
-                        tracing::info!(project = %name, events = keys.len(), "failures already recorded by another run");
-                        duplicates += keys.len() as u64;
-                        recorded.extend(keys);
-                    }
-                    CommitOutcome::Conflict => {
-                        tracing::debug!(project = %name, "project changed concurrently; re-reading");
-                    }
-                }
-                attempts += 1;
-                if attempts >= COMMIT_ATTEMPTS {
-                    return Err(StoreError::Failed {
-                        source: None,
-                        operation: "TransactWriteItems".into(),
-                        message: format!(
-                            "project {name:?} kept changing concurrently ({attempts} attempts)"
-                        ),
-                    });
-                }
-                stored = self
-                    .store
-                    .project_states(&[name.to_string()])
-                    .await?
-                    .remove(name)
-                    .unwrap_or_default();
-            }
-        }
-        Ok((written, duplicates, stored.state))
-    }
-
-    /// Re-runs each project's newest failure when it was recorded by this run, nothing of its
+    /// Re-runs each project's newest failure when it was recorded by this run (or by the events
+    /// function before this run met it: `adopted`), nothing of its
     /// blueprint is pending, and `AUTO_RERUN_MAX` allows it; then takes up the claims earlier
     /// runs released (their request failed) or left in progress past their lease (they
     /// stopped before sending it). The claim in the table comes first and is settled after
@@ -1196,6 +1128,7 @@ impl Monitor<'_> {
         &self,
         by_project: &BTreeMap<String, Vec<&Pipeline>>,
         new_events: &[FailureEvent],
+        adopted: &[String],
         unfinished: &BTreeMap<u64, Pipeline>,
         dry_run: bool,
         now: DateTime<Utc>,
@@ -1206,7 +1139,11 @@ impl Monitor<'_> {
         if max == 0 {
             return Ok(Vec::new());
         }
-        let new_keys: HashSet<String> = new_events.iter().map(FailureEvent::key).collect();
+        let new_keys: HashSet<String> = new_events
+            .iter()
+            .map(FailureEvent::key)
+            .chain(adopted.iter().cloned())
+            .collect();
         let busy_blueprints: HashSet<u64> = unfinished.values().map(|p| p.blueprint_id).collect();
         let mut rerun = Vec::new();
         let mut tried = HashSet::new();

@@ -35,6 +35,9 @@ pub mod keys {
     pub const RERUN_PK: &str = "RERUN";
     /// `LEASE` / `<job>`: the run lease of a job.
     pub const LEASE_PK: &str = "LEASE";
+    /// `EVENTS` / `RECEIVED`: the latest DevLake notification the events function accepted.
+    pub const EVENTS_PK: &str = "EVENTS";
+    pub const RECEIVED_SK: &str = "RECEIVED";
 
     /// `FAILURE#<YYYY-MM-DD>` of the UTC day a failure finished.
     pub fn failure_pk(day: NaiveDate) -> String {
@@ -168,7 +171,7 @@ const PROJECT_STATE: &str = "state";
 
 type Item = HashMap<String, AttributeValue>;
 
-fn s(value: impl Into<String>) -> AttributeValue {
+pub(super) fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
 }
 
@@ -176,7 +179,7 @@ fn n(value: impl ToString) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
 
-fn key(pk: impl Into<String>, sk: impl Into<String>) -> Item {
+pub(super) fn key(pk: impl Into<String>, sk: impl Into<String>) -> Item {
     HashMap::from([(keys::PK.to_string(), s(pk)), (keys::SK.to_string(), s(sk))])
 }
 
@@ -230,7 +233,7 @@ fn string<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
 }
 
 /// Map an SDK error to a [`StoreError`], deciding whether a retry later can help.
-fn store_error<E>(operation: &str, err: SdkError<E, HttpResponse>) -> StoreError
+pub(super) fn store_error<E>(operation: &str, err: SdkError<E, HttpResponse>) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
