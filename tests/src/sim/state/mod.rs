@@ -354,6 +354,10 @@ pub(crate) struct State {
     /// Every time a pipeline reached a finished status, in order: the simulator's own record
     /// of what a monitor should have seen.
     pub ends: Vec<PipelineEnd>,
+    /// `NOTIFICATION_ENDPOINT` and `NOTIFICATION_SECRET` while set (see `sim::notify`).
+    pub(crate) notifier: Option<super::notify::Notifier>,
+    /// `_devlake_notifications`, oldest first (id = index + 1).
+    pub notifications: Vec<super::notify::NotificationRow>,
 }
 
 /// A pipeline reaching a finished status.
@@ -399,6 +403,8 @@ impl State {
             github_api_fill_calls: 0,
             clock: None,
             ends: Vec::new(),
+            notifier: None,
+            notifications: Vec::new(),
             default_plan: Shared(Arc::new(json!([[{
                 "plugin": "github",
                 "subtasks": null,
