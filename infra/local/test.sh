@@ -114,7 +114,7 @@ quiet python3 infra/grafana/check_dashboard.py infra/grafana/devlake-autopilot.j
 step_done
 
 if [[ "${SKIP_SAM_BUILD:-0}" != "1" ]]; then
-  step "sam build (release build of the three functions for arm64)"
+  step "sam build (release build of the four functions for arm64)"
   # Artefacts go under target/ (ignored by git); each must be an ELF executable.
   sam_args=(--build-dir target/sam-build)
   # arm64 is the template's default; without the aarch64 standard library (rustup could not fetch
@@ -124,7 +124,7 @@ if [[ "${SKIP_SAM_BUILD:-0}" != "1" ]]; then
     sam_args+=(--parameter-overrides Architecture=x86_64)
   fi
   quiet bash infra/deploy/build.sh "${sam_args[@]}"
-  for fn in AutomationFunction MonitorFunction MetricsFunction; do
+  for fn in AutomationFunction MonitorFunction MetricsFunction EventsFunction; do
     bin="target/sam-build/$fn/bootstrap"
     if [[ "$(head -c 4 "$bin" 2>/dev/null | od -An -c | tr -d ' ')" != "177ELF" ]]; then
       echo "FAILED: sam build produced no ELF $bin" >&2

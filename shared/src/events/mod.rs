@@ -53,8 +53,8 @@ impl EventsSettings {
         let table_name = env.required("TABLE_NAME")?.to_string();
         let secret = http::secret_source(env)?;
         let monitor = MonitorSettings {
-            failure_statuses: crate::monitor::config::failure_statuses(env)?,
-            retention: crate::monitor::config::retention(env)?,
+            failure_statuses: env.failure_statuses()?,
+            retention: env.failure_retention()?,
             failure_window: chrono::Duration::days(i64::from(env.failure_window_days()?)),
             ..MonitorSettings::default()
         };

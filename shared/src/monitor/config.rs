@@ -84,47 +84,6 @@ fn positive_hours(env: &Env, name: &str, default: i64) -> Result<chrono::Duratio
     Ok(chrono::Duration::hours(hours))
 }
 
-/// `FAILURE_STATUSES`, read alike by the monitor and the events function.
-pub(crate) fn failure_statuses(env: &Env) -> Result<Vec<String>, ConfigError> {
-    const NAME: &str = "FAILURE_STATUSES";
-    let Some(list) = env.list(NAME) else {
-        return Ok(MonitorSettings::default().failure_statuses);
-    };
-    if list.is_empty() {
-        return Err(ConfigError::new(NAME, "lists no status"));
-    }
-    let mut out: Vec<String> = Vec::new();
-    for raw in list {
-        let s = raw.to_ascii_uppercase();
-        if !matches!(
-            s.as_str(),
-            status::FAILED | status::PARTIAL | status::CANCELLED
-        ) {
-            return Err(ConfigError::new(
-                NAME,
-                format!("{raw:?} is not one of TASK_FAILED, TASK_PARTIAL, TASK_CANCELLED"),
-            ));
-        }
-        if !out.contains(&s) {
-            out.push(s);
-        }
-    }
-    Ok(out)
-}
-
-/// `FAILURE_RETENTION_DAYS` (default 90, 1 to 3650), read alike by the monitor and the events
-/// function: both write failure items.
-pub(crate) fn retention(env: &Env) -> Result<chrono::Duration, ConfigError> {
-    let days = env.parse_or::<i64>("FAILURE_RETENTION_DAYS", 90)?;
-    if !(1..=3650).contains(&days) {
-        return Err(ConfigError::new(
-            "FAILURE_RETENTION_DAYS",
-            "must be between 1 and 3650 days",
-        ));
-    }
-    Ok(chrono::Duration::days(days))
-}
-
 /// The DevLake client settings, with the monitor's shorter default timeout (it runs every 5
 /// minutes: fail fast).
 fn client_config(env: &Env) -> Result<ClientConfig, ConfigError> {
@@ -137,7 +96,7 @@ fn client_config(env: &Env) -> Result<ClientConfig, ConfigError> {
 
 impl MonitorConfig {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let retention = retention(env)?;
+        let retention = env.failure_retention()?;
         let namespace = env.cloudwatch_namespace()?;
         let config = MonitorConfig {
             devlake: client_config(env)?,
@@ -146,7 +105,7 @@ impl MonitorConfig {
             namespace,
             timezone: env.timezone("TIMEZONE")?,
             settings: MonitorSettings {
-                failure_statuses: failure_statuses(env)?,
+                failure_statuses: env.failure_statuses()?,
                 retention,
                 failure_window: chrono::Duration::days(i64::from(env.failure_window_days()?)),
                 initial_lookback: positive_hours(env, "INITIAL_LOOKBACK_HOURS", 24)?,

@@ -107,13 +107,12 @@ async fn main() -> anyhow::Result<()> {
             after: Duration::from_millis(ms),
             status: args.auto_complete_status.clone(),
         }),
-        notifications: match args.notification_endpoint {
-            Some(endpoint) => Some(NotificationSettings {
+        notifications: args
+            .notification_endpoint
+            .map(|endpoint| NotificationSettings {
                 endpoint,
                 secret: std::env::var("NOTIFICATION_SECRET").unwrap_or_default(),
             }),
-            None => None,
-        },
         ..SimOptions::default()
     };
     let sim = Simulator::try_start_with(fixture, opts).await?;

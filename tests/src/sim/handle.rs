@@ -12,8 +12,8 @@ use super::faults::{
     FaultRule, FaultState, Faults, MigrationMode, RequestCounts, RequestLog, RequestRecord,
 };
 use super::fixture::{self, Fixture};
-use super::state::{ApiError, PipelineEnd, PipelineFilter, PipelineSeed, State};
 use super::notify::{NotificationRow, NotificationSettings};
+use super::state::{ApiError, PipelineEnd, PipelineFilter, PipelineSeed, State};
 use super::{lock, AutoComplete, Inner, SimOptions, DEFAULT_VERSION};
 
 /// Error from a control operation (unknown pipeline, invalid fixture, …).

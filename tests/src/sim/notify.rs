@@ -150,10 +150,7 @@ impl State {
         let nonce = nonce();
         let signed = format!("{id}-{nonce}");
         let sign = devlake_sign(&data, &notifier.settings.secret, &signed);
-        let url = format!(
-            "{}?nouce={signed}&sign={sign}",
-            notifier.settings.endpoint
-        );
+        let url = format!("{}?nouce={signed}&sign={sign}", notifier.settings.endpoint);
         let outbox = notifier.outbox.clone();
         self.notifications.push(NotificationRow {
             id,
