@@ -50,7 +50,7 @@ step_done
 
 # ---- deploy artefacts: template.yaml, samconfig.toml, infra/prometheus, infra/grafana -----------
 # Before the tests, so the test summary stays the last thing printed. Each tool's output is shown
-# only when it fails. SKIP_SAM_BUILD=1 skips the slow `sam build` (a release build of the three
+# only when it fails. SKIP_SAM_BUILD=1 skips the slow `sam build` (a release build of the four
 # functions, 20 min cold on 2 cores, incremental afterwards) for quick local runs; CI runs it.
 quiet() {
   local log

@@ -71,6 +71,9 @@ pub async fn apply<S: EventStore>(
             }
         };
         let committed = commit_facts(cx, project, &facts, None, stored, &touch).await?;
+        // publish_after_commit: the metrics page reads the project items at every scrape, so
+        // this commit is on it at the next one. Were the page served from a published copy of
+        // its state, that copy would be published here, after the commit and before the 200.
         applied.project = Some(project.to_string());
         applied.failures_recorded = committed.written.len() as u64;
         applied.already_recorded = committed.duplicates;
