@@ -121,6 +121,10 @@ pub(crate) fn fold(
             if recorded.contains(&key) {
                 if adopt_pushed && state.take_pushed_failure(&key) {
                     adopted.push(key);
+                    // Push knows no blueprint: the project's is learnt from the polled pipeline.
+                    if state.blueprint_id == 0 {
+                        state.blueprint_id = p.blueprint_id;
+                    }
                 }
                 continue;
             }
@@ -221,10 +225,15 @@ mod tests {
     #[test]
     fn the_monitor_takes_over_failures_the_events_function_recorded() {
         let f1 = pipeline(1, "TASK_FAILED", 0, 5);
+        // What DevLake's notification tells of it: no blueprint.
+        let told = Pipeline {
+            blueprint_id: 0,
+            ..f1.clone()
+        };
         let pushed = fold(
             &ProjectState::default(),
             "p",
-            &[&f1],
+            &[&told],
             &HashSet::new(),
             false,
             counted,
@@ -233,8 +242,9 @@ mod tests {
         let mut state = pushed.state.clone();
         state.note_pushed_failures(&pushed.events);
         let recorded: HashSet<String> = pushed.events.iter().map(FailureEvent::key).collect();
+        assert_eq!(state.blueprint_id, 0);
         // The events function seeing it again leaves the mark.
-        let again = fold(&state, "p", &[&f1], &recorded, false, counted, false);
+        let again = fold(&state, "p", &[&told], &recorded, false, counted, false);
         assert!(again.adopted.is_empty());
         assert_eq!(again.state, state);
         // The monitor meets it already recorded: counted once, and taken over.
@@ -243,6 +253,7 @@ mod tests {
         assert_eq!(polled.adopted, vec![pushed.events[0].key()]);
         assert_eq!(polled.state.failures_total, 1);
         assert!(polled.state.pushed_failures.is_empty());
+        assert_eq!(polled.state.blueprint_id, 7);
     }
 
     #[test]
