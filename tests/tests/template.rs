@@ -224,8 +224,8 @@ fn the_four_functions_are_rust_binaries_built_by_cargo_lambda_for_al2023() {
         "Prometheus' scrape timeout is 10 s"
     );
     assert!(
-        timeout("EventsFunction") <= 10,
-        "a notification is a few DynamoDB requests; DevLake waits for the answer"
+        (10..=30).contains(&timeout("EventsFunction")),
+        "a notification is a few DynamoDB requests of at most 5 s each, answered while DevLake waits"
     );
 }
 
