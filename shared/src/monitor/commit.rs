@@ -18,6 +18,7 @@ use crate::store::{
 };
 
 use super::config::MonitorSettings;
+use super::flags::Flags;
 use super::project::fold;
 
 /// Re-reads of one project before its commit is given up (only under heavy overlap).
@@ -55,14 +56,14 @@ pub(crate) struct CommitContext<'a> {
 }
 
 /// Writes `facts` (finished pipelines of `name`, sorted by end; `finished_at` holds the end)
-/// into the project, starting from `stored`, retrying on races. `stuck`: the project's stuck
-/// flag as of now, or `None` to keep the stored one. `touch` changes the state further on each
+/// into the project, starting from `stored`, retrying on races. `flags`: the project's flags as
+/// of now (a monitor run decides them), or `None` to keep the stored ones. `touch` changes the state further on each
 /// attempt (it must be idempotent); the state is only written when something changed.
 pub(crate) async fn commit_facts(
     cx: CommitContext<'_>,
     name: &str,
     facts: &[&Pipeline],
-    stuck: Option<bool>,
+    flags: Option<Flags>,
     mut stored: StoredProject,
     touch: &(dyn Fn(&mut ProjectState) + Sync),
 ) -> Result<Committed, StoreError> {
@@ -92,13 +93,17 @@ pub(crate) async fn commit_facts(
     for chunk in chunks {
         let mut attempts = 0;
         loop {
-            let stuck_now = stuck.unwrap_or(stored.state.stuck);
+            let flags_now = flags.unwrap_or(Flags {
+                stuck: stored.state.stuck,
+                schedule_missed: stored.state.schedule_missed,
+                stuck_cancel_failed: stored.state.stuck_cancel_failed,
+            });
             let mut folded = fold(
                 &stored.state,
                 name,
                 chunk,
                 &recorded,
-                stuck_now,
+                flags_now,
                 counted,
                 cx.recorder == Recorder::Monitor,
             );

@@ -12,6 +12,8 @@ use chrono::{DateTime, Utc};
 use crate::devlake::models::{status, Pipeline};
 use crate::store::{FailureEvent, ProjectState};
 
+use super::flags::Flags;
+
 /// Longest `message` / `errorName` kept in a failure event. DevLake's `errorName` carries the whole
 /// "caused by" chain; the head says what failed, and an item must stay far below 400 KB.
 pub const MAX_MESSAGE_CHARS: usize = 1000;
@@ -97,13 +99,13 @@ pub(crate) struct Folded {
 /// whose key is in `recorded` are stored already — by a concurrent run or the events function,
 /// whose commit also moved the state — and are skipped entirely; with `adopt_pushed` (the
 /// monitor) those the events function recorded are also taken out of `pushed_failures` and
-/// listed in [`Folded::adopted`]. `stuck` is the project's stuck flag as of this run.
+/// listed in [`Folded::adopted`]. `flags` are the project's flags as of this run.
 pub(crate) fn fold(
     start: &ProjectState,
     project: &str,
     facts: &[&Pipeline],
     recorded: &HashSet<String>,
-    stuck: bool,
+    flags: Flags,
     is_counted: impl Fn(&str) -> bool,
     adopt_pushed: bool,
 ) -> Folded {
@@ -134,7 +136,9 @@ pub(crate) fn fold(
             apply(&mut state, p, finished, false);
         }
     }
-    state.stuck = stuck;
+    state.stuck = flags.stuck;
+    state.schedule_missed = flags.schedule_missed;
+    state.stuck_cancel_failed = flags.stuck_cancel_failed;
     Folded {
         state,
         events,
@@ -175,7 +179,7 @@ mod tests {
             "p",
             &[&f1, &f2, &ok, &f3],
             &HashSet::new(),
-            false,
+            Flags::default(),
             counted,
             true,
         );
@@ -203,7 +207,7 @@ mod tests {
             "p",
             &[&f1, &ok],
             &HashSet::new(),
-            false,
+            Flags::default(),
             counted,
             true,
         );
@@ -213,7 +217,7 @@ mod tests {
             "p",
             &[&f1, &ok],
             &recorded,
-            false,
+            Flags::default(),
             counted,
             true,
         );
@@ -235,7 +239,7 @@ mod tests {
             "p",
             &[&told],
             &HashSet::new(),
-            false,
+            Flags::default(),
             counted,
             false,
         );
@@ -244,11 +248,27 @@ mod tests {
         let recorded: HashSet<String> = pushed.events.iter().map(FailureEvent::key).collect();
         assert_eq!(state.blueprint_id, 0);
         // The events function seeing it again leaves the mark.
-        let again = fold(&state, "p", &[&told], &recorded, false, counted, false);
+        let again = fold(
+            &state,
+            "p",
+            &[&told],
+            &recorded,
+            Flags::default(),
+            counted,
+            false,
+        );
         assert!(again.adopted.is_empty());
         assert_eq!(again.state, state);
         // The monitor meets it already recorded: counted once, and taken over.
-        let polled = fold(&state, "p", &[&f1], &recorded, false, counted, true);
+        let polled = fold(
+            &state,
+            "p",
+            &[&f1],
+            &recorded,
+            Flags::default(),
+            counted,
+            true,
+        );
         assert!(polled.events.is_empty());
         assert_eq!(polled.adopted, vec![pushed.events[0].key()]);
         assert_eq!(polled.state.failures_total, 1);
@@ -264,7 +284,7 @@ mod tests {
             "p",
             &[&newer_ok],
             &HashSet::new(),
-            false,
+            Flags::default(),
             counted,
             true,
         );
@@ -276,7 +296,11 @@ mod tests {
             "p",
             &[&older_failure, &cancelled],
             &HashSet::new(),
-            true,
+            Flags {
+                stuck: true,
+                schedule_missed: true,
+                stuck_cancel_failed: false,
+            },
             counted,
             true,
         )
@@ -286,7 +310,7 @@ mod tests {
         assert_eq!(s.last_status.as_deref(), Some("TASK_COMPLETED"));
         assert_eq!(s.last_finished_at, Some(t(40)));
         assert_eq!(s.last_failure_at, Some(t(10)));
-        assert!(s.stuck);
+        assert!(s.stuck && s.schedule_missed && !s.stuck_cancel_failed);
     }
 
     #[test]

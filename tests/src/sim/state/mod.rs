@@ -22,11 +22,13 @@ mod connections;
 mod pipelines;
 mod projects;
 mod remote_scopes;
+mod schedules;
 mod scope_configs;
 mod scopes;
 
 pub(crate) use blueprints::{apply_blueprint_patch, six_months_before_midnight, wire_blueprint};
 pub(crate) use pipelines::count_tasks;
+pub use schedules::CronFire;
 
 /// An error as DevLake reports it: HTTP status plus the envelope's `message`.
 #[derive(Debug, Clone)]
@@ -354,6 +356,10 @@ pub(crate) struct State {
     /// Every time a pipeline reached a finished status, in order: the simulator's own record
     /// of what a monitor should have seen.
     pub ends: Vec<PipelineEnd>,
+    /// DevLake's cron of blueprints (see `schedules`).
+    pub(crate) cron: schedules::CronState,
+    /// Running pipelines a cancel does not stop (see `cancel`).
+    pub(crate) uncancellable: BTreeSet<u64>,
     /// `NOTIFICATION_ENDPOINT` and `NOTIFICATION_SECRET` while set (see `sim::notify`).
     pub(crate) notifier: Option<super::notify::Notifier>,
     /// `_devlake_notifications`, oldest first (id = index + 1).
@@ -403,6 +409,8 @@ impl State {
             github_api_fill_calls: 0,
             clock: None,
             ends: Vec::new(),
+            cron: Default::default(),
+            uncancellable: BTreeSet::new(),
             notifier: None,
             notifications: Vec::new(),
             default_plan: Shared(Arc::new(json!([[{
