@@ -169,10 +169,10 @@ async fn main() -> Result<()> {
     let mut scrapes = 0usize;
     let mut sent = 0usize;
     calls.reset();
-    for i in 0..args.samples {
+    for (i, blueprint) in blueprints.iter().enumerate().take(args.samples) {
         let pid = h
             .create_pipeline(PipelineSeed {
-                blueprint_id: blueprints[i],
+                blueprint_id: *blueprint,
                 status: "TASK_CREATED".into(),
                 ..PipelineSeed::default()
             })
