@@ -22,10 +22,12 @@
 //! | `devlake_project_pipeline_stuck` | gauge | `project_name` | 0/1, every project |
 //! | `devlake_project_schedule_missed` | gauge | `project_name` | 0/1, every project: its managed blueprint's latest scheduled run left no pipeline |
 //! | `devlake_project_stuck_cancel_failed` | gauge | `project_name` | 0/1, every project: a `STUCK_ACTION` cancel did not stop its stuck pipeline |
+//! | `devlake_project_last_pipeline_queue_seconds` | gauge | `project_name` | started − created of the project's newest started pipeline; only for projects DevLake's notifications showed one start of |
 //! | `devlake_{monitor,automation}_last_run_{timestamp_seconds,success}` | gauge | | once the job has recorded a run |
 //! | `devlake_automation_managed_projects` | gauge | | managed projects counted by the latest automation run that listed them |
 //! | `devlake_orphan_scopes` | gauge | `plugin`, `connection_id` | from the latest automation run record: saved scopes its complete remote walk of the connection no longer found (0 included) |
 //! | `devlake_up` | gauge | | 0 when the latest monitor run did not reach DevLake or none is recorded |
+//! | `devlake_events_last_received_timestamp_seconds` | gauge | | when the events function last accepted a notification; absent until one was |
 //! | `devlake_metrics_decode_errors` | gauge | | stored items this scrape skipped because they did not decode; only on the page when above 0 |
 //! | `devlake_metrics_render_duration_seconds` | gauge | | last on the page: store read and rendering up to that line |
 //!
@@ -259,6 +261,19 @@ fn write_families(page: &mut Page, snapshot: &MetricsSnapshot, timezone: Tz) {
         Kind::Gauge,
         |p| Some(Value::from(p.stuck_cancel_failed)),
     );
+    write_per_project(
+        page,
+        &projects,
+        "devlake_project_last_pipeline_queue_seconds",
+        "Seconds the project's newest started pipeline waited between its creation and its \
+         start (from DevLake's notifications).",
+        Kind::Gauge,
+        |p| {
+            p.last_started
+                .as_ref()
+                .map(|s| Value::Float(s.queue_seconds()))
+        },
+    );
     write_run(page, snapshot.monitor.as_ref(), "monitor");
     write_run(page, snapshot.automation.as_ref(), "automation");
     if let Some(n) = snapshot.automation.as_ref().and_then(managed_projects) {
@@ -281,6 +296,15 @@ fn write_families(page: &mut Page, snapshot: &MetricsSnapshot, timezone: Tz) {
         Kind::Gauge,
     )
     .sample(&[], Value::from(up));
+    if let Some(events) = &snapshot.events {
+        page.family(
+            "devlake_events_last_received_timestamp_seconds",
+            "When the events function last accepted a DevLake pipeline notification (Unix \
+             seconds).",
+            Kind::Gauge,
+        )
+        .sample(&[], unix_seconds(events.received_at));
+    }
 }
 
 /// One series per (project, `time_failed`) with the number of failures at that second: two
@@ -720,6 +744,55 @@ mod tests {
             page.contains("devlake_project_pipeline_failures_total{project_name=\"p\\\"q\"} 3\n")
         );
         assert!(page.ends_with("\n# EOF\n"));
+    }
+
+    #[test]
+    fn push_series_are_on_the_page_only_once_push_delivered_something() {
+        let quiet = render_page(
+            &MetricsSnapshot {
+                projects: vec![ProjectState {
+                    project_name: "p".into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+            chrono_tz::UTC,
+            ExpositionFormat::PrometheusText,
+            Duration::ZERO,
+        );
+        assert!(!quiet.contains("queue_seconds") && !quiet.contains("devlake_events_"));
+        let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        let page = render_page(
+            &MetricsSnapshot {
+                projects: vec![ProjectState {
+                    project_name: "p".into(),
+                    last_started: Some(crate::store::StartedPipeline {
+                        pipeline_id: 4,
+                        created_at: at("2026-11-28T10:00:00Z"),
+                        began_at: at("2026-11-28T10:01:30.250Z"),
+                    }),
+                    ..Default::default()
+                }],
+                events: Some(crate::store::EventsReceived {
+                    received_at: at("2026-11-28T10:01:31.500Z"),
+                    pipeline_id: 4,
+                    status: "TASK_RUNNING".into(),
+                    project_name: "p".into(),
+                }),
+                ..Default::default()
+            },
+            chrono_tz::UTC,
+            ExpositionFormat::PrometheusText,
+            Duration::ZERO,
+        );
+        assert!(page.contains(
+            "# TYPE devlake_project_last_pipeline_queue_seconds gauge\n\
+             devlake_project_last_pipeline_queue_seconds{project_name=\"p\"} 90.25\n"
+        ));
+        assert!(page.contains(
+            "# TYPE devlake_events_last_received_timestamp_seconds gauge\n\
+             devlake_events_last_received_timestamp_seconds 1795860091.5\n"
+        ));
     }
 
     #[test]

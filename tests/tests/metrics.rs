@@ -137,6 +137,8 @@ fn golden_snapshot() -> MetricsSnapshot {
             failure(UNICODE, utc("2026-11-21T17:00:00Z"), 800),
         ],
         decode_errors: 0,
+        // Push not configured: the golden pages have no events series.
+        events: None,
         automation: Some(RunRecord {
             summary: serde_json::json!({
                 "status": "ok",

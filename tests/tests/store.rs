@@ -67,6 +67,7 @@ fn state_after(project: &str, events: &[FailureEvent], total: u64) -> ProjectSta
         },
         schedule_missed: false,
         stuck_cancel_failed: false,
+        ..ProjectState::default()
     }
 }
 

@@ -128,33 +128,6 @@ fn positive_hours(env: &Env, name: &str, default: i64) -> Result<chrono::Duratio
     Ok(chrono::Duration::hours(hours))
 }
 
-fn failure_statuses(env: &Env) -> Result<Vec<String>, ConfigError> {
-    const NAME: &str = "FAILURE_STATUSES";
-    let Some(list) = env.list(NAME) else {
-        return Ok(MonitorSettings::default().failure_statuses);
-    };
-    if list.is_empty() {
-        return Err(ConfigError::new(NAME, "lists no status"));
-    }
-    let mut out: Vec<String> = Vec::new();
-    for raw in list {
-        let s = raw.to_ascii_uppercase();
-        if !matches!(
-            s.as_str(),
-            status::FAILED | status::PARTIAL | status::CANCELLED
-        ) {
-            return Err(ConfigError::new(
-                NAME,
-                format!("{raw:?} is not one of TASK_FAILED, TASK_PARTIAL, TASK_CANCELLED"),
-            ));
-        }
-        if !out.contains(&s) {
-            out.push(s);
-        }
-    }
-    Ok(out)
-}
-
 /// `MANAGED_LABEL`, read as the automation reads it.
 fn managed_label(env: &Env) -> Result<String, ConfigError> {
     let label = env
@@ -182,13 +155,7 @@ fn client_config(env: &Env) -> Result<ClientConfig, ConfigError> {
 
 impl MonitorConfig {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let retention_days = env.parse_or::<i64>("FAILURE_RETENTION_DAYS", 90)?;
-        if !(1..=3650).contains(&retention_days) {
-            return Err(ConfigError::new(
-                "FAILURE_RETENTION_DAYS",
-                "must be between 1 and 3650 days",
-            ));
-        }
+        let retention = env.failure_retention()?;
         let namespace = env.cloudwatch_namespace()?;
         let config = MonitorConfig {
             devlake: client_config(env)?,
@@ -197,8 +164,8 @@ impl MonitorConfig {
             namespace,
             timezone: env.timezone("TIMEZONE")?,
             settings: MonitorSettings {
-                failure_statuses: failure_statuses(env)?,
-                retention: chrono::Duration::days(retention_days),
+                failure_statuses: env.failure_statuses()?,
+                retention,
                 failure_window: chrono::Duration::days(i64::from(env.failure_window_days()?)),
                 initial_lookback: positive_hours(env, "INITIAL_LOOKBACK_HOURS", 24)?,
                 stuck_after: positive_hours(env, "STUCK_AFTER_HOURS", 12)?,

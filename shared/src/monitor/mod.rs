@@ -144,10 +144,12 @@ pub mod schedule;
 mod summary;
 mod writer;
 
+pub(crate) use commit::{commit_facts, CommitContext, Recorder};
 pub use config::{MonitorConfig, MonitorSettings, StuckAction};
 pub use error::MonitorError;
 pub use observe::{RECENT_FAILURES_PAGE, RECHECK_PAGES};
 pub use payload::{PayloadError, Request};
+pub(crate) use plan::ended_at;
 pub use project::MAX_MESSAGE_CHARS;
 pub use rerun::{PENDING_RERUNS_PER_RUN, RERUN_CLAIM_LEASE};
 pub use resolve::{BLUEPRINT_LIST_THRESHOLD, SWEEP_PAGE};

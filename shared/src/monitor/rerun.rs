@@ -1,5 +1,6 @@
 //! Phase 5 of a run, *re-run* (`AUTO_RERUN_MAX` > 0): each project's newest failure, when this
-//! run recorded it and nothing of its blueprint is pending, is re-run; then the claims earlier
+//! run recorded it (or took it over from the events function) and nothing of its blueprint is
+//! pending, is re-run; then the claims earlier
 //! runs released or abandoned are taken up. Which failures qualify is a pure decision
 //! ([`rerun_candidates`]); a dry run reports them, a real run claims, requests and settles each
 //! (see [`Writer::request_reruns`]).
@@ -33,15 +34,21 @@ pub(super) struct Candidate<'p> {
     pub key: String,
 }
 
-/// Each project's newest fact, when it is a failure this run recorded (`new_events`) and
-/// neither it nor anything else of its blueprint is unfinished: only then would a re-run not
-/// pile up behind a pipeline DevLake already has queued or running.
+/// Each project's newest fact, when it is a failure this run recorded (`new_events`, or one the
+/// events function recorded before this run met it: `adopted`) and neither it nor anything else
+/// of its blueprint is unfinished: only then would a re-run not pile up behind a pipeline DevLake
+/// already has queued or running.
 pub(super) fn rerun_candidates<'p>(
     by_project: &'p BTreeMap<String, Vec<&'p Pipeline>>,
     new_events: &[FailureEvent],
+    adopted: &[String],
     unfinished: &BTreeMap<u64, Pipeline>,
 ) -> Vec<Candidate<'p>> {
-    let new_keys: HashSet<String> = new_events.iter().map(FailureEvent::key).collect();
+    let new_keys: HashSet<String> = new_events
+        .iter()
+        .map(FailureEvent::key)
+        .chain(adopted.iter().cloned())
+        .collect();
     let busy_blueprints: HashSet<u64> = unfinished.values().map(|p| p.blueprint_id).collect();
     let mut candidates = Vec::new();
     for (name, facts) in by_project {
@@ -68,8 +75,9 @@ pub(super) fn rerun_candidates<'p>(
 }
 
 impl Monitor<'_> {
-    /// Re-runs each project's newest failure when it was recorded by this run, nothing of its
-    /// blueprint is pending, and `AUTO_RERUN_MAX` allows it; then takes up the claims earlier
+    /// Re-runs each project's newest failure when it was recorded by this run (or by the events
+    /// function before this run met it: `adopted`), nothing of its blueprint is pending, and
+    /// `AUTO_RERUN_MAX` allows it; then takes up the claims earlier
     /// runs released (their request failed) or left in progress past their lease (they
     /// stopped before sending it). The claim in the table comes first and is settled after
     /// DevLake answers, so a failure is re-run at least once and, unless a run stops between
@@ -81,6 +89,7 @@ impl Monitor<'_> {
         writer: Writer,
         by_project: &BTreeMap<String, Vec<&Pipeline>>,
         new_events: &[FailureEvent],
+        adopted: &[String],
         unfinished: &BTreeMap<u64, Pipeline>,
         now: DateTime<Utc>,
         deadline: Deadline,
@@ -89,7 +98,7 @@ impl Monitor<'_> {
         if self.settings.auto_rerun_max == 0 {
             return Ok(Vec::new());
         }
-        let candidates = rerun_candidates(by_project, new_events, unfinished);
+        let candidates = rerun_candidates(by_project, new_events, adopted, unfinished);
         writer
             .request_reruns(self, candidates, unfinished, now, deadline, errors)
             .await

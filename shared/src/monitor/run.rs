@@ -223,6 +223,7 @@ impl Monitor<'_> {
                 writer,
                 &grouped.by_project,
                 &committed.new_events,
+                &committed.adopted,
                 &plan.unfinished,
                 now,
                 deadline,

@@ -14,7 +14,7 @@ use crate::devlake::models::Pipeline;
 use crate::job::Stop;
 use crate::store::{FailureEvent, MonitorCursor, StoreError};
 
-use super::commit::{CommitResult, ProjectJob};
+use super::commit::{commit_facts, CommitContext, CommitResult, Committed, ProjectJob, Recorder};
 use super::expiry::{self, Expiry};
 use super::project::{failure_event, fold};
 use super::rerun::Candidate;
@@ -71,17 +71,31 @@ impl Writer {
         now: DateTime<Utc>,
     ) -> Result<Vec<(&'p String, &'p [&'p Pipeline], CommitResult)>, StoreError> {
         match self {
-            Writer::Real => Ok(
-                futures::stream::iter(jobs.into_iter().map(|job| async move {
-                    let result = m
-                        .commit(job.name, job.facts, job.flags, job.stored, now)
+            Writer::Real => {
+                let cx = CommitContext {
+                    store: m.store,
+                    settings: m.settings,
+                    recorder: Recorder::Monitor,
+                    now,
+                };
+                Ok(
+                    futures::stream::iter(jobs.into_iter().map(|job| async move {
+                        let result = commit_facts(
+                            cx,
+                            job.name,
+                            job.facts,
+                            Some(job.flags),
+                            job.stored,
+                            &|_| {},
+                        )
                         .await;
-                    (job.name, job.facts, result)
-                }))
-                .buffer_unordered(COMMIT_CONCURRENCY)
-                .collect()
-                .await,
-            ),
+                        (job.name, job.facts, result)
+                    }))
+                    .buffer_unordered(COMMIT_CONCURRENCY)
+                    .collect()
+                    .await,
+                )
+            }
             Writer::Dry => {
                 let counted = |s: &str| m.settings.counts_as_failure(s);
                 let failures = |job: &ProjectJob<'p>| -> Vec<FailureEvent> {
@@ -107,16 +121,19 @@ impl Writer {
                             &recorded_before,
                             job.flags,
                             counted,
+                            true,
                         );
                         let known = failures(&job)
                             .iter()
                             .filter(|e| recorded_before.contains(&e.key()))
                             .count() as u64;
-                        (
-                            job.name,
-                            job.facts,
-                            Ok((folded.events, known, folded.state)),
-                        )
+                        let committed = Committed {
+                            written: folded.events,
+                            duplicates: known,
+                            adopted: folded.adopted,
+                            state: folded.state,
+                        };
+                        (job.name, job.facts, Ok(committed))
                     })
                     .collect())
             }

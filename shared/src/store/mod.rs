@@ -11,6 +11,7 @@
 //! | last run of a job | `RUN` | `automation` / `monitor` | no |
 //! | blueprint → project map | `BLUEPRINT` | `<blueprint id, 20 digits>` | no |
 //! | auto-rerun tracking | `RERUN` | `<pipelineId>` | no |
+//! | latest DevLake notification received | `EVENTS` | `RECEIVED` | no |
 //!
 //! Failure events are bucketed by day (an operator reads a day with one Query) and are the
 //! idempotency record of the monitor. The metrics function does not read them: each PROJECT item
@@ -29,8 +30,10 @@ use thiserror::Error;
 
 mod dynamo;
 mod dynamo_read;
+mod events;
 mod memory;
 pub use dynamo::{keys, project_item, CapacityUsed, DynamoStore, MAX_EVENTS_PER_COMMIT};
+pub use events::{EventStore, EventsReceived, StartedPipeline, PUSHED_FAILURES_MAX};
 pub use memory::MemoryStore;
 
 /// A job whose runs are recorded for `devlake_*_last_run_*`.
@@ -119,6 +122,17 @@ pub struct ProjectState {
     /// DynamoDB and the SDK one typed value each to encode and parse on every scrape.
     #[serde(default, with = "space_separated")]
     pub recent_failures: Vec<String>,
+    /// The newest pipeline (by id) DevLake's notifications showed started: when it was created
+    /// and when it began, for `devlake_project_last_pipeline_queue_seconds`. Written by the
+    /// events function only; absent (and not stored) until it has seen one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_started: Option<StartedPipeline>,
+    /// Keys of failures the events function recorded that no monitor run has processed yet,
+    /// oldest first, at most [`PUSHED_FAILURES_MAX`]. The monitor takes each over when it meets
+    /// the failure (already recorded, so not counted again) and treats it as its own for
+    /// auto-rerun, which would otherwise skip every failure that arrived by push first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pushed_failures: Vec<String>,
     /// The project's managed blueprint missed its latest scheduled run: the run was due more
     /// than the monitor's grace period ago and left no pipeline (`monitor::schedule`). Left out
     /// of the stored item while false, like the next flag, so items without it read the same.
@@ -271,6 +285,9 @@ pub struct MetricsSnapshot {
     pub failures: Vec<FailureEvent>,
     pub automation: Option<RunRecord>,
     pub monitor: Option<RunRecord>,
+    /// The latest DevLake notification the events function accepted; `None` until one was
+    /// (push not configured), and then the page shows no events series at all.
+    pub events: Option<EventsReceived>,
     /// Stored items (or recent-failure entries) this read skipped because they did not decode;
     /// each is logged. One bad item never blanks the page.
     pub decode_errors: u64,

@@ -389,6 +389,7 @@ fn project(i: usize, now: DateTime<Utc>) -> ProjectState {
         recent_failures: Vec::new(),
         schedule_missed: i.is_multiple_of(89),
         stuck_cancel_failed: false,
+        ..ProjectState::default()
     }
 }
 

@@ -23,6 +23,8 @@
 //! | POST | `/_sim/projects` | `{"name"}` → `{"blueprintId"}` |
 //! | GET | `/_sim/state` | → counts of connections, scopes, projects, blueprints, pipelines |
 //! | POST | `/_sim/auto-complete` | `{"afterMs":N,"status":…}` or `{}` to turn off |
+//! | PUT | `/_sim/notifications` | `{"endpoint","secret"}` (DevLake's `NOTIFICATION_ENDPOINT`/`_SECRET`), or `{}` to turn off → `{}` |
+//! | GET | `/_sim/notifications` | → `{"notifications":[{"id","pipelineId","url","nonce","data","responseCode","response","error","settled"}]}` |
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State as AxState};
@@ -36,7 +38,7 @@ use super::faults::{FaultRule, Faults, MigrationMode};
 use super::handle::SimError;
 use super::routes::{json_response, plain_not_found};
 use super::state::PipelineSeed;
-use super::{lock, AutoComplete, SimHandle};
+use super::{lock, AutoComplete, NotificationSettings, SimHandle};
 
 type R = Response<Body>;
 
@@ -92,6 +94,10 @@ pub(crate) fn router(h: SimHandle) -> Router {
         .route("/_sim/cron", get(cron_fires).post(set_cron))
         .route("/_sim/pipelines/{id}/ignore-cancel", post(ignore_cancel))
         .route("/_sim/auto-complete", post(auto_complete))
+        .route(
+            "/_sim/notifications",
+            get(list_notifications).put(set_notifications),
+        )
         .fallback(|| async { plain_not_found() })
         .with_state(h)
 }
@@ -407,4 +413,25 @@ async fn auto_complete(AxState(h): AxState<SimHandle>, body: Bytes) -> R {
     });
     h.set_auto_complete(auto);
     json_response(200, &json!({}))
+}
+
+#[derive(Deserialize)]
+struct NotificationsBody {
+    #[serde(default)]
+    endpoint: Option<String>,
+    #[serde(default)]
+    secret: Option<String>,
+}
+
+async fn set_notifications(AxState(h): AxState<SimHandle>, body: Bytes) -> R {
+    let b: NotificationsBody = try_r!(parse(&body));
+    h.set_notifications(b.endpoint.map(|endpoint| NotificationSettings {
+        endpoint,
+        secret: b.secret.unwrap_or_default(),
+    }));
+    json_response(200, &json!({}))
+}
+
+async fn list_notifications(AxState(h): AxState<SimHandle>) -> R {
+    json_response(200, &json!({"notifications": h.notifications()}))
 }

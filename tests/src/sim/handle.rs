@@ -12,6 +12,7 @@ use super::faults::{
     FaultRule, FaultState, Faults, MigrationMode, RequestCounts, RequestLog, RequestRecord,
 };
 use super::fixture::{self, Fixture};
+use super::notify::{NotificationRow, NotificationSettings};
 use super::state::{ApiError, CronFire, PipelineEnd, PipelineFilter, PipelineSeed, State};
 use super::{lock, AutoComplete, Inner, SimOptions, DEFAULT_VERSION};
 
@@ -595,6 +596,42 @@ impl SimHandle {
     ) -> Result<Vec<u64>, SimError> {
         let seeds = fixture::history_seeds(blueprint_ids, n, fail_every, end);
         self.insert_pipelines(seeds)
+    }
+
+    // ------------------------------------------------------------------ notifications
+
+    /// Sets DevLake's `NOTIFICATION_ENDPOINT` and `NOTIFICATION_SECRET` (`None`: unset, no more
+    /// notifications). Needs a Tokio runtime: a background task posts them.
+    pub fn set_notifications(&self, settings: Option<NotificationSettings>) {
+        super::notify::configure(&self.inner, settings);
+    }
+
+    /// Every `_devlake_notifications` row so far, oldest first.
+    pub fn notifications(&self) -> Vec<NotificationRow> {
+        self.with_state(|s| s.notifications.clone())
+    }
+
+    /// Waits until at least `count` notifications exist and every one has been answered (or
+    /// failed); returns them all. An error names what was still missing after `timeout`.
+    pub async fn wait_for_notifications(
+        &self,
+        count: usize,
+        timeout: Duration,
+    ) -> Result<Vec<NotificationRow>, SimError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let rows = self.notifications();
+            if rows.len() >= count && rows.iter().all(|r| r.settled) {
+                return Ok(rows);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(SimError::new(format!(
+                    "{} of {count} notifications sent and answered after {timeout:?}",
+                    rows.iter().filter(|r| r.settled).count()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
     }
 
     pub(crate) fn schedule_auto_complete(&self, pipeline_id: u64) {

@@ -94,7 +94,7 @@ fn only_a_projects_newest_failure_recorded_now_with_nothing_pending_is_rerun() {
             .collect();
         let unfinished: BTreeMap<u64, Pipeline> =
             case.unfinished.into_iter().map(|p| (p.id, p)).collect();
-        let got: Vec<u64> = rerun_candidates(&by_project, &new_events, &unfinished)
+        let got: Vec<u64> = rerun_candidates(&by_project, &new_events, &[], &unfinished)
             .iter()
             .map(|c| c.pipeline.id)
             .collect();

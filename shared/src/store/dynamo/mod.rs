@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use super::*;
 
 mod batch;
+mod events;
 mod monitor;
 mod run_log;
 
@@ -42,6 +43,9 @@ pub mod keys {
     pub const RERUN_PK: &str = "RERUN";
     /// `LEASE` / `<job>`: the run lease of a job.
     pub const LEASE_PK: &str = "LEASE";
+    /// `EVENTS` / `RECEIVED`: the latest DevLake notification the events function accepted.
+    pub const EVENTS_PK: &str = "EVENTS";
+    pub const RECEIVED_SK: &str = "RECEIVED";
 
     /// `FAILURE#<YYYY-MM-DD>` of the UTC day a failure finished.
     pub fn failure_pk(day: NaiveDate) -> String {

@@ -103,7 +103,10 @@ impl State {
             skip_collectors: false,
             full_sync: false,
         };
-        Ok(self.insert_pipeline(p))
+        let id = self.insert_pipeline(p);
+        // CreateDbPipeline: "Notify that the pipeline has been created" (a goroutine).
+        self.notify_external(id);
+        Ok(id)
     }
 
     pub(super) fn validate_and_plan(&self, bp: &mut Blueprint) -> ApiResult<()> {
@@ -318,7 +321,10 @@ impl State {
             skip_collectors,
             full_sync,
         };
-        Ok(self.insert_pipeline(p))
+        let id = self.insert_pipeline(p);
+        // CreateDbPipeline: "Notify that the pipeline has been created" (a goroutine).
+        self.notify_external(id);
+        Ok(id)
     }
 }
 

@@ -360,6 +360,10 @@ pub(crate) struct State {
     pub(crate) cron: schedules::CronState,
     /// Running pipelines a cancel does not stop (see `cancel`).
     pub(crate) uncancellable: BTreeSet<u64>,
+    /// `NOTIFICATION_ENDPOINT` and `NOTIFICATION_SECRET` while set (see `sim::notify`).
+    pub(crate) notifier: Option<super::notify::Notifier>,
+    /// `_devlake_notifications`, oldest first (id = index + 1).
+    pub notifications: Vec<super::notify::NotificationRow>,
 }
 
 /// A pipeline reaching a finished status.
@@ -407,6 +411,8 @@ impl State {
             ends: Vec::new(),
             cron: Default::default(),
             uncancellable: BTreeSet::new(),
+            notifier: None,
+            notifications: Vec::new(),
             default_plan: Shared(Arc::new(json!([[{
                 "plugin": "github",
                 "subtasks": null,

@@ -305,6 +305,8 @@ impl State {
         if let Some(tasks) = self.tasks.get_mut(&id) {
             apply_task_outcome(tasks, "TASK_RUNNING", began, None, "");
         }
+        // RunPipelineInQueue: "Notify that the pipeline has started", before runPipeline.
+        self.notify_external(id);
         Ok(())
     }
 
@@ -393,6 +395,8 @@ impl State {
             status: status.to_string(),
             at: t,
         });
+        // runPipeline: the row saved with its final status, then "notify external webhook".
+        self.notify_external(id);
         Ok(())
     }
 
