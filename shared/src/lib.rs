@@ -8,6 +8,7 @@ pub mod cloudwatch;
 pub mod config;
 pub mod deadline;
 pub mod devlake;
+pub mod failure_cause;
 pub mod function_error;
 pub mod limits;
 pub mod metrics_http;

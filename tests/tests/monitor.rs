@@ -839,6 +839,7 @@ async fn a_refused_or_abandoned_auto_rerun_is_asked_again_by_a_later_run() {
         began_at: None,
         message: String::new(),
         error_name: String::new(),
+        cause: devlake_autopilot::failure_cause::FailureCause::Unknown,
     }
     .key();
     let then = Utc::now();

@@ -43,6 +43,7 @@ fn event(project: &str, pipeline_id: u64, finished_at: DateTime<Utc>) -> Failure
         began_at: Some(finished_at - chrono::Duration::minutes(3)),
         message: "collector failed".into(),
         error_name: "collector failed\n\tcaused by: 502".into(),
+        cause: devlake_autopilot::failure_cause::FailureCause::Network,
     }
 }
 

@@ -35,6 +35,9 @@ pub mod keys {
     pub const RERUN_PK: &str = "RERUN";
     /// `LEASE` / `<job>`: the run lease of a job.
     pub const LEASE_PK: &str = "LEASE";
+    /// `CONNECTION` / `HEALTH`: the automation's latest test of every connection.
+    pub const CONNECTION_PK: &str = "CONNECTION";
+    pub const HEALTH_SK: &str = "HEALTH";
 
     /// `FAILURE#<YYYY-MM-DD>` of the UTC day a failure finished.
     pub fn failure_pk(day: NaiveDate) -> String {
@@ -165,6 +168,26 @@ const FAILURES_TOTAL: &str = "failuresTotal";
 /// ~21 ms). Items written before this attribute existed (one attribute per field) still read;
 /// their next commit rewrites them packed.
 const PROJECT_STATE: &str = "state";
+
+/// `CONNECTION`/`HEALTH` attributes: when the connections were tested, and the list of
+/// [`ConnectionHealth`] as one JSON string.
+const CONNECTION_TESTED_AT: &str = "testedAt";
+const CONNECTION_LIST: &str = "connections";
+
+/// The connection health of a `CONNECTION`/`HEALTH` item.
+pub(crate) fn decode_connection_health(item: &Item) -> Result<ConnectionHealthRecord, StoreError> {
+    const OP: &str = "decode CONNECTION/HEALTH";
+    let tested_at = string(item, CONNECTION_TESTED_AT)
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .ok_or_else(|| malformed(OP, "testedAt missing or not RFC 3339"))?
+        .with_timezone(&Utc);
+    let connections = serde_json::from_str(string(item, CONNECTION_LIST).unwrap_or("[]"))
+        .map_err(|e| malformed(OP, e))?;
+    Ok(ConnectionHealthRecord {
+        tested_at,
+        connections,
+    })
+}
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -567,6 +590,35 @@ impl RunLog for DynamoStore {
         Ok(())
     }
 
+    /// One PutItem of the whole list, packed into one string attribute like a project's state:
+    /// the metrics page reads it with the run records on every scrape.
+    async fn record_connection_health(
+        &self,
+        record: &ConnectionHealthRecord,
+    ) -> Result<(), StoreError> {
+        const OP: &str = "PutItem CONNECTION";
+        let mut item = key(keys::CONNECTION_PK, keys::HEALTH_SK);
+        item.insert(
+            CONNECTION_TESTED_AT.into(),
+            s(record
+                .tested_at
+                .to_rfc3339_opts(SecondsFormat::Millis, true)),
+        );
+        let packed = serde_json::to_string(&record.connections).map_err(|e| malformed(OP, e))?;
+        item.insert(CONNECTION_LIST.into(), s(packed));
+        let out = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await
+            .map_err(|e| store_error(OP, e))?;
+        self.note_capacity(Access::Write, out.consumed_capacity());
+        Ok(())
+    }
+
     /// One conditional PutItem: the lease is free (no item) or lapsed (`leaseUntil` before
     /// `now`). The item also carries the table's TTL a day after it lapses, so a lease never
     /// released (a run killed at its timeout) is eventually removed; the condition does not
@@ -859,6 +911,34 @@ impl MonitorStore for DynamoStore {
             .iter()
             .filter_map(|item| string(item, keys::SK).map(String::from))
             .collect())
+    }
+
+    async fn failures_on(&self, day: NaiveDate) -> Result<Vec<FailureEvent>, StoreError> {
+        const OP: &str = "Query FAILURE";
+        let mut events = Vec::new();
+        let mut start_key = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("#pk = :pk")
+                .expression_attribute_names("#pk", keys::PK)
+                .expression_attribute_values(":pk", s(keys::failure_pk(day)))
+                .set_exclusive_start_key(start_key)
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .send()
+                .await
+                .map_err(|e| store_error(OP, e))?;
+            self.note_capacity(Access::Read, page.consumed_capacity());
+            for item in page.items.unwrap_or_default() {
+                events.push(from_item(OP, item)?);
+            }
+            start_key = page.last_evaluated_key.filter(|k| !k.is_empty());
+            if start_key.is_none() {
+                return Ok(events);
+            }
+        }
     }
 
     async fn commit_project(&self, commit: ProjectCommit<'_>) -> Result<CommitOutcome, StoreError> {

@@ -1,9 +1,9 @@
 //! The metrics function's read path: everything the page shows, without a Scan.
 //!
 //! Per scrape: the `pk = PROJECT` partition, read as concurrent Queries over ranges of project
-//! names, and one BatchGetItem for the two run records. The failures in the window come from
-//! each project's `recentFailures` list (written with the failure events, in the same
-//! transaction), not from the `FAILURE#<day>` items: the number of calls and the bytes read
+//! names, and one BatchGetItem for the two run records and the connection health. The failures
+//! in the window come from each project's `recentFailures` list (written with the failure
+//! events, in the same transaction), not from the `FAILURE#<day>` items: the number of calls and the bytes read
 //! depend on the number of projects and their recent failures (kept to the monitor's
 //! `FAILURE_WINDOW_DAYS`, capped at `RECENT_FAILURES_MAX`), never on history.
 
@@ -14,10 +14,10 @@ use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkErro
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ReturnConsumedCapacity};
 use chrono::{DateTime, Utc};
 
-use super::dynamo::{decode_project, keys, Access};
+use super::dynamo::{decode_connection_health, decode_project, keys, Access};
 use super::{
-    DynamoStore, Job, MetricsSnapshot, MetricsSource, ProjectState, RunRecord, StoreError,
-    StoredProject,
+    ConnectionHealthRecord, DynamoStore, Job, MetricsSnapshot, MetricsSource, ProjectState,
+    RunRecord, StoreError, StoredProject,
 };
 
 /// Project items per concurrent Query of [`DynamoStore::all_project_states`]: about half of
@@ -46,8 +46,13 @@ impl DynamoStore {
         &self,
         since: DateTime<Utc>,
     ) -> Result<MetricsSnapshot, StoreError> {
-        let ((projects, skipped_projects), (automation, monitor, skipped_runs)) =
+        let ((projects, skipped_projects), (runs, skipped_runs)) =
             futures::try_join!(self.project_states_counted(), self.latest_runs())?;
+        let Runs {
+            automation,
+            monitor,
+            connections,
+        } = runs;
         let projects: Vec<ProjectState> = projects.into_iter().map(|p| p.state).collect();
         let mut failures = Vec::new();
         let mut decode_errors = skipped_projects + skipped_runs;
@@ -61,6 +66,7 @@ impl DynamoStore {
             failures,
             automation,
             monitor,
+            connections: connections.map(|c| c.connections).unwrap_or_default(),
             decode_errors,
         })
     }
@@ -188,25 +194,27 @@ impl DynamoStore {
         }
     }
 
-    /// The latest automation and monitor run records, in one BatchGetItem, and how many records
-    /// were skipped because they did not decode (logged).
-    async fn latest_runs(&self) -> Result<(Option<RunRecord>, Option<RunRecord>, u64), StoreError> {
-        let key = |job: Job| {
+    /// The latest automation and monitor run records and the connection health, in one
+    /// BatchGetItem, and how many items were skipped because they did not decode (logged).
+    async fn latest_runs(&self) -> Result<(Runs, u64), StoreError> {
+        let key = |pk: &str, sk: &str| {
             HashMap::from([
-                (keys::PK.to_string(), AttributeValue::S(keys::RUN_PK.into())),
-                (keys::SK.to_string(), AttributeValue::S(job.as_str().into())),
+                (keys::PK.to_string(), AttributeValue::S(pk.into())),
+                (keys::SK.to_string(), AttributeValue::S(sk.into())),
             ])
         };
         let mut request = KeysAndAttributes::builder()
-            .keys(key(Job::Automation))
-            .keys(key(Job::Monitor))
+            .keys(key(keys::RUN_PK, Job::Automation.as_str()))
+            .keys(key(keys::RUN_PK, Job::Monitor.as_str()))
+            .keys(key(keys::CONNECTION_PK, keys::HEALTH_SK))
             .build()
             .map_err(|e| StoreError::Failed {
                 source: None,
                 operation: "BatchGetItem RUN".into(),
                 message: e.to_string(),
             })?;
-        let (mut automation, mut monitor, mut skipped) = (None, None, 0);
+        let mut runs = Runs::default();
+        let mut skipped = 0;
         for attempt in 0..=UNPROCESSED_RETRIES {
             let output = self
                 .client
@@ -222,6 +230,17 @@ impl DynamoStore {
                 .and_then(|mut r| r.remove(&self.table))
                 .unwrap_or_default();
             for item in items {
+                if matches!(item.get(keys::PK), Some(AttributeValue::S(pk)) if pk == keys::CONNECTION_PK)
+                {
+                    match decode_connection_health(&item) {
+                        Ok(health) => runs.connections = Some(health),
+                        Err(error) => {
+                            tracing::warn!(%error, "skipping a CONNECTION item that does not decode");
+                            skipped += 1;
+                        }
+                    }
+                    continue;
+                }
                 let run = match decode::<RunRecord>(item) {
                     Ok(run) => run,
                     Err(error) => {
@@ -231,8 +250,8 @@ impl DynamoStore {
                     }
                 };
                 match run.job {
-                    Job::Automation => automation = Some(run),
-                    Job::Monitor => monitor = Some(run),
+                    Job::Automation => runs.automation = Some(run),
+                    Job::Monitor => runs.monitor = Some(run),
                 }
             }
             match output
@@ -240,7 +259,7 @@ impl DynamoStore {
                 .and_then(|mut u| u.remove(&self.table))
                 .filter(|k| !k.keys.is_empty())
             {
-                None => return Ok((automation, monitor, skipped)),
+                None => return Ok((runs, skipped)),
                 Some(left) => {
                     tracing::debug!(attempt, "BatchGetItem left keys unprocessed; retrying");
                     tokio::time::sleep(std::time::Duration::from_millis(25 << attempt)).await;
@@ -254,6 +273,14 @@ impl DynamoStore {
             message: format!("keys still unprocessed after {UNPROCESSED_RETRIES} retries"),
         })
     }
+}
+
+/// The items read with the run records.
+#[derive(Debug, Default)]
+struct Runs {
+    automation: Option<RunRecord>,
+    monitor: Option<RunRecord>,
+    connections: Option<ConnectionHealthRecord>,
 }
 
 /// Decodes an item written as `serde_dynamo::to_item` of `T` plus keys; unknown attributes

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 
 use super::*;
 
@@ -19,6 +19,7 @@ struct Tables {
     blueprints: BTreeMap<u64, String>,
     blueprints_at: BTreeMap<u64, DateTime<Utc>>,
     reruns: BTreeMap<u64, RerunEntry>,
+    connections: Option<ConnectionHealthRecord>,
 }
 
 /// Mirrors the adapter's `RERUN` item.
@@ -97,6 +98,11 @@ impl MemoryStore {
         self.lock().runs.get(&job).cloned()
     }
 
+    /// The stored connection health (`CONNECTION`/`HEALTH`).
+    pub fn connection_health(&self) -> Option<ConnectionHealthRecord> {
+        self.lock().connections.clone()
+    }
+
     pub fn blueprints(&self) -> BTreeMap<u64, String> {
         self.lock().blueprints.clone()
     }
@@ -133,6 +139,45 @@ impl RunLog for MemoryStore {
         self.check("PutItem")?;
         self.lock().runs.insert(run.job, run.clone());
         Ok(())
+    }
+
+    async fn record_connection_health(
+        &self,
+        record: &ConnectionHealthRecord,
+    ) -> Result<(), StoreError> {
+        self.check("PutItem")?;
+        self.lock().connections = Some(record.clone());
+        Ok(())
+    }
+}
+
+/// What the DynamoDB adapter's read gives the metrics page, from the same tables.
+#[async_trait::async_trait]
+impl MetricsSource for MemoryStore {
+    async fn snapshot(&self, failures_since: DateTime<Utc>) -> Result<MetricsSnapshot, StoreError> {
+        self.check("Query")?;
+        let tables = self.lock();
+        let projects: Vec<ProjectState> =
+            tables.projects.values().map(|(s, _)| s.clone()).collect();
+        let mut failures = Vec::new();
+        let mut decode_errors = 0;
+        for project in &projects {
+            let (recent, skipped) = project.recent_failures_since_lenient(failures_since);
+            failures.extend(recent);
+            decode_errors += skipped;
+        }
+        Ok(MetricsSnapshot {
+            projects,
+            failures,
+            automation: tables.runs.get(&Job::Automation).cloned(),
+            monitor: tables.runs.get(&Job::Monitor).cloned(),
+            connections: tables
+                .connections
+                .as_ref()
+                .map(|c| c.connections.clone())
+                .unwrap_or_default(),
+            decode_errors,
+        })
     }
 }
 
@@ -256,6 +301,18 @@ impl MonitorStore for MemoryStore {
             .iter()
             .map(FailureEvent::key)
             .filter(|k| tables.failures.contains_key(k))
+            .collect())
+    }
+
+    async fn failures_on(&self, day: NaiveDate) -> Result<Vec<FailureEvent>, StoreError> {
+        self.check("Query")?;
+        // Keys start with the RFC 3339 `finishedAt`: sorted, they are oldest first.
+        Ok(self
+            .lock()
+            .failures
+            .values()
+            .filter(|(e, _)| e.finished_at.date_naive() == day)
+            .map(|(e, _)| e.clone())
             .collect())
     }
 
@@ -390,6 +447,7 @@ mod tests {
             began_at: None,
             message: String::new(),
             error_name: String::new(),
+            cause: crate::failure_cause::FailureCause::Unknown,
         }
     }
 

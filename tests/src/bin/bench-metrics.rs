@@ -413,6 +413,7 @@ fn failure(i: usize, projects: usize, finished: DateTime<Utc>) -> FailureEvent {
              acme-engineering/service-{i:05}/pulls?page=7\": context deadline exceeded (retry 3/3)"
         ),
         error_name: "github.collectApiPullRequests".into(),
+        cause: devlake_autopilot::failure_cause::FailureCause::Timeout,
     }
 }
 
