@@ -53,7 +53,13 @@ impl State {
             .filter(|h| !h.is_empty())
             .unwrap_or("localhost")
             .to_string();
-        Ok(match (plugin, conn.test) {
+        // bamboo testConnection only builds the API client (no request to the tool), so a
+        // refused credential tests as up there.
+        let mode = match (plugin, conn.test) {
+            ("bamboo", ConnectionTestMode::Unauthorized) => ConnectionTestMode::Up,
+            (_, mode) => mode,
+        };
+        Ok(match (plugin, mode) {
             // github TestExistingConnection → testExistingConnection tests each token with
             // testGithubConnAccessTokenAuth and always answers 200; a failing token makes the
             // whole answer `success: false` with that token's message (`err.Error()`, suffix
@@ -102,6 +108,11 @@ impl State {
                     if !token.is_empty() {
                         echoed.insert("token".into(), json!(sanitize_string(&token)));
                     }
+                    // Basic-auth plugins blank the password (`JiraConn.Sanitize`,
+                    // `JenkinsConn.Sanitize`).
+                    if let Some(password) = echoed.get_mut("password") {
+                        *password = json!("");
+                    }
                     body["connection"] = Value::Object(echoed);
                 }
                 (200, body)
@@ -148,9 +159,7 @@ fn unauthorized(plugin: &str) -> (u16, String) {
         // azuredevops_go testConnection → azuredevops.Client.GetProjects:
         // `errors.Unauthorized.New("failed to read projects")`.
         "azuredevops_go" => (401, "failed to read projects"),
-        // bamboo testConnection only builds the API client (no request), so a refused
-        // credential is not noticed: it tests as up. Anything else answers like GitHub's
-        // single-token case.
+        // github's single-token message (testGithubConnAccessTokenAuth), for anything else.
         _ => (400, "StatusUnauthorized error when testing connection"),
     };
     (status, format!("{text} ({status})"))
