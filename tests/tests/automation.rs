@@ -2091,14 +2091,27 @@ async fn a_down_connection_is_reported_and_its_projects_are_not_triggered() {
     let down = summary["connectionsDown"].as_array().unwrap();
     assert_eq!(down.len(), 2, "{summary:#}");
     assert_eq!(
-        (&down[0]["plugin"], &down[0]["connectionId"], &down[0]["connectionName"], &down[0]["status"]),
-        (&json!("github"), &json!(2), &json!("github-enterprise"), &json!(200))
+        (
+            &down[0]["plugin"],
+            &down[0]["connectionId"],
+            &down[0]["connectionName"],
+            &down[0]["status"]
+        ),
+        (
+            &json!("github"),
+            &json!(2),
+            &json!("github-enterprise"),
+            &json!(200)
+        )
     );
     assert_eq!(
         down[0]["message"],
         "StatusUnauthorized error when testing connection (400)"
     );
-    assert_eq!((&down[1]["plugin"], &down[1]["status"]), (&json!("gitlab"), &json!(500)));
+    assert_eq!(
+        (&down[1]["plugin"], &down[1]["status"]),
+        (&json!("gitlab"), &json!(500))
+    );
     let unreachable = down[1]["message"].as_str().unwrap();
     assert!(
         unreachable.starts_with("Failed to connect Wraps: (2) dial tcp gitlab.example.com:443"),
@@ -2106,7 +2119,8 @@ async fn a_down_connection_is_reported_and_its_projects_are_not_triggered() {
     );
     let log = capture.text();
     assert!(
-        log.contains("connection down") && log.contains("StatusUnauthorized error when testing connection (400)"),
+        log.contains("connection down")
+            && log.contains("StatusUnauthorized error when testing connection (400)"),
         "{log}"
     );
 
@@ -2120,7 +2134,12 @@ async fn a_down_connection_is_reported_and_its_projects_are_not_triggered() {
                     || (c["pluginName"] == "gitlab" && c["connectionId"] == 1)
             })
         })
-        .map(|b| (b["projectName"].as_str().unwrap().to_string(), b["id"].as_u64().unwrap()))
+        .map(|b| {
+            (
+                b["projectName"].as_str().unwrap().to_string(),
+                b["id"].as_u64().unwrap(),
+            )
+        })
         .collect();
     assert!(of_down.len() >= 20, "{of_down:?}");
     assert_eq!(
@@ -2135,7 +2154,9 @@ async fn a_down_connection_is_reported_and_its_projects_are_not_triggered() {
         .map(|s| s["project"].as_str().unwrap())
         .collect();
     assert_eq!(held.len(), of_down.len());
-    assert!(held.iter().all(|p| p.starts_with("github/") || p.starts_with("gitlab/")));
+    assert!(held
+        .iter()
+        .all(|p| p.starts_with("github/") || p.starts_with("gitlab/")));
     let pending: Vec<u64> = sim
         .pending_pipelines()
         .iter()
@@ -2205,7 +2226,12 @@ async fn a_down_connection_is_reported_and_its_projects_are_not_triggered() {
         .unwrap();
     assert_eq!(again["counts"]["connectionsDown"], 0);
     assert_eq!(again["counts"]["triggered"], of_down.len());
-    assert!(store.connection_health().unwrap().connections.iter().all(|c| c.up));
+    assert!(store
+        .connection_health()
+        .unwrap()
+        .connections
+        .iter()
+        .all(|c| c.up));
 
     // A run limited to one plugin reports what it tested but leaves the stored health alone.
     sim.set_connection_test("jira", 1, ConnectionTestMode::Unauthorized)
@@ -2219,6 +2245,14 @@ async fn a_down_connection_is_reported_and_its_projects_are_not_triggered() {
     )
     .await
     .unwrap();
-    assert_eq!(filtered["connectionsDown"][0]["message"], "Please check your credential (401)");
-    assert!(store.connection_health().unwrap().connections.iter().all(|c| c.up));
+    assert_eq!(
+        filtered["connectionsDown"][0]["message"],
+        "Please check your credential (401)"
+    );
+    assert!(store
+        .connection_health()
+        .unwrap()
+        .connections
+        .iter()
+        .all(|c| c.up));
 }

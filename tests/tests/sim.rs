@@ -2053,7 +2053,11 @@ async fn connection_tests_answer_like_devlake_for_each_plugin() {
         let r = api.post(&test(plugin, 1), json!({})).await;
         assert_eq!(r.status, 200, "{plugin}: {}", r.text);
         let v = r.json();
-        assert_eq!((v["success"].clone(), v["message"].clone()), (json!(true), json!("success")), "{plugin}");
+        assert_eq!(
+            (v["success"].clone(), v["message"].clone()),
+            (json!(true), json!("success")),
+            "{plugin}"
+        );
     }
     // Sanitised echoes: `utils.SanitizeString` keeps two characters at each end.
     let gitlab = api.post(&test("gitlab", 1), json!({})).await.json();
@@ -2066,7 +2070,10 @@ async fn connection_tests_answer_like_devlake_for_each_plugin() {
 
     // A refused credential, set over the control API and the handle.
     let r = api
-        .post("/_sim/connections/github/1/test", json!({"mode": "unauthorized"}))
+        .post(
+            "/_sim/connections/github/1/test",
+            json!({"mode": "unauthorized"}),
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     let r = api.post(&test("github", 1), json!({})).await;
@@ -2086,7 +2093,11 @@ async fn connection_tests_answer_like_devlake_for_each_plugin() {
             "StatusUnauthorized error when testing api or read_api permissions",
         ),
         ("jira", 401, "Please check your credential"),
-        ("jenkins", 400, "StatusUnauthorized error while testing connection"),
+        (
+            "jenkins",
+            400,
+            "StatusUnauthorized error while testing connection",
+        ),
         ("circleci", 401, "unexpected status code: 401"),
         ("azuredevops_go", 401, "failed to read projects"),
     ] {
@@ -2134,10 +2145,7 @@ async fn connection_tests_answer_like_devlake_for_each_plugin() {
          "test": "unreachable"}]}))
     .unwrap();
     let other = Api::new(fixture).await;
-    assert_eq!(
-        other.post(&test("gitlab", 4), json!({})).await.status,
-        500
-    );
+    assert_eq!(other.post(&test("gitlab", 4), json!({})).await.status, 500);
 
     // Tests change nothing in DevLake: the counts take them as reads.
     h.reset_log();
@@ -2174,5 +2182,8 @@ async fn pipelines_fail_with_a_chosen_error_name() {
     h.finish_pipeline_with_error(id, "TASK_PARTIAL", "m", "x\ncaused by: y")
         .unwrap();
     let v = api.ok(&format!("/pipelines/{id}")).await;
-    assert_eq!((v["status"].clone(), v["errorName"].clone()), (json!("TASK_PARTIAL"), json!("x\ncaused by: y")));
+    assert_eq!(
+        (v["status"].clone(), v["errorName"].clone()),
+        (json!("TASK_PARTIAL"), json!("x\ncaused by: y"))
+    );
 }

@@ -56,10 +56,7 @@ fn state_after(project: &str, events: &[FailureEvent], total: u64) -> ProjectSta
         last_finished_at: last,
         last_success_at: None,
         last_failure_at: last,
-        last_failure_reason: events
-            .iter()
-            .max_by_key(|e| e.finished_at)
-            .map(|e| e.cause),
+        last_failure_reason: events.iter().max_by_key(|e| e.finished_at).map(|e| e.cause),
         last_duration_seconds: Some(180.0),
         failures_total: total,
         consecutive_failures: total,

@@ -116,7 +116,10 @@ async fn test_one<'c>(
     if ctx.deadline.passed() {
         return (conn, None);
     }
-    (conn, Some(ctx.devlake.test_connection(plugin, conn.id).await))
+    (
+        conn,
+        Some(ctx.devlake.test_connection(plugin, conn.id).await),
+    )
 }
 
 /// DevLake's key middleware refused the test route only: the key works elsewhere (the listing

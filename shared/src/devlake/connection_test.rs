@@ -175,7 +175,12 @@ pub fn redact_secrets(text: &str) -> String {
 
 /// Replaces the run of `part` characters after each `marker` (keeping the marker unless
 /// `with_marker`) by `<redacted>`.
-fn redact_after(text: &str, marker: &str, with_marker: bool, part: impl Fn(char) -> bool) -> String {
+fn redact_after(
+    text: &str,
+    marker: &str,
+    with_marker: bool,
+    part: impl Fn(char) -> bool,
+) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(at) = rest.find(marker) {
@@ -254,8 +259,10 @@ mod tests {
     #[test]
     fn up_is_a_2xx_that_does_not_say_otherwise() {
         // GitLab's success answer echoes the sanitised connection (gitlab TestExistingConnection).
-        let gitlab = body(json!({"code": 0, "success": true, "message": "success", "causes": null,
-            "data": null, "connection": {"name": "gitlab", "token": "glpat-********"}}));
+        let gitlab = body(
+            json!({"code": 0, "success": true, "message": "success", "causes": null,
+            "data": null, "connection": {"name": "gitlab", "token": "glpat-********"}}),
+        );
         assert_eq!(
             verdict(200, &gitlab, None),
             ConnectionTest {

@@ -339,14 +339,20 @@ mod tests {
             401,
             envelope("Please check your credential (401)").as_bytes()
         ));
-        assert!(is_handler_verdict(500, envelope("Failed to connect").as_bytes()));
+        assert!(is_handler_verdict(
+            500,
+            envelope("Failed to connect").as_bytes()
+        ));
         for refusal in API_KEY_REFUSALS {
             assert!(!is_handler_verdict(403, envelope(refusal).as_bytes()));
         }
         assert!(!is_handler_verdict(428, handler.as_bytes()));
         assert!(!is_handler_verdict(404, b"404 page not found"));
         assert!(!is_handler_verdict(502, b"<html>Bad Gateway</html>"));
-        assert!(!is_handler_verdict(500, br#"{"message":"no success field"}"#));
+        assert!(!is_handler_verdict(
+            500,
+            br#"{"message":"no success field"}"#
+        ));
         assert!(Accept::HandlerVerdict.counts_as_read(&Method::POST));
         assert!(!Accept::Success.counts_as_read(&Method::POST));
         assert!(Accept::Success.counts_as_read(&Method::GET));

@@ -27,8 +27,8 @@ mod scope_configs;
 mod scopes;
 
 pub(crate) use blueprints::{apply_blueprint_patch, six_months_before_midnight, wire_blueprint};
-pub(crate) use pipelines::count_tasks;
 pub use connection_test::ConnectionTestMode;
+pub(crate) use pipelines::count_tasks;
 
 /// An error as DevLake reports it: HTTP status plus the envelope's `message`.
 #[derive(Debug, Clone)]
