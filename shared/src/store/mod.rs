@@ -9,6 +9,7 @@
 //! | per-project state, counters and recent failures | `PROJECT` | `<project name>` | no |
 //! | monitor cursor | `MONITOR` | `CURSOR` | no |
 //! | last run of a job | `RUN` | `automation` / `monitor` | no |
+//! | connections' health | `CONNECTION` | `HEALTH` | no |
 //! | blueprint → project map | `BLUEPRINT` | `<blueprint id, 20 digits>` | no |
 //! | auto-rerun tracking | `RERUN` | `<pipelineId>` | no |
 //!
