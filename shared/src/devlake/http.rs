@@ -241,7 +241,8 @@ pub(super) fn is_handler_verdict(status: u16, body: &[u8]) -> bool {
         .get("message")
         .and_then(serde_json::Value::as_str)
         .unwrap_or_default();
-    !success && !(matches!(status, 401 | 403) && API_KEY_REFUSALS.contains(&message))
+    let key_refused = matches!(status, 401 | 403) && API_KEY_REFUSALS.contains(&message);
+    !success && !key_refused
 }
 
 /// A successful (or tolerated 404) answer.
