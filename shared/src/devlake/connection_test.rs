@@ -63,7 +63,7 @@ impl DevLakeClient {
     /// Asks DevLake to test connection `connection_id` of `plugin`. `Ok` carries DevLake's
     /// verdict, up or down; `Err` means there is none: DevLake was not reached, refused the API
     /// key (including a key whose allowed path does not cover the test route), waits for a
-    /// migration, or something other than DevLake answered. Not retried: a 5xx here is the
+    /// migration, no longer has the connection (404), or something other than DevLake answered. Not retried: a 5xx here is the
     /// connection's answer, and the test changes nothing, so it counts as a read.
     pub async fn test_connection(
         &self,

@@ -225,10 +225,11 @@ pub(super) const API_KEY_REFUSALS: [&str; 5] = [
 ];
 
 /// Whether a non-2xx answer is a handler's verdict in DevLake's envelope (`success: false`
-/// and a message), rather than the key middleware, the migration gate or something in front
-/// of DevLake (a proxy's HTML, gin's plain-text 404).
+/// and a message), rather than the key middleware, the migration gate, a missing object (404:
+/// there is nothing to judge) or something in front of DevLake (a proxy's HTML, gin's
+/// plain-text 404).
 pub(super) fn is_handler_verdict(status: u16, body: &[u8]) -> bool {
-    if status == 428 || (300..400).contains(&status) {
+    if matches!(status, 404 | 428) || (300..400).contains(&status) {
         return false;
     }
     let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
@@ -348,6 +349,8 @@ mod tests {
             assert!(!is_handler_verdict(403, envelope(refusal).as_bytes()));
         }
         assert!(!is_handler_verdict(428, handler.as_bytes()));
+        let missing = envelope("*models.GithubConnection not found (404)");
+        assert!(!is_handler_verdict(404, missing.as_bytes()));
         assert!(!is_handler_verdict(404, b"404 page not found"));
         assert!(!is_handler_verdict(502, b"<html>Bad Gateway</html>"));
         assert!(!is_handler_verdict(
