@@ -1,4 +1,5 @@
-//! The daily automation (docs/architecture.md): discover plugins and connections, add new
+//! The daily automation (docs/architecture.md): discover plugins and connections, test each
+//! connection (holding back the projects of one that is down, `health`), add new
 //! remote scopes, give each connection the tool's scope config, create one project per scope with
 //! its blueprint wired, roll every managed blueprint's `timeAfter` by the `TIME_AFTER_POLICY` and
 //! trigger collection at a pace DevLake can take.
