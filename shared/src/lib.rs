@@ -6,6 +6,7 @@ pub mod automation;
 pub mod aws_error;
 pub mod cloudwatch;
 pub mod config;
+pub mod cron;
 pub mod deadline;
 pub mod devlake;
 pub mod failure_cause;

@@ -21,6 +21,8 @@
 //! | `devlake_project_last_pipeline_status` | gauge | `project_name`, `status` | one series (value 1) per project that finished a pipeline |
 //! | `devlake_project_last_pipeline_duration_seconds` | gauge | `project_name` | when known |
 //! | `devlake_project_pipeline_stuck` | gauge | `project_name` | 0/1, every project |
+//! | `devlake_project_schedule_missed` | gauge | `project_name` | 0/1, every project: its managed blueprint's latest scheduled run left no pipeline |
+//! | `devlake_project_stuck_cancel_failed` | gauge | `project_name` | 0/1, every project: a `STUCK_ACTION` cancel did not stop its stuck pipeline |
 //! | `devlake_{monitor,automation}_last_run_{timestamp_seconds,success}` | gauge | | once the job has recorded a run |
 //! | `devlake_automation_managed_projects` | gauge | | managed projects counted by the latest automation run that listed them |
 //! | `devlake_orphan_scopes` | gauge | `plugin`, `connection_id` | from the latest automation run record: saved scopes its complete remote walk of the connection no longer found (0 included) |
@@ -134,7 +136,7 @@ pub fn render_page_timed(
     render_duration: impl FnOnce() -> Duration,
 ) -> String {
     // About 110 bytes per compatibility series and 80 per project series.
-    let capacity = 1_024 + snapshot.failures.len() * 112 + snapshot.projects.len() * 8 * 80;
+    let capacity = 1_024 + snapshot.failures.len() * 112 + snapshot.projects.len() * 10 * 80;
     let mut page = Page {
         out: String::with_capacity(capacity),
         format,
@@ -171,7 +173,7 @@ fn write_families(page: &mut Page, snapshot: &MetricsSnapshot, timezone: Tz) {
         .iter()
         .map(|p| (p.project_name.as_str(), p))
         .collect();
-    // Escaped once, written up to eight times.
+    // Escaped once, written up to ten times.
     let projects: Vec<(&ProjectState, Cow<'_, str>)> = by_name
         .into_values()
         .map(|p| (p, escape_label_value(&p.project_name)))
@@ -258,6 +260,22 @@ fn write_families(page: &mut Page, snapshot: &MetricsSnapshot, timezone: Tz) {
         "1 while a pipeline of the project has run longer than STUCK_AFTER_HOURS.",
         Kind::Gauge,
         |p| Some(Value::from(p.stuck)),
+    );
+    write_per_project(
+        page,
+        &projects,
+        "devlake_project_schedule_missed",
+        "1 while the project's managed blueprint missed its latest scheduled run (due, no pipeline).",
+        Kind::Gauge,
+        |p| Some(Value::from(p.schedule_missed)),
+    );
+    write_per_project(
+        page,
+        &projects,
+        "devlake_project_stuck_cancel_failed",
+        "1 while a cancel sent to the project's stuck pipeline (STUCK_ACTION) has not stopped it.",
+        Kind::Gauge,
+        |p| Some(Value::from(p.stuck_cancel_failed)),
     );
     write_run(page, snapshot.monitor.as_ref(), "monitor");
     write_run(page, snapshot.automation.as_ref(), "automation");

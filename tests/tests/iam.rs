@@ -165,11 +165,19 @@ async fn every_aws_call_is_allowed_by_the_function_role_and_every_grant_is_used(
     // --- Monitor: start-up, first run (with the day's expiry pass), auto-rerun claims, a
     // normal run, a rescan, a dry run, and the first run of a later UTC day that expires
     // failures out of the projects' recent lists.
+    // The automation's blueprints run on DevLake's cron, which this simulated DevLake never
+    // fires: with their label, the later day's run would flag them all for missed runs and
+    // rewrite them in its commits, leaving its expiry pass (and that pass's writes) nothing to
+    // do. Another label keeps the schedule checks out of this scenario; they make no AWS call.
     let monitor = MonitorFunction::from_env_with_sdk(
         &job_env(
             &endpoint,
             &table,
-            &[("AUTO_RERUN_MAX", "1"), ("FAILURE_WINDOW_DAYS", "7")],
+            &[
+                ("AUTO_RERUN_MAX", "1"),
+                ("FAILURE_WINDOW_DAYS", "7"),
+                ("MANAGED_LABEL", "not-this-scenario"),
+            ],
         ),
         &sdk_of("MonitorFunction").await,
     )

@@ -98,11 +98,14 @@ fn golden_snapshot() -> MetricsSnapshot {
         last_failure_at: Some(utc("2026-11-22T03:04:05Z")),
         last_duration_seconds: Some(61.0),
         failures_total: 1,
+        // Its blueprint's latest scheduled run left no pipeline.
+        schedule_missed: true,
         ..project(QUOTED)
     };
-    // Never finished a pipeline, one running far too long.
+    // Never finished a pipeline, one running far too long that a cancel did not stop.
     let backslash = ProjectState {
         stuck: true,
+        stuck_cancel_failed: true,
         ..project(BACKSLASH)
     };
     let newline = ProjectState {
@@ -308,6 +311,8 @@ fn rendered_page_passes_promtool_and_has_every_metric() {
         "devlake_project_last_pipeline_status",
         "devlake_project_last_pipeline_duration_seconds",
         "devlake_project_pipeline_stuck",
+        "devlake_project_schedule_missed",
+        "devlake_project_stuck_cancel_failed",
         "devlake_monitor_last_run_timestamp_seconds",
         "devlake_monitor_last_run_success",
         "devlake_automation_last_run_timestamp_seconds",
@@ -365,6 +370,27 @@ fn rendered_page_passes_promtool_and_has_every_metric() {
         s["devlake_project_consecutive_failures{project_name=\"github/acme/api\"}"],
         "3"
     );
+    // Missed scheduled runs and cancels that did not take: 0/1 for every project.
+    for (family, flagged) in [
+        (
+            "devlake_project_schedule_missed",
+            "gitlab/team \\\"quoted\\\"/svc",
+        ),
+        (
+            "devlake_project_stuck_cancel_failed",
+            "jira/C:\\\\path\\\\proj",
+        ),
+    ] {
+        let rows: Vec<(&String, &String)> = s
+            .iter()
+            .filter(|(k, _)| k.starts_with(&format!("{family}{{")))
+            .collect();
+        assert_eq!(rows.len(), 5, "{family}: one series per project");
+        for (k, v) in rows {
+            let want = if k.contains(flagged) { "1" } else { "0" };
+            assert_eq!(v, want, "{k}");
+        }
+    }
     // No sample timestamps: every sample line is `series value`.
     for line in page.lines().filter(|l| !l.starts_with('#')) {
         let value = line.rsplit_once(' ').unwrap().1;

@@ -1444,6 +1444,147 @@ async fn cancelling_a_queued_pipeline_touches_no_timestamp_a_running_one_ends() 
 }
 
 #[tokio::test]
+async fn a_cancel_that_cannot_stop_a_running_task_answers_200_and_changes_nothing() {
+    let api = Api::new(Fixture::empty()).await;
+    let h = api.sim.handle();
+    let t0 = frozen(&h);
+    let a = h.create_project("a").unwrap();
+    let b = h.create_project("b").unwrap();
+    let resumed = queued(&h, b);
+    h.start_pipeline(resumed).unwrap();
+    h.restart(true);
+    let stubborn = queued(&h, a);
+    h.start_pipeline(stubborn).unwrap();
+    h.ignore_cancel(stubborn, true);
+    h.advance_clock(chrono::Duration::minutes(5));
+    let before = [
+        api.ok(&format!("/pipelines/{stubborn}")).await,
+        api.ok(&format!("/pipelines/{resumed}")).await,
+    ];
+    for id in [stubborn, resumed] {
+        let r = api
+            .call(Method::DELETE, &format!("/pipelines/{id}"), None)
+            .await;
+        assert_eq!((r.status, r.json()["success"].clone()), (200, json!(true)));
+    }
+    // `cancelRunningTasks` skips a task it no longer tracks; `cancelPendingTasksInDB` only
+    // touches a resumed pipeline's tasks: neither row changes.
+    let after = [
+        api.ok(&format!("/pipelines/{stubborn}")).await,
+        api.ok(&format!("/pipelines/{resumed}")).await,
+    ];
+    assert_eq!(after, before);
+    assert_eq!(after[0]["status"], "TASK_RUNNING");
+    assert_eq!(after[1]["status"], "TASK_RESUME");
+    assert_eq!(time(&after[0]["beganAt"]), t0);
+    // A pipeline that does not exist: 400, as `CancelPipeline`'s BadInput.
+    let missing = api.call(Method::DELETE, "/pipelines/999", None).await;
+    assert_error(&missing, 400, "pipeline not found");
+    // Once the task can be stopped, the same call ends it.
+    h.ignore_cancel(stubborn, false);
+    api.call(Method::DELETE, &format!("/pipelines/{stubborn}"), None)
+        .await;
+    let ended = api.ok(&format!("/pipelines/{stubborn}")).await;
+    assert_eq!(ended["status"], "TASK_CANCELLED");
+    assert_eq!(
+        time(&ended["finishedAt"]),
+        t0 + chrono::Duration::minutes(5)
+    );
+}
+
+#[tokio::test]
+async fn devlakes_cron_creates_a_pipeline_per_activation_unless_one_is_pending_or_it_is_lost() {
+    let t0 = DateTime::parse_from_rfc3339("2026-11-28T10:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc);
+    let api = Api::new(Fixture::generated(GeneratedSpec {
+        repos_per_connection: 3,
+        scoped_per_connection: 3,
+        blueprints: 3,
+        pipelines: 0,
+        now: t0,
+        ..GeneratedSpec::default()
+    }))
+    .await;
+    let h = api.sim.handle();
+    h.set_clock(Some(t0));
+    for (id, body) in [
+        (1, json!({"cronConfig": "30 3 * * *"})),
+        (2, json!({"cronConfig": "@every 8h"})),
+        // Disabled: DevLake's cron does not schedule it.
+        (3, json!({"cronConfig": "*/5 * * * *", "enable": false})),
+    ] {
+        let r = api.patch(&format!("/blueprints/{id}"), body).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    // The cron is off until a test turns it on: moving the clock created nothing so far.
+    h.advance_clock(chrono::Duration::hours(1));
+    assert!(h.cron_fires().is_empty());
+    h.set_clock(Some(t0));
+    // Through the control API, as the standalone simulator is driven.
+    let on = api.post("/_sim/cron", json!({"running": true})).await;
+    assert_eq!(on.status, 200, "{}", on.text);
+    assert_eq!(on.json(), json!({"fires": []}));
+    let at = |h: i64, m: i64| t0 + chrono::Duration::hours(h) + chrono::Duration::minutes(m);
+
+    h.advance_clock(chrono::Duration::days(1));
+    let fires: Vec<(u64, DateTime<Utc>, bool)> = h
+        .cron_fires()
+        .iter()
+        .map(|f| (f.blueprint_id, f.at, f.pipeline_id.is_some()))
+        .collect();
+    assert_eq!(
+        fires,
+        vec![
+            // `@every 8h` counts from the blueprint's last save (t0).
+            (2, at(8, 0), true),
+            (2, at(16, 0), false),
+            (1, at(17, 30), true),
+            (2, at(24, 0), false),
+        ]
+    );
+    let refused = &h.cron_fires()[1];
+    assert_eq!(
+        refused.refused.as_deref(),
+        Some("there are pending pipelines of current blueprint already")
+    );
+    // The pipeline is an ordinary one of the blueprint, created at the activation.
+    let listed = api.ok("/pipelines?blueprint_id=1").await;
+    assert_eq!(listed["count"], 1);
+    let p = &listed["pipelines"][0];
+    assert_eq!(p["status"], "TASK_CREATED");
+    assert_eq!(time(&p["createdAt"]), at(17, 30));
+    assert!(p["plan"].as_array().is_some_and(|s| !s.is_empty()));
+
+    // Lost activations (a lock timeout) leave no pipeline and nothing retries them.
+    h.finish_all_pending("TASK_COMPLETED", "").unwrap();
+    api.post("/_sim/cron", json!({"lose": [1]})).await;
+    h.advance_clock(chrono::Duration::days(1));
+    assert_eq!(api.ok("/pipelines?blueprint_id=1").await["count"], 1);
+    let last = h
+        .cron_fires()
+        .into_iter()
+        .rev()
+        .find(|f| f.blueprint_id == 1)
+        .unwrap();
+    assert_eq!(last.at, at(41, 30));
+    assert_eq!(last.refused.as_deref(), Some("lock tables timeout"));
+    let listed = api.ok("/_sim/cron").await;
+    assert_eq!(
+        listed["fires"].as_array().unwrap().len(),
+        h.cron_fires().len()
+    );
+    assert_eq!(listed["fires"][0]["blueprintId"], 2);
+    assert_eq!(api.ok("/pipelines?blueprint_id=3").await["count"], 0);
+
+    // Turned off again: clock moves create nothing.
+    h.run_cron(false);
+    let before = h.cron_fires().len();
+    h.advance_clock(chrono::Duration::days(2));
+    assert_eq!(h.cron_fires().len(), before);
+}
+
+#[tokio::test]
 async fn deleting_a_project_deletes_its_blueprint_renaming_keeps_it() {
     let api = Api::new(Fixture::empty()).await;
     let h = api.sim.handle();

@@ -1,5 +1,5 @@
-//! Pipelines: listing with DevLake's filters (mixed key casing), reading one and rerunning its
-//! failed tasks.
+//! Pipelines: listing with DevLake's filters (mixed key casing), reading one, rerunning its
+//! failed tasks and cancelling it.
 
 use futures::stream::BoxStream;
 use reqwest::Method;
@@ -44,6 +44,22 @@ impl DevLakeClient {
             .await?;
         let tasks: Option<Vec<Task>> = self.decode(&Method::POST, &path, &answer)?;
         Ok(tasks.unwrap_or_default())
+    }
+
+    /// `DELETE /pipelines/{id}` (DevLake's `CancelPipeline`): a queued pipeline is cancelled at
+    /// once, a running one has its tasks' contexts cancelled and ends `TASK_CANCELLED` when they
+    /// stop. A 200 does not prove the pipeline stopped (a task lost in a restart is skipped):
+    /// look at the pipeline afterwards. Idempotent, so retried like a GET.
+    pub async fn cancel_pipeline(&self, id: u64) -> Result<()> {
+        self.execute(
+            Method::DELETE,
+            &format!("/pipelines/{id}"),
+            &[],
+            None,
+            Accept::Success,
+        )
+        .await?;
+        Ok(())
     }
 }
 

@@ -13,6 +13,8 @@ use crate::devlake::models::{status, Pipeline};
 use crate::failure_cause::{classify, FailureCause};
 use crate::store::{FailureEvent, ProjectState};
 
+use super::flags::Flags;
+
 /// Longest `message` / `errorName` kept in a failure event. DevLake's `errorName` carries the whole
 /// "caused by" chain; the head says what failed, and an item must stay far below 400 KB.
 pub const MAX_MESSAGE_CHARS: usize = 1000;
@@ -94,13 +96,13 @@ pub(crate) struct Folded {
 
 /// Folds `facts` (finished pipelines of `project`, sorted by `finishedAt`) into `start`. Failures
 /// whose key is in `recorded` are stored already — by a concurrent run, whose commit also moved
-/// the state — and are skipped entirely. `stuck` is the project's stuck flag as of this run.
+/// the state — and are skipped entirely. `flags` are the project's flags as of this run.
 pub(crate) fn fold(
     start: &ProjectState,
     project: &str,
     facts: &[&Pipeline],
     recorded: &HashSet<String>,
-    stuck: bool,
+    flags: Flags,
     is_counted: impl Fn(&str) -> bool,
 ) -> Folded {
     let mut state = start.clone();
@@ -121,7 +123,9 @@ pub(crate) fn fold(
             apply(&mut state, p, finished, None);
         }
     }
-    state.stuck = stuck;
+    state.stuck = flags.stuck;
+    state.schedule_missed = flags.schedule_missed;
+    state.stuck_cancel_failed = flags.stuck_cancel_failed;
     Folded { state, events }
 }
 
@@ -158,7 +162,7 @@ mod tests {
             "p",
             &[&f1, &f2, &ok, &f3],
             &HashSet::new(),
-            false,
+            Flags::default(),
             counted,
         );
         let s = &folded.state;
@@ -187,11 +191,18 @@ mod tests {
             "p",
             &[&f1, &ok],
             &HashSet::new(),
-            false,
+            Flags::default(),
             counted,
         );
         let recorded: HashSet<String> = first.events.iter().map(FailureEvent::key).collect();
-        let again = fold(&first.state, "p", &[&f1, &ok], &recorded, false, counted);
+        let again = fold(
+            &first.state,
+            "p",
+            &[&f1, &ok],
+            &recorded,
+            Flags::default(),
+            counted,
+        );
         assert!(again.events.is_empty());
         assert_eq!(again.state, first.state);
     }
@@ -204,7 +215,7 @@ mod tests {
             "p",
             &[&newer_ok],
             &HashSet::new(),
-            false,
+            Flags::default(),
             counted,
         );
         // A failure that finished before the success, discovered afterwards.
@@ -215,7 +226,11 @@ mod tests {
             "p",
             &[&older_failure, &cancelled],
             &HashSet::new(),
-            true,
+            Flags {
+                stuck: true,
+                schedule_missed: true,
+                stuck_cancel_failed: false,
+            },
             counted,
         )
         .state;
@@ -224,7 +239,7 @@ mod tests {
         assert_eq!(s.last_status.as_deref(), Some("TASK_COMPLETED"));
         assert_eq!(s.last_finished_at, Some(t(40)));
         assert_eq!(s.last_failure_at, Some(t(10)));
-        assert!(s.stuck);
+        assert!(s.stuck && s.schedule_missed && !s.stuck_cancel_failed);
     }
 
     #[test]
@@ -249,7 +264,7 @@ mod tests {
             "p",
             &[&auth, &net],
             &HashSet::new(),
-            false,
+            Flags::default(),
             counted,
         );
         let causes: Vec<FailureCause> = folded.events.iter().map(|e| e.cause).collect();
@@ -265,7 +280,7 @@ mod tests {
             "p",
             &[&late],
             &HashSet::new(),
-            false,
+            Flags::default(),
             counted,
         )
         .state;

@@ -20,9 +20,12 @@ use crate::store::{
 use super::config::MonitorSettings;
 use super::error::MonitorError;
 use super::expiry;
+use super::flags::{FlagSets, Flags};
 use super::payload::{self, Request};
 use super::plan::{self, Basis, Lookups, Observations};
 use super::project::fold;
+use super::remedy;
+use super::schedule::{self, Scheduled};
 use super::summary::{CursorBrief, FailureBrief, RunIssue, RunStatus, Summary, LISTED_FAILURES};
 
 /// Rows per page of each counted status's listing: the first page is the re-run safety net
@@ -49,6 +52,8 @@ struct Sweep {
     /// The page held every blueprint: one missing from it does not exist.
     complete: bool,
     next_page: u32,
+    /// Its managed, enabled, scheduled blueprints (missed-run checks).
+    scheduled: Vec<Scheduled>,
 }
 
 /// Re-reads of one project before its commit is given up for this run (only under heavy overlap).
@@ -72,7 +77,7 @@ pub struct Monitor<'a> {
 }
 
 /// A run that stopped: the error, and whether DevLake had answered before it.
-struct Stopped {
+pub(super) struct Stopped {
     error: MonitorError,
     devlake_up: Option<bool>,
 }
@@ -96,7 +101,7 @@ impl From<DevLakeError> for Stopped {
 }
 
 /// Work left for the next run because the Lambda deadline was near.
-fn deadline_issue(what: String) -> RunIssue {
+pub(super) fn deadline_issue(what: String) -> RunIssue {
     RunIssue {
         project: None,
         pipeline_id: None,
@@ -377,6 +382,15 @@ impl Monitor<'_> {
             now,
             settings.stuck_after,
         );
+        let activity = schedule::activity(
+            obs.listed
+                .iter()
+                .chain(&obs.pending)
+                .chain(&obs.recent)
+                .chain(&lookups.found),
+            now,
+        );
+        let listed_complete = obs.listed_complete;
         drop(obs);
         if matches!(basis, Basis::Cursor(_)) {
             plan.cursor.recheck_after = needed.recheck_after;
@@ -428,8 +442,9 @@ impl Monitor<'_> {
         }
 
         // Stuck flags: set for projects with a pipeline running too long, cleared when none is.
+        let flags_before = FlagSets::from_cursor(loaded.as_ref());
         let mut stuck_now: BTreeMap<String, u64> = BTreeMap::new();
-        let stuck_before = loaded.as_ref().map(|c| c.stuck.clone()).unwrap_or_default();
+        let stuck_before = &flags_before.stuck;
         for p in &plan.stuck {
             match names.get(&p.blueprint_id) {
                 Some(name) if !name.is_empty() => {
@@ -447,19 +462,44 @@ impl Monitor<'_> {
                 ),
             }
         }
+        // Missed scheduled runs of the managed blueprints, and whether last run's cancels of
+        // stuck pipelines took.
+        let tracked = schedule::track(
+            loaded.as_ref().map_or(&[][..], |c| &c.schedules),
+            &flags_before.schedule_missed,
+            &schedule::Page {
+                names: &sweep.names,
+                scheduled: &sweep.scheduled,
+                complete: sweep.complete,
+            },
+            &activity,
+            listed_complete,
+            now,
+        );
+        for m in &tracked.found {
+            tracing::warn!(project = %m.project, blueprint_id = m.blueprint_id, due = %m.due, "scheduled run missed: no pipeline of the blueprint since it was due");
+        }
+        let mut verified = if settings.stuck_action.cancels() {
+            remedy::verify(
+                loaded.as_ref().map_or(&[][..], |c| &c.stuck_cancels),
+                &flags_before.cancel_failed,
+                &plan.unfinished,
+                &lookups.unknown.iter().copied().collect(),
+                now,
+            )
+        } else {
+            remedy::Verified::default()
+        };
+        for (project, id) in &verified.failed {
+            tracing::error!(project = %project, pipeline_id = id, "the cancel of a stuck pipeline did not take: it is still running");
+        }
+        let flags_now = FlagSets {
+            stuck: stuck_now,
+            schedule_missed: tracked.missed.clone(),
+            cancel_failed: verified.failed.clone(),
+        };
         let mut touched: BTreeSet<String> = by_project.keys().cloned().collect();
-        touched.extend(
-            stuck_now
-                .keys()
-                .filter(|p| !stuck_before.contains_key(*p))
-                .cloned(),
-        );
-        touched.extend(
-            stuck_before
-                .keys()
-                .filter(|p| !stuck_now.contains_key(*p))
-                .cloned(),
-        );
+        touched.extend(flags_before.changed(&flags_now));
 
         let touched_list: Vec<String> = touched.iter().cloned().collect();
         let mut states = if touched_list.is_empty() {
@@ -494,16 +534,16 @@ impl Monitor<'_> {
 
         let mut new_events: Vec<FailureEvent> = Vec::new();
         let mut already = 0u64;
-        let mut final_stuck = stuck_now.clone();
+        let mut final_flags = flags_now.clone();
         let no_facts: Vec<&Pipeline> = Vec::new();
-        let jobs: Vec<(&String, &[&Pipeline], bool, StoredProject)> = touched
+        let jobs: Vec<(&String, &[&Pipeline], Flags, StoredProject)> = touched
             .iter()
             .map(|name| {
                 let facts = by_project.get(name).unwrap_or(&no_facts).as_slice();
                 (
                     name,
                     facts,
-                    stuck_now.contains_key(name),
+                    flags_now.of(name),
                     states.remove(name).unwrap_or_default(),
                 )
             })
@@ -511,8 +551,8 @@ impl Monitor<'_> {
         // Projects are independent: commit several at once (each one's commits stay in order).
         let mut results: Vec<(&String, &[&Pipeline], CommitResult)> = if dry_run {
             jobs.into_iter()
-                .map(|(name, facts, stuck, stored)| {
-                    let folded = fold(&stored.state, name, facts, &recorded_before, stuck, counted);
+                .map(|(name, facts, flags, stored)| {
+                    let folded = fold(&stored.state, name, facts, &recorded_before, flags, counted);
                     let known = facts
                         .iter()
                         .filter(|p| counted(&p.status))
@@ -528,11 +568,11 @@ impl Monitor<'_> {
         } else {
             futures::stream::iter(
                 jobs.into_iter()
-                    .map(|(name, facts, stuck, stored)| async move {
+                    .map(|(name, facts, flags, stored)| async move {
                         (
                             name,
                             facts,
-                            self.commit(name, facts, stuck, stored, now).await,
+                            self.commit(name, facts, flags, stored, now).await,
                         )
                     }),
             )
@@ -559,11 +599,8 @@ impl Monitor<'_> {
                         message: e.to_string(),
                     });
                     watch.extend(facts.iter().map(|p| p.id));
-                    // Keep the stuck map as the stored state has it.
-                    match stuck_before.get(name) {
-                        Some(id) => final_stuck.insert(name.clone(), *id),
-                        None => final_stuck.remove(name),
-                    };
+                    // Keep the flags as the stored state has them.
+                    final_flags.restore(name, &flags_before);
                 }
             }
         }
@@ -593,6 +630,22 @@ impl Monitor<'_> {
             .await?;
         watch.extend(rerun_ids.iter().copied());
 
+        // STUCK_ACTION: re-run the cancels that took, cancel what is stuck.
+        let remedied = self
+            .remedy_stuck(
+                &plan.stuck,
+                &names,
+                &plan.facts,
+                &plan.unfinished,
+                &mut verified,
+                dry_run,
+                now,
+                deadline,
+                &mut errors,
+            )
+            .await?;
+        watch.extend(remedied.reruns.iter().copied());
+
         // Once a day (the first run of each UTC day): projects DevLake no longer has leave the
         // table, and with them their alerts.
         let previous_run = loaded.as_ref().and_then(|c| c.updated_at);
@@ -600,8 +653,9 @@ impl Monitor<'_> {
             match self.remove_gone_projects(&sweep, now, deadline).await {
                 Ok(removed) => {
                     open_failures.retain(|o| !removed.contains(&o.project));
+                    verified.pending.retain(|c| !removed.contains(&c.project));
                     for name in &removed {
-                        final_stuck.remove(name);
+                        final_flags.remove(name);
                     }
                 }
                 Err(e) => {
@@ -618,7 +672,9 @@ impl Monitor<'_> {
         open_failures.sort_by_key(|o| o.pipeline_id);
         plan.cursor.open_failures = open_failures;
         plan.cursor.watch = watch.into_iter().collect();
-        plan.cursor.stuck = final_stuck;
+        final_flags.store_in(&mut plan.cursor);
+        plan.cursor.schedules = tracked.watches;
+        plan.cursor.stuck_cancels = verified.pending;
         let saved = if dry_run {
             false
         } else {
@@ -700,6 +756,10 @@ impl Monitor<'_> {
                 .map(FailureBrief::from)
                 .collect(),
             rerun_pipeline_ids: rerun_ids,
+            schedule_missed: plan.cursor.schedule_missed.iter().cloned().collect(),
+            cancelled_pipeline_ids: remedied.cancelled,
+            cancels_not_taken: plan.cursor.stuck_cancel_failed.values().copied().collect(),
+            stuck_rerun_pipeline_ids: remedied.reruns,
             expiry,
             conflicts: Vec::new(),
             errors,
@@ -904,6 +964,7 @@ impl Monitor<'_> {
                 let n = answer.blueprints.len() as i64;
                 let last =
                     n < SWEEP_PAGE as i64 || i64::from(page) * SWEEP_PAGE as i64 >= answer.count;
+                let label = &self.settings.managed_label;
                 Ok(Sweep {
                     names: answer
                         .blueprints
@@ -912,6 +973,11 @@ impl Monitor<'_> {
                         .collect(),
                     complete: page == 1 && n >= answer.count,
                     next_page: if last { 1 } else { page + 1 },
+                    scheduled: answer
+                        .blueprints
+                        .iter()
+                        .filter_map(|b| Scheduled::of(b, &project_of(b), label))
+                        .collect(),
                 })
             }
             Err(e) if e.is_fatal() => Err(e.into()),
@@ -1104,7 +1170,7 @@ impl Monitor<'_> {
         &self,
         name: &str,
         facts: &[&Pipeline],
-        stuck: bool,
+        flags: Flags,
         mut stored: StoredProject,
         now: DateTime<Utc>,
     ) -> CommitResult {
@@ -1132,7 +1198,7 @@ impl Monitor<'_> {
         for chunk in chunks {
             let mut attempts = 0;
             loop {
-                let mut folded = fold(&stored.state, name, chunk, &recorded, stuck, counted);
+                let mut folded = fold(&stored.state, name, chunk, &recorded, flags, counted);
                 if folded.events.is_empty() && folded.state == stored.state {
                     break;
                 }
@@ -1297,12 +1363,12 @@ impl Monitor<'_> {
                 // Running: DevLake took an earlier request; it settles when it finishes.
                 continue;
             };
-            let event = super::project::failure_event("", &pipeline, finished);
-            let key = event.key();
-            if key != claim.failure_key || !event.cause.heals_by_retry() {
+            // No cause filter here: a claim was granted on purpose, by the auto-rerun (for a
+            // cause a retry can heal) or by `STUCK_ACTION=cancel-and-rerun` (for a cancel).
+            let key = super::project::failure_event("", &pipeline, finished).key();
+            if key != claim.failure_key {
                 // The pipeline ran again since (an earlier request was taken, or someone
-                // re-ran it), or retrying cannot fix its cause (a claim taken before causes
-                // were known): this failure needs nothing more.
+                // re-ran it): this failure needs nothing more.
                 if let Err(e) = self
                     .store
                     .settle_rerun(claim.pipeline_id, &claim.failure_key, RerunSettlement::Done)
@@ -1321,7 +1387,7 @@ impl Monitor<'_> {
 
     /// Claims, requests and settles one re-run of `pipeline`'s failure `key`. `Ok(true)`:
     /// DevLake accepted it.
-    async fn rerun_once(
+    pub(super) async fn rerun_once(
         &self,
         project: Option<&String>,
         pipeline: &Pipeline,

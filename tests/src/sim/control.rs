@@ -14,6 +14,8 @@
 //! | POST | `/_sim/pipelines/run-all` | `{"status":…,"message":…,"errorName":…?}` → `{"finished":[ids]}` (every pipeline not yet ended: queued, re-run, resumed, running) |
 //! | POST | `/_sim/restart` | `{"resumePipelines":bool}` (default true) → `{"changed":[ids]}`: DevLake restarted, running pipelines become `TASK_RESUME` or `TASK_FAILED` |
 //! | POST | `/_sim/clock` | `{"now":RFC 3339\|null,"advanceSeconds":N}` → `{"now"}`: stop (or release) DevLake's clock, then move it |
+//! | GET, POST | `/_sim/cron` | POST `{"running":bool?,"lose":[blueprint ids],"keep":[blueprint ids]}`: run DevLake's cron of blueprints as the clock moves, lose (or stop losing) their fires; → `{"fires":[{"blueprintId","at","pipelineId","refused"}]}` |
+//! | POST | `/_sim/pipelines/{id}/ignore-cancel` | `{"ignored":bool}` (default true) → `{}`: `DELETE /pipelines/{id}` answers 200 and stops nothing |
 //! | POST | `/_sim/pipelines` | a [`PipelineSeed`](super::PipelineSeed) or an array of them → `{"ids":[…]}` |
 //! | POST | `/_sim/connections` | `{"plugin","connection":{…}}` → `{"id"}` |
 //! | POST | `/_sim/connections/{plugin}/{id}/test` | `{"mode":"up"\|"unauthorized"\|"unreachable"}` → `{}`: how the source tool answers DevLake's connection test |
@@ -92,6 +94,8 @@ pub(crate) fn router(h: SimHandle) -> Router {
         .route("/_sim/state", get(state_summary))
         .route("/_sim/restart", post(restart))
         .route("/_sim/clock", post(set_clock))
+        .route("/_sim/cron", get(cron_fires).post(set_cron))
+        .route("/_sim/pipelines/{id}/ignore-cancel", post(ignore_cancel))
         .route("/_sim/auto-complete", post(auto_complete))
         .fallback(|| async { plain_not_found() })
         .with_state(h)
@@ -278,6 +282,52 @@ async fn set_clock(AxState(h): AxState<SimHandle>, body: Bytes) -> R {
         h.advance_clock(chrono::Duration::seconds(b.advance_seconds));
     }
     json_response(200, &json!({ "now": h.now() }))
+}
+
+/// `POST /_sim/cron {"running": bool, "lose": [ids], "keep": [ids]}`.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct CronBody {
+    running: Option<bool>,
+    lose: Vec<u64>,
+    keep: Vec<u64>,
+}
+
+async fn set_cron(AxState(h): AxState<SimHandle>, body: Bytes) -> R {
+    let b: CronBody = try_r!(parse(&body));
+    if let Some(on) = b.running {
+        h.run_cron(on);
+    }
+    for id in b.lose {
+        h.lose_cron_fires(id, true);
+    }
+    for id in b.keep {
+        h.lose_cron_fires(id, false);
+    }
+    cron_fires(AxState(h)).await
+}
+
+async fn cron_fires(AxState(h): AxState<SimHandle>) -> R {
+    json_response(200, &json!({ "fires": h.cron_fires() }))
+}
+
+#[derive(Deserialize)]
+#[serde(default)]
+struct IgnoreCancelBody {
+    ignored: bool,
+}
+
+impl Default for IgnoreCancelBody {
+    fn default() -> Self {
+        IgnoreCancelBody { ignored: true }
+    }
+}
+
+async fn ignore_cancel(AxState(h): AxState<SimHandle>, Path(id): Path<String>, body: Bytes) -> R {
+    let id = try_r!(pipeline_id(&id));
+    let b: IgnoreCancelBody = try_r!(parse(&body));
+    h.ignore_cancel(id, b.ignored);
+    json_response(200, &json!({}))
 }
 
 #[derive(Deserialize)]

@@ -13,7 +13,7 @@ use super::faults::{
 };
 use super::fixture::{self, Fixture};
 use super::state::{
-    ApiError, ConnectionTestMode, PipelineEnd, PipelineFilter, PipelineSeed, State,
+    ApiError, ConnectionTestMode, CronFire, PipelineEnd, PipelineFilter, PipelineSeed, State,
 };
 use super::{lock, AutoComplete, Inner, SimOptions, DEFAULT_VERSION};
 
@@ -543,17 +543,60 @@ impl SimHandle {
 
     /// Stops DevLake's clock at `at` (`None`: back to the wall clock). Every timestamp the
     /// simulator writes from then on (`createdAt`, `beganAt`, `finishedAt`, `updatedAt`) is it.
+    /// With DevLake's cron running ([`Self::run_cron`]), moving the clock forward first fires
+    /// every blueprint schedule due in between.
     pub fn set_clock(&self, at: Option<DateTime<Utc>>) {
-        self.with_state(|s| s.clock = at);
+        self.with_state(|s| match at {
+            Some(to) => s.move_clock(to),
+            None => s.clock = None,
+        });
     }
 
-    /// Moves the controlled clock forward (starting from the wall clock if none was set).
+    /// Moves the controlled clock forward (starting from the wall clock if none was set), firing
+    /// the blueprint schedules due on the way when the cron runs.
     pub fn advance_clock(&self, by: chrono::Duration) -> DateTime<Utc> {
         self.with_state(|s| {
             let at = s.now() + by;
-            s.clock = Some(at);
+            s.move_clock(at);
             at
         })
+    }
+
+    /// Turns DevLake's cron of blueprints on or off (off by default: a test's clock moves then
+    /// create no pipeline by themselves). While on, each clock move runs every enabled,
+    /// non-manual blueprint's `cronConfig` activation in between, as DevLake's `BlueprintJob`.
+    pub fn run_cron(&self, on: bool) {
+        self.with_state(|s| s.cron.running = on);
+    }
+
+    /// Makes every activation of the blueprint's schedule fail before creating a pipeline, as a
+    /// `CreateDbPipeline` lock timeout does under load (`false`: back to normal).
+    pub fn lose_cron_fires(&self, blueprint_id: u64, lost: bool) {
+        self.with_state(|s| {
+            if lost {
+                s.cron.lost.insert(blueprint_id);
+            } else {
+                s.cron.lost.remove(&blueprint_id);
+            }
+        });
+    }
+
+    /// Makes `DELETE /pipelines/{id}` of this running pipeline answer 200 and stop nothing, as
+    /// DevLake does when the running task ignores its cancelled context or is no longer tracked
+    /// (`false`: cancellable again).
+    pub fn ignore_cancel(&self, pipeline_id: u64, ignored: bool) {
+        self.with_state(|s| {
+            if ignored {
+                s.uncancellable.insert(pipeline_id);
+            } else {
+                s.uncancellable.remove(&pipeline_id);
+            }
+        });
+    }
+
+    /// Every activation of a blueprint schedule so far, oldest first, with its outcome.
+    pub fn cron_fires(&self) -> Vec<CronFire> {
+        self.with_state(|s| s.cron.fires.clone())
     }
 
     /// Inserts one pipeline row directly. Returns its id.

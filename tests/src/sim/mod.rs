@@ -44,7 +44,7 @@ use tower::ServiceExt;
 pub use faults::{FaultAction, FaultRule, Faults, MigrationMode, RequestCounts, RequestRecord};
 pub use fixture::{Fixture, FixtureProject, GeneratedSpec};
 pub use handle::{SimError, SimHandle};
-pub use state::{ConnectionTestMode, PipelineEnd, PipelineSeed};
+pub use state::{ConnectionTestMode, CronFire, PipelineEnd, PipelineSeed};
 
 use faults::{FaultState, RequestLog};
 use state::State;

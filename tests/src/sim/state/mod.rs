@@ -23,12 +23,14 @@ mod connections;
 mod pipelines;
 mod projects;
 mod remote_scopes;
+mod schedules;
 mod scope_configs;
 mod scopes;
 
 pub(crate) use blueprints::{apply_blueprint_patch, six_months_before_midnight, wire_blueprint};
 pub use connection_test::ConnectionTestMode;
 pub(crate) use pipelines::count_tasks;
+pub use schedules::CronFire;
 
 /// An error as DevLake reports it: HTTP status plus the envelope's `message`.
 #[derive(Debug, Clone)]
@@ -361,6 +363,10 @@ pub(crate) struct State {
     /// Every time a pipeline reached a finished status, in order: the simulator's own record
     /// of what a monitor should have seen.
     pub ends: Vec<PipelineEnd>,
+    /// DevLake's cron of blueprints (see `schedules`).
+    pub(crate) cron: schedules::CronState,
+    /// Running pipelines a cancel does not stop (see `cancel`).
+    pub(crate) uncancellable: BTreeSet<u64>,
 }
 
 /// A pipeline reaching a finished status.
@@ -406,6 +412,8 @@ impl State {
             github_api_fill_calls: 0,
             clock: None,
             ends: Vec::new(),
+            cron: Default::default(),
+            uncancellable: BTreeSet::new(),
             default_plan: Shared(Arc::new(json!([[{
                 "plugin": "github",
                 "subtasks": null,

@@ -240,6 +240,9 @@ impl State {
     /// `runPipeline` then ends it as `TASK_CANCELLED` with a new `finishedAt`; the simulator
     /// collapses that into this call. A `TASK_RESUME` pipeline only has its pending tasks
     /// cancelled (`cancelPendingTasksInDB`): its row is not changed here. Finished: no-op.
+    /// A running pipeline in `uncancellable` answers the same 200 and runs on: its running task
+    /// never stops (a task blocked outside its context, or one `cancelRunningTasks` skips
+    /// because `CancelTask` no longer tracks it).
     pub(crate) fn cancel(&mut self, id: u64) -> ApiResult<()> {
         let t = self.now();
         let p = self
@@ -264,6 +267,7 @@ impl State {
                 }
                 Ok(())
             }
+            "TASK_RUNNING" if self.uncancellable.contains(&id) => Ok(()),
             "TASK_RUNNING" => self.finish(id, "TASK_CANCELLED", "", None),
             "TASK_RESUME" => {
                 if let Some(tasks) = self.tasks.get_mut(&id) {
