@@ -36,6 +36,8 @@ SERVED = {
     "devlake_project_stuck_cancel_failed",
     "devlake_up",
     "devlake_connection_up",
+    "devlake_project_last_pipeline_queue_seconds",
+    "devlake_events_last_received_timestamp_seconds",
     "devlake_metrics_render_duration_seconds",
 }
 VARIABLES = {"$__rate_interval": "5m", "$__range": "7d", "$__interval": "1m", "$job": ".*", "$project": ".*"}
