@@ -1,4 +1,5 @@
-//! The daily automation (docs/architecture.md): discover plugins and connections, add new
+//! The daily automation (docs/architecture.md): discover plugins and connections, test each
+//! connection (holding back the projects of one that is down, `health`), add new
 //! remote scopes, give each connection the tool's scope config, create one project per scope with
 //! its blueprint wired, roll every managed blueprint's `timeAfter` by the `TIME_AFTER_POLICY` and
 //! trigger collection at a pace DevLake can take.
@@ -15,6 +16,7 @@ pub mod blueprints;
 pub mod config;
 mod connection;
 pub mod filter;
+mod health;
 pub mod naming;
 pub mod orphans;
 pub mod payload;
@@ -43,7 +45,7 @@ use crate::job::{
     job_error, Cause, Invocation, JobSpec, JobSummary, LeaseRefused, Lifecycle, Ran, ScheduledJob,
     Source, Stop,
 };
-use crate::store::{Job, LeaseHolder, RunLog, StoreError};
+use crate::store::{ConnectionHealthRecord, Job, LeaseHolder, RunLog, StoreError};
 use crate::time_rules::days_before;
 
 pub use crate::deadline::Deadline;
@@ -292,6 +294,28 @@ impl ScheduledJob for AutomationRun<'_> {
         ));
         summary
     }
+
+    /// Replaces the stored connection health with this run's verdicts, when the run tested every
+    /// connection (see [`health`]); otherwise says why the stored one stays.
+    async fn record_more(&self, summary: &Summary, log: &dyn RunLog, finished_at: DateTime<Utc>) {
+        if !summary.connections_complete {
+            tracing::info!(
+                tested = summary.connections.len(),
+                untested = summary.connections_untested,
+                "not every connection was tested (a filtered run, an error or the deadline); the stored connection health stays"
+            );
+            return;
+        }
+        let mut connections = summary.connections.clone();
+        connections.sort_by(|a, b| (&a.plugin, a.connection_id).cmp(&(&b.plugin, b.connection_id)));
+        let record = ConnectionHealthRecord {
+            tested_at: finished_at,
+            connections,
+        };
+        if let Err(e) = log.record_connection_health(&record).await {
+            tracing::warn!(error = %e, "could not write the connection health; the metrics page keeps the previous one");
+        }
+    }
 }
 
 async fn run(
@@ -433,6 +457,7 @@ async fn run(
         for conn in &connections {
             tracing::info!(plugin = %plugin, connection_id = conn.id, connection = %conn.name, "connection discovered");
         }
+        health::test_connections(ctx, plugin, &connections, report).await?;
         if !per_connection {
             continue;
         }
@@ -448,6 +473,7 @@ async fn run(
         }
     }
 
+    report.connections_complete = all_discovered && report.connections_untested == 0;
     report
         .phase_ms
         .insert("connections", phase.elapsed().as_millis() as u64);
@@ -530,6 +556,8 @@ async fn run(
                 }
             }
         }
+        let down = health::down(report);
+        let candidates = health::hold_back(candidates, &down, report);
         let phase = tokio::time::Instant::now();
         trigger::run(
             ctx,

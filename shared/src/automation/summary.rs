@@ -11,6 +11,7 @@ use crate::devlake::{CallCounts, DevLakeError};
 use crate::job::{JobSummary, RunStatus, Source};
 
 mod step_counts;
+use crate::store::ConnectionHealth;
 pub use step_counts::StepCounts;
 
 /// Counts of one plugin, or of the whole run. In a dry run they count what *would* change.
@@ -36,6 +37,11 @@ pub struct Counts {
     pub triggered: u64,
     pub skipped: u64,
     pub errors: u64,
+    /// Connections DevLake gave a test verdict for, and those it found down.
+    pub connections_tested: u64,
+    pub connections_down: u64,
+    /// Projects not triggered because a connection of theirs is down (also in `skipped`).
+    pub projects_skipped_connection_down: u64,
 }
 
 impl Counts {
@@ -54,6 +60,9 @@ impl Counts {
         self.triggered += other.triggered;
         self.skipped += other.skipped;
         self.errors += other.errors;
+        self.connections_tested += other.connections_tested;
+        self.connections_down += other.connections_down;
+        self.projects_skipped_connection_down += other.projects_skipped_connection_down;
     }
 }
 
@@ -144,7 +153,7 @@ pub struct Planned {
 pub struct SkippedTrigger {
     pub project: String,
     pub blueprint_id: u64,
-    /// `alreadyRunning`, `disabled`, `maxPerRun`.
+    /// `alreadyRunning`, `disabled`, `notWired`, `maxPerRun`, `connectionDown`.
     pub reason: String,
 }
 
@@ -211,6 +220,13 @@ pub struct Report {
     /// Managed projects in DevLake after the run (all of them, whatever the payload selected);
     /// `None` when the run did not list projects.
     pub managed_projects: Option<u64>,
+    /// The verdicts of this run's connection tests, in test order.
+    pub connections: Vec<ConnectionHealth>,
+    /// Connections discovered but given no verdict (DevLake errors, the deadline).
+    pub connections_untested: u64,
+    /// Every configured plugin's connections were listed unfiltered and each got a verdict:
+    /// the run's verdicts replace the stored connection health.
+    pub connections_complete: bool,
     /// Further top-level summary fields of one feature (`adoptable`, `adopted`, `notAdopted`,
     /// `orphanScopes`), added as they are.
     pub extra: serde_json::Map<String, Value>,
@@ -304,6 +320,7 @@ impl Report {
             conflicts: self.conflicts,
             errors: self.errors,
             skipped_triggers: self.skipped_triggers,
+            connections_down: self.connections.iter().filter(|c| !c.up).cloned().collect(),
             devlake_calls: CallCounts::default(),
             phase_ms: self.phase_ms,
             duration_ms: 0,
@@ -311,6 +328,9 @@ impl Report {
             remaining: (!self.remaining.is_empty()).then_some(self.remaining),
             managed_projects: self.managed_projects,
             extra: self.extra,
+            connections: self.connections,
+            connections_untested: self.connections_untested,
+            connections_complete: self.connections_complete,
         }
     }
 }
@@ -337,6 +357,8 @@ pub struct Summary {
     pub conflicts: Vec<Conflict>,
     pub errors: Vec<ItemError>,
     pub skipped_triggers: Vec<SkippedTrigger>,
+    /// The connections this run's tests found down, with DevLake's message.
+    pub connections_down: Vec<ConnectionHealth>,
     /// HTTP requests sent to DevLake, retries included.
     pub devlake_calls: CallCounts,
     /// Wall time per phase (`connections`, `projects`, `trigger`), in milliseconds.
@@ -355,6 +377,17 @@ pub struct Summary {
     /// `orphanScopeCounts`), at the top level.
     #[serde(flatten)]
     pub extra: serde_json::Map<String, Value>,
+    /// Every verdict of this run's connection tests, in test order (for `ConnectionUp` and the
+    /// stored connection health; the JSON lists only the ones down).
+    #[serde(skip)]
+    pub connections: Vec<ConnectionHealth>,
+    /// Connections discovered but given no verdict.
+    #[serde(skip)]
+    pub connections_untested: u64,
+    /// Every connection was listed unfiltered and got a verdict: the verdicts replace the
+    /// stored connection health.
+    #[serde(skip)]
+    pub connections_complete: bool,
 }
 
 impl Summary {
@@ -382,8 +415,10 @@ impl JobSummary for Summary {
         self.duration_ms = duration_ms;
     }
 
-    /// No per-project dimensions (each combination costs money). The run-level series other
-    /// than `Triggered` follow the daily runs, not someone's manual `rerun` or `adopt`.
+    /// No per-project dimensions (each combination costs money); `ConnectionUp` per tested
+    /// connection (dimensions `Plugin`, `ConnectionId`: few, and stable, unlike names). The
+    /// series other than `Triggered` follow the daily runs, not someone's manual `rerun` or
+    /// `adopt`.
     fn datums(&self) -> Vec<Datum> {
         let t = &self.counts;
         let mut datums = vec![Datum::count("Triggered", t.triggered as f64)];
@@ -393,6 +428,11 @@ impl JobSummary for Summary {
                 Datum::count("ScopesAdded", t.scopes_added as f64),
                 Datum::count("BlueprintsUpdated", t.blueprints_updated as f64),
             ]);
+            datums.extend(self.connections.iter().map(|c| {
+                Datum::flag("ConnectionUp", c.up)
+                    .with_dimension("Plugin", &c.plugin)
+                    .with_dimension("ConnectionId", &c.connection_id.to_string())
+            }));
         }
         datums
     }
@@ -428,6 +468,7 @@ pub const SUMMARY_LISTS: &[&[&str]] = &[
     &["conflicts"],
     &["errors"],
     &["skippedTriggers"],
+    &["connectionsDown"],
     &["planned"],
     &["remaining", "connections"],
     &["remaining", "projects"],

@@ -61,6 +61,17 @@ pub(crate) trait ScheduledJob {
     /// needs: partial, saying so; the next run starts from consistent state (every write is
     /// idempotent and the monitor's cursor is saved last).
     fn cut_short(&self, partial: Option<Self::Summary>, stop: &Stop) -> Self::Summary;
+
+    /// What the job keeps in the table besides the run record, written right after it (for a
+    /// recorded run that is not dry), from the summary as far as the run got. A failure is the
+    /// job's to log; it never fails the run.
+    async fn record_more(
+        &self,
+        _summary: &Self::Summary,
+        _log: &dyn RunLog,
+        _finished_at: DateTime<Utc>,
+    ) {
+    }
 }
 
 /// The facts of one invocation the lifecycle needs.
@@ -215,6 +226,9 @@ impl Lifecycle<'_> {
                 };
                 if let Err(e) = log.record_run(&run).await {
                     tracing::warn!(error = %e, "could not record the {} run", self.name());
+                }
+                if let Some(summary) = &summary {
+                    job.record_more(summary, log, finished_at).await;
                 }
             }
             let datums = self.datums(

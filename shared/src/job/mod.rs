@@ -11,8 +11,8 @@
 //!    bound to the deadline, the job's body, the deadline rule (a DevLake call cut off at a step
 //!    every later one needs ends the run as partial, not as an error), the DevLake call count
 //!    and duration, the closing log line, the run record (its summary, or the same
-//!    [`FailureReport`] for both jobs when the run stopped), the run-level CloudWatch datums and
-//!    the lease's release.
+//!    [`FailureReport`] for both jobs when the run stopped) and what the job keeps beside it, the
+//!    run-level CloudWatch datums and the lease's release.
 //! 4. **Answer**: the job's typed summary ([`JobSummary`]), or its error, whose Lambda
 //!    `errorType` and retryability come from one table ([`Cause`]).
 //!

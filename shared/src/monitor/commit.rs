@@ -258,6 +258,7 @@ impl Monitor<'_> {
                 blueprint_id = event.blueprint_id,
                 status = %event.status,
                 finished_at = %event.finished_at,
+                cause = %event.cause,
                 dry_run = writer.is_dry(),
                 "failure recorded"
             );

@@ -169,6 +169,7 @@ mod tests {
             began_at: None,
             message: String::new(),
             error_name: String::new(),
+            cause: Default::default(),
         }
     }
 

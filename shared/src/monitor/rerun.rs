@@ -35,9 +35,10 @@ pub(super) struct Candidate<'p> {
 }
 
 /// Each project's newest fact, when it is a failure this run recorded (`new_events`, or one the
-/// events function recorded before this run met it: `adopted`) and neither it nor anything else
-/// of its blueprint is unfinished: only then would a re-run not pile up behind a pipeline DevLake
-/// already has queued or running.
+/// events function recorded before this run met it: `adopted`), its cause can heal by retrying
+/// (not `auth`, `not_found` or `cancelled`), and neither it nor anything else of its blueprint is
+/// unfinished: only then would a re-run not pile up behind a pipeline DevLake already has queued
+/// or running.
 pub(super) fn rerun_candidates<'p>(
     by_project: &'p BTreeMap<String, Vec<&'p Pipeline>>,
     new_events: &[FailureEvent],
@@ -58,11 +59,16 @@ pub(super) fn rerun_candidates<'p>(
         let Some(finished) = latest.finished_at else {
             continue;
         };
-        let key = super::project::failure_event(name, latest, finished).key();
+        let event = super::project::failure_event(name, latest, finished);
+        let key = event.key();
         if !new_keys.contains(&key)
             || busy_blueprints.contains(&latest.blueprint_id)
             || unfinished.contains_key(&latest.id)
         {
+            continue;
+        }
+        if !event.cause.heals_by_retry() {
+            tracing::info!(project = %name, pipeline_id = latest.id, cause = %event.cause, "not re-run: retrying cannot fix this cause");
             continue;
         }
         candidates.push(Candidate {
@@ -76,8 +82,9 @@ pub(super) fn rerun_candidates<'p>(
 
 impl Monitor<'_> {
     /// Re-runs each project's newest failure when it was recorded by this run (or by the events
-    /// function before this run met it: `adopted`), nothing of its blueprint is pending, and
-    /// `AUTO_RERUN_MAX` allows it; then takes up the claims earlier
+    /// function before this run met it: `adopted`), its cause can heal by retrying (not `auth`,
+    /// `not_found` or `cancelled`), nothing of its blueprint is pending, and `AUTO_RERUN_MAX`
+    /// allows it; then takes up the claims earlier
     /// runs released (their request failed) or left in progress past their lease (they
     /// stopped before sending it). The claim in the table comes first and is settled after
     /// DevLake answers, so a failure is re-run at least once and, unless a run stops between
@@ -182,6 +189,8 @@ impl Monitor<'_> {
                 // Running: DevLake took an earlier request; it settles when it finishes.
                 continue;
             };
+            // No cause filter here: a claim was granted on purpose, by the auto-rerun (for a
+            // cause a retry can heal) or by `STUCK_ACTION=cancel-and-rerun` (for a cancel).
             let key = super::project::failure_event("", &pipeline, finished).key();
             if key != claim.failure_key {
                 // The pipeline ran again since (an earlier request was taken, or someone

@@ -9,6 +9,7 @@ use serde_json::Value;
 use super::expiry::Expiry;
 use crate::cloudwatch::Datum;
 use crate::devlake::CallCounts;
+use crate::failure_cause::FailureCause;
 use crate::job::JobSummary;
 use crate::store::FailureEvent;
 
@@ -39,6 +40,9 @@ pub struct FailureBrief {
     pub pipeline_id: u64,
     pub status: String,
     pub finished_at: DateTime<Utc>,
+    /// `auth`, `rate_limit`, `not_found`, `timeout`, `network`, `devlake_internal`,
+    /// `cancelled` or `unknown` (docs/failure-causes.md).
+    pub cause: FailureCause,
 }
 
 impl From<&FailureEvent> for FailureBrief {
@@ -49,6 +53,7 @@ impl From<&FailureEvent> for FailureBrief {
             pipeline_id: e.pipeline_id,
             status: e.status.clone(),
             finished_at: e.finished_at,
+            cause: e.cause,
         }
     }
 }

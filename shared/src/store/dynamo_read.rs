@@ -1,9 +1,10 @@
 //! The metrics function's read path: everything the page shows, without a Scan.
 //!
 //! Per scrape: the `pk = PROJECT` partition, read as concurrent Queries over ranges of project
-//! names, and one BatchGetItem for the two run records and the latest notification mark. The failures in the window come from
-//! each project's `recentFailures` list (written with the failure events, in the same
-//! transaction), not from the `FAILURE#<day>` items: the number of calls and the bytes read
+//! names, and one BatchGetItem for the two run records, the latest notification mark and the
+//! connection health. The failures in the window come from each project's `recentFailures`
+//! list (written with the failure events, in the same transaction), not from the
+//! `FAILURE#<day>` items: the number of calls and the bytes read
 //! depend on the number of projects and their recent failures (kept to the monitor's
 //! `FAILURE_WINDOW_DAYS`, capped at `RECENT_FAILURES_MAX`), never on history.
 
@@ -14,10 +15,10 @@ use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkErro
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ReturnConsumedCapacity};
 use chrono::{DateTime, Utc};
 
-use super::dynamo::{decode_project, keys, Access};
+use super::dynamo::{decode_connection_health, decode_project, keys, Access};
 use super::{
-    DynamoStore, EventsReceived, Job, MetricsSnapshot, MetricsSource, ProjectState, RunRecord,
-    StoreError, StoredProject,
+    ConnectionHealthRecord, DynamoStore, EventsReceived, Job, MetricsSnapshot, MetricsSource,
+    ProjectState, RunRecord, StoreError, StoredProject,
 };
 
 /// Project items per concurrent Query of [`DynamoStore::all_project_states`]: about half of
@@ -52,6 +53,7 @@ impl DynamoStore {
             automation,
             monitor,
             events,
+            connections,
         } = runs;
         let projects: Vec<ProjectState> = projects.into_iter().map(|p| p.state).collect();
         let mut failures = Vec::new();
@@ -67,6 +69,7 @@ impl DynamoStore {
             automation,
             monitor,
             events,
+            connections: connections.map(|c| c.connections).unwrap_or_default(),
             decode_errors,
         })
     }
@@ -194,8 +197,9 @@ impl DynamoStore {
         }
     }
 
-    /// The latest automation and monitor run records and the latest notification mark, in one
-    /// BatchGetItem, and how many items were skipped because they did not decode (logged).
+    /// The latest automation and monitor run records, the latest notification mark and the
+    /// connection health, in one BatchGetItem, and how many items were skipped because they did
+    /// not decode (logged).
     async fn latest_runs(&self) -> Result<(LatestRuns, u64), StoreError> {
         let key = |pk: &str, sk: &str| {
             HashMap::from([
@@ -207,6 +211,7 @@ impl DynamoStore {
             .keys(key(keys::RUN_PK, Job::Automation.as_str()))
             .keys(key(keys::RUN_PK, Job::Monitor.as_str()))
             .keys(key(keys::EVENTS_PK, keys::RECEIVED_SK))
+            .keys(key(keys::CONNECTION_PK, keys::HEALTH_SK))
             .build()
             .map_err(|e| StoreError::Failed {
                 source: None,
@@ -236,6 +241,17 @@ impl DynamoStore {
                         Ok(events) => latest.events = Some(events),
                         Err(error) => {
                             tracing::warn!(%error, "skipping an EVENTS item that does not decode");
+                            skipped += 1;
+                        }
+                    }
+                    continue;
+                }
+                if matches!(item.get(keys::PK), Some(AttributeValue::S(pk)) if pk == keys::CONNECTION_PK)
+                {
+                    match decode_connection_health(&item) {
+                        Ok(health) => latest.connections = Some(health),
+                        Err(error) => {
+                            tracing::warn!(%error, "skipping a CONNECTION item that does not decode");
                             skipped += 1;
                         }
                     }
@@ -281,6 +297,7 @@ struct LatestRuns {
     automation: Option<RunRecord>,
     monitor: Option<RunRecord>,
     events: Option<EventsReceived>,
+    connections: Option<ConnectionHealthRecord>,
 }
 
 /// Decodes an item written as `serde_dynamo::to_item` of `T` plus keys; unknown attributes

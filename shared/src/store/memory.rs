@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 
 use super::*;
 
@@ -20,6 +20,7 @@ pub(super) struct Tables {
     blueprints_at: BTreeMap<u64, DateTime<Utc>>,
     reruns: BTreeMap<u64, RerunEntry>,
     pub(super) events: Option<EventsReceived>,
+    connections: Option<ConnectionHealthRecord>,
 }
 
 /// Mirrors the adapter's `RERUN` item.
@@ -100,6 +101,11 @@ impl MemoryStore {
         self.lock().runs.get(&job).cloned()
     }
 
+    /// The stored connection health (`CONNECTION`/`HEALTH`).
+    pub fn connection_health(&self) -> Option<ConnectionHealthRecord> {
+        self.lock().connections.clone()
+    }
+
     pub fn blueprints(&self) -> BTreeMap<u64, String> {
         self.lock().blueprints.clone()
     }
@@ -149,6 +155,15 @@ impl RunLog for MemoryStore {
         self.lock().runs.insert(run.job, run.clone());
         Ok(())
     }
+
+    async fn record_connection_health(
+        &self,
+        record: &ConnectionHealthRecord,
+    ) -> Result<(), StoreError> {
+        self.check("PutItem")?;
+        self.lock().connections = Some(record.clone());
+        Ok(())
+    }
 }
 
 /// What the DynamoDB adapter's scrape reads, from memory: in-process tests and benchmarks serve
@@ -173,6 +188,11 @@ impl MetricsSource for MemoryStore {
             automation: tables.runs.get(&Job::Automation).cloned(),
             monitor: tables.runs.get(&Job::Monitor).cloned(),
             events: tables.events.clone(),
+            connections: tables
+                .connections
+                .as_ref()
+                .map(|c| c.connections.clone())
+                .unwrap_or_default(),
             decode_errors,
         })
     }
@@ -298,6 +318,18 @@ impl MonitorStore for MemoryStore {
             .iter()
             .map(FailureEvent::key)
             .filter(|k| tables.failures.contains_key(k))
+            .collect())
+    }
+
+    async fn failures_on(&self, day: NaiveDate) -> Result<Vec<FailureEvent>, StoreError> {
+        self.check("Query")?;
+        // Keys start with the RFC 3339 `finishedAt`: sorted, they are oldest first.
+        Ok(self
+            .lock()
+            .failures
+            .values()
+            .filter(|(e, _)| e.finished_at.date_naive() == day)
+            .map(|(e, _)| e.clone())
             .collect())
     }
 
@@ -432,6 +464,7 @@ mod tests {
             began_at: None,
             message: String::new(),
             error_name: String::new(),
+            cause: crate::failure_cause::FailureCause::Unknown,
         }
     }
 

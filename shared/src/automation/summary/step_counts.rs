@@ -20,6 +20,8 @@ pub struct StepCounts {
 #[serde(rename_all = "camelCase")]
 pub struct DiscoverCounts {
     pub connections: u64,
+    pub connections_tested: u64,
+    pub connections_down: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -56,6 +58,8 @@ pub struct TimeAfterCounts {
 pub struct TriggerCounts {
     pub triggered: u64,
     pub skipped: u64,
+    /// Projects not triggered because a connection of theirs is down (also in `skipped`).
+    pub connection_down: u64,
 }
 
 impl StepCounts {
@@ -63,6 +67,8 @@ impl StepCounts {
         StepCounts {
             discover: DiscoverCounts {
                 connections: t.discovered_connections,
+                connections_tested: t.connections_tested,
+                connections_down: t.connections_down,
             },
             sync: SyncCounts {
                 remote_scopes: t.remote_scopes,
@@ -84,6 +90,7 @@ impl StepCounts {
             trigger: TriggerCounts {
                 triggered: t.triggered,
                 skipped: t.skipped,
+                connection_down: t.projects_skipped_connection_down,
             },
         }
     }

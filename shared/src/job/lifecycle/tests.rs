@@ -284,6 +284,12 @@ impl RunLog for HeldLease {
     async fn record_run(&self, _run: &RunRecord) -> Result<(), StoreError> {
         Ok(())
     }
+    async fn record_connection_health(
+        &self,
+        _record: &crate::store::ConnectionHealthRecord,
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
     async fn acquire_lease(
         &self,
         _job: Job,
