@@ -21,3 +21,4 @@ pub mod secrets;
 pub mod startup;
 pub mod store;
 pub mod time_rules;
+pub mod transport;

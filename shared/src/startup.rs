@@ -13,6 +13,7 @@ use thiserror::Error;
 use crate::config::{ConfigError, SecretSource};
 use crate::devlake::{ClientConfig, DevLakeClient, DevLakeError};
 use crate::secrets::{RotatingSecret, SecretError, SECRET_TTL};
+use crate::transport::AwsHttpClient;
 
 pub const API_KEY_VAR: &str = "DEVLAKE_API_KEY";
 pub const API_KEY_ARN_VAR: &str = "DEVLAKE_API_KEY_SECRET_ARN";
@@ -59,8 +60,12 @@ impl SdkTimeouts {
 
 /// The SDK configuration from the Lambda environment. `load` honours the per-service endpoint
 /// variables (`AWS_ENDPOINT_URL_DYNAMODB`, `AWS_ENDPOINT_URL_CLOUDWATCH`) used by local stacks.
+/// Every client made from it shares one HTTP client ([`AwsHttpClient`]: reqwest, the process's
+/// trust roots), so connections are pooled across DynamoDB, CloudWatch and Secrets Manager.
 pub async fn load_sdk_config(limits: SdkTimeouts) -> SdkConfig {
+    let http = AwsHttpClient::new(limits.connect).expect("an HTTP client with fixed settings");
     aws_config::defaults(BehaviorVersion::latest())
+        .http_client(http.shared())
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(limits.connect)

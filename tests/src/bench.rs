@@ -85,20 +85,42 @@ fn sim_binary() -> Result<PathBuf> {
 
 /// `MemorySize` of `function` (a logical id) in `template.yaml`: Lambda bills duration times this.
 pub fn function_memory_mb(function: &str) -> Result<u64> {
+    function_property(function, "MemorySize")
+}
+
+/// `Timeout` of `function` (a logical id) in `template.yaml`, in seconds.
+pub fn function_timeout_s(function: &str) -> Result<u64> {
+    function_property(function, "Timeout")
+}
+
+/// A numeric property of `function` in `template.yaml`, else of `Globals.Function`.
+fn function_property(function: &str, property: &str) -> Result<u64> {
     let template = crate::stack::load_template(&crate::stack::repo_root().join("template.yaml"))?;
-    let memory = template
+    let value = template
         .get("Resources")
         .and_then(|r| r.get(function))
         .and_then(|f| f.get("Properties"))
-        .and_then(|p| p.get("MemorySize"))
+        .and_then(|p| p.get(property))
         .or_else(|| {
             template
                 .get("Globals")
                 .and_then(|g| g.get("Function"))
-                .and_then(|f| f.get("MemorySize"))
+                .and_then(|f| f.get(property))
         })
-        .with_context(|| format!("{function} has no MemorySize in template.yaml"))?;
-    memory
+        .with_context(|| format!("{function} has no {property} in template.yaml"))?;
+    value
         .as_u64()
-        .with_context(|| format!("{function}: MemorySize is not a number"))
+        .with_context(|| format!("{function}: {property} is not a number"))
+}
+
+/// The `q`-quantile (0..=1) of `values` by nearest rank: of 20 values, p50 is the 10th smallest
+/// and p95 the 19th.
+pub fn quantile(values: &[f64], q: f64) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
 }

@@ -6,6 +6,8 @@ pub mod golden;
 pub mod iam_policy;
 pub mod lambda_watch;
 pub mod log_capture;
+pub mod pki;
+pub mod runtime_api;
 pub mod secrets_manager;
 pub mod serve;
 pub mod sim;

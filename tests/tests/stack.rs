@@ -627,3 +627,103 @@ async fn create_table_binary_creates_the_template_table() {
     let stderr = String::from_utf8_lossy(&again.stderr);
     assert!(stderr.contains("ResourceInUseException"), "{stderr}");
 }
+
+// ---- the functions' HTTP stack under the AWS SDK ----------------------------------------------
+// The functions give the SDK their own HTTP client (`devlake_autopilot::transport`: reqwest over
+// rustls with ring) instead of the SDK's. Every protocol they use must go through it: DynamoDB
+// (JSON 1.0), CloudWatch (RPC v2 CBOR), Secrets Manager (JSON 1.1), with the SDK's retries.
+
+use devlake_autopilot::transport::AwsHttpClient;
+use devlake_testkit::secrets_manager::LocalSecretsManager;
+
+fn with_function_transport(sdk: aws_config::SdkConfig) -> aws_config::SdkConfig {
+    let http = AwsHttpClient::new(std::time::Duration::from_secs(2)).expect("HTTP client");
+    sdk.into_builder().http_client(http.shared()).build()
+}
+
+#[tokio::test]
+async fn the_functions_http_client_carries_every_aws_protocol_they_use() {
+    // DynamoDB: a write, a refused conditional write (the error code survives), a read.
+    let local = dynamodb_local().await;
+    let table = local.create_table("stack-transport").await;
+    let dynamodb =
+        aws_sdk_dynamodb::Client::new(&with_function_transport(local_sdk_config(local.endpoint())));
+    let item = HashMap::from([
+        ("pk".to_string(), s("PROJECT")),
+        ("sk".to_string(), s("github/acme/api")),
+        ("note".to_string(), s("ünïcode ✓")),
+    ]);
+    dynamodb
+        .put_item()
+        .table_name(&table)
+        .set_item(Some(item.clone()))
+        .send()
+        .await
+        .expect("put through the functions' client");
+    let err = dynamodb
+        .put_item()
+        .table_name(&table)
+        .set_item(Some(item))
+        .condition_expression("attribute_not_exists(pk)")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        err.as_service_error()
+            .is_some_and(|e| e.is_conditional_check_failed_exception()),
+        "{err:?}"
+    );
+    let got = dynamodb
+        .get_item()
+        .table_name(&table)
+        .key("pk", s("PROJECT"))
+        .key("sk", s("github/acme/api"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(got.item().unwrap()["note"], s("ünïcode ✓"));
+
+    // CloudWatch: CBOR both ways, and a 5xx retried by the SDK through this client.
+    let double = CloudWatchDouble::start().await;
+    let cloudwatch =
+        aws_sdk_cloudwatch::Client::new(&with_function_transport(local_sdk_config(double.url())));
+    let sink = CloudWatchSink::new(cloudwatch, "DevLake/Autopilot");
+    double.fail_next(1, 503);
+    sink.emit(&[Datum::count("RunSuccess", 1.0)]).await.unwrap();
+    assert_eq!(double.requests(), 2, "one retry after the 503");
+    assert_eq!(double.datums()[0].metric_name, "RunSuccess");
+
+    // Secrets Manager.
+    let secrets = LocalSecretsManager::start().await;
+    let arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:devlake/api-key-AbCdEf";
+    secrets.set_string(arn, "dlk-transport");
+    let value = devlake_autopilot::secrets::resolve_secret(
+        None,
+        Some(arn.into()),
+        &with_function_transport(secrets.sdk()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(value.as_deref(), Some("dlk-transport"));
+}
+
+#[tokio::test]
+async fn an_unreachable_aws_endpoint_is_a_retryable_connection_failure() {
+    // Nothing listens on port 9 of the loopback: the connection is refused at once.
+    let dynamodb = aws_sdk_dynamodb::Client::new(&with_function_transport(local_sdk_config(
+        "http://127.0.0.1:9",
+    )));
+    let err = dynamodb
+        .describe_table()
+        .table_name("t")
+        .send()
+        .await
+        .unwrap_err();
+    match &err {
+        aws_sdk_dynamodb::error::SdkError::DispatchFailure(failure) => {
+            assert!(failure.is_io(), "{err:?}")
+        }
+        other => panic!("a dispatch failure, got {other:?}"),
+    }
+    assert!(devlake_autopilot::aws_error::is_retryable(&err), "{err:?}");
+}

@@ -1838,6 +1838,51 @@ fn cargo_lambda_deploy_metadata_matches_the_template() {
     }
 }
 
+/// What each function binary links, as `sam build` resolves it (the function's own package, so
+/// its own features): one HTTP/TLS stack, reqwest over rustls with ring. The AWS SDK's own HTTPS
+/// client would add a second hyper/rustls stack with aws-lc (about 2 MB, and a jitter-entropy
+/// seeding on the first handshake unless switched off at build time), HTTP/2 another 0.5 MB
+/// (docs/benchmarks.md, binary size).
+#[test]
+fn function_binaries_link_one_tls_stack_without_aws_lc() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    for (_, binary, code_uri) in FUNCTIONS {
+        let out = std::process::Command::new(&cargo)
+            .args([
+                "tree",
+                "--locked",
+                "--offline",
+                "-e",
+                "normal",
+                "--prefix",
+                "none",
+            ])
+            .arg("--manifest-path")
+            .arg(repo_root().join(code_uri).join("Cargo.toml"))
+            .output()
+            .expect("cargo tree runs");
+        assert!(
+            out.status.success(),
+            "cargo tree for {binary}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let tree = String::from_utf8_lossy(&out.stdout);
+        let crates: BTreeSet<&str> = tree
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        for present in ["reqwest", "rustls", "ring"] {
+            assert!(crates.contains(present), "{binary} has no {present}");
+        }
+        for absent in ["aws-lc-rs", "aws-lc-sys", "aws-smithy-http-client", "h2"] {
+            assert!(
+                !crates.contains(absent),
+                "{binary} depends on {absent} (through: cargo tree -i {absent} --manifest-path {code_uri}/Cargo.toml)"
+            );
+        }
+    }
+}
+
 // ---- Private network: the VPC variant and the default one ----
 
 /// The value an expression takes in this deployment when it is a whole property (object, list or

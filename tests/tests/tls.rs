@@ -9,40 +9,9 @@ use devlake_autopilot::automation::config::client_config_from_env;
 use devlake_autopilot::automation::{self, AutomationConfig, Deadline, Ports};
 use devlake_autopilot::config::Env;
 use devlake_autopilot::devlake::{DevLakeClient, DevLakeError};
-use devlake_testkit::sim::{Fixture, SimOptions, SimTls, Simulator};
+use devlake_testkit::pki::{private_ca, Pki};
+use devlake_testkit::sim::{Fixture, SimOptions, Simulator};
 use serde_json::json;
-
-/// A CA and a server certificate it issued for `127.0.0.1` and `localhost`.
-struct Pki {
-    ca_pem: String,
-    server: SimTls,
-}
-
-fn private_ca(name: &str) -> Pki {
-    use rcgen::{
-        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair,
-        KeyUsagePurpose,
-    };
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name.push(DnType::CommonName, name);
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
-
-    let mut leaf =
-        CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
-    leaf.distinguished_name
-        .push(DnType::CommonName, "devlake.test");
-    let leaf_key = KeyPair::generate().unwrap();
-    let leaf = leaf.signed_by(&leaf_key, &ca).unwrap();
-    Pki {
-        ca_pem: ca.pem(),
-        server: SimTls {
-            cert_chain_pem: leaf.pem(),
-            key_pem: leaf_key.serialize_pem(),
-        },
-    }
-}
 
 async fn https_sim(pki: &Pki) -> Simulator {
     Simulator::start_with(

@@ -42,19 +42,23 @@ struct Checked {
     config: AutomationConfig,
     api_key: Option<SecretSource>,
     namespace: String,
+    /// The DevLake client's settings without its key (the CA bundle is read once, here).
+    devlake: ClientConfig,
 }
 
 impl Checked {
     fn from_env(env: &Env) -> Result<Self, StartupError> {
         let config = AutomationConfig::from_env(env)?;
         let api_key = env.secret_source(API_KEY_VAR, API_KEY_ARN_VAR)?;
-        // Builds no connection; refuses an endpoint that is not an http(s) URL.
-        DevLakeClient::new(client_config_from_env(env, None)?)?;
+        let devlake = client_config_from_env(env, None)?;
+        // Refuses an endpoint that is not an http(s) URL; builds no HTTP client.
+        DevLakeClient::check(&devlake)?;
         let namespace = env.cloudwatch_namespace()?;
         Ok(Checked {
             config,
             api_key,
             namespace,
+            devlake,
         })
     }
 }
@@ -68,21 +72,26 @@ impl Automation {
 
     pub async fn from_env(env: &Env) -> Result<Self, StartupError> {
         // Validate everything that needs no network before touching AWS.
-        Checked::from_env(env)?;
+        let checked = Checked::from_env(env)?;
         let sdk = load_sdk_config(SdkTimeouts::JOB).await;
-        Self::from_env_with_sdk(env, &sdk).await
+        Self::build(env, checked, sdk).await
     }
 
     /// [`from_env`](Self::from_env) with a given AWS configuration (tests point every service
     /// of the function at one recording endpoint).
     pub async fn from_env_with_sdk(env: &Env, sdk: &SdkConfig) -> Result<Self, StartupError> {
+        Self::build(env, Checked::from_env(env)?, sdk.clone()).await
+    }
+
+    /// The clients, each built once: the DevLake client (its HTTP client loads the trust roots),
+    /// the run log and the metrics sink.
+    async fn build(env: &Env, checked: Checked, sdk: SdkConfig) -> Result<Self, StartupError> {
         let Checked {
             config,
             api_key,
             namespace,
-        } = Checked::from_env(env)?;
-        let sdk = sdk.clone();
-        let devlake_settings = client_config_from_env(env, None)?;
+            devlake: devlake_settings,
+        } = checked;
         let devlake = devlake_client(devlake_settings.clone(), api_key, &sdk).await?;
         let run_log = env
             .get("TABLE_NAME")

@@ -90,8 +90,23 @@ impl std::fmt::Debug for DevLakeClient {
     }
 }
 
+/// What [`DevLakeClient::check`] finds valid in a configuration, before any HTTP client exists.
+struct Checked {
+    base: String,
+    shown: String,
+    auth: Option<HeaderValue>,
+    /// The endpoint's path ends in `/rest`, where DevLake checks API keys.
+    under_rest: bool,
+}
+
 impl DevLakeClient {
-    pub fn new(config: ClientConfig) -> Result<Self> {
+    /// Whether `config` can make a client, with the error [`new`](Self::new) would give, without
+    /// building one: the HTTP client takes the process's trust roots, which start-up reads once.
+    pub fn check(config: &ClientConfig) -> Result<()> {
+        Self::checked(config).map(|_| ())
+    }
+
+    fn checked(config: &ClientConfig) -> Result<Checked> {
         let endpoint = config.endpoint.trim();
         // An endpoint may carry nginx basic-auth credentials (`https://user:pass@host/api`):
         // messages show it only with the password replaced.
@@ -110,13 +125,6 @@ impl DevLakeClient {
         }
         let base = endpoint.trim_end_matches('/').to_string();
         let shown = shown.trim_end_matches('/').to_string();
-
-        if config.api_key_source.is_some() && !url.path().trim_end_matches('/').ends_with("/rest") {
-            tracing::warn!(
-                endpoint = %shown,
-                "an API key is configured but the endpoint does not end in /rest; DevLake only checks API keys under /rest/"
-            );
-        }
         let auth = match config.api_key.as_deref() {
             None => None,
             Some(key) if key.trim().is_empty() => {
@@ -132,34 +140,45 @@ impl DevLakeClient {
                         )
                     })?;
                 value.set_sensitive(true);
-                if !url.path().trim_end_matches('/').ends_with("/rest") {
-                    tracing::warn!(
-                        endpoint = %shown,
-                        "an API key is configured but the endpoint does not end in /rest; DevLake only checks API keys under /rest/"
-                    );
-                }
                 Some(value)
             }
         };
+        let under_rest = url.path().trim_end_matches('/').ends_with("/rest");
+        Ok(Checked {
+            base,
+            shown,
+            auth,
+            under_rest,
+        })
+    }
 
-        let mut builder = reqwest::Client::builder()
+    pub fn new(config: ClientConfig) -> Result<Self> {
+        let Checked {
+            base,
+            shown,
+            auth,
+            under_rest,
+        } = Self::checked(&config)?;
+        if (auth.is_some() || config.api_key_source.is_some()) && !under_rest {
+            tracing::warn!(
+                endpoint = %shown,
+                "an API key is configured but the endpoint does not end in /rest; DevLake only checks API keys under /rest/"
+            );
+        }
+
+        // The system's roots plus the bundle's, added to them rather than instead of them: a
+        // DevLake with a public certificate keeps working when a bundle is set.
+        let extra = config.ca_bundle.as_ref().map(|b| b.roots()).unwrap_or(&[]);
+        let tls = crate::transport::tls_config(extra)
+            .map_err(|e| DevLakeError::Config(format!("DEVLAKE_CA_BUNDLE: {e}")))?;
+        let http = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             .user_agent(concat!("devlake-autopilot/", env!("CARGO_PKG_VERSION")))
+            .tls_backend_preconfigured(tls)
+            .http1_only()
             // A redirect is answered as an error naming the new location: following it would
             // send the API key to wherever DevLake (or a proxy in front of it) points.
-            .redirect(reqwest::redirect::Policy::none());
-        if let Some(bundle) = &config.ca_bundle {
-            // Added to the system's roots, not instead of them: a DevLake with a public
-            // certificate keeps working when a bundle is set.
-            let roots = bundle
-                .roots()
-                .iter()
-                .map(|der| reqwest::Certificate::from_der(der))
-                .collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(|e| DevLakeError::Config(format!("DEVLAKE_CA_BUNDLE: {e}")))?;
-            builder = builder.tls_certs_merge(roots);
-        }
-        let http = builder
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| DevLakeError::Config(format!("HTTP client: {e}")))?;
 

@@ -44,8 +44,8 @@ impl MonitorFunction {
     /// same error: whether this environment lets the function start (up to reading the secret).
     pub fn check_env(env: &Env) -> Result<MonitorConfig, StartupError> {
         let config = MonitorConfig::from_env(env)?;
-        // Builds no connection; refuses an endpoint that is not an http(s) URL.
-        DevLakeClient::new(config.devlake.clone())?;
+        // Refuses an endpoint that is not an http(s) URL; builds no HTTP client.
+        DevLakeClient::check(&config.devlake)?;
         Ok(config)
     }
 
@@ -61,14 +61,18 @@ impl MonitorFunction {
             }
         }
         let sdk = load_sdk_config(SdkTimeouts::JOB).await;
-        Self::from_env_with_sdk(env, &sdk).await
+        Self::build(config, sdk).await
     }
 
     /// [`from_env`](Self::from_env) with a given AWS configuration (tests point every service
     /// of the function at one recording endpoint).
     pub async fn from_env_with_sdk(env: &Env, sdk: &SdkConfig) -> Result<Self, StartupError> {
-        let config = Self::check_env(env)?;
-        let sdk = sdk.clone();
+        Self::build(Self::check_env(env)?, sdk.clone()).await
+    }
+
+    /// The clients, each built once: the DevLake client (its HTTP client loads the trust roots),
+    /// the store and the metrics sink.
+    async fn build(config: MonitorConfig, sdk: SdkConfig) -> Result<Self, StartupError> {
         let devlake = devlake_client(config.devlake.clone(), config.api_key.clone(), &sdk).await?;
         let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &config.table_name);
         let sink = metrics_sink(aws_sdk_cloudwatch::Client::new(&sdk), &config.namespace);

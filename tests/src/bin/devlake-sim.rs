@@ -2,6 +2,7 @@
 //!
 //! `devlake-sim --port N --fixture FILE [--api-key KEY] [--latency-ms N] [--tls-cert PEM --tls-key PEM]
 //! [--notification-endpoint URL]` (with `NOTIFICATION_SECRET` in the environment)
+//! (or `--generate automation-bench|monitor-bench` with `--gen-*` sizes instead of a fixture)
 //! prints `devlake-sim listening on http://127.0.0.1:PORT` (`https://` with TLS) once ready; control it via `/_sim/...`.
 
 use std::path::PathBuf;
@@ -50,6 +51,18 @@ struct Args {
     /// With --generate: override the number of historical pipelines.
     #[arg(long)]
     gen_pipelines: Option<usize>,
+    /// With --generate: GitHub connections (repositories are spread over them).
+    #[arg(long)]
+    gen_connections: Option<usize>,
+    /// With --generate: remote repositories per connection.
+    #[arg(long)]
+    gen_repos_per_connection: Option<usize>,
+    /// With --generate: remote-scope groups (orgs) per connection.
+    #[arg(long)]
+    gen_groups: Option<usize>,
+    /// Requests kept in the request log (`/_sim/requests`); counts are never bounded.
+    #[arg(long, default_value_t = 100_000)]
+    request_log_capacity: usize,
     /// Serve HTTPS with this PEM certificate chain (leaf first); needs --tls-key.
     #[arg(long, requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -83,6 +96,15 @@ async fn main() -> anyhow::Result<()> {
             if let Some(n) = args.gen_pipelines {
                 spec.pipelines = n;
             }
+            if let Some(n) = args.gen_connections {
+                spec.connections = vec![("github".into(), n)];
+            }
+            if let Some(n) = args.gen_repos_per_connection {
+                spec.repos_per_connection = n;
+            }
+            if let Some(n) = args.gen_groups {
+                spec.groups_per_connection = n;
+            }
             Fixture::generated(spec)
         }
         (None, None) => Fixture::sample(),
@@ -101,6 +123,7 @@ async fn main() -> anyhow::Result<()> {
         api_key: args.api_key,
         latency: Duration::from_millis(args.latency_ms),
         port: args.port,
+        request_log_capacity: args.request_log_capacity,
         migration_pending: args.migration_pending,
         remote_page_size: args.remote_page_size,
         auto_complete: args.auto_complete_ms.map(|ms| AutoComplete {
