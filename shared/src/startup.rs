@@ -63,7 +63,7 @@ impl SdkTimeouts {
 /// Every client made from it shares one HTTP client ([`AwsHttpClient`]: reqwest, the process's
 /// trust roots), so connections are pooled across DynamoDB, CloudWatch and Secrets Manager.
 pub async fn load_sdk_config(limits: SdkTimeouts) -> SdkConfig {
-    let http = AwsHttpClient::new(limits.connect).expect("an HTTP client with fixed settings");
+    let http = AwsHttpClient::new(limits.connect);
     aws_config::defaults(BehaviorVersion::latest())
         .http_client(http.shared())
         .timeout_config(

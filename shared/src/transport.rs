@@ -7,6 +7,11 @@
 //! call. Here the roots are read and parsed once per process ([`system_roots`], from the
 //! distribution's bundle file) and each client gets them with any extra CA (`DEVLAKE_CA_BUNDLE`)
 //! added.
+//!
+//! Clients are built on their first request ([`LazyClient`]), not at start-up: parsing the
+//! system's ~150 CA certificates is about a third of a function's init time, and an
+//! invocation's first request needs a TLS handshake anyway. What can be wrong in the settings
+//! (an extra CA that is not a usable trust anchor) is still refused at start-up.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -102,25 +107,80 @@ pub fn tls_config(
     Ok(config)
 }
 
+/// What a [`LazyClient`] is built with.
+#[derive(Debug, Clone, Default)]
+pub struct ClientSettings {
+    pub connect_timeout: Duration,
+    /// Trusted besides the system's roots (`DEVLAKE_CA_BUNDLE`).
+    pub extra_roots: Vec<CertificateDer<'static>>,
+    pub user_agent: Option<&'static str>,
+}
+
+/// A reqwest client over [`tls_config`], HTTP/1.1 only, following no redirect, built on its
+/// first use and shared by every clone afterwards.
+#[derive(Debug, Clone)]
+pub struct LazyClient {
+    settings: Arc<ClientSettings>,
+    client: Arc<OnceLock<reqwest::Client>>,
+}
+
+impl LazyClient {
+    /// Refuses extra roots that are not usable trust anchors now (at start-up), so that building
+    /// the client later cannot fail on them; reads nothing else.
+    pub fn new(settings: ClientSettings) -> Result<Self, rustls::Error> {
+        let mut check = RootCertStore::empty();
+        for root in &settings.extra_roots {
+            check.add(root.clone())?;
+        }
+        Ok(LazyClient {
+            settings: Arc::new(settings),
+            client: Arc::new(OnceLock::new()),
+        })
+    }
+
+    /// The client, built (system roots read, TLS configured) on the first call.
+    pub fn get(&self) -> Result<&reqwest::Client, String> {
+        if let Some(client) = self.client.get() {
+            return Ok(client);
+        }
+        let built = self.build()?;
+        // Two first requests at once may both build; one client is kept.
+        Ok(self.client.get_or_init(|| built))
+    }
+
+    fn build(&self) -> Result<reqwest::Client, String> {
+        let tls = tls_config(&self.settings.extra_roots).map_err(|e| e.to_string())?;
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(self.settings.connect_timeout)
+            .tls_backend_preconfigured(tls)
+            .http1_only()
+            // Never followed: a redirect from DevLake would carry its API key elsewhere, and
+            // the SDK decides about AWS's (AWS APIs answer none).
+            .redirect(reqwest::redirect::Policy::none());
+        if let Some(agent) = self.settings.user_agent {
+            builder = builder.user_agent(agent);
+        }
+        builder.build().map_err(|e| e.to_string())
+    }
+}
+
 /// The AWS SDK's HTTP client: requests go through one reqwest client (pooled connections, the
 /// shared TLS settings). The SDK applies its attempt and operation timeouts around each call;
 /// the connect timeout is this client's, given when it is built.
 #[derive(Debug, Clone)]
 pub struct AwsHttpClient {
-    http: reqwest::Client,
+    http: LazyClient,
 }
 
 impl AwsHttpClient {
-    pub fn new(connect_timeout: Duration) -> Result<Self, reqwest::Error> {
-        let tls = tls_config(&[]).expect("the system roots are valid trust anchors");
-        let http = reqwest::Client::builder()
-            .connect_timeout(connect_timeout)
-            .tls_backend_preconfigured(tls)
-            .http1_only()
-            // The SDK decides about redirects (AWS APIs answer none).
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
-        Ok(AwsHttpClient { http })
+    /// Builds nothing yet (see [`LazyClient`]).
+    pub fn new(connect_timeout: Duration) -> Self {
+        let http = LazyClient::new(ClientSettings {
+            connect_timeout,
+            ..ClientSettings::default()
+        })
+        .expect("no extra roots to refuse");
+        AwsHttpClient { http }
     }
 
     /// As the SDK takes it.
@@ -144,15 +204,20 @@ impl HttpClient for AwsHttpClient {
 
 #[derive(Debug)]
 struct AwsConnector {
-    http: reqwest::Client,
+    http: LazyClient,
     read_timeout: Option<Duration>,
 }
 
 impl HttpConnector for AwsConnector {
     fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
-        let http = self.http.clone();
+        let http = self
+            .http
+            .get()
+            .cloned()
+            .map_err(|e| ConnectorError::other(format!("HTTP client: {e}").into(), None));
         let read_timeout = self.read_timeout;
         HttpConnectorFuture::new(async move {
+            let http = http?;
             let request = to_reqwest(&http, request, read_timeout)?;
             let response = http.execute(request).await.map_err(connector_error)?;
             from_reqwest(response).await
@@ -219,6 +284,27 @@ fn connector_error(e: reqwest::Error) -> ConnectorError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lazy_client_refuses_bad_extra_roots_at_once_and_builds_on_first_use() {
+        let bad = CertificateDer::from(vec![0x30, 0x03, 0x02, 0x01, 0x00]);
+        assert!(LazyClient::new(ClientSettings {
+            extra_roots: vec![bad],
+            ..ClientSettings::default()
+        })
+        .is_err());
+        let lazy = LazyClient::new(ClientSettings::default()).unwrap();
+        assert!(
+            lazy.client.get().is_none(),
+            "nothing built before the first use"
+        );
+        let first: *const reqwest::Client = lazy.get().unwrap();
+        let clone = lazy.clone();
+        assert!(
+            std::ptr::eq(first, clone.get().unwrap()),
+            "one client for all clones"
+        );
+    }
 
     #[test]
     fn the_system_roots_are_read_once_and_extra_roots_must_be_trust_anchors() {

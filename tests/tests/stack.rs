@@ -637,7 +637,7 @@ use devlake_autopilot::transport::AwsHttpClient;
 use devlake_testkit::secrets_manager::LocalSecretsManager;
 
 fn with_function_transport(sdk: aws_config::SdkConfig) -> aws_config::SdkConfig {
-    let http = AwsHttpClient::new(std::time::Duration::from_secs(2)).expect("HTTP client");
+    let http = AwsHttpClient::new(std::time::Duration::from_secs(2));
     sdk.into_builder().http_client(http.shared()).build()
 }
 

@@ -83,7 +83,7 @@ impl Automation {
         Self::build(env, Checked::from_env(env)?, sdk.clone()).await
     }
 
-    /// The clients, each built once: the DevLake client (its HTTP client loads the trust roots),
+    /// The clients, each built once: the DevLake client (its HTTP client on its first request),
     /// the run log and the metrics sink.
     async fn build(env: &Env, checked: Checked, sdk: SdkConfig) -> Result<Self, StartupError> {
         let Checked {

@@ -19,6 +19,7 @@ use super::error::DevLakeError;
 use super::http::{redact_url, RetryPolicy};
 use super::models::Pipeline;
 use crate::deadline::Deadline;
+use crate::transport::{ClientSettings, LazyClient};
 
 pub(super) type Result<T> = std::result::Result<T, DevLakeError>;
 
@@ -57,7 +58,8 @@ pub struct DevLakeClient {
 }
 
 pub(super) struct Inner {
-    pub(super) http: reqwest::Client,
+    /// Built on the first request (the system's trust roots are read then, not at start-up).
+    pub(super) http: LazyClient,
     /// Endpoint without trailing `/`; paths are appended as `/{path}`.
     pub(super) base: String,
     /// `base` with any URL password replaced, for Debug and logs.
@@ -101,7 +103,7 @@ struct Checked {
 
 impl DevLakeClient {
     /// Whether `config` can make a client, with the error [`new`](Self::new) would give, without
-    /// building one: the HTTP client takes the process's trust roots, which start-up reads once.
+    /// building one (start-up checks the environment before it touches AWS).
     pub fn check(config: &ClientConfig) -> Result<()> {
         Self::checked(config).map(|_| ())
     }
@@ -167,20 +169,18 @@ impl DevLakeClient {
         }
 
         // The system's roots plus the bundle's, added to them rather than instead of them: a
-        // DevLake with a public certificate keeps working when a bundle is set.
-        let extra = config.ca_bundle.as_ref().map(|b| b.roots()).unwrap_or(&[]);
-        let tls = crate::transport::tls_config(extra)
-            .map_err(|e| DevLakeError::Config(format!("DEVLAKE_CA_BUNDLE: {e}")))?;
-        let http = reqwest::Client::builder()
-            .connect_timeout(config.connect_timeout)
-            .user_agent(concat!("devlake-autopilot/", env!("CARGO_PKG_VERSION")))
-            .tls_backend_preconfigured(tls)
-            .http1_only()
-            // A redirect is answered as an error naming the new location: following it would
-            // send the API key to wherever DevLake (or a proxy in front of it) points.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| DevLakeError::Config(format!("HTTP client: {e}")))?;
+        // DevLake with a public certificate keeps working when a bundle is set. Built on the
+        // first request; a bundle CA that cannot be a trust anchor is refused now.
+        let http = LazyClient::new(ClientSettings {
+            connect_timeout: config.connect_timeout,
+            extra_roots: config
+                .ca_bundle
+                .as_ref()
+                .map(|b| b.roots().to_vec())
+                .unwrap_or_default(),
+            user_agent: Some(concat!("devlake-autopilot/", env!("CARGO_PKG_VERSION"))),
+        })
+        .map_err(|e| DevLakeError::Config(format!("DEVLAKE_CA_BUNDLE: {e}")))?;
 
         Ok(DevLakeClient {
             deadline: Deadline::none(),

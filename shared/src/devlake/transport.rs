@@ -189,7 +189,11 @@ impl DevLakeClient {
             inner.writes.fetch_add(1, Ordering::Relaxed);
         }
 
-        let mut request = inner.http.request(method.clone(), url).timeout(timeout);
+        let http = inner
+            .http
+            .get()
+            .map_err(|e| DevLakeError::Config(format!("HTTP client: {e}")))?;
+        let mut request = http.request(method.clone(), url).timeout(timeout);
         let auth = match (&inner.key_source, key) {
             (Some(_), Some(key)) => Some(bearer(key)?),
             _ => inner.auth.clone(),

@@ -70,7 +70,7 @@ impl MonitorFunction {
         Self::build(Self::check_env(env)?, sdk.clone()).await
     }
 
-    /// The clients, each built once: the DevLake client (its HTTP client loads the trust roots),
+    /// The clients, each built once: the DevLake client (its HTTP client on its first request),
     /// the store and the metrics sink.
     async fn build(config: MonitorConfig, sdk: SdkConfig) -> Result<Self, StartupError> {
         let devlake = devlake_client(config.devlake.clone(), config.api_key.clone(), &sdk).await?;

@@ -281,7 +281,9 @@ fn check(function: &Function, invocation: &Invocation) -> Result<()> {
         .with_context(|| format!("{}: the answer is not JSON", function.short))?;
     match function.short {
         "metrics" | "events" => ensure!(
-            value["statusCode"].as_u64().is_some_and(|s| (200..300).contains(&s)),
+            value["statusCode"]
+                .as_u64()
+                .is_some_and(|s| (200..300).contains(&s)),
             "{}: status {} {}",
             function.short,
             value["statusCode"],
