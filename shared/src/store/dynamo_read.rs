@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 
 use super::dynamo::{decode_project, keys, Access};
 use super::{
-    DynamoStore, Job, MetricsSnapshot, MetricsSource, ProjectState, RunRecord, StoreError,
+    DynamoStore, Job, MetricsSnapshot, MetricsSource, RunRecord, ScrapeRead, StoreError,
     StoredProject,
 };
 
@@ -37,6 +37,16 @@ impl MetricsSource for DynamoStore {
     async fn snapshot(&self, failures_since: DateTime<Utc>) -> Result<MetricsSnapshot, StoreError> {
         self.metrics_snapshot(failures_since).await
     }
+
+    /// One BatchGetItem of the snapshot's head and the run records, plus one BatchGetItem of the
+    /// snapshot's chunks when its version is not `known` (see `dynamo_published`).
+    async fn scrape(
+        &self,
+        failures_since: DateTime<Utc>,
+        known: Option<u64>,
+    ) -> Result<ScrapeRead, StoreError> {
+        self.scrape_read(failures_since, known).await
+    }
 }
 
 impl DynamoStore {
@@ -48,21 +58,13 @@ impl DynamoStore {
     ) -> Result<MetricsSnapshot, StoreError> {
         let ((projects, skipped_projects), (automation, monitor, skipped_runs)) =
             futures::try_join!(self.project_states_counted(), self.latest_runs())?;
-        let projects: Vec<ProjectState> = projects.into_iter().map(|p| p.state).collect();
-        let mut failures = Vec::new();
-        let mut decode_errors = skipped_projects + skipped_runs;
-        for project in &projects {
-            let (recent, skipped) = project.recent_failures_since_lenient(since);
-            failures.extend(recent);
-            decode_errors += skipped;
-        }
-        Ok(MetricsSnapshot {
-            projects,
-            failures,
+        Ok(MetricsSnapshot::from_parts(
+            projects.into_iter().map(|p| p.state).collect(),
+            since,
             automation,
             monitor,
-            decode_errors,
-        })
+            skipped_projects + skipped_runs,
+        ))
     }
 
     /// Every per-project item, in project-name order.
@@ -83,6 +85,15 @@ impl DynamoStore {
     /// they did not decode (each logged with its key): one malformed item, written by hand or by
     /// an older or newer version, costs its own series, never the whole page.
     pub async fn project_states_counted(&self) -> Result<(Vec<StoredProject>, u64), StoreError> {
+        self.project_states_read(false).await
+    }
+
+    /// [`project_states_counted`](Self::project_states_counted), strongly consistent when
+    /// `consistent` (a publisher's read must see every commit that completed before it).
+    pub(crate) async fn project_states_read(
+        &self,
+        consistent: bool,
+    ) -> Result<(Vec<StoredProject>, u64), StoreError> {
         let splits = self
             .project_splits
             .lock()
@@ -98,7 +109,7 @@ impl DynamoStore {
         let segments = futures::future::try_join_all(
             bounds
                 .into_iter()
-                .map(|(from, until)| self.project_range(from, until)),
+                .map(|(from, until)| self.project_range(from, until, consistent)),
         )
         .await?;
         let skipped = segments.iter().map(|(_, skipped)| skipped).sum();
@@ -122,6 +133,7 @@ impl DynamoStore {
         &self,
         from: Option<&str>,
         until: Option<&str>,
+        consistent: bool,
     ) -> Result<(Vec<StoredProject>, u64), StoreError> {
         // A key condition takes one sort-key comparison: a middle range is read with BETWEEN
         // (inclusive) and its upper bound, the next range's first name, dropped here.
@@ -143,6 +155,7 @@ impl DynamoStore {
                 .expression_attribute_names("#pk", keys::PK)
                 .expression_attribute_values(":pk", AttributeValue::S(keys::PROJECT_PK.into()))
                 .set_exclusive_start_key(start_key)
+                .consistent_read(consistent)
                 .return_consumed_capacity(ReturnConsumedCapacity::Total);
             if from.is_some() || until.is_some() {
                 query = query.expression_attribute_names("#sk", keys::SK);
@@ -190,7 +203,9 @@ impl DynamoStore {
 
     /// The latest automation and monitor run records, in one BatchGetItem, and how many records
     /// were skipped because they did not decode (logged).
-    async fn latest_runs(&self) -> Result<(Option<RunRecord>, Option<RunRecord>, u64), StoreError> {
+    pub(crate) async fn latest_runs(
+        &self,
+    ) -> Result<(Option<RunRecord>, Option<RunRecord>, u64), StoreError> {
         let key = |job: Job| {
             HashMap::from([
                 (keys::PK.to_string(), AttributeValue::S(keys::RUN_PK.into())),
@@ -258,7 +273,7 @@ impl DynamoStore {
 
 /// Decodes an item written as `serde_dynamo::to_item` of `T` plus keys; unknown attributes
 /// (`pk`, `sk`, `expiresAt`, anything added later) are ignored.
-fn decode<T: serde::de::DeserializeOwned>(
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(
     item: HashMap<String, AttributeValue>,
 ) -> Result<T, StoreError> {
     let at = |name: &str| match item.get(name) {
@@ -275,7 +290,7 @@ fn decode<T: serde::de::DeserializeOwned>(
 
 /// Whether a failed call may succeed later (network trouble, timeouts, throttling, 5xx) decides
 /// between `Unavailable` and `Failed`.
-fn sdk_error<E>(operation: &str, error: SdkError<E, HttpResponse>) -> StoreError
+pub(crate) fn sdk_error<E>(operation: &str, error: SdkError<E, HttpResponse>) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {

@@ -19,6 +19,9 @@ struct Tables {
     blueprints: BTreeMap<u64, String>,
     blueprints_at: BTreeMap<u64, DateTime<Utc>>,
     reruns: BTreeMap<u64, RerunEntry>,
+    /// The last publish number taken, and the published generation with its encoded state.
+    snapshot_taken: u64,
+    snapshot: Option<(PublishedVersion, Vec<u8>)>,
 }
 
 /// Mirrors the adapter's `RERUN` item.
@@ -133,6 +136,88 @@ impl RunLog for MemoryStore {
         self.check("PutItem")?;
         self.lock().runs.insert(run.job, run.clone());
         Ok(())
+    }
+}
+
+/// The same conditional rule as the DynamoDB adapter: a generation replaces only an older one.
+#[async_trait::async_trait]
+impl SnapshotStore for MemoryStore {
+    async fn take_publish_number(&self) -> Result<u64, StoreError> {
+        self.check("UpdateItem")?;
+        let mut tables = self.lock();
+        tables.snapshot_taken += 1;
+        Ok(tables.snapshot_taken)
+    }
+
+    async fn snapshot_head(&self) -> Result<SnapshotHead, StoreError> {
+        self.check("GetItem")?;
+        let tables = self.lock();
+        Ok(SnapshotHead {
+            taken: tables.snapshot_taken,
+            published: tables.snapshot.as_ref().map(|(v, _)| v.clone()),
+        })
+    }
+
+    async fn snapshot_input(&self) -> Result<PublishedState, StoreError> {
+        self.check("Query")?;
+        Ok(PublishedState {
+            projects: self.projects(),
+            decode_errors: 0,
+        })
+    }
+
+    async fn put_snapshot(&self, put: SnapshotPut<'_>) -> Result<bool, StoreError> {
+        self.check("UpdateItem")?;
+        let mut tables = self.lock();
+        if tables
+            .snapshot
+            .as_ref()
+            .is_some_and(|(v, _)| v.version >= put.version)
+        {
+            return Ok(false);
+        }
+        let version = PublishedVersion {
+            version: put.version,
+            digest: put.digest.to_string(),
+            bytes: put.blob.len() as u64,
+            published_at: Some(put.now),
+        };
+        tables.snapshot = Some((version, put.blob.to_vec()));
+        Ok(true)
+    }
+}
+
+/// The direct read and the published snapshot, as the DynamoDB adapter serves them.
+#[async_trait::async_trait]
+impl MetricsSource for MemoryStore {
+    async fn snapshot(&self, failures_since: DateTime<Utc>) -> Result<MetricsSnapshot, StoreError> {
+        self.check("Query")?;
+        Ok(MetricsSnapshot::from_parts(
+            self.projects(),
+            failures_since,
+            self.run(Job::Automation),
+            self.run(Job::Monitor),
+            0,
+        ))
+    }
+
+    async fn scrape(
+        &self,
+        failures_since: DateTime<Utc>,
+        known: Option<u64>,
+    ) -> Result<ScrapeRead, StoreError> {
+        self.check("BatchGetItem")?;
+        let published = self.lock().snapshot.clone();
+        let Some((version, blob)) = published else {
+            return Ok(ScrapeRead::Direct(self.snapshot(failures_since).await?));
+        };
+        Ok(ScrapeRead::Published(PublishedRead {
+            version: version.version,
+            blob: (known != Some(version.version)).then_some(blob),
+            automation: self.run(Job::Automation),
+            monitor: self.run(Job::Monitor),
+            decode_errors: 0,
+        }))
     }
 }
 

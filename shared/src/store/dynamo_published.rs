@@ -1,0 +1,483 @@
+//! The published snapshot in DynamoDB (layout in `published`): the publisher's writes and the
+//! metrics function's read.
+//!
+//! A scrape costs one BatchGetItem (the head and both run records, strongly consistent: a
+//! publish that completed before the scrape is what it serves) and, only when the head names a
+//! generation the caller does not hold, one more BatchGetItem of that generation's chunks (at
+//! most 100 keys and 16 MB per call: 100 chunks of 350 KB, far beyond any page a function URL can
+//! answer). Neither depends on the number of projects or on history.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, DeleteRequest, KeysAndAttributes, PutRequest, ReturnConsumedCapacity,
+    ReturnValue, ReturnValuesOnConditionCheckFailure, WriteRequest,
+};
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use super::dynamo::{keys, Access};
+use super::dynamo_read::{decode, sdk_error};
+use super::{
+    DynamoStore, Job, MetricsSnapshot, PublishedRead, PublishedState, PublishedVersion, RunRecord,
+    ScrapeRead, SnapshotHead, SnapshotPut, SnapshotStore, StoreError, SNAPSHOT_CHUNK_BYTES,
+};
+
+/// Partition of the snapshot's items.
+pub const SNAPSHOT_PK: &str = "SNAPSHOT";
+const HEAD_SK: &str = "HEAD";
+const TAKEN: &str = "taken";
+const VERSION: &str = "version";
+const CHUNKS: &str = "chunks";
+const BYTES: &str = "bytes";
+const DIGEST: &str = "digest";
+const PUBLISHED_AT: &str = "publishedAt";
+const PREVIOUS_VERSION: &str = "previousVersion";
+const PREVIOUS_CHUNKS: &str = "previousChunks";
+const DATA: &str = "data";
+
+/// Keys per BatchGetItem and items per BatchWriteItem (DynamoDB limits).
+const BATCH_GET_KEYS: usize = 100;
+const BATCH_WRITE_ITEMS: usize = 25;
+/// Rounds spent re-sending what DynamoDB left unprocessed (throttling) before giving up.
+const UNPROCESSED_ROUNDS: u32 = 5;
+
+type Item = HashMap<String, AttributeValue>;
+
+fn key(pk: &str, sk: impl Into<String>) -> Item {
+    HashMap::from([
+        (keys::PK.to_string(), AttributeValue::S(pk.to_string())),
+        (keys::SK.to_string(), AttributeValue::S(sk.into())),
+    ])
+}
+
+/// `CHUNK#<version, 20 digits>#<index, 4 digits>`: a generation's chunks sort together, in order.
+fn chunk_sk(version: u64, index: usize) -> String {
+    format!("CHUNK#{version:020}#{index:04}")
+}
+
+fn number(item: &Item, name: &str) -> Option<u64> {
+    match item.get(name) {
+        Some(AttributeValue::N(v)) => v.parse().ok(),
+        _ => None,
+    }
+}
+
+fn string<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
+    match item.get(name) {
+        Some(AttributeValue::S(v)) => Some(v.as_str()),
+        _ => None,
+    }
+}
+
+fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+fn failed(operation: &str, message: impl Into<String>) -> StoreError {
+    StoreError::Failed {
+        source: None,
+        operation: operation.to_string(),
+        message: message.into(),
+    }
+}
+
+/// The head item as the store's types; `chunks` is the published generation's chunk count.
+fn head_of(item: &Item) -> (SnapshotHead, u32) {
+    let published = number(item, VERSION).map(|version| PublishedVersion {
+        version,
+        digest: string(item, DIGEST).unwrap_or_default().to_string(),
+        bytes: number(item, BYTES).unwrap_or(0),
+        published_at: string(item, PUBLISHED_AT)
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc)),
+    });
+    let head = SnapshotHead {
+        taken: number(item, TAKEN).unwrap_or(0),
+        published,
+    };
+    (head, number(item, CHUNKS).unwrap_or(0) as u32)
+}
+
+impl DynamoStore {
+    /// See [`super::MetricsSource::scrape`]. The head and the run records in one call; the chunks
+    /// in a second one only when the version changed. A generation deleted between the two
+    /// calls (two publishes in between) is read again once from the head.
+    pub(crate) async fn scrape_read(
+        &self,
+        since: DateTime<Utc>,
+        known: Option<u64>,
+    ) -> Result<ScrapeRead, StoreError> {
+        for attempt in 0..2 {
+            let (head, automation, monitor, skipped) = self.head_and_runs().await?;
+            let Some((head, chunks)) = head.and_then(|(h, c)| Some((h.published?, c))) else {
+                // Nothing published yet: the page as read from the items themselves.
+                let (projects, skipped_projects) = self.project_states_counted().await?;
+                return Ok(ScrapeRead::Direct(MetricsSnapshot::from_parts(
+                    projects.into_iter().map(|p| p.state).collect(),
+                    since,
+                    automation,
+                    monitor,
+                    skipped + skipped_projects,
+                )));
+            };
+            let blob = if known == Some(head.version) {
+                None
+            } else {
+                match self.snapshot_chunks(head.version, chunks).await? {
+                    Some(blob) => Some(blob),
+                    None if attempt == 0 => {
+                        tracing::info!(
+                            version = head.version,
+                            "snapshot generation replaced while being read; reading the head again"
+                        );
+                        continue;
+                    }
+                    None => {
+                        return Err(StoreError::Unavailable {
+                            source: None,
+                            operation: "BatchGetItem SNAPSHOT".into(),
+                            message: "the snapshot was replaced twice while being read".into(),
+                        })
+                    }
+                }
+            };
+            return Ok(ScrapeRead::Published(PublishedRead {
+                version: head.version,
+                blob,
+                automation,
+                monitor,
+                decode_errors: skipped,
+            }));
+        }
+        unreachable!("the loop returns on its second pass")
+    }
+
+    /// The head (with its chunk count) and the run records, in one strongly consistent
+    /// BatchGetItem; run records that do not decode are skipped, logged and counted.
+    #[allow(clippy::type_complexity)]
+    async fn head_and_runs(
+        &self,
+    ) -> Result<
+        (
+            Option<(SnapshotHead, u32)>,
+            Option<RunRecord>,
+            Option<RunRecord>,
+            u64,
+        ),
+        StoreError,
+    > {
+        let wanted = vec![
+            key(SNAPSHOT_PK, HEAD_SK),
+            key(keys::RUN_PK, Job::Automation.as_str()),
+            key(keys::RUN_PK, Job::Monitor.as_str()),
+        ];
+        let items = self
+            .batch_get_consistent("BatchGetItem SNAPSHOT", wanted)
+            .await?;
+        let (mut head, mut automation, mut monitor, mut skipped) = (None, None, None, 0);
+        for item in items {
+            if string(&item, keys::PK) == Some(SNAPSHOT_PK) {
+                head = Some(head_of(&item));
+                continue;
+            }
+            match decode::<RunRecord>(item) {
+                Ok(run) => match run.job {
+                    Job::Automation => automation = Some(run),
+                    Job::Monitor => monitor = Some(run),
+                },
+                Err(error) => {
+                    tracing::warn!(%error, "skipping a RUN item that does not decode");
+                    skipped += 1;
+                }
+            }
+        }
+        Ok((head, automation, monitor, skipped))
+    }
+
+    /// The chunks of generation `version`, joined; `None` if any is missing (deleted because
+    /// two newer generations were published since its head was read).
+    async fn snapshot_chunks(
+        &self,
+        version: u64,
+        chunks: u32,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let wanted = (0..chunks as usize)
+            .map(|i| key(SNAPSHOT_PK, chunk_sk(version, i)))
+            .collect();
+        let items = self
+            .batch_get_consistent("BatchGetItem SNAPSHOT chunks", wanted)
+            .await?;
+        let mut parts: Vec<(String, Vec<u8>)> = items
+            .into_iter()
+            .filter_map(|mut item| {
+                let sk = string(&item, keys::SK)?.to_string();
+                match item.remove(DATA) {
+                    Some(AttributeValue::B(blob)) => Some((sk, blob.into_inner())),
+                    _ => None,
+                }
+            })
+            .collect();
+        if parts.len() != chunks as usize {
+            return Ok(None);
+        }
+        parts.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(Some(parts.into_iter().flat_map(|(_, data)| data).collect()))
+    }
+
+    /// Strongly consistent BatchGetItem of any number of keys, re-asking for unprocessed ones.
+    async fn batch_get_consistent(
+        &self,
+        operation: &str,
+        wanted: Vec<Item>,
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut found = Vec::new();
+        for chunk in wanted.chunks(BATCH_GET_KEYS) {
+            let mut pending = chunk.to_vec();
+            let mut round = 0;
+            while !pending.is_empty() {
+                let request = KeysAndAttributes::builder()
+                    .set_keys(Some(pending))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(|e| failed(operation, e.to_string()))?;
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error(operation, e))?;
+                self.note_capacity(Access::Read, out.consumed_capacity());
+                if let Some(mut responses) = out.responses {
+                    found.extend(responses.remove(&self.table).unwrap_or_default());
+                }
+                pending = out
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.table))
+                    .map(|k| k.keys)
+                    .unwrap_or_default();
+                if !pending.is_empty() {
+                    round += 1;
+                    if round > UNPROCESSED_ROUNDS {
+                        return Err(StoreError::Unavailable {
+                            source: None,
+                            operation: operation.to_string(),
+                            message: format!("{} key(s) left unprocessed", pending.len()),
+                        });
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(25 << round)).await;
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// BatchWriteItem of any number of requests, re-sending unprocessed ones.
+    async fn batch_write(
+        &self,
+        operation: &str,
+        requests: Vec<WriteRequest>,
+    ) -> Result<(), StoreError> {
+        for chunk in requests.chunks(BATCH_WRITE_ITEMS) {
+            let mut pending = chunk.to_vec();
+            let mut round = 0;
+            while !pending.is_empty() {
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, pending)
+                    .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error(operation, e))?;
+                self.note_capacity(Access::Write, out.consumed_capacity());
+                pending = out
+                    .unprocessed_items
+                    .and_then(|mut u| u.remove(&self.table))
+                    .unwrap_or_default();
+                if !pending.is_empty() {
+                    round += 1;
+                    if round > UNPROCESSED_ROUNDS {
+                        return Err(StoreError::Unavailable {
+                            source: None,
+                            operation: operation.to_string(),
+                            message: format!("{} item(s) left unprocessed", pending.len()),
+                        });
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(25 << round)).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes the `chunks` chunk items of generation `version`.
+    async fn delete_generation(&self, version: u64, chunks: u64) -> Result<(), StoreError> {
+        const OP: &str = "BatchWriteItem SNAPSHOT delete";
+        let requests = (0..chunks as usize)
+            .map(|i| {
+                DeleteRequest::builder()
+                    .set_key(Some(key(SNAPSHOT_PK, chunk_sk(version, i))))
+                    .build()
+                    .map(|d| WriteRequest::builder().delete_request(d).build())
+                    .map_err(|e| failed(OP, e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.batch_write(OP, requests).await
+    }
+}
+
+#[async_trait::async_trait]
+impl SnapshotStore for DynamoStore {
+    /// An atomic `ADD` on the head item.
+    async fn take_publish_number(&self) -> Result<u64, StoreError> {
+        const OP: &str = "UpdateItem SNAPSHOT taken";
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(SNAPSHOT_PK, HEAD_SK)))
+            .update_expression("ADD #taken :one")
+            .expression_attribute_names("#taken", TAKEN)
+            .expression_attribute_values(":one", n(1))
+            .return_values(ReturnValue::UpdatedNew)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await
+            .map_err(|e| sdk_error(OP, e))?;
+        self.note_capacity(Access::Write, out.consumed_capacity());
+        out.attributes
+            .as_ref()
+            .and_then(|a| number(a, TAKEN))
+            .ok_or_else(|| failed(OP, "no publish number returned"))
+    }
+
+    async fn snapshot_head(&self) -> Result<SnapshotHead, StoreError> {
+        const OP: &str = "GetItem SNAPSHOT";
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(SNAPSHOT_PK, HEAD_SK)))
+            .consistent_read(true)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await
+            .map_err(|e| sdk_error(OP, e))?;
+        self.note_capacity(Access::Read, out.consumed_capacity());
+        Ok(out.item.map(|item| head_of(&item).0).unwrap_or_default())
+    }
+
+    /// Every PROJECT item, strongly consistent (the ranged Queries of a scrape's direct read).
+    async fn snapshot_input(&self) -> Result<PublishedState, StoreError> {
+        let (projects, decode_errors) = self.project_states_read(true).await?;
+        Ok(PublishedState {
+            projects: projects.into_iter().map(|p| p.state).collect(),
+            decode_errors,
+        })
+    }
+
+    /// The chunks (BatchWriteItem), then the head (UpdateItem conditional on an older or no
+    /// version), then the generation the replaced one had replaced (BatchWriteItem deletes); a
+    /// refused head deletes the chunks just written. A publisher that dies between its chunks and
+    /// its head leaves them behind: never read, a few hundred KB.
+    async fn put_snapshot(&self, put: SnapshotPut<'_>) -> Result<bool, StoreError> {
+        const OP: &str = "UpdateItem SNAPSHOT head";
+        let parts: Vec<&[u8]> = if put.blob.is_empty() {
+            vec![&[][..]]
+        } else {
+            put.blob.chunks(SNAPSHOT_CHUNK_BYTES).collect()
+        };
+        let requests = parts
+            .iter()
+            .enumerate()
+            .map(|(i, part)| {
+                let mut item = key(SNAPSHOT_PK, chunk_sk(put.version, i));
+                item.insert(DATA.into(), AttributeValue::B(part.to_vec().into()));
+                item.insert(VERSION.into(), n(put.version));
+                PutRequest::builder()
+                    .set_item(Some(item))
+                    .build()
+                    .map(|p| WriteRequest::builder().put_request(p).build())
+                    .map_err(|e| failed("BatchWriteItem SNAPSHOT", e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.batch_write("BatchWriteItem SNAPSHOT", requests)
+            .await?;
+
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(SNAPSHOT_PK, HEAD_SK)))
+            .update_expression(
+                "SET #pv = if_not_exists(#v, :zero), #pc = if_not_exists(#c, :zero), \
+                 #v = :v, #c = :c, #b = :b, #d = :d, #at = :at",
+            )
+            .condition_expression("attribute_not_exists(#v) OR #v < :v")
+            .expression_attribute_names("#v", VERSION)
+            .expression_attribute_names("#c", CHUNKS)
+            .expression_attribute_names("#b", BYTES)
+            .expression_attribute_names("#d", DIGEST)
+            .expression_attribute_names("#at", PUBLISHED_AT)
+            .expression_attribute_names("#pv", PREVIOUS_VERSION)
+            .expression_attribute_names("#pc", PREVIOUS_CHUNKS)
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":v", n(put.version))
+            .expression_attribute_values(":c", n(parts.len()))
+            .expression_attribute_values(":b", n(put.blob.len()))
+            .expression_attribute_values(":d", AttributeValue::S(put.digest.to_string()))
+            .expression_attribute_values(
+                ":at",
+                AttributeValue::S(put.now.to_rfc3339_opts(SecondsFormat::Millis, true)),
+            )
+            .return_values(ReturnValue::UpdatedOld)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await;
+        let old = match result {
+            Ok(out) => {
+                self.note_capacity(Access::Write, out.consumed_capacity());
+                out.attributes.unwrap_or_default()
+            }
+            Err(e) => {
+                let Some(refused) = e.as_service_error().and_then(|e| match e {
+                    UpdateItemError::ConditionalCheckFailedException(c) => Some(c.item().cloned()),
+                    _ => None,
+                }) else {
+                    return Err(sdk_error(OP, e));
+                };
+                // Older DynamoDB Local builds do not return the item: read it.
+                let current = match refused {
+                    Some(item) => number(&item, VERSION),
+                    None => self.snapshot_head().await?.published.map(|p| p.version),
+                };
+                // The SDK retried an update that had succeeded (its answer was lost): this
+                // generation is the published one, and its chunks must stay.
+                if current == Some(put.version) {
+                    return Ok(true);
+                }
+                self.delete_generation(put.version, parts.len() as u64)
+                    .await?;
+                return Ok(false);
+            }
+        };
+        // The generation before the one just replaced: no scrape that read the head since the
+        // replaced one was published can still want it.
+        if let (Some(version), Some(chunks)) = (
+            number(&old, PREVIOUS_VERSION),
+            number(&old, PREVIOUS_CHUNKS),
+        ) {
+            if version > 0 && chunks > 0 {
+                if let Err(error) = self.delete_generation(version, chunks).await {
+                    // Only storage is lost: no head names it any more, so nothing reads it.
+                    tracing::warn!(%error, version, "could not delete an old snapshot generation; its chunks stay (never read)");
+                }
+            }
+        }
+        Ok(true)
+    }
+}
