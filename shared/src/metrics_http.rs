@@ -299,7 +299,7 @@ impl<S: MetricsSource> MetricsService<S> {
             ScrapeRead::Published(read) => read,
         };
         let version = read.version;
-        match self.from_published(read, since, format, gzip, started) {
+        match self.serve_published(read, since, format, gzip, started) {
             Prepared::Served(page) => Ok(Served {
                 page,
                 version: Some(version),
@@ -311,7 +311,7 @@ impl<S: MetricsSource> MetricsService<S> {
         }
     }
 
-    fn from_published(
+    fn serve_published(
         &self,
         read: PublishedRead,
         since: DateTime<Utc>,

@@ -37,7 +37,8 @@
 //! every `TransactWriteItems` would make concurrent commits (the monitor commits 8 projects at
 //! once) cancel each other (`TransactionConflict`). A commit whose publish never happens (the
 //! process died between them) is published by the monitor's next run, which publishes on every
-//! run: at most one monitor interval late.
+//! run (writing only when the state changed, or once a day to keep the chunks from their TTL): at
+//! most one monitor interval late.
 //!
 //! # Freshness
 //!
@@ -56,7 +57,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::store::{PublishedState, SnapshotPut, SnapshotStore, StoreError};
+use crate::store::{
+    PublishedState, SnapshotPut, SnapshotStore, StoreError, SNAPSHOT_REFRESH_AFTER,
+};
 
 /// The encoding written by this version; a reader refuses any other and reads directly instead.
 pub const FORMAT: u32 = 1;
@@ -75,7 +78,8 @@ pub enum Publication {
         /// Encoded (compressed) size.
         bytes: usize,
     },
-    /// The published generation `version` already held exactly this state: nothing written.
+    /// The published generation `version` already held exactly this state (and is less than a
+    /// day old): nothing written.
     Unchanged { version: u64 },
     /// A publish that started reading later covers this one: nothing written (or the write was
     /// refused because that one is stored already).
@@ -186,7 +190,12 @@ where
     let head = store.snapshot_head().await?;
     let outcome = if head.taken != number {
         Publication::Superseded { number }
-    } else if let Some(published) = head.published.filter(|p| p.digest == digest) {
+    } else if let Some(published) = head.published.filter(|p| {
+        // Rewritten once a day all the same, so its chunks never reach their TTL.
+        p.digest == digest
+            && p.published_at
+                .is_some_and(|at| at > now - SNAPSHOT_REFRESH_AFTER)
+    }) {
         Publication::Unchanged {
             version: published.version,
         }
@@ -315,5 +324,11 @@ mod tests {
         let head: SnapshotHead = store.snapshot_head().await.unwrap();
         assert_eq!(head.taken, 2);
         assert_eq!(head.published.unwrap().version, 1);
+        // A day later the same state is written again, before its chunks' TTL.
+        let later = now + SNAPSHOT_REFRESH_AFTER + chrono::Duration::seconds(1);
+        assert!(matches!(
+            publish_after_commit(&store, later).await.unwrap(),
+            Publication::Published { version: 3, .. }
+        ));
     }
 }

@@ -6,13 +6,20 @@
 //! generation the caller does not hold, one more BatchGetItem of that generation's chunks (at
 //! most 100 keys and 16 MB per call: 100 chunks of 350 KB, far beyond any page a function URL can
 //! answer). Neither depends on the number of projects or on history.
+//!
+//! Old generations are never deleted by a request: DynamoDB bills a delete by the size of the
+//! item deleted, which would double what a publish writes. Every chunk carries the table's TTL
+//! (`expiresAt`, [`SNAPSHOT_CHUNK_TTL`] after its publish), TTL deletion is free, and the publisher
+//! rewrites a generation older than a day even when the state did not change, so the published
+//! one never expires while the monitor runs. A scrape that finds a chunk missing anyway (the
+//! monitor stopped for days) reads the state directly instead.
 
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, DeleteRequest, KeysAndAttributes, PutRequest, ReturnConsumedCapacity,
-    ReturnValue, ReturnValuesOnConditionCheckFailure, WriteRequest,
+    AttributeValue, KeysAndAttributes, PutRequest, ReturnConsumedCapacity, ReturnValue,
+    ReturnValuesOnConditionCheckFailure, WriteRequest,
 };
 use chrono::{DateTime, SecondsFormat, Utc};
 
@@ -21,6 +28,7 @@ use super::dynamo_read::{decode, sdk_error};
 use super::{
     DynamoStore, Job, MetricsSnapshot, PublishedRead, PublishedState, PublishedVersion, RunRecord,
     ScrapeRead, SnapshotHead, SnapshotPut, SnapshotStore, StoreError, SNAPSHOT_CHUNK_BYTES,
+    SNAPSHOT_CHUNK_TTL,
 };
 
 /// Partition of the snapshot's items.
@@ -32,8 +40,6 @@ const CHUNKS: &str = "chunks";
 const BYTES: &str = "bytes";
 const DIGEST: &str = "digest";
 const PUBLISHED_AT: &str = "publishedAt";
-const PREVIOUS_VERSION: &str = "previousVersion";
-const PREVIOUS_CHUNKS: &str = "previousChunks";
 const DATA: &str = "data";
 
 /// Keys per BatchGetItem and items per BatchWriteItem (DynamoDB limits).
@@ -101,8 +107,9 @@ fn head_of(item: &Item) -> (SnapshotHead, u32) {
 
 impl DynamoStore {
     /// See [`super::MetricsSource::scrape`]. The head and the run records in one call; the chunks
-    /// in a second one only when the version changed. A generation deleted between the two
-    /// calls (two publishes in between) is read again once from the head.
+    /// in a second one only when the version changed. A generation whose chunks are gone (expired
+    /// while nothing was published for days) is read again once from the head, then the state is
+    /// read directly.
     pub(crate) async fn scrape_read(
         &self,
         since: DateTime<Utc>,
@@ -112,33 +119,20 @@ impl DynamoStore {
             let (head, automation, monitor, skipped) = self.head_and_runs().await?;
             let Some((head, chunks)) = head.and_then(|(h, c)| Some((h.published?, c))) else {
                 // Nothing published yet: the page as read from the items themselves.
-                let (projects, skipped_projects) = self.project_states_counted().await?;
-                return Ok(ScrapeRead::Direct(MetricsSnapshot::from_parts(
-                    projects.into_iter().map(|p| p.state).collect(),
-                    since,
-                    automation,
-                    monitor,
-                    skipped + skipped_projects,
-                )));
+                return self.direct_read(since, automation, monitor, skipped).await;
             };
             let blob = if known == Some(head.version) {
                 None
             } else {
                 match self.snapshot_chunks(head.version, chunks).await? {
                     Some(blob) => Some(blob),
-                    None if attempt == 0 => {
-                        tracing::info!(
-                            version = head.version,
-                            "snapshot generation replaced while being read; reading the head again"
-                        );
-                        continue;
-                    }
+                    None if attempt == 0 => continue,
                     None => {
-                        return Err(StoreError::Unavailable {
-                            source: None,
-                            operation: "BatchGetItem SNAPSHOT".into(),
-                            message: "the snapshot was replaced twice while being read".into(),
-                        })
+                        tracing::warn!(
+                            version = head.version,
+                            "the published snapshot's chunks are gone; reading the state directly"
+                        );
+                        return self.direct_read(since, automation, monitor, skipped).await;
                     }
                 }
             };
@@ -151,6 +145,23 @@ impl DynamoStore {
             }));
         }
         unreachable!("the loop returns on its second pass")
+    }
+
+    async fn direct_read(
+        &self,
+        since: DateTime<Utc>,
+        automation: Option<RunRecord>,
+        monitor: Option<RunRecord>,
+        skipped_runs: u64,
+    ) -> Result<ScrapeRead, StoreError> {
+        let (projects, skipped_projects) = self.project_states_counted().await?;
+        Ok(ScrapeRead::Direct(MetricsSnapshot::from_parts(
+            projects.into_iter().map(|p| p.state).collect(),
+            since,
+            automation,
+            monitor,
+            skipped_runs + skipped_projects,
+        )))
     }
 
     /// The head (with its chunk count) and the run records, in one strongly consistent
@@ -195,8 +206,7 @@ impl DynamoStore {
         Ok((head, automation, monitor, skipped))
     }
 
-    /// The chunks of generation `version`, joined; `None` if any is missing (deleted because
-    /// two newer generations were published since its head was read).
+    /// The chunks of generation `version`, joined; `None` if any is missing (expired).
     async fn snapshot_chunks(
         &self,
         version: u64,
@@ -312,21 +322,6 @@ impl DynamoStore {
         }
         Ok(())
     }
-
-    /// Deletes the `chunks` chunk items of generation `version`.
-    async fn delete_generation(&self, version: u64, chunks: u64) -> Result<(), StoreError> {
-        const OP: &str = "BatchWriteItem SNAPSHOT delete";
-        let requests = (0..chunks as usize)
-            .map(|i| {
-                DeleteRequest::builder()
-                    .set_key(Some(key(SNAPSHOT_PK, chunk_sk(version, i))))
-                    .build()
-                    .map(|d| WriteRequest::builder().delete_request(d).build())
-                    .map_err(|e| failed(OP, e.to_string()))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        self.batch_write(OP, requests).await
-    }
 }
 
 #[async_trait::async_trait]
@@ -380,9 +375,7 @@ impl SnapshotStore for DynamoStore {
     }
 
     /// The chunks (BatchWriteItem), then the head (UpdateItem conditional on an older or no
-    /// version), then the generation the replaced one had replaced (BatchWriteItem deletes); a
-    /// refused head deletes the chunks just written. A publisher that dies between its chunks and
-    /// its head leaves them behind: never read, a few hundred KB.
+    /// version). Chunks of a refused generation, like old ones, are left to their TTL.
     async fn put_snapshot(&self, put: SnapshotPut<'_>) -> Result<bool, StoreError> {
         const OP: &str = "UpdateItem SNAPSHOT head";
         let parts: Vec<&[u8]> = if put.blob.is_empty() {
@@ -390,6 +383,7 @@ impl SnapshotStore for DynamoStore {
         } else {
             put.blob.chunks(SNAPSHOT_CHUNK_BYTES).collect()
         };
+        let expires_at = (put.now + SNAPSHOT_CHUNK_TTL).timestamp();
         let requests = parts
             .iter()
             .enumerate()
@@ -397,6 +391,7 @@ impl SnapshotStore for DynamoStore {
                 let mut item = key(SNAPSHOT_PK, chunk_sk(put.version, i));
                 item.insert(DATA.into(), AttributeValue::B(part.to_vec().into()));
                 item.insert(VERSION.into(), n(put.version));
+                item.insert(keys::EXPIRES_AT.into(), n(expires_at));
                 PutRequest::builder()
                     .set_item(Some(item))
                     .build()
@@ -412,19 +407,13 @@ impl SnapshotStore for DynamoStore {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key(SNAPSHOT_PK, HEAD_SK)))
-            .update_expression(
-                "SET #pv = if_not_exists(#v, :zero), #pc = if_not_exists(#c, :zero), \
-                 #v = :v, #c = :c, #b = :b, #d = :d, #at = :at",
-            )
+            .update_expression("SET #v = :v, #c = :c, #b = :b, #d = :d, #at = :at")
             .condition_expression("attribute_not_exists(#v) OR #v < :v")
             .expression_attribute_names("#v", VERSION)
             .expression_attribute_names("#c", CHUNKS)
             .expression_attribute_names("#b", BYTES)
             .expression_attribute_names("#d", DIGEST)
             .expression_attribute_names("#at", PUBLISHED_AT)
-            .expression_attribute_names("#pv", PREVIOUS_VERSION)
-            .expression_attribute_names("#pc", PREVIOUS_CHUNKS)
-            .expression_attribute_values(":zero", n(0))
             .expression_attribute_values(":v", n(put.version))
             .expression_attribute_values(":c", n(parts.len()))
             .expression_attribute_values(":b", n(put.blob.len()))
@@ -433,15 +422,14 @@ impl SnapshotStore for DynamoStore {
                 ":at",
                 AttributeValue::S(put.now.to_rfc3339_opts(SecondsFormat::Millis, true)),
             )
-            .return_values(ReturnValue::UpdatedOld)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await;
-        let old = match result {
+        match result {
             Ok(out) => {
                 self.note_capacity(Access::Write, out.consumed_capacity());
-                out.attributes.unwrap_or_default()
+                Ok(true)
             }
             Err(e) => {
                 let Some(refused) = e.as_service_error().and_then(|e| match e {
@@ -456,28 +444,9 @@ impl SnapshotStore for DynamoStore {
                     None => self.snapshot_head().await?.published.map(|p| p.version),
                 };
                 // The SDK retried an update that had succeeded (its answer was lost): this
-                // generation is the published one, and its chunks must stay.
-                if current == Some(put.version) {
-                    return Ok(true);
-                }
-                self.delete_generation(put.version, parts.len() as u64)
-                    .await?;
-                return Ok(false);
-            }
-        };
-        // The generation before the one just replaced: no scrape that read the head since the
-        // replaced one was published can still want it.
-        if let (Some(version), Some(chunks)) = (
-            number(&old, PREVIOUS_VERSION),
-            number(&old, PREVIOUS_CHUNKS),
-        ) {
-            if version > 0 && chunks > 0 {
-                if let Err(error) = self.delete_generation(version, chunks).await {
-                    // Only storage is lost: no head names it any more, so nothing reads it.
-                    tracing::warn!(%error, version, "could not delete an old snapshot generation; its chunks stay (never read)");
-                }
+                // generation is the published one.
+                Ok(current == Some(put.version))
             }
         }
-        Ok(true)
     }
 }

@@ -42,7 +42,7 @@ pub use dynamo::{keys, project_item, CapacityUsed, DynamoStore, MAX_EVENTS_PER_C
 pub use memory::MemoryStore;
 pub use published::{
     PublishedRead, PublishedState, PublishedVersion, ScrapeRead, SnapshotHead, SnapshotPut,
-    SnapshotStore, SNAPSHOT_CHUNK_BYTES,
+    SnapshotStore, SNAPSHOT_CHUNK_BYTES, SNAPSHOT_CHUNK_TTL, SNAPSHOT_REFRESH_AFTER,
 };
 
 /// A job whose runs are recorded for `devlake_*_last_run_*`.

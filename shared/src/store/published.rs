@@ -5,11 +5,11 @@
 //!
 //! | item | `sk` | attributes |
 //! | --- | --- | --- |
-//! | head | `HEAD` | `taken` (last publish number handed out), `version` (the published generation), `chunks`, `bytes`, `digest`, `publishedAt`, and `previousVersion` / `previousChunks` (the generation it replaced, kept for scrapes that read the head just before) |
-//! | chunk | `CHUNK#<version, 20 digits>#<index, 4 digits>` | `data` (binary, at most [`SNAPSHOT_CHUNK_BYTES`]), `version` |
+//! | head | `HEAD` | `taken` (last publish number handed out), `version` (the published generation), `chunks`, `bytes`, `digest`, `publishedAt` |
+//! | chunk | `CHUNK#<version, 20 digits>#<index, 4 digits>` | `data` (binary, at most [`SNAPSHOT_CHUNK_BYTES`]), `version`, `expiresAt` (TTL: [`SNAPSHOT_CHUNK_TTL`] after the publish) |
 //!
-//! A generation's chunks are written before the head names it, and deleted one publish after it
-//! stopped being the head's, so a scrape that read the head always finds the chunks it names.
+//! A generation's chunks are written before the head names it, and left to the table's TTL once
+//! it is replaced, so a scrape that read the head finds the chunks it names.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -19,6 +19,14 @@ use super::{MetricsSnapshot, ProjectState, RunRecord, StoreError};
 /// Bytes of the compressed snapshot per chunk item: under DynamoDB's 400 KB item limit with room
 /// for the keys and the other attributes.
 pub const SNAPSHOT_CHUNK_BYTES: usize = 350_000;
+
+/// How long a chunk lives (the table's TTL); the publisher rewrites the published generation
+/// once it is [`SNAPSHOT_REFRESH_AFTER`] old, state changed or not, so it never expires while the
+/// monitor runs.
+pub const SNAPSHOT_CHUNK_TTL: chrono::Duration = chrono::Duration::days(3);
+
+/// Age after which a publish rewrites the published generation even if the state is unchanged.
+pub const SNAPSHOT_REFRESH_AFTER: chrono::Duration = chrono::Duration::days(1);
 
 /// What a published snapshot holds: the part of the page's input that only a commit changes.
 /// The run records are not in it (each scrape reads them, see [`PublishedRead`]), nor is anything
@@ -109,7 +117,7 @@ pub trait SnapshotStore: Send + Sync {
     /// that completed before is in it.
     async fn snapshot_input(&self) -> Result<PublishedState, StoreError>;
 
-    /// Makes `put` the published generation, unless the published one is `put.version` or newer:
-    /// `Ok(false)`, nothing left behind. Generations older than the one replaced are deleted.
+    /// Makes `put` the published generation, unless the published one is newer: `Ok(false)`.
+    /// Replaced generations are left to expire.
     async fn put_snapshot(&self, put: SnapshotPut<'_>) -> Result<bool, StoreError>;
 }
