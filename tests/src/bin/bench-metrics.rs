@@ -59,8 +59,8 @@ struct Args {
     /// Failures inside the window in that table.
     #[arg(long, default_value_t = 20_000)]
     scale_failures: usize,
-    /// Warm scrapes of each table.
-    #[arg(long, default_value_t = 200)]
+    /// Warm scrapes of each table (p95 of a few milliseconds needs many on a busy machine).
+    #[arg(long, default_value_t = 1_000)]
     requests: usize,
     #[arg(long, default_value_t = 7)]
     window_days: u32,
@@ -402,6 +402,7 @@ impl Samples {
 async fn first_scrapes(target: &Target, n: usize) -> Result<()> {
     let mut times = Vec::new();
     let mut calls = Vec::new();
+    let mut units: f64 = 0.0;
     for _ in 0..n {
         let fresh = target.fresh_instance()?;
         target.calls.reset();
@@ -410,10 +411,11 @@ async fn first_scrapes(target: &Target, n: usize) -> Result<()> {
         times.push(started.elapsed());
         ensure!(response.status() == StatusCode::OK);
         calls.push(target.calls.total());
+        units = units.max(fresh.source().consumed_capacity().read_units);
     }
     times.sort();
     println!(
-        "{}: first scrape of a version (fresh instance): p50 {:.1} ms, max {:.1} ms, {:?} DynamoDB calls",
+        "{}: first scrape of a version (fresh instance): p50 {:.1} ms, max {:.1} ms, {:?} DynamoDB calls, {units} read units",
         target.label,
         ms(percentile(&times, 50)),
         ms(*times.last().context("no requests")?),
