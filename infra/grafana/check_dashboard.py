@@ -31,6 +31,8 @@ SERVED = {
     "devlake_automation_managed_projects",
     "devlake_project_last_pipeline_duration_seconds",
     "devlake_project_pipeline_stuck",
+    "devlake_project_schedule_missed",
+    "devlake_project_stuck_cancel_failed",
     "devlake_up",
     "devlake_metrics_render_duration_seconds",
 }

@@ -7,9 +7,10 @@
 #
 # It starts DynamoDB Local (table created from template.yaml), the CloudWatch recording double, the
 # DevLake simulator seeded with tests/fixtures/demo.json (the sample world plus a Bitbucket Server
-# connection), and the three functions under `cargo lambda watch`; adopts the hand-made project
-# legacy-api, runs the automation, fails some of the pipelines it triggered, runs the monitor, and
-# scrapes the metrics function URL with its bearer token. The functions reach DynamoDB Local and the
+# connection), and the four functions under `cargo lambda watch`; adopts the hand-made project
+# legacy-api, runs the automation, fails some of the pipelines it triggered, runs the monitor, has
+# DevLake push one more failure to the events function (signed notifications, as DevLake sends
+# them), and scrapes the metrics function URL with its bearer token. The functions reach DynamoDB Local and the
 # CloudWatch double through the recording proxy (aws-recorder), and at the end every AWS call they
 # made is checked against their execution roles in template.yaml.
 set -euo pipefail
@@ -97,6 +98,7 @@ echo "DevLake         $DEVLAKE_URL"
 echo "AWS recorder    $REC_URL"
 
 TOKEN="demo-$(python3 -c 'import secrets; print(secrets.token_hex(12))')"
+NOTIFICATION_SECRET="demo-$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
 cat >"$WORK/env" <<ENV
 DEVLAKE_ENDPOINT=$DEVLAKE_URL
 # The simulator serves plain HTTP on loopback; a real DevLake is reached over https://.
@@ -108,6 +110,7 @@ AWS_SECRET_ACCESS_KEY=local
 AWS_ENDPOINT_URL_DYNAMODB=$REC_URL
 AWS_ENDPOINT_URL_CLOUDWATCH=$REC_URL
 METRICS_TOKEN=$TOKEN
+NOTIFICATION_SECRET=$NOTIFICATION_SECRET
 TRIGGER_GAP_MS=50
 TRIGGER_MAX_PER_RUN=500
 RUST_LOG=info
@@ -216,6 +219,47 @@ invoke devlake-monitor '{}' >"$WORK/monitor2.json"
 json 'print("newFailures:", d["newFailures"], " alreadyRecorded:", d.get("alreadyRecorded"))' <"$WORK/monitor2.json"
 check "a second monitor run records nothing new" json 'sys.exit(0 if d["newFailures"] == 0 else 1)' <"$WORK/monitor2.json"
 
+say "Push: DevLake notifies the events function of a pipeline that fails"
+# DevLake's .env: NOTIFICATION_ENDPOINT is the events function URL, NOTIFICATION_SECRET signs.
+EVENTS_URL="http://127.0.0.1:$WATCH_PORT/lambda-url/devlake-events"
+attribute devlake-events
+curl -sf -X PUT -H 'content-type: application/json' \
+  --data "{\"endpoint\": \"$EVENTS_URL\", \"secret\": \"$NOTIFICATION_SECRET\"}" \
+  "$DEVLAKE_URL/_sim/notifications" >/dev/null
+PUSH_BP=$(json 'print(sorted(d["pipelines"], key=lambda p: p["id"])[0]["blueprintId"])' <"$WORK/pending.json")
+PUSH_PROJECT=$(curl -sf "$DEVLAKE_URL/blueprints/$PUSH_BP" | json 'print(d["projectName"])')
+PUSH_ID=$(curl -sf -X POST -H 'content-type: application/json' --data '{}' \
+  "$DEVLAKE_URL/blueprints/$PUSH_BP/trigger" | json 'print(d["id"])')
+curl -sf -X POST "$DEVLAKE_URL/_sim/pipelines/$PUSH_ID/start" >/dev/null
+curl -sf -X POST -H 'content-type: application/json' \
+  --data '{"status": "TASK_FAILED", "message": "demo: failure pushed by DevLake"}' \
+  "$DEVLAKE_URL/_sim/pipelines/$PUSH_ID/finish" >/dev/null
+# created, started, failed: three notifications, each answered before the next is sent.
+for ((i = 0; i < 600; i++)); do
+  curl -sf "$DEVLAKE_URL/_sim/notifications" >"$WORK/notifications.json"
+  json 'sys.exit(0 if len(d["notifications"]) >= 3 and all(n["settled"] for n in d["notifications"]) else 1)' \
+    <"$WORK/notifications.json" && break
+  sleep 0.5
+done
+python3 - "$WORK/notifications.json" <<'PY'
+import json, sys
+for n in json.load(open(sys.argv[1]))["notifications"]:
+    status = json.loads(n["data"])["Status"]
+    print(f"notification {n['id']}: {status:<13} -> HTTP {n['responseCode']}")
+PY
+check "the events function accepts DevLake's three signed notifications" \
+  json 'sys.exit(0 if len(d["notifications"]) == 3 and all(n["responseCode"] == 200 for n in d["notifications"]) else 1)' \
+  <"$WORK/notifications.json"
+BAD_SIGN=$(curl -s -o /dev/null -w '%{http_code}' -X POST --data '{}' "$EVENTS_URL?nouce=1-AbCdEfGhIjKlMnOp&sign=00")
+printf 'unsigned notification: HTTP %s\n' "$BAD_SIGN"
+check "the events function refuses a notification DevLake did not sign" test "$BAD_SIGN" = 401
+FAILED=$((FAILED + 1))
+say "Monitor after the push (the pushed failure is already recorded: counted once)"
+invoke devlake-monitor '{}' >"$WORK/monitor3.json"
+json 'print("newFailures:", d["newFailures"], " alreadyRecorded:", d.get("alreadyRecorded"))' <"$WORK/monitor3.json"
+check "the monitor finds the pushed failure recorded and counts nothing twice" \
+  json 'sys.exit(0 if d["newFailures"] == 0 and d["alreadyRecorded"] == 1 else 1)' <"$WORK/monitor3.json"
+
 say "Metrics function URL (Prometheus text, bearer token)"
 METRICS_URL="http://127.0.0.1:$WATCH_PORT/lambda-url/devlake-metrics/metrics"
 attribute devlake-metrics
@@ -232,6 +276,10 @@ echo "promtool check metrics: OK"
 check "the compatibility series counts every failure" test \
   "$(awk '/^devlake_blueprint_failure_total\{/ { n += $NF } END { print n + 0 }' "$WORK/metrics.prom")" = "$FAILED"
 check "devlake_up is 1" grep -qx 'devlake_up 1' "$WORK/metrics.prom"
+grep -E "^devlake_(events_last_received|project_last_pipeline_queue)" "$WORK/metrics.prom" || true
+check "the pushed failure is on the page" grep -q "^devlake_project_last_pipeline_status{project_name=\"$PUSH_PROJECT\",status=\"TASK_FAILED\"} 1" "$WORK/metrics.prom"
+check "push health is on the page" grep -q '^devlake_events_last_received_timestamp_seconds ' "$WORK/metrics.prom"
+check "the pushed pipeline's queue time is on the page" grep -q "^devlake_project_last_pipeline_queue_seconds{project_name=\"$PUSH_PROJECT\"}" "$WORK/metrics.prom"
 
 say "CloudWatch datums recorded by the double"
 curl -sf "$CW_URL/_recorded" | json '
@@ -250,6 +298,7 @@ if [[ $KEEP == 1 ]]; then
   say "Still running (Ctrl-C to stop)"
   cat <<INFO
 Metrics:   curl -H 'Authorization: Bearer $TOKEN' $METRICS_URL
+Push:      DevLake's notifications go to $EVENTS_URL (see $DEVLAKE_URL/_sim/notifications)
 Invoke:    cargo lambda invoke devlake-automation --invoke-address 127.0.0.1 --invoke-port $WATCH_PORT --data-ascii '{"dryRun": true}'
            cargo lambda invoke devlake-monitor --invoke-address 127.0.0.1 --invoke-port $WATCH_PORT --data-ascii '{"rescan": true}'
 DevLake:   $DEVLAKE_URL/projects   (simulator control: $DEVLAKE_URL/_sim/state)

@@ -50,7 +50,7 @@ step_done
 
 # ---- deploy artefacts: template.yaml, samconfig.toml, infra/prometheus, infra/grafana -----------
 # Before the tests, so the test summary stays the last thing printed. Each tool's output is shown
-# only when it fails. SKIP_SAM_BUILD=1 skips the slow `sam build` (a release build of the three
+# only when it fails. SKIP_SAM_BUILD=1 skips the slow `sam build` (a release build of the four
 # functions, 20 min cold on 2 cores, incremental afterwards) for quick local runs; CI runs it.
 quiet() {
   local log
@@ -114,7 +114,7 @@ quiet python3 infra/grafana/check_dashboard.py infra/grafana/devlake-autopilot.j
 step_done
 
 if [[ "${SKIP_SAM_BUILD:-0}" != "1" ]]; then
-  step "sam build (release build of the three functions for arm64)"
+  step "sam build (release build of the four functions for arm64)"
   # Artefacts go under target/ (ignored by git); each must be an ELF executable.
   sam_args=(--build-dir target/sam-build)
   # arm64 is the template's default; without the aarch64 standard library (rustup could not fetch
@@ -124,7 +124,7 @@ if [[ "${SKIP_SAM_BUILD:-0}" != "1" ]]; then
     sam_args+=(--parameter-overrides Architecture=x86_64)
   fi
   quiet bash infra/deploy/build.sh "${sam_args[@]}"
-  for fn in AutomationFunction MonitorFunction MetricsFunction; do
+  for fn in AutomationFunction MonitorFunction MetricsFunction EventsFunction; do
     bin="target/sam-build/$fn/bootstrap"
     if [[ "$(head -c 4 "$bin" 2>/dev/null | od -An -c | tr -d ' ')" != "177ELF" ]]; then
       echo "FAILED: sam build produced no ELF $bin" >&2

@@ -137,9 +137,56 @@ impl Env {
         }
     }
 
+    /// `FAILURE_STATUSES` (default `TASK_FAILED,TASK_PARTIAL`; any of those and
+    /// `TASK_CANCELLED`, case-insensitive, duplicates dropped): the finished statuses recorded as
+    /// failures. Read alike by the monitor and the events function, which record the same
+    /// failures; the template gives both the same value.
+    pub fn failure_statuses(&self) -> Result<Vec<String>, ConfigError> {
+        use crate::devlake::models::status;
+        const NAME: &str = "FAILURE_STATUSES";
+        let Some(list) = self.list(NAME) else {
+            return Ok(vec![
+                status::FAILED.to_string(),
+                status::PARTIAL.to_string(),
+            ]);
+        };
+        if list.is_empty() {
+            return Err(ConfigError::new(NAME, "lists no status"));
+        }
+        let mut out: Vec<String> = Vec::new();
+        for raw in list {
+            let s = raw.to_ascii_uppercase();
+            if !matches!(
+                s.as_str(),
+                status::FAILED | status::PARTIAL | status::CANCELLED
+            ) {
+                return Err(ConfigError::new(
+                    NAME,
+                    format!("{raw:?} is not one of TASK_FAILED, TASK_PARTIAL, TASK_CANCELLED"),
+                ));
+            }
+            if !out.contains(&s) {
+                out.push(s);
+            }
+        }
+        Ok(out)
+    }
+
+    /// `FAILURE_RETENTION_DAYS` (default 90, 1 to 3650): the lifetime (TTL) of failure items.
+    /// Read alike by the monitor and the events function, which both write them.
+    pub fn failure_retention(&self) -> Result<chrono::Duration, ConfigError> {
+        const NAME: &str = "FAILURE_RETENTION_DAYS";
+        let days = self.parse_or::<i64>(NAME, 90)?;
+        if !(1..=3650).contains(&days) {
+            return Err(ConfigError::new(NAME, "must be between 1 and 3650 days"));
+        }
+        Ok(chrono::Duration::days(days))
+    }
+
     /// `FAILURE_WINDOW_DAYS` (default 7, 1 to [`MAX_FAILURE_WINDOW_DAYS`]): the metrics page's
     /// failure window and how long the monitor keeps failures in each project's recent list.
-    /// Read by both functions; the template gives both the same value.
+    /// Read by the monitor, the metrics and the events functions; the template gives them the
+    /// same value.
     pub fn failure_window_days(&self) -> Result<u32, ConfigError> {
         const NAME: &str = "FAILURE_WINDOW_DAYS";
         let days: u32 = self.parse_or(NAME, 7)?;

@@ -1,13 +1,15 @@
 //! devlake-autopilot's core library: the DevLake client, the automation and monitor logic, the
-//! DynamoDB store, CloudWatch emission and Prometheus rendering. Binaries in `functions/` only
+//! handling of DevLake's pipeline notifications, the DynamoDB store, CloudWatch emission and Prometheus rendering. Binaries in `functions/` only
 //! read the environment, build clients once and hand events to this crate.
 
 pub mod automation;
 pub mod aws_error;
 pub mod cloudwatch;
 pub mod config;
+pub mod cron;
 pub mod deadline;
 pub mod devlake;
+pub mod events;
 pub mod function_error;
 pub mod limits;
 pub mod metrics_http;

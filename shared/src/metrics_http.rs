@@ -17,7 +17,7 @@ use subtle::ConstantTimeEq;
 
 use crate::config::{ConfigError, Env, SecretSource};
 use crate::render::{self, ExpositionFormat};
-use crate::snapshot::page::{Live, PreparedPage, ServedPage};
+use crate::snapshot::page::{PreparedPage, ServedPage};
 use crate::store::{MetricsSnapshot, MetricsSource, PublishedRead, ScrapeRead, StoreError};
 
 /// The `http` types the handler speaks, for callers that do not depend on `lambda_http`.
@@ -334,12 +334,7 @@ impl<S: MetricsSource> MetricsService<S> {
         let Some(page) = prepared.as_mut().filter(|p| p.version() == read.version) else {
             return Prepared::Direct;
         };
-        let live = Live {
-            automation: read.automation,
-            monitor: read.monitor,
-            decode_errors: read.decode_errors,
-        };
-        Prepared::Served(page.serve(since, format, gzip, live, || started.elapsed()))
+        Prepared::Served(page.serve(since, format, gzip, read.live, || started.elapsed()))
     }
 
     /// The page rendered whole from a direct read.

@@ -20,10 +20,14 @@
 //! | `devlake_project_last_pipeline_status` | gauge | `project_name`, `status` | one series (value 1) per project that finished a pipeline |
 //! | `devlake_project_last_pipeline_duration_seconds` | gauge | `project_name` | when known |
 //! | `devlake_project_pipeline_stuck` | gauge | `project_name` | 0/1, every project |
+//! | `devlake_project_schedule_missed` | gauge | `project_name` | 0/1, every project: its managed blueprint's latest scheduled run left no pipeline |
+//! | `devlake_project_stuck_cancel_failed` | gauge | `project_name` | 0/1, every project: a `STUCK_ACTION` cancel did not stop its stuck pipeline |
+//! | `devlake_project_last_pipeline_queue_seconds` | gauge | `project_name` | started − created of the project's newest started pipeline; only for projects DevLake's notifications showed one start of |
 //! | `devlake_{monitor,automation}_last_run_{timestamp_seconds,success}` | gauge | | once the job has recorded a run |
 //! | `devlake_automation_managed_projects` | gauge | | managed projects counted by the latest automation run that listed them |
 //! | `devlake_orphan_scopes` | gauge | `plugin`, `connection_id` | from the latest automation run record: saved scopes its complete remote walk of the connection no longer found (0 included) |
 //! | `devlake_up` | gauge | | 0 when the latest monitor run did not reach DevLake or none is recorded |
+//! | `devlake_events_last_received_timestamp_seconds` | gauge | | when the events function last accepted a notification; absent until one was |
 //! | `devlake_metrics_decode_errors` | gauge | | stored items this scrape skipped because they did not decode; only on the page when above 0 |
 //! | `devlake_metrics_render_duration_seconds` | gauge | | last on the page: store read and rendering up to that line |
 //!
@@ -128,9 +132,9 @@ pub fn render_page(
 ///
 /// The page is three sections, always in this order: the compatibility series (from
 /// `snapshot.failures`), the families that depend on `snapshot.projects` only, and the live
-/// section (run records, decode errors, self-timing, `# EOF`). The metrics function keeps the first
-/// two of a published state between scrapes and writes only the live one per scrape
-/// (`snapshot::page`), so a family belongs in the section holding everything it reads.
+/// section (run records, the notification mark, decode errors, self-timing, `# EOF`). The metrics
+/// function keeps the first two of a published state between scrapes and writes only the live one
+/// per scrape (`snapshot::page`), so a family belongs in the section holding everything it reads.
 pub fn render_page_timed(
     snapshot: &MetricsSnapshot,
     timezone: Tz,
@@ -138,7 +142,7 @@ pub fn render_page_timed(
     render_duration: impl FnOnce() -> Duration,
 ) -> String {
     // About 110 bytes per compatibility series and 80 per project series.
-    let capacity = 1_024 + snapshot.failures.len() * 112 + snapshot.projects.len() * 8 * 80;
+    let capacity = 1_024 + snapshot.failures.len() * 112 + snapshot.projects.len() * 10 * 80;
     let mut page = Page {
         out: String::with_capacity(capacity),
         format,
@@ -176,7 +180,7 @@ pub fn failure_compat_samples(failures: &[FailureEvent], timezone: Tz) -> String
 /// The section of the families that depend on `snapshot.projects` only.
 pub fn project_section(snapshot: &MetricsSnapshot, format: ExpositionFormat) -> String {
     let mut page = Page {
-        out: String::with_capacity(snapshot.projects.len() * 8 * 80),
+        out: String::with_capacity(snapshot.projects.len() * 10 * 80),
         format,
     };
     write_project_families(&mut page, snapshot);
@@ -206,7 +210,7 @@ fn write_project_families(page: &mut Page, snapshot: &MetricsSnapshot) {
         .iter()
         .map(|p| (p.project_name.as_str(), p))
         .collect();
-    // Escaped once, written up to eight times.
+    // Escaped once, written up to ten times.
     let projects: Vec<(&ProjectState, Cow<'_, str>)> = by_name
         .into_values()
         .map(|p| (p, escape_label_value(&p.project_name)))
@@ -277,10 +281,39 @@ fn write_project_families(page: &mut Page, snapshot: &MetricsSnapshot) {
         Kind::Gauge,
         |p| Some(Value::from(p.stuck)),
     );
+    write_per_project(
+        page,
+        &projects,
+        "devlake_project_schedule_missed",
+        "1 while the project's managed blueprint missed its latest scheduled run (due, no pipeline).",
+        Kind::Gauge,
+        |p| Some(Value::from(p.schedule_missed)),
+    );
+    write_per_project(
+        page,
+        &projects,
+        "devlake_project_stuck_cancel_failed",
+        "1 while a cancel sent to the project's stuck pipeline (STUCK_ACTION) has not stopped it.",
+        Kind::Gauge,
+        |p| Some(Value::from(p.stuck_cancel_failed)),
+    );
+    write_per_project(
+        page,
+        &projects,
+        "devlake_project_last_pipeline_queue_seconds",
+        "Seconds the project's newest started pipeline waited between its creation and its \
+         start (from DevLake's notifications).",
+        Kind::Gauge,
+        |p| {
+            p.last_started
+                .as_ref()
+                .map(|s| Value::Float(s.queue_seconds()))
+        },
+    );
 }
 
-/// The families of the live section, in page order: run records, then the decode errors and the
-/// self-timing line, and the closing `# EOF` of OpenMetrics.
+/// The families of the live section, in page order: run records and the notification mark, then
+/// the decode errors and the self-timing line, and the closing `# EOF` of OpenMetrics.
 fn write_live_families(
     page: &mut Page,
     snapshot: &MetricsSnapshot,
@@ -308,6 +341,15 @@ fn write_live_families(
         Kind::Gauge,
     )
     .sample(&[], Value::from(up));
+    if let Some(events) = &snapshot.events {
+        page.family(
+            "devlake_events_last_received_timestamp_seconds",
+            "When the events function last accepted a DevLake pipeline notification (Unix \
+             seconds).",
+            Kind::Gauge,
+        )
+        .sample(&[], unix_seconds(events.received_at));
+    }
     // Only when something was skipped: a page without decode errors stays exactly what it was,
     // and `devlake_metrics_decode_errors > 0` alerts all the same.
     if snapshot.decode_errors > 0 {
@@ -776,6 +818,55 @@ mod tests {
             page.contains("devlake_project_pipeline_failures_total{project_name=\"p\\\"q\"} 3\n")
         );
         assert!(page.ends_with("\n# EOF\n"));
+    }
+
+    #[test]
+    fn push_series_are_on_the_page_only_once_push_delivered_something() {
+        let quiet = render_page(
+            &MetricsSnapshot {
+                projects: vec![ProjectState {
+                    project_name: "p".into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+            chrono_tz::UTC,
+            ExpositionFormat::PrometheusText,
+            Duration::ZERO,
+        );
+        assert!(!quiet.contains("queue_seconds") && !quiet.contains("devlake_events_"));
+        let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        let page = render_page(
+            &MetricsSnapshot {
+                projects: vec![ProjectState {
+                    project_name: "p".into(),
+                    last_started: Some(crate::store::StartedPipeline {
+                        pipeline_id: 4,
+                        created_at: at("2026-11-28T10:00:00Z"),
+                        began_at: at("2026-11-28T10:01:30.250Z"),
+                    }),
+                    ..Default::default()
+                }],
+                events: Some(crate::store::EventsReceived {
+                    received_at: at("2026-11-28T10:01:31.500Z"),
+                    pipeline_id: 4,
+                    status: "TASK_RUNNING".into(),
+                    project_name: "p".into(),
+                }),
+                ..Default::default()
+            },
+            chrono_tz::UTC,
+            ExpositionFormat::PrometheusText,
+            Duration::ZERO,
+        );
+        assert!(page.contains(
+            "# TYPE devlake_project_last_pipeline_queue_seconds gauge\n\
+             devlake_project_last_pipeline_queue_seconds{project_name=\"p\"} 90.25\n"
+        ));
+        assert!(page.contains(
+            "# TYPE devlake_events_last_received_timestamp_seconds gauge\n\
+             devlake_events_last_received_timestamp_seconds 1795860091.5\n"
+        ));
     }
 
     #[test]

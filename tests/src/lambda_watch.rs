@@ -18,7 +18,12 @@ use tokio::process::Command as AsyncCommand;
 use crate::stack::{die_with_parent, free_port, owned_temp_dir, repo_root, spawn_supervised};
 
 /// The function binaries of the workspace.
-pub const FUNCTIONS: [&str; 3] = ["devlake-automation", "devlake-monitor", "devlake-metrics"];
+pub const FUNCTIONS: [&str; 4] = [
+    "devlake-automation",
+    "devlake-monitor",
+    "devlake-metrics",
+    "devlake-events",
+];
 
 /// How long `start` may take: the first build of the function binaries can take minutes.
 pub const START_TIMEOUT: Duration = Duration::from_secs(600);

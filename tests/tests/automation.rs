@@ -2019,3 +2019,65 @@ async fn orphaned_scopes_are_reported_disabled_on_request_and_enabled_when_back(
     assert_eq!(enabled["enable"], true);
     assert_eq!(labels(&enabled), vec![LABEL.to_string()]);
 }
+
+#[tokio::test]
+async fn a_spread_window_gives_each_project_its_own_minute_and_a_second_run_patches_nothing() {
+    use devlake_autopilot::automation::CronSetting;
+    const PROJECTS: usize = 240;
+    let mut h = Harness::new(small(PROJECTS)).await;
+    let sim = h.sim();
+    // 23:00 to 00:59 UTC: the window crosses midnight.
+    h.config.cron = CronSetting::parse("spread:23:00-01:00").unwrap();
+    h.run(scheduled()).await.unwrap();
+    let crons = |sim: &SimHandle| -> BTreeMap<String, String> {
+        managed_projects(sim)
+            .into_iter()
+            .map(|p| {
+                let bp = blueprint(sim, &p);
+                assert_eq!(bp["isManual"], false, "{p}");
+                (p, bp["cronConfig"].as_str().unwrap().to_string())
+            })
+            .collect()
+    };
+    let first = crons(&sim);
+    assert_eq!(first.len(), PROJECTS);
+    // Each is `M H * * *` (DevLake validated it on the PATCH) inside the window, minutes spread.
+    let mut per_minute: BTreeMap<u32, usize> = BTreeMap::new();
+    for cron in first.values() {
+        let f: Vec<&str> = cron.split(' ').collect();
+        assert_eq!(f[2..], ["*", "*", "*"], "{cron}");
+        let (m, hour): (u32, u32) = (f[0].parse().unwrap(), f[1].parse().unwrap());
+        assert!(m < 60 && (hour == 23 || hour == 0), "{cron}");
+        *per_minute.entry(hour * 60 + m).or_default() += 1;
+    }
+    let before_midnight: usize = per_minute.range(23 * 60..).map(|(_, n)| n).sum();
+    // 240 projects over 120 minutes: two a minute on average. A fair spread uses most
+    // minutes, piles no more than a handful on one, and splits the window around midnight.
+    assert!(per_minute.len() >= 90, "{} minutes used", per_minute.len());
+    assert!(per_minute.values().all(|n| *n <= 8), "{per_minute:?}");
+    assert!((80..=160).contains(&before_midnight), "{before_midnight}");
+
+    // A second run: the same minute for every project, so not one PATCH.
+    sim.reset_log();
+    h.run(scheduled()).await.unwrap();
+    assert_eq!(sim.count_matching("PATCH", "/blueprints"), 0);
+    assert_eq!(crons(&sim), first);
+
+    // A new window moves every project into it, one PATCH each.
+    h.config.cron = CronSetting::parse("spread:01:00-05:00").unwrap();
+    sim.reset_log();
+    let summary = h.run(scheduled()).await.unwrap();
+    assert_eq!(
+        sim.count_matching("PATCH", "/blueprints"),
+        PROJECTS,
+        "{summary:#}"
+    );
+    let CronSetting::Spread(window) = &h.config.cron else {
+        unreachable!()
+    };
+    for (project, cron) in crons(&sim) {
+        assert_eq!(cron, window.cron_for(&project));
+        let hour: u32 = cron.split(' ').nth(1).unwrap().parse().unwrap();
+        assert!((1..5).contains(&hour), "{cron}");
+    }
+}

@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use chrono::{DateTime, Utc};
 use devlake_autopilot::automation::runtime::Automation;
 use devlake_autopilot::config::{Env, SecretSource};
+use devlake_autopilot::events::EventsFunction;
 use devlake_autopilot::metrics_http::{
     http, MetricsService, MetricsSettings, MetricsToken, TOKEN_ARN_VAR, TOKEN_VAR,
 };
@@ -24,7 +25,7 @@ use devlake_testkit::aws_recorder::{AwsRecorder, Upstreams};
 use devlake_testkit::cloudwatch_double::CloudWatchDouble;
 use devlake_testkit::iam_policy::{check_template, Deployment};
 use devlake_testkit::secrets_manager::LocalSecretsManager;
-use devlake_testkit::sim::{Fixture, SimOptions, Simulator};
+use devlake_testkit::sim::{devlake_sign, Fixture, SimOptions, Simulator};
 use devlake_testkit::stack::{dynamodb_local, local_sdk_config, repo_root};
 use serde_json::{json, Value};
 
@@ -37,12 +38,20 @@ const API_KEY_ARN: &str =
 const TOKEN: &str = "iam-conformance-metrics-token-9d4e";
 const TOKEN_ARN: &str =
     "arn:aws:secretsmanager:us-east-1:123456789012:secret:devlake/metrics-token-R4t5Y6";
-/// The customer-managed key both secrets are encrypted with (Secrets Manager decrypts with the
+const NOTIFICATION_SECRET: &str = "iam-conformance-notification-secret-3b7a";
+const NOTIFICATION_SECRET_ARN: &str =
+    "arn:aws:secretsmanager:us-east-1:123456789012:secret:devlake/notification-secret-U7i8O9";
+/// The customer-managed key the secrets are encrypted with (Secrets Manager decrypts with the
 /// caller's permissions, so the roles need kms:Decrypt through Secrets Manager).
 const KMS_KEY_ARN: &str =
     "arn:aws:kms:us-east-1:123456789012:key/0f1e2d3c-4b5a-6978-8695-a4b3c2d1e0f9";
 
-const FUNCTIONS: [&str; 3] = ["AutomationFunction", "MonitorFunction", "MetricsFunction"];
+const FUNCTIONS: [&str; 4] = [
+    "AutomationFunction",
+    "MonitorFunction",
+    "MetricsFunction",
+    "EventsFunction",
+];
 
 fn env(pairs: &[(&str, &str)]) -> Env {
     pairs.iter().copied().collect()
@@ -101,6 +110,7 @@ async fn every_aws_call_is_allowed_by_the_function_role_and_every_grant_is_used(
     let secrets = LocalSecretsManager::start().await;
     secrets.set_string(API_KEY_ARN, API_KEY);
     secrets.set_string(TOKEN_ARN, TOKEN);
+    secrets.set_string(NOTIFICATION_SECRET_ARN, NOTIFICATION_SECRET);
     let recorder = AwsRecorder::new(Upstreams {
         dynamodb: Some(ddb.endpoint().to_string()),
         cloudwatch: Some(cloudwatch.url().to_string()),
@@ -198,11 +208,19 @@ async fn every_aws_call_is_allowed_by_the_function_role_and_every_grant_is_used(
     // --- Monitor: start-up, first run (with the day's expiry pass), auto-rerun claims, a
     // normal run, a rescan, a dry run, and the first run of a later UTC day that expires
     // failures out of the projects' recent lists.
+    // The automation's blueprints run on DevLake's cron, which this simulated DevLake never
+    // fires: with their label, the later day's run would flag them all for missed runs and
+    // rewrite them in its commits, leaving its expiry pass (and that pass's writes) nothing to
+    // do. Another label keeps the schedule checks out of this scenario; they make no AWS call.
     let monitor = MonitorFunction::from_env_with_sdk(
         &job_env(
             &endpoint,
             &table,
-            &[("AUTO_RERUN_MAX", "1"), ("FAILURE_WINDOW_DAYS", "7")],
+            &[
+                ("AUTO_RERUN_MAX", "1"),
+                ("FAILURE_WINDOW_DAYS", "7"),
+                ("MANAGED_LABEL", "not-this-scenario"),
+            ],
         ),
         &sdk_of("MonitorFunction").await,
     )
@@ -259,6 +277,61 @@ async fn every_aws_call_is_allowed_by_the_function_role_and_every_grant_is_used(
     let expiry = next_day.expiry.expect("the first run of a UTC day expires");
     assert!(expiry.projects_rewritten >= 2, "{expiry:?}");
 
+    // --- Events: start-up (secret by ARN), then DevLake's notifications of one pipeline of a
+    // project the monitor knows: started, failed, the failure again, one without a project,
+    // and a request DevLake did not sign.
+    let events = EventsFunction::from_env_with_sdk(
+        &env(&[
+            ("TABLE_NAME", &table),
+            ("NOTIFICATION_SECRET_ARN", NOTIFICATION_SECRET_ARN),
+        ]),
+        &sdk_of("EventsFunction").await,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("events start-up: {e}"));
+    let project = devlake.projects()[1]["name"]
+        .as_str()
+        .expect("a project name")
+        .to_string();
+    let notification = |project: &str, status: &str, finished: Option<&str>| {
+        json!({
+            "ProjectName": project, "PipelineID": 900_001,
+            "CreatedAt": "2026-11-28T10:00:00Z", "UpdatedAt": finished.unwrap_or("2026-11-28T10:00:05Z"),
+            "BeganAt": "2026-11-28T10:00:05Z", "FinishedAt": finished, "Status": status,
+        })
+        .to_string()
+    };
+    let deliver = |body: String, signed: bool| {
+        let events = &events;
+        async move {
+            let nonce = "17-AbCdEfGhIjKlMnOp";
+            let secret = if signed {
+                NOTIFICATION_SECRET
+            } else {
+                "not-it"
+            };
+            let request = http::Request::builder()
+                .method("POST")
+                .uri(format!(
+                    "/?nouce={nonce}&sign={}",
+                    devlake_sign(&body, secret, nonce)
+                ))
+                .body(body.into_bytes())
+                .unwrap();
+            events.service.handle(&request, Utc::now()).await.status()
+        }
+    };
+    let failed = notification(&project, "TASK_FAILED", Some("2026-11-28T10:09:00Z"));
+    for (body, signed, expected) in [
+        (notification(&project, "TASK_RUNNING", None), true, 200),
+        (failed.clone(), true, 200),
+        (failed, true, 200),
+        (notification("", "TASK_CREATED", None), true, 200),
+        (notification(&project, "TASK_COMPLETED", None), false, 401),
+    ] {
+        assert_eq!(deliver(body, signed).await, expected);
+    }
+
     let page = service.handle(&request, t0).await;
     assert_eq!(page.status(), 200);
     // The stores total the capacity DynamoDB reports (what docs/cost.md is computed from): the
@@ -311,6 +384,15 @@ async fn every_aws_call_is_allowed_by_the_function_role_and_every_grant_is_used(
                 "secretsmanager:GetSecretValue",
             ][..],
         ),
+        (
+            "EventsFunction",
+            &[
+                "dynamodb:BatchGetItem",
+                "dynamodb:TransactWriteItems",
+                "dynamodb:UpdateItem",
+                "secretsmanager:GetSecretValue",
+            ][..],
+        ),
     ] {
         for op in expected {
             assert!(
@@ -323,11 +405,13 @@ async fn every_aws_call_is_allowed_by_the_function_role_and_every_grant_is_used(
     let deployment = Deployment::new(REGION, ACCOUNT, "devlake-autopilot")
         .parameter("DevLakeApiKeySecretArn", API_KEY_ARN)
         .parameter("MetricsTokenSecretArn", TOKEN_ARN)
+        .parameter("NotificationSecretArn", NOTIFICATION_SECRET_ARN)
         .parameter("SecretsKmsKeyArn", KMS_KEY_ARN)
         .parameter("CloudWatchNamespace", NAMESPACE)
         .physical("StateTable", &table)
         .secret_key(API_KEY_ARN, KMS_KEY_ARN)
-        .secret_key(TOKEN_ARN, KMS_KEY_ARN);
+        .secret_key(TOKEN_ARN, KMS_KEY_ARN)
+        .secret_key(NOTIFICATION_SECRET_ARN, KMS_KEY_ARN);
     let report = check_template(
         &repo_root().join("template.yaml"),
         &deployment,

@@ -15,11 +15,11 @@ use chrono_tz::Tz;
 use devlake_autopilot::metrics_http::http::{header, Method, Request, Response, StatusCode};
 use devlake_autopilot::metrics_http::{MetricsService, MetricsToken};
 use devlake_autopilot::render::{self, ExpositionFormat};
-use devlake_autopilot::snapshot::page::{Live, PreparedPage};
+use devlake_autopilot::snapshot::page::PreparedPage;
 use devlake_autopilot::snapshot::publish_after_commit;
 use devlake_autopilot::store::{
-    keys, DynamoStore, FailureEvent, Job, MetricsSnapshot, MetricsSource, ProjectState,
-    PublishedState, RunRecord,
+    keys, DynamoStore, FailureEvent, Job, LiveRecords, MetricsSnapshot, MetricsSource,
+    ProjectState, PublishedState, RunRecord,
 };
 use devlake_testkit::dynamo_calls::DynamoCallCounter;
 use devlake_testkit::stack::{dynamodb_local, free_port, local_sdk_config, repo_root};
@@ -97,11 +97,14 @@ fn golden_snapshot() -> MetricsSnapshot {
         last_failure_at: Some(utc("2026-11-22T03:04:05Z")),
         last_duration_seconds: Some(61.0),
         failures_total: 1,
+        // Its blueprint's latest scheduled run left no pipeline.
+        schedule_missed: true,
         ..project(QUOTED)
     };
-    // Never finished a pipeline, one running far too long.
+    // Never finished a pipeline, one running far too long that a cancel did not stop.
     let backslash = ProjectState {
         stuck: true,
+        stuck_cancel_failed: true,
         ..project(BACKSLASH)
     };
     let newline = ProjectState {
@@ -136,6 +139,8 @@ fn golden_snapshot() -> MetricsSnapshot {
             failure(UNICODE, utc("2026-11-21T17:00:00Z"), 800),
         ],
         decode_errors: 0,
+        // Push not configured: the golden pages have no events series.
+        events: None,
         automation: Some(RunRecord {
             summary: serde_json::json!({
                 "status": "ok",
@@ -286,6 +291,8 @@ fn rendered_page_passes_promtool_and_has_every_metric() {
         "devlake_project_last_pipeline_status",
         "devlake_project_last_pipeline_duration_seconds",
         "devlake_project_pipeline_stuck",
+        "devlake_project_schedule_missed",
+        "devlake_project_stuck_cancel_failed",
         "devlake_monitor_last_run_timestamp_seconds",
         "devlake_monitor_last_run_success",
         "devlake_automation_last_run_timestamp_seconds",
@@ -343,6 +350,27 @@ fn rendered_page_passes_promtool_and_has_every_metric() {
         s["devlake_project_consecutive_failures{project_name=\"github/acme/api\"}"],
         "3"
     );
+    // Missed scheduled runs and cancels that did not take: 0/1 for every project.
+    for (family, flagged) in [
+        (
+            "devlake_project_schedule_missed",
+            "gitlab/team \\\"quoted\\\"/svc",
+        ),
+        (
+            "devlake_project_stuck_cancel_failed",
+            "jira/C:\\\\path\\\\proj",
+        ),
+    ] {
+        let rows: Vec<(&String, &String)> = s
+            .iter()
+            .filter(|(k, _)| k.starts_with(&format!("{family}{{")))
+            .collect();
+        assert_eq!(rows.len(), 5, "{family}: one series per project");
+        for (k, v) in rows {
+            let want = if k.contains(flagged) { "1" } else { "0" };
+            assert_eq!(v, want, "{k}");
+        }
+    }
     // No sample timestamps: every sample line is `series value`.
     for line in page.lines().filter(|l| !l.starts_with('#')) {
         let value = line.rsplit_once(' ').unwrap().1;
@@ -400,6 +428,16 @@ fn published(projects: &[ProjectState], failures: &[FailureEvent]) -> PublishedS
     }
 }
 
+/// The live records of `snapshot` (run records, the notification mark), as a scrape reads them.
+fn live_records(snapshot: &MetricsSnapshot) -> LiveRecords {
+    LiveRecords {
+        automation: snapshot.automation.clone(),
+        monitor: snapshot.monitor.clone(),
+        events: snapshot.events.clone(),
+        decode_errors: 0,
+    }
+}
+
 fn single_member_gunzip(bytes: &[u8]) -> String {
     use std::io::Read;
     let mut out = String::new();
@@ -419,17 +457,9 @@ fn assert_serves(
     expected: &str,
 ) {
     for gzip in [false, true] {
-        let served = page.serve(
-            now - WINDOW,
-            format,
-            gzip,
-            Live {
-                automation: live.automation.clone(),
-                monitor: live.monitor.clone(),
-                decode_errors: 0,
-            },
-            || Duration::from_micros(12_500),
-        );
+        let served = page.serve(now - WINDOW, format, gzip, live_records(live), || {
+            Duration::from_micros(12_500)
+        });
         assert_eq!(served.gzip, gzip);
         let body = if gzip {
             single_member_gunzip(&served.body)
@@ -507,13 +537,8 @@ fn the_published_page_follows_the_window_at_every_scrape() {
         start - ChronoDuration::days(20),
         start + ChronoDuration::days(10),
     ] {
-        let direct = MetricsSnapshot::from_parts(
-            state.projects.clone(),
-            now - WINDOW,
-            live.automation.clone(),
-            live.monitor.clone(),
-            0,
-        );
+        let direct =
+            MetricsSnapshot::from_parts(state.projects.clone(), now - WINDOW, live_records(&live));
         parts_seen = parts_seen.max(direct.failures.len());
         for format in [
             ExpositionFormat::PrometheusText,

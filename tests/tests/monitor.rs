@@ -1757,3 +1757,310 @@ async fn a_scrape_after_a_monitor_run_shows_the_failures_it_committed() {
     assert!(page.contains(&total(&ps[0].0, 1)), "{page}");
     assert_eq!(ops, [("BatchGetItem".to_string(), 2)].into());
 }
+
+// ---------------------------------------------------------------------------------------------
+// Missed scheduled runs and STUCK_ACTION: the in-memory store (the DynamoDB adapter is not the
+// point; the cursor fields round-trip through DynamoDB in tests/tests/store.rs).
+// ---------------------------------------------------------------------------------------------
+
+/// A monitor on the in-memory store and sink, against a simulator whose clock the test moves.
+struct Light {
+    sim: Simulator,
+    devlake: DevLakeClient,
+    store: devlake_autopilot::store::MemoryStore,
+    sink: devlake_autopilot::cloudwatch::MemorySink,
+    settings: MonitorSettings,
+}
+
+/// Saturday 2026-11-28 10:00 UTC.
+fn t0() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-11-28T10:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+impl Light {
+    /// `n` projects `gen-project-0000i` with blueprints `i + 1` wired to a scope (so DevLake's
+    /// cron can create their pipelines), the clock stopped at [`t0`].
+    async fn new(n: usize, settings: MonitorSettings) -> Light {
+        let sim = Simulator::start(Fixture::generated(devlake_testkit::sim::GeneratedSpec {
+            repos_per_connection: n,
+            scoped_per_connection: n,
+            blueprints: n,
+            pipelines: 0,
+            now: t0(),
+            ..Default::default()
+        }))
+        .await;
+        sim.handle().set_clock(Some(t0()));
+        Light {
+            devlake: client_for(&sim),
+            sim,
+            store: devlake_autopilot::store::MemoryStore::new(),
+            sink: devlake_autopilot::cloudwatch::MemorySink::new(),
+            settings,
+        }
+    }
+
+    fn sim(&self) -> SimHandle {
+        self.sim.handle()
+    }
+
+    fn monitor(&self) -> Monitor<'_> {
+        Monitor {
+            settings: &self.settings,
+            devlake: &self.devlake,
+            store: &self.store,
+            sink: &self.sink,
+        }
+    }
+
+    /// Moves DevLake's clock to `at` (its cron fires on the way when running), then runs the
+    /// monitor at `at`.
+    async fn run_at(&self, at: DateTime<Utc>, payload: Value) -> Summary {
+        self.sim().set_clock(Some(at));
+        let summary = self
+            .monitor()
+            .handle(&payload, at, Deadline::none())
+            .await
+            .expect("monitor run");
+        assert_eq!(summary.status, RunStatus::Ok, "{summary:#?}");
+        summary
+    }
+
+    fn project(&self, i: usize) -> ProjectState {
+        self.store.project(&project_name(i)).unwrap_or_default()
+    }
+}
+
+fn project_name(i: usize) -> String {
+    format!("gen-project-{i:05}")
+}
+
+fn minutes(m: i64) -> chrono::Duration {
+    chrono::Duration::minutes(m)
+}
+
+#[tokio::test]
+async fn a_lost_scheduled_run_is_flagged_missed_a_refused_or_healthy_one_is_not() {
+    let h = Light::new(4, MonitorSettings::default()).await;
+    let sim = h.sim();
+    // 0: healthy, 1: its runs are lost (DevLake's lock timeout), 2: runs refused because a
+    // pipeline is still running, 3: lost too but not managed (no label): never watched.
+    for (bp, labels) in [
+        (1, json!(["devlake-autopilot"])),
+        (2, json!(["devlake-autopilot"])),
+        (3, json!(["devlake-autopilot", "team-a"])),
+        (4, json!(["team-a"])),
+    ] {
+        sim.patch_blueprint(bp, json!({"cronConfig": "30 3 * * *", "labels": labels}))
+            .unwrap();
+    }
+    sim.lose_cron_fires(2, true);
+    sim.lose_cron_fires(4, true);
+    sim.run_cron(true);
+    let day = t0() + chrono::Duration::hours(17); // Sunday 03:00
+                                                  // A pipeline of project 2 started by hand at 03:00, running past its 03:30 run.
+    let first = h.run_at(t0(), json!({})).await;
+    assert!(first.schedule_missed.is_empty());
+    assert_eq!(h.store.cursor().unwrap().schedules.len(), 3);
+    sim.set_clock(Some(day));
+    let busy = sim.trigger(3).unwrap();
+    sim.start_pipeline(busy).unwrap();
+
+    // 03:40: every run is within the grace period.
+    let early = h.run_at(day + minutes(40), json!({})).await;
+    assert!(early.schedule_missed.is_empty(), "{early:#?}");
+    let fires = sim.cron_fires();
+    assert_eq!(fires.len(), 4, "{fires:#?}");
+    let created = fires.iter().find(|f| f.blueprint_id == 1).unwrap();
+    assert!(created.pipeline_id.is_some());
+    let refused = fires.iter().find(|f| f.blueprint_id == 3).unwrap();
+    assert_eq!(
+        refused.refused.as_deref(),
+        Some("there are pending pipelines of current blueprint already")
+    );
+    sim.finish_pipeline(created.pipeline_id.unwrap(), "TASK_COMPLETED", "")
+        .unwrap();
+
+    // 03:50: the lost run of the managed project 1 is missed; project 2's run was refused
+    // while its pipeline ran (a skip, not a miss); project 3 is not managed.
+    let late = h.run_at(day + minutes(50), json!({})).await;
+    assert_eq!(late.schedule_missed, vec![project_name(1)]);
+    assert!(h.project(1).schedule_missed);
+    for i in [0, 2, 3] {
+        assert!(!h.project(i).schedule_missed, "{i}");
+    }
+    // The busy pipeline ends: still no miss for project 2, whose run was refused while busy.
+    sim.set_clock(Some(day + minutes(55)));
+    sim.finish_pipeline(busy, "TASK_COMPLETED", "").unwrap();
+    let later = h.run_at(day + minutes(60), json!({})).await;
+    assert_eq!(later.schedule_missed, vec![project_name(1)]);
+
+    // A dry run judges the same, writes nothing.
+    let cursor = h.store.cursor();
+    let dry = h.run_at(day + minutes(65), json!({"dryRun": true})).await;
+    assert_eq!(dry.schedule_missed, vec![project_name(1)]);
+    assert_eq!(h.store.cursor(), cursor);
+
+    // The lock problem goes away: the next day's run clears the flag.
+    sim.lose_cron_fires(2, false);
+    let next = h
+        .run_at(day + chrono::Duration::days(1) + minutes(50), json!({}))
+        .await;
+    assert!(next.schedule_missed.is_empty(), "{next:#?}");
+    assert!(!h.project(1).schedule_missed);
+    assert!(h.store.cursor().unwrap().schedule_missed.is_empty());
+}
+
+#[tokio::test]
+async fn a_changed_schedule_is_watched_from_the_change() {
+    let h = Light::new(1, MonitorSettings::default()).await;
+    let sim = h.sim();
+    sim.patch_blueprint(
+        1,
+        json!({"cronConfig": "0 12 * * *", "labels": ["devlake-autopilot"]}),
+    )
+    .unwrap();
+    sim.run_cron(true);
+    h.run_at(t0(), json!({})).await;
+    // Saturday 12:00 runs; its pipeline ends at 12:30.
+    sim.set_clock(Some(t0() + minutes(150)));
+    sim.finish_all_pending("TASK_COMPLETED", "").unwrap();
+    h.run_at(t0() + minutes(160), json!({})).await;
+    // Sunday 11:00 the schedule moves to 09:00 (as a new spread window does): Sunday 09:00 was
+    // never DevLake's plan, so nothing is missed, though no pipeline ran since Saturday.
+    let sunday = t0() + chrono::Duration::days(1);
+    sim.set_clock(Some(sunday + minutes(60)));
+    sim.patch_blueprint(1, json!({"cronConfig": "0 9 * * *"}))
+        .unwrap();
+    let s = h.run_at(sunday + minutes(70), json!({})).await;
+    assert!(s.schedule_missed.is_empty(), "{s:#?}");
+    // Monday 09:00 runs and leaves a pipeline.
+    let monday = sunday + chrono::Duration::days(1);
+    let s = h.run_at(monday, json!({})).await;
+    assert!(s.schedule_missed.is_empty());
+    let fires: Vec<DateTime<Utc>> = sim.cron_fires().iter().map(|f| f.at).collect();
+    assert_eq!(
+        fires,
+        vec![t0() + minutes(120), monday - minutes(60)],
+        "Saturday 12:00 and Monday 09:00"
+    );
+}
+
+/// A pipeline of `blueprint` running since `hours` before [`t0`].
+fn running_since(sim: &SimHandle, blueprint: u64, hours: i64) -> u64 {
+    let began = t0() - chrono::Duration::hours(hours);
+    sim.create_pipeline(PipelineSeed {
+        blueprint_id: blueprint,
+        status: "TASK_RUNNING".into(),
+        created_at: Some(began),
+        began_at: Some(began),
+        ..PipelineSeed::default()
+    })
+    .unwrap()
+}
+
+#[tokio::test]
+async fn stuck_pipelines_are_cancelled_checked_and_rerun_within_the_cap() {
+    let h = Light::new(
+        3,
+        MonitorSettings {
+            stuck_action: devlake_autopilot::monitor::StuckAction::CancelAndRerun,
+            auto_rerun_max: 1,
+            ..MonitorSettings::default()
+        },
+    )
+    .await;
+    let sim = h.sim();
+    let p1 = running_since(&sim, 1, 13);
+    let p2 = running_since(&sim, 2, 13);
+    let fresh = running_since(&sim, 3, 1);
+    // p2's running task ignores its cancellation.
+    sim.ignore_cancel(p2, true);
+    let deletes = |id: u64| sim.count_matching("DELETE", &format!("/pipelines/{id}"));
+
+    // A dry run reports what it would cancel and cancels nothing.
+    let dry = h.run_at(t0(), json!({"dryRun": true})).await;
+    assert_eq!(dry.cancelled_pipeline_ids, vec![p1, p2]);
+    assert_eq!(deletes(p1) + deletes(p2), 0);
+    assert!(h.store.cursor().is_none());
+
+    // Stuck: flagged and cancelled (not the pipeline running for an hour).
+    let first = h.run_at(t0(), json!({})).await;
+    assert_eq!(first.stuck, 2);
+    assert_eq!(first.cancelled_pipeline_ids, vec![p1, p2]);
+    assert_eq!((deletes(p1), deletes(p2), deletes(fresh)), (1, 1, 0));
+    assert_eq!(sim.pipeline(p1).unwrap()["status"], "TASK_CANCELLED");
+    assert_eq!(sim.pipeline(p2).unwrap()["status"], "TASK_RUNNING");
+    assert_eq!(h.store.cursor().unwrap().stuck_cancels.len(), 2);
+    assert!(!h.project(1).stuck_cancel_failed, "judged by the next run");
+
+    // Next run: p1's cancel took, so it is re-run (claimed like an auto-rerun); p2's did not:
+    // flagged, and asked again.
+    let second = h.run_at(t0() + minutes(5), json!({})).await;
+    assert_eq!(second.stuck_rerun_pipeline_ids, vec![p1]);
+    assert_eq!(second.cancels_not_taken, vec![p2]);
+    assert_eq!(sim.pipeline(p1).unwrap()["status"], "TASK_RERUN");
+    assert_eq!(h.store.reruns(p1), 1);
+    assert!(h.project(1).stuck_cancel_failed);
+    assert!(!h.project(0).stuck_cancel_failed);
+    assert_eq!(deletes(p2), 2);
+
+    // The task finally stops: the repeated cancel takes, the flag clears, p2 is re-run too.
+    sim.ignore_cancel(p2, false);
+    let third = h.run_at(t0() + minutes(10), json!({})).await;
+    assert_eq!(
+        third.cancels_not_taken,
+        vec![p2],
+        "cancelled by this run's request"
+    );
+    assert_eq!(sim.pipeline(p2).unwrap()["status"], "TASK_CANCELLED");
+    let fourth = h.run_at(t0() + minutes(15), json!({})).await;
+    assert!(fourth.cancels_not_taken.is_empty());
+    assert_eq!(fourth.stuck_rerun_pipeline_ids, vec![p2]);
+    assert!(!h.project(1).stuck_cancel_failed);
+
+    // p1's re-run gets stuck as well: cancelled again, but AUTO_RERUN_MAX (1) is used up.
+    sim.start_pipeline(p1).unwrap();
+    h.run_at(t0() + minutes(20), json!({})).await;
+    let stuck_again = t0() + minutes(20) + chrono::Duration::hours(13);
+    // By then the pipeline that had run for an hour is stuck too.
+    let s = h.run_at(stuck_again, json!({})).await;
+    assert_eq!(s.cancelled_pipeline_ids, vec![p1, fresh], "{s:#?}");
+    let s = h.run_at(stuck_again + minutes(5), json!({})).await;
+    assert_eq!(s.stuck_rerun_pipeline_ids, vec![fresh], "{s:#?}");
+    assert_eq!(sim.pipeline(p1).unwrap()["status"], "TASK_CANCELLED");
+    assert_eq!(h.store.reruns(p1), 1);
+    assert!(h.store.cursor().unwrap().stuck_cancels.is_empty());
+}
+
+#[tokio::test]
+async fn stuck_action_none_and_cancel_never_rerun() {
+    for (action, deletes_expected) in [
+        (devlake_autopilot::monitor::StuckAction::None, 0),
+        (devlake_autopilot::monitor::StuckAction::Cancel, 1),
+    ] {
+        let h = Light::new(
+            1,
+            MonitorSettings {
+                stuck_action: action,
+                auto_rerun_max: 3,
+                ..MonitorSettings::default()
+            },
+        )
+        .await;
+        let sim = h.sim();
+        let p = running_since(&sim, 1, 13);
+        h.run_at(t0(), json!({})).await;
+        let s = h.run_at(t0() + minutes(5), json!({})).await;
+        assert_eq!(
+            sim.count_matching("DELETE", &format!("/pipelines/{p}")),
+            deletes_expected,
+            "{action:?}"
+        );
+        assert!(s.stuck_rerun_pipeline_ids.is_empty() && s.rerun_pipeline_ids.is_empty());
+        assert_eq!(sim.count_matching("POST", "/pipelines"), 0, "{action:?}");
+        assert!(!h.project(0).stuck_cancel_failed);
+    }
+}

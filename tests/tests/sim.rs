@@ -1444,6 +1444,147 @@ async fn cancelling_a_queued_pipeline_touches_no_timestamp_a_running_one_ends() 
 }
 
 #[tokio::test]
+async fn a_cancel_that_cannot_stop_a_running_task_answers_200_and_changes_nothing() {
+    let api = Api::new(Fixture::empty()).await;
+    let h = api.sim.handle();
+    let t0 = frozen(&h);
+    let a = h.create_project("a").unwrap();
+    let b = h.create_project("b").unwrap();
+    let resumed = queued(&h, b);
+    h.start_pipeline(resumed).unwrap();
+    h.restart(true);
+    let stubborn = queued(&h, a);
+    h.start_pipeline(stubborn).unwrap();
+    h.ignore_cancel(stubborn, true);
+    h.advance_clock(chrono::Duration::minutes(5));
+    let before = [
+        api.ok(&format!("/pipelines/{stubborn}")).await,
+        api.ok(&format!("/pipelines/{resumed}")).await,
+    ];
+    for id in [stubborn, resumed] {
+        let r = api
+            .call(Method::DELETE, &format!("/pipelines/{id}"), None)
+            .await;
+        assert_eq!((r.status, r.json()["success"].clone()), (200, json!(true)));
+    }
+    // `cancelRunningTasks` skips a task it no longer tracks; `cancelPendingTasksInDB` only
+    // touches a resumed pipeline's tasks: neither row changes.
+    let after = [
+        api.ok(&format!("/pipelines/{stubborn}")).await,
+        api.ok(&format!("/pipelines/{resumed}")).await,
+    ];
+    assert_eq!(after, before);
+    assert_eq!(after[0]["status"], "TASK_RUNNING");
+    assert_eq!(after[1]["status"], "TASK_RESUME");
+    assert_eq!(time(&after[0]["beganAt"]), t0);
+    // A pipeline that does not exist: 400, as `CancelPipeline`'s BadInput.
+    let missing = api.call(Method::DELETE, "/pipelines/999", None).await;
+    assert_error(&missing, 400, "pipeline not found");
+    // Once the task can be stopped, the same call ends it.
+    h.ignore_cancel(stubborn, false);
+    api.call(Method::DELETE, &format!("/pipelines/{stubborn}"), None)
+        .await;
+    let ended = api.ok(&format!("/pipelines/{stubborn}")).await;
+    assert_eq!(ended["status"], "TASK_CANCELLED");
+    assert_eq!(
+        time(&ended["finishedAt"]),
+        t0 + chrono::Duration::minutes(5)
+    );
+}
+
+#[tokio::test]
+async fn devlakes_cron_creates_a_pipeline_per_activation_unless_one_is_pending_or_it_is_lost() {
+    let t0 = DateTime::parse_from_rfc3339("2026-11-28T10:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc);
+    let api = Api::new(Fixture::generated(GeneratedSpec {
+        repos_per_connection: 3,
+        scoped_per_connection: 3,
+        blueprints: 3,
+        pipelines: 0,
+        now: t0,
+        ..GeneratedSpec::default()
+    }))
+    .await;
+    let h = api.sim.handle();
+    h.set_clock(Some(t0));
+    for (id, body) in [
+        (1, json!({"cronConfig": "30 3 * * *"})),
+        (2, json!({"cronConfig": "@every 8h"})),
+        // Disabled: DevLake's cron does not schedule it.
+        (3, json!({"cronConfig": "*/5 * * * *", "enable": false})),
+    ] {
+        let r = api.patch(&format!("/blueprints/{id}"), body).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    // The cron is off until a test turns it on: moving the clock created nothing so far.
+    h.advance_clock(chrono::Duration::hours(1));
+    assert!(h.cron_fires().is_empty());
+    h.set_clock(Some(t0));
+    // Through the control API, as the standalone simulator is driven.
+    let on = api.post("/_sim/cron", json!({"running": true})).await;
+    assert_eq!(on.status, 200, "{}", on.text);
+    assert_eq!(on.json(), json!({"fires": []}));
+    let at = |h: i64, m: i64| t0 + chrono::Duration::hours(h) + chrono::Duration::minutes(m);
+
+    h.advance_clock(chrono::Duration::days(1));
+    let fires: Vec<(u64, DateTime<Utc>, bool)> = h
+        .cron_fires()
+        .iter()
+        .map(|f| (f.blueprint_id, f.at, f.pipeline_id.is_some()))
+        .collect();
+    assert_eq!(
+        fires,
+        vec![
+            // `@every 8h` counts from the blueprint's last save (t0).
+            (2, at(8, 0), true),
+            (2, at(16, 0), false),
+            (1, at(17, 30), true),
+            (2, at(24, 0), false),
+        ]
+    );
+    let refused = &h.cron_fires()[1];
+    assert_eq!(
+        refused.refused.as_deref(),
+        Some("there are pending pipelines of current blueprint already")
+    );
+    // The pipeline is an ordinary one of the blueprint, created at the activation.
+    let listed = api.ok("/pipelines?blueprint_id=1").await;
+    assert_eq!(listed["count"], 1);
+    let p = &listed["pipelines"][0];
+    assert_eq!(p["status"], "TASK_CREATED");
+    assert_eq!(time(&p["createdAt"]), at(17, 30));
+    assert!(p["plan"].as_array().is_some_and(|s| !s.is_empty()));
+
+    // Lost activations (a lock timeout) leave no pipeline and nothing retries them.
+    h.finish_all_pending("TASK_COMPLETED", "").unwrap();
+    api.post("/_sim/cron", json!({"lose": [1]})).await;
+    h.advance_clock(chrono::Duration::days(1));
+    assert_eq!(api.ok("/pipelines?blueprint_id=1").await["count"], 1);
+    let last = h
+        .cron_fires()
+        .into_iter()
+        .rev()
+        .find(|f| f.blueprint_id == 1)
+        .unwrap();
+    assert_eq!(last.at, at(41, 30));
+    assert_eq!(last.refused.as_deref(), Some("lock tables timeout"));
+    let listed = api.ok("/_sim/cron").await;
+    assert_eq!(
+        listed["fires"].as_array().unwrap().len(),
+        h.cron_fires().len()
+    );
+    assert_eq!(listed["fires"][0]["blueprintId"], 2);
+    assert_eq!(api.ok("/pipelines?blueprint_id=3").await["count"], 0);
+
+    // Turned off again: clock moves create nothing.
+    h.run_cron(false);
+    let before = h.cron_fires().len();
+    h.advance_clock(chrono::Duration::days(2));
+    assert_eq!(h.cron_fires().len(), before);
+}
+
+#[tokio::test]
 async fn deleting_a_project_deletes_its_blueprint_renaming_keeps_it() {
     let api = Api::new(Fixture::empty()).await;
     let h = api.sim.handle();
@@ -2025,4 +2166,171 @@ async fn standalone_binary_starts_and_answers() {
         .unwrap();
     assert_eq!(c["total"], 3);
     child.kill().await.unwrap();
+}
+
+/// What a receiver of DevLake's notifications saw: method, query, content type, body.
+type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, String, String, String)>>>;
+
+/// A notification endpoint answering `status` to everything, recording each request.
+async fn receiver(status: u16) -> (String, Received, devlake_testkit::serve::Serving) {
+    use axum::extract::{Request, State};
+    let seen: Received = Default::default();
+    let app = axum::Router::new()
+        .fallback(
+            |State((seen, status)): State<(Received, u16)>, req: Request| async move {
+                let (parts, body) = req.into_parts();
+                let body = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+                let content_type = parts
+                    .headers
+                    .get("content-type")
+                    .map(|v| v.to_str().unwrap().to_string())
+                    .unwrap_or_default();
+                seen.lock().unwrap().push((
+                    parts.method.to_string(),
+                    parts.uri.query().unwrap_or_default().to_string(),
+                    content_type,
+                    String::from_utf8(body.to_vec()).unwrap(),
+                ));
+                (
+                    axum::http::StatusCode::from_u16(status).unwrap(),
+                    "received",
+                )
+            },
+        )
+        .with_state((seen.clone(), status));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let serving = devlake_testkit::serve::serve_in_background(listener, app);
+    (url, seen, serving)
+}
+
+#[tokio::test]
+async fn pipeline_notifications_are_signed_and_sent_on_create_start_and_finish_only() {
+    use devlake_testkit::sim::NotificationSettings;
+    use sha2::Digest;
+    let api = Api::new(Fixture::sample()).await;
+    let h = api.sim.handle();
+    let t0 = frozen(&h);
+    let bp = h.blueprint_of_project("legacy-web").unwrap()["id"]
+        .as_u64()
+        .unwrap();
+    let (url, seen, _serving) = receiver(200).await;
+    let secret = "devlake-notification-secret";
+    h.set_notifications(Some(NotificationSettings {
+        endpoint: url.clone(),
+        secret: secret.into(),
+    }));
+
+    // Created (trigger), started, finished: three notifications with the row's state each time.
+    let r = api
+        .post(&format!("/blueprints/{bp}/trigger"), json!({}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let pid = r.json()["id"].as_u64().unwrap();
+    h.advance_clock(chrono::Duration::seconds(30));
+    h.start_pipeline(pid).unwrap();
+    h.advance_clock(chrono::Duration::minutes(5));
+    h.finish_pipeline(pid, "TASK_FAILED", "boom").unwrap();
+    // Neither a re-run request, nor cancelling a queued pipeline, nor a restart notifies.
+    let rerun = api
+        .call(Method::POST, &format!("/pipelines/{pid}/rerun"), None)
+        .await;
+    assert_eq!(rerun.status, 200, "{}", rerun.text);
+    let other = h.create_project("svc-b").unwrap();
+    let queued_id = queued(&h, other);
+    api.call(Method::DELETE, &format!("/pipelines/{queued_id}"), None)
+        .await;
+    h.restart(true);
+    // An ad-hoc pipeline has no project.
+    let adhoc = api
+        .post(
+            "/pipelines",
+            json!({"name": "adhoc", "plan": [[{"plugin": "github", "options": {}}]]}),
+        )
+        .await;
+    assert_eq!(adhoc.status, 201, "{}", adhoc.text);
+
+    let rows = h
+        .wait_for_notifications(4, Duration::from_secs(10))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(rows.len(), 4, "{rows:#?}");
+    assert_eq!(seen.len(), 4, "{seen:#?}");
+    let t = |d: chrono::Duration| (t0 + d).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let (s30, s330) = (
+        chrono::Duration::seconds(30),
+        chrono::Duration::seconds(330),
+    );
+    let zero = chrono::Duration::zero();
+    assert_eq!(
+        seen[0].3,
+        format!(
+            r#"{{"ProjectName":"legacy-web","PipelineID":{pid},"CreatedAt":"{}","UpdatedAt":"{}","BeganAt":null,"FinishedAt":null,"Status":"TASK_CREATED"}}"#,
+            t(zero),
+            t(zero)
+        )
+    );
+    assert_eq!(
+        seen[1].3,
+        format!(
+            r#"{{"ProjectName":"legacy-web","PipelineID":{pid},"CreatedAt":"{}","UpdatedAt":"{}","BeganAt":"{}","FinishedAt":null,"Status":"TASK_RUNNING"}}"#,
+            t(zero),
+            t(s30),
+            t(s30)
+        )
+    );
+    assert_eq!(
+        seen[2].3,
+        format!(
+            r#"{{"ProjectName":"legacy-web","PipelineID":{pid},"CreatedAt":"{}","UpdatedAt":"{}","BeganAt":"{}","FinishedAt":"{}","Status":"TASK_FAILED"}}"#,
+            t(zero),
+            t(s330),
+            t(s30),
+            t(s330)
+        )
+    );
+    let last: Value = serde_json::from_str(&seen[3].3).unwrap();
+    assert_eq!(last["ProjectName"], "");
+    assert_eq!(last["Status"], "TASK_CREATED");
+    for (i, (method, query, content_type, body)) in seen.iter().enumerate() {
+        assert_eq!(method, "POST");
+        assert_eq!(content_type, "application/json");
+        // ?nouce=<row id>-<16 letters>&sign=<lowercase hex sha256(body + secret + nouce)>
+        let (nonce_part, sign_part) = query.split_once('&').unwrap();
+        let nouce = nonce_part.strip_prefix("nouce=").unwrap();
+        let sign = sign_part.strip_prefix("sign=").unwrap();
+        let (id, letters) = nouce.split_once('-').unwrap();
+        assert_eq!(id, (i + 1).to_string());
+        assert_eq!(letters.len(), 16);
+        assert!(letters.bytes().all(|b| b.is_ascii_alphanumeric()));
+        let digest = sha2::Sha256::digest(format!("{body}{secret}{nouce}").as_bytes());
+        let expected: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(sign, expected);
+        assert_eq!(rows[i].url, format!("{url}?{query}"));
+        assert_eq!(rows[i].response_code, 200);
+        assert_eq!(rows[i].response, "received");
+    }
+
+    // A refused notification is recorded with its answer and never sent again.
+    let (refusing, refused_seen, _serving2) = receiver(401).await;
+    h.set_notifications(Some(NotificationSettings {
+        endpoint: refusing,
+        secret: secret.into(),
+    }));
+    let next = queued(&h, bp);
+    h.start_pipeline(next).unwrap();
+    let rows = h
+        .wait_for_notifications(5, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(rows[4].response_code, 401);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(refused_seen.lock().unwrap().len(), 1);
+    // Turned off: nothing more.
+    h.set_notifications(None);
+    h.finish_pipeline(next, "TASK_COMPLETED", "").unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(h.notifications().len(), 5);
 }

@@ -10,7 +10,7 @@ use chrono::{DateTime, SubsecRound, TimeZone, Utc};
 use devlake_autopilot::store::{
     keys, Attempt, CommitOutcome, DynamoStore, FailureEvent, Job, MetricsSource, MissingBlueprint,
     MonitorCursor, MonitorStore, OpenFailure, PendingRerun, ProjectCommit, ProjectState,
-    RerunClaim, RerunSettlement, RunLog, RunRecord, StoreError,
+    RerunClaim, RerunSettlement, RunLog, RunRecord, ScheduleWatch, StoreError, StuckCancel,
 };
 use devlake_testkit::dynamo_calls::DynamoCallCounter;
 use devlake_testkit::stack::{dynamodb_local, free_port, local_sdk_config};
@@ -65,6 +65,9 @@ fn state_after(project: &str, events: &[FailureEvent], total: u64) -> ProjectSta
             keys.sort();
             keys
         },
+        schedule_missed: false,
+        stuck_cancel_failed: false,
+        ..ProjectState::default()
     }
 }
 
@@ -284,6 +287,25 @@ async fn cursor_saves_are_conditional_on_the_revision() {
             since: t(28, 9, 0),
         }],
         lookback_from: Some(t(27, 10, 0)),
+        schedules: vec![
+            ScheduleWatch {
+                blueprint_id: 7,
+                cron_hash: 0x3a_2b1c,
+                last_activity: t(28, 3, 0),
+            },
+            ScheduleWatch {
+                blueprint_id: 12,
+                cron_hash: 1,
+                last_activity: t(27, 23, 59),
+            },
+        ],
+        schedule_missed: ["github/acme/cli".to_string()].into(),
+        stuck_cancels: vec![StuckCancel {
+            pipeline_id: 1200,
+            project: "github/acme/api".into(),
+            requested_at: t(28, 9, 55),
+        }],
+        stuck_cancel_failed: [("github/acme/api".to_string(), 1200u64)].into(),
         updated_at: Some(t(28, 10, 5)),
         revision: 0,
     };

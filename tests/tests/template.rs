@@ -121,8 +121,8 @@ fn alternatives(v: &Value) -> Vec<&Value> {
     vec![v]
 }
 
-/// (logical id, binary name, CodeUri) of the three functions.
-const FUNCTIONS: [(&str, &str, &str); 3] = [
+/// (logical id, binary name, CodeUri) of the four functions.
+const FUNCTIONS: [(&str, &str, &str); 4] = [
     (
         "AutomationFunction",
         "devlake-automation",
@@ -130,10 +130,15 @@ const FUNCTIONS: [(&str, &str, &str); 3] = [
     ),
     ("MonitorFunction", "devlake-monitor", "functions/monitor"),
     ("MetricsFunction", "devlake-metrics", "functions/metrics"),
+    ("EventsFunction", "devlake-events", "functions/events"),
 ];
 
+/// The functions behind a public function URL (`AuthType: NONE`), each authenticating every
+/// request itself.
+const URL_FUNCTIONS: [&str; 2] = ["MetricsFunction", "EventsFunction"];
+
 #[test]
-fn the_three_functions_are_rust_binaries_built_by_cargo_lambda_for_al2023() {
+fn the_four_functions_are_rust_binaries_built_by_cargo_lambda_for_al2023() {
     let t = template();
     let serverless: BTreeSet<&str> = resources(&t)
         .iter()
@@ -143,7 +148,7 @@ fn the_three_functions_are_rust_binaries_built_by_cargo_lambda_for_al2023() {
     assert_eq!(
         serverless,
         FUNCTIONS.iter().map(|f| f.0).collect::<BTreeSet<_>>(),
-        "exactly the three functions"
+        "exactly the four functions"
     );
 
     let arch = &t["Parameters"]["Architecture"];
@@ -217,6 +222,10 @@ fn the_three_functions_are_rust_binaries_built_by_cargo_lambda_for_al2023() {
     assert!(
         timeout("MetricsFunction") <= 10,
         "Prometheus' scrape timeout is 10 s"
+    );
+    assert!(
+        (10..=30).contains(&timeout("EventsFunction")),
+        "a notification is a few DynamoDB requests of at most 5 s each, answered while DevLake waits"
     );
 }
 
@@ -300,35 +309,36 @@ fn schedules_run_in_the_configured_time_zone_with_the_scheduler_input() {
 
     let monitor = &resource(&t, "MonitorFunction")["Properties"];
     assert_eq!(monitor["ReservedConcurrentExecutions"], 1);
-    assert!(
-        resource(&t, "MetricsFunction")["Properties"]
-            .get("Events")
-            .is_none(),
-        "the metrics function is only reached through its URL"
-    );
+    for name in URL_FUNCTIONS {
+        assert!(
+            resource(&t, name)["Properties"].get("Events").is_none(),
+            "{name} is only reached through its URL"
+        );
+    }
 }
 
 #[test]
-fn metrics_function_url_has_no_iam_auth_and_is_a_stack_output() {
+fn metrics_and_events_function_urls_have_no_iam_auth_and_are_stack_outputs() {
     let t = template();
     for (name, _, _) in FUNCTIONS {
         let url = &resource(&t, name)["Properties"]["FunctionUrlConfig"];
-        if name == "MetricsFunction" {
-            assert_eq!(
-                url["AuthType"], "NONE",
-                "the handler checks the bearer token itself"
-            );
+        if URL_FUNCTIONS.contains(&name) {
+            // The metrics handler checks the bearer token, the events handler DevLake's
+            // signature, before anything else.
+            assert_eq!(url["AuthType"], "NONE", "{name}");
         } else {
             assert!(url.is_null(), "{name} must not have a function URL");
         }
     }
-    // SAM names the generated AWS::Lambda::Url `<function>Url`.
-    let url = get_att("MetricsFunctionUrl", "FunctionUrl");
     let outputs = t["Outputs"].as_object().expect("Outputs");
-    assert!(
-        outputs.values().any(|o| o["Value"] == url),
-        "an Output's Value is the metrics function URL"
-    );
+    for name in URL_FUNCTIONS {
+        // SAM names the generated AWS::Lambda::Url `<function>Url`.
+        let url = get_att(&format!("{name}Url"), "FunctionUrl");
+        assert!(
+            outputs.values().any(|o| o["Value"] == url),
+            "an Output's Value is the {name} URL"
+        );
+    }
 }
 
 #[test]
@@ -566,10 +576,63 @@ fn each_function_gets_only_the_table_actions_it_uses() {
                 "dynamodb:UpdateItem",
             ],
             "MetricsFunction" => &["dynamodb:BatchGetItem", "dynamodb:Query"],
+            "EventsFunction" => &[
+                "dynamodb:BatchGetItem",
+                "dynamodb:PutItem",
+                "dynamodb:UpdateItem",
+            ],
             _ => unreachable!(),
         };
         assert_eq!(actions, expected.iter().copied().collect(), "{name}");
     }
+
+    // The events function's URL is public: each of its table grants is limited to the
+    // partitions it writes, so a forged request could at most do what a notification does.
+    let leading = |s: &Statement<'_>| {
+        let c = &s.body["Condition"];
+        let (op, keys) = c
+            .as_object()
+            .and_then(|m| m.iter().next())
+            .unwrap_or_else(|| panic!("events: {:?} without a condition", s.actions()));
+        (op.clone(), strings(&keys["dynamodb:LeadingKeys"]).join(","))
+    };
+    let mut by_partition: BTreeMap<(String, String), BTreeSet<&str>> = BTreeMap::new();
+    for s in role_statements(&t, "EventsFunction") {
+        let dynamo: Vec<&str> = s
+            .actions()
+            .into_iter()
+            .filter(|a| a.starts_with("dynamodb:"))
+            .collect();
+        if !dynamo.is_empty() {
+            by_partition.entry(leading(&s)).or_default().extend(dynamo);
+        }
+    }
+    let expected: BTreeMap<(String, String), BTreeSet<&str>> = [
+        (
+            ("ForAllValues:StringEquals", "PROJECT"),
+            &["dynamodb:BatchGetItem", "dynamodb:UpdateItem"][..],
+        ),
+        (
+            ("ForAllValues:StringLike", "FAILURE#*"),
+            &["dynamodb:PutItem"],
+        ),
+        (
+            ("ForAllValues:StringEquals", "EVENTS"),
+            &["dynamodb:UpdateItem"],
+        ),
+    ]
+    .into_iter()
+    .map(|((op, keys), actions)| {
+        (
+            (op.to_string(), keys.to_string()),
+            actions.iter().copied().collect(),
+        )
+    })
+    .collect();
+    assert_eq!(
+        by_partition, expected,
+        "EventsFunction: table grants by partition"
+    );
 }
 
 #[test]
@@ -577,10 +640,10 @@ fn only_the_run_jobs_emit_cloudwatch_metrics() {
     let t = template();
     for (name, _, _) in FUNCTIONS {
         let cloudwatch = grants(&role_statements(&t, name), "cloudwatch");
-        if name == "MetricsFunction" {
+        if URL_FUNCTIONS.contains(&name) {
             assert!(
                 cloudwatch.is_empty(),
-                "metrics emits no CloudWatch data: {cloudwatch:?}"
+                "{name} emits no CloudWatch data: {cloudwatch:?}"
             );
         } else {
             assert_eq!(
@@ -613,7 +676,11 @@ fn each_function_reads_only_its_own_secret_and_never_gets_a_plain_one() {
         ref_to("MetricsTokenSecretArn"),
         ref_to("MetricsTokenSecret"),
     ];
-    let expected: [(&str, &[Value], &str); 3] = [
+    let notification_secret = [
+        ref_to("NotificationSecretArn"),
+        ref_to("NotificationSecret"),
+    ];
+    let expected: [(&str, &[Value], &str); 4] = [
         (
             "AutomationFunction",
             &devlake_key,
@@ -628,6 +695,11 @@ fn each_function_reads_only_its_own_secret_and_never_gets_a_plain_one() {
             "MetricsFunction",
             &metrics_token,
             "METRICS_TOKEN_SECRET_ARN",
+        ),
+        (
+            "EventsFunction",
+            &notification_secret,
+            "NOTIFICATION_SECRET_ARN",
         ),
     ];
     for (name, own, env_name) in expected {
@@ -654,7 +726,7 @@ fn each_function_reads_only_its_own_secret_and_never_gets_a_plain_one() {
             arn, own_set,
             "{name}: {env_name} names the secret it may read"
         );
-        for plain in ["DEVLAKE_API_KEY", "METRICS_TOKEN"] {
+        for plain in ["DEVLAKE_API_KEY", "METRICS_TOKEN", "NOTIFICATION_SECRET"] {
             assert!(
                 env.get(plain).is_none(),
                 "{name}: {plain} would put a secret in plain text"
@@ -667,10 +739,18 @@ fn each_function_reads_only_its_own_secret_and_never_gets_a_plain_one() {
     assert_eq!(token["Type"], "AWS::SecretsManager::Secret");
     assert!(token["Properties"]["GenerateSecretString"].is_object());
     assert!(token["Properties"].get("SecretString").is_none());
+    let notification = resource(&t, "NotificationSecret");
+    assert_eq!(notification["Type"], "AWS::SecretsManager::Secret");
+    assert!(notification["Properties"]["GenerateSecretString"].is_object());
+    assert!(notification["Properties"].get("SecretString").is_none());
     let key = resource(&t, "DevLakeApiKeySecret");
     assert_eq!(key["Type"], "AWS::SecretsManager::Secret");
     assert_eq!(t["Parameters"]["DevLakeApiKey"]["NoEcho"], true);
-    for param in ["DevLakeApiKeySecretArn", "MetricsTokenSecretArn"] {
+    for param in [
+        "DevLakeApiKeySecretArn",
+        "MetricsTokenSecretArn",
+        "NotificationSecretArn",
+    ] {
         assert_eq!(t["Parameters"][param]["Default"], "", "{param}: optional");
     }
 }
@@ -678,7 +758,7 @@ fn each_function_reads_only_its_own_secret_and_never_gets_a_plain_one() {
 #[test]
 fn functions_get_their_configuration_and_build_switches_stay_out_of_it() {
     let t = template();
-    let required: [(&str, &[&str]); 3] = [
+    let required: [(&str, &[&str]); 4] = [
         (
             "AutomationFunction",
             &[
@@ -708,6 +788,7 @@ fn functions_get_their_configuration_and_build_switches_stay_out_of_it() {
                 "TABLE_NAME",
                 "TIMEZONE",
                 "STUCK_AFTER_HOURS",
+                "STUCK_ACTION",
                 "AUTO_RERUN_MAX",
                 "FAILURE_RETENTION_DAYS",
                 "FAILURE_WINDOW_DAYS",
@@ -717,6 +798,16 @@ fn functions_get_their_configuration_and_build_switches_stay_out_of_it() {
         (
             "MetricsFunction",
             &["TABLE_NAME", "TIMEZONE", "FAILURE_WINDOW_DAYS"],
+        ),
+        (
+            "EventsFunction",
+            &[
+                "TABLE_NAME",
+                "NOTIFICATION_SECRET_ARN",
+                "FAILURE_STATUSES",
+                "FAILURE_RETENTION_DAYS",
+                "FAILURE_WINDOW_DAYS",
+            ],
         ),
     ];
     for (name, vars) in required {
@@ -741,6 +832,7 @@ fn functions_get_their_configuration_and_build_switches_stay_out_of_it() {
             ("FAILURE_RETENTION_DAYS", json!(90)),
             ("INITIAL_LOOKBACK_HOURS", json!(24)),
             ("STUCK_AFTER_HOURS", json!(12)),
+            ("STUCK_ACTION", json!("none")),
             ("DRY_RUN", json!("false")),
             ("ALLOW_INSECURE_HTTP", json!("false")),
             ("DEVLAKE_CA_BUNDLE", json!("")),
@@ -761,11 +853,22 @@ fn functions_get_their_configuration_and_build_switches_stay_out_of_it() {
     };
     assert_eq!(window("MonitorFunction"), ref_to("FailureWindowDays"));
     assert_eq!(window("MetricsFunction"), ref_to("FailureWindowDays"));
+    // A failure the events function records must be the monitor's record: the same statuses,
+    // retention and window, from the same parameters.
+    for var in [
+        "FAILURE_STATUSES",
+        "FAILURE_RETENTION_DAYS",
+        "FAILURE_WINDOW_DAYS",
+    ] {
+        let of =
+            |name: &str| resource(&t, name)["Properties"]["Environment"]["Variables"][var].clone();
+        assert_eq!(of("EventsFunction"), of("MonitorFunction"), "{var}");
+    }
 }
 
 /// Source of each function's own code: its binary and its area of `shared/`. Everything else in
-/// `shared/src` is common to all three.
-const AREAS: [(&str, &[&str]); 3] = [
+/// `shared/src` is common to all four.
+const AREAS: [(&str, &[&str]); 4] = [
     (
         "AutomationFunction",
         &["functions/automation", "shared/src/automation"],
@@ -782,6 +885,7 @@ const AREAS: [(&str, &[&str]); 3] = [
             "shared/src/render.rs",
         ],
     ),
+    ("EventsFunction", &["functions/events", "shared/src/events"]),
 ];
 
 /// Every variable the template sets on a function is one that function's code reads (a name the
@@ -982,14 +1086,20 @@ async fn alarms_watch_series_the_jobs_send_under_their_function_dimension() {
         .map(|r| &r["Properties"])
         .collect();
 
+    let lambda_alarm = |name: &str, metric: &str| {
+        alarms.iter().any(|a| {
+            a["Namespace"] == "AWS/Lambda"
+                && a["MetricName"] == metric
+                && a["Dimensions"] == json!([{"Name": "FunctionName", "Value": ref_to(name)}])
+        })
+    };
     for (name, _, _) in FUNCTIONS {
-        assert!(
-            alarms.iter().any(|a| a["Namespace"] == "AWS/Lambda"
-                && a["MetricName"] == "Errors"
-                && a["Dimensions"] == json!([{"Name": "FunctionName", "Value": ref_to(name)}])),
-            "{name}: an Errors alarm"
-        );
+        assert!(lambda_alarm(name, "Errors"), "{name}: an Errors alarm");
     }
+    // DevLake never sends a notification twice: a throttled one, or one answered 5xx, is lost
+    // (the monitor catches up), and the function's own 503 is no Lambda error.
+    assert!(lambda_alarm("EventsFunction", "Throttles"));
+    assert!(lambda_alarm("EventsFunction", "Url5xxCount"));
 
     let emitted = emitted_series().await;
     // Every datum names its job, first; the monitor's per-project series adds ProjectName.
@@ -1257,6 +1367,7 @@ impl<'a> Deployment<'a> {
 /// would stop with.
 fn start_up(function: &str, env: &devlake_autopilot::config::Env) -> Result<(), String> {
     use devlake_autopilot::automation::runtime::Automation;
+    use devlake_autopilot::events::EventsSettings;
     use devlake_autopilot::metrics_http::MetricsSettings;
     use devlake_autopilot::monitor::runtime::MonitorFunction;
     match function {
@@ -1265,6 +1376,9 @@ fn start_up(function: &str, env: &devlake_autopilot::config::Env) -> Result<(), 
             .map(|_| ())
             .map_err(|e| e.to_string()),
         "MetricsFunction" => MetricsSettings::from_env(env)
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+        "EventsFunction" => EventsSettings::from_env(env)
             .map(|_| ())
             .map_err(|e| e.to_string()),
         other => panic!("no function {other}"),
@@ -1315,6 +1429,10 @@ fn a_deployment_with_the_defaults_passes_every_functions_start_up_checks() {
         vec![(
             "MetricsTokenSecretArn",
             "arn:aws:secretsmanager:us-east-1:123456789012:secret:metrics-token",
+        )],
+        vec![(
+            "NotificationSecretArn",
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:notification-secret",
         )],
     ] {
         let d = Deployment::new(&t, &overrides);
@@ -1473,6 +1591,7 @@ fn numeric_and_choice_parameters_allow_only_what_the_functions_accept() {
         "TriggerMode",
         "DryRun",
         "StuckAfterHours",
+        "StuckAction",
         "AutoRerunMax",
         "InitialLookbackHours",
         "FailureRetentionDays",
@@ -1490,6 +1609,8 @@ fn numeric_and_choice_parameters_allow_only_what_the_functions_accept() {
         ("StuckAfterHours", "MonitorFunction", 1, 8784),
         ("FailureRetentionDays", "MonitorFunction", 1, 3650),
         ("FailureWindowDays", "MetricsFunction", 1, 90),
+        ("FailureWindowDays", "EventsFunction", 1, 90),
+        ("FailureRetentionDays", "EventsFunction", 1, 3650),
         ("InitialBackfillDays", "AutomationFunction", 0, 3650),
     ];
     for (name, function, min, max) in pinned {
@@ -1808,12 +1929,12 @@ fn only_the_jobs_that_call_devlake_join_a_vpc_and_only_when_one_is_given() {
             "{name}"
         );
     }
-    assert!(
-        resource(&t, "MetricsFunction")["Properties"]
-            .get("VpcConfig")
-            .is_none(),
-        "the metrics function stays outside the VPC"
-    );
+    for name in URL_FUNCTIONS {
+        assert!(
+            resource(&t, name)["Properties"].get("VpcConfig").is_none(),
+            "{name} stays outside the VPC"
+        );
+    }
 
     // One list without the other is refused by the template's rule, before anything is created.
     let rule = &t["Rules"]["VpcSubnetsAndSecurityGroupsTogether"]["Assertions"][0]["Assert"];
@@ -1870,11 +1991,13 @@ fn network_interface_permissions_exist_only_in_the_vpc_variant_and_are_scoped() 
             "{name}: EC2 permissions without a VPC"
         );
     }
-    assert_eq!(
-        deployed_actions(&vpc, "MetricsFunction", "ec2"),
-        BTreeSet::new(),
-        "metrics is never in the VPC"
-    );
+    for name in URL_FUNCTIONS {
+        assert_eq!(
+            deployed_actions(&vpc, name, "ec2"),
+            BTreeSet::new(),
+            "{name} is never in the VPC"
+        );
+    }
     let needed: BTreeSet<String> = [
         "ec2:CreateNetworkInterface",
         "ec2:DeleteNetworkInterface",
@@ -1964,7 +2087,7 @@ fn network_interface_permissions_exist_only_in_the_vpc_variant_and_are_scoped() 
 // ---- Concurrency ----
 
 #[test]
-fn the_metrics_url_has_a_concurrency_ceiling_and_the_jobs_never_overlap() {
+fn the_public_urls_have_a_concurrency_ceiling_and_the_jobs_never_overlap() {
     let t = template();
     let reserved = |name: &str| &resource(&t, name)["Properties"]["ReservedConcurrentExecutions"];
     // One run of each job at a time: a second invoke is throttled, not run alongside.
@@ -1974,27 +2097,29 @@ fn the_metrics_url_has_a_concurrency_ceiling_and_the_jobs_never_overlap() {
     // The public URL is capped by a small reservation by default, so a flood cannot take the
     // account's concurrency from other functions; 0 means no reservation at all (Lambda's own 0
     // would stop the function).
-    let p = &t["Parameters"]["MetricsReservedConcurrency"];
-    let default = p["Default"].as_i64().expect("a numeric default");
-    assert!(
-        (1..=10).contains(&default),
-        "default reservation {default}: enough for Prometheus, small for any account"
-    );
-    assert_eq!(p["MinValue"], 0);
-    for (value, expected) in [
-        ("0", None),
-        ("1", Some(ref_to("MetricsReservedConcurrency"))),
-        (
-            &default.to_string(),
-            Some(ref_to("MetricsReservedConcurrency")),
-        ),
+    for (function, param) in [
+        ("MetricsFunction", "MetricsReservedConcurrency"),
+        ("EventsFunction", "EventsReservedConcurrency"),
     ] {
-        let d = Deployment::new(&t, &[("MetricsReservedConcurrency", value)]);
-        assert_eq!(
-            chosen(&d, reserved("MetricsFunction")).cloned(),
-            expected,
-            "MetricsReservedConcurrency={value}"
+        let p = &t["Parameters"][param];
+        let default = p["Default"].as_i64().expect("a numeric default");
+        assert!(
+            (1..=10).contains(&default),
+            "{param}: default reservation {default}: enough for its callers, small for any account"
         );
+        assert_eq!(p["MinValue"], 0);
+        for (value, expected) in [
+            ("0", None),
+            ("1", Some(ref_to(param))),
+            (&default.to_string(), Some(ref_to(param))),
+        ] {
+            let d = Deployment::new(&t, &[(param, value)]);
+            assert_eq!(
+                chosen(&d, reserved(function)).cloned(),
+                expected,
+                "{param}={value}"
+            );
+        }
     }
 }
 
@@ -2050,7 +2175,7 @@ fn a_customer_managed_key_encrypts_what_the_stack_stores_only_when_one_is_given(
     let places = encrypted_properties(&t);
     assert_eq!(
         places.len(),
-        1 + 3 + 2 + 1 + 3,
+        1 + 4 + 3 + 1 + 4,
         "table, log groups, secrets, queue, functions: {:?}",
         places.iter().map(|p| &p.0).collect::<Vec<_>>()
     );
@@ -2070,6 +2195,7 @@ fn a_customer_managed_key_encrypts_what_the_stack_stores_only_when_one_is_given(
         "AutomationRole",
         "MonitorRole",
         "MetricsRole",
+        "EventsRole",
         "SchedulesRole",
     ] {
         let kms: Vec<&Value> = deployed_role_statements(&d, role)
@@ -2130,6 +2256,7 @@ fn roles_get_the_key_permissions_their_data_needs() {
         ("AutomationFunction", "automation", &write[..], true),
         ("MonitorFunction", "monitor", &write[..], true),
         ("MetricsFunction", "metrics", &read[..], false),
+        ("EventsFunction", "events", &write[..], false),
     ] {
         let kms: Vec<&Value> = deployed_statements(&d, function)
             .into_iter()
@@ -2203,6 +2330,10 @@ fn roles_get_the_key_permissions_their_data_needs() {
             (
                 "MetricsTokenSecretArn",
                 "arn:aws:secretsmanager:us-east-1:123456789012:secret:metrics-token",
+            ),
+            (
+                "NotificationSecretArn",
+                "arn:aws:secretsmanager:us-east-1:123456789012:secret:notification-secret",
             ),
         ],
     );
@@ -2302,6 +2433,8 @@ fn checkov_skips_are_few_and_each_has_a_reason() {
         "MonitorFunction CKV_AWS_116",
         "MetricsFunction CKV_AWS_116",
         "MetricsFunction CKV_AWS_117",
+        "EventsFunction CKV_AWS_116",
+        "EventsFunction CKV_AWS_117",
     ]
     .into_iter()
     .map(String::from)

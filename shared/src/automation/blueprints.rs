@@ -176,9 +176,12 @@ pub fn patch_for(bp: &Blueprint, want: &Desired<'_>) -> BlueprintPatch {
         patch.labels = Some(labels);
     }
     if let Some(cron) = want.cron {
+        // Callers resolve a spread window per project; this is the fallback for one that did not.
+        let cron = &cron.for_project(&bp.project_name);
         let ok = match cron {
             CronSetting::Manual => bp.is_manual,
             CronSetting::Schedule(s) => !bp.is_manual && bp.cron_config.trim() == s,
+            CronSetting::Spread(_) => false,
         };
         if !ok {
             patch.cron_config = Some(cron.cron_config().to_string());

@@ -27,7 +27,7 @@
 //! | `TRIGGER_MODE` | `new-and-failed` | `new-and-failed`: trigger projects created in this run, managed projects that never ran (created by an earlier run that hit its trigger cap or deadline) and managed projects whose last pipeline ended `TASK_FAILED`/`TASK_PARTIAL`; `all`: every managed blueprint |
 //! | `TRIGGER_GAP_MS` | `2000` | pause between two triggers (each takes a 2 s table lock in DevLake) |
 //! | `TRIGGER_MAX_PER_RUN` | `100` | triggers per run at most; the rest is reported as skipped and picked up by the next run |
-//! | `BLUEPRINT_CRON` | `0 0 * * *`; `manual` when `TRIGGER_MODE=all` | `cronConfig` of managed blueprints (5-field cron in UTC, `@daily`-style descriptor, or `manual`). In `all` mode this tool is the scheduler, so DevLake's own cron is off by default to avoid collecting twice |
+//! | `BLUEPRINT_CRON` | `0 0 * * *`; `manual` when `TRIGGER_MODE=all` | `cronConfig` of managed blueprints (5-field cron in UTC, `@daily`-style descriptor, `manual`, or `spread:<HH:MM>-<HH:MM>`: once a day at a minute of that UTC window fixed per project by a hash of its name). In `all` mode this tool is the scheduler, so DevLake's own cron is off by default to avoid collecting twice |
 //! | `MANAGED_LABEL` | `devlake-autopilot` | blueprint label marking what this tool manages; nothing without it is ever changed |
 //! | `SCOPE_CONFIG_NAME` | `devlake-autopilot` | base name of the scope config created once per connection; the connection id is appended (`devlake-autopilot-3`) because DevLake's scope-config names are unique across a plugin's connections |
 //! | `DORA_DEPLOYMENT_PATTERN` | `(deploy\|push-image)` | `deploymentPattern` of new scope configs (SCM and CI plugins) |
@@ -35,11 +35,13 @@
 //! | `SCOPE_BATCH_SIZE` | `100` | scopes per `PUT .../scopes` |
 //! | `DEADLINE_MARGIN_MS` | `20000` | stop starting new work this long before the Lambda deadline and report what is left |
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use chrono_tz::Tz;
 
 use crate::config::{ConfigError, Env};
+use crate::cron::CronSchedule;
 use crate::devlake::models::SUPPORTED_PLUGINS;
 use crate::devlake::ClientConfig;
 use crate::time_rules::{TimeAfterPolicy, MAX_DAYS_BACK};
@@ -47,6 +49,7 @@ use crate::time_rules::{TimeAfterPolicy, MAX_DAYS_BACK};
 use super::filter::ScopeFilter;
 use super::naming::NameTemplate;
 use super::orphans::OrphanPolicy;
+use super::spread::SpreadWindow;
 
 /// Which blueprints the trigger step starts (`TRIGGER_MODE`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,11 +67,13 @@ impl TriggerMode {
     }
 }
 
-/// `cronConfig` for managed blueprints: a schedule or `manual`.
+/// `cronConfig` for managed blueprints: a schedule, `manual`, or a daily minute per project
+/// inside a UTC window (`spread:<HH:MM>-<HH:MM>`, see [`super::spread`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CronSetting {
     Manual,
     Schedule(String),
+    Spread(SpreadWindow),
 }
 
 impl CronSetting {
@@ -77,17 +82,31 @@ impl CronSetting {
         if raw.eq_ignore_ascii_case("manual") {
             return Ok(CronSetting::Manual);
         }
+        if let Some(window) = raw.strip_prefix("spread:") {
+            return SpreadWindow::parse(window).map(CronSetting::Spread);
+        }
         validate_cron(raw)?;
         Ok(CronSetting::Schedule(
             raw.split_whitespace().collect::<Vec<_>>().join(" "),
         ))
     }
 
-    /// The value sent as `cronConfig`.
-    pub fn cron_config(&self) -> &str {
+    /// The setting as written (`spread:01:00-05:00` for a window): for logs. What a blueprint
+    /// gets is [`Self::for_project`]'s `cronConfig`.
+    pub fn cron_config(&self) -> Cow<'_, str> {
         match self {
-            CronSetting::Manual => "manual",
-            CronSetting::Schedule(s) => s,
+            CronSetting::Manual => Cow::Borrowed("manual"),
+            CronSetting::Schedule(s) => Cow::Borrowed(s),
+            CronSetting::Spread(w) => Cow::Owned(w.to_string()),
+        }
+    }
+
+    /// The setting for one project's blueprint: a window becomes the project's own
+    /// `M H * * *`; the other forms are the same for every project.
+    pub fn for_project(&self, project: &str) -> CronSetting {
+        match self {
+            CronSetting::Spread(w) => CronSetting::Schedule(w.cron_for(project)),
+            other => other.clone(),
         }
     }
 
@@ -308,101 +327,17 @@ pub fn parse_plugins(list: &[String]) -> Result<Vec<String>, String> {
 }
 
 /// The subset of robfig/cron `ParseStandard` DevLake accepts (docs/devlake-api.md): five fields
-/// `min hour dom month dow` or a descriptor. Checked at start-up so a typo fails there, not as
-/// a 400 on every blueprint.
+/// `min hour dom month dow` or a descriptor, read in UTC (DevLake's cron location; a `TZ=` prefix
+/// is refused so the documented "always UTC" holds). Checked at start-up so a typo fails there,
+/// not as a 400 on every blueprint.
 pub fn validate_cron(spec: &str) -> Result<(), String> {
-    if let Some(desc) = spec.strip_prefix('@') {
-        return match desc {
-            "yearly" | "annually" | "monthly" | "weekly" | "daily" | "midnight" | "hourly" => {
-                Ok(())
-            }
-            _ => match desc.strip_prefix("every ") {
-                Some(d) if is_go_duration(d.trim()) => Ok(()),
-                _ => Err(format!("{spec:?} is not a cron descriptor")),
-            },
-        };
-    }
-    let fields: Vec<&str> = spec.split_whitespace().collect();
-    if fields.len() != 5 {
+    let schedule = CronSchedule::parse(spec)?;
+    if schedule.has_zone() {
         return Err(format!(
-            "{spec:?} has {} fields; expected 5 (minute hour day-of-month month day-of-week), a descriptor such as @daily, or manual",
-            fields.len()
+            "{spec:?}: a TZ= prefix is not accepted; write the schedule in UTC"
         ));
     }
-    const MONTHS: [&str; 12] = [
-        "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
-    ];
-    const DAYS: [&str; 7] = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
-    let limits: [(u32, u32, &[&str], u32); 5] = [
-        (0, 59, &[], 0),
-        (0, 23, &[], 0),
-        (1, 31, &[], 0),
-        (1, 12, &MONTHS, 1),
-        (0, 6, &DAYS, 0),
-    ];
-    for (field, (lo, hi, names, base)) in fields.iter().zip(limits) {
-        let value = |s: &str| -> Result<u32, String> {
-            s.parse::<u32>()
-                .ok()
-                .or_else(|| {
-                    names
-                        .iter()
-                        .position(|n| n.eq_ignore_ascii_case(s))
-                        .map(|i| i as u32 + base)
-                })
-                .filter(|v| (lo..=hi).contains(v))
-                .ok_or_else(|| format!("{s:?} in {spec:?} is not a value between {lo} and {hi}"))
-        };
-        for part in field.split(',') {
-            let (range, step) = match part.split_once('/') {
-                Some((r, s)) => (r, Some(s)),
-                None => (part, None),
-            };
-            if let Some(step) = step {
-                if step.parse::<u32>().map_or(true, |s| s == 0) {
-                    return Err(format!("bad step {step:?} in {spec:?}"));
-                }
-            }
-            if range == "*" || range == "?" {
-                continue;
-            }
-            match range.split_once('-') {
-                Some((a, b)) => {
-                    if value(a)? > value(b)? {
-                        return Err(format!("range {range:?} in {spec:?} runs backwards"));
-                    }
-                }
-                None => {
-                    value(range)?;
-                }
-            }
-        }
-    }
     Ok(())
-}
-
-fn is_go_duration(s: &str) -> bool {
-    let mut rest = s;
-    if rest.is_empty() {
-        return false;
-    }
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        if digits == 0 {
-            return false;
-        }
-        rest = &rest[digits..];
-        let unit = ["ns", "us", "µs", "ms", "h", "m", "s"]
-            .iter()
-            .find(|u| rest.starts_with(**u));
-        match unit {
-            Some(u) => rest = &rest[u.len()..],
-            None => return false,
-        }
-    }
-    true
 }
 
 #[cfg(test)]
@@ -504,6 +439,41 @@ mod tests {
             assert!(validate_cron(bad).is_err(), "{bad}");
         }
         assert_eq!(CronSetting::parse("MANUAL").unwrap(), CronSetting::Manual);
+        assert!(validate_cron("TZ=Asia/Tokyo 0 0 * * *").is_err());
+    }
+
+    #[test]
+    fn spread_windows_give_each_project_its_own_daily_minute() {
+        let c =
+            AutomationConfig::from_env(&env(&[("BLUEPRINT_CRON", "spread:01:00-05:00")])).unwrap();
+        let CronSetting::Spread(w) = &c.cron else {
+            panic!("{:?}", c.cron)
+        };
+        assert_eq!(w.len(), 240);
+        assert_eq!(c.cron.cron_config(), "spread:01:00-05:00");
+        let CronSetting::Schedule(one) = c.cron.for_project("github/org/a") else {
+            panic!()
+        };
+        validate_cron(&one).unwrap();
+        assert_eq!(
+            c.cron.for_project("github/org/a"),
+            c.cron.for_project("github/org/a")
+        );
+        assert!(!c.cron.for_project("github/org/a").is_manual());
+        // The other forms are the same for every project.
+        assert_eq!(CronSetting::Manual.for_project("x"), CronSetting::Manual);
+        for bad in [
+            "spread:",
+            "spread:01:00",
+            "spread:01:00-01:00",
+            "spread:1-5",
+            "spread:25:00-01:00",
+            "spread:01:00-05:00,06:00-07:00",
+        ] {
+            let e = AutomationConfig::from_env(&env(&[("BLUEPRINT_CRON", bad)])).unwrap_err();
+            assert_eq!(e.variable, "BLUEPRINT_CRON", "{bad}");
+            assert!(!e.to_string().contains('\n'), "{e}");
+        }
     }
 
     #[test]

@@ -23,6 +23,7 @@ mod reconcile;
 mod rerun;
 pub mod runtime;
 pub mod scope_configs;
+pub mod spread;
 pub mod summary;
 pub mod sync;
 pub mod trigger;

@@ -111,12 +111,13 @@ pub(crate) async fn apply(
                     handled.insert(bp.id);
                     let w = wiring(&scope.plugin, scope.connection_id, &scope.scope_id);
                     let (time_after, backfill) = rolled(project, bp, label, time_after);
+                    let cron = cfg.cron.for_project(&project.name);
                     let patch = patch_for(
                         bp,
                         &Desired {
                             wiring: Some(&w),
                             label: Some(label),
-                            cron: Some(&cfg.cron),
+                            cron: Some(&cron),
                             time_after,
                             backfill,
                             enable: enable_for(ctx, bp, &orphan_mark),
@@ -356,12 +357,13 @@ async fn create(
         blueprint_id = blueprint.id,
         "project created"
     );
+    let cron = cfg.cron.for_project(name);
     let patch = patch_for(
         &blueprint,
         &Desired {
             wiring: Some(wiring),
             label: Some(&cfg.label),
-            cron: Some(&cfg.cron),
+            cron: Some(&cron),
             time_after: start.map(|s| s.0),
             backfill: start.and_then(|s| s.1.clone()),
             enable: None,
@@ -378,7 +380,7 @@ async fn create(
                 scope_id = %scope.scope_id,
                 project = %name,
                 blueprint_id = bp.id,
-                cron = %cfg.cron.cron_config(),
+                cron = %cron.cron_config(),
                 time_after = ?patch.time_after,
                 "blueprint wired"
             );
@@ -460,7 +462,7 @@ fn record(
                             "blueprint": {
                                 "connections": [wiring],
                                 "labels": planned_labels(&ctx.config.label, start.as_ref()),
-                                "cronConfig": ctx.config.cron.cron_config(),
+                                "cronConfig": ctx.config.cron.for_project(name).cron_config(),
                                 "timeAfter": start.as_ref().map(|s| s.0.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
                             }
                         }),

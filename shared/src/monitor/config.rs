@@ -20,6 +20,8 @@
 //! | `INITIAL_LOOKBACK_HOURS` | `24` | first run (or `rescan`): how far back failures are recorded |
 //! | `STUCK_AFTER_HOURS` | `12` | a running pipeline older than this flags its project stuck |
 //! | `AUTO_RERUN_MAX` | `0` | re-runs of one failed pipeline; `0` = off |
+//! | `STUCK_ACTION` | `none` | what to do with a stuck pipeline: `none` (flag it), `cancel` (`DELETE /pipelines/{id}`, checked by the next run), `cancel-and-rerun` (then re-run it, within `AUTO_RERUN_MAX`) |
+//! | `MANAGED_LABEL` | `devlake-autopilot` | the automation's blueprint label: the schedules of blueprints carrying it are checked for missed runs |
 
 use std::time::Duration;
 
@@ -28,6 +30,43 @@ use chrono_tz::Tz;
 use crate::config::{devlake_client_config, ConfigError, Env, SecretSource};
 use crate::devlake::models::status;
 use crate::devlake::ClientConfig;
+
+/// What the monitor does with a pipeline stuck longer than `STUCK_AFTER_HOURS` (`STUCK_ACTION`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StuckAction {
+    /// Flag the project only.
+    #[default]
+    None,
+    /// `DELETE /pipelines/{id}`; the next run checks that the pipeline stopped.
+    Cancel,
+    /// Cancel, then once the next run sees it cancelled, re-run it (within `AUTO_RERUN_MAX`).
+    CancelAndRerun,
+}
+
+impl StuckAction {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        match raw.trim() {
+            "none" => Ok(StuckAction::None),
+            "cancel" => Ok(StuckAction::Cancel),
+            "cancel-and-rerun" => Ok(StuckAction::CancelAndRerun),
+            other => Err(format!(
+                "expected none, cancel or cancel-and-rerun, got {other:?}"
+            )),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StuckAction::None => "none",
+            StuckAction::Cancel => "cancel",
+            StuckAction::CancelAndRerun => "cancel-and-rerun",
+        }
+    }
+
+    pub fn cancels(self) -> bool {
+        self != StuckAction::None
+    }
+}
 
 /// What the monitor's domain logic needs (no endpoints, no secrets).
 #[derive(Debug, Clone, PartialEq)]
@@ -42,6 +81,9 @@ pub struct MonitorSettings {
     /// `0` = never re-run.
     pub auto_rerun_max: u32,
     pub project_dimension: bool,
+    pub stuck_action: StuckAction,
+    /// The automation's `MANAGED_LABEL`: blueprints carrying it have their schedule checked.
+    pub managed_label: String,
 }
 
 impl Default for MonitorSettings {
@@ -54,6 +96,8 @@ impl Default for MonitorSettings {
             stuck_after: chrono::Duration::hours(12),
             auto_rerun_max: 0,
             project_dimension: false,
+            stuck_action: StuckAction::None,
+            managed_label: "devlake-autopilot".to_string(),
         }
     }
 }
@@ -84,31 +128,19 @@ fn positive_hours(env: &Env, name: &str, default: i64) -> Result<chrono::Duratio
     Ok(chrono::Duration::hours(hours))
 }
 
-fn failure_statuses(env: &Env) -> Result<Vec<String>, ConfigError> {
-    const NAME: &str = "FAILURE_STATUSES";
-    let Some(list) = env.list(NAME) else {
-        return Ok(MonitorSettings::default().failure_statuses);
-    };
-    if list.is_empty() {
-        return Err(ConfigError::new(NAME, "lists no status"));
+/// `MANAGED_LABEL`, read as the automation reads it.
+fn managed_label(env: &Env) -> Result<String, ConfigError> {
+    let label = env
+        .get("MANAGED_LABEL")
+        .unwrap_or(&MonitorSettings::default().managed_label)
+        .to_string();
+    if label.contains(',') {
+        return Err(ConfigError::new(
+            "MANAGED_LABEL",
+            "must not contain a comma",
+        ));
     }
-    let mut out: Vec<String> = Vec::new();
-    for raw in list {
-        let s = raw.to_ascii_uppercase();
-        if !matches!(
-            s.as_str(),
-            status::FAILED | status::PARTIAL | status::CANCELLED
-        ) {
-            return Err(ConfigError::new(
-                NAME,
-                format!("{raw:?} is not one of TASK_FAILED, TASK_PARTIAL, TASK_CANCELLED"),
-            ));
-        }
-        if !out.contains(&s) {
-            out.push(s);
-        }
-    }
-    Ok(out)
+    Ok(label)
 }
 
 /// The DevLake client settings, with the monitor's shorter default timeout (it runs every 5
@@ -123,13 +155,7 @@ fn client_config(env: &Env) -> Result<ClientConfig, ConfigError> {
 
 impl MonitorConfig {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let retention_days = env.parse_or::<i64>("FAILURE_RETENTION_DAYS", 90)?;
-        if !(1..=3650).contains(&retention_days) {
-            return Err(ConfigError::new(
-                "FAILURE_RETENTION_DAYS",
-                "must be between 1 and 3650 days",
-            ));
-        }
+        let retention = env.failure_retention()?;
         let namespace = env.cloudwatch_namespace()?;
         let config = MonitorConfig {
             devlake: client_config(env)?,
@@ -138,13 +164,20 @@ impl MonitorConfig {
             namespace,
             timezone: env.timezone("TIMEZONE")?,
             settings: MonitorSettings {
-                failure_statuses: failure_statuses(env)?,
-                retention: chrono::Duration::days(retention_days),
+                failure_statuses: env.failure_statuses()?,
+                retention,
                 failure_window: chrono::Duration::days(i64::from(env.failure_window_days()?)),
                 initial_lookback: positive_hours(env, "INITIAL_LOOKBACK_HOURS", 24)?,
                 stuck_after: positive_hours(env, "STUCK_AFTER_HOURS", 12)?,
                 auto_rerun_max: env.parse_or::<u32>("AUTO_RERUN_MAX", 0)?,
                 project_dimension: env.bool_or("CLOUDWATCH_PROJECT_DIMENSION", false)?,
+                stuck_action: match env.get("STUCK_ACTION") {
+                    None => StuckAction::None,
+                    Some(raw) => {
+                        StuckAction::parse(raw).map_err(|e| ConfigError::new("STUCK_ACTION", e))?
+                    }
+                },
+                managed_label: managed_label(env)?,
             },
         };
         Ok(config)
@@ -152,6 +185,20 @@ impl MonitorConfig {
 }
 
 impl MonitorSettings {
+    /// `cancel-and-rerun` re-runs count against `AUTO_RERUN_MAX`, so with it at 0 a cancelled
+    /// pipeline is never re-run: the action works as `cancel`. Both values are valid alone (the
+    /// template lets them vary independently), so the function starts and logs this as a warning.
+    pub fn check_stuck_action(&self) -> Result<(), ConfigError> {
+        if self.stuck_action == StuckAction::CancelAndRerun && self.auto_rerun_max == 0 {
+            return Err(ConfigError::new(
+                "STUCK_ACTION",
+                "cancel-and-rerun re-runs within AUTO_RERUN_MAX, which is 0: stuck pipelines are \
+                 cancelled but never re-run; set AUTO_RERUN_MAX to 1 or more",
+            ));
+        }
+        Ok(())
+    }
+
     /// Failure items live `FAILURE_RETENTION_DAYS` from their `finishedAt`, so they should
     /// outlive everything that looks back at them: the failure window, and the look-back of a
     /// first run or `rescan`, which would otherwise record again (and count twice) a failure
@@ -223,8 +270,13 @@ mod tests {
             ("CLOUDWATCH_NAMESPACE", "Team/DevLake"),
             ("DEVLAKE_API_KEY", "k"),
             ("DEVLAKE_PAGE_SIZE", "200"),
+            ("STUCK_ACTION", "cancel-and-rerun"),
+            ("MANAGED_LABEL", "team-bot"),
         ]))
         .unwrap();
+        assert_eq!(c.settings.stuck_action, StuckAction::CancelAndRerun);
+        assert_eq!(c.settings.managed_label, "team-bot");
+        c.settings.check_stuck_action().unwrap();
         assert_eq!(
             c.settings.failure_statuses,
             vec!["TASK_FAILED", "TASK_CANCELLED"]
@@ -255,6 +307,9 @@ mod tests {
             ("DEVLAKE_PAGE_SIZE", "0"),
             ("DEVLAKE_TIMEOUT_MS", "0"),
             ("TIMEZONE", "Nowhere/Land"),
+            ("STUCK_ACTION", "kill"),
+            ("STUCK_ACTION", "Cancel"),
+            ("MANAGED_LABEL", "a,b"),
         ] {
             let err = MonitorConfig::from_env(&env(&[(name, value)])).unwrap_err();
             assert_eq!(err.variable, name, "{value}: {err}");
@@ -271,6 +326,17 @@ mod tests {
         ]);
         let err = MonitorConfig::from_env(&both).unwrap_err();
         assert!(!err.to_string().contains("secret-value"));
+    }
+
+    #[test]
+    fn cancel_and_rerun_without_reruns_is_a_warning() {
+        let c = MonitorConfig::from_env(&env(&[("STUCK_ACTION", "cancel-and-rerun")])).unwrap();
+        let e = c.settings.check_stuck_action().unwrap_err();
+        assert_eq!(e.variable, "STUCK_ACTION");
+        assert!(e.problem.contains("AUTO_RERUN_MAX"), "{e}");
+        let c = MonitorConfig::from_env(&env(&[("STUCK_ACTION", "cancel")])).unwrap();
+        c.settings.check_stuck_action().unwrap();
+        assert_eq!(MonitorSettings::default().stuck_action, StuckAction::None);
     }
 
     fn retention_problem(pairs: &[(&str, &str)]) -> String {

@@ -94,23 +94,36 @@
 //! * Stuck: a `TASK_RUNNING`/`TASK_RESUME` pipeline whose current attempt started more than
 //!   `STUCK_AFTER_HOURS` ago flags its project; the flag is cleared when no pipeline of the project is
 //!   stuck any more (it finished or was cancelled).
+//! * `STUCK_ACTION` cancels stuck pipelines, has the next run check that they stopped (a project
+//!   whose pipeline still runs is flagged `stuck_cancel_failed`) and may re-run them through the
+//!   auto-rerun's claims ([`remedy`]).
+//! * Missed scheduled runs: the blueprint sweep also gives each managed blueprint's
+//!   `cronConfig`; a scheduled run due more than [`schedule::SCHEDULE_GRACE`] ago with no sign of
+//!   a pipeline since flags the project `schedule_missed` ([`schedule`]). The watches live in the
+//!   cursor and a project is written only when a flag changes, so neither costs a call.
 //! * Auto-rerun re-runs a project's newest failure, recorded by this run, when nothing of its
 //!   blueprint is pending; the `RERUN` item is claimed first (conditional on the failure key and
 //!   `AUTO_RERUN_MAX`), so a failure is never re-run twice even if the POST fails.
 
+mod commit;
 pub mod config;
 mod error;
 pub mod expiry;
+mod flags;
 pub mod payload;
 mod plan;
 mod project;
+pub mod remedy;
 mod run;
 pub mod runtime;
+pub mod schedule;
 mod summary;
 
-pub use config::{MonitorConfig, MonitorSettings};
+pub(crate) use commit::{commit_facts, CommitContext, Recorder};
+pub use config::{MonitorConfig, MonitorSettings, StuckAction};
 pub use error::MonitorError;
 pub use payload::{PayloadError, Request};
+pub(crate) use plan::ended_at;
 pub use project::MAX_MESSAGE_CHARS;
 pub use run::{Monitor, BLUEPRINT_LIST_THRESHOLD, RECENT_FAILURES_PAGE, RECHECK_PAGES, SWEEP_PAGE};
 pub use summary::{CursorBrief, FailureBrief, RunIssue, RunStatus, Summary, LISTED_FAILURES};

@@ -304,6 +304,11 @@ pub(crate) fn build(
                 .map(|c| c.missing_blueprints.clone())
                 .unwrap_or_default(),
             lookback_from,
+            // The run fills these in once projects are known.
+            schedules: Vec::new(),
+            schedule_missed: Default::default(),
+            stuck_cancels: Vec::new(),
+            stuck_cancel_failed: Default::default(),
             updated_at: Some(now),
             revision: loaded.map_or(0, |c| c.revision),
         },

@@ -12,6 +12,8 @@ use chrono::{DateTime, Utc};
 use crate::devlake::models::{status, Pipeline};
 use crate::store::{FailureEvent, ProjectState};
 
+use super::flags::Flags;
+
 /// Longest `message` / `errorName` kept in a failure event. DevLake's `errorName` carries the whole
 /// "caused by" chain; the head says what failed, and an item must stay far below 400 KB.
 pub const MAX_MESSAGE_CHARS: usize = 1000;
@@ -60,7 +62,10 @@ pub(crate) fn apply(
         state.last_status = Some(p.status.clone());
         state.last_finished_at = Some(finished);
         state.last_duration_seconds = duration_seconds(p);
-        state.blueprint_id = p.blueprint_id;
+        // 0: not known (a pipeline DevLake's notification told of, which names no blueprint).
+        if p.blueprint_id != 0 {
+            state.blueprint_id = p.blueprint_id;
+        }
     }
     if is_failure {
         state.failures_total += 1;
@@ -85,29 +90,44 @@ pub(crate) struct Folded {
     pub state: ProjectState,
     /// Failure events to write with the state, in `finishedAt` order.
     pub events: Vec<FailureEvent>,
+    /// Keys of stored failures the events function recorded, taken out of the state's
+    /// `pushed_failures` by this fold (see [`ProjectState::pushed_failures`]).
+    pub adopted: Vec<String>,
 }
 
 /// Folds `facts` (finished pipelines of `project`, sorted by `finishedAt`) into `start`. Failures
-/// whose key is in `recorded` are stored already — by a concurrent run, whose commit also moved
-/// the state — and are skipped entirely. `stuck` is the project's stuck flag as of this run.
+/// whose key is in `recorded` are stored already — by a concurrent run or the events function,
+/// whose commit also moved the state — and are skipped entirely; with `adopt_pushed` (the
+/// monitor) those the events function recorded are also taken out of `pushed_failures` and
+/// listed in [`Folded::adopted`]. `flags` are the project's flags as of this run.
 pub(crate) fn fold(
     start: &ProjectState,
     project: &str,
     facts: &[&Pipeline],
     recorded: &HashSet<String>,
-    stuck: bool,
+    flags: Flags,
     is_counted: impl Fn(&str) -> bool,
+    adopt_pushed: bool,
 ) -> Folded {
     let mut state = start.clone();
     state.project_name = project.to_string();
     let mut events = Vec::new();
+    let mut adopted = Vec::new();
     for p in facts {
         let Some(finished) = p.finished_at else {
             continue;
         };
         if is_counted(&p.status) {
             let event = failure_event(project, p, finished);
-            if recorded.contains(&event.key()) {
+            let key = event.key();
+            if recorded.contains(&key) {
+                if adopt_pushed && state.take_pushed_failure(&key) {
+                    adopted.push(key);
+                    // Push knows no blueprint: the project's is learnt from the polled pipeline.
+                    if state.blueprint_id == 0 {
+                        state.blueprint_id = p.blueprint_id;
+                    }
+                }
                 continue;
             }
             apply(&mut state, p, finished, true);
@@ -116,8 +136,14 @@ pub(crate) fn fold(
             apply(&mut state, p, finished, false);
         }
     }
-    state.stuck = stuck;
-    Folded { state, events }
+    state.stuck = flags.stuck;
+    state.schedule_missed = flags.schedule_missed;
+    state.stuck_cancel_failed = flags.stuck_cancel_failed;
+    Folded {
+        state,
+        events,
+        adopted,
+    }
 }
 
 #[cfg(test)]
@@ -153,8 +179,9 @@ mod tests {
             "p",
             &[&f1, &f2, &ok, &f3],
             &HashSet::new(),
-            false,
+            Flags::default(),
             counted,
+            true,
         );
         let s = &folded.state;
         assert_eq!(folded.events.len(), 3);
@@ -180,13 +207,73 @@ mod tests {
             "p",
             &[&f1, &ok],
             &HashSet::new(),
-            false,
+            Flags::default(),
             counted,
+            true,
         );
         let recorded: HashSet<String> = first.events.iter().map(FailureEvent::key).collect();
-        let again = fold(&first.state, "p", &[&f1, &ok], &recorded, false, counted);
+        let again = fold(
+            &first.state,
+            "p",
+            &[&f1, &ok],
+            &recorded,
+            Flags::default(),
+            counted,
+            true,
+        );
         assert!(again.events.is_empty());
         assert_eq!(again.state, first.state);
+        assert!(again.adopted.is_empty());
+    }
+
+    #[test]
+    fn the_monitor_takes_over_failures_the_events_function_recorded() {
+        let f1 = pipeline(1, "TASK_FAILED", 0, 5);
+        // What DevLake's notification tells of it: no blueprint.
+        let told = Pipeline {
+            blueprint_id: 0,
+            ..f1.clone()
+        };
+        let pushed = fold(
+            &ProjectState::default(),
+            "p",
+            &[&told],
+            &HashSet::new(),
+            Flags::default(),
+            counted,
+            false,
+        );
+        let mut state = pushed.state.clone();
+        state.note_pushed_failures(&pushed.events);
+        let recorded: HashSet<String> = pushed.events.iter().map(FailureEvent::key).collect();
+        assert_eq!(state.blueprint_id, 0);
+        // The events function seeing it again leaves the mark.
+        let again = fold(
+            &state,
+            "p",
+            &[&told],
+            &recorded,
+            Flags::default(),
+            counted,
+            false,
+        );
+        assert!(again.adopted.is_empty());
+        assert_eq!(again.state, state);
+        // The monitor meets it already recorded: counted once, and taken over.
+        let polled = fold(
+            &state,
+            "p",
+            &[&f1],
+            &recorded,
+            Flags::default(),
+            counted,
+            true,
+        );
+        assert!(polled.events.is_empty());
+        assert_eq!(polled.adopted, vec![pushed.events[0].key()]);
+        assert_eq!(polled.state.failures_total, 1);
+        assert!(polled.state.pushed_failures.is_empty());
+        assert_eq!(polled.state.blueprint_id, 7);
     }
 
     #[test]
@@ -197,8 +284,9 @@ mod tests {
             "p",
             &[&newer_ok],
             &HashSet::new(),
-            false,
+            Flags::default(),
             counted,
+            true,
         );
         // A failure that finished before the success, discovered afterwards.
         let older_failure = pipeline(4, "TASK_FAILED", 0, 10);
@@ -208,8 +296,13 @@ mod tests {
             "p",
             &[&older_failure, &cancelled],
             &HashSet::new(),
-            true,
+            Flags {
+                stuck: true,
+                schedule_missed: true,
+                stuck_cancel_failed: false,
+            },
             counted,
+            true,
         )
         .state;
         assert_eq!(s.failures_total, 1);
@@ -217,7 +310,7 @@ mod tests {
         assert_eq!(s.last_status.as_deref(), Some("TASK_COMPLETED"));
         assert_eq!(s.last_finished_at, Some(t(40)));
         assert_eq!(s.last_failure_at, Some(t(10)));
-        assert!(s.stuck);
+        assert!(s.stuck && s.schedule_missed && !s.stuck_cancel_failed);
     }
 
     #[test]

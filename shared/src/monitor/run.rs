@@ -12,17 +12,20 @@ use crate::deadline::Deadline;
 use crate::devlake::models::{status, Blueprint, Pipeline, PipelineQuery};
 use crate::devlake::{DevLakeClient, DevLakeError};
 use crate::store::{
-    CommitOutcome, FailureEvent, Job, MissingBlueprint, MonitorCursor, MonitorStore, OpenFailure,
-    ProjectCommit, ProjectState, RerunClaim, RerunSettlement, RunRecord, StoreError, StoredProject,
-    MAX_EVENTS_PER_COMMIT,
+    FailureEvent, Job, MissingBlueprint, MonitorCursor, MonitorStore, OpenFailure, ProjectState,
+    RerunClaim, RerunSettlement, RunRecord, StoreError, StoredProject,
 };
 
+use super::commit::{commit_facts, CommitContext, Committed, Recorder};
 use super::config::MonitorSettings;
 use super::error::MonitorError;
 use super::expiry;
+use super::flags::{FlagSets, Flags};
 use super::payload::{self, Request};
 use super::plan::{self, Basis, Lookups, Observations};
 use super::project::fold;
+use super::remedy;
+use super::schedule::{self, Scheduled};
 use super::summary::{CursorBrief, FailureBrief, RunIssue, RunStatus, Summary, LISTED_FAILURES};
 
 /// Rows per page of each counted status's listing: the first page is the re-run safety net
@@ -49,13 +52,9 @@ struct Sweep {
     /// The page held every blueprint: one missing from it does not exist.
     complete: bool,
     next_page: u32,
+    /// Its managed, enabled, scheduled blueprints (missed-run checks).
+    scheduled: Vec<Scheduled>,
 }
-
-/// Re-reads of one project before its commit is given up for this run (only under heavy overlap).
-const COMMIT_ATTEMPTS: usize = 8;
-/// Events written for one project, failures found already recorded and the state it was left
-/// in, or why not.
-type CommitResult = Result<(Vec<FailureEvent>, u64, ProjectState), StoreError>;
 
 /// Projects written at once.
 const COMMIT_CONCURRENCY: usize = 8;
@@ -75,7 +74,7 @@ pub struct Monitor<'a> {
 }
 
 /// A run that stopped: the error, and whether DevLake had answered before it.
-struct Stopped {
+pub(super) struct Stopped {
     error: MonitorError,
     devlake_up: Option<bool>,
 }
@@ -99,7 +98,7 @@ impl From<DevLakeError> for Stopped {
 }
 
 /// Work left for the next run because the Lambda deadline was near.
-fn deadline_issue(what: String) -> RunIssue {
+pub(super) fn deadline_issue(what: String) -> RunIssue {
     RunIssue {
         project: None,
         pipeline_id: None,
@@ -417,6 +416,15 @@ impl Monitor<'_> {
             now,
             settings.stuck_after,
         );
+        let activity = schedule::activity(
+            obs.listed
+                .iter()
+                .chain(&obs.pending)
+                .chain(&obs.recent)
+                .chain(&lookups.found),
+            now,
+        );
+        let listed_complete = obs.listed_complete;
         drop(obs);
         if matches!(basis, Basis::Cursor(_)) {
             plan.cursor.recheck_after = needed.recheck_after;
@@ -468,8 +476,9 @@ impl Monitor<'_> {
         }
 
         // Stuck flags: set for projects with a pipeline running too long, cleared when none is.
+        let flags_before = FlagSets::from_cursor(loaded.as_ref());
         let mut stuck_now: BTreeMap<String, u64> = BTreeMap::new();
-        let stuck_before = loaded.as_ref().map(|c| c.stuck.clone()).unwrap_or_default();
+        let stuck_before = &flags_before.stuck;
         for p in &plan.stuck {
             match names.get(&p.blueprint_id) {
                 Some(name) if !name.is_empty() => {
@@ -487,19 +496,44 @@ impl Monitor<'_> {
                 ),
             }
         }
+        // Missed scheduled runs of the managed blueprints, and whether last run's cancels of
+        // stuck pipelines took.
+        let tracked = schedule::track(
+            loaded.as_ref().map_or(&[][..], |c| &c.schedules),
+            &flags_before.schedule_missed,
+            &schedule::Page {
+                names: &sweep.names,
+                scheduled: &sweep.scheduled,
+                complete: sweep.complete,
+            },
+            &activity,
+            listed_complete,
+            now,
+        );
+        for m in &tracked.found {
+            tracing::warn!(project = %m.project, blueprint_id = m.blueprint_id, due = %m.due, "scheduled run missed: no pipeline of the blueprint since it was due");
+        }
+        let mut verified = if settings.stuck_action.cancels() {
+            remedy::verify(
+                loaded.as_ref().map_or(&[][..], |c| &c.stuck_cancels),
+                &flags_before.cancel_failed,
+                &plan.unfinished,
+                &lookups.unknown.iter().copied().collect(),
+                now,
+            )
+        } else {
+            remedy::Verified::default()
+        };
+        for (project, id) in &verified.failed {
+            tracing::error!(project = %project, pipeline_id = id, "the cancel of a stuck pipeline did not take: it is still running");
+        }
+        let flags_now = FlagSets {
+            stuck: stuck_now,
+            schedule_missed: tracked.missed.clone(),
+            cancel_failed: verified.failed.clone(),
+        };
         let mut touched: BTreeSet<String> = by_project.keys().cloned().collect();
-        touched.extend(
-            stuck_now
-                .keys()
-                .filter(|p| !stuck_before.contains_key(*p))
-                .cloned(),
-        );
-        touched.extend(
-            stuck_before
-                .keys()
-                .filter(|p| !stuck_now.contains_key(*p))
-                .cloned(),
-        );
+        touched.extend(flags_before.changed(&flags_now));
 
         let touched_list: Vec<String> = touched.iter().cloned().collect();
         let mut states = if touched_list.is_empty() {
@@ -533,26 +567,43 @@ impl Monitor<'_> {
         };
 
         let mut new_events: Vec<FailureEvent> = Vec::new();
+        // Failures the events function recorded before this run met them: already counted, but
+        // this run's to re-run as if it had recorded them itself.
+        let mut adopted: Vec<String> = Vec::new();
         let mut already = 0u64;
-        let mut final_stuck = stuck_now.clone();
+        let mut final_flags = flags_now.clone();
         let no_facts: Vec<&Pipeline> = Vec::new();
-        let jobs: Vec<(&String, &[&Pipeline], bool, StoredProject)> = touched
+        let jobs: Vec<(&String, &[&Pipeline], Flags, StoredProject)> = touched
             .iter()
             .map(|name| {
                 let facts = by_project.get(name).unwrap_or(&no_facts).as_slice();
                 (
                     name,
                     facts,
-                    stuck_now.contains_key(name),
+                    flags_now.of(name),
                     states.remove(name).unwrap_or_default(),
                 )
             })
             .collect();
         // Projects are independent: commit several at once (each one's commits stay in order).
-        let mut results: Vec<(&String, &[&Pipeline], CommitResult)> = if dry_run {
+        let cx = CommitContext {
+            store: self.store,
+            settings,
+            recorder: Recorder::Monitor,
+            now,
+        };
+        let mut results: Vec<(&String, &[&Pipeline], Result<Committed, StoreError>)> = if dry_run {
             jobs.into_iter()
-                .map(|(name, facts, stuck, stored)| {
-                    let folded = fold(&stored.state, name, facts, &recorded_before, stuck, counted);
+                .map(|(name, facts, flags, stored)| {
+                    let folded = fold(
+                        &stored.state,
+                        name,
+                        facts,
+                        &recorded_before,
+                        flags,
+                        counted,
+                        true,
+                    );
                     let known = facts
                         .iter()
                         .filter(|p| counted(&p.status))
@@ -562,17 +613,23 @@ impl Monitor<'_> {
                         })
                         .filter(|k| recorded_before.contains(k))
                         .count() as u64;
-                    (name, facts, Ok((folded.events, known, folded.state)))
+                    let committed = Committed {
+                        written: folded.events,
+                        duplicates: known,
+                        adopted: folded.adopted,
+                        state: folded.state,
+                    };
+                    (name, facts, Ok(committed))
                 })
                 .collect()
         } else {
             futures::stream::iter(
                 jobs.into_iter()
-                    .map(|(name, facts, stuck, stored)| async move {
+                    .map(|(name, facts, flags, stored)| async move {
                         (
                             name,
                             facts,
-                            self.commit(name, facts, stuck, stored, now).await,
+                            commit_facts(cx, name, facts, Some(flags), stored, &|_| {}).await,
                         )
                     }),
             )
@@ -584,10 +641,11 @@ impl Monitor<'_> {
         let mut open_failures = std::mem::take(&mut plan.cursor.open_failures);
         for (name, facts, result) in results {
             match result {
-                Ok((events, duplicates, state)) => {
-                    already += duplicates;
-                    new_events.extend(events);
-                    track_open_failure(&mut open_failures, name, facts, &state, counted);
+                Ok(committed) => {
+                    already += committed.duplicates;
+                    new_events.extend(committed.written);
+                    adopted.extend(committed.adopted);
+                    track_open_failure(&mut open_failures, name, facts, &committed.state, counted);
                 }
                 Err(e) if e.is_retryable() => return Err(e.into()),
                 Err(e) => {
@@ -599,11 +657,8 @@ impl Monitor<'_> {
                         message: e.to_string(),
                     });
                     watch.extend(facts.iter().map(|p| p.id));
-                    // Keep the stuck map as the stored state has it.
-                    match stuck_before.get(name) {
-                        Some(id) => final_stuck.insert(name.clone(), *id),
-                        None => final_stuck.remove(name),
-                    };
+                    // Keep the flags as the stored state has them.
+                    final_flags.restore(name, &flags_before);
                 }
             }
         }
@@ -623,6 +678,7 @@ impl Monitor<'_> {
             .auto_rerun(
                 &by_project,
                 &new_events,
+                &adopted,
                 &plan.unfinished,
                 dry_run,
                 now,
@@ -632,6 +688,22 @@ impl Monitor<'_> {
             .await?;
         watch.extend(rerun_ids.iter().copied());
 
+        // STUCK_ACTION: re-run the cancels that took, cancel what is stuck.
+        let remedied = self
+            .remedy_stuck(
+                &plan.stuck,
+                &names,
+                &plan.facts,
+                &plan.unfinished,
+                &mut verified,
+                dry_run,
+                now,
+                deadline,
+                &mut errors,
+            )
+            .await?;
+        watch.extend(remedied.reruns.iter().copied());
+
         // Once a day (the first run of each UTC day): projects DevLake no longer has leave the
         // table, and with them their alerts.
         let previous_run = loaded.as_ref().and_then(|c| c.updated_at);
@@ -639,8 +711,9 @@ impl Monitor<'_> {
             match self.remove_gone_projects(&sweep, now, deadline).await {
                 Ok(removed) => {
                     open_failures.retain(|o| !removed.contains(&o.project));
+                    verified.pending.retain(|c| !removed.contains(&c.project));
                     for name in &removed {
-                        final_stuck.remove(name);
+                        final_flags.remove(name);
                     }
                 }
                 Err(e) => {
@@ -657,7 +730,9 @@ impl Monitor<'_> {
         open_failures.sort_by_key(|o| o.pipeline_id);
         plan.cursor.open_failures = open_failures;
         plan.cursor.watch = watch.into_iter().collect();
-        plan.cursor.stuck = final_stuck;
+        final_flags.store_in(&mut plan.cursor);
+        plan.cursor.schedules = tracked.watches;
+        plan.cursor.stuck_cancels = verified.pending;
         let saved = if dry_run {
             false
         } else {
@@ -739,6 +814,10 @@ impl Monitor<'_> {
                 .map(FailureBrief::from)
                 .collect(),
             rerun_pipeline_ids: rerun_ids,
+            schedule_missed: plan.cursor.schedule_missed.iter().cloned().collect(),
+            cancelled_pipeline_ids: remedied.cancelled,
+            cancels_not_taken: plan.cursor.stuck_cancel_failed.values().copied().collect(),
+            stuck_rerun_pipeline_ids: remedied.reruns,
             expiry,
             conflicts: Vec::new(),
             errors,
@@ -943,6 +1022,7 @@ impl Monitor<'_> {
                 let n = answer.blueprints.len() as i64;
                 let last =
                     n < SWEEP_PAGE as i64 || i64::from(page) * SWEEP_PAGE as i64 >= answer.count;
+                let label = &self.settings.managed_label;
                 Ok(Sweep {
                     names: answer
                         .blueprints
@@ -951,6 +1031,11 @@ impl Monitor<'_> {
                         .collect(),
                     complete: page == 1 && n >= answer.count,
                     next_page: if last { 1 } else { page + 1 },
+                    scheduled: answer
+                        .blueprints
+                        .iter()
+                        .filter_map(|b| Scheduled::of(b, &project_of(b), label))
+                        .collect(),
                 })
             }
             Err(e) if e.is_fatal() => Err(e.into()),
@@ -1137,95 +1222,8 @@ impl Monitor<'_> {
         Ok(removed)
     }
 
-    /// Writes one project's new failures and state, atomically per transaction, retrying on
-    /// races. Returns the events written and how many were found already stored.
-    async fn commit(
-        &self,
-        name: &str,
-        facts: &[&Pipeline],
-        stuck: bool,
-        mut stored: StoredProject,
-        now: DateTime<Utc>,
-    ) -> CommitResult {
-        let counted = |s: &str| self.settings.counts_as_failure(s);
-        let mut recorded: HashSet<String> = HashSet::new();
-        let mut written = Vec::new();
-        let mut duplicates = 0u64;
-        // A transaction takes at most MAX_EVENTS_PER_COMMIT events: split the facts so no chunk
-        // holds more failures than that (a first run can find many for one project).
-        let mut chunks: Vec<&[&Pipeline]> = Vec::new();
-        let mut start = 0;
-        let mut failures = 0;
-        for (i, p) in facts.iter().enumerate() {
-            if counted(&p.status) {
-                if failures == MAX_EVENTS_PER_COMMIT {
-                    chunks.push(&facts[start..i]);
-                    start = i;
-                    failures = 0;
-                }
-                failures += 1;
-            }
-        }
-        chunks.push(&facts[start..]);
-
-        for chunk in chunks {
-            let mut attempts = 0;
-            loop {
-                let mut folded = fold(&stored.state, name, chunk, &recorded, stuck, counted);
-                if folded.events.is_empty() && folded.state == stored.state {
-                    break;
-                }
-                // In the same conditional write as the events: the metrics page reads its
-                // failure window from this list, so it must never miss a committed event.
-                folded
-                    .state
-                    .remember_failures(&folded.events, now, self.settings.failure_window);
-                let commit = ProjectCommit {
-                    state: &folded.state,
-                    expected_revision: stored.revision,
-                    events: &folded.events,
-                    retention: self.settings.retention,
-                };
-                match self.store.commit_project(commit).await? {
-                    CommitOutcome::Committed => {
-                        written.extend(folded.events);
-                        stored = StoredProject {
-                            state: folded.state,
-                            revision: Some(stored.revision.map_or(1, |r| r + 1)),
-                        };
-                        break;
-                    }
-                    CommitOutcome::AlreadyRecorded(keys) => {
-                        tracing::info!(project = %name, events = keys.len(), "failures already recorded by another run");
-                        duplicates += keys.len() as u64;
-                        recorded.extend(keys);
-                    }
-                    CommitOutcome::Conflict => {
-                        tracing::debug!(project = %name, "project changed concurrently; re-reading");
-                    }
-                }
-                attempts += 1;
-                if attempts >= COMMIT_ATTEMPTS {
-                    return Err(StoreError::Failed {
-                        source: None,
-                        operation: "TransactWriteItems".into(),
-                        message: format!(
-                            "project {name:?} kept changing concurrently ({attempts} attempts)"
-                        ),
-                    });
-                }
-                stored = self
-                    .store
-                    .project_states(&[name.to_string()])
-                    .await?
-                    .remove(name)
-                    .unwrap_or_default();
-            }
-        }
-        Ok((written, duplicates, stored.state))
-    }
-
-    /// Re-runs each project's newest failure when it was recorded by this run, nothing of its
+    /// Re-runs each project's newest failure when it was recorded by this run (or by the events
+    /// function before this run met it: `adopted`), nothing of its
     /// blueprint is pending, and `AUTO_RERUN_MAX` allows it; then takes up the claims earlier
     /// runs released (their request failed) or left in progress past their lease (they
     /// stopped before sending it). The claim in the table comes first and is settled after
@@ -1236,6 +1234,7 @@ impl Monitor<'_> {
         &self,
         by_project: &BTreeMap<String, Vec<&Pipeline>>,
         new_events: &[FailureEvent],
+        adopted: &[String],
         unfinished: &BTreeMap<u64, Pipeline>,
         dry_run: bool,
         now: DateTime<Utc>,
@@ -1246,7 +1245,11 @@ impl Monitor<'_> {
         if max == 0 {
             return Ok(Vec::new());
         }
-        let new_keys: HashSet<String> = new_events.iter().map(FailureEvent::key).collect();
+        let new_keys: HashSet<String> = new_events
+            .iter()
+            .map(FailureEvent::key)
+            .chain(adopted.iter().cloned())
+            .collect();
         let busy_blueprints: HashSet<u64> = unfinished.values().map(|p| p.blueprint_id).collect();
         let mut rerun = Vec::new();
         let mut tried = HashSet::new();
@@ -1352,7 +1355,7 @@ impl Monitor<'_> {
 
     /// Claims, requests and settles one re-run of `pipeline`'s failure `key`. `Ok(true)`:
     /// DevLake accepted it.
-    async fn rerun_once(
+    pub(super) async fn rerun_once(
         &self,
         project: Option<&String>,
         pipeline: &Pipeline,

@@ -51,8 +51,13 @@ impl MonitorFunction {
     pub async fn from_env(env: &Env) -> Result<Self, StartupError> {
         // Everything that needs no network is validated before touching AWS.
         let config = Self::check_env(env)?;
-        if let Err(e) = config.settings.check_retention() {
-            tracing::warn!("configuration warning: {}: {}", e.variable, e.problem);
+        for check in [
+            config.settings.check_retention(),
+            config.settings.check_stuck_action(),
+        ] {
+            if let Err(e) = check {
+                tracing::warn!("configuration warning: {}: {}", e.variable, e.problem);
+            }
         }
         let sdk = load_sdk_config(SdkTimeouts::JOB).await;
         Self::from_env_with_sdk(env, &sdk).await
@@ -72,6 +77,7 @@ impl MonitorFunction {
             namespace = %config.namespace,
             failure_statuses = %config.settings.failure_statuses.join(","),
             auto_rerun_max = config.settings.auto_rerun_max,
+            stuck_action = config.settings.stuck_action.as_str(),
             "monitor function ready"
         );
         Ok(MonitorFunction {

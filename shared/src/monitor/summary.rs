@@ -89,6 +89,15 @@ pub struct Summary {
     /// The first [`LISTED_FAILURES`] new failures.
     pub failures: Vec<FailureBrief>,
     pub rerun_pipeline_ids: Vec<u64>,
+    /// Projects whose managed blueprint missed its latest scheduled run (flagged after this run).
+    pub schedule_missed: Vec<String>,
+    /// `STUCK_ACTION`: stuck pipelines cancelled (`DELETE /pipelines/{id}` answered; a dry run:
+    /// that would be sent).
+    pub cancelled_pipeline_ids: Vec<u64>,
+    /// Stuck pipelines still running after an earlier run cancelled them.
+    pub cancels_not_taken: Vec<u64>,
+    /// `cancel-and-rerun`: cancelled pipelines re-run.
+    pub stuck_rerun_pipeline_ids: Vec<u64>,
     /// The day's expiry of the recent-failures lists, on the first run of each UTC day.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expiry: Option<Expiry>,
@@ -127,6 +136,10 @@ impl Summary {
             },
             failures: Vec::new(),
             rerun_pipeline_ids: Vec::new(),
+            schedule_missed: Vec::new(),
+            cancelled_pipeline_ids: Vec::new(),
+            cancels_not_taken: Vec::new(),
+            stuck_rerun_pipeline_ids: Vec::new(),
             expiry: None,
             conflicts: Vec::new(),
             errors: vec![issue],
@@ -137,7 +150,15 @@ impl Summary {
 
 /// The summary's lists that grow with the number of projects, cut in the copies that have a
 /// size limit (see [`crate::limits::bounded`]).
-pub const SUMMARY_LISTS: &[&[&str]] = &[&["errors"], &["rerunPipelineIds"], &["failures"]];
+pub const SUMMARY_LISTS: &[&[&str]] = &[
+    &["errors"],
+    &["rerunPipelineIds"],
+    &["failures"],
+    &["scheduleMissed"],
+    &["cancelledPipelineIds"],
+    &["cancelsNotTaken"],
+    &["stuckRerunPipelineIds"],
+];
 
 impl Summary {
     /// The copy for the run record and the closing log line: each list keeps its first

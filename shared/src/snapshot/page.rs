@@ -25,7 +25,7 @@ use chrono_tz::Tz;
 use flate2::{Compress, Compression, Crc, FlushCompress, Status};
 
 use crate::render::{self, ExpositionFormat};
-use crate::store::{FailureEvent, MetricsSnapshot, PublishedState, RunRecord};
+use crate::store::{FailureEvent, LiveRecords, MetricsSnapshot, PublishedState};
 
 /// Failures per part of the compatibility series: about 55 KB of text, re-rendered and compressed
 /// in well under a millisecond when one of its failures leaves the window.
@@ -89,14 +89,6 @@ pub struct ServedPage {
     pub projects: usize,
     /// Failures on the page (in the window).
     pub failures: usize,
-    pub decode_errors: u64,
-}
-
-/// What a scrape adds to the published state: the run records and the records it skipped.
-#[derive(Debug, Clone, Default)]
-pub struct Live {
-    pub automation: Option<RunRecord>,
-    pub monitor: Option<RunRecord>,
     pub decode_errors: u64,
 }
 
@@ -171,14 +163,14 @@ impl PreparedPage {
 
     /// The page for a scrape whose window starts at `since`: byte for byte what
     /// [`render::render_page_timed`] writes for the published state, the failures of the window
-    /// and `live`. `render_duration` is asked once everything but the self-timing line is
+    /// and the `live` records. `render_duration` is asked once everything but the self-timing line is
     /// rendered (before compression, as for a page rendered whole).
     pub fn serve(
         &mut self,
         since: DateTime<Utc>,
         format: ExpositionFormat,
         gzip: bool,
-        live: Live,
+        live: LiveRecords,
         render_duration: impl FnOnce() -> Duration,
     ) -> ServedPage {
         let slot = slot(format);
@@ -208,6 +200,7 @@ impl PreparedPage {
         let live_input = MetricsSnapshot {
             automation: live.automation,
             monitor: live.monitor,
+            events: live.events,
             decode_errors,
             ..MetricsSnapshot::default()
         };

@@ -24,16 +24,17 @@ use aws_sdk_dynamodb::types::{
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use super::dynamo::{keys, Access};
-use super::dynamo_read::{decode, sdk_error};
+use super::dynamo_read::sdk_error;
 use super::{
-    DynamoStore, Job, MetricsSnapshot, PublishedRead, PublishedState, PublishedVersion, RunRecord,
+    DynamoStore, LiveRecords, MetricsSnapshot, PublishedRead, PublishedState, PublishedVersion,
     ScrapeRead, SnapshotHead, SnapshotPut, SnapshotStore, StoreError, SNAPSHOT_CHUNK_BYTES,
     SNAPSHOT_CHUNK_TTL,
 };
 
 /// Partition of the snapshot's items.
-pub const SNAPSHOT_PK: &str = "SNAPSHOT";
-const HEAD_SK: &str = "HEAD";
+pub(crate) const SNAPSHOT_PK: &str = "SNAPSHOT";
+pub(crate) const SNAPSHOT_HEAD_SK: &str = "HEAD";
+const HEAD_SK: &str = SNAPSHOT_HEAD_SK;
 const TAKEN: &str = "taken";
 const VERSION: &str = "version";
 const CHUNKS: &str = "chunks";
@@ -116,10 +117,13 @@ impl DynamoStore {
         known: Option<u64>,
     ) -> Result<ScrapeRead, StoreError> {
         for attempt in 0..2 {
-            let (head, automation, monitor, skipped) = self.head_and_runs().await?;
-            let Some((head, chunks)) = head.and_then(|(h, c)| Some((h.published?, c))) else {
+            let (live, head) = self.live_records(true).await?;
+            let Some((head, chunks)) = head
+                .map(|item| head_of(&item))
+                .and_then(|(h, c)| Some((h.published?, c)))
+            else {
                 // Nothing published yet: the page as read from the items themselves.
-                return self.direct_read(since, automation, monitor, skipped).await;
+                return self.direct_read(since, live).await;
             };
             let blob = if known == Some(head.version) {
                 None
@@ -132,16 +136,14 @@ impl DynamoStore {
                             version = head.version,
                             "the published snapshot's chunks are gone; reading the state directly"
                         );
-                        return self.direct_read(since, automation, monitor, skipped).await;
+                        return self.direct_read(since, live).await;
                     }
                 }
             };
             return Ok(ScrapeRead::Published(PublishedRead {
                 version: head.version,
                 blob,
-                automation,
-                monitor,
-                decode_errors: skipped,
+                live,
             }));
         }
         unreachable!("the loop returns on its second pass")
@@ -150,60 +152,15 @@ impl DynamoStore {
     async fn direct_read(
         &self,
         since: DateTime<Utc>,
-        automation: Option<RunRecord>,
-        monitor: Option<RunRecord>,
-        skipped_runs: u64,
+        mut live: LiveRecords,
     ) -> Result<ScrapeRead, StoreError> {
         let (projects, skipped_projects) = self.project_states_counted().await?;
+        live.decode_errors += skipped_projects;
         Ok(ScrapeRead::Direct(MetricsSnapshot::from_parts(
             projects.into_iter().map(|p| p.state).collect(),
             since,
-            automation,
-            monitor,
-            skipped_runs + skipped_projects,
+            live,
         )))
-    }
-
-    /// The head (with its chunk count) and the run records, in one strongly consistent
-    /// BatchGetItem; run records that do not decode are skipped, logged and counted.
-    #[allow(clippy::type_complexity)]
-    async fn head_and_runs(
-        &self,
-    ) -> Result<
-        (
-            Option<(SnapshotHead, u32)>,
-            Option<RunRecord>,
-            Option<RunRecord>,
-            u64,
-        ),
-        StoreError,
-    > {
-        let wanted = vec![
-            key(SNAPSHOT_PK, HEAD_SK),
-            key(keys::RUN_PK, Job::Automation.as_str()),
-            key(keys::RUN_PK, Job::Monitor.as_str()),
-        ];
-        let items = self
-            .batch_get_consistent("BatchGetItem SNAPSHOT", wanted)
-            .await?;
-        let (mut head, mut automation, mut monitor, mut skipped) = (None, None, None, 0);
-        for item in items {
-            if string(&item, keys::PK) == Some(SNAPSHOT_PK) {
-                head = Some(head_of(&item));
-                continue;
-            }
-            match decode::<RunRecord>(item) {
-                Ok(run) => match run.job {
-                    Job::Automation => automation = Some(run),
-                    Job::Monitor => monitor = Some(run),
-                },
-                Err(error) => {
-                    tracing::warn!(%error, "skipping a RUN item that does not decode");
-                    skipped += 1;
-                }
-            }
-        }
-        Ok((head, automation, monitor, skipped))
     }
 
     /// The chunks of generation `version`, joined; `None` if any is missing (expired).

@@ -1,7 +1,9 @@
-//! The metrics function's read path: everything the page shows, without a Scan.
+//! The direct read of the metrics page's state, without a Scan: what the publisher of the
+//! snapshot reads (`crate::snapshot`), and what a scrape reads before any snapshot is published.
 //!
-//! Per scrape: the `pk = PROJECT` partition, read as concurrent Queries over ranges of project
-//! names, and one BatchGetItem for the two run records. The failures in the window come from
+//! The `pk = PROJECT` partition, read as concurrent Queries over ranges of project names, and one
+//! BatchGetItem for the two run records and the latest notification mark (with the snapshot's
+//! head on a scrape, see `dynamo_published`). The failures in the window come from
 //! each project's `recentFailures` list (written with the failure events, in the same
 //! transaction), not from the `FAILURE#<day>` items: the number of calls and the bytes read
 //! depend on the number of projects and their recent failures (kept to the monitor's
@@ -15,9 +17,10 @@ use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ReturnConsumedC
 use chrono::{DateTime, Utc};
 
 use super::dynamo::{decode_project, keys, Access};
+use super::dynamo_published::{SNAPSHOT_HEAD_SK, SNAPSHOT_PK};
 use super::{
-    DynamoStore, Job, MetricsSnapshot, MetricsSource, RunRecord, ScrapeRead, StoreError,
-    StoredProject,
+    DynamoStore, EventsReceived, Job, LiveRecords, MetricsSnapshot, MetricsSource, RunRecord,
+    ScrapeRead, StoreError, StoredProject,
 };
 
 /// Project items per concurrent Query of [`DynamoStore::all_project_states`]: about half of
@@ -38,7 +41,7 @@ impl MetricsSource for DynamoStore {
         self.metrics_snapshot(failures_since).await
     }
 
-    /// One BatchGetItem of the snapshot's head and the run records, plus one BatchGetItem of the
+    /// One BatchGetItem of the snapshot's head and the live records, plus one BatchGetItem of the
     /// snapshot's chunks when its version is not `known` (see `dynamo_published`).
     async fn scrape(
         &self,
@@ -56,14 +59,13 @@ impl DynamoStore {
         &self,
         since: DateTime<Utc>,
     ) -> Result<MetricsSnapshot, StoreError> {
-        let ((projects, skipped_projects), (automation, monitor, skipped_runs)) =
-            futures::try_join!(self.project_states_counted(), self.latest_runs())?;
+        let ((projects, skipped_projects), (mut live, _)) =
+            futures::try_join!(self.project_states_counted(), self.live_records(false))?;
+        live.decode_errors += skipped_projects;
         Ok(MetricsSnapshot::from_parts(
             projects.into_iter().map(|p| p.state).collect(),
             since,
-            automation,
-            monitor,
-            skipped_projects + skipped_runs,
+            live,
         ))
     }
 
@@ -201,27 +203,39 @@ impl DynamoStore {
         }
     }
 
-    /// The latest automation and monitor run records, in one BatchGetItem, and how many records
-    /// were skipped because they did not decode (logged).
-    pub(crate) async fn latest_runs(
+    /// The latest automation and monitor run records and the latest notification mark, in one
+    /// BatchGetItem, counting the items skipped because they did not decode (logged). With
+    /// `head`, the same call also reads the published snapshot's head (returned as is), strongly
+    /// consistent: a publish that completed before the scrape is the one it serves.
+    pub(crate) async fn live_records(
         &self,
-    ) -> Result<(Option<RunRecord>, Option<RunRecord>, u64), StoreError> {
-        let key = |job: Job| {
+        head: bool,
+    ) -> Result<(LiveRecords, Option<HashMap<String, AttributeValue>>), StoreError> {
+        let key = |pk: &str, sk: &str| {
             HashMap::from([
-                (keys::PK.to_string(), AttributeValue::S(keys::RUN_PK.into())),
-                (keys::SK.to_string(), AttributeValue::S(job.as_str().into())),
+                (keys::PK.to_string(), AttributeValue::S(pk.into())),
+                (keys::SK.to_string(), AttributeValue::S(sk.into())),
             ])
         };
+        let mut wanted = vec![
+            key(keys::RUN_PK, Job::Automation.as_str()),
+            key(keys::RUN_PK, Job::Monitor.as_str()),
+            key(keys::EVENTS_PK, keys::RECEIVED_SK),
+        ];
+        if head {
+            wanted.push(key(SNAPSHOT_PK, SNAPSHOT_HEAD_SK));
+        }
         let mut request = KeysAndAttributes::builder()
-            .keys(key(Job::Automation))
-            .keys(key(Job::Monitor))
+            .set_keys(Some(wanted))
+            .consistent_read(head)
             .build()
             .map_err(|e| StoreError::Failed {
                 source: None,
                 operation: "BatchGetItem RUN".into(),
                 message: e.to_string(),
             })?;
-        let (mut automation, mut monitor, mut skipped) = (None, None, 0);
+        let mut latest = LiveRecords::default();
+        let mut head_item = None;
         for attempt in 0..=UNPROCESSED_RETRIES {
             let output = self
                 .client
@@ -237,17 +251,32 @@ impl DynamoStore {
                 .and_then(|mut r| r.remove(&self.table))
                 .unwrap_or_default();
             for item in items {
+                if matches!(item.get(keys::PK), Some(AttributeValue::S(pk)) if pk == SNAPSHOT_PK) {
+                    head_item = Some(item);
+                    continue;
+                }
+                if matches!(item.get(keys::PK), Some(AttributeValue::S(pk)) if pk == keys::EVENTS_PK)
+                {
+                    match decode::<EventsReceived>(item) {
+                        Ok(events) => latest.events = Some(events),
+                        Err(error) => {
+                            tracing::warn!(%error, "skipping an EVENTS item that does not decode");
+                            latest.decode_errors += 1;
+                        }
+                    }
+                    continue;
+                }
                 let run = match decode::<RunRecord>(item) {
                     Ok(run) => run,
                     Err(error) => {
                         tracing::warn!(%error, "skipping a RUN item that does not decode");
-                        skipped += 1;
+                        latest.decode_errors += 1;
                         continue;
                     }
                 };
                 match run.job {
-                    Job::Automation => automation = Some(run),
-                    Job::Monitor => monitor = Some(run),
+                    Job::Automation => latest.automation = Some(run),
+                    Job::Monitor => latest.monitor = Some(run),
                 }
             }
             match output
@@ -255,7 +284,7 @@ impl DynamoStore {
                 .and_then(|mut u| u.remove(&self.table))
                 .filter(|k| !k.keys.is_empty())
             {
-                None => return Ok((automation, monitor, skipped)),
+                None => return Ok((latest, head_item)),
                 Some(left) => {
                     tracing::debug!(attempt, "BatchGetItem left keys unprocessed; retrying");
                     tokio::time::sleep(std::time::Duration::from_millis(25 << attempt)).await;

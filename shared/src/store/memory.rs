@@ -2,7 +2,7 @@
 //! tests of domain logic. Integration tests use DynamoDB Local instead.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use super::*;
 
 #[derive(Debug, Default)]
-struct Tables {
+pub(super) struct Tables {
     cursor: Option<MonitorCursor>,
     /// Key → (event, expiresAt).
     failures: BTreeMap<String, (FailureEvent, i64)>,
@@ -19,6 +19,7 @@ struct Tables {
     blueprints: BTreeMap<u64, String>,
     blueprints_at: BTreeMap<u64, DateTime<Utc>>,
     reruns: BTreeMap<u64, RerunEntry>,
+    pub(super) events: Option<EventsReceived>,
     /// The last publish number taken, and the published generation with its encoded state.
     snapshot_taken: u64,
     snapshot: Option<(PublishedVersion, Vec<u8>)>,
@@ -54,6 +55,8 @@ impl RerunEntry {
 pub struct MemoryStore {
     tables: Mutex<Tables>,
     unavailable: AtomicBool,
+    /// Operations asked so far (each would be one request to DynamoDB, at least).
+    calls: AtomicU64,
 }
 
 impl MemoryStore {
@@ -113,11 +116,23 @@ impl MemoryStore {
             .unwrap_or(0)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Tables> {
+    /// Operations asked of the store so far, failed ones included: a test can show a code path
+    /// never touched the store.
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    /// The latest notification mark the events function wrote.
+    pub fn events_received(&self) -> Option<EventsReceived> {
+        self.lock().events.clone()
+    }
+
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, Tables> {
         self.tables.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn check(&self, operation: &str) -> Result<(), StoreError> {
+    pub(super) fn check(&self, operation: &str) -> Result<(), StoreError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
         if self.unavailable.load(Ordering::SeqCst) {
             Err(StoreError::Unavailable {
                 source: None,
@@ -187,7 +202,21 @@ impl SnapshotStore for MemoryStore {
     }
 }
 
-/// The direct read and the published snapshot, as the DynamoDB adapter serves them.
+impl MemoryStore {
+    fn live_records(&self) -> LiveRecords {
+        let tables = self.lock();
+        LiveRecords {
+            automation: tables.runs.get(&Job::Automation).cloned(),
+            monitor: tables.runs.get(&Job::Monitor).cloned(),
+            events: tables.events.clone(),
+            decode_errors: 0,
+        }
+    }
+}
+
+/// What the DynamoDB adapter's scrape reads, from memory: in-process tests and benchmarks serve
+/// the metrics page from the same store the monitor and the events function write, published
+/// snapshot included.
 #[async_trait::async_trait]
 impl MetricsSource for MemoryStore {
     async fn snapshot(&self, failures_since: DateTime<Utc>) -> Result<MetricsSnapshot, StoreError> {
@@ -195,9 +224,7 @@ impl MetricsSource for MemoryStore {
         Ok(MetricsSnapshot::from_parts(
             self.projects(),
             failures_since,
-            self.run(Job::Automation),
-            self.run(Job::Monitor),
-            0,
+            self.live_records(),
         ))
     }
 
@@ -214,9 +241,7 @@ impl MetricsSource for MemoryStore {
         Ok(ScrapeRead::Published(PublishedRead {
             version: version.version,
             blob: (known != Some(version.version)).then_some(blob),
-            automation: self.run(Job::Automation),
-            monitor: self.run(Job::Monitor),
-            decode_errors: 0,
+            live: self.live_records(),
         }))
     }
 }

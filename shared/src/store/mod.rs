@@ -11,7 +11,8 @@
 //! | last run of a job | `RUN` | `automation` / `monitor` | no |
 //! | blueprint → project map | `BLUEPRINT` | `<blueprint id, 20 digits>` | no |
 //! | auto-rerun tracking | `RERUN` | `<pipelineId>` | no |
-//! | published snapshot of the metrics page: head and chunks | `SNAPSHOT` | `HEAD`, `CHUNK#<version>#<index>` | no |
+//! | latest DevLake notification received | `EVENTS` | `RECEIVED` | no |
+//! | published snapshot of the metrics page: head and chunks | `SNAPSHOT` | `HEAD`, `CHUNK#<version>#<index>` | chunks only |
 //!
 //! Failure events are bucketed by day (an operator reads a day with one Query) and are the
 //! idempotency record of the monitor. The metrics function does not read them: each PROJECT item
@@ -27,7 +28,7 @@
 //! [`SnapshotStore`]), and a scrape reads the snapshot's head with the run records in one call
 //! (plus the snapshot itself, once per change).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
@@ -36,13 +37,15 @@ use thiserror::Error;
 mod dynamo;
 mod dynamo_published;
 mod dynamo_read;
+mod events;
 mod memory;
 mod published;
 pub use dynamo::{keys, project_item, CapacityUsed, DynamoStore, MAX_EVENTS_PER_COMMIT};
+pub use events::{EventStore, EventsReceived, StartedPipeline, PUSHED_FAILURES_MAX};
 pub use memory::MemoryStore;
 pub use published::{
-    PublishedRead, PublishedState, PublishedVersion, ScrapeRead, SnapshotHead, SnapshotPut,
-    SnapshotStore, SNAPSHOT_CHUNK_BYTES, SNAPSHOT_CHUNK_TTL, SNAPSHOT_REFRESH_AFTER,
+    LiveRecords, PublishedRead, PublishedState, PublishedVersion, ScrapeRead, SnapshotHead,
+    SnapshotPut, SnapshotStore, SNAPSHOT_CHUNK_BYTES, SNAPSHOT_CHUNK_TTL, SNAPSHOT_REFRESH_AFTER,
 };
 
 /// A job whose runs are recorded for `devlake_*_last_run_*`.
@@ -131,6 +134,30 @@ pub struct ProjectState {
     /// DynamoDB and the SDK one typed value each to encode and parse on every scrape.
     #[serde(default, with = "space_separated")]
     pub recent_failures: Vec<String>,
+    /// The newest pipeline (by id) DevLake's notifications showed started: when it was created
+    /// and when it began, for `devlake_project_last_pipeline_queue_seconds`. Written by the
+    /// events function only; absent (and not stored) until it has seen one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_started: Option<StartedPipeline>,
+    /// Keys of failures the events function recorded that no monitor run has processed yet,
+    /// oldest first, at most [`PUSHED_FAILURES_MAX`]. The monitor takes each over when it meets
+    /// the failure (already recorded, so not counted again) and treats it as its own for
+    /// auto-rerun, which would otherwise skip every failure that arrived by push first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pushed_failures: Vec<String>,
+    /// The project's managed blueprint missed its latest scheduled run: the run was due more
+    /// than the monitor's grace period ago and left no pipeline (`monitor::schedule`). Left out
+    /// of the stored item while false, like the next flag, so items without it read the same.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub schedule_missed: bool,
+    /// A cancel the monitor sent to the project's stuck pipeline (`STUCK_ACTION`) did not stop
+    /// it by the next run.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub stuck_cancel_failed: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// `Vec<String>` of space-free keys as one space-separated string (empty list: empty string).
@@ -278,23 +305,25 @@ pub struct MetricsSnapshot {
     pub failures: Vec<FailureEvent>,
     pub automation: Option<RunRecord>,
     pub monitor: Option<RunRecord>,
+    /// The latest DevLake notification the events function accepted; `None` until one was
+    /// (push not configured), and then the page shows no events series at all.
+    pub events: Option<EventsReceived>,
     /// Stored items (or recent-failure entries) this read skipped because they did not decode;
     /// each is logged. One bad item never blanks the page.
     pub decode_errors: u64,
 }
 
 impl MetricsSnapshot {
-    /// The snapshot of `projects` and the run records, with the failures of the projects' recent
-    /// lists that finished at or after `since` (entries that do not parse are skipped, logged and
-    /// added to `decode_errors`).
+    /// The snapshot of `projects` and the live records, with the failures of the projects'
+    /// recent lists that finished at or after `since` (entries that do not parse are skipped,
+    /// logged and added to `decode_errors`).
     pub fn from_parts(
         projects: Vec<ProjectState>,
         since: DateTime<Utc>,
-        automation: Option<RunRecord>,
-        monitor: Option<RunRecord>,
-        mut decode_errors: u64,
+        live: LiveRecords,
     ) -> Self {
         let mut failures = Vec::new();
+        let mut decode_errors = live.decode_errors;
         for project in &projects {
             let (recent, skipped) = project.recent_failures_since_lenient(since);
             failures.extend(recent);
@@ -303,8 +332,9 @@ impl MetricsSnapshot {
         MetricsSnapshot {
             projects,
             failures,
-            automation,
-            monitor,
+            automation: live.automation,
+            monitor: live.monitor,
+            events: live.events,
             decode_errors,
         }
     }
@@ -432,6 +462,20 @@ pub struct MonitorCursor {
     /// Blueprints that answered 404, with the first such answer: their pipelines wait (watched)
     /// until the blueprint is found again or has been missing for an hour.
     pub missing_blueprints: Vec<MissingBlueprint>,
+    /// Managed blueprints whose schedule is checked for missed runs, ascending by blueprint id;
+    /// one short string in the item (see [`ScheduleWatch`]).
+    #[serde(with = "schedule_watches", skip_serializing_if = "Vec::is_empty")]
+    pub schedules: Vec<ScheduleWatch>,
+    /// Projects flagged for a missed scheduled run.
+    #[serde(skip_serializing_if = "BTreeSet::is_empty")]
+    pub schedule_missed: BTreeSet<String>,
+    /// Cancels sent to stuck pipelines (`STUCK_ACTION`), ascending by pipeline id: the next
+    /// run checks that each pipeline stopped.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stuck_cancels: Vec<StuckCancel>,
+    /// Projects whose stuck pipeline a cancel did not stop, with that pipeline.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub stuck_cancel_failed: BTreeMap<String, u64>,
     /// Set when a first run or a rescan was cut short before its listing reached the look-back
     /// floor: the ids it did not list are not accounted for, so the next run looks back again
     /// from this window start instead of trusting `max_pipeline_id` and `watermark`.
@@ -441,6 +485,93 @@ pub struct MonitorCursor {
     pub updated_at: Option<DateTime<Utc>>,
     /// Bumped on every save; saves are conditional on it.
     pub revision: u64,
+}
+
+/// What the monitor remembers of one managed blueprint's schedule: which `cronConfig` it
+/// watches (24 bits of its [`stable_hash`](crate::cron::stable_hash): a change of schedule
+/// restarts the watch) and the latest sign of a pipeline of the blueprint — created, ended, or
+/// seen unfinished by a run — to the minute. A scheduled run due at or before `last_activity`
+/// is accounted for (scheduled runs fall on whole minutes, so the minute is exact enough).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScheduleWatch {
+    pub blueprint_id: u64,
+    pub cron_hash: u32,
+    pub last_activity: DateTime<Utc>,
+}
+
+/// `Vec<ScheduleWatch>` as one string: per entry, ascending by blueprint id,
+/// `<id minus the previous entry's id>:<hash, 6 hex digits>:<Unix minutes>`, space separated —
+/// about 19 bytes an entry, so ten thousand managed blueprints take ~190 KB of the cursor item's
+/// 400 KB.
+mod schedule_watches {
+    use super::ScheduleWatch;
+    use chrono::DateTime;
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(
+        watches: &[ScheduleWatch],
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        let mut sorted = watches.to_vec();
+        sorted.sort_by_key(|w| w.blueprint_id);
+        let mut previous = 0;
+        let text: Vec<String> = sorted
+            .iter()
+            .map(|w| {
+                let delta = w.blueprint_id - previous;
+                previous = w.blueprint_id;
+                format!(
+                    "{delta}:{:06x}:{}",
+                    w.cron_hash & 0xff_ffff,
+                    w.last_activity.timestamp().div_euclid(60)
+                )
+            })
+            .collect();
+        serializer.serialize_str(&text.join(" "))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<ScheduleWatch>, D::Error> {
+        let joined = String::deserialize(deserializer)?;
+        let mut id = 0u64;
+        joined
+            .split_ascii_whitespace()
+            .map(|entry| {
+                let bad = || D::Error::custom(format!("malformed schedule entry {entry:?}"));
+                let mut parts = entry.split(':');
+                let (Some(delta), Some(hash), Some(minutes), None) =
+                    (parts.next(), parts.next(), parts.next(), parts.next())
+                else {
+                    return Err(bad());
+                };
+                id = delta
+                    .parse::<u64>()
+                    .ok()
+                    .and_then(|d| id.checked_add(d))
+                    .ok_or_else(bad)?;
+                Ok(ScheduleWatch {
+                    blueprint_id: id,
+                    cron_hash: u32::from_str_radix(hash, 16).map_err(|_| bad())?,
+                    last_activity: minutes
+                        .parse::<i64>()
+                        .ok()
+                        .and_then(|m| DateTime::from_timestamp(m.checked_mul(60)?, 0))
+                        .ok_or_else(bad)?,
+                })
+            })
+            .collect()
+    }
+}
+
+/// A cancel sent to a stuck pipeline, checked by the next run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StuckCancel {
+    pub pipeline_id: u64,
+    pub project: String,
+    /// The run time of the first request: a pipeline that ended at or after it since stopped.
+    pub requested_at: DateTime<Utc>,
 }
 
 /// A project's latest recorded failure, while it is the project's latest finished pipeline.
@@ -634,6 +765,51 @@ pub trait MonitorStore: RunLog + SnapshotStore {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    #[test]
+    fn schedule_watches_are_one_compact_string_to_the_minute() {
+        let at = |m: u32, s: u32| Utc.with_ymd_and_hms(2026, 11, 28, 3, m, s).unwrap();
+        let cursor = MonitorCursor {
+            schedules: vec![
+                ScheduleWatch {
+                    blueprint_id: 1200,
+                    cron_hash: 0xab_cdef,
+                    last_activity: at(30, 0),
+                },
+                ScheduleWatch {
+                    blueprint_id: 7,
+                    cron_hash: 1,
+                    last_activity: at(29, 59),
+                },
+            ],
+            ..MonitorCursor::default()
+        };
+        let json = serde_json::to_value(&cursor).unwrap();
+        let minutes = at(30, 0).timestamp() / 60;
+        assert_eq!(
+            json["schedules"],
+            format!("7:000001:{} 1193:abcdef:{minutes}", minutes - 1)
+        );
+        let back: MonitorCursor = serde_json::from_value(json).unwrap();
+        assert_eq!(
+            back.schedules,
+            vec![
+                ScheduleWatch {
+                    blueprint_id: 7,
+                    cron_hash: 1,
+                    last_activity: at(29, 0),
+                },
+                cursor.schedules[0],
+            ]
+        );
+        // Absent when empty; malformed entries are errors.
+        assert!(serde_json::to_value(MonitorCursor::default()).unwrap()["schedules"].is_null());
+        for bad in ["7", "7:zz:1", "x:1:1", "7:1:1:1", "7:1:99999999999999999"] {
+            let r: Result<MonitorCursor, _> =
+                serde_json::from_value(serde_json::json!({ "schedules": bad }));
+            assert!(r.is_err(), "{bad}");
+        }
+    }
 
     fn failure(pipeline_id: u64, finished_at: DateTime<Utc>) -> FailureEvent {
         FailureEvent {

@@ -14,7 +14,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{MetricsSnapshot, ProjectState, RunRecord, StoreError};
+use super::{EventsReceived, MetricsSnapshot, ProjectState, RunRecord, StoreError};
 
 /// Bytes of the compressed snapshot per chunk item: under DynamoDB's 400 KB item limit with room
 /// for the keys and the other attributes.
@@ -96,9 +96,18 @@ pub struct PublishedRead {
     pub version: u64,
     /// The encoded snapshot of `version`; `None` when the caller said it holds that version.
     pub blob: Option<Vec<u8>>,
+    pub live: LiveRecords,
+}
+
+/// What every scrape reads itself, beside the project state: single items written without a
+/// project commit (each job's run record, the events function's latest notification), so they
+/// need no publish. A new item of that kind belongs here and in the scrape's one BatchGetItem.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LiveRecords {
     pub automation: Option<RunRecord>,
     pub monitor: Option<RunRecord>,
-    /// Run records this read skipped because they did not decode (each logged).
+    pub events: Option<EventsReceived>,
+    /// Items this read skipped because they did not decode (each logged).
     pub decode_errors: u64,
 }
 

@@ -561,6 +561,9 @@ fn project(i: usize, now: DateTime<Utc>) -> ProjectState {
         consecutive_failures: if failing { 2 } else { 0 },
         stuck: i.is_multiple_of(97),
         recent_failures: Vec::new(),
+        schedule_missed: i.is_multiple_of(89),
+        stuck_cancel_failed: false,
+        ..ProjectState::default()
     }
 }
 

@@ -1,8 +1,8 @@
 //! `bench-monitor`: what one steady-state monitor run costs, against the per-blueprint polling of
 //! the system it replaces.
 //!
-//! The parent process starts the DevLake simulator (10,000 blueprints, 100,000 historical
-//! pipelines), DynamoDB Local (table from template.yaml) and the CloudWatch double, and brings
+//! The parent process starts the DevLake simulator (10,000 blueprints, each managed with its own
+//! daily `cronConfig`, and 100,000 historical pipelines), DynamoDB Local (table from template.yaml) and the CloudWatch double, and brings
 //! the monitor to steady state in-process: a first run (which caches every blueprint → project),
 //! then a run that sees 20 pipelines running. 5 of those then fail and 15 complete, and the
 //! simulator gets 20 ms of latency per request. Each measurement then runs in a fresh child
@@ -253,6 +253,17 @@ async fn orchestrate(args: &Args) -> Result<()> {
     };
     let sim = Simulator::start_with(Fixture::generated(spec), SimOptions::default()).await;
     let handle = sim.handle();
+    // Every blueprint managed and on its own daily minute: the steady run also checks their
+    // schedules for missed runs, which must cost no extra call.
+    for id in 1..=args.blueprints as u64 {
+        handle.patch_blueprint(
+            id,
+            serde_json::json!({
+                "labels": ["devlake-autopilot"],
+                "cronConfig": format!("{} {} * * *", id % 60, (id / 60) % 24),
+            }),
+        )?;
+    }
     ensure!(
         handle.pipeline_count() == args.pipelines,
         "simulator seeded {} pipelines",

@@ -1,6 +1,7 @@
 //! Standalone DevLake simulator for the local demo and shell scripts.
 //!
-//! `devlake-sim --port N --fixture FILE [--api-key KEY] [--latency-ms N] [--tls-cert PEM --tls-key PEM]`
+//! `devlake-sim --port N --fixture FILE [--api-key KEY] [--latency-ms N] [--tls-cert PEM --tls-key PEM]
+//! [--notification-endpoint URL]` (with `NOTIFICATION_SECRET` in the environment)
 //! prints `devlake-sim listening on http://127.0.0.1:PORT` (`https://` with TLS) once ready; control it via `/_sim/...`.
 
 use std::path::PathBuf;
@@ -8,7 +9,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use devlake_testkit::sim::{AutoComplete, Fixture, GeneratedSpec, SimOptions, SimTls, Simulator};
+use devlake_testkit::sim::{
+    AutoComplete, Fixture, GeneratedSpec, NotificationSettings, SimOptions, SimTls, Simulator,
+};
 
 #[derive(Parser)]
 #[command(name = "devlake-sim", about = "A stateful fake Apache DevLake server")]
@@ -53,6 +56,11 @@ struct Args {
     /// PEM private key of --tls-cert.
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// DevLake's NOTIFICATION_ENDPOINT: pipeline notifications are posted there, signed with
+    /// the NOTIFICATION_SECRET environment variable (kept off the command line, like DevLake's
+    /// `.env`). Also settable at run time: PUT /_sim/notifications.
+    #[arg(long)]
+    notification_endpoint: Option<String>,
 }
 
 #[tokio::main]
@@ -99,6 +107,12 @@ async fn main() -> anyhow::Result<()> {
             after: Duration::from_millis(ms),
             status: args.auto_complete_status.clone(),
         }),
+        notifications: args
+            .notification_endpoint
+            .map(|endpoint| NotificationSettings {
+                endpoint,
+                secret: std::env::var("NOTIFICATION_SECRET").unwrap_or_default(),
+            }),
         ..SimOptions::default()
     };
     let sim = Simulator::try_start_with(fixture, opts).await?;

@@ -14,6 +14,8 @@
 //! | POST | `/_sim/pipelines/run-all` | `{"status":…,"message":…}` → `{"finished":[ids]}` (every pipeline not yet ended: queued, re-run, resumed, running) |
 //! | POST | `/_sim/restart` | `{"resumePipelines":bool}` (default true) → `{"changed":[ids]}`: DevLake restarted, running pipelines become `TASK_RESUME` or `TASK_FAILED` |
 //! | POST | `/_sim/clock` | `{"now":RFC 3339\|null,"advanceSeconds":N}` → `{"now"}`: stop (or release) DevLake's clock, then move it |
+//! | GET, POST | `/_sim/cron` | POST `{"running":bool?,"lose":[blueprint ids],"keep":[blueprint ids]}`: run DevLake's cron of blueprints as the clock moves, lose (or stop losing) their fires; → `{"fires":[{"blueprintId","at","pipelineId","refused"}]}` |
+//! | POST | `/_sim/pipelines/{id}/ignore-cancel` | `{"ignored":bool}` (default true) → `{}`: `DELETE /pipelines/{id}` answers 200 and stops nothing |
 //! | POST | `/_sim/pipelines` | a [`PipelineSeed`](super::PipelineSeed) or an array of them → `{"ids":[…]}` |
 //! | POST | `/_sim/connections` | `{"plugin","connection":{…}}` → `{"id"}` |
 //! | POST | `/_sim/remote-groups` | `{"plugin","connectionId","parentId"?,"id","name"}` → `{}` |
@@ -21,6 +23,8 @@
 //! | POST | `/_sim/projects` | `{"name"}` → `{"blueprintId"}` |
 //! | GET | `/_sim/state` | → counts of connections, scopes, projects, blueprints, pipelines |
 //! | POST | `/_sim/auto-complete` | `{"afterMs":N,"status":…}` or `{}` to turn off |
+//! | PUT | `/_sim/notifications` | `{"endpoint","secret"}` (DevLake's `NOTIFICATION_ENDPOINT`/`_SECRET`), or `{}` to turn off → `{}` |
+//! | GET | `/_sim/notifications` | → `{"notifications":[{"id","pipelineId","url","nonce","data","responseCode","response","error","settled"}]}` |
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State as AxState};
@@ -34,7 +38,7 @@ use super::faults::{FaultRule, Faults, MigrationMode};
 use super::handle::SimError;
 use super::routes::{json_response, plain_not_found};
 use super::state::PipelineSeed;
-use super::{lock, AutoComplete, SimHandle};
+use super::{lock, AutoComplete, NotificationSettings, SimHandle};
 
 type R = Response<Body>;
 
@@ -87,7 +91,13 @@ pub(crate) fn router(h: SimHandle) -> Router {
         .route("/_sim/state", get(state_summary))
         .route("/_sim/restart", post(restart))
         .route("/_sim/clock", post(set_clock))
+        .route("/_sim/cron", get(cron_fires).post(set_cron))
+        .route("/_sim/pipelines/{id}/ignore-cancel", post(ignore_cancel))
         .route("/_sim/auto-complete", post(auto_complete))
+        .route(
+            "/_sim/notifications",
+            get(list_notifications).put(set_notifications),
+        )
         .fallback(|| async { plain_not_found() })
         .with_state(h)
 }
@@ -248,6 +258,52 @@ async fn set_clock(AxState(h): AxState<SimHandle>, body: Bytes) -> R {
     json_response(200, &json!({ "now": h.now() }))
 }
 
+/// `POST /_sim/cron {"running": bool, "lose": [ids], "keep": [ids]}`.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct CronBody {
+    running: Option<bool>,
+    lose: Vec<u64>,
+    keep: Vec<u64>,
+}
+
+async fn set_cron(AxState(h): AxState<SimHandle>, body: Bytes) -> R {
+    let b: CronBody = try_r!(parse(&body));
+    if let Some(on) = b.running {
+        h.run_cron(on);
+    }
+    for id in b.lose {
+        h.lose_cron_fires(id, true);
+    }
+    for id in b.keep {
+        h.lose_cron_fires(id, false);
+    }
+    cron_fires(AxState(h)).await
+}
+
+async fn cron_fires(AxState(h): AxState<SimHandle>) -> R {
+    json_response(200, &json!({ "fires": h.cron_fires() }))
+}
+
+#[derive(Deserialize)]
+#[serde(default)]
+struct IgnoreCancelBody {
+    ignored: bool,
+}
+
+impl Default for IgnoreCancelBody {
+    fn default() -> Self {
+        IgnoreCancelBody { ignored: true }
+    }
+}
+
+async fn ignore_cancel(AxState(h): AxState<SimHandle>, Path(id): Path<String>, body: Bytes) -> R {
+    let id = try_r!(pipeline_id(&id));
+    let b: IgnoreCancelBody = try_r!(parse(&body));
+    h.ignore_cancel(id, b.ignored);
+    json_response(200, &json!({}))
+}
+
 #[derive(Deserialize)]
 struct ConnectionBody {
     plugin: String,
@@ -357,4 +413,25 @@ async fn auto_complete(AxState(h): AxState<SimHandle>, body: Bytes) -> R {
     });
     h.set_auto_complete(auto);
     json_response(200, &json!({}))
+}
+
+#[derive(Deserialize)]
+struct NotificationsBody {
+    #[serde(default)]
+    endpoint: Option<String>,
+    #[serde(default)]
+    secret: Option<String>,
+}
+
+async fn set_notifications(AxState(h): AxState<SimHandle>, body: Bytes) -> R {
+    let b: NotificationsBody = try_r!(parse(&body));
+    h.set_notifications(b.endpoint.map(|endpoint| NotificationSettings {
+        endpoint,
+        secret: b.secret.unwrap_or_default(),
+    }));
+    json_response(200, &json!({}))
+}
+
+async fn list_notifications(AxState(h): AxState<SimHandle>) -> R {
+    json_response(200, &json!({"notifications": h.notifications()}))
 }

@@ -12,7 +12,8 @@ use super::faults::{
     FaultRule, FaultState, Faults, MigrationMode, RequestCounts, RequestLog, RequestRecord,
 };
 use super::fixture::{self, Fixture};
-use super::state::{ApiError, PipelineEnd, PipelineFilter, PipelineSeed, State};
+use super::notify::{NotificationRow, NotificationSettings};
+use super::state::{ApiError, CronFire, PipelineEnd, PipelineFilter, PipelineSeed, State};
 use super::{lock, AutoComplete, Inner, SimOptions, DEFAULT_VERSION};
 
 /// Error from a control operation (unknown pipeline, invalid fixture, …).
@@ -507,17 +508,60 @@ impl SimHandle {
 
     /// Stops DevLake's clock at `at` (`None`: back to the wall clock). Every timestamp the
     /// simulator writes from then on (`createdAt`, `beganAt`, `finishedAt`, `updatedAt`) is it.
+    /// With DevLake's cron running ([`Self::run_cron`]), moving the clock forward first fires
+    /// every blueprint schedule due in between.
     pub fn set_clock(&self, at: Option<DateTime<Utc>>) {
-        self.with_state(|s| s.clock = at);
+        self.with_state(|s| match at {
+            Some(to) => s.move_clock(to),
+            None => s.clock = None,
+        });
     }
 
-    /// Moves the controlled clock forward (starting from the wall clock if none was set).
+    /// Moves the controlled clock forward (starting from the wall clock if none was set), firing
+    /// the blueprint schedules due on the way when the cron runs.
     pub fn advance_clock(&self, by: chrono::Duration) -> DateTime<Utc> {
         self.with_state(|s| {
             let at = s.now() + by;
-            s.clock = Some(at);
+            s.move_clock(at);
             at
         })
+    }
+
+    /// Turns DevLake's cron of blueprints on or off (off by default: a test's clock moves then
+    /// create no pipeline by themselves). While on, each clock move runs every enabled,
+    /// non-manual blueprint's `cronConfig` activation in between, as DevLake's `BlueprintJob`.
+    pub fn run_cron(&self, on: bool) {
+        self.with_state(|s| s.cron.running = on);
+    }
+
+    /// Makes every activation of the blueprint's schedule fail before creating a pipeline, as a
+    /// `CreateDbPipeline` lock timeout does under load (`false`: back to normal).
+    pub fn lose_cron_fires(&self, blueprint_id: u64, lost: bool) {
+        self.with_state(|s| {
+            if lost {
+                s.cron.lost.insert(blueprint_id);
+            } else {
+                s.cron.lost.remove(&blueprint_id);
+            }
+        });
+    }
+
+    /// Makes `DELETE /pipelines/{id}` of this running pipeline answer 200 and stop nothing, as
+    /// DevLake does when the running task ignores its cancelled context or is no longer tracked
+    /// (`false`: cancellable again).
+    pub fn ignore_cancel(&self, pipeline_id: u64, ignored: bool) {
+        self.with_state(|s| {
+            if ignored {
+                s.uncancellable.insert(pipeline_id);
+            } else {
+                s.uncancellable.remove(&pipeline_id);
+            }
+        });
+    }
+
+    /// Every activation of a blueprint schedule so far, oldest first, with its outcome.
+    pub fn cron_fires(&self) -> Vec<CronFire> {
+        self.with_state(|s| s.cron.fires.clone())
     }
 
     /// Inserts one pipeline row directly. Returns its id.
@@ -552,6 +596,42 @@ impl SimHandle {
     ) -> Result<Vec<u64>, SimError> {
         let seeds = fixture::history_seeds(blueprint_ids, n, fail_every, end);
         self.insert_pipelines(seeds)
+    }
+
+    // ------------------------------------------------------------------ notifications
+
+    /// Sets DevLake's `NOTIFICATION_ENDPOINT` and `NOTIFICATION_SECRET` (`None`: unset, no more
+    /// notifications). Needs a Tokio runtime: a background task posts them.
+    pub fn set_notifications(&self, settings: Option<NotificationSettings>) {
+        super::notify::configure(&self.inner, settings);
+    }
+
+    /// Every `_devlake_notifications` row so far, oldest first.
+    pub fn notifications(&self) -> Vec<NotificationRow> {
+        self.with_state(|s| s.notifications.clone())
+    }
+
+    /// Waits until at least `count` notifications exist and every one has been answered (or
+    /// failed); returns them all. An error names what was still missing after `timeout`.
+    pub async fn wait_for_notifications(
+        &self,
+        count: usize,
+        timeout: Duration,
+    ) -> Result<Vec<NotificationRow>, SimError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let rows = self.notifications();
+            if rows.len() >= count && rows.iter().all(|r| r.settled) {
+                return Ok(rows);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(SimError::new(format!(
+                    "{} of {count} notifications sent and answered after {timeout:?}",
+                    rows.iter().filter(|r| r.settled).count()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
     }
 
     pub(crate) fn schedule_auto_complete(&self, pipeline_id: u64) {

@@ -22,6 +22,7 @@ mod cron;
 pub mod faults;
 pub mod fixture;
 mod handle;
+mod notify;
 pub mod plugins;
 mod routes;
 mod state;
@@ -44,7 +45,8 @@ use tower::ServiceExt;
 pub use faults::{FaultAction, FaultRule, Faults, MigrationMode, RequestCounts, RequestRecord};
 pub use fixture::{Fixture, FixtureProject, GeneratedSpec};
 pub use handle::{SimError, SimHandle};
-pub use state::{PipelineEnd, PipelineSeed};
+pub use notify::{devlake_sign, NotificationRow, NotificationSettings};
+pub use state::{CronFire, PipelineEnd, PipelineSeed};
 
 use faults::{FaultState, RequestLog};
 use state::State;
@@ -84,6 +86,9 @@ pub struct SimOptions {
     pub request_log_capacity: usize,
     /// Serve HTTPS with this certificate instead of plain HTTP.
     pub tls: Option<SimTls>,
+    /// DevLake's `NOTIFICATION_ENDPOINT` and `NOTIFICATION_SECRET`: pipeline notifications are
+    /// posted there, signed, as DevLake posts them (see [`NotificationSettings`]).
+    pub notifications: Option<NotificationSettings>,
 }
 
 impl SimOptions {
@@ -136,6 +141,7 @@ impl fmt::Debug for SimOptions {
             .field("port", &self.port)
             .field("request_log_capacity", &self.request_log_capacity)
             .field("tls", &self.tls.is_some())
+            .field("notifications", &self.notifications)
             .finish()
     }
 }
@@ -178,6 +184,9 @@ impl Simulator {
 
     pub async fn try_start_with(fixture: Fixture, opts: SimOptions) -> Result<Simulator, SimError> {
         let handle = SimHandle::build(fixture, &opts)?;
+        if opts.notifications.is_some() {
+            handle.set_notifications(opts.notifications.clone());
+        }
         let acceptor = opts.tls.as_ref().map(SimTls::acceptor).transpose()?;
         let listener = TcpListener::bind(("127.0.0.1", opts.port))
             .await
