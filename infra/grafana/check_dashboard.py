@@ -22,6 +22,7 @@ SERVED = {
     "devlake_project_pipeline_failures_total",
     "devlake_project_consecutive_failures",
     "devlake_project_last_failure_timestamp_seconds",
+    "devlake_project_last_failure_reason",
     "devlake_project_last_success_timestamp_seconds",
     "devlake_project_last_pipeline_status",
     "devlake_monitor_last_run_timestamp_seconds",
@@ -34,6 +35,9 @@ SERVED = {
     "devlake_project_schedule_missed",
     "devlake_project_stuck_cancel_failed",
     "devlake_up",
+    "devlake_connection_up",
+    "devlake_project_last_pipeline_queue_seconds",
+    "devlake_events_last_received_timestamp_seconds",
     "devlake_metrics_render_duration_seconds",
 }
 VARIABLES = {"$__rate_interval": "5m", "$__range": "7d", "$__interval": "1m", "$job": ".*", "$project": ".*"}

@@ -149,7 +149,12 @@ invoke devlake-automation "{\"action\": \"adopt\", \"projects\": [\"legacy-api\"
 check "legacy-api is adopted" \
   json 'sys.exit(0 if [a["project"] for a in d["adopted"]] == ["legacy-api"] else 1)' <"$WORK/adopt.json"
 
-say "Automation: discover, sync scopes, scope configs, projects, timeAfter, trigger"
+say "The CircleCI token is revoked: DevLake's test of that connection now fails"
+curl -sf -X POST -H 'content-type: application/json' --data '{"mode": "unauthorized"}' \
+  "$DEVLAKE_URL/_sim/connections/circleci/1/test" >/dev/null
+curl -s -X POST "$DEVLAKE_URL/plugins/circleci/connections/1/test" | json 'print("DevLake answers:", d["message"])'
+
+say "Automation: discover, test connections, sync scopes, scope configs, projects, timeAfter, trigger"
 invoke devlake-automation "{\"scheduledTime\": \"$NOW\"}" >"$WORK/automation.json"
 python3 - "$WORK/automation.json" <<'PY2'
 import json, sys
@@ -164,11 +169,28 @@ for c in d.get("conflicts", [])[:5]:
     print("conflict:", json.dumps(c))
 for e in d.get("errors", [])[:5]:
     print("error:", json.dumps(e))
+for c in d.get("connectionsDown", []):
+    print(f"connection down: {c['plugin']}/{c['connectionId']} {c['connectionName']}: {c['message']}")
+held = [s["project"] for s in d.get("skippedTriggers", []) if s["reason"] == "connectionDown"]
+print(f"not triggered (connection down): {held}")
 PY2
 check "the first automation run succeeds and creates projects" \
   json 'sys.exit(0 if d["status"] == "ok" and d["counts"]["projectsCreated"] > 0 else 1)' <"$WORK/automation.json"
 check "the Bitbucket Server repositories get one project each" \
   json 'sys.exit(0 if d["plugins"]["bitbucket_server"]["projectsCreated"] == 3 else 1)' <"$WORK/automation.json"
+check "the CircleCI connection is reported down with DevLake's message" \
+  json 'sys.exit(0 if [(c["plugin"], c["message"]) for c in d["connectionsDown"]] == [("circleci", "unexpected status code: 401 (401)")] else 1)' <"$WORK/automation.json"
+check "the CircleCI projects are created but none is triggered" \
+  json 'c = d["plugins"]["circleci"]; sys.exit(0 if c["projectsCreated"] > 0 and c["triggered"] == 0 and c["projectsSkippedConnectionDown"] == c["projectsCreated"] else 1)' <"$WORK/automation.json"
+curl -sf "$DEVLAKE_URL/pipelines?pending=1&pageSize=1000" >"$WORK/pending-first.json"
+curl -sf "$DEVLAKE_URL/blueprints?pageSize=1000" >"$WORK/blueprints.json"
+check "no pipeline of a CircleCI project is pending" python3 - "$WORK/pending-first.json" "$WORK/blueprints.json" <<'PY'
+import json, sys
+pending = {p["blueprintId"] for p in json.load(open(sys.argv[1]))["pipelines"]}
+circleci = {b["id"] for b in json.load(open(sys.argv[2]))["blueprints"]
+            if any(c["pluginName"] == "circleci" for c in b.get("connections") or [])}
+sys.exit(0 if circleci and not (pending & circleci) else 1)
+PY
 
 say "Automation again with the same scheduled time (idempotent: no write calls)"
 invoke devlake-automation "{\"scheduledTime\": \"$NOW\"}" >"$WORK/automation2.json"
@@ -188,10 +210,22 @@ import json, sys, urllib.request
 base, path = sys.argv[1], sys.argv[2]
 pipelines = json.load(open(path))["pipelines"]
 failed = 0
+# DevLake's own error chains (pipeline_runner.go, run_task.go, api_async_client.go): the
+# monitor reads each failure's cause from them (docs/failure-causes.md).
+layers = "Error running pipeline {id}.\ncaused by: Error running task {id}.\ncaused by: subtask collectApiPullRequests ended unexpectedly\ncaused by: "
+causes = [
+    "Retry exceeded 3 times calling repos/acme/api/pulls. The last error was: authentication failed, please check your AccessToken (401) (401)",
+    "Retry exceeded 3 times calling repos/acme/api/pulls. The last error was: Http DoAsync error calling [method:GET path:repos/acme/api/pulls query:map[]]. Response: {\"message\":\"API rate limit exceeded\"} (403)",
+    "Failed to connect\ncaused by: dial tcp 10.20.0.5:443: connect: connection refused",
+]
 for i, p in enumerate(sorted(pipelines, key=lambda p: p["id"])):
     status = "TASK_FAILED" if i % 3 == 0 else "TASK_COMPLETED"
     failed += status == "TASK_FAILED"
-    body = json.dumps({"status": status, "message": "demo: simulated collector failure" if status == "TASK_FAILED" else ""}).encode()
+    finish = {"status": status, "message": ""}
+    if status == "TASK_FAILED":
+        finish = {"status": status, "message": f"Error running pipeline {p['id']}.",
+                  "errorName": layers.format(id=p["id"]) + causes[(i // 3) % len(causes)]}
+    body = json.dumps(finish).encode()
     req = urllib.request.Request(f"{base}/_sim/pipelines/{p['id']}/finish", data=body, method="POST",
                                  headers={"content-type": "application/json"})
     urllib.request.urlopen(req).read()
@@ -208,12 +242,14 @@ d = json.load(open(sys.argv[1]))
 print(f"status {d['status']}: {d['newFailures']} new failures recorded, {d['pipelinesInspected']} pipelines inspected, "
       f"{d['stuck']} stuck, {d['devlakeCalls']} DevLake calls, {d['durationMs']} ms")
 for f in d.get("failures", [])[:8]:
-    print(f"  {f['status']:<13} pipeline {f['pipelineId']:>4}  {f['projectName']}")
+    print(f"  {f['status']:<13} pipeline {f['pipelineId']:>4}  {f['cause']:<10}  {f['projectName']}")
 if d["newFailures"] > 8:
     print(f"  ... and {d['newFailures'] - 8} more")
 PY2
 check "the monitor records each failed pipeline once" \
   json "sys.exit(0 if d['newFailures'] == $FAILED else 1)" <"$WORK/monitor.json"
+check "each failure carries the cause its errorName names" \
+  json 'sys.exit(0 if {f["cause"] for f in d["failures"]} == {"auth", "rate_limit", "network"} else 1)' <"$WORK/monitor.json"
 say "Monitor again (nothing new: no double counting)"
 invoke devlake-monitor '{}' >"$WORK/monitor2.json"
 json 'print("newFailures:", d["newFailures"], " alreadyRecorded:", d.get("alreadyRecorded"))' <"$WORK/monitor2.json"
@@ -271,6 +307,8 @@ printf 'with token:    HTTP 200, %s lines\n' "$(wc -l <"$WORK/metrics.prom")"
 grep -E '^devlake_(up|monitor_last_run_success|automation_last_run_success) ' "$WORK/metrics.prom" || true
 grep -E '^devlake_project_pipeline_failures_total' "$WORK/metrics.prom" | head -n 8 || true
 grep -E '^devlake_blueprint_failure_total' "$WORK/metrics.prom" | head -n 4 || true
+grep -E '^devlake_project_last_failure_reason' "$WORK/metrics.prom" | head -n 4 || true
+grep -E '^devlake_connection_up' "$WORK/metrics.prom" || true
 check "promtool accepts the metrics page" promtool check metrics <"$WORK/metrics.prom"
 echo "promtool check metrics: OK"
 check "the compatibility series counts every failure" test \
@@ -280,6 +318,11 @@ grep -E "^devlake_(events_last_received|project_last_pipeline_queue)" "$WORK/met
 check "the pushed failure is on the page" grep -q "^devlake_project_last_pipeline_status{project_name=\"$PUSH_PROJECT\",status=\"TASK_FAILED\"} 1" "$WORK/metrics.prom"
 check "push health is on the page" grep -q '^devlake_events_last_received_timestamp_seconds ' "$WORK/metrics.prom"
 check "the pushed pipeline's queue time is on the page" grep -q "^devlake_project_last_pipeline_queue_seconds{project_name=\"$PUSH_PROJECT\"}" "$WORK/metrics.prom"
+check "the down CircleCI connection is devlake_connection_up 0" \
+  grep -qx 'devlake_connection_up{plugin="circleci",connection_id="1",connection_name="circleci-acme"} 0' "$WORK/metrics.prom"
+check "the other connections are up" test \
+  "$(grep -c '^devlake_connection_up{.*} 1$' "$WORK/metrics.prom")" = "$(($(grep -c '^devlake_connection_up{' "$WORK/metrics.prom") - 1))"
+check "failing projects show their failure reason" grep -q '^devlake_project_last_failure_reason{.*reason="rate_limit"} 1$' "$WORK/metrics.prom"
 
 say "CloudWatch datums recorded by the double"
 curl -sf "$CW_URL/_recorded" | json '
@@ -288,6 +331,8 @@ c = Counter(x["metric_name"] for x in (d if isinstance(d, list) else d.get("datu
 print("\n".join(f"{k}: {v}" for k, v in sorted(c.items())))'
 check "both jobs reported RunSuccess to CloudWatch" \
   json 'sys.exit(0 if sum(x["metric_name"] == "RunSuccess" for x in d) >= 2 else 1)' < <(curl -sf "$CW_URL/_recorded")
+check "the automation sent ConnectionUp 0 for the CircleCI connection" \
+  json 'sys.exit(0 if any(x["metric_name"] == "ConnectionUp" and ["Plugin", "circleci"] in [list(p) for p in x["dimensions"]] and x["value"] == 0 for x in d) else 1)' < <(curl -sf "$CW_URL/_recorded")
 
 say "IAM: every AWS call checked against the function's role in template.yaml"
 check "every AWS call the functions made is allowed by their roles" \

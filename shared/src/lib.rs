@@ -10,6 +10,7 @@ pub mod cron;
 pub mod deadline;
 pub mod devlake;
 pub mod events;
+pub mod failure_cause;
 pub mod function_error;
 pub mod limits;
 pub mod metrics_http;

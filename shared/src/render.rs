@@ -17,6 +17,7 @@
 //! | `devlake_project_pipeline_failures_total` | counter | `project_name` | every project |
 //! | `devlake_project_consecutive_failures` | gauge | `project_name` | added: failures since the last success, for "failing N times in a row" alerts |
 //! | `devlake_project_last_failure_timestamp_seconds`, `devlake_project_last_success_timestamp_seconds` | gauge | `project_name` | only for projects that have one |
+//! | `devlake_project_last_failure_reason` | gauge | `project_name`, `reason` | one series (value 1) per project whose latest recorded failure carries a cause (states written before causes existed carry none until their next failure) |
 //! | `devlake_project_last_pipeline_status` | gauge | `project_name`, `status` | one series (value 1) per project that finished a pipeline |
 //! | `devlake_project_last_pipeline_duration_seconds` | gauge | `project_name` | when known |
 //! | `devlake_project_pipeline_stuck` | gauge | `project_name` | 0/1, every project |
@@ -26,6 +27,7 @@
 //! | `devlake_{monitor,automation}_last_run_{timestamp_seconds,success}` | gauge | | once the job has recorded a run |
 //! | `devlake_automation_managed_projects` | gauge | | managed projects counted by the latest automation run that listed them |
 //! | `devlake_orphan_scopes` | gauge | `plugin`, `connection_id` | from the latest automation run record: saved scopes its complete remote walk of the connection no longer found (0 included) |
+//! | `devlake_connection_up` | gauge | `plugin`, `connection_id`, `connection_name` | 0/1 from the automation's latest complete test of every connection |
 //! | `devlake_up` | gauge | | 0 when the latest monitor run did not reach DevLake or none is recorded |
 //! | `devlake_events_last_received_timestamp_seconds` | gauge | | when the events function last accepted a notification; absent until one was |
 //! | `devlake_metrics_decode_errors` | gauge | | stored items this scrape skipped because they did not decode; only on the page when above 0 |
@@ -42,7 +44,7 @@ use std::time::Duration;
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use chrono_tz::Tz;
 
-use crate::store::{FailureEvent, MetricsSnapshot, ProjectState, RunRecord};
+use crate::store::{ConnectionHealth, FailureEvent, MetricsSnapshot, ProjectState, RunRecord};
 
 /// Content type of the Prometheus text format 0.0.4.
 pub const PROMETHEUS_TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -240,6 +242,22 @@ fn write_project_families(page: &mut Page, snapshot: &MetricsSnapshot) {
         Kind::Gauge,
         |p| p.last_failure_at.map(unix_seconds),
     );
+    let mut reason = page.family(
+        "devlake_project_last_failure_reason",
+        "1 for the cause of the project's latest recorded failure (docs/failure-causes.md).",
+        Kind::Gauge,
+    );
+    for (p, name) in &projects {
+        if let Some(cause) = p
+            .last_failure_reason
+            .filter(|_| p.last_failure_at.is_some())
+        {
+            reason.sample(
+                &[("project_name", name), ("reason", cause.as_str())],
+                Value::Int(1),
+            );
+        }
+    }
     write_per_project(
         page,
         &projects,
@@ -330,6 +348,7 @@ fn write_live_families(
         .sample(&[], Value::Int(n));
     }
     write_orphans(page, snapshot.automation.as_ref());
+    write_connections(page, &snapshot.connections);
     let up = snapshot
         .monitor
         .as_ref()
@@ -488,6 +507,33 @@ fn write_orphans(page: &mut Page, run: Option<&RunRecord>) {
                 ("connection_id", &connection_id.to_string()),
             ],
             Value::Int(count),
+        );
+    }
+}
+
+/// `devlake_connection_up` from the automation's latest complete test of the connections, one
+/// series per connection, sorted by label values like `devlake_orphan_scopes`.
+fn write_connections(page: &mut Page, connections: &[ConnectionHealth]) {
+    let mut rows: Vec<(&ConnectionHealth, String)> = connections
+        .iter()
+        .map(|c| (c, c.connection_id.to_string()))
+        .collect();
+    rows.sort_by(|a, b| (&a.0.plugin, &a.1).cmp(&(&b.0.plugin, &b.1)));
+    // One series per connection: a repeated one would make the whole page invalid.
+    rows.dedup_by(|a, b| a.0.plugin == b.0.plugin && a.1 == b.1);
+    let mut family = page.family(
+        "devlake_connection_up",
+        "1 if DevLake's test of the connection succeeded in the latest automation run, else 0.",
+        Kind::Gauge,
+    );
+    for (c, connection_id) in rows {
+        family.sample(
+            &[
+                ("plugin", &escape_label_value(&c.plugin)),
+                ("connection_id", &connection_id),
+                ("connection_name", &escape_label_value(&c.connection_name)),
+            ],
+            Value::from(c.up),
         );
     }
 }
@@ -695,6 +741,7 @@ mod tests {
             began_at: None,
             message: String::new(),
             error_name: String::new(),
+            cause: crate::failure_cause::FailureCause::Unknown,
         }
     }
 
@@ -867,6 +914,79 @@ mod tests {
             "# TYPE devlake_events_last_received_timestamp_seconds gauge\n\
              devlake_events_last_received_timestamp_seconds 1795860091.5\n"
         ));
+    }
+
+    #[test]
+    fn a_failure_reason_and_connection_health_are_one_series_each() {
+        use crate::failure_cause::FailureCause;
+        let failed_at = utc("2026-11-28T10:00:00Z");
+        let snapshot = MetricsSnapshot {
+            projects: vec![
+                ProjectState {
+                    project_name: "with".into(),
+                    last_failure_at: Some(failed_at),
+                    last_failure_reason: Some(FailureCause::RateLimit),
+                    ..Default::default()
+                },
+                // Written before causes existed: no reason rather than a guess.
+                ProjectState {
+                    project_name: "older".into(),
+                    last_failure_at: Some(failed_at),
+                    ..Default::default()
+                },
+            ],
+            connections: vec![
+                ConnectionHealth {
+                    plugin: "jira".into(),
+                    connection_id: 2,
+                    connection_name: "jira \"cloud\"".into(),
+                    up: true,
+                    status: 200,
+                    message: String::new(),
+                },
+                ConnectionHealth {
+                    plugin: "github".into(),
+                    connection_id: 10,
+                    connection_name: "gh".into(),
+                    up: false,
+                    status: 400,
+                    message: "StatusUnauthorized error when testing connection (400)".into(),
+                },
+                ConnectionHealth {
+                    plugin: "github".into(),
+                    connection_id: 9,
+                    connection_name: "gh-old".into(),
+                    up: true,
+                    status: 200,
+                    message: String::new(),
+                },
+            ],
+            ..Default::default()
+        };
+        let page = render_page(
+            &snapshot,
+            chrono_tz::UTC,
+            ExpositionFormat::PrometheusText,
+            Duration::ZERO,
+        );
+        let lines: Vec<&str> = page
+            .lines()
+            .filter(|l| {
+                l.starts_with("devlake_project_last_failure_reason")
+                    || l.starts_with("devlake_connection_up")
+            })
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "devlake_project_last_failure_reason{project_name=\"with\",reason=\"rate_limit\"} 1",
+                "devlake_connection_up{plugin=\"github\",connection_id=\"10\",connection_name=\"gh\"} 0",
+                "devlake_connection_up{plugin=\"github\",connection_id=\"9\",connection_name=\"gh-old\"} 1",
+                "devlake_connection_up{plugin=\"jira\",connection_id=\"2\",connection_name=\"jira \\\"cloud\\\"\"} 1",
+            ]
+        );
+        // DevLake's message never reaches the page (it may be long and is for the run summary).
+        assert!(!page.contains("StatusUnauthorized"));
     }
 
     #[test]

@@ -353,11 +353,12 @@ async fn a_new_remote_repository_yields_exactly_one_scope_and_one_project() {
         data: None,
     };
     assert_wired(&sim, "github", 1, &child, PREVIOUS_SATURDAY);
-    // One PUT of one row, one project, one blueprint PATCH, one trigger.
+    // One PUT of one row, one project, one blueprint PATCH, one trigger (connection tests are
+    // POSTs that change nothing).
     let w: Vec<String> = sim
         .requests()
         .into_iter()
-        .filter(|r| r.method != "GET")
+        .filter(|r| r.method != "GET" && !r.path.ends_with("/test"))
         .map(|r| format!("{} {}", r.method, r.path.split('?').next().unwrap()))
         .collect();
     let bp = blueprint(&sim, "github/acme/brand-new")["id"]
@@ -1326,6 +1327,9 @@ async fn run_record_in_dynamodb_and_metrics_in_cloudwatch() {
         .unwrap();
     let run = snapshot.automation.expect("automation run record");
     assert!(run.success);
+    // Every connection of the sample was tested, up, and the page's read finds them.
+    assert_eq!(snapshot.connections.len(), 9, "{:?}", snapshot.connections);
+    assert!(snapshot.connections.iter().all(|c| c.up && c.status == 200));
     // When the run finished: the invocation's clock (here t(NOW)) plus the run's own duration.
     let duration_ms = summary["durationMs"].as_i64().unwrap();
     assert_eq!(run.duration_ms as i64, duration_ms);
@@ -1346,14 +1350,26 @@ async fn run_record_in_dynamodb_and_metrics_in_cloudwatch() {
             .unwrap_or_else(|| panic!("{name} not sent: {datums:#?}"))
     };
     let value = |name: &str| datum(name).value.unwrap();
-    // Every datum says which job sent it; the monitor's carry Function=monitor.
+    // Every datum says which job sent it; the monitor's carry Function=monitor. Connection
+    // health is one datum per connection, also by plugin and connection id.
     let function = vec![("Function".to_string(), "automation".to_string())];
     assert!(
-        datums
-            .iter()
-            .all(|d| d.namespace == "DevLake/Autopilot" && d.dimensions == function),
+        datums.iter().all(|d| d.namespace == "DevLake/Autopilot"
+            && (d.dimensions == function || d.metric_name == "ConnectionUp")),
         "{datums:#?}"
     );
+    let up: Vec<_> = datums
+        .iter()
+        .filter(|d| d.metric_name == "ConnectionUp")
+        .collect();
+    assert_eq!(up.len(), 9, "{up:#?}");
+    assert!(up.iter().all(|d| d.value == Some(1.0)));
+    assert!(up.iter().any(|d| d.dimensions
+        == [
+            ("Function".to_string(), "automation".to_string()),
+            ("Plugin".to_string(), "jira".to_string()),
+            ("ConnectionId".to_string(), "1".to_string()),
+        ]));
     // The series the monitor sends too, with the same names and units.
     for (name, unit) in [
         ("RunSuccess", "None"),
@@ -1495,7 +1511,8 @@ async fn the_lambda_binary_runs_a_scheduled_invocation() {
     assert!(
         datums
             .iter()
-            .all(|d| d.dimensions == [("Function".to_string(), "automation".to_string())]),
+            .all(|d| d.dimensions.first()
+                == Some(&("Function".to_string(), "automation".to_string()))),
         "{datums:#?}"
     );
 
@@ -2018,6 +2035,226 @@ async fn orphaned_scopes_are_reported_disabled_on_request_and_enabled_when_back(
     let enabled = blueprint(&sim, gone);
     assert_eq!(enabled["enable"], true);
     assert_eq!(labels(&enabled), vec![LABEL.to_string()]);
+}
+
+/// Connection health against the simulator's `TestExistingConnection`: a connection that is
+/// down is reported with DevLake's message (summary and log), its projects are not triggered
+/// (counted), its `ConnectionUp` datum and stored health say 0 and the metrics page shows
+/// `devlake_connection_up 0` for it; nothing secret DevLake echoes reaches the log, the summary
+/// or the store. Once it is back its projects are triggered; a filtered run leaves the stored
+/// health alone.
+#[tokio::test]
+async fn a_down_connection_is_reported_and_its_projects_are_not_triggered() {
+    use devlake_autopilot::cloudwatch::MemorySink;
+    use devlake_autopilot::store::{MemoryStore, MetricsSnapshot, MetricsSource};
+    use devlake_testkit::log_capture::Capture;
+    use devlake_testkit::sim::ConnectionTestMode;
+
+    // A classic GitHub token: DevLake's test answer echoes it with only 20 of 40 characters
+    // starred (`GithubConn.SanitizeToken`).
+    const TOKEN: &str = "ghp_4f9Qz8WmL2kP7nR3tY6uV1xB5cD0eH9jK2aS";
+    let mut fixture = Fixture::sample();
+    let enterprise = fixture
+        .connections
+        .iter_mut()
+        .find(|c| c.plugin == "github" && c.connection["id"] == 2)
+        .unwrap();
+    enterprise.connection["token"] = json!(TOKEN);
+    enterprise.test = ConnectionTestMode::Unauthorized;
+    fixture
+        .connections
+        .iter_mut()
+        .find(|c| c.plugin == "gitlab")
+        .unwrap()
+        .test = ConnectionTestMode::Unreachable;
+    let h = Harness::new(fixture).await;
+    let sim = h.sim();
+    let store = MemoryStore::new();
+    let sink = MemorySink::new();
+    let ports = Ports {
+        devlake: &h.client,
+        run_log: Some(&store),
+        metrics: Some(&sink),
+    };
+    let capture = Capture::default();
+    let summary = {
+        let _guard = tracing::subscriber::set_default(capture.clone());
+        automation::handle(&h.config, ports, &scheduled(), t(NOW), Deadline::none())
+            .await
+            .unwrap()
+    };
+
+    // Reported with DevLake's own words; a down connection alone does not make the run partial.
+    assert_eq!(summary["status"], "ok", "{summary:#}");
+    assert_eq!(summary["counts"]["connectionsTested"], 9);
+    assert_eq!(summary["counts"]["connectionsDown"], 2);
+    let down = summary["connectionsDown"].as_array().unwrap();
+    assert_eq!(down.len(), 2, "{summary:#}");
+    assert_eq!(
+        (
+            &down[0]["plugin"],
+            &down[0]["connectionId"],
+            &down[0]["connectionName"],
+            &down[0]["status"]
+        ),
+        (
+            &json!("github"),
+            &json!(2),
+            &json!("github-enterprise"),
+            &json!(200)
+        )
+    );
+    assert_eq!(
+        down[0]["message"],
+        "StatusUnauthorized error when testing connection (400)"
+    );
+    assert_eq!(
+        (&down[1]["plugin"], &down[1]["status"]),
+        (&json!("gitlab"), &json!(500))
+    );
+    let unreachable = down[1]["message"].as_str().unwrap();
+    assert!(
+        unreachable.starts_with("Failed to connect Wraps: (2) dial tcp gitlab.example.com:443"),
+        "{unreachable}"
+    );
+    let log = capture.text();
+    assert!(
+        log.contains("connection down")
+            && log.contains("StatusUnauthorized error when testing connection (400)"),
+        "{log}"
+    );
+
+    // Their projects were created but not triggered, and counted; all others were.
+    let of_down: Vec<(String, u64)> = sim
+        .blueprints()
+        .iter()
+        .filter(|b| {
+            b["connections"].as_array().into_iter().flatten().any(|c| {
+                (c["pluginName"] == "github" && c["connectionId"] == 2)
+                    || (c["pluginName"] == "gitlab" && c["connectionId"] == 1)
+            })
+        })
+        .map(|b| {
+            (
+                b["projectName"].as_str().unwrap().to_string(),
+                b["id"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert!(of_down.len() >= 20, "{of_down:?}");
+    assert_eq!(
+        summary["stepCounts"]["trigger"]["connectionDown"],
+        of_down.len()
+    );
+    let held: Vec<&str> = summary["skippedTriggers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["reason"] == "connectionDown")
+        .map(|s| s["project"].as_str().unwrap())
+        .collect();
+    assert_eq!(held.len(), of_down.len());
+    assert!(held
+        .iter()
+        .all(|p| p.starts_with("github/") || p.starts_with("gitlab/")));
+    let pending: Vec<u64> = sim
+        .pending_pipelines()
+        .iter()
+        .map(|id| sim.pipeline(*id).unwrap()["blueprintId"].as_u64().unwrap())
+        .collect();
+    assert!(of_down.iter().all(|(_, bp)| !pending.contains(bp)));
+    assert_eq!(
+        summary["counts"]["triggered"].as_u64().unwrap() as usize,
+        pending.len()
+    );
+    assert!(!pending.is_empty());
+
+    // Stored, sent to CloudWatch, on the metrics page.
+    let stored = store.connection_health().expect("connection health stored");
+    assert_eq!(stored.connections.len(), 9);
+    assert_eq!(stored.connections.iter().filter(|c| !c.up).count(), 2);
+    let datums = sink.named("ConnectionUp");
+    let enterprise_datum = datums
+        .iter()
+        .find(|d| {
+            d.dimensions
+                == [
+                    ("Plugin".to_string(), "github".to_string()),
+                    ("ConnectionId".to_string(), "2".to_string()),
+                ]
+        })
+        .unwrap();
+    assert_eq!(enterprise_datum.value, 0.0);
+    assert_eq!(datums.iter().filter(|d| d.value == 1.0).count(), 7);
+    let page = |snapshot: &MetricsSnapshot| {
+        devlake_autopilot::render::render_page(
+            snapshot,
+            chrono_tz::UTC,
+            devlake_autopilot::render::ExpositionFormat::PrometheusText,
+            Duration::ZERO,
+        )
+    };
+    let first_page = page(&store.snapshot(t(NOW)).await.unwrap());
+    assert!(
+        first_page.contains(
+            "devlake_connection_up{plugin=\"github\",connection_id=\"2\",connection_name=\"github-enterprise\"} 0\n"
+        ),
+        "{first_page}"
+    );
+    assert!(first_page.contains(
+        "devlake_connection_up{plugin=\"github\",connection_id=\"1\",connection_name=\"github-acme\"} 1\n"
+    ));
+
+    // Nothing secret anywhere: not the token, not the parts DevLake's sanitised echo shows.
+    let recorded = serde_json::to_string(&store.run(devlake_autopilot::store::Job::Automation))
+        .unwrap()
+        + &serde_json::to_string(&stored).unwrap()
+        + &summary.to_string()
+        + &log;
+    for secret in [TOKEN, &TOKEN[..12], &TOKEN[32..]] {
+        assert!(!recorded.contains(secret), "{secret} leaked");
+    }
+
+    // Back up: the held projects (never ran) are triggered by the next run.
+    sim.set_connection_test("github", 2, ConnectionTestMode::Up)
+        .unwrap();
+    sim.set_connection_test("gitlab", 1, ConnectionTestMode::Up)
+        .unwrap();
+    sim.finish_all_pending("TASK_COMPLETED", "").unwrap();
+    let again = automation::handle(&h.config, ports, &scheduled(), t(NOW), Deadline::none())
+        .await
+        .unwrap();
+    assert_eq!(again["counts"]["connectionsDown"], 0);
+    assert_eq!(again["counts"]["triggered"], of_down.len());
+    assert!(store
+        .connection_health()
+        .unwrap()
+        .connections
+        .iter()
+        .all(|c| c.up));
+
+    // A run limited to one plugin reports what it tested but leaves the stored health alone.
+    sim.set_connection_test("jira", 1, ConnectionTestMode::Unauthorized)
+        .unwrap();
+    let filtered = automation::handle(
+        &h.config,
+        ports,
+        &json!({"plugins": ["jira"]}),
+        t(NOW),
+        Deadline::none(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        filtered["connectionsDown"][0]["message"],
+        "Please check your credential (401)"
+    );
+    assert!(store
+        .connection_health()
+        .unwrap()
+        .connections
+        .iter()
+        .all(|c| c.up));
 }
 
 #[tokio::test]

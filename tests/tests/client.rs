@@ -1257,4 +1257,74 @@ mod devlake {
         );
         assert_eq!(client.calls().reads, 8);
     }
+
+    /// `test_connection` turns each answer of DevLake's connection test into a verdict: up,
+    /// down with DevLake's message (GitHub's 200 `success: false` included), and an error only
+    /// when no handler answered (the key refused, an unknown plugin route). Tests count as
+    /// reads and are not retried (a 500 is the connection's answer).
+    #[tokio::test]
+    async fn connection_tests_give_devlakes_verdict_and_key_refusals_stay_errors() {
+        use devlake_testkit::sim::ConnectionTestMode;
+        let (sim, client) = sample().await;
+        let h = sim.handle();
+        let up = client.test_connection("gitlab", 1).await.unwrap();
+        assert_eq!((up.up, up.status, up.message.as_str()), (true, 200, ""));
+
+        h.set_connection_test("github", 1, ConnectionTestMode::Unauthorized)
+            .unwrap();
+        let github = client.test_connection("github", 1).await.unwrap();
+        assert_eq!(
+            (github.up, github.status, github.message.as_str()),
+            (
+                false,
+                200,
+                "StatusUnauthorized error when testing connection (400)"
+            )
+        );
+        h.set_connection_test("jira", 1, ConnectionTestMode::Unauthorized)
+            .unwrap();
+        let jira = client.test_connection("jira", 1).await.unwrap();
+        assert_eq!(
+            (jira.up, jira.status, jira.message.as_str()),
+            (false, 401, "Please check your credential (401)")
+        );
+        h.set_connection_test("jenkins", 1, ConnectionTestMode::Unreachable)
+            .unwrap();
+        h.reset_log();
+        let jenkins = client.test_connection("jenkins", 1).await.unwrap();
+        assert!(!jenkins.up && jenkins.status == 500, "{jenkins:?}");
+        assert!(
+            jenkins
+                .message
+                .starts_with("Failed to connect Wraps: (2) dial tcp jenkins.acme.example:443"),
+            "{jenkins:?}"
+        );
+        assert_eq!(h.counts().total, 1, "a 500 verdict is not retried");
+        // Four tests, all reads on both sides.
+        assert_eq!(h.counts().writes, 0);
+        assert_eq!((client.calls().reads, client.calls().writes), (4, 0));
+
+        // No verdict: gin's plain 404 for a plugin that is not loaded, a connection gone.
+        assert!(client.test_connection("nope", 1).await.is_err());
+        assert!(client
+            .test_connection("github", 99)
+            .await
+            .unwrap_err()
+            .is_not_found());
+
+        // The key middleware's refusal stays what it is: the key's problem, fatal, not "down".
+        let keyed =
+            Simulator::start_with(Fixture::sample(), SimOptions::with_api_key(API_KEY)).await;
+        let wrong = DevLakeClient::new(ClientConfig {
+            api_key: Some("dlk-wrong-1f2e3d".into()),
+            ..config(&format!("{}/rest", keyed.url()))
+        })
+        .unwrap();
+        let err = wrong.test_connection("github", 1).await.unwrap_err();
+        assert!(
+            matches!(&err, DevLakeError::Unauthorized { status: 403, message, .. } if message == "api key is invalid"),
+            "{err:?}"
+        );
+        assert!(err.is_fatal());
+    }
 }

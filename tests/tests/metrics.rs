@@ -12,14 +12,15 @@ use std::time::Duration;
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use chrono_tz::Tz;
+use devlake_autopilot::failure_cause::FailureCause;
 use devlake_autopilot::metrics_http::http::{header, Method, Request, Response, StatusCode};
 use devlake_autopilot::metrics_http::{MetricsService, MetricsToken};
 use devlake_autopilot::render::{self, ExpositionFormat};
 use devlake_autopilot::snapshot::page::PreparedPage;
 use devlake_autopilot::snapshot::publish_after_commit;
 use devlake_autopilot::store::{
-    keys, DynamoStore, FailureEvent, Job, LiveRecords, MetricsSnapshot, MetricsSource,
-    ProjectState, PublishedState, RunRecord,
+    keys, ConnectionHealth, DynamoStore, FailureEvent, Job, LiveRecords, MetricsSnapshot,
+    MetricsSource, ProjectState, PublishedState, RunRecord,
 };
 use devlake_testkit::dynamo_calls::DynamoCallCounter;
 use devlake_testkit::stack::{dynamodb_local, free_port, local_sdk_config, repo_root};
@@ -56,6 +57,7 @@ fn failure(project: &str, finished: DateTime<Utc>, pipeline_id: u64) -> FailureE
         began_at: Some(finished - ChronoDuration::seconds(90)),
         message: "collector failed: rate limited".to_string(),
         error_name: "Error".to_string(),
+        cause: FailureCause::RateLimit,
     }
 }
 
@@ -85,6 +87,7 @@ fn golden_snapshot() -> MetricsSnapshot {
         last_finished_at: Some(utc("2026-11-28T10:00:00.750Z")),
         last_success_at: Some(utc("2026-11-26T11:30:00Z")),
         last_failure_at: Some(utc("2026-11-28T10:00:00.750Z")),
+        last_failure_reason: Some(FailureCause::Auth),
         last_duration_seconds: Some(312.5),
         failures_total: 12,
         consecutive_failures: 3,
@@ -111,6 +114,7 @@ fn golden_snapshot() -> MetricsSnapshot {
         last_status: Some("TASK_PARTIAL".into()),
         last_finished_at: Some(utc("2026-11-27T23:15:00Z")),
         last_failure_at: Some(utc("2026-11-27T23:15:00Z")),
+        last_failure_reason: Some(FailureCause::Timeout),
         last_duration_seconds: Some(4.25),
         failures_total: 2,
         consecutive_failures: 2,
@@ -124,9 +128,29 @@ fn golden_snapshot() -> MetricsSnapshot {
         consecutive_failures: 1,
         ..project(UNICODE)
     };
+    // `quoted` and `unicode` failed before causes existed: they carry no reason.
     MetricsSnapshot {
         // Out of name order on purpose: the page must not depend on input order.
         projects: vec![unicode, newline, api, backslash, quoted],
+        connections: vec![
+            ConnectionHealth {
+                plugin: "gitlab".into(),
+                connection_id: 3,
+                connection_name: "gitlab \"self-hosted\"".into(),
+                up: false,
+                status: 400,
+                message: "StatusUnauthorized error when testing api or read_api permissions (400)"
+                    .into(),
+            },
+            ConnectionHealth {
+                plugin: "github".into(),
+                connection_id: 1,
+                connection_name: "github-acme".into(),
+                up: true,
+                status: 200,
+                message: String::new(),
+            },
+        ],
         failures: vec![
             failure(API, utc("2026-11-28T10:00:00.750Z"), 1003),
             // Same project, same local second as the one above: one series with value 2.
@@ -434,6 +458,7 @@ fn live_records(snapshot: &MetricsSnapshot) -> LiveRecords {
         automation: snapshot.automation.clone(),
         monitor: snapshot.monitor.clone(),
         events: snapshot.events.clone(),
+        connections: snapshot.connections.clone(),
         decode_errors: 0,
     }
 }

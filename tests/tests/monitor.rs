@@ -839,6 +839,7 @@ async fn a_refused_or_abandoned_auto_rerun_is_asked_again_by_a_later_run() {
         began_at: None,
         message: String::new(),
         error_name: String::new(),
+        cause: devlake_autopilot::failure_cause::FailureCause::Unknown,
     }
     .key();
     let then = Utc::now();
@@ -1756,6 +1757,174 @@ async fn a_scrape_after_a_monitor_run_shows_the_failures_it_committed() {
     assert!(page.contains(&total(&ps[1].0, 1)), "{page}");
     assert!(page.contains(&total(&ps[0].0, 1)), "{page}");
     assert_eq!(ops, [("BatchGetItem".to_string(), 2)].into());
+}
+
+// ------------------------------------------------------------ failure causes
+
+/// Each recorded failure carries the cause its DevLake `errorName` names (docs/failure-causes.md),
+/// in the store, the summary and the project's last failure reason on the metrics page; the
+/// auto-rerun re-runs only causes that retrying can heal: not `auth`, `not_found` or
+/// `cancelled`. In-memory store: the DynamoDB side of the cause is in the conformance suite.
+#[tokio::test]
+async fn failures_get_their_cause_and_only_healable_causes_are_rerun() {
+    use devlake_autopilot::cloudwatch::MemorySink;
+    use devlake_autopilot::failure_cause::FailureCause;
+    use devlake_autopilot::store::{MemoryStore, MetricsSource};
+
+    let sim = Simulator::start(Fixture::empty()).await;
+    let h = sim.handle();
+    let devlake = client_for(&sim);
+    let store = MemoryStore::new();
+    let sink = MemorySink::new();
+    let mut settings = MonitorSettings {
+        auto_rerun_max: 2,
+        ..MonitorSettings::default()
+    };
+    settings.failure_statuses.push("TASK_CANCELLED".into());
+    let monitor = Monitor {
+        settings: &settings,
+        devlake: &devlake,
+        store: &store,
+        sink: &sink,
+    };
+    let ps = projects(&h, 5, "causes");
+    monitor
+        .handle(&json!({}), Utc::now(), Deadline::none())
+        .await
+        .unwrap();
+
+    // DevLake's chains (the layers' format strings are quoted, with their Go files, in
+    // shared/src/failure_cause.rs).
+    let chain = |layers: &[&str]| {
+        let mut all = vec![
+            "Error running pipeline 7.",
+            "Error running task 9.",
+            "subtask collectApiPullRequests ended unexpectedly",
+        ];
+        all.extend_from_slice(layers);
+        all.join("\ncaused by: ")
+    };
+    let cases = [
+        (
+            chain(&[
+                "Retry exceeded 3 times calling repos/acme/api/pulls. The last error was: \
+                     authentication failed, please check your AccessToken (401) (401)",
+            ]),
+            FailureCause::Auth,
+        ),
+        (
+            chain(&[
+                "Retry exceeded 3 times calling repos/acme/api/pulls. The last error was: \
+                     Http DoAsync error calling [method:GET path:repos/acme/api/pulls \
+                     query:map[page:[2]]]. Response: {\"message\":\"API rate limit exceeded \
+                     for installation ID 4711.\"} (403)",
+            ]),
+            FailureCause::RateLimit,
+        ),
+        (
+            [
+                "Error running pipeline 7.",
+                "Error running task 9.",
+                "error preparing task data for github (404)",
+                "fail to find repo acme/gone (404)",
+                "record not found (404)",
+            ]
+            .join("\ncaused by: "),
+            FailureCause::NotFound,
+        ),
+        (
+            chain(&[
+                "Retry exceeded 3 times calling repos/acme/api/pulls. The last error was: \
+                     Get \"https://api.github.com/repos/acme/api/pulls\": context deadline \
+                     exceeded (Client.Timeout exceeded while awaiting headers)",
+            ]),
+            FailureCause::Timeout,
+        ),
+    ];
+    let mut ids = Vec::new();
+    for ((_, bp), (error_name, _)) in ps.iter().zip(&cases) {
+        let id = start_new(&h, *bp);
+        h.finish_pipeline_with_error(id, "TASK_FAILED", "Error running pipeline 7.", error_name)
+            .unwrap();
+        ids.push(id);
+    }
+    // Cancelled by someone while running: counted here (FAILURE_STATUSES), never re-run.
+    let cancelled = start_new(&h, ps[4].1);
+    h.cancel_pipeline(cancelled).unwrap();
+
+    let summary = monitor
+        .handle(&json!({}), Utc::now(), Deadline::none())
+        .await
+        .unwrap();
+    assert_eq!(summary.new_failures, 5, "{summary:#?}");
+    let by_pipeline: BTreeMap<u64, FailureCause> = summary
+        .failures
+        .iter()
+        .map(|f| (f.pipeline_id, f.cause))
+        .collect();
+    for (id, (_, cause)) in ids.iter().zip(&cases) {
+        assert_eq!(by_pipeline[id], *cause, "pipeline {id}");
+    }
+    assert_eq!(by_pipeline[&cancelled], FailureCause::Cancelled);
+    let stored: BTreeMap<u64, FailureCause> = store
+        .failures()
+        .iter()
+        .map(|e| (e.pipeline_id, e.cause))
+        .collect();
+    assert_eq!(stored, by_pipeline);
+
+    // Re-run: rate limit and timeout; auth, not found and the cancelled one left alone.
+    let mut rerun = summary.rerun_pipeline_ids.clone();
+    rerun.sort();
+    assert_eq!(rerun, vec![ids[1], ids[3]]);
+    for id in [ids[0], ids[2], cancelled] {
+        assert_eq!(
+            h.count_matching("POST", &format!("/pipelines/{id}/rerun")),
+            0
+        );
+    }
+    assert_eq!(h.pipeline(ids[1]).unwrap()["status"], "TASK_RERUN");
+
+    // The page shows each project's latest reason.
+    let snapshot = store
+        .snapshot(Utc::now() - chrono::Duration::days(1))
+        .await
+        .unwrap();
+    let page = devlake_autopilot::render::render_page(
+        &snapshot,
+        chrono_tz::UTC,
+        devlake_autopilot::render::ExpositionFormat::PrometheusText,
+        Duration::ZERO,
+    );
+    for ((name, _), reason) in
+        ps.iter()
+            .zip(["auth", "rate_limit", "not_found", "timeout", "cancelled"])
+    {
+        let line = format!(
+            "devlake_project_last_failure_reason{{project_name=\"{name}\",reason=\"{reason}\"}} 1\n"
+        );
+        assert!(page.contains(&line), "{line}{page}");
+    }
+
+    // The re-run of the timeout fails again, now refused: the reason follows the latest failure.
+    h.start_pipeline(ids[3]).unwrap();
+    h.finish_pipeline_with_error(
+        ids[3],
+        "TASK_FAILED",
+        "Error running pipeline 7.",
+        &chain(&["authentication failed, please check your AccessToken (401)"]),
+    )
+    .unwrap();
+    let again = monitor
+        .handle(&json!({}), Utc::now(), Deadline::none())
+        .await
+        .unwrap();
+    assert_eq!(again.new_failures, 1, "{again:#?}");
+    assert!(again.rerun_pipeline_ids.is_empty());
+    assert_eq!(
+        store.project(&ps[3].0).unwrap().last_failure_reason,
+        Some(FailureCause::Auth)
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

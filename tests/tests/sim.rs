@@ -2334,3 +2334,164 @@ async fn pipeline_notifications_are_signed_and_sent_on_create_start_and_finish_o
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(h.notifications().len(), 5);
 }
+
+// ------------------------------------------------------------------------- connection tests
+
+/// `POST /plugins/{plugin}/connections/{id}/test` answers like each plugin's
+/// `TestExistingConnection`: up is 200 `success: true`; a refused credential is the plugin's own
+/// status and message (GitHub: still 200, `success: false`); an unreachable tool is 500
+/// `Failed to connect` with the dial error as the cause. Echoed secrets are sanitised, and a
+/// test counts as a read.
+#[tokio::test]
+async fn connection_tests_answer_like_devlake_for_each_plugin() {
+    use devlake_testkit::sim::ConnectionTestMode;
+    let api = Api::new(Fixture::sample()).await;
+    let h = api.sim.handle();
+    let test = |plugin: &str, id: u64| format!("/plugins/{plugin}/connections/{id}/test");
+    for plugin in [
+        "github",
+        "gitlab",
+        "bitbucket",
+        "azuredevops_go",
+        "jenkins",
+        "circleci",
+        "bamboo",
+        "jira",
+    ] {
+        let r = api.post(&test(plugin, 1), json!({})).await;
+        assert_eq!(r.status, 200, "{plugin}: {}", r.text);
+        let v = r.json();
+        assert_eq!(
+            (v["success"].clone(), v["message"].clone()),
+            (json!(true), json!("success")),
+            "{plugin}"
+        );
+    }
+    // Sanitised echoes: `utils.SanitizeString` keeps two characters at each end.
+    let gitlab = api.post(&test("gitlab", 1), json!({})).await.json();
+    assert_eq!(gitlab["connection"]["token"], "gl*********re");
+    let jenkins = api.post(&test("jenkins", 1), json!({})).await.json();
+    assert_eq!(jenkins["connection"]["password"], "");
+    let github = api.post(&test("github", 1), json!({})).await.json();
+    assert_eq!(github["tokens"][0]["token"], "gh*******re");
+    assert_eq!(github["tokens"][0]["success"], true);
+
+    // A refused credential, set over the control API and the handle.
+    let r = api
+        .post(
+            "/_sim/connections/github/1/test",
+            json!({"mode": "unauthorized"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = api.post(&test("github", 1), json!({})).await;
+    assert_eq!(r.status, 200, "GitHub answers 200 even when a token fails");
+    let v = r.json();
+    assert_eq!(v["success"], false);
+    assert_eq!(
+        v["message"],
+        "StatusUnauthorized error when testing connection (400)"
+    );
+    assert_eq!(v["tokens"][0]["success"], false);
+    assert_eq!(v["causes"][0], v["message"]);
+    for (plugin, status, message) in [
+        (
+            "gitlab",
+            400,
+            "StatusUnauthorized error when testing api or read_api permissions",
+        ),
+        ("jira", 401, "Please check your credential"),
+        (
+            "jenkins",
+            400,
+            "StatusUnauthorized error while testing connection",
+        ),
+        ("circleci", 401, "unexpected status code: 401"),
+        ("azuredevops_go", 401, "failed to read projects"),
+    ] {
+        h.set_connection_test(plugin, 1, ConnectionTestMode::Unauthorized)
+            .unwrap();
+        let r = api.post(&test(plugin, 1), json!({})).await;
+        assert_error(&r, status, message);
+    }
+    // Bamboo's test sends nothing to the tool: a refused credential goes unnoticed.
+    h.set_connection_test("bamboo", 1, ConnectionTestMode::Unauthorized)
+        .unwrap();
+    assert_eq!(api.post(&test("bamboo", 1), json!({})).await.status, 200);
+
+    // Unreachable: `Failed to connect` (type Default: 500, no status suffix), dial error as cause.
+    h.set_connection_test("bamboo", 1, ConnectionTestMode::Unreachable)
+        .unwrap();
+    let r = api.post(&test("bamboo", 1), json!({})).await;
+    assert_eq!(r.status, 500, "{}", r.text);
+    let v = r.json();
+    assert_eq!(v["success"], false);
+    assert!(v["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("Failed to connect\nWraps: (2) dial tcp bamboo.acme.example:443"));
+    assert_eq!(
+        v["causes"],
+        json!(["dial tcp bamboo.acme.example:443: connect: connection refused"])
+    );
+    // Back up.
+    h.set_connection_test("bamboo", 1, ConnectionTestMode::Up)
+        .unwrap();
+    assert_eq!(api.post(&test("bamboo", 1), json!({})).await.status, 200);
+
+    // A missing connection is DevLake's JSON 404; an unloaded plugin gin's plain one.
+    assert_error(
+        &api.post(&test("github", 99), json!({})).await,
+        404,
+        "GithubConnection not found",
+    );
+    let r = api.post(&test("nope", 1), json!({})).await;
+    assert_eq!((r.status, r.text.as_str()), (404, "404 page not found"));
+    // A fixture sets the mode too.
+    let fixture: Fixture = serde_json::from_value(json!({"connections": [
+        {"plugin": "gitlab", "connection": {"id": 4, "name": "gl", "endpoint": "https://gl.example/api/v4/", "token": "glpat-x"},
+         "test": "unreachable"}]}))
+    .unwrap();
+    let other = Api::new(fixture).await;
+    assert_eq!(other.post(&test("gitlab", 4), json!({})).await.status, 500);
+
+    // Tests change nothing in DevLake: the counts take them as reads.
+    h.reset_log();
+    api.post(&test("github", 1), json!({})).await;
+    api.post(&test("gitlab", 1), json!({})).await;
+    let counts = h.counts();
+    assert_eq!((counts.reads, counts.writes), (2, 0));
+}
+
+/// A pipeline can be failed with a chosen `errorName` (DevLake's `caused by:` chain), through
+/// the handle and the control API; without one the simulator derives it from `message`.
+#[tokio::test]
+async fn pipelines_fail_with_a_chosen_error_name() {
+    let api = Api::new(Fixture::sample()).await;
+    let h = api.sim.handle();
+    let bp = h.blueprint_of_project("legacy-api").unwrap()["id"]
+        .as_u64()
+        .unwrap();
+    let chain = "Error running pipeline 1.\ncaused by: Error running task 2.\ncaused by: \
+                 subtask collectApiPullRequests ended unexpectedly\ncaused by: authentication \
+                 failed, please check your AccessToken (401)";
+    let id = h.trigger(bp).unwrap();
+    let r = api
+        .post(
+            &format!("/_sim/pipelines/{id}/finish"),
+            json!({"status": "TASK_FAILED", "message": "Error running pipeline 1.", "errorName": chain}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let v = api.ok(&format!("/pipelines/{id}")).await;
+    assert_eq!(v["errorName"], chain);
+    assert_eq!(v["message"], "Error running pipeline 1.");
+    let id = h.trigger(bp).unwrap();
+    h.finish_pipeline_with_error(id, "TASK_PARTIAL", "m", "x\ncaused by: y")
+        .unwrap();
+    let v = api.ok(&format!("/pipelines/{id}")).await;
+    assert_eq!(
+        (v["status"].clone(), v["errorName"].clone()),
+        (json!("TASK_PARTIAL"), json!("x\ncaused by: y"))
+    );
+}

@@ -43,6 +43,7 @@ fn event(project: &str, pipeline_id: u64, finished_at: DateTime<Utc>) -> Failure
         began_at: Some(finished_at - chrono::Duration::minutes(3)),
         message: "collector failed".into(),
         error_name: "collector failed\n\tcaused by: 502".into(),
+        cause: devlake_autopilot::failure_cause::FailureCause::Network,
     }
 }
 
@@ -55,6 +56,7 @@ fn state_after(project: &str, events: &[FailureEvent], total: u64) -> ProjectSta
         last_finished_at: last,
         last_success_at: None,
         last_failure_at: last,
+        last_failure_reason: events.iter().max_by_key(|e| e.finished_at).map(|e| e.cause),
         last_duration_seconds: Some(180.0),
         failures_total: total,
         consecutive_failures: total,

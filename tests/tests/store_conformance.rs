@@ -6,6 +6,7 @@
 //! the same in both.
 
 use chrono::{DateTime, TimeZone, Utc};
+use devlake_autopilot::failure_cause::FailureCause;
 use devlake_autopilot::snapshot::{decode, publish_after_commit, Publication};
 use devlake_autopilot::store::{
     CommitOutcome, DynamoStore, FailureEvent, MetricsSource, MonitorCursor, MonitorStore,
@@ -33,6 +34,7 @@ fn event(project: &str, pipeline_id: u64, finished_at: DateTime<Utc>) -> Failure
         began_at: Some(finished_at - chrono::Duration::minutes(3)),
         message: "collector failed".into(),
         error_name: "collector failed".into(),
+        cause: FailureCause::Unknown,
     }
 }
 
@@ -349,6 +351,55 @@ async fn a_snapshot_replaces_only_older_generations(store: &(impl MonitorStore +
     );
 }
 
+/// Each failure keeps its cause; a day's failures read back oldest first, causes included, and
+/// the project's state keeps the reason of its latest failure.
+async fn failure_causes_are_stored_with_each_failure(store: &impl MonitorStore) {
+    let project = "gitlab/acme/svc";
+    let auth = FailureEvent {
+        cause: FailureCause::Auth,
+        ..event(project, 51, t(27, 9, 0))
+    };
+    let network = FailureEvent {
+        cause: FailureCause::Network,
+        ..event(project, 52, t(27, 10, 0))
+    };
+    let next_day = FailureEvent {
+        cause: FailureCause::RateLimit,
+        ..event(project, 53, t(28, 0, 5))
+    };
+    let state = ProjectState {
+        last_failure_at: Some(next_day.finished_at),
+        last_failure_reason: Some(FailureCause::RateLimit),
+        ..state_with(project, 3)
+    };
+    let events = [network.clone(), next_day.clone(), auth.clone()];
+    assert_eq!(
+        store
+            .commit_project(commit(&state, None, &events))
+            .await
+            .unwrap(),
+        CommitOutcome::Committed
+    );
+    assert_eq!(
+        store.failures_on(t(27, 0, 0).date_naive()).await.unwrap(),
+        vec![auth, network]
+    );
+    assert_eq!(
+        store.failures_on(t(28, 0, 0).date_naive()).await.unwrap(),
+        vec![next_day]
+    );
+    assert!(store
+        .failures_on(t(26, 0, 0).date_naive())
+        .await
+        .unwrap()
+        .is_empty());
+    let stored = &store.project_states(&[project.into()]).await.unwrap()[project];
+    assert_eq!(
+        stored.state.last_failure_reason,
+        Some(FailureCause::RateLimit)
+    );
+}
+
 async fn dynamo_store(check: &str) -> DynamoStore {
     let local = dynamodb_local().await;
     let table = local.create_table(&format!("conformance-{check}")).await;
@@ -385,4 +436,55 @@ conformance!(
     the_blueprint_map_round_trips,
     rerun_claims_follow_the_same_rules,
     a_snapshot_replaces_only_older_generations,
+    failure_causes_are_stored_with_each_failure,
 );
+
+/// A failure item written before causes existed (no `cause` attribute) reads as `unknown`, and a
+/// project state without a reason reads without one. (The in-memory store holds typed events;
+/// its side is the serde default, covered in the library's unit tests.)
+#[tokio::test]
+async fn dynamodb_items_written_before_causes_read_as_unknown() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let local = dynamodb_local().await;
+    let table = local.create_table("conformance-older-causes").await;
+    let client = local.client();
+    let old = serde_json::json!({
+        "projectName": "github/acme/old", "blueprintId": 7, "pipelineId": 44,
+        "status": "TASK_FAILED", "finishedAt": "2026-11-20T08:00:00Z", "beganAt": null,
+        "message": "boom", "errorName": "boom",
+        "pk": "FAILURE#2026-11-20", "sk": "2026-11-20T08:00:00.000Z#44",
+    });
+    let item: std::collections::HashMap<String, AttributeValue> =
+        serde_dynamo::aws_sdk_dynamodb_1::to_item(old).unwrap();
+    client
+        .put_item()
+        .table_name(&table)
+        .set_item(Some(item))
+        .send()
+        .await
+        .unwrap();
+    let project = serde_json::json!({"projectName": "github/acme/old", "blueprintId": 7,
+        "lastFailureAt": "2026-11-20T08:00:00Z", "consecutiveFailures": 1, "stuck": false});
+    client
+        .put_item()
+        .table_name(&table)
+        .item("pk", AttributeValue::S("PROJECT".into()))
+        .item("sk", AttributeValue::S("github/acme/old".into()))
+        .item("state", AttributeValue::S(project.to_string()))
+        .item("failuresTotal", AttributeValue::N("1".into()))
+        .item("revision", AttributeValue::N("1".into()))
+        .send()
+        .await
+        .unwrap();
+    let store = DynamoStore::new(client, table);
+    let day = t(20, 0, 0).date_naive();
+    let events = store.failures_on(day).await.unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].cause, FailureCause::Unknown);
+    assert_eq!(events[0].pipeline_id, 44);
+    let stored = &store
+        .project_states(&["github/acme/old".into()])
+        .await
+        .unwrap()["github/acme/old"];
+    assert_eq!(stored.state.last_failure_reason, None);
+}

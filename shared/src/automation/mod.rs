@@ -1,4 +1,5 @@
-//! The daily automation (docs/architecture.md): discover plugins and connections, add new
+//! The daily automation (docs/architecture.md): discover plugins and connections, test each
+//! connection (holding back the projects of one that is down, `health`), add new
 //! remote scopes, give each connection the tool's scope config, create one project per scope with
 //! its blueprint wired, roll every managed blueprint's `timeAfter` by the `TIME_AFTER_POLICY` and
 //! trigger collection at a pace DevLake can take.
@@ -15,6 +16,7 @@ pub mod blueprints;
 pub mod config;
 mod connection;
 pub mod filter;
+mod health;
 pub mod naming;
 pub mod orphans;
 pub mod payload;
@@ -39,7 +41,7 @@ use tokio::sync::OnceCell;
 use crate::cloudwatch::{Datum, MetricsSink};
 use crate::devlake::models::{Project, Version, SUPPORTED_PLUGINS};
 use crate::devlake::{DevLakeClient, DevLakeError};
-use crate::store::{Job, LeaseHolder, RunLog, RunRecord};
+use crate::store::{ConnectionHealth, ConnectionHealthRecord, Job, LeaseHolder, RunLog, RunRecord};
 use crate::time_rules::days_before;
 
 pub use crate::deadline::Deadline;
@@ -299,6 +301,7 @@ pub async fn handle(
             ports.metrics,
             action,
             &totals,
+            &report.connections,
             duration_ms,
             success,
             outcome.is_err(),
@@ -327,6 +330,7 @@ pub async fn handle(
             if let Err(e) = log.record_run(&record).await {
                 tracing::warn!(error = %e, "could not write the automation run record");
             }
+            record_connection_health(log, &report, record.finished_at).await;
         }
     }
 
@@ -356,13 +360,38 @@ fn run_id(started_at: DateTime<Utc>) -> String {
     format!("{}-{random:016x}", started_at.timestamp_millis())
 }
 
+/// Replaces the stored connection health with this run's verdicts, when the run tested every
+/// connection (see [`health`]); otherwise says why the stored one stays. A failure is logged; it
+/// never fails the run.
+async fn record_connection_health(log: &dyn RunLog, report: &Report, tested_at: DateTime<Utc>) {
+    if !report.connections_complete {
+        tracing::info!(
+            tested = report.connections.len(),
+            untested = report.connections_untested,
+            "not every connection was tested (a filtered run, an error or the deadline); the stored connection health stays"
+        );
+        return;
+    }
+    let mut connections = report.connections.clone();
+    connections.sort_by(|a, b| (&a.plugin, a.connection_id).cmp(&(&b.plugin, b.connection_id)));
+    let record = ConnectionHealthRecord {
+        tested_at,
+        connections,
+    };
+    if let Err(e) = log.record_connection_health(&record).await {
+        tracing::warn!(error = %e, "could not write the connection health; the metrics page keeps the previous one");
+    }
+}
+
 /// Run-level CloudWatch series (no per-project dimensions: each combination costs money; the
-/// sink adds `Function=automation`). `RunSuccess`, `RunDurationMs` and `Errors` are the series
-/// the monitor sends too. A failure is logged; it never fails the run.
+/// sink adds `Function=automation`), and `ConnectionUp` per tested connection (dimensions
+/// `Plugin`, `ConnectionId`: few, and stable, unlike names). `RunSuccess`, `RunDurationMs` and
+/// `Errors` are the series the monitor sends too. A failure is logged; it never fails the run.
 async fn emit_metrics(
     sink: Option<&dyn MetricsSink>,
     action: &str,
     totals: &summary::Counts,
+    connections: &[ConnectionHealth],
     duration_ms: u64,
     success: bool,
     stopped: bool,
@@ -382,6 +411,11 @@ async fn emit_metrics(
             Datum::run_duration_ms(duration_ms),
             Datum::run_success(success),
         ]);
+        datums.extend(connections.iter().map(|c| {
+            Datum::flag("ConnectionUp", c.up)
+                .with_dimension("Plugin", &c.plugin)
+                .with_dimension("ConnectionId", &c.connection_id.to_string())
+        }));
     }
     if let Err(e) = sink.emit(&datums).await {
         tracing::warn!(error = %e, "could not emit CloudWatch metrics; the run itself is unaffected");
@@ -527,6 +561,7 @@ async fn run(
         for conn in &connections {
             tracing::info!(plugin = %plugin, connection_id = conn.id, connection = %conn.name, "connection discovered");
         }
+        health::test_connections(ctx, plugin, &connections, report).await?;
         if !per_connection {
             continue;
         }
@@ -542,6 +577,7 @@ async fn run(
         }
     }
 
+    report.connections_complete = all_discovered && report.connections_untested == 0;
     report
         .phase_ms
         .insert("connections", phase.elapsed().as_millis() as u64);
@@ -624,6 +660,8 @@ async fn run(
                 }
             }
         }
+        let down = health::down(report);
+        let candidates = health::hold_back(candidates, &down, report);
         let phase = tokio::time::Instant::now();
         trigger::run(
             ctx,

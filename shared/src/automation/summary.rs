@@ -6,6 +6,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::devlake::{CallCounts, DevLakeError};
+use crate::store::ConnectionHealth;
 
 /// Counts of one plugin, or of the whole run. In a dry run they count what *would* change.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -30,6 +31,11 @@ pub struct Counts {
     pub triggered: u64,
     pub skipped: u64,
     pub errors: u64,
+    /// Connections DevLake gave a test verdict for, and those it found down.
+    pub connections_tested: u64,
+    pub connections_down: u64,
+    /// Projects not triggered because a connection of theirs is down (also in `skipped`).
+    pub projects_skipped_connection_down: u64,
 }
 
 impl Counts {
@@ -48,6 +54,9 @@ impl Counts {
         self.triggered += other.triggered;
         self.skipped += other.skipped;
         self.errors += other.errors;
+        self.connections_tested += other.connections_tested;
+        self.connections_down += other.connections_down;
+        self.projects_skipped_connection_down += other.projects_skipped_connection_down;
     }
 }
 
@@ -113,7 +122,7 @@ pub struct Planned {
 pub struct SkippedTrigger {
     pub project: String,
     pub blueprint_id: u64,
-    /// `alreadyRunning`, `disabled`, `maxPerRun`.
+    /// `alreadyRunning`, `disabled`, `notWired`, `maxPerRun`, `connectionDown`.
     pub reason: String,
 }
 
@@ -160,6 +169,13 @@ pub struct Report {
     /// Managed projects in DevLake after the run (all of them, whatever the payload selected);
     /// `None` when the run did not list projects.
     pub managed_projects: Option<u64>,
+    /// The verdicts of this run's connection tests, in test order.
+    pub connections: Vec<ConnectionHealth>,
+    /// Connections discovered but given no verdict (DevLake errors, the deadline).
+    pub connections_untested: u64,
+    /// Every configured plugin's connections were listed unfiltered and each got a verdict:
+    /// the run's verdicts replace the stored connection health.
+    pub connections_complete: bool,
     /// Further top-level summary fields of one feature (`adoptable`, `adopted`, `notAdopted`,
     /// `orphanScopes`), added as they are.
     pub extra: serde_json::Map<String, Value>,
@@ -260,7 +276,11 @@ impl Report {
             "steps": self.steps,
             "counts": t,
             "stepCounts": {
-                "discover": {"connections": t.discovered_connections},
+                "discover": {
+                    "connections": t.discovered_connections,
+                    "connectionsTested": t.connections_tested,
+                    "connectionsDown": t.connections_down,
+                },
                 "sync": {"remoteScopes": t.remote_scopes, "scopesAdded": t.scopes_added},
                 "scopeConfigs": {"created": t.scope_configs_created, "assigned": t.scope_configs_assigned},
                 "projects": {
@@ -270,12 +290,17 @@ impl Report {
                     "unchanged": t.projects_unchanged,
                 },
                 "timeAfter": {"updated": t.time_after_updated},
-                "trigger": {"triggered": t.triggered, "skipped": t.skipped},
+                "trigger": {
+                    "triggered": t.triggered,
+                    "skipped": t.skipped,
+                    "connectionDown": t.projects_skipped_connection_down,
+                },
             },
             "plugins": self.plugins,
             "conflicts": self.conflicts,
             "errors": self.errors,
             "skippedTriggers": self.skipped_triggers,
+            "connectionsDown": self.connections.iter().filter(|c| !c.up).collect::<Vec<_>>(),
             "devlakeCalls": calls,
             "phaseMs": self.phase_ms,
             "durationMs": duration_ms,
@@ -303,6 +328,7 @@ pub const SUMMARY_LISTS: &[&[&str]] = &[
     &["conflicts"],
     &["errors"],
     &["skippedTriggers"],
+    &["connectionsDown"],
     &["planned"],
     &["remaining", "connections"],
     &["remaining", "projects"],

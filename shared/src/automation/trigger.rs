@@ -19,6 +19,9 @@ pub struct Candidate {
     pub project: String,
     pub blueprint_id: u64,
     pub plugin: Option<String>,
+    /// Every connection the blueprint is wired to, `(plugin, connection id)`: a project with
+    /// one of them down is not triggered ([`super::health::hold_back`]).
+    pub connections: Vec<(String, u64)>,
     pub enabled: bool,
     /// The blueprint has connections (DevLake answers 400 "no task to run" otherwise).
     pub wired: bool,
@@ -33,6 +36,11 @@ impl Candidate {
             project: project.name.clone(),
             blueprint_id: bp.id,
             plugin: bp.connections.first().map(|c| c.plugin_name.clone()),
+            connections: bp
+                .connections
+                .iter()
+                .map(|c| (c.plugin_name.clone(), c.connection_id))
+                .collect(),
             enabled: bp.enable,
             wired: bp
                 .connections
@@ -176,7 +184,7 @@ pub(crate) async fn run(
     Ok(())
 }
 
-fn skipped(report: &mut Report, c: &Candidate, reason: &str) {
+pub(crate) fn skipped(report: &mut Report, c: &Candidate, reason: &str) {
     tracing::info!(
         plugin = c.plugin.as_deref().unwrap_or(""),
         project = %c.project,

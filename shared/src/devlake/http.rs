@@ -192,6 +192,60 @@ pub(super) fn is_idempotent(method: &Method) -> bool {
     *method != Method::POST
 }
 
+/// Which answers besides a 2xx a request returns to its caller instead of an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Accept {
+    /// Only 2xx.
+    Success,
+    /// Also DevLake's JSON 404 ("record not found"); gin's plain-text 404 (unknown route: wrong
+    /// endpoint, plugin not loaded) stays an error.
+    JsonNotFound,
+    /// Also any answer a plugin's handler gave in DevLake's envelope (`success` set): the
+    /// verdict of a side-effect-free check such as a connection test, whose 4xx/5xx describes
+    /// the checked thing, not the request. The API key middleware's refusals and the migration
+    /// gate (428) stay errors. Such a POST changes nothing, so it counts as a read.
+    HandlerVerdict,
+}
+
+impl Accept {
+    pub(super) fn counts_as_read(self, method: &Method) -> bool {
+        *method == Method::GET || self == Accept::HandlerVerdict
+    }
+}
+
+/// The messages of DevLake's API key middleware (`CheckAuthorizationHeader` in
+/// `backend/server/api/middlewares.go`): a 401/403 carrying one of them refused the key, not
+/// whatever the handler would have checked.
+pub(super) const API_KEY_REFUSALS: [&str; 5] = [
+    "token is missing",
+    "token is not present or malformed",
+    "api key is invalid",
+    "api key has expired",
+    "path doesn't match api key's scope",
+];
+
+/// Whether a non-2xx answer is a handler's verdict in DevLake's envelope (`success: false`
+/// and a message), rather than the key middleware, the migration gate, a missing object (404:
+/// there is nothing to judge) or something in front of DevLake (a proxy's HTML, gin's
+/// plain-text 404).
+pub(super) fn is_handler_verdict(status: u16, body: &[u8]) -> bool {
+    if matches!(status, 404 | 428) || (300..400).contains(&status) {
+        return false;
+    }
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return false;
+    };
+    let Some(success) = value.get("success").and_then(serde_json::Value::as_bool) else {
+        return false;
+    };
+    let message = value
+        .get("message")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_default();
+    let key_refused = matches!(status, 401 | 403) && API_KEY_REFUSALS.contains(&message);
+    !success && !key_refused
+}
+
 /// A successful (or tolerated 404) answer.
 pub(super) struct Answer {
     pub(super) status: StatusCode,
@@ -272,6 +326,40 @@ mod tests {
             "PROJ/repos/my%20repo"
         );
         assert_eq!(scope_id_path("gitlab", "a/b"), "a%2Fb");
+    }
+
+    #[test]
+    fn only_a_handlers_envelope_is_a_verdict() {
+        let envelope = |message: &str| {
+            serde_json::json!({"code": 0, "success": false, "message": message, "causes": null,
+                               "data": null})
+            .to_string()
+        };
+        let handler = envelope("StatusUnauthorized error when testing connection (400)");
+        assert!(is_handler_verdict(400, handler.as_bytes()));
+        assert!(is_handler_verdict(
+            401,
+            envelope("Please check your credential (401)").as_bytes()
+        ));
+        assert!(is_handler_verdict(
+            500,
+            envelope("Failed to connect").as_bytes()
+        ));
+        for refusal in API_KEY_REFUSALS {
+            assert!(!is_handler_verdict(403, envelope(refusal).as_bytes()));
+        }
+        assert!(!is_handler_verdict(428, handler.as_bytes()));
+        let missing = envelope("*models.GithubConnection not found (404)");
+        assert!(!is_handler_verdict(404, missing.as_bytes()));
+        assert!(!is_handler_verdict(404, b"404 page not found"));
+        assert!(!is_handler_verdict(502, b"<html>Bad Gateway</html>"));
+        assert!(!is_handler_verdict(
+            500,
+            br#"{"message":"no success field"}"#
+        ));
+        assert!(Accept::HandlerVerdict.counts_as_read(&Method::POST));
+        assert!(!Accept::Success.counts_as_read(&Method::POST));
+        assert!(Accept::Success.counts_as_read(&Method::GET));
     }
 
     #[test]

@@ -7,6 +7,7 @@
 mod blueprints;
 mod client;
 mod config;
+mod connection_test;
 mod error;
 mod http;
 pub mod models;
@@ -24,6 +25,7 @@ pub use client::{CallCounts, DevLakeClient, TriggerOutcome};
 pub use config::{
     ApiKeySource, ClientConfig, MAX_RESPONSE_BYTES, MAX_RETRY_AFTER, MAX_SCOPES_PAGE_SIZE,
 };
+pub use connection_test::{redact_secrets, ConnectionTest, TEST_MESSAGE_CHARS};
 pub use error::DevLakeError;
 pub use http::{encode_segment, parse_retry_after, scope_id_path, RetryPolicy};
 pub use tls::{CaBundle, CA_BUNDLE_VAR};

@@ -5,6 +5,7 @@ use futures::stream::BoxStream;
 use reqwest::Method;
 
 use super::client::{DevLakeClient, Result};
+use super::http::Accept;
 use super::models::*;
 
 impl DevLakeClient {
@@ -33,7 +34,13 @@ impl DevLakeClient {
     pub async fn rerun_pipeline(&self, id: u64) -> Result<Vec<Task>> {
         let path = format!("/pipelines/{id}/rerun");
         let answer = self
-            .execute(Method::POST, &path, &[], Some(b"{}".to_vec()), false)
+            .execute(
+                Method::POST,
+                &path,
+                &[],
+                Some(b"{}".to_vec()),
+                Accept::Success,
+            )
             .await?;
         let tasks: Option<Vec<Task>> = self.decode(&Method::POST, &path, &answer)?;
         Ok(tasks.unwrap_or_default())
@@ -49,7 +56,7 @@ impl DevLakeClient {
             &format!("/pipelines/{id}"),
             &[],
             None,
-            false,
+            Accept::Success,
         )
         .await?;
         Ok(())

@@ -21,16 +21,15 @@ use super::tls::is_unknown_issuer;
 
 impl DevLakeClient {
     /// Send one logical request, retrying idempotent methods on 5xx, 429 and transport errors.
-    /// With `allow_not_found`, a JSON 404 (DevLake's "record not found") is returned as an
-    /// answer; gin's plain-text 404 (unknown route: wrong endpoint, plugin not loaded) stays an
-    /// error.
+    /// `accept` says which answers besides a 2xx are returned rather than turned into errors
+    /// (see [`Accept`]).
     pub(super) async fn execute(
         &self,
         method: Method,
         path: &str,
         query: &[(&str, String)],
         body: Option<Vec<u8>>,
-        allow_not_found: bool,
+        accept: Accept,
     ) -> Result<Answer> {
         let inner = &*self.inner;
         let shown = path_with_query(path, query);
@@ -57,6 +56,7 @@ impl DevLakeClient {
                     body.as_ref(),
                     attempt,
                     key.as_deref(),
+                    accept.counts_as_read(&method),
                 )
                 .await;
             let mut retry_after = None;
@@ -75,9 +75,15 @@ impl DevLakeClient {
                     })
                 }
                 Ok(answer)
-                    if allow_not_found
+                    if accept == Accept::JsonNotFound
                         && answer.status == StatusCode::NOT_FOUND
                         && serde_json::from_slice::<ErrorEnvelope>(&answer.body).is_ok() =>
+                {
+                    return Ok(answer)
+                }
+                Ok(answer)
+                    if accept == Accept::HandlerVerdict
+                        && is_handler_verdict(answer.status.as_u16(), &answer.body) =>
                 {
                     return Ok(answer)
                 }
@@ -146,7 +152,9 @@ impl DevLakeClient {
         }
     }
 
-    /// One attempt: wait for a permit and the rate limit, count it, send, read the whole body.
+    /// One attempt: wait for a permit and the rate limit, count it (as a read or a write),
+    /// send, read the whole body.
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn attempt(
         &self,
         method: &Method,
@@ -155,6 +163,7 @@ impl DevLakeClient {
         body: Option<&Vec<u8>>,
         attempt: u32,
         key: Option<&str>,
+        read: bool,
     ) -> Result<Answer> {
         let inner = &*self.inner;
         let _permit = inner
@@ -174,7 +183,7 @@ impl DevLakeClient {
             Some(left) => inner.request_timeout.min(left),
         };
         let cut_by_deadline = timeout < inner.request_timeout;
-        if *method == Method::GET {
+        if read {
             inner.reads.fetch_add(1, Ordering::Relaxed);
         } else {
             inner.writes.fetch_add(1, Ordering::Relaxed);
@@ -313,13 +322,17 @@ impl DevLakeClient {
         path: &str,
         query: &[(&str, String)],
     ) -> Result<T> {
-        let answer = self.execute(Method::GET, path, query, None, false).await?;
+        let answer = self
+            .execute(Method::GET, path, query, None, Accept::Success)
+            .await?;
         self.decode(&Method::GET, &path_with_query(path, query), &answer)
     }
 
     /// GET that answers `None` on DevLake's JSON 404.
     pub(super) async fn get_optional<T: DeserializeOwned>(&self, path: &str) -> Result<Option<T>> {
-        let answer = self.execute(Method::GET, path, &[], None, true).await?;
+        let answer = self
+            .execute(Method::GET, path, &[], None, Accept::JsonNotFound)
+            .await?;
         if answer.status == StatusCode::NOT_FOUND {
             return Ok(None);
         }
@@ -334,7 +347,7 @@ impl DevLakeClient {
     ) -> Result<T> {
         let bytes = Self::encode_body(&method, path, body)?;
         let answer = self
-            .execute(method.clone(), path, &[], Some(bytes), false)
+            .execute(method.clone(), path, &[], Some(bytes), Accept::Success)
             .await?;
         self.decode(&method, path, &answer)
     }

@@ -5,6 +5,7 @@ use reqwest::Method;
 use serde_json::Value;
 
 use super::client::{DevLakeClient, Result};
+use super::http::Accept;
 use super::models::*;
 
 /// A major.minor.patch read from `GET /version` (`v0.21.0@abc`, `v1.0.3-beta12@…`).
@@ -51,7 +52,7 @@ impl ProjectMetric {
 
 impl DevLakeClient {
     pub async fn ping(&self) -> Result<()> {
-        self.execute(Method::GET, "/ping", &[], None, false)
+        self.execute(Method::GET, "/ping", &[], None, Accept::Success)
             .await
             .map(|_| ())
     }

@@ -119,6 +119,7 @@ mod tests {
             began_at: None,
             message: String::new(),
             error_name: String::new(),
+            cause: Default::default(),
         }
     }
 

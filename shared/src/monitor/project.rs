@@ -10,6 +10,7 @@ use std::collections::HashSet;
 use chrono::{DateTime, Utc};
 
 use crate::devlake::models::{status, Pipeline};
+use crate::failure_cause::{classify, FailureCause};
 use crate::store::{FailureEvent, ProjectState};
 
 use super::flags::Flags;
@@ -48,15 +49,18 @@ pub(crate) fn failure_event(
         began_at: p.began_at,
         message: truncate(p.message.trim(), MAX_MESSAGE_CHARS),
         error_name: truncate(p.error_name.trim(), MAX_MESSAGE_CHARS),
+        // From the whole text: the deepest layer of `errorName`, the most telling, is last.
+        cause: classify(&p.status, &p.error_name, &p.message),
     }
 }
 
-/// Applies one finished pipeline. `is_failure`: it is a counted status AND its event is new.
+/// Applies one finished pipeline. `failure`: the cause, when it is a counted status AND its
+/// event is new.
 pub(crate) fn apply(
     state: &mut ProjectState,
     p: &Pipeline,
     finished: DateTime<Utc>,
-    is_failure: bool,
+    failure: Option<FailureCause>,
 ) {
     if state.last_finished_at.is_none_or(|t| finished >= t) {
         state.last_status = Some(p.status.clone());
@@ -67,10 +71,11 @@ pub(crate) fn apply(
             state.blueprint_id = p.blueprint_id;
         }
     }
-    if is_failure {
+    if let Some(cause) = failure {
         state.failures_total += 1;
         if state.last_failure_at.is_none_or(|t| finished > t) {
             state.last_failure_at = Some(finished);
+            state.last_failure_reason = Some(cause);
         }
         // A failure older than the last success (seen late) does not extend the streak.
         if state.last_success_at.is_none_or(|t| finished > t) {
@@ -130,10 +135,10 @@ pub(crate) fn fold(
                 }
                 continue;
             }
-            apply(&mut state, p, finished, true);
+            apply(&mut state, p, finished, Some(event.cause));
             events.push(event);
         } else {
-            apply(&mut state, p, finished, false);
+            apply(&mut state, p, finished, None);
         }
     }
     state.stuck = flags.stuck;
@@ -190,6 +195,8 @@ mod tests {
         assert_eq!(s.last_success_at, Some(t(20)));
         assert_eq!(s.last_failure_at, Some(t(22)));
         assert_eq!(s.last_status.as_deref(), Some("TASK_FAILED"));
+        // "boom" names no known cause.
+        assert_eq!(s.last_failure_reason, Some(FailureCause::Unknown));
         assert_eq!(s.last_duration_seconds, Some(60.0));
         assert_eq!(s.blueprint_id, 7);
         assert_eq!(
@@ -311,6 +318,54 @@ mod tests {
         assert_eq!(s.last_finished_at, Some(t(40)));
         assert_eq!(s.last_failure_at, Some(t(10)));
         assert!(s.stuck && s.schedule_missed && !s.stuck_cancel_failed);
+    }
+
+    #[test]
+    fn the_latest_failure_gives_the_reason() {
+        let with_error = |id, finished, error_name: &str| {
+            let mut p = pipeline(id, "TASK_FAILED", 0, finished);
+            p.error_name = error_name.into();
+            p
+        };
+        let auth = with_error(
+            1,
+            5,
+            "authentication failed, please check your AccessToken (401)",
+        );
+        let net = with_error(
+            2,
+            10,
+            "Failed to connect\ncaused by: dial tcp 10.0.0.5:443: connect: connection refused",
+        );
+        let folded = fold(
+            &ProjectState::default(),
+            "p",
+            &[&auth, &net],
+            &HashSet::new(),
+            Flags::default(),
+            counted,
+            false,
+        );
+        let causes: Vec<FailureCause> = folded.events.iter().map(|e| e.cause).collect();
+        assert_eq!(causes, [FailureCause::Auth, FailureCause::Network]);
+        assert_eq!(
+            folded.state.last_failure_reason,
+            Some(FailureCause::Network)
+        );
+        // An older failure seen late keeps the latest one's reason.
+        let late = with_error(3, 3, "record not found (404)");
+        let s = fold(
+            &folded.state,
+            "p",
+            &[&late],
+            &HashSet::new(),
+            Flags::default(),
+            counted,
+            false,
+        )
+        .state;
+        assert_eq!(s.last_failure_at, Some(t(10)));
+        assert_eq!(s.last_failure_reason, Some(FailureCause::Network));
     }
 
     #[test]

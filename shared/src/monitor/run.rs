@@ -669,6 +669,7 @@ impl Monitor<'_> {
                 blueprint_id = event.blueprint_id,
                 status = %event.status,
                 finished_at = %event.finished_at,
+                cause = %event.cause,
                 dry_run,
                 "failure recorded"
             );
@@ -1223,8 +1224,9 @@ impl Monitor<'_> {
     }
 
     /// Re-runs each project's newest failure when it was recorded by this run (or by the events
-    /// function before this run met it: `adopted`), nothing of its
-    /// blueprint is pending, and `AUTO_RERUN_MAX` allows it; then takes up the claims earlier
+    /// function before this run met it: `adopted`), its cause can heal by retrying (not `auth`,
+    /// `not_found` or `cancelled`), nothing of its blueprint is pending, and `AUTO_RERUN_MAX`
+    /// allows it; then takes up the claims earlier
     /// runs released (their request failed) or left in progress past their lease (they
     /// stopped before sending it). The claim in the table comes first and is settled after
     /// DevLake answers, so a failure is re-run at least once and, unless a run stops between
@@ -1260,11 +1262,16 @@ impl Monitor<'_> {
             let Some(finished) = latest.finished_at else {
                 continue;
             };
-            let key = super::project::failure_event(name, latest, finished).key();
+            let event = super::project::failure_event(name, latest, finished);
+            let key = event.key();
             if !new_keys.contains(&key)
                 || busy_blueprints.contains(&latest.blueprint_id)
                 || unfinished.contains_key(&latest.id)
             {
+                continue;
+            }
+            if !event.cause.heals_by_retry() {
+                tracing::info!(project = %name, pipeline_id = latest.id, cause = %event.cause, "not re-run: retrying cannot fix this cause");
                 continue;
             }
             if dry_run {
@@ -1333,6 +1340,8 @@ impl Monitor<'_> {
                 // Running: DevLake took an earlier request; it settles when it finishes.
                 continue;
             };
+            // No cause filter here: a claim was granted on purpose, by the auto-rerun (for a
+            // cause a retry can heal) or by `STUCK_ACTION=cancel-and-rerun` (for a cancel).
             let key = super::project::failure_event("", &pipeline, finished).key();
             if key != claim.failure_key {
                 // The pipeline ran again since (an earlier request was taken, or someone

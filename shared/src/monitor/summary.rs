@@ -5,6 +5,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::expiry::Expiry;
+use crate::failure_cause::FailureCause;
 use crate::store::FailureEvent;
 
 /// How many recorded failures a summary lists (the counts are always complete).
@@ -40,6 +41,9 @@ pub struct FailureBrief {
     pub pipeline_id: u64,
     pub status: String,
     pub finished_at: DateTime<Utc>,
+    /// `auth`, `rate_limit`, `not_found`, `timeout`, `network`, `devlake_internal`,
+    /// `cancelled` or `unknown` (docs/failure-causes.md).
+    pub cause: FailureCause,
 }
 
 impl From<&FailureEvent> for FailureBrief {
@@ -50,6 +54,7 @@ impl From<&FailureEvent> for FailureBrief {
             pipeline_id: e.pipeline_id,
             status: e.status.clone(),
             finished_at: e.finished_at,
+            cause: e.cause,
         }
     }
 }

@@ -201,6 +201,7 @@ impl PreparedPage {
             automation: live.automation,
             monitor: live.monitor,
             events: live.events,
+            connections: live.connections,
             decode_errors,
             ..MetricsSnapshot::default()
         };

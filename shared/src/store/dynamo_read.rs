@@ -2,8 +2,8 @@
 //! snapshot reads (`crate::snapshot`), and what a scrape reads before any snapshot is published.
 //!
 //! The `pk = PROJECT` partition, read as concurrent Queries over ranges of project names, and one
-//! BatchGetItem for the two run records and the latest notification mark (with the snapshot's
-//! head on a scrape, see `dynamo_published`). The failures in the window come from
+//! BatchGetItem for the two run records, the latest notification mark and the connection health
+//! (with the snapshot's head on a scrape, see `dynamo_published`). The failures in the window come from
 //! each project's `recentFailures` list (written with the failure events, in the same
 //! transaction), not from the `FAILURE#<day>` items: the number of calls and the bytes read
 //! depend on the number of projects and their recent failures (kept to the monitor's
@@ -16,7 +16,7 @@ use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkErro
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ReturnConsumedCapacity};
 use chrono::{DateTime, Utc};
 
-use super::dynamo::{decode_project, keys, Access};
+use super::dynamo::{decode_connection_health, decode_project, keys, Access};
 use super::dynamo_published::{SNAPSHOT_HEAD_SK, SNAPSHOT_PK};
 use super::{
     DynamoStore, EventsReceived, Job, LiveRecords, MetricsSnapshot, MetricsSource, RunRecord,
@@ -203,8 +203,8 @@ impl DynamoStore {
         }
     }
 
-    /// The latest automation and monitor run records and the latest notification mark, in one
-    /// BatchGetItem, counting the items skipped because they did not decode (logged). With
+    /// The latest automation and monitor run records, the latest notification mark and the
+    /// connection health, in one BatchGetItem, counting the items skipped because they did not decode (logged). With
     /// `head`, the same call also reads the published snapshot's head (returned as is), strongly
     /// consistent: a publish that completed before the scrape is the one it serves.
     pub(crate) async fn live_records(
@@ -221,6 +221,7 @@ impl DynamoStore {
             key(keys::RUN_PK, Job::Automation.as_str()),
             key(keys::RUN_PK, Job::Monitor.as_str()),
             key(keys::EVENTS_PK, keys::RECEIVED_SK),
+            key(keys::CONNECTION_PK, keys::HEALTH_SK),
         ];
         if head {
             wanted.push(key(SNAPSHOT_PK, SNAPSHOT_HEAD_SK));
@@ -261,6 +262,17 @@ impl DynamoStore {
                         Ok(events) => latest.events = Some(events),
                         Err(error) => {
                             tracing::warn!(%error, "skipping an EVENTS item that does not decode");
+                            latest.decode_errors += 1;
+                        }
+                    }
+                    continue;
+                }
+                if matches!(item.get(keys::PK), Some(AttributeValue::S(pk)) if pk == keys::CONNECTION_PK)
+                {
+                    match decode_connection_health(&item) {
+                        Ok(health) => latest.connections = health.connections,
+                        Err(error) => {
+                            tracing::warn!(%error, "skipping a CONNECTION item that does not decode");
                             latest.decode_errors += 1;
                         }
                     }

@@ -157,6 +157,7 @@ mod tests {
             began_at: None,
             message: String::new(),
             error_name: String::new(),
+            cause: Default::default(),
         };
         let events: Vec<FailureEvent> = (0..PUSHED_FAILURES_MAX as u64 + 5).map(event).collect();
         state.note_pushed_failures(&events);

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 
 use super::*;
 
@@ -23,6 +23,7 @@ pub(super) struct Tables {
     /// The last publish number taken, and the published generation with its encoded state.
     snapshot_taken: u64,
     snapshot: Option<(PublishedVersion, Vec<u8>)>,
+    connections: Option<ConnectionHealthRecord>,
 }
 
 /// Mirrors the adapter's `RERUN` item.
@@ -103,6 +104,11 @@ impl MemoryStore {
         self.lock().runs.get(&job).cloned()
     }
 
+    /// The stored connection health (`CONNECTION`/`HEALTH`).
+    pub fn connection_health(&self) -> Option<ConnectionHealthRecord> {
+        self.lock().connections.clone()
+    }
+
     pub fn blueprints(&self) -> BTreeMap<u64, String> {
         self.lock().blueprints.clone()
     }
@@ -150,6 +156,15 @@ impl RunLog for MemoryStore {
     async fn record_run(&self, run: &RunRecord) -> Result<(), StoreError> {
         self.check("PutItem")?;
         self.lock().runs.insert(run.job, run.clone());
+        Ok(())
+    }
+
+    async fn record_connection_health(
+        &self,
+        record: &ConnectionHealthRecord,
+    ) -> Result<(), StoreError> {
+        self.check("PutItem")?;
+        self.lock().connections = Some(record.clone());
         Ok(())
     }
 }
@@ -209,6 +224,11 @@ impl MemoryStore {
             automation: tables.runs.get(&Job::Automation).cloned(),
             monitor: tables.runs.get(&Job::Monitor).cloned(),
             events: tables.events.clone(),
+            connections: tables
+                .connections
+                .as_ref()
+                .map(|c| c.connections.clone())
+                .unwrap_or_default(),
             decode_errors: 0,
         }
     }
@@ -369,6 +389,18 @@ impl MonitorStore for MemoryStore {
             .collect())
     }
 
+    async fn failures_on(&self, day: NaiveDate) -> Result<Vec<FailureEvent>, StoreError> {
+        self.check("Query")?;
+        // Keys start with the RFC 3339 `finishedAt`: sorted, they are oldest first.
+        Ok(self
+            .lock()
+            .failures
+            .values()
+            .filter(|(e, _)| e.finished_at.date_naive() == day)
+            .map(|(e, _)| e.clone())
+            .collect())
+    }
+
     async fn commit_project(&self, commit: ProjectCommit<'_>) -> Result<CommitOutcome, StoreError> {
         self.check("TransactWriteItems")?;
         let mut tables = self.lock();
@@ -500,6 +532,7 @@ mod tests {
             began_at: None,
             message: String::new(),
             error_name: String::new(),
+            cause: crate::failure_cause::FailureCause::Unknown,
         }
     }
 

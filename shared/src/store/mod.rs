@@ -9,6 +9,7 @@
 //! | per-project state, counters and recent failures | `PROJECT` | `<project name>` | no |
 //! | monitor cursor | `MONITOR` | `CURSOR` | no |
 //! | last run of a job | `RUN` | `automation` / `monitor` | no |
+//! | connections' health | `CONNECTION` | `HEALTH` | no |
 //! | blueprint → project map | `BLUEPRINT` | `<blueprint id, 20 digits>` | no |
 //! | auto-rerun tracking | `RERUN` | `<pipelineId>` | no |
 //! | latest DevLake notification received | `EVENTS` | `RECEIVED` | no |
@@ -30,9 +31,11 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
+
+use crate::failure_cause::FailureCause;
 
 mod dynamo;
 mod dynamo_published;
@@ -81,6 +84,11 @@ pub struct FailureEvent {
     pub message: String,
     /// Truncated DevLake `errorName`.
     pub error_name: String,
+    /// Why it failed, from `status`, `errorName` and `message` before truncation
+    /// ([`crate::failure_cause::classify`]). Events stored before causes existed read as
+    /// `unknown`.
+    #[serde(default)]
+    pub cause: FailureCause,
 }
 
 impl FailureEvent {
@@ -116,6 +124,11 @@ pub struct ProjectState {
     pub last_finished_at: Option<DateTime<Utc>>,
     pub last_success_at: Option<DateTime<Utc>>,
     pub last_failure_at: Option<DateTime<Utc>>,
+    /// The cause of the failure at `last_failure_at`. Absent in states written before causes
+    /// existed, until the project's next failure: the metrics page then shows no reason rather
+    /// than guess one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure_reason: Option<FailureCause>,
     pub last_duration_seconds: Option<f64>,
     /// Monotonic: failures ever recorded for the project. Defaults to 0 when absent because the
     /// DynamoDB adapter stores it apart from the rest of the state.
@@ -276,6 +289,7 @@ impl ProjectState {
             began_at: None,
             message: String::new(),
             error_name: String::new(),
+            cause: FailureCause::Unknown,
         })
     }
 }
@@ -296,6 +310,36 @@ pub struct RunRecord {
     pub summary: serde_json::Value,
 }
 
+/// One connection as the automation's latest test of every connection found it
+/// (`POST /plugins/{plugin}/connections/{id}/test`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionHealth {
+    pub plugin: String,
+    pub connection_id: u64,
+    pub connection_name: String,
+    /// DevLake's test succeeded: a 2xx answer whose body does not say `success: false`.
+    pub up: bool,
+    /// The HTTP status of DevLake's answer.
+    #[serde(default)]
+    pub status: u16,
+    /// DevLake's message when the connection is down: one line, without secrets.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+}
+
+/// The `CONNECTION`/`HEALTH` item: every connection the automation's latest complete test
+/// covered (a run that listed every configured plugin's connections unfiltered). It replaces
+/// the previous one whole, so deleted connections leave the page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionHealthRecord {
+    /// When the run that tested them finished its tests.
+    pub tested_at: DateTime<Utc>,
+    /// Sorted by plugin, then connection id.
+    pub connections: Vec<ConnectionHealth>,
+}
+
 /// Everything the metrics function renders. A scrape of a published snapshot builds it from
 /// [`PublishedState`] (the projects) and [`PublishedRead`] (the run records).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -308,6 +352,8 @@ pub struct MetricsSnapshot {
     /// The latest DevLake notification the events function accepted; `None` until one was
     /// (push not configured), and then the page shows no events series at all.
     pub events: Option<EventsReceived>,
+    /// The connections' health from the automation's latest complete test; empty before one.
+    pub connections: Vec<ConnectionHealth>,
     /// Stored items (or recent-failure entries) this read skipped because they did not decode;
     /// each is logged. One bad item never blanks the page.
     pub decode_errors: u64,
@@ -335,6 +381,7 @@ impl MetricsSnapshot {
             automation: live.automation,
             monitor: live.monitor,
             events: live.events,
+            connections: live.connections,
             decode_errors,
         }
     }
@@ -386,6 +433,12 @@ pub struct LeaseHolder {
 #[async_trait::async_trait]
 pub trait RunLog: Send + Sync {
     async fn record_run(&self, run: &RunRecord) -> Result<(), StoreError>;
+
+    /// Replaces the stored connection health (the `CONNECTION`/`HEALTH` item) with `record`.
+    async fn record_connection_health(
+        &self,
+        record: &ConnectionHealthRecord,
+    ) -> Result<(), StoreError>;
 
     /// Takes `job`'s run lease for `holder` until `until`, unless another holder's lease is
     /// still valid at `now`; then returns that holder. A store without leases always grants it.
@@ -734,6 +787,11 @@ pub trait MonitorStore: RunLog + SnapshotStore {
         events: &[FailureEvent],
     ) -> Result<HashSet<String>, StoreError>;
 
+    /// The failure events that finished on the UTC day `day`, oldest first: what an operator
+    /// reads with one Query of `FAILURE#<day>`. Events stored before causes existed come back
+    /// with the cause `unknown`.
+    async fn failures_on(&self, day: NaiveDate) -> Result<Vec<FailureEvent>, StoreError>;
+
     async fn commit_project(&self, commit: ProjectCommit<'_>) -> Result<CommitOutcome, StoreError>;
 
     /// Claims one re-run of `pipeline_id` for the failure `failure_key` until `now + lease`:
@@ -821,6 +879,7 @@ mod tests {
             began_at: None,
             message: "m".into(),
             error_name: "e".into(),
+            cause: FailureCause::Unknown,
         }
     }
 
@@ -866,6 +925,27 @@ mod tests {
         assert_eq!(state.recent_failures.len(), RECENT_FAILURES_MAX);
         assert_eq!(state.recent_failures.last(), Some(&many[0].key()));
         assert!(!state.recent_failures.contains(&b.key()));
+    }
+
+    #[test]
+    fn events_and_states_written_before_causes_read_without_one() {
+        let event: FailureEvent = serde_json::from_value(serde_json::json!({
+            "projectName": "p", "blueprintId": 1, "pipelineId": 2, "status": "TASK_FAILED",
+            "finishedAt": "2026-11-28T10:00:00Z", "beganAt": null, "message": "m",
+            "errorName": "e",
+        }))
+        .unwrap();
+        assert_eq!(event.cause, FailureCause::Unknown);
+        let state: ProjectState = serde_json::from_value(serde_json::json!({
+            "projectName": "p", "blueprintId": 1, "lastFailureAt": "2026-11-28T10:00:00Z",
+            "consecutiveFailures": 1, "stuck": false,
+        }))
+        .unwrap();
+        assert_eq!(state.last_failure_reason, None);
+        // And a state without a reason is written as before, byte for byte.
+        assert!(!serde_json::to_string(&state)
+            .unwrap()
+            .contains("lastFailureReason"));
     }
 
     #[test]

@@ -14,7 +14,9 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{EventsReceived, MetricsSnapshot, ProjectState, RunRecord, StoreError};
+use super::{
+    ConnectionHealth, EventsReceived, MetricsSnapshot, ProjectState, RunRecord, StoreError,
+};
 
 /// Bytes of the compressed snapshot per chunk item: under DynamoDB's 400 KB item limit with room
 /// for the keys and the other attributes.
@@ -100,13 +102,16 @@ pub struct PublishedRead {
 }
 
 /// What every scrape reads itself, beside the project state: single items written without a
-/// project commit (each job's run record, the events function's latest notification), so they
-/// need no publish. A new item of that kind belongs here and in the scrape's one BatchGetItem.
+/// project commit (each job's run record, the events function's latest notification, the
+/// automation's connection health), so they need no publish. A new item of that kind belongs
+/// here and in the scrape's one BatchGetItem.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LiveRecords {
     pub automation: Option<RunRecord>,
     pub monitor: Option<RunRecord>,
     pub events: Option<EventsReceived>,
+    /// From the `CONNECTION`/`HEALTH` item; empty before the automation's first complete test.
+    pub connections: Vec<ConnectionHealth>,
     /// Items this read skipped because they did not decode (each logged).
     pub decode_errors: u64,
 }

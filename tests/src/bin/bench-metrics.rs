@@ -556,6 +556,10 @@ fn project(i: usize, now: DateTime<Utc>) -> ProjectState {
         last_finished_at: Some(now - ChronoDuration::hours(2)),
         last_success_at: Some(now - ChronoDuration::hours(if failing { 50 } else { 2 })),
         last_failure_at: Some(now - ChronoDuration::hours(if failing { 2 } else { 70 })),
+        last_failure_reason: Some(
+            devlake_autopilot::failure_cause::FailureCause::ALL
+                [i % devlake_autopilot::failure_cause::FailureCause::ALL.len()],
+        ),
         last_duration_seconds: Some(120.0 + i as f64),
         failures_total: (i % 40) as u64,
         consecutive_failures: if failing { 2 } else { 0 },
@@ -590,6 +594,7 @@ fn failure(i: usize, projects: usize, finished: DateTime<Utc>) -> FailureEvent {
              acme-engineering/service-{i:05}/pulls?page=7\": context deadline exceeded (retry 3/3)"
         ),
         error_name: "github.collectApiPullRequests".into(),
+        cause: devlake_autopilot::failure_cause::FailureCause::Timeout,
     }
 }
 

@@ -10,14 +10,15 @@
 //! | POST | `/_sim/faults/rules` | one [`FaultRule`](super::FaultRule) (appended) |
 //! | POST | `/_sim/migration` | `{"mode":"none"\|"pending"\|"running"}` |
 //! | POST | `/_sim/pipelines/{id}/start` | → pipeline JSON |
-//! | POST | `/_sim/pipelines/{id}/finish` | `{"status":"TASK_FAILED","message":"…"}` → pipeline JSON |
-//! | POST | `/_sim/pipelines/run-all` | `{"status":…,"message":…}` → `{"finished":[ids]}` (every pipeline not yet ended: queued, re-run, resumed, running) |
+//! | POST | `/_sim/pipelines/{id}/finish` | `{"status":"TASK_FAILED","message":"…","errorName":"…"?}` → pipeline JSON |
+//! | POST | `/_sim/pipelines/run-all` | `{"status":…,"message":…,"errorName":…?}` → `{"finished":[ids]}` (every pipeline not yet ended: queued, re-run, resumed, running) |
 //! | POST | `/_sim/restart` | `{"resumePipelines":bool}` (default true) → `{"changed":[ids]}`: DevLake restarted, running pipelines become `TASK_RESUME` or `TASK_FAILED` |
 //! | POST | `/_sim/clock` | `{"now":RFC 3339\|null,"advanceSeconds":N}` → `{"now"}`: stop (or release) DevLake's clock, then move it |
 //! | GET, POST | `/_sim/cron` | POST `{"running":bool?,"lose":[blueprint ids],"keep":[blueprint ids]}`: run DevLake's cron of blueprints as the clock moves, lose (or stop losing) their fires; → `{"fires":[{"blueprintId","at","pipelineId","refused"}]}` |
 //! | POST | `/_sim/pipelines/{id}/ignore-cancel` | `{"ignored":bool}` (default true) → `{}`: `DELETE /pipelines/{id}` answers 200 and stops nothing |
 //! | POST | `/_sim/pipelines` | a [`PipelineSeed`](super::PipelineSeed) or an array of them → `{"ids":[…]}` |
 //! | POST | `/_sim/connections` | `{"plugin","connection":{…}}` → `{"id"}` |
+//! | POST | `/_sim/connections/{plugin}/{id}/test` | `{"mode":"up"\|"unauthorized"\|"unreachable"}` → `{}`: how the source tool answers DevLake's connection test |
 //! | POST | `/_sim/remote-groups` | `{"plugin","connectionId","parentId"?,"id","name"}` → `{}` |
 //! | POST | `/_sim/remote-scopes` | `{"plugin","connectionId","groupId"?,"data":{…}}` or `"scopes":[…]` → `{"scopeIds":[…]}` |
 //! | POST | `/_sim/projects` | `{"name"}` → `{"blueprintId"}` |
@@ -37,7 +38,7 @@ use serde_json::{json, Value};
 use super::faults::{FaultRule, Faults, MigrationMode};
 use super::handle::SimError;
 use super::routes::{json_response, plain_not_found};
-use super::state::PipelineSeed;
+use super::state::{ConnectionTestMode, PipelineSeed};
 use super::{lock, AutoComplete, NotificationSettings, SimHandle};
 
 type R = Response<Body>;
@@ -85,6 +86,10 @@ pub(crate) fn router(h: SimHandle) -> Router {
         .route("/_sim/pipelines/{id}/start", post(start_pipeline))
         .route("/_sim/pipelines/{id}/finish", post(finish_pipeline))
         .route("/_sim/connections", post(add_connection))
+        .route(
+            "/_sim/connections/{plugin}/{id}/test",
+            post(set_connection_test),
+        )
         .route("/_sim/remote-groups", post(add_remote_group))
         .route("/_sim/remote-scopes", post(add_remote_scopes))
         .route("/_sim/projects", post(add_project))
@@ -174,10 +179,12 @@ async fn seed_pipelines(AxState(h): AxState<SimHandle>, body: Bytes) -> R {
 }
 
 #[derive(Deserialize)]
-#[serde(default)]
+#[serde(default, rename_all = "camelCase")]
 struct FinishBody {
     status: String,
     message: String,
+    /// The `errorName` chain to store; absent: derived from `message`.
+    error_name: Option<String>,
 }
 
 impl Default for FinishBody {
@@ -185,6 +192,7 @@ impl Default for FinishBody {
         FinishBody {
             status: "TASK_COMPLETED".into(),
             message: String::new(),
+            error_name: None,
         }
     }
 }
@@ -205,15 +213,39 @@ async fn start_pipeline(AxState(h): AxState<SimHandle>, Path(id): Path<String>) 
 async fn finish_pipeline(AxState(h): AxState<SimHandle>, Path(id): Path<String>, body: Bytes) -> R {
     let id = try_r!(pipeline_id(&id));
     let b: FinishBody = try_r!(parse(&body));
-    match h.finish_pipeline(id, &b.status, &b.message) {
+    let finished = match &b.error_name {
+        Some(chain) => h.finish_pipeline_with_error(id, &b.status, &b.message, chain),
+        None => h.finish_pipeline(id, &b.status, &b.message),
+    };
+    match finished {
         Ok(()) => json_response(200, &h.pipeline(id)),
+        Err(e) => err(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct ConnectionTestBody {
+    mode: ConnectionTestMode,
+}
+
+async fn set_connection_test(
+    AxState(h): AxState<SimHandle>,
+    Path((plugin, id)): Path<(String, String)>,
+    body: Bytes,
+) -> R {
+    let Ok(id) = id.parse::<u64>() else {
+        return json_response(400, &json!({"error": "bad connection id"}));
+    };
+    let b: ConnectionTestBody = try_r!(parse(&body));
+    match h.set_connection_test(&plugin, id, b.mode) {
+        Ok(()) => json_response(200, &json!({})),
         Err(e) => err(e),
     }
 }
 
 async fn run_all(AxState(h): AxState<SimHandle>, body: Bytes) -> R {
     let b: FinishBody = try_r!(parse(&body));
-    match h.finish_all_pending(&b.status, &b.message) {
+    match h.finish_all_pending_with(&b.status, &b.message, b.error_name.as_deref()) {
         Ok(ids) => json_response(200, &json!({"finished": ids})),
         Err(e) => err(e),
     }

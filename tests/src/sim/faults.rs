@@ -227,10 +227,20 @@ pub struct RequestRecord {
 #[serde(rename_all = "camelCase")]
 pub struct RequestCounts {
     pub total: u64,
-    /// GET requests.
+    /// GET requests, and connection tests (`POST /plugins/{plugin}/connections/{id}/test`,
+    /// which change nothing in DevLake).
     pub reads: u64,
-    /// Non-GET requests.
+    /// Every other request.
     pub writes: u64,
+}
+
+/// `POST /plugins/{plugin}/connections/{id}/test` (with or without `/rest`): DevLake asks the
+/// source tool and answers; nothing is saved.
+fn is_connection_test(method: &str, path: &str) -> bool {
+    let path = path.split('?').next().unwrap_or_default();
+    let path = path.strip_prefix("/rest").unwrap_or(path);
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    method == "POST" && matches!(parts.as_slice(), ["plugins", _, "connections", _, "test"])
 }
 
 pub(crate) struct RequestLog {
@@ -251,7 +261,7 @@ impl RequestLog {
     }
     pub(crate) fn push(&mut self, r: RequestRecord) {
         self.counts.total += 1;
-        if r.method == "GET" {
+        if r.method == "GET" || is_connection_test(&r.method, &r.path) {
             self.counts.reads += 1;
         } else {
             self.counts.writes += 1;

@@ -13,6 +13,8 @@
 //!   "connections": [{
 //!     "plugin": "github",
 //!     "connection": {"id": 1, "name": "github-acme", "endpoint": "https://api.github.com/", ...},
+//!     "test": "up",                        // or "unauthorized" / "unreachable": how the tool
+//!                                          //   answers DevLake's connection test
 //!     "remote": [                          // the tool's side: what remote-scopes lists
 //!       {"type": "group", "id": "acme", "name": "acme", "fullName": "acme", "children": [
 //!          {"type": "scope", "data": { <scope object shaped per plugin, docs/devlake-api.md> }},
@@ -45,7 +47,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use super::plugins::{self, DATA_SOURCE_PLUGINS, SUPPORT_PLUGINS};
-use super::state::{ApiError, ApiResult, PipelineSeed, State};
+use super::state::{ApiError, ApiResult, ConnectionTestMode, PipelineSeed, State};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
@@ -65,6 +67,8 @@ pub struct Fixture {
 pub struct FixtureConnection {
     pub plugin: String,
     pub connection: Value,
+    /// How the source tool answers DevLake's test of this connection (default `up`).
+    pub test: ConnectionTestMode,
     pub remote: Vec<RemoteNode>,
     pub scope_configs: Vec<Value>,
     pub scopes: Vec<Value>,
@@ -224,6 +228,7 @@ impl Fixture {
                 f.connections.push(FixtureConnection {
                     plugin: plugin.clone(),
                     connection: json!({"id": cid, "name": format!("{plugin}-{cid}"), "endpoint": default_endpoint(plugin), "rateLimitPerHour": 0}),
+                    test: ConnectionTestMode::Up,
                     remote,
                     scope_configs: Vec::new(),
                     scopes,
@@ -425,6 +430,9 @@ pub(crate) fn load(state: &mut State, f: Fixture) -> ApiResult<()> {
         let what = format!("connection {} {}", c.plugin, c.connection);
         let cid = state
             .add_connection(&c.plugin, c.connection)
+            .map_err(ctx(what.clone()))?;
+        state
+            .set_connection_test(&c.plugin, cid, c.test)
             .map_err(ctx(what.clone()))?;
         add_remote(state, &c.plugin, cid, None, c.remote).map_err(ctx(what.clone()))?;
         for sc in c.scope_configs {

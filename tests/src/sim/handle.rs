@@ -13,7 +13,9 @@ use super::faults::{
 };
 use super::fixture::{self, Fixture};
 use super::notify::{NotificationRow, NotificationSettings};
-use super::state::{ApiError, CronFire, PipelineEnd, PipelineFilter, PipelineSeed, State};
+use super::state::{
+    ApiError, ConnectionTestMode, CronFire, PipelineEnd, PipelineFilter, PipelineSeed, State,
+};
 use super::{lock, AutoComplete, Inner, SimOptions, DEFAULT_VERSION};
 
 /// Error from a control operation (unknown pipeline, invalid fixture, …).
@@ -453,16 +455,50 @@ impl SimHandle {
     /// Finishes a pipeline with `TASK_COMPLETED`, `TASK_FAILED`, `TASK_PARTIAL` or
     /// `TASK_CANCELLED`; sets `finishedAt` (and `beganAt` if unset), `message`, `errorName`.
     pub fn finish_pipeline(&self, id: u64, status: &str, message: &str) -> Result<(), SimError> {
-        Ok(self.with_state(|s| s.finish(id, status, message))?)
+        Ok(self.with_state(|s| s.finish(id, status, message, None))?)
+    }
+
+    /// [`Self::finish_pipeline`] with a chosen `errorName`: the chain of messages DevLake stores
+    /// for a failed pipeline (`runPipeline` in `services/pipeline_runner.go` saves
+    /// `err.Messages().Format()`, the layers joined by `\ncaused by: `).
+    pub fn finish_pipeline_with_error(
+        &self,
+        id: u64,
+        status: &str,
+        message: &str,
+        error_name: &str,
+    ) -> Result<(), SimError> {
+        Ok(self.with_state(|s| s.finish(id, status, message, Some(error_name)))?)
+    }
+
+    /// How the source tool behind a connection answers DevLake's connection test
+    /// (`POST /plugins/{plugin}/connections/{id}/test`).
+    pub fn set_connection_test(
+        &self,
+        plugin: &str,
+        connection_id: u64,
+        mode: ConnectionTestMode,
+    ) -> Result<(), SimError> {
+        Ok(self.with_state(|s| s.set_connection_test(plugin, connection_id, mode))?)
     }
 
     /// Finishes every pipeline the runner still has to end (queued, re-run, resumed, running)
     /// with `status`; returns their ids.
     pub fn finish_all_pending(&self, status: &str, message: &str) -> Result<Vec<u64>, SimError> {
+        self.finish_all_pending_with(status, message, None)
+    }
+
+    /// [`Self::finish_all_pending`] with a chosen `errorName` (`None`: derived from `message`).
+    pub fn finish_all_pending_with(
+        &self,
+        status: &str,
+        message: &str,
+        error_name: Option<&str>,
+    ) -> Result<Vec<u64>, SimError> {
         self.with_state(|s| {
             let ids = s.unfinished_ids();
             for id in &ids {
-                s.finish(*id, status, message)?;
+                s.finish(*id, status, message, error_name)?;
             }
             Ok(ids)
         })

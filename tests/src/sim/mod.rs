@@ -46,7 +46,7 @@ pub use faults::{FaultAction, FaultRule, Faults, MigrationMode, RequestCounts, R
 pub use fixture::{Fixture, FixtureProject, GeneratedSpec};
 pub use handle::{SimError, SimHandle};
 pub use notify::{devlake_sign, NotificationRow, NotificationSettings};
-pub use state::{CronFire, PipelineEnd, PipelineSeed};
+pub use state::{ConnectionTestMode, CronFire, PipelineEnd, PipelineSeed};
 
 use faults::{FaultState, RequestLog};
 use state::State;

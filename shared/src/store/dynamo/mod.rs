@@ -46,6 +46,9 @@ pub mod keys {
     /// `EVENTS` / `RECEIVED`: the latest DevLake notification the events function accepted.
     pub const EVENTS_PK: &str = "EVENTS";
     pub const RECEIVED_SK: &str = "RECEIVED";
+    /// `CONNECTION` / `HEALTH`: the automation's latest test of every connection.
+    pub const CONNECTION_PK: &str = "CONNECTION";
+    pub const HEALTH_SK: &str = "HEALTH";
 
     /// `FAILURE#<YYYY-MM-DD>` of the UTC day a failure finished.
     pub fn failure_pk(day: NaiveDate) -> String {
@@ -176,6 +179,26 @@ const FAILURES_TOTAL: &str = "failuresTotal";
 /// ~21 ms). Items written before this attribute existed (one attribute per field) still read;
 /// their next commit rewrites them packed.
 const PROJECT_STATE: &str = "state";
+
+/// `CONNECTION`/`HEALTH` attributes: when the connections were tested, and the list of
+/// [`ConnectionHealth`] as one JSON string.
+const CONNECTION_TESTED_AT: &str = "testedAt";
+const CONNECTION_LIST: &str = "connections";
+
+/// The connection health of a `CONNECTION`/`HEALTH` item.
+pub(crate) fn decode_connection_health(item: &Item) -> Result<ConnectionHealthRecord, StoreError> {
+    const OP: &str = "decode CONNECTION/HEALTH";
+    let tested_at = string(item, CONNECTION_TESTED_AT)
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .ok_or_else(|| malformed(OP, "testedAt missing or not RFC 3339"))?
+        .with_timezone(&Utc);
+    let connections = serde_json::from_str(string(item, CONNECTION_LIST).unwrap_or("[]"))
+        .map_err(|e| malformed(OP, e))?;
+    Ok(ConnectionHealthRecord {
+        tested_at,
+        connections,
+    })
+}
 
 type Item = HashMap<String, AttributeValue>;
 

@@ -179,6 +179,34 @@ impl MonitorStore for DynamoStore {
             .collect())
     }
 
+    async fn failures_on(&self, day: NaiveDate) -> Result<Vec<FailureEvent>, StoreError> {
+        const OP: &str = "Query FAILURE";
+        let mut events = Vec::new();
+        let mut start_key = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("#pk = :pk")
+                .expression_attribute_names("#pk", keys::PK)
+                .expression_attribute_values(":pk", s(keys::failure_pk(day)))
+                .set_exclusive_start_key(start_key)
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .send()
+                .await
+                .map_err(|e| store_error(OP, e))?;
+            self.note_capacity(Access::Read, page.consumed_capacity());
+            for item in page.items.unwrap_or_default() {
+                events.push(from_item(OP, item)?);
+            }
+            start_key = page.last_evaluated_key.filter(|k| !k.is_empty());
+            if start_key.is_none() {
+                return Ok(events);
+            }
+        }
+    }
+
     async fn commit_project(&self, commit: ProjectCommit<'_>) -> Result<CommitOutcome, StoreError> {
         const OP: &str = "TransactWriteItems";
         if commit.events.len() > MAX_EVENTS_PER_COMMIT {

@@ -46,6 +46,35 @@ impl RunLog for DynamoStore {
         Ok(())
     }
 
+    /// One PutItem of the whole list, packed into one string attribute like a project's state:
+    /// the metrics page reads it with the run records on every scrape.
+    async fn record_connection_health(
+        &self,
+        record: &ConnectionHealthRecord,
+    ) -> Result<(), StoreError> {
+        const OP: &str = "PutItem CONNECTION";
+        let mut item = key(keys::CONNECTION_PK, keys::HEALTH_SK);
+        item.insert(
+            CONNECTION_TESTED_AT.into(),
+            s(record
+                .tested_at
+                .to_rfc3339_opts(SecondsFormat::Millis, true)),
+        );
+        let packed = serde_json::to_string(&record.connections).map_err(|e| malformed(OP, e))?;
+        item.insert(CONNECTION_LIST.into(), s(packed));
+        let out = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await
+            .map_err(|e| store_error(OP, e))?;
+        self.note_capacity(Access::Write, out.consumed_capacity());
+        Ok(())
+    }
+
     /// One conditional PutItem: the lease is free (no item) or lapsed (`leaseUntil` before
     /// `now`). The item also carries the table's TTL a day after it lapses, so a lease never
     /// released (a run killed at its timeout) is eventually removed; the condition does not

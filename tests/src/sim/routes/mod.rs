@@ -23,6 +23,7 @@ use super::state::{ApiError, ApiResult, BlueprintFilter, Pipeline, PipelineFilte
 use super::{lock, SimHandle};
 
 use blueprints::*;
+use connection_test::*;
 use connections::*;
 use pipelines::*;
 use projects::*;
@@ -115,6 +116,10 @@ pub(crate) fn router(h: SimHandle) -> Router {
             get(list_connections).post(create_connection),
         )
         .route("/plugins/{plugin}/connections/{cid}", get(get_connection))
+        .route(
+            "/plugins/{plugin}/connections/{cid}/test",
+            post(test_connection),
+        )
         .route(
             "/plugins/{plugin}/connections/{cid}/remote-scopes",
             get(remote_scopes),
@@ -225,6 +230,7 @@ macro_rules! plugin_guard {
 
 // Declared after `plugin_guard!` so the handlers can use it (macros are scoped by text order).
 mod blueprints;
+mod connection_test;
 mod connections;
 mod pipelines;
 mod projects;

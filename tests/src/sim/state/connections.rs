@@ -49,6 +49,11 @@ impl State {
         body.insert("id".into(), json!(id));
         body.entry("createdAt").or_insert(json!(t));
         body.entry("updatedAt").or_insert(json!(t));
+        let raw_token = body
+            .get("token")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+            .map(str::to_string);
         for secret in ["token", "password", "secretKey", "refreshToken"] {
             if let Some(Value::String(s)) = body.get_mut(secret) {
                 if !s.is_empty() {
@@ -64,6 +69,8 @@ impl State {
             (plugin.to_string(), id),
             Connection {
                 body,
+                secret: raw_token,
+                test: ConnectionTestMode::default(),
                 scopes: ScopeTable::default(),
                 remote: HashMap::new(),
             },

@@ -18,6 +18,7 @@ use super::plugins;
 use super::time::{parse_time, ser};
 
 mod blueprints;
+mod connection_test;
 mod connections;
 mod pipelines;
 mod projects;
@@ -27,6 +28,7 @@ mod scope_configs;
 mod scopes;
 
 pub(crate) use blueprints::{apply_blueprint_patch, six_months_before_midnight, wire_blueprint};
+pub use connection_test::ConnectionTestMode;
 pub(crate) use pipelines::count_tasks;
 pub use schedules::CronFire;
 
@@ -140,6 +142,11 @@ impl RemoteEntry {
 #[derive(Debug)]
 pub(crate) struct Connection {
     pub body: Map<String, Value>,
+    /// The token as created, before DevLake masks it in `body`: its test answers echo it
+    /// sanitised, as DevLake does.
+    pub secret: Option<String>,
+    /// How the source tool behind it answers DevLake's connection test.
+    pub test: ConnectionTestMode,
     pub scopes: ScopeTable,
     /// children per parent group id ("" = top level); groups are listed before scopes.
     pub remote: HashMap<String, Vec<RemoteEntry>>,

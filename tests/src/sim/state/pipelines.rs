@@ -268,7 +268,7 @@ impl State {
                 Ok(())
             }
             "TASK_RUNNING" if self.uncancellable.contains(&id) => Ok(()),
-            "TASK_RUNNING" => self.finish(id, "TASK_CANCELLED", ""),
+            "TASK_RUNNING" => self.finish(id, "TASK_CANCELLED", "", None),
             "TASK_RESUME" => {
                 if let Some(tasks) = self.tasks.get_mut(&id) {
                     for task in tasks.iter_mut().filter(|t| t.status == "TASK_RESUME") {
@@ -351,7 +351,15 @@ impl State {
     }
 
     /// Finishes a pipeline with a final status (what DevLake's runner would do).
-    pub(crate) fn finish(&mut self, id: u64, status: &str, message: &str) -> ApiResult<()> {
+    /// Ends pipeline `id` with `status`. A failed end gets `message` and, as `errorName`, the
+    /// given chain or (`None`) `message` with one `caused by:` layer.
+    pub(crate) fn finish(
+        &mut self,
+        id: u64,
+        status: &str,
+        message: &str,
+        error_name: Option<&str>,
+    ) -> ApiResult<()> {
         let status = status_const(status)
             .filter(|s| FINISHED.contains(s))
             .ok_or_else(|| ApiError::bad(format!("not a finished status: {status}")))?;
@@ -378,10 +386,10 @@ impl State {
             p.error_name.clear();
         } else {
             p.message = message.to_string();
-            p.error_name = if message.is_empty() {
-                String::new()
-            } else {
-                format!("{message}\n\tcaused by: subtask failed")
+            p.error_name = match error_name {
+                Some(chain) => chain.to_string(),
+                None if message.is_empty() => String::new(),
+                None => format!("{message}\n\tcaused by: subtask failed"),
             };
         }
         let msg = p.message.clone();
