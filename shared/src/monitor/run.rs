@@ -120,7 +120,9 @@ impl Monitor<'_> {
     /// next run publishes again.
     async fn publish(&self, now: DateTime<Utc>, deadline: Deadline) -> Result<(), RunIssue> {
         if !deadline.allows(PUBLISH_BUDGET) {
-            tracing::warn!("no time left to publish the metrics snapshot; the next run publishes it");
+            tracing::warn!(
+                "no time left to publish the metrics snapshot; the next run publishes it"
+            );
             return Err(deadline_issue(
                 "the metrics snapshot was not published; the next run publishes it".into(),
             ));
@@ -499,9 +501,10 @@ impl ScheduledJob for MonitorRun<'_> {
             .await
             .into();
         if !self.request.dry_run {
-            if let (Err(issue), Ran::Finished(summary)) =
-                (self.monitor.publish(self.now, self.deadline).await, &mut ran)
-            {
+            if let (Err(issue), Ran::Finished(summary)) = (
+                self.monitor.publish(self.now, self.deadline).await,
+                &mut ran,
+            ) {
                 summary.errors.push(issue);
                 summary.status = RunStatus::Partial;
             }
