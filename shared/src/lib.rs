@@ -18,6 +18,7 @@ pub mod metrics_http;
 pub mod monitor;
 pub mod render;
 pub mod secrets;
+pub mod snapshot;
 pub mod startup;
 pub mod store;
 pub mod time_rules;

@@ -1,5 +1,7 @@
 //! The metrics function's HTTP handling, independent of Lambda: authentication first, then
-//! routing, content negotiation, one store read and rendering (docs/metrics.md).
+//! routing, content negotiation, one store read and the page (docs/metrics.md): the published
+//! snapshot's, kept between scrapes ([`crate::snapshot::page`]), or, before any is published,
+//! rendered from the state's own items.
 //!
 //! Order matters: a request without the right bearer token is answered 401 before its method or
 //! path is looked at and before the store is touched, so an unauthenticated caller learns nothing
@@ -15,12 +17,20 @@ use subtle::ConstantTimeEq;
 
 use crate::config::{ConfigError, Env, SecretSource};
 use crate::render::{self, ExpositionFormat};
-use crate::store::MetricsSource;
+use crate::snapshot::page::{PreparedPage, ServedPage};
+use crate::store::{MetricsSnapshot, MetricsSource, PublishedRead, ScrapeRead, StoreError};
 
 /// The `http` types the handler speaks, for callers that do not depend on `lambda_http`.
 pub use lambda_http::http;
 
 pub const TOKEN_VAR: &str = "METRICS_TOKEN";
+/// The most a Lambda function URL answers: the function's whole response document (status,
+/// headers, body as a JSON string, base64 for a compressed body) is capped at 6 MB. A page that
+/// would not fit is refused by the function with a reason instead (see [`MetricsService::handle`]).
+pub const FUNCTION_URL_RESPONSE_LIMIT: usize = 6 * 1024 * 1024;
+/// Room kept in [`FUNCTION_URL_RESPONSE_LIMIT`] for the status, the headers and the JSON around
+/// the body.
+const RESPONSE_FRAMING: usize = 8 * 1024;
 pub const TOKEN_ARN_VAR: &str = "METRICS_TOKEN_SECRET_ARN";
 /// The bearer token Prometheus must send. Never printed: `Debug` is redacted and there is no
 /// `Display`.
@@ -144,6 +154,26 @@ pub struct MetricsService<S> {
     window: ChronoDuration,
     /// Requests answered 401 since this instance started (see [`Self::log_refusal`]).
     refused: AtomicU64,
+    /// The page of the latest published snapshot this instance served: rendered once per
+    /// version, served by every scrape until the next one.
+    prepared: std::sync::Mutex<Option<PreparedPage>>,
+    /// The largest response document allowed, [`FUNCTION_URL_RESPONSE_LIMIT`] but in tests.
+    response_limit: usize,
+}
+
+/// What a scrape answers with, however it was made.
+struct Served {
+    page: ServedPage,
+    /// The published version it comes from; `None`: read directly.
+    version: Option<u64>,
+}
+
+/// Where the page of a published read comes from.
+enum Prepared {
+    Served(ServedPage),
+    /// The snapshot could not be used (it does not decode, or a concurrent request replaced the
+    /// kept page): read the state directly.
+    Direct,
 }
 
 impl<S: MetricsSource> MetricsService<S> {
@@ -159,7 +189,15 @@ impl<S: MetricsSource> MetricsService<S> {
             timezone,
             window: ChronoDuration::days(i64::from(failure_window_days)),
             refused: AtomicU64::new(0),
+            prepared: std::sync::Mutex::new(None),
+            response_limit: FUNCTION_URL_RESPONSE_LIMIT,
         }
+    }
+
+    /// The same service refusing responses whose document would exceed `bytes` (tests).
+    pub fn with_response_limit(mut self, bytes: usize) -> Self {
+        self.response_limit = bytes;
+        self
     }
 
     pub fn source(&self) -> &S {
@@ -169,7 +207,9 @@ impl<S: MetricsSource> MetricsService<S> {
     /// Answers one request. `now` decides the failure window; the body of `req` is never read.
     /// The page is gzip-compressed when the client accepts it (Prometheus always does): a Lambda
     /// function URL answers at most 6 MB, which 20,000 failures in the window already bring
-    /// within reach uncompressed (~4 MB), and compression cuts that about tenfold.
+    /// within reach uncompressed (~4 MB), and compression cuts that about tenfold. A page whose
+    /// response would still exceed the limit is not attempted (the function URL would answer
+    /// 502 without a reason): uncompressed, `406` naming gzip; compressed, `503`, logged.
     pub async fn handle<B>(&self, req: &Request<B>, now: DateTime<Utc>) -> Response<Vec<u8>> {
         let started = Instant::now();
         let method = req.method();
@@ -199,9 +239,10 @@ impl<S: MetricsSource> MetricsService<S> {
                 .get(header::ACCEPT)
                 .and_then(|v| v.to_str().ok()),
         );
+        let gzip = accepts_gzip(req.headers().get(header::ACCEPT_ENCODING));
         let since = now - self.window;
-        let snapshot = match self.source.snapshot(since).await {
-            Ok(s) => s,
+        let Served { page, version } = match self.page(since, format, gzip, started).await {
+            Ok(served) => served,
             Err(error) => {
                 // 503 makes Prometheus mark the target down (up == 0) instead of ingesting a
                 // page that silently lacks series.
@@ -210,48 +251,159 @@ impl<S: MetricsSource> MetricsService<S> {
             }
         };
 
-        let body =
-            render::render_page_timed(&snapshot, self.timezone, format, || started.elapsed());
-        let rendered_bytes = body.len();
-
+        let document = response_document_len(&page.body, page.gzip);
+        if document > self.response_limit {
+            return self.too_large(&page, document);
+        }
         let mut response = Response::builder()
             .status(StatusCode::OK)
             .header(header::CONTENT_TYPE, format.content_type())
             .header(header::CACHE_CONTROL, "no-store")
             .header(header::VARY, "Accept, Accept-Encoding");
-        let gzip = accepts_gzip(req.headers().get(header::ACCEPT_ENCODING));
-        let body = if gzip {
-            match gzip_bytes(body.as_bytes()) {
-                Ok(compressed) => {
-                    response = response.header(header::CONTENT_ENCODING, "gzip");
-                    compressed
-                }
-                // Writing to memory cannot fail in practice; the plain page is still right.
-                Err(error) => {
-                    tracing::warn!(%error, "gzip failed; answering uncompressed");
-                    body.into_bytes()
-                }
-            }
-        } else {
-            body.into_bytes()
-        };
-
+        if page.gzip {
+            response = response.header(header::CONTENT_ENCODING, "gzip");
+        }
         tracing::info!(
             %method,
             path,
             status = 200,
             format = ?format,
-            projects = snapshot.projects.len(),
-            failures = snapshot.failures.len(),
-            decode_errors = snapshot.decode_errors,
-            bytes = rendered_bytes,
-            sent_bytes = body.len(),
+            snapshot_version = version,
+            projects = page.projects,
+            failures = page.failures,
+            decode_errors = page.decode_errors,
+            bytes = page.page_bytes,
+            sent_bytes = page.body.len(),
             elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
             "metrics rendered"
         );
         response
-            .body(body)
+            .body(page.body)
             .expect("static response parts are valid")
+    }
+
+    /// The page: the published snapshot's (the kept rendering, or a new one when its version
+    /// changed), or the direct read's when nothing is published or the snapshot is unusable.
+    async fn page(
+        &self,
+        since: DateTime<Utc>,
+        format: ExpositionFormat,
+        gzip: bool,
+        started: Instant,
+    ) -> Result<Served, StoreError> {
+        let known = self.lock_prepared().as_ref().map(PreparedPage::version);
+        let read = match self.source.scrape(since, known).await? {
+            ScrapeRead::Direct(snapshot) => {
+                return Ok(self.direct(&snapshot, format, gzip, started));
+            }
+            ScrapeRead::Published(read) => read,
+        };
+        let version = read.version;
+        match self.serve_published(read, since, format, gzip, started) {
+            Prepared::Served(page) => Ok(Served {
+                page,
+                version: Some(version),
+            }),
+            Prepared::Direct => {
+                let snapshot = self.source.snapshot(since).await?;
+                Ok(self.direct(&snapshot, format, gzip, started))
+            }
+        }
+    }
+
+    fn serve_published(
+        &self,
+        read: PublishedRead,
+        since: DateTime<Utc>,
+        format: ExpositionFormat,
+        gzip: bool,
+        started: Instant,
+    ) -> Prepared {
+        let mut prepared = self.lock_prepared();
+        if let Some(blob) = &read.blob {
+            match crate::snapshot::decode(blob) {
+                Ok(state) => {
+                    *prepared = Some(PreparedPage::new(read.version, state, self.timezone));
+                }
+                Err(error) => {
+                    tracing::error!(%error, version = read.version, "the published snapshot does not decode; reading the state directly");
+                    return Prepared::Direct;
+                }
+            }
+        }
+        let Some(page) = prepared.as_mut().filter(|p| p.version() == read.version) else {
+            return Prepared::Direct;
+        };
+        Prepared::Served(page.serve(since, format, gzip, read.live, || started.elapsed()))
+    }
+
+    /// The page rendered whole from a direct read.
+    fn direct(
+        &self,
+        snapshot: &MetricsSnapshot,
+        format: ExpositionFormat,
+        gzip: bool,
+        started: Instant,
+    ) -> Served {
+        let text = render::render_page_timed(snapshot, self.timezone, format, || started.elapsed());
+        let page_bytes = text.len();
+        let (body, gzip) = if gzip {
+            match gzip_bytes(text.as_bytes()) {
+                Ok(compressed) => (compressed, true),
+                // Writing to memory cannot fail in practice; the plain page is still right.
+                Err(error) => {
+                    tracing::warn!(%error, "gzip failed; answering uncompressed");
+                    (text.into_bytes(), false)
+                }
+            }
+        } else {
+            (text.into_bytes(), false)
+        };
+        Served {
+            page: ServedPage {
+                body,
+                gzip,
+                page_bytes,
+                projects: snapshot.projects.len(),
+                failures: snapshot.failures.len(),
+                decode_errors: snapshot.decode_errors,
+            },
+            version: None,
+        }
+    }
+
+    /// The answer for a page whose response document would be `document` bytes, over the limit.
+    fn too_large(&self, page: &ServedPage, document: usize) -> Response<Vec<u8>> {
+        let limit = self.response_limit;
+        if page.gzip {
+            tracing::error!(
+                page_bytes = page.page_bytes,
+                sent_bytes = page.body.len(),
+                document,
+                limit,
+                "the compressed page does not fit a function URL response; answering 503"
+            );
+            return simple(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the page is too large for a function URL response even compressed\n",
+            );
+        }
+        tracing::warn!(
+            page_bytes = page.page_bytes,
+            document,
+            limit,
+            "an uncompressed page does not fit a function URL response; answering 406"
+        );
+        let message = format!(
+            "the page is {} bytes, more than a function URL can answer uncompressed ({limit} \
+             bytes); ask for it with Accept-Encoding: gzip\n",
+            page.page_bytes
+        );
+        simple(StatusCode::NOT_ACCEPTABLE, &message)
+    }
+
+    fn lock_prepared(&self) -> std::sync::MutexGuard<'_, Option<PreparedPage>> {
+        self.prepared.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Logs a request refused for want of a valid token, with nothing about the credentials it
@@ -307,6 +459,39 @@ fn accepts_gzip(value: Option<&HeaderValue>) -> bool {
             .map_or(1.0, |(_, v)| v.trim().parse::<f32>().unwrap_or(0.0));
         matches!(name.as_str(), "gzip" | "x-gzip" | "*") && q > 0.0
     })
+}
+
+/// The function's response as Lambda's HTTP types: an uncompressed (UTF-8) body travels as a JSON
+/// string, anything else as base64, which a function URL decodes. Text would grow by a third as
+/// base64, and the response document is capped at [`FUNCTION_URL_RESPONSE_LIMIT`].
+pub fn lambda_response(response: Response<Vec<u8>>) -> Response<lambda_http::Body> {
+    let compressed = response.headers().contains_key(header::CONTENT_ENCODING);
+    response.map(|body| {
+        if compressed {
+            return lambda_http::Body::Binary(body);
+        }
+        match String::from_utf8(body) {
+            Ok(text) => lambda_http::Body::Text(text),
+            Err(e) => lambda_http::Body::Binary(e.into_bytes()),
+        }
+    })
+}
+
+/// The size of the response document Lambda builds for `body` ([`lambda_response`]): base64 for a
+/// compressed body, a JSON string (with its escapes) for text, plus room for the rest.
+fn response_document_len(body: &[u8], compressed: bool) -> usize {
+    let encoded = if compressed || std::str::from_utf8(body).is_err() {
+        body.len().div_ceil(3) * 4
+    } else {
+        body.iter()
+            .map(|b| match b {
+                b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+                0..=0x1f => 6,
+                _ => 1,
+            })
+            .sum()
+    };
+    encoded + RESPONSE_FRAMING
 }
 
 /// Fast compression: the page is highly repetitive, so even level 1 shrinks it about tenfold.

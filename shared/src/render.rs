@@ -44,7 +44,7 @@ use std::time::Duration;
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use chrono_tz::Tz;
 
-use crate::store::{ConnectionHealth, MetricsSnapshot, ProjectState, RunRecord};
+use crate::store::{ConnectionHealth, FailureEvent, MetricsSnapshot, ProjectState, RunRecord};
 
 /// Content type of the Prometheus text format 0.0.4.
 pub const PROMETHEUS_TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -131,6 +131,12 @@ pub fn render_page(
 /// The whole page; `render_duration` is asked once every other family is written, so the
 /// self-timing line covers the store read (if the caller's clock started before it) and all of
 /// the rendering but its own line.
+///
+/// The page is three sections, always in this order: the compatibility series (from
+/// `snapshot.failures`), the families that depend on `snapshot.projects` only, and the live
+/// section (run records, the notification mark, decode errors, self-timing, `# EOF`). The metrics
+/// function keeps the first two of a published state between scrapes and writes only the live one
+/// per scrape (`snapshot::page`), so a family belongs in the section holding everything it reads.
 pub fn render_page_timed(
     snapshot: &MetricsSnapshot,
     timezone: Tz,
@@ -143,31 +149,62 @@ pub fn render_page_timed(
         out: String::with_capacity(capacity),
         format,
     };
-    write_families(&mut page, snapshot, timezone);
-    // Only when something was skipped: a page without decode errors stays exactly what it was,
-    // and `devlake_metrics_decode_errors > 0` alerts all the same.
-    if snapshot.decode_errors > 0 {
-        page.family(
-            DECODE_ERRORS,
-            "Stored items this scrape skipped because they did not decode (each is logged).",
-            Kind::Gauge,
-        )
-        .sample(&[], Value::Int(snapshot.decode_errors));
-    }
-    page.family(
-        RENDER_DURATION,
-        "Time this scrape spent reading the store and rendering the page before this line.",
-        Kind::Gauge,
-    )
-    .sample(&[], Value::Float(render_duration().as_secs_f64()));
-    if format == ExpositionFormat::OpenMetrics {
-        page.out.push_str("# EOF\n");
-    }
+    write_failure_compat(&mut page, snapshot, timezone);
+    write_project_families(&mut page, snapshot);
+    write_live_families(&mut page, snapshot, render_duration);
     page.out
 }
 
-/// Every family of the page but the self-timing one, in page order.
-fn write_families(page: &mut Page, snapshot: &MetricsSnapshot, timezone: Tz) {
+/// The HELP and TYPE lines of the compatibility family; on the page only above its first sample.
+pub fn failure_compat_header(format: ExpositionFormat) -> String {
+    let mut page = Page {
+        out: String::new(),
+        format,
+    };
+    compat_family(&mut page).write_header();
+    page.out
+}
+
+/// The compatibility family's sample lines for `failures` (any order), without its HELP and TYPE
+/// lines: the same in both formats, and for failures of distinct projects, the lines of the
+/// projects in name order one after the other (how the metrics function renders it by parts).
+pub fn failure_compat_samples(failures: &[FailureEvent], timezone: Tz) -> String {
+    let mut page = Page {
+        out: String::with_capacity(failures.len() * 112),
+        format: ExpositionFormat::PrometheusText,
+    };
+    let mut family = compat_family(&mut page);
+    family.started = true;
+    write_failure_compat_samples(&mut family, failures, timezone);
+    page.out
+}
+
+/// The section of the families that depend on `snapshot.projects` only.
+pub fn project_section(snapshot: &MetricsSnapshot, format: ExpositionFormat) -> String {
+    let mut page = Page {
+        out: String::with_capacity(snapshot.projects.len() * 10 * 80),
+        format,
+    };
+    write_project_families(&mut page, snapshot);
+    page.out
+}
+
+/// The live section: what the page adds to the published state on every scrape.
+pub fn live_section(
+    snapshot: &MetricsSnapshot,
+    format: ExpositionFormat,
+    render_duration: impl FnOnce() -> Duration,
+) -> String {
+    let mut page = Page {
+        out: String::with_capacity(1_024),
+        format,
+    };
+    write_live_families(&mut page, snapshot, render_duration);
+    page.out
+}
+
+/// The families of the project section, in page order.
+fn write_project_families(page: &mut Page, snapshot: &MetricsSnapshot) {
     // One entry per project name: DynamoDB keys guarantee it, an in-memory source might not, and
     // a repeated series would make the whole page invalid.
     let by_name: BTreeMap<&str, &ProjectState> = snapshot
@@ -181,7 +218,6 @@ fn write_families(page: &mut Page, snapshot: &MetricsSnapshot, timezone: Tz) {
         .map(|p| (p, escape_label_value(&p.project_name)))
         .collect();
 
-    write_failure_compat(page, snapshot, timezone);
     write_per_project(
         page,
         &projects,
@@ -292,6 +328,15 @@ fn write_families(page: &mut Page, snapshot: &MetricsSnapshot, timezone: Tz) {
                 .map(|s| Value::Float(s.queue_seconds()))
         },
     );
+}
+
+/// The families of the live section, in page order: run records and the notification mark, then
+/// the decode errors and the self-timing line, and the closing `# EOF` of OpenMetrics.
+fn write_live_families(
+    page: &mut Page,
+    snapshot: &MetricsSnapshot,
+    render_duration: impl FnOnce() -> Duration,
+) {
     write_run(page, snapshot.monitor.as_ref(), "monitor");
     write_run(page, snapshot.automation.as_ref(), "automation");
     if let Some(n) = snapshot.automation.as_ref().and_then(managed_projects) {
@@ -324,13 +369,49 @@ fn write_families(page: &mut Page, snapshot: &MetricsSnapshot, timezone: Tz) {
         )
         .sample(&[], unix_seconds(events.received_at));
     }
+    // Only when something was skipped: a page without decode errors stays exactly what it was,
+    // and `devlake_metrics_decode_errors > 0` alerts all the same.
+    if snapshot.decode_errors > 0 {
+        page.family(
+            DECODE_ERRORS,
+            "Stored items this scrape skipped because they did not decode (each is logged).",
+            Kind::Gauge,
+        )
+        .sample(&[], Value::Int(snapshot.decode_errors));
+    }
+    page.family(
+        RENDER_DURATION,
+        "Time this scrape spent reading the store and rendering the page before this line.",
+        Kind::Gauge,
+    )
+    .sample(&[], Value::Float(render_duration().as_secs_f64()));
+    if page.format == ExpositionFormat::OpenMetrics {
+        page.out.push_str("# EOF\n");
+    }
 }
 
 /// One series per (project, `time_failed`) with the number of failures at that second: two
 /// failures of one project in the same local second would otherwise be a duplicate series.
 fn write_failure_compat(page: &mut Page, snapshot: &MetricsSnapshot, timezone: Tz) {
-    let mut failures: Vec<(&str, LocalTime)> = snapshot
-        .failures
+    let mut family = compat_family(page);
+    write_failure_compat_samples(&mut family, &snapshot.failures, timezone);
+}
+
+fn compat_family(page: &mut Page) -> Family<'_, 'static> {
+    page.family(
+        BLUEPRINT_FAILURE_TOTAL,
+        "Failed DevLake pipelines in the last FAILURE_WINDOW_DAYS: one series per project and \
+         failure time (local TIMEZONE), kept for dashboards of the original system.",
+        Kind::Counter,
+    )
+}
+
+fn write_failure_compat_samples(
+    family: &mut Family<'_, '_>,
+    failures: &[FailureEvent],
+    timezone: Tz,
+) {
+    let mut failures: Vec<(&str, LocalTime)> = failures
         .iter()
         .map(|f| {
             (
@@ -340,12 +421,6 @@ fn write_failure_compat(page: &mut Page, snapshot: &MetricsSnapshot, timezone: T
         })
         .collect();
     failures.sort_unstable();
-    let mut family = page.family(
-        BLUEPRINT_FAILURE_TOTAL,
-        "Failed DevLake pipelines in the last FAILURE_WINDOW_DAYS: one series per project and \
-         failure time (local TIMEZONE), kept for dashboards of the original system.",
-        Kind::Counter,
-    );
     let mut escaped: (&str, Cow<'_, str>) = ("", Cow::Borrowed(""));
     for run in failures.chunk_by(|a, b| a == b) {
         let (project, time_failed) = run[0];
@@ -651,7 +726,6 @@ fn unix_seconds(t: DateTime<Utc>) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::FailureEvent;
 
     fn utc(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)

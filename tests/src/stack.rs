@@ -393,8 +393,22 @@ impl DynamoLocal {
     }
 
     /// Creates a table named `<prefix>-<pid>-<counter>` from `StateTable` in template.yaml,
-    /// waits until it is ACTIVE (and TTL is on, as the template says) and returns its name.
+    /// waits until it is ACTIVE and returns its name. TTL stays off: DynamoDB Local's TTL sweep
+    /// deletes items whose `expiresAt` is past by the wall clock, while tests run on fixed dates,
+    /// so items would vanish mid-test (a snapshot chunk three days after its fixed publish date,
+    /// every failure a month after). Tests assert the `expiresAt` values the code writes, and
+    /// treat an expired item's absence by deleting it themselves;
+    /// [`create_table_as_deployed`](Self::create_table_as_deployed) turns TTL on as deployed.
     pub async fn create_table(&self, prefix: &str) -> String {
+        self.create(prefix, false).await
+    }
+
+    /// Like [`create_table`](Self::create_table), with TTL on as the template declares it.
+    pub async fn create_table_as_deployed(&self, prefix: &str) -> String {
+        self.create(prefix, true).await
+    }
+
+    async fn create(&self, prefix: &str, ttl: bool) -> String {
         let prefix: String = prefix
             .chars()
             .map(|c| {
@@ -410,7 +424,10 @@ impl DynamoLocal {
             std::process::id(),
             TABLE_COUNTER.fetch_add(1, Ordering::Relaxed)
         );
-        let definition = state_table_definition().expect("template.yaml StateTable");
+        let mut definition = state_table_definition().expect("template.yaml StateTable");
+        if !ttl {
+            definition.ttl_attribute = None;
+        }
         definition
             .create(&self.client(), &name)
             .await

@@ -172,6 +172,39 @@ async fn every_aws_call_is_allowed_by_the_function_role_and_every_grant_is_used(
         .finish_all_pending("TASK_FAILED", "failed again")
         .unwrap();
 
+    // --- Metrics: start-up (token by ARN), a scrape before anything is published (the direct
+    // read of the PROJECT partition), and, after the monitor's runs, scrapes of the published
+    // snapshot (its head and run records, then its chunks).
+    let metrics_sdk = sdk_of("MetricsFunction").await;
+    let settings = MetricsSettings::from_env(&env(&[
+        ("TABLE_NAME", &table),
+        ("METRICS_TOKEN_SECRET_ARN", TOKEN_ARN),
+    ]))
+    .unwrap();
+    let SecretSource::SecretArn(arn) = settings.token.clone() else {
+        panic!("the token comes from Secrets Manager here");
+    };
+    let token = resolve_named_secret(TOKEN_VAR, TOKEN_ARN_VAR, None, Some(arn), &metrics_sdk)
+        .await
+        .unwrap()
+        .expect("a token");
+    let service = MetricsService::new(
+        DynamoStore::new(
+            aws_sdk_dynamodb::Client::new(&metrics_sdk),
+            &settings.table_name,
+        ),
+        MetricsToken::new(token).unwrap(),
+        settings.timezone,
+        settings.failure_window_days,
+    );
+    let request = http::Request::builder()
+        .uri("/metrics")
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .body(())
+        .unwrap();
+    let unpublished = service.handle(&request, Utc::now()).await;
+    assert_eq!(unpublished.status(), 200);
+
     // --- Monitor: start-up, first run (with the day's expiry pass), auto-rerun claims, a
     // normal run, a rescan, a dry run, and the first run of a later UTC day that expires
     // failures out of the projects' recent lists.
@@ -299,34 +332,6 @@ async fn every_aws_call_is_allowed_by_the_function_role_and_every_grant_is_used(
         assert_eq!(deliver(body, signed).await, expected);
     }
 
-    // --- Metrics: start-up (token by ARN) and a scrape.
-    let metrics_sdk = sdk_of("MetricsFunction").await;
-    let settings = MetricsSettings::from_env(&env(&[
-        ("TABLE_NAME", &table),
-        ("METRICS_TOKEN_SECRET_ARN", TOKEN_ARN),
-    ]))
-    .unwrap();
-    let SecretSource::SecretArn(arn) = settings.token.clone() else {
-        panic!("the token comes from Secrets Manager here");
-    };
-    let token = resolve_named_secret(TOKEN_VAR, TOKEN_ARN_VAR, None, Some(arn), &metrics_sdk)
-        .await
-        .unwrap()
-        .expect("a token");
-    let service = MetricsService::new(
-        DynamoStore::new(
-            aws_sdk_dynamodb::Client::new(&metrics_sdk),
-            &settings.table_name,
-        ),
-        MetricsToken::new(token).unwrap(),
-        settings.timezone,
-        settings.failure_window_days,
-    );
-    let request = http::Request::builder()
-        .uri("/metrics")
-        .header("authorization", format!("Bearer {TOKEN}"))
-        .body(())
-        .unwrap();
     let page = service.handle(&request, t0).await;
     assert_eq!(page.status(), 200);
     // The stores total the capacity DynamoDB reports (what docs/cost.md is computed from): the

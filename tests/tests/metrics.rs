@@ -16,12 +16,14 @@ use devlake_autopilot::failure_cause::FailureCause;
 use devlake_autopilot::metrics_http::http::{header, Method, Request, Response, StatusCode};
 use devlake_autopilot::metrics_http::{MetricsService, MetricsToken};
 use devlake_autopilot::render::{self, ExpositionFormat};
+use devlake_autopilot::snapshot::page::PreparedPage;
+use devlake_autopilot::snapshot::publish_after_commit;
 use devlake_autopilot::store::{
-    keys, ConnectionHealth, DynamoStore, FailureEvent, Job, MetricsSnapshot, MetricsSource,
-    ProjectState, RunRecord,
+    keys, ConnectionHealth, DynamoStore, FailureEvent, Job, LiveRecords, MetricsSnapshot,
+    MetricsSource, ProjectState, PublishedState, RunRecord,
 };
 use devlake_testkit::dynamo_calls::DynamoCallCounter;
-use devlake_testkit::golden::assert_golden;
+use devlake_testkit::golden::{assert_golden, golden_path};
 use devlake_testkit::stack::{dynamodb_local, free_port, local_sdk_config};
 use serde::Serialize;
 
@@ -394,6 +396,289 @@ fn openmetrics_page_has_the_same_samples_and_family_names_without_total() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The published snapshot: the page kept between scrapes is the page rendered whole
+// ---------------------------------------------------------------------------------------------
+
+/// `projects` with each one's `failures` in its recent-failure list, as a publisher stores them.
+fn published(projects: &[ProjectState], failures: &[FailureEvent]) -> PublishedState {
+    let projects = projects
+        .iter()
+        .map(|p| {
+            let mine: Vec<FailureEvent> = failures
+                .iter()
+                .filter(|f| f.project_name == p.project_name)
+                .cloned()
+                .collect();
+            with_failures(p.clone(), &mine)
+        })
+        .collect();
+    PublishedState {
+        projects,
+        decode_errors: 0,
+    }
+}
+
+/// The live records of `snapshot` (run records, the notification mark), as a scrape reads them.
+fn live_records(snapshot: &MetricsSnapshot) -> LiveRecords {
+    LiveRecords {
+        automation: snapshot.automation.clone(),
+        monitor: snapshot.monitor.clone(),
+        events: snapshot.events.clone(),
+        connections: snapshot.connections.clone(),
+        decode_errors: 0,
+    }
+}
+
+fn single_member_gunzip(bytes: &[u8]) -> String {
+    use std::io::Read;
+    let mut out = String::new();
+    // `GzDecoder` reads one member only: the whole page must be in it.
+    flate2::read::GzDecoder::new(bytes)
+        .read_to_string(&mut out)
+        .expect("one valid gzip member");
+    out
+}
+
+/// Serves `page` at `now` in `format`, plain and gzip, and checks both are `expected`.
+fn assert_serves(
+    page: &mut PreparedPage,
+    now: DateTime<Utc>,
+    format: ExpositionFormat,
+    live: &MetricsSnapshot,
+    expected: &str,
+) {
+    for gzip in [false, true] {
+        let served = page.serve(now - WINDOW, format, gzip, live_records(live), || {
+            Duration::from_micros(12_500)
+        });
+        assert_eq!(served.gzip, gzip);
+        let body = if gzip {
+            single_member_gunzip(&served.body)
+        } else {
+            String::from_utf8(served.body).unwrap()
+        };
+        assert_eq!(served.page_bytes, body.len());
+        if body != expected {
+            let line = expected.lines().zip(body.lines()).position(|(a, b)| a != b);
+            panic!("{format:?} gzip={gzip} at {now}: differs at line {line:?}\n{body}");
+        }
+    }
+}
+
+#[test]
+fn the_published_page_is_the_golden_page_gzip_or_not() {
+    let golden = golden_snapshot();
+    let state = published(&golden.projects, &golden.failures);
+    let mut page = PreparedPage::new(1, state, TZ);
+    let now = utc("2026-11-28T11:00:00Z");
+    for (format, file) in [
+        (ExpositionFormat::PrometheusText, "metrics.prom"),
+        (ExpositionFormat::OpenMetrics, "metrics.openmetrics.txt"),
+    ] {
+        let expected = std::fs::read_to_string(golden_path(file)).unwrap();
+        // Twice: the first scrape renders, the second serves what the first kept.
+        assert_serves(&mut page, now, format, &golden, &expected);
+        assert_serves(&mut page, now, format, &golden, &expected);
+    }
+}
+
+/// The kept page follows the window: failures leave it scrape by scrape (time forward, and back
+/// for a clock that stepped), and the bytes stay those of the page rendered whole from the
+/// direct read of the same state, malformed entries counted alike.
+#[test]
+fn the_published_page_follows_the_window_at_every_scrape() {
+    let start = utc("2026-11-28T11:00:00Z");
+    let projects: Vec<ProjectState> = (0..40)
+        .map(|i| ProjectState {
+            failures_total: i,
+            last_status: Some("TASK_FAILED".into()),
+            last_failure_at: Some(start - ChronoDuration::hours(i as i64)),
+            ..project(&format!("github/acme/svc-{i:02}"))
+        })
+        .chain([project(QUOTED), project(UNICODE)])
+        .collect();
+    // 3,000 failures over the last 9 days, several parts' worth, some in the same second.
+    let failures: Vec<FailureEvent> = (0..3_000u64)
+        .map(|i| {
+            let back = ChronoDuration::seconds((i * 259) as i64 % (9 * 86_400));
+            let name = match i % 42 {
+                40 => QUOTED.to_string(),
+                41 => UNICODE.to_string(),
+                n => format!("github/acme/svc-{n:02}"),
+            };
+            let ms = if i % 7 == 0 { 0 } else { 250 };
+            failure(&name, start - back - ChronoDuration::milliseconds(ms), i)
+        })
+        .collect();
+    let mut state = published(&projects, &failures);
+    // Entries that do not parse, one before the window and one after any time.
+    let broken = &mut state.projects[3].recent_failures;
+    broken.push("2026-11-10T00:00:00.000Z#x".into());
+    broken.push("garbage".into());
+    broken.sort();
+    let live = golden_snapshot();
+    let mut page = PreparedPage::new(9, state.clone(), TZ);
+    let mut parts_seen = 0;
+    for now in [
+        start,
+        start + ChronoDuration::seconds(1),
+        start + ChronoDuration::minutes(7),
+        start + ChronoDuration::hours(30),
+        start - ChronoDuration::days(3),
+        start - ChronoDuration::days(20),
+        start + ChronoDuration::days(10),
+    ] {
+        let direct =
+            MetricsSnapshot::from_parts(state.projects.clone(), now - WINDOW, live_records(&live));
+        parts_seen = parts_seen.max(direct.failures.len());
+        for format in [
+            ExpositionFormat::PrometheusText,
+            ExpositionFormat::OpenMetrics,
+        ] {
+            let expected = render::render_page(&direct, TZ, format, Duration::from_micros(12_500));
+            assert_serves(&mut page, now, format, &live, &expected);
+        }
+    }
+    assert!(parts_seen > 2 * devlake_autopilot::snapshot::page::FAILURES_PER_PART);
+}
+
+/// Through the service: before any publish the page is the direct read; a commit is on the page
+/// at the first scrape after its publish; the kept page is served until the next version.
+#[tokio::test]
+async fn a_commit_is_on_the_page_at_the_first_scrape_after_its_publish() {
+    use devlake_autopilot::store::{MemoryStore, MonitorStore, ProjectCommit, RunLog};
+
+    let service = MetricsService::new(MemoryStore::new(), MetricsToken::new(TOKEN).unwrap(), TZ, 7);
+    let store = service.source();
+    let now = Utc::now();
+    let scrape = || async { text(&service.handle(&get("/metrics", Some(TOKEN)), now).await) };
+    let commit = |name: &'static str, pipeline_id: u64, revision: Option<u64>| async move {
+        let event = failure(
+            name,
+            now - ChronoDuration::hours(pipeline_id as i64),
+            pipeline_id,
+        );
+        // As the monitor does: the stored state (with its recent failures) plus the event.
+        let state = ProjectState {
+            failures_total: revision.unwrap_or(0) + 1,
+            ..store.project(name).unwrap_or_else(|| project(name))
+        };
+        store
+            .commit_project(ProjectCommit {
+                state: &state,
+                expected_revision: revision,
+                events: std::slice::from_ref(&event),
+                retention: ChronoDuration::days(90),
+            })
+            .await
+            .unwrap();
+        event
+    };
+    let series_of = |e: &FailureEvent| {
+        format!(
+            "devlake_blueprint_failure_total{{project_name=\"{}\",time_failed=\"{}\"}} 1\n",
+            e.project_name,
+            render_local(e.finished_at)
+        )
+    };
+
+    let first = commit(API, 1, None).await;
+    store
+        .record_run(&run(Job::Monitor, "2026-11-28T10:55:00Z", true, Some(true)))
+        .await
+        .unwrap();
+    // Nothing published yet: read directly.
+    assert!(scrape().await.contains(&series_of(&first)));
+    publish_after_commit(store, now).await.unwrap();
+    let page = scrape().await;
+    assert!(page.contains(&series_of(&first)), "{page}");
+    assert!(page.contains("\ndevlake_up 1\n"));
+    promtool_check(&page);
+
+    // Committed, not yet published: the page is the published state.
+    let second = commit(API, 2, Some(1)).await;
+    assert!(!scrape().await.contains(&series_of(&second)));
+    publish_after_commit(store, now).await.unwrap();
+    let page = scrape().await;
+    assert!(
+        page.contains(&series_of(&first)) && page.contains(&series_of(&second)),
+        "{page}"
+    );
+    // A run record needs no publish: every scrape reads it.
+    store
+        .record_run(&run(
+            Job::Monitor,
+            "2026-11-28T10:55:00Z",
+            true,
+            Some(false),
+        ))
+        .await
+        .unwrap();
+    assert!(scrape().await.contains("\ndevlake_up 0\n"));
+}
+
+/// A page whose response would exceed the function URL's 6 MB is refused with a reason instead
+/// of failing in Lambda: uncompressed, 406 naming gzip (the compressed page still fits);
+/// compressed, 503.
+#[tokio::test]
+async fn a_page_too_large_for_a_function_url_is_refused_with_a_reason() {
+    use devlake_autopilot::store::{MemoryStore, MonitorStore, ProjectCommit};
+
+    let now = Utc::now();
+    let store = MemoryStore::new();
+    for i in 0..300 {
+        let state = ProjectState {
+            failures_total: 3,
+            last_status: Some("TASK_FAILED".into()),
+            ..project(&format!("github/acme-engineering/service-{i:05}"))
+        };
+        let events: Vec<FailureEvent> = (0..3)
+            .map(|k| {
+                failure(
+                    &state.project_name,
+                    now - ChronoDuration::hours(k),
+                    i * 10 + k as u64,
+                )
+            })
+            .collect();
+        store
+            .commit_project(ProjectCommit {
+                state: &state,
+                expected_revision: None,
+                events: &events,
+                retention: ChronoDuration::days(90),
+            })
+            .await
+            .unwrap();
+    }
+    publish_after_commit(&store, now).await.unwrap();
+    let service = MetricsService::new(store, MetricsToken::new(TOKEN).unwrap(), TZ, 7)
+        .with_response_limit(60_000);
+    let plain = service.handle(&get("/metrics", Some(TOKEN)), now).await;
+    assert_eq!(plain.status(), StatusCode::NOT_ACCEPTABLE);
+    assert!(
+        text(&plain).contains("Accept-Encoding: gzip"),
+        "{}",
+        text(&plain)
+    );
+    let mut gz = get("/metrics", Some(TOKEN));
+    gz.headers_mut()
+        .insert(header::ACCEPT_ENCODING, "gzip".parse().unwrap());
+    let compressed = service.handle(&gz, now).await;
+    assert_eq!(compressed.status(), StatusCode::OK);
+    assert!(text(&compressed).len() > 60_000);
+    assert_eq!(
+        series_count(&text(&compressed), "devlake_blueprint_failure_total{"),
+        900
+    );
+
+    let tiny = MetricsService::new(MemoryStore::new(), MetricsToken::new(TOKEN).unwrap(), TZ, 7)
+        .with_response_limit(1_000);
+    let refused = tiny.handle(&gz, now).await;
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+}
+
+// ---------------------------------------------------------------------------------------------
 // DynamoDB Local: seeding per the store contract, and the read path
 // ---------------------------------------------------------------------------------------------
 
@@ -705,6 +990,113 @@ async fn large_days_and_project_lists_are_read_across_pages() {
     // More than one Query means the PROJECT pages were followed.
     let queries = s.calls.by_operation()["Query"];
     assert!(queries > 1, "expected paginated Queries, got {queries}");
+}
+
+/// At 10,000 projects (20,000 failures in the window) a scrape of the published snapshot costs at
+/// most two DynamoDB calls, one once the instance holds the version; the compressed response
+/// fits a function URL, and the uncompressed one is answered only if it fits too (else 406).
+#[tokio::test]
+async fn a_scrape_at_10000_projects_costs_at_most_two_calls_and_fits_a_function_url() {
+    use devlake_autopilot::metrics_http::FUNCTION_URL_RESPONSE_LIMIT;
+
+    let s = store("metrics-10k").await;
+    let now = Utc::now();
+    let states: Vec<ProjectState> = (0..10_000u64)
+        .map(|i| {
+            let name = format!("github/acme-engineering/service-{i:05}");
+            let events = [
+                failure(&name, now - ChronoDuration::hours(2), i * 2),
+                failure(&name, now - ChronoDuration::days(3), i * 2 + 1),
+            ];
+            with_failures(
+                ProjectState {
+                    last_status: Some("TASK_FAILED".into()),
+                    last_finished_at: Some(now - ChronoDuration::hours(2)),
+                    last_success_at: Some(now - ChronoDuration::days(4)),
+                    last_failure_at: Some(now - ChronoDuration::hours(2)),
+                    last_duration_seconds: Some(300.0 + i as f64),
+                    failures_total: 2 + i % 40,
+                    consecutive_failures: 2,
+                    stuck: i % 97 == 0,
+                    ..project(&name)
+                },
+                &events,
+            )
+        })
+        .collect();
+    write_items(
+        &s.writer,
+        &s.table,
+        states.iter().map(project_item).collect(),
+    )
+    .await;
+    let publisher = DynamoStore::new(s.writer.clone(), &s.table);
+    let publication = publish_after_commit(&publisher, now).await.unwrap();
+    assert!(
+        matches!(
+            publication,
+            devlake_autopilot::snapshot::Publication::Published {
+                projects: 10_000,
+                ..
+            }
+        ),
+        "{publication:?}"
+    );
+
+    let service = MetricsService::new(s.store.clone(), MetricsToken::new(TOKEN).unwrap(), TZ, 7);
+    let mut prometheus = get("/metrics", Some(TOKEN));
+    prometheus
+        .headers_mut()
+        .insert(header::ACCEPT_ENCODING, "gzip".parse().unwrap());
+    s.calls.reset();
+    let first = service.handle(&prometheus, now).await;
+    assert_eq!(first.status(), StatusCode::OK);
+    assert_eq!(
+        s.calls.by_operation(),
+        [("BatchGetItem".to_string(), 2)].into()
+    );
+    s.calls.reset();
+    let second = service.handle(&prometheus, now).await;
+    assert_eq!(
+        s.calls.by_operation(),
+        [("BatchGetItem".to_string(), 1)].into()
+    );
+    let page = text(&second);
+    assert_eq!(
+        series_count(&page, "devlake_blueprint_failure_total{"),
+        20_000
+    );
+    assert_eq!(
+        series_count(&page, "devlake_project_pipeline_stuck{"),
+        10_000
+    );
+    // Base64 in the function's response document.
+    let gzip_document = second.body().len().div_ceil(3) * 4;
+    assert!(
+        gzip_document < FUNCTION_URL_RESPONSE_LIMIT / 4,
+        "{gzip_document}"
+    );
+
+    let plain = service.handle(&get("/metrics", Some(TOKEN)), now).await;
+    eprintln!(
+        "10,000 projects: {} bytes gzip, {} bytes uncompressed, uncompressed answer {}",
+        second.body().len(),
+        page.len(),
+        plain.status()
+    );
+    match plain.status() {
+        StatusCode::OK => assert_eq!(without_duration(&text(&plain)), without_duration(&page)),
+        // Only a page near or over the limit (JSON escaping adds a few percent).
+        StatusCode::NOT_ACCEPTABLE => assert!(page.len() > FUNCTION_URL_RESPONSE_LIMIT * 9 / 10),
+        other => panic!("uncompressed answer {other}"),
+    }
+}
+
+fn without_duration(page: &str) -> String {
+    page.lines()
+        .filter(|l| !l.starts_with(render::RENDER_DURATION))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn series_count(page: &str, prefix: &str) -> usize {

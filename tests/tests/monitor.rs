@@ -1705,6 +1705,60 @@ async fn a_transient_404_of_a_blueprint_is_never_cached() {
     assert_eq!(h.project(&ps[0].0).await.failures_total, 1);
 }
 
+/// What a run commits is on the metrics page at the next scrape: the run publishes the snapshot
+/// after its commits, and a scrape reads it in two DynamoDB calls the first time, one after.
+#[tokio::test]
+async fn a_scrape_after_a_monitor_run_shows_the_failures_it_committed() {
+    use devlake_autopilot::metrics_http::http::Request;
+    use devlake_autopilot::metrics_http::{MetricsService, MetricsToken};
+
+    let h = Harness::new("mon-scrape").await;
+    let sim = h.sim();
+    let ps = projects(&sim, 2, "scrape");
+    let calls = DynamoCallCounter::default();
+    let endpoint = dynamodb_local().await.endpoint().to_string();
+    let service = MetricsService::new(
+        DynamoStore::new(calls.client(&local_sdk_config(&endpoint)), h.store.table()),
+        MetricsToken::new("scrape-token").unwrap(),
+        chrono_tz::UTC,
+        7,
+    );
+    let scrape = || async {
+        calls.reset();
+        let request = Request::get("/metrics")
+            .header("authorization", "Bearer scrape-token")
+            .body(())
+            .unwrap();
+        let page = service.handle(&request, Utc::now()).await;
+        assert_eq!(page.status(), 200);
+        (
+            String::from_utf8(page.into_body()).unwrap(),
+            calls.by_operation(),
+        )
+    };
+    let total = |name: &str, n: u64| {
+        format!("devlake_project_pipeline_failures_total{{project_name=\"{name}\"}} {n}\n")
+    };
+
+    insert(&sim, vec![finished(ps[0].1, "TASK_FAILED", 30, 20)]);
+    assert_eq!(h.ok().await.new_failures, 1);
+    let (page, ops) = scrape().await;
+    assert!(page.contains(&total(&ps[0].0, 1)), "{page}");
+    assert!(page.contains("devlake_blueprint_failure_total{"), "{page}");
+    assert_eq!(ops, [("BatchGetItem".to_string(), 2)].into());
+    let (again, ops) = scrape().await;
+    assert_eq!(ops, [("BatchGetItem".to_string(), 1)].into());
+    assert!(again.contains(&total(&ps[0].0, 1)));
+
+    // A new failure: the next run commits and publishes it, the next scrape shows it.
+    insert(&sim, vec![finished(ps[1].1, "TASK_FAILED", 10, 5)]);
+    assert_eq!(h.ok().await.new_failures, 1);
+    let (page, ops) = scrape().await;
+    assert!(page.contains(&total(&ps[1].0, 1)), "{page}");
+    assert!(page.contains(&total(&ps[0].0, 1)), "{page}");
+    assert_eq!(ops, [("BatchGetItem".to_string(), 2)].into());
+}
+
 // ------------------------------------------------------------ failure causes
 
 /// Each recorded failure carries the cause its DevLake `errorName` names (docs/failure-causes.md),

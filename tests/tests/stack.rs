@@ -15,7 +15,7 @@ fn s(v: &str) -> AttributeValue {
 async fn dynamodb_local_table_matches_template_and_rejects_duplicate_conditional_put() {
     let local = dynamodb_local().await;
     assert!(local.endpoint().starts_with("http://127.0.0.1:"));
-    let table = local.create_table("stack-smoke").await;
+    let table = local.create_table_as_deployed("stack-smoke").await;
     let client = local.client();
 
     let described = client

@@ -778,3 +778,141 @@ async fn project_reads_split_into_concurrent_ranges_still_see_every_project_once
     assert_eq!(read(store.clone()).await, names);
     assert_eq!(read(store).await, names);
 }
+
+/// Bytes that do not compress (xorshift), so a blob's size is what is stored.
+fn incompressible(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// The `SNAPSHOT` partition's chunk items: (sort key, bytes of `data`, `expiresAt`).
+async fn snapshot_chunks(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+) -> Vec<(String, usize, i64)> {
+    let out = client
+        .query()
+        .table_name(table)
+        .key_condition_expression("pk = :pk AND begins_with(sk, :chunk)")
+        .expression_attribute_values(":pk", AttributeValue::S("SNAPSHOT".into()))
+        .expression_attribute_values(":chunk", AttributeValue::S("CHUNK#".into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap();
+    assert!(out.last_evaluated_key.is_none());
+    out.items
+        .unwrap_or_default()
+        .into_iter()
+        .map(|item| {
+            let sk = item["sk"].as_s().unwrap().clone();
+            let len = item["data"].as_b().unwrap().as_ref().len();
+            (sk, len, n(&item, "expiresAt"))
+        })
+        .collect()
+}
+
+/// A snapshot larger than DynamoDB's 400 KB item limit is stored as chunk items under it and read
+/// back whole by a scrape (one call for the head and run records, one for the chunks); a publish
+/// with an older number is refused; every chunk carries the table's TTL, and a scrape that finds
+/// the published chunks gone reads the state directly.
+#[tokio::test]
+async fn a_snapshot_splits_into_chunks_under_the_item_limit_and_only_newer_ones_replace_it() {
+    use devlake_autopilot::store::{
+        ScrapeRead, SnapshotPut, SnapshotStore, SNAPSHOT_CHUNK_BYTES, SNAPSHOT_CHUNK_TTL,
+    };
+
+    let local = dynamodb_local().await;
+    let table = local.create_table("store-snapshot").await;
+    let client = local.client();
+    let counter = DynamoCallCounter::default();
+    let store = DynamoStore::new(counter.client(&local_sdk_config(local.endpoint())), &table);
+    let now = t(28, 11, 0);
+    let put = |version, blob: &[u8]| {
+        let blob = blob.to_vec();
+        let store = store.clone();
+        async move {
+            store
+                .put_snapshot(SnapshotPut {
+                    version,
+                    digest: "digest",
+                    blob: &blob,
+                    now,
+                })
+                .await
+                .unwrap()
+        }
+    };
+    let read = |known| {
+        let store = store.clone();
+        async move {
+            match store.scrape(now, known).await.unwrap() {
+                ScrapeRead::Published(read) => read,
+                ScrapeRead::Direct(_) => panic!("a published snapshot is read"),
+            }
+        }
+    };
+
+    let v1 = store.take_publish_number().await.unwrap();
+    let big = incompressible(1, 900_000);
+    assert!(put(v1, &big).await);
+    let chunks = snapshot_chunks(&client, &table).await;
+    assert_eq!(chunks.len(), 3, "{chunks:?}");
+    // DynamoDB Local refuses items over 400 KB, so the write itself proves the limit; the data
+    // leaves room for the keys.
+    assert!(chunks
+        .iter()
+        .all(|(_, len, _)| *len <= SNAPSHOT_CHUNK_BYTES));
+    const { assert!(SNAPSHOT_CHUNK_BYTES + 1024 < 400 * 1024) };
+    let expires = (now + SNAPSHOT_CHUNK_TTL).timestamp();
+    assert!(chunks.iter().all(|(_, _, at)| *at == expires));
+
+    counter.reset();
+    let whole = read(None).await;
+    assert_eq!((whole.version, whole.blob.as_deref()), (v1, Some(&big[..])));
+    assert_eq!(
+        counter.by_operation(),
+        [("BatchGetItem".to_string(), 2)].into()
+    );
+    counter.reset();
+    assert_eq!(read(Some(v1)).await.blob, None);
+    assert_eq!(
+        counter.by_operation(),
+        [("BatchGetItem".to_string(), 1)].into()
+    );
+
+    // Two publishers: the one that took its number first is refused.
+    let v2 = store.take_publish_number().await.unwrap();
+    let v3 = store.take_publish_number().await.unwrap();
+    assert!(put(v3, b"third").await);
+    assert!(!put(v2, b"second").await);
+    assert_eq!(read(None).await.blob.as_deref(), Some(&b"third"[..]));
+    let head = store.snapshot_head().await.unwrap();
+    assert_eq!((head.taken, head.published.unwrap().version), (v3, v3));
+
+    // The published chunks gone (expired while nothing was published for days): the page is
+    // read from the items instead of failing.
+    for (sk, _, _) in snapshot_chunks(&client, &table).await {
+        if sk.contains(&format!("{v3:020}")) {
+            client
+                .delete_item()
+                .table_name(&table)
+                .key(keys::PK, AttributeValue::S("SNAPSHOT".into()))
+                .key(keys::SK, AttributeValue::S(sk))
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    assert!(matches!(
+        store.scrape(now, None).await.unwrap(),
+        ScrapeRead::Direct(_)
+    ));
+}

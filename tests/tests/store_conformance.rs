@@ -7,9 +7,11 @@
 
 use chrono::{DateTime, TimeZone, Utc};
 use devlake_autopilot::failure_cause::FailureCause;
+use devlake_autopilot::snapshot::{decode, publish_after_commit, Publication};
 use devlake_autopilot::store::{
-    CommitOutcome, DynamoStore, FailureEvent, MonitorCursor, MonitorStore, OpenFailure,
-    PendingRerun, ProjectCommit, ProjectState, RerunClaim, RerunSettlement,
+    CommitOutcome, DynamoStore, FailureEvent, MetricsSource, MonitorCursor, MonitorStore,
+    OpenFailure, PendingRerun, ProjectCommit, ProjectState, RerunClaim, RerunSettlement,
+    ScrapeRead, SnapshotPut,
 };
 use devlake_testkit::stack::dynamodb_local;
 
@@ -284,6 +286,71 @@ async fn rerun_claims_follow_the_same_rules(store: &impl MonitorStore) {
     );
 }
 
+/// The metrics snapshot: a generation replaces only an older one, a scrape reads the published
+/// one back (and not its bytes when it holds that version already), and a publish holds what was
+/// committed before it.
+async fn a_snapshot_replaces_only_older_generations(store: &(impl MonitorStore + MetricsSource)) {
+    let now = t(28, 11, 0);
+    assert!(
+        matches!(
+            store.scrape(now, None).await.unwrap(),
+            ScrapeRead::Direct(_)
+        ),
+        "nothing published yet: the direct read"
+    );
+    let older = store.take_publish_number().await.unwrap();
+    let newer = store.take_publish_number().await.unwrap();
+    assert!(newer > older);
+    let put = |version, blob: &'static [u8]| SnapshotPut {
+        version,
+        digest: "d",
+        blob,
+        now,
+    };
+    assert!(store.put_snapshot(put(newer, b"newer")).await.unwrap());
+    assert!(!store.put_snapshot(put(older, b"older")).await.unwrap());
+    let head = store.snapshot_head().await.unwrap();
+    assert_eq!(head.taken, newer);
+    assert_eq!(
+        head.published.map(|p| (p.version, p.bytes, p.published_at)),
+        Some((newer, 5, Some(now)))
+    );
+    let ScrapeRead::Published(read) = store.scrape(now, None).await.unwrap() else {
+        panic!("a published snapshot is read");
+    };
+    assert_eq!(
+        (read.version, read.blob.as_deref()),
+        (newer, Some(&b"newer"[..]))
+    );
+    let ScrapeRead::Published(read) = store.scrape(now, Some(newer)).await.unwrap() else {
+        panic!("a published snapshot is read");
+    };
+    assert_eq!(read.blob, None, "the caller holds that version already");
+
+    let project = "github/acme/api";
+    let e1 = event(project, 41, t(28, 10, 0));
+    let state = state_with(project, 1);
+    store
+        .commit_project(commit(&state, None, std::slice::from_ref(&e1)))
+        .await
+        .unwrap();
+    let Publication::Published { version, .. } = publish_after_commit(store, now).await.unwrap()
+    else {
+        panic!("a new state is published");
+    };
+    assert!(version > newer);
+    let ScrapeRead::Published(read) = store.scrape(now, None).await.unwrap() else {
+        panic!("a published snapshot is read");
+    };
+    let published = decode(&read.blob.unwrap()).unwrap();
+    assert_eq!(published.projects.len(), 1);
+    assert_eq!(published.projects[0].recent_failures, vec![e1.key()]);
+    assert_eq!(
+        publish_after_commit(store, now).await.unwrap(),
+        Publication::Unchanged { version }
+    );
+}
+
 /// Each failure keeps its cause; a day's failures read back oldest first, causes included, and
 /// the project's state keeps the reason of its latest failure.
 async fn failure_causes_are_stored_with_each_failure(store: &impl MonitorStore) {
@@ -368,6 +435,7 @@ conformance!(
     projects_are_listed_in_name_order_and_deleted_only_at_their_revision,
     the_blueprint_map_round_trips,
     rerun_claims_follow_the_same_rules,
+    a_snapshot_replaces_only_older_generations,
     failure_causes_are_stored_with_each_failure,
 );
 

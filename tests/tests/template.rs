@@ -576,9 +576,13 @@ fn each_function_gets_only_the_table_actions_it_uses() {
                 "dynamodb:UpdateItem",
             ],
             "MetricsFunction" => &["dynamodb:BatchGetItem", "dynamodb:Query"],
+            // Its commit, then the metrics snapshot it publishes (`snapshot::publish_after_commit`).
             "EventsFunction" => &[
                 "dynamodb:BatchGetItem",
+                "dynamodb:BatchWriteItem",
+                "dynamodb:GetItem",
                 "dynamodb:PutItem",
+                "dynamodb:Query",
                 "dynamodb:UpdateItem",
             ],
             _ => unreachable!(),
@@ -610,7 +614,19 @@ fn each_function_gets_only_the_table_actions_it_uses() {
     let expected: BTreeMap<(String, String), BTreeSet<&str>> = [
         (
             ("ForAllValues:StringEquals", "PROJECT"),
-            &["dynamodb:BatchGetItem", "dynamodb:UpdateItem"][..],
+            &[
+                "dynamodb:BatchGetItem",
+                "dynamodb:Query",
+                "dynamodb:UpdateItem",
+            ][..],
+        ),
+        (
+            ("ForAllValues:StringEquals", "SNAPSHOT"),
+            &[
+                "dynamodb:BatchWriteItem",
+                "dynamodb:GetItem",
+                "dynamodb:UpdateItem",
+            ],
         ),
         (
             ("ForAllValues:StringLike", "FAILURE#*"),

@@ -8,10 +8,12 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use devlake_autopilot::config::Env;
-use devlake_autopilot::metrics_http::{ExpectedToken, MetricsService, MetricsSettings};
+use devlake_autopilot::metrics_http::{
+    lambda_response, ExpectedToken, MetricsService, MetricsSettings,
+};
 use devlake_autopilot::startup::{load_sdk_config, SdkTimeouts};
 use devlake_autopilot::store::DynamoStore;
-use lambda_http::{service_fn, Body, Request};
+use lambda_http::{service_fn, Request};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -40,7 +42,7 @@ async fn main() -> anyhow::Result<()> {
         let service = Arc::clone(&service);
         async move {
             let response = service.handle(&request, chrono::Utc::now()).await;
-            Ok::<_, Infallible>(response.map(Body::from))
+            Ok::<_, Infallible>(lambda_response(response))
         }
     }))
     .await

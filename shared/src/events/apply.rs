@@ -71,9 +71,13 @@ pub async fn apply<S: EventStore>(
             }
         };
         let committed = commit_facts(cx, project, &facts, None, stored, &touch).await?;
-        // publish_after_commit: the metrics page reads the project items at every scrape, so
-        // this commit is on it at the next one. Were the page served from a published copy of
-        // its state, that copy would be published here, after the commit and before the 200.
+        // The metrics page serves the published snapshot: publishing here, after the commit and
+        // before the 200, puts this commit on the page at the next scrape. A failed publish does
+        // not undo the commit (DevLake would not send it again anyway): the monitor's next run
+        // publishes it.
+        if let Err(error) = crate::snapshot::publish_after_commit(store, now).await {
+            tracing::error!(%error, retryable = error.is_retryable(), project, "publishing the metrics snapshot failed; the monitor's next run publishes it");
+        }
         applied.project = Some(project.to_string());
         applied.failures_recorded = committed.written.len() as u64;
         applied.already_recorded = committed.duplicates;

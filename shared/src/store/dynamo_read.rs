@@ -1,10 +1,11 @@
-//! The metrics function's read path: everything the page shows, without a Scan.
+//! The direct read of the metrics page's state, without a Scan: what the publisher of the
+//! snapshot reads (`crate::snapshot`), and what a scrape reads before any snapshot is published.
 //!
-//! Per scrape: the `pk = PROJECT` partition, read as concurrent Queries over ranges of project
-//! names, and one BatchGetItem for the two run records, the latest notification mark and the
-//! connection health. The failures in the window come from each project's `recentFailures`
-//! list (written with the failure events, in the same transaction), not from the
-//! `FAILURE#<day>` items: the number of calls and the bytes read
+//! The `pk = PROJECT` partition, read as concurrent Queries over ranges of project names, and one
+//! BatchGetItem for the two run records, the latest notification mark and the connection health
+//! (with the snapshot's head on a scrape, see `dynamo_published`). The failures in the window come from
+//! each project's `recentFailures` list (written with the failure events, in the same
+//! transaction), not from the `FAILURE#<day>` items: the number of calls and the bytes read
 //! depend on the number of projects and their recent failures (kept to the monitor's
 //! `FAILURE_WINDOW_DAYS`, capped at `RECENT_FAILURES_MAX`), never on history.
 
@@ -16,9 +17,10 @@ use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ReturnConsumedC
 use chrono::{DateTime, Utc};
 
 use super::dynamo::{decode_connection_health, decode_project, keys, Access};
+use super::dynamo_published::{SNAPSHOT_HEAD_SK, SNAPSHOT_PK};
 use super::{
-    ConnectionHealthRecord, DynamoStore, EventsReceived, Job, MetricsSnapshot, MetricsSource,
-    ProjectState, RunRecord, StoreError, StoredProject,
+    DynamoStore, EventsReceived, Job, LiveRecords, MetricsSnapshot, MetricsSource, RunRecord,
+    ScrapeRead, StoreError, StoredProject,
 };
 
 /// Project items per concurrent Query of [`DynamoStore::all_project_states`]: about half of
@@ -38,6 +40,16 @@ impl MetricsSource for DynamoStore {
     async fn snapshot(&self, failures_since: DateTime<Utc>) -> Result<MetricsSnapshot, StoreError> {
         self.metrics_snapshot(failures_since).await
     }
+
+    /// One BatchGetItem of the snapshot's head and the live records, plus one BatchGetItem of the
+    /// snapshot's chunks when its version is not `known` (see `dynamo_published`).
+    async fn scrape(
+        &self,
+        failures_since: DateTime<Utc>,
+        known: Option<u64>,
+    ) -> Result<ScrapeRead, StoreError> {
+        self.scrape_read(failures_since, known).await
+    }
 }
 
 impl DynamoStore {
@@ -47,31 +59,14 @@ impl DynamoStore {
         &self,
         since: DateTime<Utc>,
     ) -> Result<MetricsSnapshot, StoreError> {
-        let ((projects, skipped_projects), (runs, skipped_runs)) =
-            futures::try_join!(self.project_states_counted(), self.latest_runs())?;
-        let LatestRuns {
-            automation,
-            monitor,
-            events,
-            connections,
-        } = runs;
-        let projects: Vec<ProjectState> = projects.into_iter().map(|p| p.state).collect();
-        let mut failures = Vec::new();
-        let mut decode_errors = skipped_projects + skipped_runs;
-        for project in &projects {
-            let (recent, skipped) = project.recent_failures_since_lenient(since);
-            failures.extend(recent);
-            decode_errors += skipped;
-        }
-        Ok(MetricsSnapshot {
-            projects,
-            failures,
-            automation,
-            monitor,
-            events,
-            connections: connections.map(|c| c.connections).unwrap_or_default(),
-            decode_errors,
-        })
+        let ((projects, skipped_projects), (mut live, _)) =
+            futures::try_join!(self.project_states_counted(), self.live_records(false))?;
+        live.decode_errors += skipped_projects;
+        Ok(MetricsSnapshot::from_parts(
+            projects.into_iter().map(|p| p.state).collect(),
+            since,
+            live,
+        ))
     }
 
     /// Every per-project item, in project-name order.
@@ -92,6 +87,15 @@ impl DynamoStore {
     /// they did not decode (each logged with its key): one malformed item, written by hand or by
     /// an older or newer version, costs its own series, never the whole page.
     pub async fn project_states_counted(&self) -> Result<(Vec<StoredProject>, u64), StoreError> {
+        self.project_states_read(false).await
+    }
+
+    /// [`project_states_counted`](Self::project_states_counted), strongly consistent when
+    /// `consistent` (a publisher's read must see every commit that completed before it).
+    pub(crate) async fn project_states_read(
+        &self,
+        consistent: bool,
+    ) -> Result<(Vec<StoredProject>, u64), StoreError> {
         let splits = self
             .project_splits
             .lock()
@@ -107,7 +111,7 @@ impl DynamoStore {
         let segments = futures::future::try_join_all(
             bounds
                 .into_iter()
-                .map(|(from, until)| self.project_range(from, until)),
+                .map(|(from, until)| self.project_range(from, until, consistent)),
         )
         .await?;
         let skipped = segments.iter().map(|(_, skipped)| skipped).sum();
@@ -131,6 +135,7 @@ impl DynamoStore {
         &self,
         from: Option<&str>,
         until: Option<&str>,
+        consistent: bool,
     ) -> Result<(Vec<StoredProject>, u64), StoreError> {
         // A key condition takes one sort-key comparison: a middle range is read with BETWEEN
         // (inclusive) and its upper bound, the next range's first name, dropped here.
@@ -152,6 +157,7 @@ impl DynamoStore {
                 .expression_attribute_names("#pk", keys::PK)
                 .expression_attribute_values(":pk", AttributeValue::S(keys::PROJECT_PK.into()))
                 .set_exclusive_start_key(start_key)
+                .consistent_read(consistent)
                 .return_consumed_capacity(ReturnConsumedCapacity::Total);
             if from.is_some() || until.is_some() {
                 query = query.expression_attribute_names("#sk", keys::SK);
@@ -198,28 +204,39 @@ impl DynamoStore {
     }
 
     /// The latest automation and monitor run records, the latest notification mark and the
-    /// connection health, in one BatchGetItem, and how many items were skipped because they did
-    /// not decode (logged).
-    async fn latest_runs(&self) -> Result<(LatestRuns, u64), StoreError> {
+    /// connection health, in one BatchGetItem, counting the items skipped because they did not decode (logged). With
+    /// `head`, the same call also reads the published snapshot's head (returned as is), strongly
+    /// consistent: a publish that completed before the scrape is the one it serves.
+    pub(crate) async fn live_records(
+        &self,
+        head: bool,
+    ) -> Result<(LiveRecords, Option<HashMap<String, AttributeValue>>), StoreError> {
         let key = |pk: &str, sk: &str| {
             HashMap::from([
                 (keys::PK.to_string(), AttributeValue::S(pk.into())),
                 (keys::SK.to_string(), AttributeValue::S(sk.into())),
             ])
         };
+        let mut wanted = vec![
+            key(keys::RUN_PK, Job::Automation.as_str()),
+            key(keys::RUN_PK, Job::Monitor.as_str()),
+            key(keys::EVENTS_PK, keys::RECEIVED_SK),
+            key(keys::CONNECTION_PK, keys::HEALTH_SK),
+        ];
+        if head {
+            wanted.push(key(SNAPSHOT_PK, SNAPSHOT_HEAD_SK));
+        }
         let mut request = KeysAndAttributes::builder()
-            .keys(key(keys::RUN_PK, Job::Automation.as_str()))
-            .keys(key(keys::RUN_PK, Job::Monitor.as_str()))
-            .keys(key(keys::EVENTS_PK, keys::RECEIVED_SK))
-            .keys(key(keys::CONNECTION_PK, keys::HEALTH_SK))
+            .set_keys(Some(wanted))
+            .consistent_read(head)
             .build()
             .map_err(|e| StoreError::Failed {
                 source: None,
                 operation: "BatchGetItem RUN".into(),
                 message: e.to_string(),
             })?;
-        let mut latest = LatestRuns::default();
-        let mut skipped = 0;
+        let mut latest = LiveRecords::default();
+        let mut head_item = None;
         for attempt in 0..=UNPROCESSED_RETRIES {
             let output = self
                 .client
@@ -235,13 +252,17 @@ impl DynamoStore {
                 .and_then(|mut r| r.remove(&self.table))
                 .unwrap_or_default();
             for item in items {
+                if matches!(item.get(keys::PK), Some(AttributeValue::S(pk)) if pk == SNAPSHOT_PK) {
+                    head_item = Some(item);
+                    continue;
+                }
                 if matches!(item.get(keys::PK), Some(AttributeValue::S(pk)) if pk == keys::EVENTS_PK)
                 {
                     match decode::<EventsReceived>(item) {
                         Ok(events) => latest.events = Some(events),
                         Err(error) => {
                             tracing::warn!(%error, "skipping an EVENTS item that does not decode");
-                            skipped += 1;
+                            latest.decode_errors += 1;
                         }
                     }
                     continue;
@@ -249,10 +270,10 @@ impl DynamoStore {
                 if matches!(item.get(keys::PK), Some(AttributeValue::S(pk)) if pk == keys::CONNECTION_PK)
                 {
                     match decode_connection_health(&item) {
-                        Ok(health) => latest.connections = Some(health),
+                        Ok(health) => latest.connections = health.connections,
                         Err(error) => {
                             tracing::warn!(%error, "skipping a CONNECTION item that does not decode");
-                            skipped += 1;
+                            latest.decode_errors += 1;
                         }
                     }
                     continue;
@@ -261,7 +282,7 @@ impl DynamoStore {
                     Ok(run) => run,
                     Err(error) => {
                         tracing::warn!(%error, "skipping a RUN item that does not decode");
-                        skipped += 1;
+                        latest.decode_errors += 1;
                         continue;
                     }
                 };
@@ -275,7 +296,7 @@ impl DynamoStore {
                 .and_then(|mut u| u.remove(&self.table))
                 .filter(|k| !k.keys.is_empty())
             {
-                None => return Ok((latest, skipped)),
+                None => return Ok((latest, head_item)),
                 Some(left) => {
                     tracing::debug!(attempt, "BatchGetItem left keys unprocessed; retrying");
                     tokio::time::sleep(std::time::Duration::from_millis(25 << attempt)).await;
@@ -291,18 +312,9 @@ impl DynamoStore {
     }
 }
 
-/// The single items a scrape reads besides the projects.
-#[derive(Debug, Default)]
-struct LatestRuns {
-    automation: Option<RunRecord>,
-    monitor: Option<RunRecord>,
-    events: Option<EventsReceived>,
-    connections: Option<ConnectionHealthRecord>,
-}
-
 /// Decodes an item written as `serde_dynamo::to_item` of `T` plus keys; unknown attributes
 /// (`pk`, `sk`, `expiresAt`, anything added later) are ignored.
-fn decode<T: serde::de::DeserializeOwned>(
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(
     item: HashMap<String, AttributeValue>,
 ) -> Result<T, StoreError> {
     let at = |name: &str| match item.get(name) {
@@ -319,7 +331,7 @@ fn decode<T: serde::de::DeserializeOwned>(
 
 /// Whether a failed call may succeed later (network trouble, timeouts, throttling, 5xx) decides
 /// between `Unavailable` and `Failed`.
-fn sdk_error<E>(operation: &str, error: SdkError<E, HttpResponse>) -> StoreError
+pub(crate) fn sdk_error<E>(operation: &str, error: SdkError<E, HttpResponse>) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {

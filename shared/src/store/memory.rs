@@ -20,6 +20,9 @@ pub(super) struct Tables {
     blueprints_at: BTreeMap<u64, DateTime<Utc>>,
     reruns: BTreeMap<u64, RerunEntry>,
     pub(super) events: Option<EventsReceived>,
+    /// The last publish number taken, and the published generation with its encoded state.
+    snapshot_taken: u64,
+    snapshot: Option<(PublishedVersion, Vec<u8>)>,
     connections: Option<ConnectionHealthRecord>,
 }
 
@@ -166,25 +169,58 @@ impl RunLog for MemoryStore {
     }
 }
 
-/// What the DynamoDB adapter's scrape reads, from memory: in-process tests and benchmarks serve
-/// the metrics page from the same store the monitor and the events function write.
+/// The same conditional rule as the DynamoDB adapter: a generation replaces only an older one.
 #[async_trait::async_trait]
-impl MetricsSource for MemoryStore {
-    async fn snapshot(&self, failures_since: DateTime<Utc>) -> Result<MetricsSnapshot, StoreError> {
-        self.check("Query")?;
+impl SnapshotStore for MemoryStore {
+    async fn take_publish_number(&self) -> Result<u64, StoreError> {
+        self.check("UpdateItem")?;
+        let mut tables = self.lock();
+        tables.snapshot_taken += 1;
+        Ok(tables.snapshot_taken)
+    }
+
+    async fn snapshot_head(&self) -> Result<SnapshotHead, StoreError> {
+        self.check("GetItem")?;
         let tables = self.lock();
-        let projects: Vec<ProjectState> =
-            tables.projects.values().map(|(s, _)| s.clone()).collect();
-        let mut failures = Vec::new();
-        let mut decode_errors = 0;
-        for project in &projects {
-            let (recent, skipped) = project.recent_failures_since_lenient(failures_since);
-            failures.extend(recent);
-            decode_errors += skipped;
+        Ok(SnapshotHead {
+            taken: tables.snapshot_taken,
+            published: tables.snapshot.as_ref().map(|(v, _)| v.clone()),
+        })
+    }
+
+    async fn snapshot_input(&self) -> Result<PublishedState, StoreError> {
+        self.check("Query")?;
+        Ok(PublishedState {
+            projects: self.projects(),
+            decode_errors: 0,
+        })
+    }
+
+    async fn put_snapshot(&self, put: SnapshotPut<'_>) -> Result<bool, StoreError> {
+        self.check("UpdateItem")?;
+        let mut tables = self.lock();
+        if tables
+            .snapshot
+            .as_ref()
+            .is_some_and(|(v, _)| v.version >= put.version)
+        {
+            return Ok(false);
         }
-        Ok(MetricsSnapshot {
-            projects,
-            failures,
+        let version = PublishedVersion {
+            version: put.version,
+            digest: put.digest.to_string(),
+            bytes: put.blob.len() as u64,
+            published_at: Some(put.now),
+        };
+        tables.snapshot = Some((version, put.blob.to_vec()));
+        Ok(true)
+    }
+}
+
+impl MemoryStore {
+    fn live_records(&self) -> LiveRecords {
+        let tables = self.lock();
+        LiveRecords {
             automation: tables.runs.get(&Job::Automation).cloned(),
             monitor: tables.runs.get(&Job::Monitor).cloned(),
             events: tables.events.clone(),
@@ -193,8 +229,40 @@ impl MetricsSource for MemoryStore {
                 .as_ref()
                 .map(|c| c.connections.clone())
                 .unwrap_or_default(),
-            decode_errors,
-        })
+            decode_errors: 0,
+        }
+    }
+}
+
+/// What the DynamoDB adapter's scrape reads, from memory: in-process tests and benchmarks serve
+/// the metrics page from the same store the monitor and the events function write, published
+/// snapshot included.
+#[async_trait::async_trait]
+impl MetricsSource for MemoryStore {
+    async fn snapshot(&self, failures_since: DateTime<Utc>) -> Result<MetricsSnapshot, StoreError> {
+        self.check("Query")?;
+        Ok(MetricsSnapshot::from_parts(
+            self.projects(),
+            failures_since,
+            self.live_records(),
+        ))
+    }
+
+    async fn scrape(
+        &self,
+        failures_since: DateTime<Utc>,
+        known: Option<u64>,
+    ) -> Result<ScrapeRead, StoreError> {
+        self.check("BatchGetItem")?;
+        let published = self.lock().snapshot.clone();
+        let Some((version, blob)) = published else {
+            return Ok(ScrapeRead::Direct(self.snapshot(failures_since).await?));
+        };
+        Ok(ScrapeRead::Published(PublishedRead {
+            version: version.version,
+            blob: (known != Some(version.version)).then_some(blob),
+            live: self.live_records(),
+        }))
     }
 }
 

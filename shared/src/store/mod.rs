@@ -13,6 +13,7 @@
 //! | blueprint → project map | `BLUEPRINT` | `<blueprint id, 20 digits>` | no |
 //! | auto-rerun tracking | `RERUN` | `<pipelineId>` | no |
 //! | latest DevLake notification received | `EVENTS` | `RECEIVED` | no |
+//! | published snapshot of the metrics page: head and chunks | `SNAPSHOT` | `HEAD`, `CHUNK#<version>#<index>` | chunks only |
 //!
 //! Failure events are bucketed by day (an operator reads a day with one Query) and are the
 //! idempotency record of the monitor. The metrics function does not read them: each PROJECT item
@@ -22,6 +23,11 @@
 //! project on its first run of each UTC day). One read of the `pk = PROJECT` partition thus gives the
 //! metrics page both the project states and the failures in its window: cost grows with projects
 //! and failures of the window (plus at most a day), never with history.
+//!
+//! Scrapes do not read that partition either once a snapshot is published: each committer
+//! copies it, compressed, into the `SNAPSHOT` partition after its commits (`crate::snapshot`,
+//! [`SnapshotStore`]), and a scrape reads the snapshot's head with the run records in one call
+//! (plus the snapshot itself, once per change).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -32,12 +38,18 @@ use thiserror::Error;
 use crate::failure_cause::FailureCause;
 
 mod dynamo;
+mod dynamo_published;
 mod dynamo_read;
 mod events;
 mod memory;
+mod published;
 pub use dynamo::{keys, project_item, CapacityUsed, DynamoStore, MAX_EVENTS_PER_COMMIT};
 pub use events::{EventStore, EventsReceived, StartedPipeline, PUSHED_FAILURES_MAX};
 pub use memory::MemoryStore;
+pub use published::{
+    LiveRecords, PublishedRead, PublishedState, PublishedVersion, ScrapeRead, SnapshotHead,
+    SnapshotPut, SnapshotStore, SNAPSHOT_CHUNK_BYTES, SNAPSHOT_CHUNK_TTL, SNAPSHOT_REFRESH_AFTER,
+};
 
 /// A job whose runs are recorded for `devlake_*_last_run_*`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -252,6 +264,15 @@ impl ProjectState {
         (out, skipped)
     }
 
+    /// Every entry of `recent_failures`, in list order, parsed as in
+    /// [`Self::recent_failures_since`], or the entry itself when it does not parse.
+    pub fn parse_recent_failures(&self) -> Vec<Result<FailureEvent, &str>> {
+        self.recent_failures
+            .iter()
+            .map(|key| self.parse_recent(key).map_err(|_| key.as_str()))
+            .collect()
+    }
+
     fn parse_recent(&self, key: &str) -> Result<FailureEvent, StoreError> {
         let malformed = || StoreError::Failed {
             source: None,
@@ -321,7 +342,8 @@ pub struct ConnectionHealthRecord {
     pub connections: Vec<ConnectionHealth>,
 }
 
-/// Everything the metrics function renders.
+/// Everything the metrics function renders. A scrape of a published snapshot builds it from
+/// [`PublishedState`] (the projects) and [`PublishedRead`] (the run records).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct MetricsSnapshot {
     pub projects: Vec<ProjectState>,
@@ -337,6 +359,34 @@ pub struct MetricsSnapshot {
     /// Stored items (or recent-failure entries) this read skipped because they did not decode;
     /// each is logged. One bad item never blanks the page.
     pub decode_errors: u64,
+}
+
+impl MetricsSnapshot {
+    /// The snapshot of `projects` and the live records, with the failures of the projects'
+    /// recent lists that finished at or after `since` (entries that do not parse are skipped,
+    /// logged and added to `decode_errors`).
+    pub fn from_parts(
+        projects: Vec<ProjectState>,
+        since: DateTime<Utc>,
+        live: LiveRecords,
+    ) -> Self {
+        let mut failures = Vec::new();
+        let mut decode_errors = live.decode_errors;
+        for project in &projects {
+            let (recent, skipped) = project.recent_failures_since_lenient(since);
+            failures.extend(recent);
+            decode_errors += skipped;
+        }
+        MetricsSnapshot {
+            projects,
+            failures,
+            automation: live.automation,
+            monitor: live.monitor,
+            events: live.events,
+            connections: live.connections,
+            decode_errors,
+        }
+    }
 }
 
 /// A store operation failed.
@@ -419,7 +469,22 @@ pub trait RunLog: Send + Sync {
 /// The read side used by the metrics function.
 #[async_trait::async_trait]
 pub trait MetricsSource: Send + Sync {
+    /// The whole page's input read from the state's own items (projects and run records), with
+    /// the failures that finished at or after `failures_since`: the direct read, used before any
+    /// snapshot is published and when one cannot be decoded.
     async fn snapshot(&self, failures_since: DateTime<Utc>) -> Result<MetricsSnapshot, StoreError>;
+
+    /// What one scrape reads: the run records and the published snapshot's version, plus the
+    /// snapshot itself unless it is `known` (the version the caller already holds); without a
+    /// published snapshot, the direct read. A source that never publishes (test doubles) keeps
+    /// this default, the direct read.
+    async fn scrape(
+        &self,
+        failures_since: DateTime<Utc>,
+        _known: Option<u64>,
+    ) -> Result<ScrapeRead, StoreError> {
+        Ok(ScrapeRead::Direct(self.snapshot(failures_since).await?))
+    }
 }
 
 /// Where the monitor left off. See `monitor` for why this shape is both complete and cheap.
@@ -671,9 +736,9 @@ pub fn failure_expires_at(event: &FailureEvent, retention: chrono::Duration) -> 
     (event.finished_at + retention).timestamp()
 }
 
-/// What the monitor reads and writes.
+/// What the monitor reads and writes; it publishes the metrics snapshot after its commits.
 #[async_trait::async_trait]
-pub trait MonitorStore: RunLog {
+pub trait MonitorStore: RunLog + SnapshotStore {
     async fn load_cursor(&self) -> Result<Option<MonitorCursor>, StoreError>;
 
     /// Saves `cursor` with `revision` bumped, only if the stored revision is still
