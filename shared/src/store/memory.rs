@@ -1,8 +1,11 @@
-//! An in-memory store with the same conditional semantics as the DynamoDB adapter, for unit
-//! tests of domain logic. Integration tests use DynamoDB Local instead.
+//! An in-memory store with the same conditional semantics as the DynamoDB adapter, so scenarios
+//! of domain logic (unit tests, most monitor and events integration tests, the soak test) run
+//! without DynamoDB Local. `tests/tests/store_conformance.rs` runs one contract against both
+//! stores; tests whose point is the adapter itself (requests on the wire, item and transaction
+//! limits, TTL attributes, an unreachable or missing table) use DynamoDB Local.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -56,8 +59,9 @@ impl RerunEntry {
 pub struct MemoryStore {
     tables: Mutex<Tables>,
     unavailable: AtomicBool,
-    /// Operations asked so far (each would be one request to DynamoDB, at least).
-    calls: AtomicU64,
+    /// Operations asked so far, by the DynamoDB operation the adapter would send for each (at
+    /// least one request each).
+    calls: Mutex<BTreeMap<String, u64>>,
 }
 
 impl MemoryStore {
@@ -125,7 +129,31 @@ impl MemoryStore {
     /// Operations asked of the store so far, failed ones included: a test can show a code path
     /// never touched the store.
     pub fn calls(&self) -> u64 {
-        self.calls.load(Ordering::SeqCst)
+        self.calls_by_operation().values().sum()
+    }
+
+    /// [`calls`](Self::calls) per DynamoDB operation the adapter would send (`Query`,
+    /// `TransactWriteItems`, …): a test can say "this run committed nothing" the same way on
+    /// both stores.
+    pub fn calls_by_operation(&self) -> BTreeMap<String, u64> {
+        self.calls.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Whether nothing was ever written: no cursor, failure, project, run record, blueprint,
+    /// re-run claim, notification mark, snapshot or connection health (what an empty table is
+    /// to the adapter).
+    pub fn is_empty(&self) -> bool {
+        let t = self.lock();
+        t.cursor.is_none()
+            && t.failures.is_empty()
+            && t.projects.is_empty()
+            && t.runs.is_empty()
+            && t.blueprints.is_empty()
+            && t.reruns.is_empty()
+            && t.events.is_none()
+            && t.snapshot_taken == 0
+            && t.snapshot.is_none()
+            && t.connections.is_none()
     }
 
     /// The latest notification mark the events function wrote.
@@ -138,7 +166,12 @@ impl MemoryStore {
     }
 
     pub(super) fn check(&self, operation: &str) -> Result<(), StoreError> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
+        *self
+            .calls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(operation.to_string())
+            .or_default() += 1;
         if self.unavailable.load(Ordering::SeqCst) {
             Err(StoreError::Unavailable {
                 source: None,
@@ -551,9 +584,15 @@ mod tests {
             events: &events,
             retention: chrono::Duration::days(90),
         };
+        assert!(store.is_empty());
         assert_eq!(
             store.commit_project(commit).await.unwrap(),
             CommitOutcome::Committed
+        );
+        assert!(!store.is_empty());
+        assert_eq!(
+            store.calls_by_operation(),
+            BTreeMap::from([("TransactWriteItems".to_string(), 1)])
         );
         // Replaying the same commit (a duplicate delivery) changes nothing.
         assert_eq!(
