@@ -12,6 +12,9 @@ use devlake_autopilot::automation::{
 };
 use devlake_autopilot::devlake::models::{RemoteScopeChild, SUPPORTED_PLUGINS};
 use devlake_autopilot::devlake::{ClientConfig, DevLakeClient, DevLakeError};
+use devlake_autopilot::store::{
+    ConnectionHealthRecord, DynamoStore, Job, LeaseHolder, RunLog, RunRecord, StoreError,
+};
 use devlake_testkit::sim::{
     FaultRule, Fixture, GeneratedSpec, MigrationMode, SimHandle, SimOptions, Simulator,
 };
@@ -699,7 +702,7 @@ async fn a_bad_payload_is_refused_before_any_call() {
 /// before anything is written: no DevLake call, no run record, no metric.
 #[tokio::test]
 async fn a_payload_time_out_of_bounds_is_refused_and_nothing_is_written() {
-    use devlake_autopilot::store::{DynamoStore, MetricsSource};
+    use devlake_autopilot::store::MetricsSource;
     use devlake_testkit::cloudwatch_double::CloudWatchDouble;
     use devlake_testkit::dynamo_calls::DynamoCallCounter;
     use devlake_testkit::stack::{dynamodb_local, local_sdk_config};
@@ -777,24 +780,73 @@ async fn a_payload_time_out_of_bounds_is_refused_and_nothing_is_written() {
     assert_eq!(h.sim().counts().writes, 0);
 }
 
+/// The DynamoDB store with one hold: a run gives its lease back only once two lease requests
+/// have been answered. So in a test of two runs at once, the run that takes the lease cannot
+/// finish before the other has asked for it, however the two happen to be scheduled; if the
+/// lease let both through, both are answered and both go on (and the test sees two runs act).
+struct ReleaseAfterTwoAsked<'a> {
+    store: &'a DynamoStore,
+    asked: tokio::sync::watch::Sender<usize>,
+}
+
+#[async_trait::async_trait]
+impl RunLog for ReleaseAfterTwoAsked<'_> {
+    async fn record_run(&self, run: &RunRecord) -> Result<(), StoreError> {
+        self.store.record_run(run).await
+    }
+
+    async fn record_connection_health(
+        &self,
+        record: &ConnectionHealthRecord,
+    ) -> Result<(), StoreError> {
+        self.store.record_connection_health(record).await
+    }
+
+    async fn acquire_lease(
+        &self,
+        job: Job,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Result<(), LeaseHolder>, StoreError> {
+        let answer = self.store.acquire_lease(job, holder, now, until).await;
+        self.asked.send_modify(|n| *n += 1);
+        answer
+    }
+
+    async fn release_lease(
+        &self,
+        job: Job,
+        holder: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        // The sender lives in `self`: the wait ends only when two requests were answered.
+        let _ = self.asked.subscribe().wait_for(|n| *n >= 2).await;
+        self.store.release_lease(job, holder, now).await
+    }
+}
+
 /// Two runs at once (an overlapping manual run, a duplicate scheduler delivery): the run lease
 /// in DynamoDB lets exactly one act; the other is refused before any DevLake call.
 #[tokio::test]
 async fn two_concurrent_runs_never_both_act() {
     use aws_sdk_dynamodb::types::AttributeValue;
-    use devlake_autopilot::store::{keys, DynamoStore, MetricsSource};
+    use devlake_autopilot::store::{keys, MetricsSource};
     use devlake_testkit::stack::dynamodb_local;
 
     let h = Harness::new(Fixture::sample()).await;
     let sim = h.sim();
-    // Slow enough that the two runs overlap for their whole length.
-    sim.set_latency(Duration::from_millis(20));
     let ddb = dynamodb_local().await;
     let table = ddb.create_table("automation-lease").await;
     let store = DynamoStore::new(ddb.client(), &table);
+    // The runs overlap for certain: the one holding the lease keeps it until the other asked.
+    let gated = ReleaseAfterTwoAsked {
+        store: &store,
+        asked: tokio::sync::watch::channel(0).0,
+    };
     let ports = Ports {
         devlake: &h.client,
-        run_log: Some(&store),
+        run_log: Some(&gated),
         metrics: None,
     };
     let payload = scheduled();
@@ -1297,7 +1349,7 @@ async fn old_devlake_gets_the_string_plugin_option() {
 
 #[tokio::test]
 async fn run_record_in_dynamodb_and_metrics_in_cloudwatch() {
-    use devlake_autopilot::store::{DynamoStore, MetricsSource};
+    use devlake_autopilot::store::MetricsSource;
     use devlake_testkit::cloudwatch_double::CloudWatchDouble;
     use devlake_testkit::stack::{dynamodb_local, local_sdk_config};
 
@@ -1429,7 +1481,7 @@ async fn run_record_in_dynamodb_and_metrics_in_cloudwatch() {
 /// simulator, writes its run record to DynamoDB Local and its metrics to the CloudWatch double.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lambda_binary_runs_a_scheduled_invocation() {
-    use devlake_autopilot::store::{DynamoStore, MetricsSource};
+    use devlake_autopilot::store::MetricsSource;
     use devlake_testkit::cloudwatch_double::CloudWatchDouble;
     use devlake_testkit::lambda_watch::{InvokeError, LambdaWatch};
     use devlake_testkit::stack::dynamodb_local;
@@ -1965,7 +2017,7 @@ async fn orphaned_scopes_are_reported_disabled_on_request_and_enabled_when_back(
         .unwrap();
     let page = devlake_autopilot::render::render_page(
         &devlake_autopilot::store::MetricsSnapshot {
-            automation: store.run(devlake_autopilot::store::Job::Automation),
+            automation: store.run(Job::Automation),
             ..Default::default()
         },
         chrono_tz::Asia::Ho_Chi_Minh,
@@ -2091,6 +2143,12 @@ async fn golden_summaries_of_representative_runs() {
 /// health alone.
 #[tokio::test]
 async fn a_down_connection_is_reported_and_its_projects_are_not_triggered() {
+    // Its log lines are checked: alone in a process, no other test can disable their callsites.
+    if !devlake_testkit::log_capture::alone(
+        "a_down_connection_is_reported_and_its_projects_are_not_triggered",
+    ) {
+        return;
+    }
     use devlake_autopilot::cloudwatch::MemorySink;
     use devlake_autopilot::store::{MemoryStore, MetricsSnapshot, MetricsSource};
     use devlake_testkit::log_capture::Capture;
@@ -2252,8 +2310,7 @@ async fn a_down_connection_is_reported_and_its_projects_are_not_triggered() {
     ));
 
     // Nothing secret anywhere: not the token, not the parts DevLake's sanitised echo shows.
-    let recorded = serde_json::to_string(&store.run(devlake_autopilot::store::Job::Automation))
-        .unwrap()
+    let recorded = serde_json::to_string(&store.run(Job::Automation)).unwrap()
         + &serde_json::to_string(&stored).unwrap()
         + &summary.to_string()
         + &log;

@@ -215,6 +215,12 @@ fn line<'a>(page: &'a str, prefix: &str) -> Option<&'a str> {
 
 #[tokio::test]
 async fn unsigned_wrong_and_malformed_requests_touch_nothing_and_replays_are_accepted() {
+    // Its log lines are checked: alone in a process, no other test can disable their callsites.
+    if !devlake_testkit::log_capture::alone(
+        "unsigned_wrong_and_malformed_requests_touch_nothing_and_replays_are_accepted",
+    ) {
+        return;
+    }
     let capture = Capture::default();
     let _logs = tracing::subscriber::set_default(capture.clone());
     let h = Harness::new(MonitorSettings::default()).await;

@@ -1,8 +1,26 @@
-//! The monitor end to end on real parts: the DevLake simulator over HTTP, DynamoDB Local (table
-//! from template.yaml), and the recording CloudWatch double behind the real aws-sdk-cloudwatch
-//! client. Each test has its own simulator and table.
+//! The monitor end to end: the DevLake simulator over HTTP, the recording CloudWatch double behind
+//! the real aws-sdk-cloudwatch client, and a store. Each test has its own simulator and store.
+//!
+//! Scenarios run on the in-memory store ([`Harness::new`]): `store_conformance.rs` runs the
+//! store's contract (conditional writes, exactly-once failure events, counters, revisions, re-run
+//! claims, snapshots) against it and the DynamoDB adapter alike, so what a scenario shows about
+//! the monitor holds on DynamoDB, and the file runs in seconds rather than a minute. Only the
+//! tests whose point is the adapter itself run on DynamoDB Local with the table from
+//! template.yaml ([`Harness::on_dynamodb`]):
+//! - `records_exactly_the_failures_across_many_blueprints`: the `expiresAt` TTL attribute of the
+//!   stored items and the requests a steady-state run sends over the wire;
+//! - `runs_in_a_row_and_concurrent_runs_count_each_failure_once`: DynamoDB's own conditional
+//!   writes and transactions deciding between two overlapping runs;
+//! - `dynamodb_unavailable_fails_the_run_and_keeps_the_cursor`: an unreachable and a missing
+//!   table, and the errors the SDK gives for them;
+//! - `a_project_with_more_failures_than_one_transaction_holds`: DynamoDB's limit of items per
+//!   transaction;
+//! - `a_scrape_after_a_monitor_run_shows_the_failures_it_committed`: the requests a scrape sends;
+//! - `the_lambda_binary_records_failures_from_a_scheduled_invocation`: the real binary, which
+//!   only knows DynamoDB.
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -14,8 +32,8 @@ use devlake_autopilot::monitor::{
     Deadline, Monitor, MonitorError, MonitorSettings, RunStatus, Summary,
 };
 use devlake_autopilot::store::{
-    keys, DynamoStore, FailureEvent, MonitorCursor, MonitorStore, ProjectState, RerunClaim,
-    RunRecord,
+    keys, DynamoStore, FailureEvent, Job, MemoryStore, MetricsSnapshot, MetricsSource,
+    MonitorCursor, MonitorStore, ProjectState, RerunClaim, RunRecord,
 };
 use devlake_testkit::cloudwatch_double::CloudWatchDouble;
 use devlake_testkit::dynamo_calls::DynamoCallCounter;
@@ -27,12 +45,25 @@ use serde_json::{json, Value};
 
 const NAMESPACE: &str = "Test/DevLakeMonitor";
 
+/// Where a scenario's state lives (see the module documentation for which tests use which).
+enum Backend {
+    Memory {
+        // Boxed: the in-memory tables are much larger than the adapter's handles.
+        store: Box<MemoryStore>,
+        /// The store's per-operation call counts at the last [`Harness::reset_calls`].
+        calls_mark: Mutex<BTreeMap<String, u64>>,
+    },
+    Dynamo {
+        store: DynamoStore,
+        client: aws_sdk_dynamodb::Client,
+        calls: DynamoCallCounter,
+    },
+}
+
 struct Harness {
     sim: Simulator,
     devlake: DevLakeClient,
-    store: DynamoStore,
-    dynamo: aws_sdk_dynamodb::Client,
-    dynamo_calls: DynamoCallCounter,
+    backend: Backend,
     cloudwatch: CloudWatchDouble,
     sink: CloudWatchSink,
     settings: MonitorSettings,
@@ -51,16 +82,39 @@ fn client_for(sim: &Simulator) -> DevLakeClient {
 }
 
 impl Harness {
-    async fn new(prefix: &str) -> Harness {
-        Self::with_sim(prefix, SimOptions::default()).await
+    /// A scenario on the in-memory store.
+    async fn new() -> Harness {
+        Self::with_sim(SimOptions::default()).await
     }
 
-    async fn with_sim(prefix: &str, options: SimOptions) -> Harness {
-        let sim = Simulator::start_with(Fixture::empty(), options).await;
+    async fn with_sim(options: SimOptions) -> Harness {
+        let backend = Backend::Memory {
+            store: Box::default(),
+            calls_mark: Mutex::default(),
+        };
+        Self::start(backend, options).await
+    }
+
+    /// A scenario on its own table (named after `prefix`) in DynamoDB Local.
+    async fn on_dynamodb(prefix: &str) -> Harness {
+        Self::on_dynamodb_with_sim(prefix, SimOptions::default()).await
+    }
+
+    async fn on_dynamodb_with_sim(prefix: &str, options: SimOptions) -> Harness {
         let local = dynamodb_local().await;
         let table = local.create_table(prefix).await;
-        let dynamo_calls = DynamoCallCounter::default();
-        let dynamo = dynamo_calls.client(&local_sdk_config(local.endpoint()));
+        let calls = DynamoCallCounter::default();
+        let client = calls.client(&local_sdk_config(local.endpoint()));
+        let backend = Backend::Dynamo {
+            store: DynamoStore::new(client.clone(), table),
+            client,
+            calls,
+        };
+        Self::start(backend, options).await
+    }
+
+    async fn start(backend: Backend, options: SimOptions) -> Harness {
+        let sim = Simulator::start_with(Fixture::empty(), options).await;
         let cloudwatch = CloudWatchDouble::start().await;
         // The sink the function builds at start-up.
         let sink = metrics_sink(
@@ -70,9 +124,7 @@ impl Harness {
         Harness {
             devlake: client_for(&sim),
             sim,
-            store: DynamoStore::new(dynamo.clone(), table),
-            dynamo,
-            dynamo_calls,
+            backend,
             cloudwatch,
             sink,
             settings: MonitorSettings::default(),
@@ -83,11 +135,26 @@ impl Harness {
         self.sim.handle()
     }
 
+    fn store(&self) -> &dyn MonitorStore {
+        match &self.backend {
+            Backend::Memory { store, .. } => store.as_ref(),
+            Backend::Dynamo { store, .. } => store,
+        }
+    }
+
+    /// The DynamoDB adapter and its client, for the tests on DynamoDB Local.
+    fn dynamo(&self) -> (&DynamoStore, &aws_sdk_dynamodb::Client) {
+        match &self.backend {
+            Backend::Dynamo { store, client, .. } => (store, client),
+            Backend::Memory { .. } => panic!("this test needs Harness::on_dynamodb"),
+        }
+    }
+
     fn monitor(&self) -> Monitor<'_> {
         Monitor {
             settings: &self.settings,
             devlake: &self.devlake,
-            store: &self.store,
+            store: self.store(),
             sink: &self.sink,
         }
     }
@@ -113,31 +180,49 @@ impl Harness {
         summary
     }
 
-    /// Every failure event in the table, by pipeline then time.
-    async fn failures(&self) -> Vec<(FailureEvent, i64)> {
-        let mut out = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .dynamo
-                .scan()
-                .table_name(self.store.table())
-                .filter_expression("begins_with(pk, :p)")
-                .expression_attribute_values(":p", AttributeValue::S("FAILURE#".into()))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .unwrap();
-            for item in page.items.unwrap_or_default() {
-                let expires = item["expiresAt"].as_n().unwrap().parse().unwrap();
-                let event: FailureEvent = serde_dynamo::from_item(item).unwrap();
-                out.push((event, expires));
+    /// Starts counting store calls from zero.
+    fn reset_calls(&self) {
+        match &self.backend {
+            Backend::Memory { store, calls_mark } => {
+                *calls_mark.lock().unwrap() = store.calls_by_operation()
             }
-            start = page.last_evaluated_key;
-            if start.is_none() {
-                break;
-            }
+            Backend::Dynamo { calls, .. } => calls.reset(),
         }
+    }
+
+    /// Store calls since the last [`reset_calls`](Self::reset_calls), by DynamoDB operation
+    /// (on the in-memory store: the operation the adapter would send for each).
+    fn calls_by_operation(&self) -> BTreeMap<String, u64> {
+        match &self.backend {
+            Backend::Memory { store, calls_mark } => {
+                let mark = calls_mark.lock().unwrap();
+                store
+                    .calls_by_operation()
+                    .into_iter()
+                    .map(|(op, n)| {
+                        let since = n - mark.get(&op).copied().unwrap_or(0);
+                        (op, since)
+                    })
+                    .filter(|(_, n)| *n > 0)
+                    .collect()
+            }
+            Backend::Dynamo { calls, .. } => calls.by_operation(),
+        }
+    }
+
+    /// Every failure event stored, with its `expiresAt`, by pipeline then time.
+    async fn failures(&self) -> Vec<(FailureEvent, i64)> {
+        let mut out = match &self.backend {
+            Backend::Memory { store, .. } => store
+                .failures()
+                .into_iter()
+                .map(|e| {
+                    let expires = store.failure_expiry(&e.key()).unwrap();
+                    (e, expires)
+                })
+                .collect(),
+            Backend::Dynamo { store, client, .. } => scan_failures(client, store.table()).await,
+        };
         out.sort_by_key(|(e, _)| (e.pipeline_id, e.finished_at));
         out
     }
@@ -150,19 +235,26 @@ impl Harness {
             .collect()
     }
 
-    async fn item_count(&self) -> usize {
-        self.dynamo
-            .scan()
-            .table_name(self.store.table())
-            .select(aws_sdk_dynamodb::types::Select::Count)
-            .send()
-            .await
-            .unwrap()
-            .count as usize
+    /// Whether the store holds nothing at all.
+    async fn is_empty(&self) -> bool {
+        match &self.backend {
+            Backend::Memory { store, .. } => store.is_empty(),
+            Backend::Dynamo { store, client, .. } => {
+                client
+                    .scan()
+                    .table_name(store.table())
+                    .select(aws_sdk_dynamodb::types::Select::Count)
+                    .send()
+                    .await
+                    .unwrap()
+                    .count
+                    == 0
+            }
+        }
     }
 
     async fn project(&self, name: &str) -> ProjectState {
-        self.store
+        self.store()
             .project_states(&[name.to_string()])
             .await
             .unwrap()
@@ -172,22 +264,34 @@ impl Harness {
     }
 
     async fn cursor(&self) -> Option<MonitorCursor> {
-        self.store.load_cursor().await.unwrap()
+        self.store().load_cursor().await.unwrap()
+    }
+
+    /// What the metrics page would read, with the failures since `since`.
+    async fn snapshot(&self, since: DateTime<Utc>) -> MetricsSnapshot {
+        match &self.backend {
+            Backend::Memory { store, .. } => store.snapshot(since).await.unwrap(),
+            Backend::Dynamo { store, .. } => store.snapshot(since).await.unwrap(),
+        }
     }
 
     async fn monitor_run_record(&self) -> RunRecord {
-        let item = self
-            .dynamo
-            .get_item()
-            .table_name(self.store.table())
-            .key(keys::PK, AttributeValue::S(keys::RUN_PK.into()))
-            .key(keys::SK, AttributeValue::S("monitor".into()))
-            .send()
-            .await
-            .unwrap()
-            .item
-            .expect("monitor run record");
-        serde_dynamo::from_item(item).unwrap()
+        match &self.backend {
+            Backend::Memory { store, .. } => store.run(Job::Monitor).expect("monitor run record"),
+            Backend::Dynamo { store, client, .. } => {
+                let item = client
+                    .get_item()
+                    .table_name(store.table())
+                    .key(keys::PK, AttributeValue::S(keys::RUN_PK.into()))
+                    .key(keys::SK, AttributeValue::S("monitor".into()))
+                    .send()
+                    .await
+                    .unwrap()
+                    .item
+                    .expect("monitor run record");
+                serde_dynamo::from_item(item).unwrap()
+            }
+        }
     }
 
     /// The values of the run-level CloudWatch series `name` (dimension `Function=monitor` only),
@@ -199,6 +303,32 @@ impl Harness {
             .filter(|d| d.metric_name == name && d.dimensions == function_dimension())
             .map(|d| d.value.unwrap())
             .collect()
+    }
+}
+
+/// Every `FAILURE#` item of `table` with its `expiresAt` attribute, read raw.
+async fn scan_failures(client: &aws_sdk_dynamodb::Client, table: &str) -> Vec<(FailureEvent, i64)> {
+    let mut out = Vec::new();
+    let mut start = None;
+    loop {
+        let page = client
+            .scan()
+            .table_name(table)
+            .filter_expression("begins_with(pk, :p)")
+            .expression_attribute_values(":p", AttributeValue::S("FAILURE#".into()))
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .unwrap();
+        for item in page.items.unwrap_or_default() {
+            let expires = item["expiresAt"].as_n().unwrap().parse().unwrap();
+            let event: FailureEvent = serde_dynamo::from_item(item).unwrap();
+            out.push((event, expires));
+        }
+        start = page.last_evaluated_key;
+        if start.is_none() {
+            return out;
+        }
     }
 }
 
@@ -266,7 +396,7 @@ fn projects(sim: &SimHandle, n: usize, prefix: &str) -> Vec<(String, u64)> {
 
 #[tokio::test]
 async fn records_exactly_the_failures_across_many_blueprints() {
-    let h = Harness::new("mon-mix").await;
+    let h = Harness::on_dynamodb("mon-mix").await;
     let sim = h.sim();
     let ps = projects(&sim, 12, "mix");
     let mut seeds = Vec::new();
@@ -370,7 +500,7 @@ async fn records_exactly_the_failures_across_many_blueprints() {
     assert_eq!(h.project(&ps[0].0).await.consecutive_failures, 2);
 
     // Nothing new: steady state costs a constant handful of calls and writes no failure.
-    h.dynamo_calls.reset();
+    h.reset_calls();
     let before_third = Utc::now();
     let third = h.ok().await;
     let after_third = Utc::now();
@@ -378,7 +508,7 @@ async fn records_exactly_the_failures_across_many_blueprints() {
     // The new pipelines, the unfinished ones (pending, re-run, running), each counted status
     // and the blueprint sweep.
     assert!(third.devlake_calls <= 7, "{third:#?}");
-    let ops = h.dynamo_calls.by_operation();
+    let ops = h.calls_by_operation();
     assert!(!ops.contains_key("TransactWriteItems"), "{ops:?}");
     assert_eq!(h.failures().await.len(), 15);
 
@@ -430,7 +560,7 @@ async fn records_exactly_the_failures_across_many_blueprints() {
 
 #[tokio::test]
 async fn runs_in_a_row_and_concurrent_runs_count_each_failure_once() {
-    let h = Harness::new("mon-overlap").await;
+    let h = Harness::on_dynamodb("mon-overlap").await;
     let sim = h.sim();
     let ps = projects(&sim, 6, "overlap");
     let seeds = ps
@@ -481,7 +611,7 @@ async fn runs_in_a_row_and_concurrent_runs_count_each_failure_once() {
 
 #[tokio::test]
 async fn a_rerun_that_fails_again_is_a_second_failure() {
-    let h = Harness::new("mon-rerun").await;
+    let h = Harness::new().await;
     let sim = h.sim();
     let ps = projects(&sim, 2, "rerun");
     let ids = insert(
@@ -537,7 +667,7 @@ async fn a_rerun_that_fails_again_is_a_second_failure() {
 
 #[tokio::test]
 async fn stuck_pipelines_are_flagged_then_cleared() {
-    let h = Harness::new("mon-stuck").await;
+    let h = Harness::new().await;
     let sim = h.sim();
     let ps = projects(&sim, 2, "stuck");
     let ids = insert(&sim, vec![running(ps[0].1, 13 * 60), running(ps[1].1, 60)]);
@@ -552,19 +682,16 @@ async fn stuck_pipelines_are_flagged_then_cleared() {
     assert_eq!(h.metric("StuckPipelines"), vec![1.0]);
     // The other project has no state yet: nothing of it finished or got stuck.
     assert!(h
-        .store
+        .store()
         .project_states(&[ps[1].0.clone()])
         .await
         .unwrap()
         .is_empty());
 
     // Still running: stays flagged, nothing rewritten.
-    h.dynamo_calls.reset();
+    h.reset_calls();
     assert_eq!(h.ok().await.stuck, 1);
-    assert!(!h
-        .dynamo_calls
-        .by_operation()
-        .contains_key("TransactWriteItems"));
+    assert!(!h.calls_by_operation().contains_key("TransactWriteItems"));
 
     sim.finish_pipeline(ids[0], "TASK_COMPLETED", "").unwrap();
     let cleared = h.ok().await;
@@ -578,7 +705,7 @@ async fn stuck_pipelines_are_flagged_then_cleared() {
 
 #[tokio::test]
 async fn devlake_errors_lose_nothing_and_never_double_count() {
-    let h = Harness::new("mon-faults").await;
+    let h = Harness::new().await;
     let sim = h.sim();
     let ps = projects(&sim, 3, "faults");
     insert(
@@ -672,7 +799,7 @@ async fn devlake_errors_lose_nothing_and_never_double_count() {
 
 #[tokio::test]
 async fn dynamodb_unavailable_fails_the_run_and_keeps_the_cursor() {
-    let h = Harness::new("mon-ddb").await;
+    let h = Harness::on_dynamodb("mon-ddb").await;
     let sim = h.sim();
     let ps = projects(&sim, 1, "ddb");
     insert(&sim, vec![finished(ps[0].1, "TASK_FAILED", 40, 30)]);
@@ -686,7 +813,7 @@ async fn dynamodb_unavailable_fails_the_run_and_keeps_the_cursor() {
     let port = free_port().unwrap();
     let broken = DynamoStore::new(
         aws_sdk_dynamodb::Client::new(&local_sdk_config(&format!("http://127.0.0.1:{port}"))),
-        h.store.table(),
+        h.dynamo().0.table(),
     );
     let monitor = Monitor {
         store: &broken,
@@ -704,7 +831,7 @@ async fn dynamodb_unavailable_fails_the_run_and_keeps_the_cursor() {
     assert_eq!(h.metric("RunSuccess").last(), Some(&0.0));
 
     // A table that does not exist: a clear, non-retryable failure.
-    let missing = DynamoStore::new(h.dynamo.clone(), "no-such-table");
+    let missing = DynamoStore::new(h.dynamo().1.clone(), "no-such-table");
     let monitor = Monitor {
         store: &missing,
         ..h.monitor()
@@ -727,7 +854,7 @@ async fn dynamodb_unavailable_fails_the_run_and_keeps_the_cursor() {
 
 #[tokio::test]
 async fn auto_rerun_retries_once_per_failure_up_to_the_maximum() {
-    let mut h = Harness::new("mon-autorerun").await;
+    let mut h = Harness::new().await;
     let sim = h.sim();
     let ps = projects(&sim, 2, "auto");
     let ids = insert(
@@ -784,7 +911,7 @@ async fn auto_rerun_retries_once_per_failure_up_to_the_maximum() {
 
 #[tokio::test]
 async fn a_refused_or_abandoned_auto_rerun_is_asked_again_by_a_later_run() {
-    let mut h = Harness::new("mon-rerun-again").await;
+    let mut h = Harness::new().await;
     h.settings.auto_rerun_max = 1;
     let sim = h.sim();
     let ps = projects(&sim, 2, "again");
@@ -844,7 +971,7 @@ async fn a_refused_or_abandoned_auto_rerun_is_asked_again_by_a_later_run() {
     .key();
     let then = Utc::now();
     assert_eq!(
-        h.store
+        h.store()
             .claim_rerun(lost, &key, 1, then, chrono::Duration::minutes(15))
             .await
             .unwrap(),
@@ -870,12 +997,12 @@ async fn a_refused_or_abandoned_auto_rerun_is_asked_again_by_a_later_run() {
 
 #[tokio::test]
 async fn bad_payloads_are_refused_before_anything_is_read_or_written() {
-    let h = Harness::new("mon-payload").await;
+    let h = Harness::new().await;
     let sim = h.sim();
     let ps = projects(&sim, 1, "payload");
     insert(&sim, vec![finished(ps[0].1, "TASK_FAILED", 40, 30)]);
     sim.reset_log();
-    h.dynamo_calls.reset();
+    h.reset_calls();
     for (payload, field) in [
         (json!({"bogus": 1}), "\"bogus\""),
         (json!({"dryRun": "yes"}), "\"dryRun\""),
@@ -903,14 +1030,14 @@ async fn bad_payloads_are_refused_before_anything_is_read_or_written() {
         assert!(!err.is_retryable());
     }
     assert_eq!(sim.counts().total, 0, "DevLake was called");
-    assert_eq!(h.dynamo_calls.total(), 0, "DynamoDB was called");
+    assert!(h.calls_by_operation().is_empty(), "the store was called");
     assert_eq!(h.cloudwatch.requests(), 0, "CloudWatch was called");
-    assert_eq!(h.item_count().await, 0);
+    assert!(h.is_empty().await);
 }
 
 #[tokio::test]
 async fn a_dry_run_reports_what_it_would_record_and_writes_nothing() {
-    let mut h = Harness::new("mon-dry").await;
+    let mut h = Harness::new().await;
     h.settings.auto_rerun_max = 2;
     let sim = h.sim();
     let ps = projects(&sim, 3, "dry");
@@ -927,7 +1054,7 @@ async fn a_dry_run_reports_what_it_would_record_and_writes_nothing() {
     assert_eq!(dry.reruns, 3);
     assert_eq!(dry.failures.len(), 3);
     assert!(!dry.cursor.saved);
-    assert_eq!(h.item_count().await, 0, "a dry run wrote to DynamoDB");
+    assert!(h.is_empty().await, "a dry run wrote to the store");
     assert_eq!(sim.counts().writes, 0, "a dry run wrote to DevLake");
     assert_eq!(h.cloudwatch.requests(), 0);
 
@@ -946,7 +1073,7 @@ async fn a_dry_run_reports_what_it_would_record_and_writes_nothing() {
 
 #[tokio::test]
 async fn first_run_and_rescan_use_the_lookback_window() {
-    let mut h = Harness::new("mon-lookback").await;
+    let mut h = Harness::new().await;
     h.settings.initial_lookback = chrono::Duration::hours(6);
     let sim = h.sim();
     let ps = projects(&sim, 2, "lookback");
@@ -992,7 +1119,7 @@ async fn first_run_and_rescan_use_the_lookback_window() {
 
 #[tokio::test]
 async fn a_project_with_more_failures_than_one_transaction_holds() {
-    let h = Harness::new("mon-chunks").await;
+    let h = Harness::on_dynamodb("mon-chunks").await;
     let sim = h.sim();
     let ps = projects(&sim, 1, "chunks");
     insert(
@@ -1014,7 +1141,7 @@ async fn a_project_with_more_failures_than_one_transaction_holds() {
 
 #[tokio::test]
 async fn blueprints_are_resolved_once_and_cached() {
-    let mut h = Harness::new("mon-blueprints").await;
+    let mut h = Harness::new().await;
     h.settings.project_dimension = true;
     let sim = h.sim();
     let ps = projects(&sim, 30, "bp");
@@ -1070,7 +1197,7 @@ async fn blueprints_are_resolved_once_and_cached() {
 
 #[tokio::test]
 async fn cloudwatch_failures_never_fail_a_run() {
-    let h = Harness::new("mon-cwfail").await;
+    let h = Harness::new().await;
     let sim = h.sim();
     let ps = projects(&sim, 1, "cw");
     insert(&sim, vec![finished(ps[0].1, "TASK_FAILED", 40, 30)]);
@@ -1083,7 +1210,7 @@ async fn cloudwatch_failures_never_fail_a_run() {
 
 #[tokio::test]
 async fn a_first_run_cut_short_by_its_deadline_loses_nothing_it_did_not_list() {
-    let mut h = Harness::new("mon-first-deadline").await;
+    let mut h = Harness::new().await;
     h.devlake = DevLakeClient::new(ClientConfig {
         endpoint: h.sim.url(),
         page_size: 50,
@@ -1135,7 +1262,7 @@ async fn a_first_run_cut_short_by_its_deadline_loses_nothing_it_did_not_list() {
 
 #[tokio::test]
 async fn a_devlake_slower_than_the_deadline_ends_the_run_on_time_as_partial() {
-    let mut h = Harness::new("mon-slow").await;
+    let mut h = Harness::new().await;
     // A per-request timeout far longer than the run's deadline, as configured in production.
     h.devlake = DevLakeClient::new(ClientConfig {
         endpoint: h.sim.url(),
@@ -1191,7 +1318,7 @@ async fn a_devlake_slower_than_the_deadline_ends_the_run_on_time_as_partial() {
 
 #[tokio::test]
 async fn an_expired_deadline_postpones_work_without_losing_any() {
-    let mut h = Harness::new("mon-deadline").await;
+    let mut h = Harness::new().await;
     h.devlake = DevLakeClient::new(ClientConfig {
         endpoint: h.sim.url(),
         page_size: 50,
@@ -1260,7 +1387,7 @@ async fn an_expired_deadline_postpones_work_without_losing_any() {
 
 #[tokio::test]
 async fn a_refused_api_key_is_a_function_error_and_devlake_is_down() {
-    let mut h = Harness::with_sim("mon-auth", SimOptions::with_api_key("the-right-key")).await;
+    let mut h = Harness::with_sim(SimOptions::with_api_key("the-right-key")).await;
     h.devlake = DevLakeClient::new(ClientConfig {
         endpoint: format!("{}/rest", h.sim.url()),
         api_key: Some("a-wrong-key-123".into()),
@@ -1288,7 +1415,7 @@ async fn the_lambda_binary_records_failures_from_a_scheduled_invocation() {
     use devlake_testkit::lambda_watch::{InvokeError, LambdaWatch};
 
     const KEY: &str = "dlk-watch-secret-7f3a";
-    let h = Harness::with_sim("mon-watch", SimOptions::with_api_key(KEY)).await;
+    let h = Harness::on_dynamodb_with_sim("mon-watch", SimOptions::with_api_key(KEY)).await;
     let sim = h.sim();
     let ps = projects(&sim, 2, "watch");
     insert(
@@ -1305,7 +1432,7 @@ async fn the_lambda_binary_records_failures_from_a_scheduled_invocation() {
         // The simulator serves plain HTTP.
         ("ALLOW_INSECURE_HTTP", "true"),
         ("DEVLAKE_API_KEY", KEY),
-        ("TABLE_NAME", h.store.table()),
+        ("TABLE_NAME", h.dynamo().0.table()),
         ("AWS_ENDPOINT_URL_DYNAMODB", ddb.endpoint()),
         ("AWS_ENDPOINT_URL_CLOUDWATCH", h.cloudwatch.url()),
         ("AWS_REGION", "us-east-1"),
@@ -1390,7 +1517,7 @@ async fn the_lambda_binary_records_failures_from_a_scheduled_invocation() {
 
 #[tokio::test]
 async fn a_project_that_stops_failing_leaves_the_failure_window_at_the_daily_expiry() {
-    let mut h = Harness::new("mon-expiry").await;
+    let mut h = Harness::new().await;
     h.settings.failure_window = chrono::Duration::days(1);
     let sim = h.sim();
     let ps = projects(&sim, 2, "expiry");
@@ -1437,11 +1564,7 @@ async fn a_project_that_stops_failing_leaves_the_failure_window_at_the_daily_exp
     assert_eq!(h.failures().await.len(), 3);
 
     // What the metrics page reads now: busy's new failure only.
-    let page = h
-        .store
-        .metrics_snapshot(next_day - h.settings.failure_window)
-        .await
-        .unwrap();
+    let page = h.snapshot(next_day - h.settings.failure_window).await;
     let shown: Vec<&str> = page
         .failures
         .iter()
@@ -1468,7 +1591,7 @@ async fn events_of(h: &Harness, pipeline_id: u64) -> Vec<FailureEvent> {
 
 #[tokio::test]
 async fn a_restart_without_resume_is_one_failure_keyed_by_updated_at_and_can_be_rerun() {
-    let mut h = Harness::new("mon-restart-fail").await;
+    let mut h = Harness::new().await;
     h.settings.auto_rerun_max = 1;
     let sim = h.sim();
     let ps = projects(&sim, 2, "restart");
@@ -1521,7 +1644,7 @@ async fn a_restart_without_resume_is_one_failure_keyed_by_updated_at_and_can_be_
 
 #[tokio::test]
 async fn a_resumed_pipeline_is_pending_until_it_ends() {
-    let h = Harness::new("mon-restart-resume").await;
+    let h = Harness::new().await;
     let sim = h.sim();
     let ps = projects(&sim, 1, "resume");
     let id = start_new(&sim, ps[0].1);
@@ -1543,7 +1666,7 @@ async fn a_resumed_pipeline_is_pending_until_it_ends() {
 
 #[tokio::test]
 async fn a_cancelled_pipeline_follows_failure_statuses() {
-    let mut h = Harness::new("mon-cancel").await;
+    let mut h = Harness::new().await;
     let sim = h.sim();
     let ps = projects(&sim, 2, "cancel");
     let queued = sim
@@ -1578,7 +1701,7 @@ async fn a_cancelled_pipeline_follows_failure_statuses() {
 
 #[tokio::test]
 async fn reruns_of_old_pipelines_are_seen_whatever_their_age() {
-    let h = Harness::new("mon-old-rerun").await;
+    let h = Harness::new().await;
     let sim = h.sim();
     let ps = projects(&sim, 3, "old");
     let (a, b, c) = (&ps[0], &ps[1], &ps[2]);
@@ -1631,7 +1754,7 @@ async fn reruns_of_old_pipelines_are_seen_whatever_their_age() {
 
 #[tokio::test]
 async fn deleted_and_renamed_projects_leave_the_table_renames_record_under_the_new_name() {
-    let h = Harness::new("mon-delete-rename").await;
+    let h = Harness::new().await;
     let sim = h.sim();
     let ps = projects(&sim, 3, "life");
     let (gone, renamed, kept) = (&ps[0], &ps[1], &ps[2]);
@@ -1668,7 +1791,7 @@ async fn deleted_and_renamed_projects_leave_the_table_renames_record_under_the_n
         .and_utc();
     h.ok_at(tomorrow).await;
     let names: Vec<String> = h
-        .store
+        .store()
         .all_projects()
         .await
         .unwrap()
@@ -1690,7 +1813,7 @@ async fn deleted_and_renamed_projects_leave_the_table_renames_record_under_the_n
 
 #[tokio::test]
 async fn a_transient_404_of_a_blueprint_is_never_cached() {
-    let h = Harness::new("mon-404").await;
+    let h = Harness::new().await;
     let sim = h.sim();
     let ps = projects(&sim, 1, "blip");
     insert(&sim, vec![finished(ps[0].1, "TASK_FAILED", 40, 30)]);
@@ -1712,13 +1835,16 @@ async fn a_scrape_after_a_monitor_run_shows_the_failures_it_committed() {
     use devlake_autopilot::metrics_http::http::Request;
     use devlake_autopilot::metrics_http::{MetricsService, MetricsToken};
 
-    let h = Harness::new("mon-scrape").await;
+    let h = Harness::on_dynamodb("mon-scrape").await;
     let sim = h.sim();
     let ps = projects(&sim, 2, "scrape");
     let calls = DynamoCallCounter::default();
     let endpoint = dynamodb_local().await.endpoint().to_string();
     let service = MetricsService::new(
-        DynamoStore::new(calls.client(&local_sdk_config(&endpoint)), h.store.table()),
+        DynamoStore::new(
+            calls.client(&local_sdk_config(&endpoint)),
+            h.dynamo().0.table(),
+        ),
         MetricsToken::new("scrape-token").unwrap(),
         chrono_tz::UTC,
         7,

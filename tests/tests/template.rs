@@ -898,7 +898,7 @@ const AREAS: [(&str, &[&str]); 4] = [
         &[
             "functions/metrics",
             "shared/src/metrics_http.rs",
-            "shared/src/render.rs",
+            "shared/src/render",
         ],
     ),
     ("EventsFunction", &["functions/events", "shared/src/events"]),
@@ -933,7 +933,10 @@ fn collect_rust_sources(path: &std::path::Path, exclude: &[PathBuf], out: &mut S
         for entry in std::fs::read_dir(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())) {
             collect_rust_sources(&entry.unwrap().path(), exclude, out);
         }
-    } else if path.extension().is_some_and(|e| e == "rs") {
+    } else if path.extension().is_some_and(|e| e == "rs")
+        // A module's unit tests in their own file (`#[cfg(test)] mod tests;`).
+        && path.file_name().is_none_or(|n| n != "tests.rs")
+    {
         let text = std::fs::read_to_string(path).unwrap();
         out.push_str(text.split("#[cfg(test)]").next().unwrap_or_default());
     }
