@@ -18,8 +18,7 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, KeysAndAttributes, PutRequest, ReturnConsumedCapacity, ReturnValue,
-    ReturnValuesOnConditionCheckFailure, WriteRequest,
+    AttributeValue, ReturnConsumedCapacity, ReturnValue, ReturnValuesOnConditionCheckFailure,
 };
 use chrono::{DateTime, SecondsFormat, Utc};
 
@@ -42,12 +41,6 @@ const BYTES: &str = "bytes";
 const DIGEST: &str = "digest";
 const PUBLISHED_AT: &str = "publishedAt";
 const DATA: &str = "data";
-
-/// Keys per BatchGetItem and items per BatchWriteItem (DynamoDB limits).
-const BATCH_GET_KEYS: usize = 100;
-const BATCH_WRITE_ITEMS: usize = 25;
-/// Rounds spent re-sending what DynamoDB left unprocessed (throttling) before giving up.
-const UNPROCESSED_ROUNDS: u32 = 5;
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -172,9 +165,7 @@ impl DynamoStore {
         let wanted = (0..chunks as usize)
             .map(|i| key(SNAPSHOT_PK, chunk_sk(version, i)))
             .collect();
-        let items = self
-            .batch_get_consistent("BatchGetItem SNAPSHOT chunks", wanted)
-            .await?;
+        let items = self.batch_get(wanted, None, true).await?;
         let mut parts: Vec<(String, Vec<u8>)> = items
             .into_iter()
             .filter_map(|mut item| {
@@ -190,94 +181,6 @@ impl DynamoStore {
         }
         parts.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(Some(parts.into_iter().flat_map(|(_, data)| data).collect()))
-    }
-
-    /// Strongly consistent BatchGetItem of any number of keys, re-asking for unprocessed ones.
-    async fn batch_get_consistent(
-        &self,
-        operation: &str,
-        wanted: Vec<Item>,
-    ) -> Result<Vec<Item>, StoreError> {
-        let mut found = Vec::new();
-        for chunk in wanted.chunks(BATCH_GET_KEYS) {
-            let mut pending = chunk.to_vec();
-            let mut round = 0;
-            while !pending.is_empty() {
-                let request = KeysAndAttributes::builder()
-                    .set_keys(Some(pending))
-                    .consistent_read(true)
-                    .build()
-                    .map_err(|e| failed(operation, e.to_string()))?;
-                let out = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.table, request)
-                    .return_consumed_capacity(ReturnConsumedCapacity::Total)
-                    .send()
-                    .await
-                    .map_err(|e| sdk_error(operation, e))?;
-                self.note_capacity(Access::Read, out.consumed_capacity());
-                if let Some(mut responses) = out.responses {
-                    found.extend(responses.remove(&self.table).unwrap_or_default());
-                }
-                pending = out
-                    .unprocessed_keys
-                    .and_then(|mut u| u.remove(&self.table))
-                    .map(|k| k.keys)
-                    .unwrap_or_default();
-                if !pending.is_empty() {
-                    round += 1;
-                    if round > UNPROCESSED_ROUNDS {
-                        return Err(StoreError::Unavailable {
-                            source: None,
-                            operation: operation.to_string(),
-                            message: format!("{} key(s) left unprocessed", pending.len()),
-                        });
-                    }
-                    tokio::time::sleep(std::time::Duration::from_millis(25 << round)).await;
-                }
-            }
-        }
-        Ok(found)
-    }
-
-    /// BatchWriteItem of any number of requests, re-sending unprocessed ones.
-    async fn batch_write(
-        &self,
-        operation: &str,
-        requests: Vec<WriteRequest>,
-    ) -> Result<(), StoreError> {
-        for chunk in requests.chunks(BATCH_WRITE_ITEMS) {
-            let mut pending = chunk.to_vec();
-            let mut round = 0;
-            while !pending.is_empty() {
-                let out = self
-                    .client
-                    .batch_write_item()
-                    .request_items(&self.table, pending)
-                    .return_consumed_capacity(ReturnConsumedCapacity::Total)
-                    .send()
-                    .await
-                    .map_err(|e| sdk_error(operation, e))?;
-                self.note_capacity(Access::Write, out.consumed_capacity());
-                pending = out
-                    .unprocessed_items
-                    .and_then(|mut u| u.remove(&self.table))
-                    .unwrap_or_default();
-                if !pending.is_empty() {
-                    round += 1;
-                    if round > UNPROCESSED_ROUNDS {
-                        return Err(StoreError::Unavailable {
-                            source: None,
-                            operation: operation.to_string(),
-                            message: format!("{} item(s) left unprocessed", pending.len()),
-                        });
-                    }
-                    tokio::time::sleep(std::time::Duration::from_millis(25 << round)).await;
-                }
-            }
-        }
-        Ok(())
     }
 }
 
@@ -341,7 +244,7 @@ impl SnapshotStore for DynamoStore {
             put.blob.chunks(SNAPSHOT_CHUNK_BYTES).collect()
         };
         let expires_at = (put.now + SNAPSHOT_CHUNK_TTL).timestamp();
-        let requests = parts
+        let items = parts
             .iter()
             .enumerate()
             .map(|(i, part)| {
@@ -349,15 +252,10 @@ impl SnapshotStore for DynamoStore {
                 item.insert(DATA.into(), AttributeValue::B(part.to_vec().into()));
                 item.insert(VERSION.into(), n(put.version));
                 item.insert(keys::EXPIRES_AT.into(), n(expires_at));
-                PutRequest::builder()
-                    .set_item(Some(item))
-                    .build()
-                    .map(|p| WriteRequest::builder().put_request(p).build())
-                    .map_err(|e| failed("BatchWriteItem SNAPSHOT", e.to_string()))
+                item
             })
-            .collect::<Result<Vec<_>, _>>()?;
-        self.batch_write("BatchWriteItem SNAPSHOT", requests)
-            .await?;
+            .collect();
+        self.batch_put(items).await?;
 
         let result = self
             .client

@@ -5,7 +5,7 @@ use super::*;
 
 impl DynamoStore {
     /// `BatchGetItem` over any number of keys, re-asking for unprocessed ones.
-    pub(super) async fn batch_get(
+    pub(in crate::store) async fn batch_get(
         &self,
         keys_: Vec<Item>,
         projection: Option<&str>,
@@ -61,7 +61,7 @@ impl DynamoStore {
     }
 
     /// `BatchWriteItem` puts, re-sending unprocessed ones.
-    pub(super) async fn batch_put(&self, items: Vec<Item>) -> Result<(), StoreError> {
+    pub(in crate::store) async fn batch_put(&self, items: Vec<Item>) -> Result<(), StoreError> {
         const OP: &str = "BatchWriteItem";
         for chunk in items.chunks(BATCH_WRITE_ITEMS) {
             let mut pending: Vec<WriteRequest> = chunk
