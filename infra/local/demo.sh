@@ -45,6 +45,19 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'echo; echo "demo: interrupted, tearing down"; exit 130' INT TERM
+# What a failed run leaves to read: the last lines of every process's log (the functions log to
+# watch.log). None of them carries the token or the notification secret.
+show_logs() {
+  local log
+  for log in "$WORK"/*.log; do
+    [[ -s $log ]] || continue
+    echo "---- last lines of $(basename "$log")" >&2
+    tail -n 25 "$log" >&2
+  done
+}
+# A command that fails outside `check` (set -e) names itself; $BASH_COMMAND is the command as
+# written, so a secret it passes appears as its variable name.
+trap 'status=$?; echo "demo: failed (exit $status) at line $LINENO: $BASH_COMMAND" >&2; show_logs; exit $status' ERR
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 # Runs a command in its own process group (so teardown kills its children too), logging to $WORK.
@@ -138,7 +151,7 @@ invoke() { # function payload
 CHECKS=0
 check() { # description, then a command that must succeed
   local what=$1; shift
-  if "$@"; then CHECKS=$((CHECKS + 1)); else echo "demo: CHECK FAILED: $what" >&2; exit 1; fi
+  if "$@"; then CHECKS=$((CHECKS + 1)); else echo "demo: CHECK FAILED: $what" >&2; show_logs; exit 1; fi
 }
 
 NOW=$(date -u +%Y-%m-%dT%H:%M:%SZ)
@@ -302,8 +315,10 @@ attribute devlake-metrics
 NO_TOKEN=$(curl -s -o /dev/null -w '%{http_code}' "$METRICS_URL")
 printf 'without token: HTTP %s\n' "$NO_TOKEN"
 check "the metrics URL refuses a request without the bearer token" test "$NO_TOKEN" = 401
-curl -sf -H "Authorization: Bearer $TOKEN" "$METRICS_URL" >"$WORK/metrics.prom"
-printf 'with token:    HTTP 200, %s lines\n' "$(wc -l <"$WORK/metrics.prom")"
+SCRAPED=$(curl -s -o "$WORK/metrics.prom" -w '%{http_code}' -H "Authorization: Bearer $TOKEN" "$METRICS_URL")
+printf 'with token:    HTTP %s, %s lines\n' "$SCRAPED" "$(wc -l <"$WORK/metrics.prom")"
+[[ $SCRAPED == 200 ]] || head -c 2000 "$WORK/metrics.prom" >&2
+check "the metrics URL answers 200 with the token" test "$SCRAPED" = 200
 grep -E '^devlake_(up|monitor_last_run_success|automation_last_run_success) ' "$WORK/metrics.prom" || true
 grep -E '^devlake_project_pipeline_failures_total' "$WORK/metrics.prom" | head -n 8 || true
 grep -E '^devlake_blueprint_failure_total' "$WORK/metrics.prom" | head -n 4 || true

@@ -17,6 +17,7 @@ use subtle::ConstantTimeEq;
 
 use crate::config::{ConfigError, Env, SecretSource};
 use crate::render::{self, ExpositionFormat};
+use crate::secrets::{Credential, Expected};
 use crate::snapshot::page::{PreparedPage, ServedPage};
 use crate::store::{MetricsSnapshot, MetricsSource, PublishedRead, ScrapeRead, StoreError};
 
@@ -100,49 +101,14 @@ impl MetricsSettings {
     }
 }
 
-/// The token the page expects: fixed (`METRICS_TOKEN`), or the secret
-/// `METRICS_TOKEN_SECRET_ARN`, read again once older than
-/// [`SECRET_TTL`](crate::secrets::SECRET_TTL) so a rotated token is accepted within that time.
-/// A refused token never triggers a read: unauthenticated callers cannot make the function call
-/// Secrets Manager.
-pub enum ExpectedToken {
-    Fixed(MetricsToken),
-    Rotating(std::sync::Arc<crate::secrets::RotatingSecret>),
-}
+/// The token the page expects: `METRICS_TOKEN`, or the secret `METRICS_TOKEN_SECRET_ARN`.
+pub type ExpectedToken = Expected<MetricsToken>;
 
-impl From<MetricsToken> for ExpectedToken {
-    fn from(token: MetricsToken) -> Self {
-        ExpectedToken::Fixed(token)
-    }
-}
+impl Credential for MetricsToken {
+    const ARN_VAR: &'static str = TOKEN_ARN_VAR;
 
-impl ExpectedToken {
-    /// From where the settings say the token lives; the secret is read now, and an unreadable
-    /// or empty one stops start-up.
-    pub async fn resolve(
-        source: SecretSource,
-        sdk: &aws_config::SdkConfig,
-    ) -> Result<Self, crate::startup::StartupError> {
-        match source {
-            SecretSource::Plain(value) => Ok(ExpectedToken::Fixed(MetricsToken::new(value)?)),
-            SecretSource::SecretArn(arn) => {
-                let secret =
-                    crate::secrets::RotatingSecret::load(&arn, sdk, crate::secrets::SECRET_TTL)
-                        .await
-                        .map_err(|e| ConfigError::new(TOKEN_ARN_VAR, e.to_string()))?;
-                MetricsToken::new(secret.current().await)?;
-                Ok(ExpectedToken::Rotating(std::sync::Arc::new(secret)))
-            }
-        }
-    }
-
-    /// The token to compare with now; `None` when the secret became empty (a rotation gone
-    /// wrong), which matches nothing.
-    async fn current(&self) -> Option<MetricsToken> {
-        match self {
-            ExpectedToken::Fixed(token) => Some(token.clone()),
-            ExpectedToken::Rotating(secret) => MetricsToken::new(secret.current().await).ok(),
-        }
+    fn from_text(text: String) -> Result<Self, ConfigError> {
+        MetricsToken::new(text)
     }
 }
 

@@ -1,8 +1,9 @@
-//! Secrets (the DevLake API key, the metrics token) given either as a plain value — for local
-//! use — or as an AWS Secrets Manager ARN, read at start-up and again after [`SECRET_TTL`] (see
-//! [`RotatingSecret`]) so a rotated secret is picked up without a redeploy. The value is never
-//! logged and never part of an error.
+//! Secrets (the DevLake API key, the metrics token, the notification secret) given either as a
+//! plain value — for local use — or as an AWS Secrets Manager ARN, read at start-up and again
+//! after [`SECRET_TTL`] (see [`RotatingSecret`]) so a rotated secret is picked up without a
+//! redeploy. The value is never logged and never part of an error.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Mutex;
@@ -12,6 +13,9 @@ use aws_sdk_secretsmanager::config::http::HttpResponse;
 use aws_sdk_secretsmanager::error::{DisplayErrorContext, SdkError};
 use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError;
 use thiserror::Error;
+
+use crate::config::{ConfigError, SecretSource};
+use crate::startup::StartupError;
 
 /// Why a secret could not be resolved. Messages name variables and ARNs, never values.
 #[derive(Debug, Error)]
@@ -216,6 +220,62 @@ fn fetch_error(arn: &str, error: SdkError<GetSecretValueError, HttpResponse>) ->
         message: DisplayErrorContext(&source).to_string(),
         retryable,
         source: Box::new(source),
+    }
+}
+
+/// A credential that incoming requests are checked against (the metrics token, the notification
+/// secret), built from the secret's text.
+pub trait Credential: Clone + Sized {
+    /// The variable naming the credential's Secrets Manager ARN, named in errors about that secret.
+    const ARN_VAR: &'static str;
+
+    /// The credential, or why the text cannot be one (empty, typically). The error must not
+    /// contain the text.
+    fn from_text(text: String) -> Result<Self, ConfigError>;
+}
+
+/// The credential a request must present: fixed (given in the environment), or a Secrets Manager
+/// secret read again once older than [`SECRET_TTL`], so a rotated one is accepted within that
+/// time. Only a request that passed the check may cause a read: a refused one never does, so
+/// unauthenticated callers cannot make the function call Secrets Manager.
+pub enum Expected<C> {
+    Fixed(C),
+    Rotating(Arc<RotatingSecret>),
+}
+
+impl<C: Credential> From<C> for Expected<C> {
+    fn from(credential: C) -> Self {
+        Expected::Fixed(credential)
+    }
+}
+
+impl<C: Credential> Expected<C> {
+    /// From where the settings say the credential lives. A secret is read now: an unreadable or
+    /// unusable one stops start-up, with an error naming [`Credential::ARN_VAR`].
+    pub async fn resolve(
+        source: SecretSource,
+        sdk: &aws_config::SdkConfig,
+    ) -> Result<Self, StartupError> {
+        match source {
+            SecretSource::Plain(text) => Ok(Expected::Fixed(C::from_text(text)?)),
+            SecretSource::SecretArn(arn) => {
+                let secret = RotatingSecret::load(&arn, sdk, SECRET_TTL)
+                    .await
+                    .map_err(|e| ConfigError::new(C::ARN_VAR, e.to_string()))?;
+                C::from_text(secret.current().await)
+                    .map_err(|e| ConfigError::new(C::ARN_VAR, e.problem))?;
+                Ok(Expected::Rotating(Arc::new(secret)))
+            }
+        }
+    }
+
+    /// The credential to check against now; `None` when the stored secret became unusable (a
+    /// rotation gone wrong), which matches nothing.
+    pub async fn current(&self) -> Option<C> {
+        match self {
+            Expected::Fixed(credential) => Some(credential.clone()),
+            Expected::Rotating(secret) => C::from_text(secret.current().await).ok(),
+        }
     }
 }
 

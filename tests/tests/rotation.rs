@@ -195,7 +195,7 @@ async fn the_metrics_token_secret_is_read_at_start_up() {
             Err(e) => e.to_string(),
         };
     assert!(
-        err.starts_with("invalid configuration: METRICS_TOKEN"),
+        err.starts_with("invalid configuration: METRICS_TOKEN_SECRET_ARN"),
         "{err}"
     );
     let missing = "arn:aws:secretsmanager:us-east-1:123456789012:secret:nope";

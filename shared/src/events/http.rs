@@ -17,6 +17,7 @@ use lambda_http::http::{header, Method, Request, Response, StatusCode};
 
 use crate::config::{ConfigError, SecretSource};
 use crate::monitor::MonitorSettings;
+use crate::secrets::{Credential, Expected};
 use crate::store::EventStore;
 
 use super::apply::apply;
@@ -24,53 +25,15 @@ use super::notification::Notification;
 use super::signature::{signed_query, NotificationSecret};
 use super::{SECRET_ARN_VAR, SECRET_VAR};
 
-/// The secret notifications must be signed with: fixed (`NOTIFICATION_SECRET`), or the secret
-/// `NOTIFICATION_SECRET_ARN`, read again once older than
-/// [`SECRET_TTL`](crate::secrets::SECRET_TTL). A refused signature never triggers a read:
-/// unauthenticated callers cannot make the function call Secrets Manager.
-pub enum ExpectedSecret {
-    Fixed(NotificationSecret),
-    Rotating(std::sync::Arc<crate::secrets::RotatingSecret>),
-}
+/// The secret notifications must be signed with: `NOTIFICATION_SECRET`, or the secret
+/// `NOTIFICATION_SECRET_ARN`.
+pub type ExpectedSecret = Expected<NotificationSecret>;
 
-impl From<NotificationSecret> for ExpectedSecret {
-    fn from(secret: NotificationSecret) -> Self {
-        ExpectedSecret::Fixed(secret)
-    }
-}
+impl Credential for NotificationSecret {
+    const ARN_VAR: &'static str = SECRET_ARN_VAR;
 
-impl ExpectedSecret {
-    /// From where the settings say the secret lives; the secret is read now, and an unreadable
-    /// or empty one stops start-up.
-    pub async fn resolve(
-        source: SecretSource,
-        sdk: &aws_config::SdkConfig,
-    ) -> Result<Self, crate::startup::StartupError> {
-        match source {
-            SecretSource::Plain(value) => {
-                Ok(ExpectedSecret::Fixed(NotificationSecret::new(value)?))
-            }
-            SecretSource::SecretArn(arn) => {
-                let secret =
-                    crate::secrets::RotatingSecret::load(&arn, sdk, crate::secrets::SECRET_TTL)
-                        .await
-                        .map_err(|e| ConfigError::new(SECRET_ARN_VAR, e.to_string()))?;
-                NotificationSecret::new(secret.current().await)
-                    .map_err(|e| ConfigError::new(SECRET_ARN_VAR, e.problem))?;
-                Ok(ExpectedSecret::Rotating(std::sync::Arc::new(secret)))
-            }
-        }
-    }
-
-    /// The secret to check against now; `None` when the stored one became empty (a rotation
-    /// gone wrong), which verifies nothing.
-    async fn current(&self) -> Option<NotificationSecret> {
-        match self {
-            ExpectedSecret::Fixed(secret) => Some(secret.clone()),
-            ExpectedSecret::Rotating(secret) => {
-                NotificationSecret::new(secret.current().await).ok()
-            }
-        }
+    fn from_text(text: String) -> Result<Self, ConfigError> {
+        NotificationSecret::new(text)
     }
 }
 

@@ -23,7 +23,6 @@ use aws_sdk_dynamodb::types::{
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use super::dynamo::{keys, Access};
-use super::dynamo_read::sdk_error;
 use super::{
     DynamoStore, LiveRecords, MetricsSnapshot, PublishedRead, PublishedState, PublishedVersion,
     ScrapeRead, SnapshotHead, SnapshotPut, SnapshotStore, StoreError, SNAPSHOT_CHUNK_BYTES,
@@ -201,7 +200,7 @@ impl SnapshotStore for DynamoStore {
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await
-            .map_err(|e| sdk_error(OP, e))?;
+            .map_err(|e| StoreError::from_sdk(OP, e))?;
         self.note_capacity(Access::Write, out.consumed_capacity());
         out.attributes
             .as_ref()
@@ -220,7 +219,7 @@ impl SnapshotStore for DynamoStore {
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await
-            .map_err(|e| sdk_error(OP, e))?;
+            .map_err(|e| StoreError::from_sdk(OP, e))?;
         self.note_capacity(Access::Read, out.consumed_capacity());
         Ok(out.item.map(|item| head_of(&item).0).unwrap_or_default())
     }
@@ -291,7 +290,7 @@ impl SnapshotStore for DynamoStore {
                     UpdateItemError::ConditionalCheckFailedException(c) => Some(c.item().cloned()),
                     _ => None,
                 }) else {
-                    return Err(sdk_error(OP, e));
+                    return Err(StoreError::from_sdk(OP, e));
                 };
                 // Older DynamoDB Local builds do not return the item: read it.
                 let current = match refused {

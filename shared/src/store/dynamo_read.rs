@@ -11,8 +11,6 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::config::http::HttpResponse;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ReturnConsumedCapacity};
 use chrono::{DateTime, Utc};
 
@@ -172,7 +170,7 @@ impl DynamoStore {
             let page = query
                 .send()
                 .await
-                .map_err(|e| sdk_error("Query PROJECT", e))?;
+                .map_err(|e| StoreError::from_sdk("Query PROJECT", e))?;
             self.note_capacity(Access::Read, page.consumed_capacity());
             for item in page.items.unwrap_or_default() {
                 let sk = match item.get(keys::SK) {
@@ -245,7 +243,7 @@ impl DynamoStore {
                 .return_consumed_capacity(ReturnConsumedCapacity::Total)
                 .send()
                 .await
-                .map_err(|e| sdk_error("BatchGetItem RUN", e))?;
+                .map_err(|e| StoreError::from_sdk("BatchGetItem RUN", e))?;
             self.note_capacity(Access::Read, output.consumed_capacity());
             let items = output
                 .responses
@@ -327,28 +325,4 @@ pub(crate) fn decode<T: serde::de::DeserializeOwned>(
         operation: format!("decode item {pk}/{sk}"),
         message: e.to_string(),
     })
-}
-
-/// Whether a failed call may succeed later (network trouble, timeouts, throttling, 5xx) decides
-/// between `Unavailable` and `Failed`.
-pub(crate) fn sdk_error<E>(operation: &str, error: SdkError<E, HttpResponse>) -> StoreError
-where
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-{
-    let retryable = crate::aws_error::is_retryable(&error);
-    let message = DisplayErrorContext(&error).to_string();
-    let (operation, source) = (operation.to_string(), Some(Box::new(error) as _));
-    if retryable {
-        StoreError::Unavailable {
-            operation,
-            message,
-            source,
-        }
-    } else {
-        StoreError::Failed {
-            operation,
-            message,
-            source,
-        }
-    }
 }

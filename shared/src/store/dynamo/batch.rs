@@ -31,7 +31,7 @@ impl DynamoStore {
                     .return_consumed_capacity(ReturnConsumedCapacity::Total)
                     .send()
                     .await
-                    .map_err(|e| store_error(OP, e))?;
+                    .map_err(|e| StoreError::from_sdk(OP, e))?;
                 self.note_capacity(Access::Read, out.consumed_capacity());
                 if let Some(mut responses) = out.responses {
                     found.extend(responses.remove(&self.table).unwrap_or_default());
@@ -83,7 +83,7 @@ impl DynamoStore {
                     .return_consumed_capacity(ReturnConsumedCapacity::Total)
                     .send()
                     .await
-                    .map_err(|e| store_error(OP, e))?;
+                    .map_err(|e| StoreError::from_sdk(OP, e))?;
                 self.note_capacity(Access::Write, out.consumed_capacity());
                 pending = out
                     .unprocessed_items

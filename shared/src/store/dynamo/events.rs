@@ -48,7 +48,7 @@ impl EventStore for DynamoStore {
             {
                 Ok(())
             }
-            Err(e) => Err(store_error(OP, e)),
+            Err(e) => Err(StoreError::from_sdk(OP, e)),
         }
     }
 }

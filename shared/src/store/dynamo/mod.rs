@@ -9,8 +9,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use aws_sdk_dynamodb::config::http::HttpResponse;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, ConsumedCapacity, KeysAndAttributes, Put, PutRequest, ReturnConsumedCapacity,
     ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update, WriteRequest,
@@ -224,7 +223,7 @@ impl DynamoStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| store_error("GetItem", e))?
+            .map_err(|e| StoreError::from_sdk("GetItem", e))?
             .item
             .unwrap_or_default())
     }
@@ -260,36 +259,6 @@ fn string<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
     match item.get(name) {
         Some(AttributeValue::S(v)) => Some(v.as_str()),
         _ => None,
-    }
-}
-
-/// Map an SDK error to a [`StoreError`], deciding whether a retry later can help.
-fn store_error<E>(operation: &str, err: SdkError<E, HttpResponse>) -> StoreError
-where
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-{
-    let transient = crate::aws_error::is_retryable(&err);
-    let message = match err.as_service_error() {
-        Some(e) => format!(
-            "{}: {}",
-            e.code().unwrap_or("unknown error"),
-            e.message().unwrap_or("no message")
-        ),
-        None => DisplayErrorContext(&err).to_string(),
-    };
-    let (operation, source) = (operation.to_string(), Some(Box::new(err) as _));
-    if transient {
-        StoreError::Unavailable {
-            operation,
-            message,
-            source,
-        }
-    } else {
-        StoreError::Failed {
-            operation,
-            message,
-            source,
-        }
     }
 }
 

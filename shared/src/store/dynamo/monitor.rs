@@ -16,7 +16,7 @@ impl MonitorStore for DynamoStore {
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await
-            .map_err(|e| store_error(OP, e))?;
+            .map_err(|e| StoreError::from_sdk(OP, e))?;
         self.note_capacity(Access::Read, out.consumed_capacity());
         out.item.map(|item| from_item(OP, item)).transpose()
     }
@@ -55,7 +55,7 @@ impl MonitorStore for DynamoStore {
             {
                 Ok(false)
             }
-            Err(e) => Err(store_error(OP, e)),
+            Err(e) => Err(StoreError::from_sdk(OP, e)),
         }
     }
 
@@ -115,7 +115,7 @@ impl MonitorStore for DynamoStore {
             {
                 Ok(false)
             }
-            Err(e) => Err(store_error(OP, e)),
+            Err(e) => Err(StoreError::from_sdk(OP, e)),
         }
     }
 
@@ -195,7 +195,7 @@ impl MonitorStore for DynamoStore {
                 .return_consumed_capacity(ReturnConsumedCapacity::Total)
                 .send()
                 .await
-                .map_err(|e| store_error(OP, e))?;
+                .map_err(|e| StoreError::from_sdk(OP, e))?;
             self.note_capacity(Access::Read, page.consumed_capacity());
             for item in page.items.unwrap_or_default() {
                 events.push(from_item(OP, item)?);
@@ -255,7 +255,7 @@ impl MonitorStore for DynamoStore {
                 _ => None,
             })
         else {
-            return Err(store_error(OP, err));
+            return Err(StoreError::from_sdk(OP, err));
         };
         // One reason per action, in order: the events, then the project update.
         let reasons = canceled.cancellation_reasons();
@@ -359,7 +359,7 @@ impl MonitorStore for DynamoStore {
                 _ => None,
             }) {
                 Some(item) => item,
-                None => return Err(store_error(OP, e)),
+                None => return Err(StoreError::from_sdk(OP, e)),
             },
         };
         let old = match failed {
@@ -421,7 +421,7 @@ impl MonitorStore for DynamoStore {
                 })
             }
             Err(e) if is_conditional_failure(&e) => Ok(RerunClaim::InProgress),
-            Err(e) => Err(store_error(OP, e)),
+            Err(e) => Err(StoreError::from_sdk(OP, e)),
         }
     }
 
@@ -456,7 +456,7 @@ impl MonitorStore for DynamoStore {
                 Ok(true)
             }
             Err(e) if is_conditional_failure(&e) => Ok(false),
-            Err(e) => Err(store_error("UpdateItem", e)),
+            Err(e) => Err(StoreError::from_sdk("UpdateItem", e)),
         }
     }
 
@@ -481,7 +481,7 @@ impl MonitorStore for DynamoStore {
                 .return_consumed_capacity(ReturnConsumedCapacity::Total)
                 .send()
                 .await
-                .map_err(|e| store_error("Query RERUN", e))?;
+                .map_err(|e| StoreError::from_sdk("Query RERUN", e))?;
             self.note_capacity(Access::Read, page.consumed_capacity());
             for item in page.items.unwrap_or_default() {
                 if let (Some(pipeline_id), Some(failure_key)) =

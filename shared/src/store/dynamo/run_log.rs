@@ -41,7 +41,7 @@ impl RunLog for DynamoStore {
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await
-            .map_err(|e| store_error(OP, e))?;
+            .map_err(|e| StoreError::from_sdk(OP, e))?;
         self.note_capacity(Access::Write, out.consumed_capacity());
         Ok(())
     }
@@ -70,7 +70,7 @@ impl RunLog for DynamoStore {
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await
-            .map_err(|e| store_error(OP, e))?;
+            .map_err(|e| StoreError::from_sdk(OP, e))?;
         self.note_capacity(Access::Write, out.consumed_capacity());
         Ok(())
     }
@@ -117,7 +117,7 @@ impl RunLog for DynamoStore {
             aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(c) => Some(c),
             _ => None,
         }) else {
-            return Err(store_error(OP, e));
+            return Err(StoreError::from_sdk(OP, e));
         };
         let held = match failed.item() {
             Some(item) => item.clone(),
@@ -130,7 +130,7 @@ impl RunLog for DynamoStore {
                 .consistent_read(true)
                 .send()
                 .await
-                .map_err(|e| store_error("GetItem LEASE", e))?
+                .map_err(|e| StoreError::from_sdk("GetItem LEASE", e))?
                 .item
                 .unwrap_or_default(),
         };
@@ -188,7 +188,7 @@ impl RunLog for DynamoStore {
                 );
                 Ok(())
             }
-            Err(e) => Err(store_error(OP, e)),
+            Err(e) => Err(StoreError::from_sdk(OP, e)),
         }
     }
 }
