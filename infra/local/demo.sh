@@ -45,19 +45,21 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'echo; echo "demo: interrupted, tearing down"; exit 130' INT TERM
-# What a failed run leaves to read: the last lines of every process's log (the functions log to
-# watch.log). None of them carries the token or the notification secret.
+# What a failed run leaves to read: the last lines of every process's log, the functions' own
+# (watch.log) last, so they end the output even where only its tail is kept. None of these logs
+# carries the token or the notification secret.
 show_logs() {
-  local log
+  local log lines
   for log in "$WORK"/*.log; do
     [[ -s $log ]] || continue
+    lines=8
+    [[ $log == */watch.log ]] && lines=30
     echo "---- last lines of $(basename "$log")" >&2
-    tail -n 25 "$log" >&2
+    # Without colours and the runtime's span prefix (request and trace ids), so a line fits.
+    tail -n "$lines" "$log" | sed -e $'s/\x1b\\[[0-9;]*m//g' -e 's/Lambda runtime invoke{[^}]*}: //' | cut -c1-300 >&2
   done
 }
-# A command that fails outside `check` (set -e) names itself; $BASH_COMMAND is the command as
-# written, so a secret it passes appears as its variable name.
-trap 'status=$?; echo "demo: failed (exit $status) at line $LINENO: $BASH_COMMAND" >&2; show_logs; exit $status' ERR
+trap 'status=$?; failed="demo: failed (exit $status) at line $LINENO: $BASH_COMMAND"; echo "$failed" >&2; show_logs; echo "$failed" >&2; exit $status' ERR
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 # Runs a command in its own process group (so teardown kills its children too), logging to $WORK.
@@ -151,7 +153,12 @@ invoke() { # function payload
 CHECKS=0
 check() { # description, then a command that must succeed
   local what=$1; shift
-  if "$@"; then CHECKS=$((CHECKS + 1)); else echo "demo: CHECK FAILED: $what" >&2; show_logs; exit 1; fi
+  if "$@"; then CHECKS=$((CHECKS + 1)); else
+    echo "demo: CHECK FAILED: $what" >&2
+    show_logs
+    echo "demo: CHECK FAILED: $what" >&2
+    exit 1
+  fi
 }
 
 NOW=$(date -u +%Y-%m-%dT%H:%M:%SZ)
@@ -315,9 +322,17 @@ attribute devlake-metrics
 NO_TOKEN=$(curl -s -o /dev/null -w '%{http_code}' "$METRICS_URL")
 printf 'without token: HTTP %s\n' "$NO_TOKEN"
 check "the metrics URL refuses a request without the bearer token" test "$NO_TOKEN" = 401
-SCRAPED=$(curl -s -o "$WORK/metrics.prom" -w '%{http_code}' -H "Authorization: Bearer $TOKEN" "$METRICS_URL")
-printf 'with token:    HTTP %s, %s lines\n' "$SCRAPED" "$(wc -l <"$WORK/metrics.prom")"
-[[ $SCRAPED == 200 ]] || head -c 2000 "$WORK/metrics.prom" >&2
+# Prometheus scrapes again at its next interval when a scrape fails; the demo tries three times,
+# and shows each failed attempt (status, body, the functions' log) rather than hiding it.
+for attempt in 1 2 3; do
+  SCRAPED=$(curl -s -o "$WORK/metrics.prom" -w '%{http_code}' -H "Authorization: Bearer $TOKEN" "$METRICS_URL" || true)
+  printf 'with token:    HTTP %s, %s lines\n' "$SCRAPED" "$(wc -l <"$WORK/metrics.prom" 2>/dev/null || echo 0)"
+  [[ $SCRAPED == 200 ]] && break
+  echo "demo: scrape $attempt of 3 answered HTTP $SCRAPED:" >&2
+  head -c 500 "$WORK/metrics.prom" >&2 2>/dev/null || true
+  show_logs
+  sleep 2
+done
 check "the metrics URL answers 200 with the token" test "$SCRAPED" = 200
 grep -E '^devlake_(up|monitor_last_run_success|automation_last_run_success) ' "$WORK/metrics.prom" || true
 grep -E '^devlake_project_pipeline_failures_total' "$WORK/metrics.prom" | head -n 8 || true
