@@ -133,7 +133,12 @@ ENV
 
 say "Starting the functions under cargo lambda watch"
 WATCH_PORT=$(free_port)
-start watch cargo lambda watch --invoke-address 127.0.0.1 --invoke-port "$WATCH_PORT" --env-file "$WORK/env"
+# A run checks one build: a file that changes under the repository mid-run must not restart a
+# function while it answers. With --keep the functions reload on an edit, as `cargo lambda watch`
+# does by default.
+WATCH_RELOAD=(--ignore-changes)
+[[ $KEEP == 1 ]] && WATCH_RELOAD=()
+start watch cargo lambda watch "${WATCH_RELOAD[@]}" --invoke-address 127.0.0.1 --invoke-port "$WATCH_PORT" --env-file "$WORK/env"
 for ((i = 0; ; i++)); do # ready once its invoke port accepts connections
   (exec 3<>"/dev/tcp/127.0.0.1/$WATCH_PORT") 2>/dev/null && break
   if ((i > 1200)); then echo "demo: cargo lambda watch did not start:" >&2; tail -n 20 "$WORK/watch.log" >&2; exit 1; fi
