@@ -216,6 +216,16 @@ impl Env {
             (None, None) => Ok(None),
         }
     }
+
+    /// Like [`Env::secret_source`], for a secret the function cannot run without.
+    pub fn required_secret_source(
+        &self,
+        plain: &str,
+        arn: &str,
+    ) -> Result<SecretSource, ConfigError> {
+        self.secret_source(plain, arn)?
+            .ok_or_else(|| ConfigError::new(plain, format!("is required (or set {arn})")))
+    }
 }
 
 /// The DevLake base URL.

@@ -12,6 +12,7 @@ pub mod devlake;
 pub mod events;
 pub mod failure_cause;
 pub mod function_error;
+pub(crate) mod function_url;
 pub mod job;
 pub mod limits;
 pub mod metrics_http;

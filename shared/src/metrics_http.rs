@@ -7,7 +7,6 @@
 //! path is looked at and before the store is touched, so an unauthenticated caller learns nothing
 //! (not even which paths exist) and cannot make the function spend DynamoDB reads.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
@@ -16,6 +15,7 @@ use lambda_http::http::{header, HeaderValue, Method, Request, Response, StatusCo
 use subtle::ConstantTimeEq;
 
 use crate::config::{ConfigError, Env, SecretSource};
+use crate::function_url::{plain, simple, Refusal, Refusals};
 use crate::render::{self, ExpositionFormat};
 use crate::secrets::{Credential, Expected};
 use crate::snapshot::page::{PreparedPage, ServedPage};
@@ -87,11 +87,7 @@ impl MetricsSettings {
         let table_name = env.required("TABLE_NAME")?.to_string();
         let timezone = env.timezone("TIMEZONE")?;
         let failure_window_days = env.failure_window_days()?;
-        let token = env
-            .secret_source(TOKEN_VAR, TOKEN_ARN_VAR)?
-            .ok_or_else(|| {
-                ConfigError::new(TOKEN_VAR, format!("is required (or set {TOKEN_ARN_VAR})"))
-            })?;
+        let token = env.required_secret_source(TOKEN_VAR, TOKEN_ARN_VAR)?;
         Ok(MetricsSettings {
             table_name,
             timezone,
@@ -119,7 +115,7 @@ pub struct MetricsService<S> {
     timezone: Tz,
     window: ChronoDuration,
     /// Requests answered 401 since this instance started (see [`Self::log_refusal`]).
-    refused: AtomicU64,
+    refused: Refusals,
     /// The page of the latest published snapshot this instance served: rendered once per
     /// version, served by every scrape until the next one.
     prepared: std::sync::Mutex<Option<PreparedPage>>,
@@ -154,7 +150,7 @@ impl<S: MetricsSource> MetricsService<S> {
             token: token.into(),
             timezone,
             window: ChronoDuration::days(i64::from(failure_window_days)),
-            refused: AtomicU64::new(0),
+            refused: Refusals::default(),
             prepared: std::sync::Mutex::new(None),
             response_limit: FUNCTION_URL_RESPONSE_LIMIT,
         }
@@ -372,26 +368,20 @@ impl<S: MetricsSource> MetricsService<S> {
         self.prepared.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Logs a request refused for want of a valid token, with nothing about the credentials it
-    /// presented. Anyone who finds the URL can send such requests, so one INFO line each would let
-    /// a stranger fill the log group and its bill: each refusal is a DEBUG line, and only the
-    /// 1st, 2nd, 4th, 8th, … refusal of an instance is an INFO line carrying the running count,
-    /// so a flood of a million requests leaves about twenty INFO lines.
+    /// Logs a request refused for want of a valid token, at INFO only now and then
+    /// ([`crate::function_url`] says why).
     fn log_refusal(&self, method: &Method, path: &str) {
-        let refused = self
-            .refused
-            .fetch_add(1, Ordering::Relaxed)
-            .saturating_add(1);
-        if refused.is_power_of_two() {
+        let Refusal { count, loud } = self.refused.count();
+        if loud {
             tracing::info!(
                 %method,
                 path,
                 status = 401,
-                refused,
+                refused = count,
                 "metrics requests without a valid token refused by this instance so far"
             );
         } else {
-            tracing::debug!(%method, path, status = 401, refused, "metrics request without a valid token");
+            tracing::debug!(%method, path, status = 401, refused = count, "metrics request without a valid token");
         }
     }
 
@@ -480,18 +470,6 @@ fn bearer_token(value: &HeaderValue) -> Option<&[u8]> {
     }
     let token = rest.trim_ascii();
     (!token.is_empty()).then_some(token)
-}
-
-fn plain(status: StatusCode) -> lambda_http::http::response::Builder {
-    Response::builder()
-        .status(status)
-        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
-}
-
-fn simple(status: StatusCode, body: &str) -> Response<Vec<u8>> {
-    plain(status)
-        .body(body.as_bytes().to_vec())
-        .expect("static response parts are valid")
 }
 
 #[cfg(test)]

@@ -9,13 +9,13 @@
 //! answer (it only stores the status code in `_devlake_notifications`); the monitor's next run
 //! records what a lost one would have.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use lambda_http::http::{header, Method, Request, Response, StatusCode};
 
 use crate::config::{ConfigError, SecretSource};
+use crate::function_url::{plain, simple, Refusal, Refusals};
 use crate::monitor::MonitorSettings;
 use crate::secrets::{Credential, Expected};
 use crate::store::EventStore;
@@ -43,7 +43,7 @@ pub struct EventsService<S> {
     secret: ExpectedSecret,
     settings: MonitorSettings,
     /// Requests answered 401 since this instance started (see [`Self::log_refusal`]).
-    refused: AtomicU64,
+    refused: Refusals,
 }
 
 impl<S: EventStore> EventsService<S> {
@@ -54,7 +54,7 @@ impl<S: EventStore> EventsService<S> {
             store,
             secret: secret.into(),
             settings,
-            refused: AtomicU64::new(0),
+            refused: Refusals::default(),
         }
     }
 
@@ -138,44 +138,24 @@ impl<S: EventStore> EventsService<S> {
         }
     }
 
-    /// Logs a request refused for want of a valid signature, with nothing of what it
-    /// presented. Anyone who finds the URL can send such requests: each is a DEBUG line, and
-    /// only the 1st, 2nd, 4th, 8th, … refusal of an instance is an INFO line with the running
-    /// count, so a flood leaves a few dozen lines, not a bill.
+    /// Logs a request refused for want of a valid signature, at INFO only now and then
+    /// ([`crate::function_url`] says why).
     fn log_refusal(&self, method: &Method) {
-        let refused = self
-            .refused
-            .fetch_add(1, Ordering::Relaxed)
-            .saturating_add(1);
-        if refused.is_power_of_two() {
+        let Refusal { count, loud } = self.refused.count();
+        if loud {
             tracing::info!(
                 %method,
                 status = 401,
-                refused,
+                refused = count,
                 "notifications without a valid signature refused by this instance so far"
             );
         } else {
-            tracing::debug!(%method, status = 401, refused, "notification without a valid signature");
+            tracing::debug!(%method, status = 401, refused = count, "notification without a valid signature");
         }
     }
 }
 
 /// Where `NOTIFICATION_SECRET` comes from, checked at start-up.
 pub(crate) fn secret_source(env: &crate::config::Env) -> Result<SecretSource, ConfigError> {
-    env.secret_source(SECRET_VAR, SECRET_ARN_VAR)?
-        .ok_or_else(|| {
-            ConfigError::new(SECRET_VAR, format!("is required (or set {SECRET_ARN_VAR})"))
-        })
-}
-
-fn plain(status: StatusCode) -> lambda_http::http::response::Builder {
-    Response::builder()
-        .status(status)
-        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
-}
-
-fn simple(status: StatusCode, body: &str) -> Response<Vec<u8>> {
-    plain(status)
-        .body(body.as_bytes().to_vec())
-        .expect("static response parts are valid")
+    env.required_secret_source(SECRET_VAR, SECRET_ARN_VAR)
 }
