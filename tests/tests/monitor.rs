@@ -2457,9 +2457,13 @@ async fn stuck_pipelines_are_cancelled_checked_and_rerun_within_the_cap() {
     assert_eq!(fourth.stuck_rerun_pipeline_ids, vec![p2]);
     assert!(!h.project(1).stuck_cancel_failed);
 
-    // p1's re-run gets stuck as well: cancelled again, but AUTO_RERUN_MAX (1) is used up.
+    // p1's re-run gets stuck as well: cancelled again, but AUTO_RERUN_MAX (1) is used up. Its
+    // running time counts from the re-run's own start: DevLake sets a new beganAt when its runner
+    // starts a pipeline, and the first run's began 13 hours before.
     sim.start_pipeline(p1).unwrap();
-    h.run_at(t0() + minutes(20), json!({})).await;
+    let s = h.run_at(t0() + minutes(20), json!({})).await;
+    assert!(s.cancelled_pipeline_ids.is_empty(), "{s:#?}");
+    assert_eq!(s.stuck, 0);
     let stuck_again = t0() + minutes(20) + chrono::Duration::hours(13);
     // By then the pipeline that had run for an hour is stuck too.
     let s = h.run_at(stuck_again, json!({})).await;

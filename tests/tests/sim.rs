@@ -1276,7 +1276,7 @@ fn frozen(h: &devlake_testkit::sim::SimHandle) -> DateTime<Utc> {
 }
 
 #[tokio::test]
-async fn a_rerun_keeps_its_id_and_timestamps_until_it_ends_again() {
+async fn a_rerun_keeps_its_id_and_finished_at_until_it_ends_again() {
     let api = Api::new(Fixture::empty()).await;
     let h = api.sim.handle();
     let t0 = frozen(&h);
@@ -1327,13 +1327,18 @@ async fn a_rerun_keeps_its_id_and_timestamps_until_it_ends_again() {
         .iter()
         .all(|p| p["id"] != pid));
 
-    // Dequeued: running with the old beganAt and the old finishedAt.
+    // Dequeued: running with a new beganAt (dequeuePipeline sets it at every start) and the
+    // old finishedAt, so beganAt is after finishedAt while it runs.
     h.advance_clock(chrono::Duration::minutes(1));
     h.start_pipeline(pid).unwrap();
     let running = api.ok(&format!("/pipelines/{pid}")).await;
     assert_eq!(running["status"], "TASK_RUNNING");
-    assert_eq!(running["beganAt"], first["beganAt"]);
+    assert_eq!(
+        time(&running["beganAt"]),
+        t0 + chrono::Duration::minutes(312)
+    );
     assert_eq!(running["finishedAt"], first["finishedAt"]);
+    assert!(time(&running["beganAt"]) > time(&running["finishedAt"]));
     assert_eq!(api.ok("/pipelines?status=TASK_RUNNING").await["count"], 1);
 
     // Ends: a new finishedAt, the status recomputed.
@@ -1341,7 +1346,7 @@ async fn a_rerun_keeps_its_id_and_timestamps_until_it_ends_again() {
     h.finish_pipeline(pid, "TASK_COMPLETED", "").unwrap();
     let done = api.ok(&format!("/pipelines/{pid}")).await;
     assert_eq!(done["status"], "TASK_COMPLETED");
-    assert_eq!(done["beganAt"], first["beganAt"]);
+    assert_eq!(done["beganAt"], running["beganAt"]);
     assert_eq!(
         time(&done["finishedAt"]),
         t0 + chrono::Duration::minutes(316)
@@ -1400,12 +1405,12 @@ async fn a_restart_resumes_or_fails_running_pipelines_without_finished_at() {
     assert_eq!(p1["status"], "TASK_RESUME");
     assert_eq!(p1["finishedAt"], Value::Null);
     assert_eq!(api.ok("/pipelines?pending=1").await["count"], 0);
-    // Dequeued again and run to an end, keeping its first beganAt.
+    // Dequeued again (a new beganAt, as at every start) and run to an end.
     h.advance_clock(chrono::Duration::minutes(1));
     h.start_pipeline(ids[1]).unwrap();
     h.finish_pipeline(ids[1], "TASK_COMPLETED", "").unwrap();
     let p1 = api.ok(&format!("/pipelines/{}", ids[1])).await;
-    assert_eq!(time(&p1["beganAt"]), t0 + chrono::Duration::minutes(7));
+    assert_eq!(time(&p1["beganAt"]), t0 + chrono::Duration::minutes(8));
     assert_eq!(time(&p1["finishedAt"]), t0 + chrono::Duration::minutes(8));
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, SubsecRound, TimeZone, Utc};
 use devlake_autopilot::store::{
-    keys, Attempt, CommitOutcome, DynamoStore, FailureEvent, Job, MetricsSource, MissingBlueprint,
+    keys, CommitOutcome, DynamoStore, FailureEvent, Job, MetricsSource, MissingBlueprint,
     MonitorCursor, MonitorStore, OpenFailure, PendingRerun, ProjectCommit, ProjectState,
     RerunClaim, RerunSettlement, RunLog, RunRecord, ScheduleWatch, StoreError, StuckCancel,
 };
@@ -277,11 +277,6 @@ async fn cursor_saves_are_conditional_on_the_revision() {
             ended_at: t(27, 9, 0),
             project: "github/acme/web".into(),
         }],
-        attempts: vec![Attempt {
-            pipeline_id: 1200,
-            previous_finished_at: Some(t(27, 8, 0)),
-            seen_running_at: t(28, 9, 55),
-        }],
         recheck_after: 900,
         sweep_page: 3,
         missing_blueprints: vec![MissingBlueprint {
@@ -334,6 +329,34 @@ async fn cursor_saves_are_conditional_on_the_revision() {
         .unwrap();
     assert!(!item.contains_key("expiresAt"));
     assert_eq!(n(&item, "maxPipelineId"), 1300);
+
+    // A cursor saved by an older version still loads: earlier versions kept re-run `attempts`
+    // (from the belief that DevLake keeps a re-run's first `beganAt`); the field is ignored.
+    let mut old = item.clone();
+    old.insert(
+        "attempts".into(),
+        AttributeValue::L(vec![AttributeValue::M(
+            [
+                ("pipelineId".to_string(), AttributeValue::N("1200".into())),
+                (
+                    "seenRunningAt".to_string(),
+                    AttributeValue::S("2026-11-28T09:55:00Z".into()),
+                ),
+            ]
+            .into(),
+        )]),
+    );
+    client
+        .put_item()
+        .table_name(store.table())
+        .set_item(Some(old))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        store.load_cursor().await.unwrap().unwrap().max_pipeline_id,
+        1300
+    );
 }
 
 #[tokio::test]

@@ -6,8 +6,8 @@
 //! DevLake lists pipelines only newest-id-first (`GET /pipelines`, filters `status`, `pending`,
 //! `blueprint_id`, `label`) and has no "changed since". A pipeline's id is fixed at creation,
 //! but its finished state is not: pipelines finish out of id order, and a re-run keeps the id and
-//! both timestamps of the previous run: DevLake only sets `status = TASK_RERUN`, the runner keeps
-//! the first `beganAt`, and `finishedAt` is overwritten only when the re-run ends. A re-run is
+//! the previous run's `finishedAt`: DevLake only sets `status = TASK_RERUN`, the runner sets a new
+//! `beganAt` when it starts it, and `finishedAt` is overwritten only when the re-run ends. A re-run is
 //! therefore never in `?pending=1` (which wants `finishedAt` null) and, for all but the newest
 //! ids, never near the top of a listing. A restart of DevLake turns running pipelines into
 //! `TASK_RESUME` (not "pending" either) or, with `RESUME_PIPELINES=false`, `TASK_FAILED` with
@@ -72,9 +72,8 @@
 //! step 2 while a queue of thousands is waiting (one call per 500), deeper failure pages while
 //! an open failure is older than the newest 100 failures, and blueprint look-ups.
 //!
-//! Running time (stuck detection) counts from `beganAt` for a first run (a resumed one keeps
-//! it: the same attempt goes on), and for a re-run from when a run first saw it running
-//! (`attempts` in the cursor), since DevLake keeps the first run's `beganAt`.
+//! Running time (stuck detection) counts from `beganAt`, which DevLake's runner sets at every
+//! start of a pipeline: for a re-run or a resumed pipeline it is the current attempt's start.
 //!
 //! Processing is idempotent, so overlap and duplicate deliveries are harmless: a failure event's
 //! key is DevLake data (pipeline id + end), written with `attribute_not_exists(pk)` in

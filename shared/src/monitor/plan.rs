@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use chrono::{DateTime, Utc};
 
 use crate::devlake::models::{status, Pipeline};
-use crate::store::{Attempt, MonitorCursor, OpenFailure};
+use crate::store::{MonitorCursor, OpenFailure};
 
 /// What the listings returned.
 #[derive(Debug, Clone, Default)]
@@ -243,45 +243,15 @@ pub(crate) fn build(
         ),
     };
 
-    // Running time of the current attempt. DevLake keeps a re-run's first `beganAt` (and its
-    // previous `finishedAt`), so a re-run's attempt counts from when a run first saw it running.
-    let previous_attempts: HashMap<u64, &Attempt> = loaded
-        .map(|c| c.attempts.iter().map(|a| (a.pipeline_id, a)).collect())
-        .unwrap_or_default();
-    let mut attempts: Vec<Attempt> = Vec::new();
-    let mut stuck = Vec::new();
+    // Running time counts from `beganAt`, which DevLake's runner sets each time it starts a
+    // pipeline (`dequeuePipeline`), a re-run and a resumed one included: the current attempt's.
     let stuck_before = now - stuck_after;
-    for p in unfinished.values() {
-        if !matches!(p.status.as_str(), status::RUNNING | status::RESUME) {
-            continue;
-        }
-        let rerun = p.finished_at.is_some() || open.contains_key(&p.id);
-        let started = if rerun {
-            let seen = previous_attempts
-                .get(&p.id)
-                .filter(|a| a.previous_finished_at == p.finished_at)
-                .map_or(now, |a| a.seen_running_at);
-            attempts.push(Attempt {
-                pipeline_id: p.id,
-                previous_finished_at: p.finished_at,
-                seen_running_at: seen,
-            });
-            Some(seen)
-        } else {
-            p.began_at
-        };
-        if started.is_some_and(|b| b < stuck_before) {
-            stuck.push(p.clone());
-        }
-    }
-    // Lookups not answered this time keep their attempt.
-    for id in &lookups.unknown {
-        if let Some(a) = previous_attempts.get(id) {
-            attempts.push((*a).clone());
-        }
-    }
-    attempts.sort_by_key(|a| a.pipeline_id);
-    attempts.dedup_by_key(|a| a.pipeline_id);
+    let stuck: Vec<Pipeline> = unfinished
+        .values()
+        .filter(|p| matches!(p.status.as_str(), status::RUNNING | status::RESUME))
+        .filter(|p| p.began_at.is_some_and(|b| b < stuck_before))
+        .cloned()
+        .collect();
 
     let mut inspected: HashSet<u64> = facts.keys().map(|(_, id)| *id).collect();
     inspected.extend(unfinished.keys());
@@ -297,7 +267,6 @@ pub(crate) fn build(
             watch: watch.into_iter().collect(),
             stuck: Default::default(),
             open_failures: open_failures_left(loaded, lookups),
-            attempts,
             recheck_after: loaded.map_or(0, |c| c.recheck_after),
             sweep_page: loaded.map_or(0, |c| c.sweep_page),
             missing_blueprints: loaded

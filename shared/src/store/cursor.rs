@@ -1,5 +1,5 @@
 //! Where the monitor left off between runs, and the small records the cursor carries: schedule
-//! watches, stuck-pipeline cancels, open failures, re-run attempts, blueprints that answered 404.
+//! watches, stuck-pipeline cancels, open failures, blueprints that answered 404.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -25,9 +25,6 @@ pub struct MonitorCursor {
     /// ascending by pipeline id. Re-checked every run: a re-run of it (from the Config UI, the
     /// API, a task re-run or the auto-rerun) is seen whatever the pipeline's age.
     pub open_failures: Vec<OpenFailure>,
-    /// Re-runs seen running, ascending by pipeline id: DevLake keeps the first run's `beganAt`,
-    /// so the running time of the current attempt counts from here.
-    pub attempts: Vec<Attempt>,
     /// Open failures beyond the failure listings' depth are looked up a few per run, in id
     /// order from after this one.
     pub recheck_after: u64,
@@ -156,17 +153,6 @@ pub struct OpenFailure {
     /// When that failure ended (its key's time): a different end means it ran again.
     pub ended_at: DateTime<Utc>,
     pub project: String,
-}
-
-/// When the monitor first saw the current attempt of a re-run pipeline running.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Attempt {
-    pub pipeline_id: u64,
-    /// The previous run's `finishedAt`, which DevLake keeps until the attempt ends: a different
-    /// one means another attempt.
-    pub previous_finished_at: Option<DateTime<Utc>>,
-    pub seen_running_at: DateTime<Utc>,
 }
 
 /// A cached blueprint → project name.

@@ -51,8 +51,7 @@ mod published;
 mod run_log;
 
 pub use cursor::{
-    Attempt, CachedBlueprint, MissingBlueprint, MonitorCursor, OpenFailure, ScheduleWatch,
-    StuckCancel,
+    CachedBlueprint, MissingBlueprint, MonitorCursor, OpenFailure, ScheduleWatch, StuckCancel,
 };
 pub use dynamo::{keys, project_item, CapacityUsed, DynamoStore, MAX_EVENTS_PER_COMMIT};
 pub use error::{BoxError, StoreError};

@@ -303,53 +303,36 @@ fn open_failures_below_the_listings_are_looked_up_a_few_per_run() {
 }
 
 #[test]
-fn a_rerun_counts_its_running_time_from_when_it_was_seen_running() {
-    // Re-run of a pipeline that first ran two days ago: beganAt is two days old.
+fn a_rerun_counts_its_running_time_from_its_own_start() {
+    // A re-run of a pipeline that first ran two days ago and failed at 00:30: DevLake's runner
+    // set a new beganAt (09:30) when it started the re-run, later than the kept finishedAt.
     let mut rerun = p(5, status::RUNNING, Some(t(0, 30)));
-    rerun.began_at = Some(t(0, 0) - chrono::Duration::days(2));
+    rerun.began_at = Some(t(9, 30));
+    // A pipeline resumed after a restart: its beganAt is its resumed start (08:00).
+    let mut resumed = p(6, status::RESUME, None);
+    resumed.began_at = Some(t(8, 0));
     let obs = Observations {
-        pending: vec![rerun.clone()],
+        pending: vec![rerun, resumed],
         listed_complete: true,
         ..Default::default()
     };
-    let c = cursor(10, t(10, 0), &[5]);
+    let c = cursor(10, t(10, 0), &[5, 6]);
     let stuck_after = chrono::Duration::hours(12);
-    let plan = build(
-        Basis::Cursor(&c),
-        Some(&c),
-        &obs,
-        &Lookups::default(),
-        t(10, 0),
-        stuck_after,
-    );
-    assert!(plan.stuck.is_empty(), "not stuck: the attempt just started");
-    assert_eq!(plan.cursor.attempts.len(), 1);
-    assert_eq!(plan.cursor.attempts[0].seen_running_at, t(10, 0));
-    // Still running 13 hours later: stuck.
-    let later = t(10, 0) + chrono::Duration::hours(13);
-    let next = build(
-        Basis::Cursor(&plan.cursor),
-        Some(&plan.cursor),
-        &obs,
-        &Lookups::default(),
-        later,
-        stuck_after,
-    );
-    assert_eq!(next.stuck.iter().map(|p| p.id).collect::<Vec<_>>(), vec![5]);
-    // Ended: the attempt is forgotten.
-    let done = Observations {
-        listed: vec![with_updated(p(5, status::COMPLETED, Some(later)), later)],
-        listed_complete: true,
-        ..Default::default()
+    let at = |now| {
+        build(
+            Basis::Cursor(&c),
+            Some(&c),
+            &obs,
+            &Lookups::default(),
+            now,
+            stuck_after,
+        )
+        .stuck
+        .iter()
+        .map(|p| p.id)
+        .collect::<Vec<_>>()
     };
-    let ended = build(
-        Basis::Cursor(&next.cursor),
-        Some(&next.cursor),
-        &done,
-        &Lookups::default(),
-        later,
-        stuck_after,
-    );
-    assert!(ended.cursor.attempts.is_empty());
-    assert_eq!(ids(&ended), vec![5]);
+    assert!(at(t(10, 0)).is_empty(), "neither has run 12 hours");
+    assert_eq!(at(t(20, 1)), vec![6], "the resumed one started earlier");
+    assert_eq!(at(t(21, 31)), vec![5, 6]);
 }

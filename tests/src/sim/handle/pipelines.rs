@@ -114,7 +114,8 @@ impl SimHandle {
         .map_err(|e: ApiError| e.into())
     }
 
-    /// `POST /pipelines/{id}/rerun`: same id, `TASK_RERUN`, old `beganAt`/`finishedAt` kept.
+    /// `POST /pipelines/{id}/rerun`: same id, `TASK_RERUN`, old `beganAt`/`finishedAt` kept until
+    /// the runner starts it again.
     pub fn rerun_pipeline(&self, id: u64) -> Result<(), SimError> {
         self.with_state(|s| s.rerun(id))?;
         self.schedule_auto_complete(id);

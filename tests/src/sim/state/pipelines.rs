@@ -192,7 +192,8 @@ impl State {
     /// runs or waits (`TASK_RUNNING`, `TASK_CREATED`, `TASK_RERUN`; `TASK_RESUME` is not checked),
     /// new task rows for every task whose latest attempt did not complete, and one column update
     /// of the pipeline: `status = TASK_RERUN`. `beganAt` and `finishedAt` keep the previous
-    /// run's values (so the pipeline is not "pending", whose query wants `finished_at IS NULL`);
+    /// run's values until the runner picks it up (and `finishedAt` after that, so the pipeline is
+    /// never "pending", whose query wants `finished_at IS NULL`);
     /// the update goes through gorm's `Update`, which stamps `updatedAt`.
     pub(crate) fn rerun(&mut self, id: u64) -> ApiResult<Vec<Task>> {
         let p = self.pipeline(id)?;
@@ -283,8 +284,11 @@ impl State {
 
     /// The runner picking a queued pipeline, as DevLake's `dequeuePipeline`: only
     /// `TASK_CREATED`, `TASK_RERUN` and `TASK_RESUME` are dequeued; `status = TASK_RUNNING`,
-    /// `message` cleared, `beganAt` set only when it is null (a re-run or a resumed pipeline
-    /// keeps its first start); `finishedAt` is not touched (a re-run runs with the old one).
+    /// `message` cleared, `beganAt` = now at every start, a re-run's and a resumed pipeline's
+    /// included. (The Go code sets `began_at` "only when it is null", but it reads the pipeline
+    /// with `Select("id")`, so the field it tests is always null; v0.21 set it unconditionally.)
+    /// `finishedAt` is not touched: a re-run runs with the previous run's, so while it runs its
+    /// `beganAt` is later than its `finishedAt`.
     pub(crate) fn start(&mut self, id: u64) -> ApiResult<()> {
         let t = self.now();
         let p = self
@@ -298,7 +302,7 @@ impl State {
         }
         p.status = "TASK_RUNNING";
         p.message.clear();
-        p.began_at.get_or_insert(t);
+        p.began_at = Some(t);
         p.updated_at = t;
         p.stage = p.stage.max(1);
         let began = p.began_at;
