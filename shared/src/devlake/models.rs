@@ -342,7 +342,7 @@ pub mod status {
 }
 
 /// A pipeline.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Pipeline {
     pub id: u64,

@@ -11,18 +11,10 @@ fn at(minute: u32) -> DateTime<Utc> {
 fn pipeline(id: u64, blueprint_id: u64, status: &str, finished: Option<u32>) -> Pipeline {
     Pipeline {
         id,
-        name: String::new(),
         blueprint_id,
         status: status.into(),
-        created_at: None,
-        began_at: None,
         finished_at: finished.map(at),
-        updated_at: None,
-        message: String::new(),
-        error_name: String::new(),
-        spent_seconds: None,
-        labels: Vec::new(),
-        full_sync: false,
+        ..Pipeline::default()
     }
 }
 

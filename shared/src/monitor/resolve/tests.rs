@@ -6,18 +6,9 @@ use super::*;
 fn pipeline(id: u64, blueprint_id: u64) -> Pipeline {
     Pipeline {
         id,
-        name: String::new(),
         blueprint_id,
         status: "TASK_FAILED".into(),
-        created_at: None,
-        began_at: None,
-        finished_at: None,
-        updated_at: None,
-        message: String::new(),
-        error_name: String::new(),
-        spent_seconds: None,
-        labels: Vec::new(),
-        full_sync: false,
+        ..Pipeline::default()
     }
 }
 
